@@ -1,0 +1,33 @@
+# HaloDB — `make demo` and `make test` set up everything they need on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: install demo test typecheck bench bench-quick clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/halodb demo
+
+test: install
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q
+
+typecheck: install
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python benchmarks/bench_index.py --sizes 10000 100000
+
+bench-quick: install
+	$(BIN)/python benchmarks/bench_index.py --sizes 2000 10000
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache build dist *.egg-info

@@ -1,0 +1,200 @@
+"""Throughput of the DuckDB cache's sync apply (items/s); prints, asserts nothing.
+
+Run: ``python benchmarks/bench_cache_apply.py [--items 100000] [--keep DIR]``.
+
+Measures, on a fresh cache file:
+  * ``apply (cold)``: ``Cache.apply`` of one commit adding N items, including opening the
+    file, the transaction and the checkpoint when the connection closes;
+  * ``apply (incremental)``: a second commit changing 10% and removing 1% of the items;
+  * the split of the cold apply into plan flattening, item encoding/extraction and DuckDB;
+  * the alternative we did not pick: extracting the STAC fields in SQL with DuckDB's JSON
+    functions instead of in Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import duckdb  # noqa: E402
+import pyarrow as pa  # noqa: E402
+
+from halodb.cache import Cache, ChangeRecord, CommitRecord, ItemRecord, SyncPlan  # noqa: E402
+from halodb.cache.materialize import plan_columns  # noqa: E402
+from halodb.cache.stac_columns import encode_item, items_table  # noqa: E402
+
+T0 = datetime(2024, 9, 1, tzinfo=timezone.utc)
+PLATFORMS = ["HALO", "ATR", "METEOR", "BCO"]
+
+
+def fake_cid(text: str) -> str:
+    return "bafyrei" + hashlib.sha256(text.encode()).hexdigest()[:52]
+
+
+def make_item(i: int, rev: int = 0) -> dict[str, Any]:
+    """A STAC item shaped like what `halodb scan` makes of a CF/ACDD Zarr dataset (~1 KB)."""
+    start = T0 + timedelta(hours=i % 1000)
+    lon, lat = -60 + (i % 100) * 0.1, 10 + (i % 37) * 0.1
+    return {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "stac_extensions": [],
+        "id": f"HALO-{i:06d}",
+        "collection": PLATFORMS[i % 4],
+        "bbox": [lon, lat, lon + 1.5, lat + 1.0],
+        "geometry": {
+            "type": "Polygon",
+            "coordinates": [[[lon, lat], [lon + 1.5, lat], [lon + 1.5, lat + 1], [lon, lat + 1], [lon, lat]]],
+        },
+        "properties": {
+            "title": f"HALO flight {i} dropsondes, revision {rev}",
+            "description": "Dropsonde profiles of temperature, humidity and wind measured during ORCESTRA.",
+            "datetime": None,
+            "start_datetime": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "end_datetime": (start + timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "platform": PLATFORMS[i % 4],
+            "instruments": ["dropsonde", "radar", "lidar"][: 1 + i % 3],
+            "keywords": ["ORCESTRA", "PERCUSION", "dropsondes", "tropics"],
+            "license": "CC-BY-4.0",
+            "processing:level": "L2",
+        },
+        "links": [{"rel": "license", "href": "https://creativecommons.org/licenses/by/4.0/"}],
+        "assets": {
+            "data": {
+                "href": f"ipfs://{fake_cid(f'data-{i}-{rev}')}",
+                "type": "application/vnd+zarr",
+                "roles": ["data"],
+            }
+        },
+    }
+
+
+def record(i: int, rev: int = 0) -> ItemRecord:
+    item = make_item(i, rev)
+    return ItemRecord(
+        key=f"ds/{i:07d}",
+        item_cid=fake_cid(f"item-{i}-{rev}"),
+        data_cid=fake_cid(f"data-{i}-{rev}"),
+        path=f"products/{PLATFORMS[i % 4]}/{i:07d}.zarr",
+        item=item,
+    )
+
+
+def commit(n: int, changes: list[ChangeRecord], parents: list[str]) -> CommitRecord:
+    return CommitRecord(fake_cid(f"commit-{n}"), parents, fake_cid(f"index-{n}"), T0 + timedelta(days=n), "bench", f"commit {n}", changes)
+
+
+def sql_extraction(records: list[ItemRecord], db: Path) -> float:
+    """Seconds for the alternative: JSON text in, every field extracted by DuckDB's JSON functions."""
+    with Cache(db):
+        pass
+    t = time.perf_counter()
+    texts = [encode_item(r.item) for r in records]
+    table = pa.table({"item_cid": [r.item_cid for r in records], "j": pa.array(texts, pa.string())})
+    con = duckdb.connect(str(db))
+    con.execute("SET TimeZone = 'UTC'")
+    con.begin()
+    con.register("t", table)
+    con.execute(
+        """INSERT INTO stac_items
+        SELECT item_cid, e[1], e[2], TRY_CAST(e[3] AS TIMESTAMPTZ), TRY_CAST(e[4] AS TIMESTAMPTZ),
+               TRY_CAST(e[5] AS TIMESTAMPTZ), TRY_CAST(json_extract(j, '$.bbox') AS DOUBLE[]), e[6],
+               TRY_CAST(json_extract(j, '$.properties.instruments') AS VARCHAR[]), e[7],
+               TRY_CAST(json_extract(j, '$.properties.keywords') AS VARCHAR[]), j
+        FROM (SELECT item_cid, j, json_extract_string(j, ['$.id', '$.collection', '$.properties.datetime',
+              '$.properties.start_datetime', '$.properties.end_datetime', '$.properties.platform',
+              '$.properties.title']) AS e FROM t)"""
+    )
+    con.commit()
+    con.close()
+    return time.perf_counter() - t
+
+
+def python_extraction(records: list[ItemRecord], db: Path) -> float:
+    """Seconds for what the cache does: fields extracted in Python, timestamps cast in SQL."""
+    with Cache(db):
+        pass
+    t = time.perf_counter()
+    table = items_table([r.item_cid for r in records], [r.item for r in records])
+    con = duckdb.connect(str(db))
+    con.execute("SET TimeZone = 'UTC'")
+    con.begin()
+    con.register("t", table)
+    con.execute(
+        """INSERT INTO stac_items SELECT item_cid, id, collection, TRY_CAST(datetime_text AS TIMESTAMPTZ),
+        TRY_CAST(start_datetime_text AS TIMESTAMPTZ), TRY_CAST(end_datetime_text AS TIMESTAMPTZ),
+        bbox, platform, instruments, title, keywords, item FROM t"""
+    )
+    con.commit()
+    con.close()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--keep", type=Path, help="keep the cache files in this folder")
+    args = parser.parse_args()
+    n = args.items
+    work = args.keep or Path(tempfile.mkdtemp(prefix="halodb-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"duckdb {duckdb.__version__}, pyarrow {pa.__version__}, python {sys.version.split()[0]}, {n:,} items")
+
+    records = [record(i) for i in range(n)]
+    item_bytes = sum(len(encode_item(r.item)) for r in records[:1000]) / 1000
+    print(f"item JSON ~{item_bytes:.0f} bytes")
+    first = commit(0, [ChangeRecord(r.key, r) for r in records], [])
+    plan = SyncPlan("bench", first.cid, False, [first])
+
+    # split of the cold path (outside the cache, same code)
+    t = time.perf_counter()
+    cols = plan_columns(plan)
+    t_plan = time.perf_counter() - t
+    t = time.perf_counter()
+    items_table(list(cols.items), list(cols.items.values()))
+    t_items = time.perf_counter() - t
+
+    db = work / "bench.duckdb"
+    for p in (db, db.with_suffix(".duckdb.wal")):
+        p.unlink(missing_ok=True)
+    cache = Cache(db)
+    t = time.perf_counter()
+    cache.apply(plan)
+    t_cold = time.perf_counter() - t
+    print(f"apply (cold, 1 commit adding {n:,}): {t_cold:.2f} s = {n / t_cold:,.0f} items/s")
+    print(f"  of which plan flattening {t_plan:.2f} s, JSON encoding + field extraction {t_items:.2f} s, "
+          f"DuckDB (insert, commit, checkpoint) ~{t_cold - t_plan - t_items:.2f} s")
+
+    changed = [ChangeRecord(f"ds/{i:07d}", record(i, rev=1)) for i in range(0, n, 10)]
+    removed = [ChangeRecord(f"ds/{i:07d}", None) for i in range(5, n, 100)]
+    second = commit(1, changed + removed, [first.cid])
+    t = time.perf_counter()
+    cache.apply(SyncPlan("bench", second.cid, False, [second]))
+    t_inc = time.perf_counter() - t
+    k = len(second.changes)
+    print(f"apply (incremental, {len(changed):,} changed + {len(removed):,} removed): {t_inc:.2f} s = {k / t_inc:,.0f} changes/s")
+    state = cache.sync_state("bench")
+    print(f"  sync_state: {state}")
+    print(f"  file size: {db.stat().st_size / 1e6:.1f} MB")
+
+    t_py = python_extraction(records, work / "py.duckdb")
+    t_sql = sql_extraction(records, work / "sql.duckdb")
+    print(f"stac_items only, fields extracted in Python: {t_py:.2f} s = {n / t_py:,.0f} items/s (used)")
+    print(f"stac_items only, fields extracted in SQL:    {t_sql:.2f} s = {n / t_sql:,.0f} items/s")
+    cache.close()
+    if args.keep is None:
+        shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()

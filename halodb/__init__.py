@@ -1,0 +1,99 @@
+"""HaloDB: an inside-out database of field-campaign datasets.
+
+The whole state — STAC items, version history and lookup tables — is IPLD DAG-CBOR blocks;
+a name points at the newest version; clients materialize it into a local DuckDB cache.
+
+>>> import tempfile, halodb
+>>> reg = halodb.open(tempfile.mkdtemp(), create=True)
+>>> reg.head is None
+True
+"""
+
+from halodb.errors import (
+    BlockNotFoundError,
+    BlockStoreError,
+    CacheError,
+    CarError,
+    CIDError,
+    DAGError,
+    DecodeError,
+    EncodeError,
+    HaloDBError,
+    InputError,
+    InvalidItemError,
+    InvalidNameError,
+    IPLDError,
+    MigrationError,
+    MissingParentError,
+    NameConflictError,
+    NameNotFoundError,
+    NamingError,
+    NothingToCommitError,
+    PathConflictError,
+    QueryError,
+    ReadOnlyStoreError,
+    RegistryError,
+    SchemaError,
+    StoreURLError,
+    TimeOrderError,
+    UnknownKeyError,
+    VerificationError,
+)
+from typing import TYPE_CHECKING, Any
+
+from halodb.ipld import CID
+
+if TYPE_CHECKING:
+    from halodb.registry import LogEntry, Registry, Stage, default_home, open
+
+_LAZY = {"LogEntry", "Registry", "Stage", "default_home", "open"}
+
+
+def __getattr__(name: str) -> Any:
+    # The registry pulls in DuckDB and pyarrow; import it on first use so that the lower
+    # layers (ipld, blockstore, index) stay light to import.
+    if name in _LAZY:
+        from halodb import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'halodb' has no attribute {name!r}")
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BlockNotFoundError",
+    "BlockStoreError",
+    "CID",
+    "CIDError",
+    "CacheError",
+    "CarError",
+    "DAGError",
+    "DecodeError",
+    "EncodeError",
+    "HaloDBError",
+    "IPLDError",
+    "InputError",
+    "InvalidItemError",
+    "InvalidNameError",
+    "LogEntry",
+    "MigrationError",
+    "MissingParentError",
+    "NameConflictError",
+    "NameNotFoundError",
+    "NamingError",
+    "NothingToCommitError",
+    "PathConflictError",
+    "QueryError",
+    "ReadOnlyStoreError",
+    "Registry",
+    "RegistryError",
+    "SchemaError",
+    "Stage",
+    "StoreURLError",
+    "TimeOrderError",
+    "UnknownKeyError",
+    "VerificationError",
+    "__version__",
+    "default_home",
+    "open",
+]

@@ -1,0 +1,5 @@
+"""``python -m halodb`` runs the CLI."""
+
+from halodb.cli import main
+
+main()

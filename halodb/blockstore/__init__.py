@@ -1,0 +1,95 @@
+"""Block stores: one small interface, several backends, and CAR files.
+
+>>> import tempfile
+>>> from pathlib import Path
+>>> store = open_store("memory:", Path(tempfile.gettempdir()))
+>>> cid = store.put(b"hello", codec=0x55)
+>>> store.get(cid)
+b'hello'
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from halodb.blockstore.base import Block, BlockStore, StoreStats
+from halodb.blockstore.car import CarStore, import_car, read_car, write_car
+from halodb.blockstore.directory import DirectoryStore
+from halodb.blockstore.memory import MemoryStore
+from halodb.errors import StoreURLError
+
+__all__ = [
+    "Block",
+    "BlockStore",
+    "CarStore",
+    "DirectoryStore",
+    "MemoryStore",
+    "StoreStats",
+    "import_car",
+    "open_store",
+    "read_car",
+    "write_car",
+]
+
+SUPPORTED_URLS = (
+    "memory:",
+    "file:///absolute/path (or a plain path)",
+    "car:/path/to/file.car",
+)
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+
+
+def open_store(url: str | None, home: Path) -> BlockStore:
+    """Open the block store named by ``url`` (a ``--store`` option).
+
+    * None or ``""``: the default :class:`DirectoryStore` at ``home / "blocks"``
+    * ``memory:``: a fresh :class:`MemoryStore`
+    * ``file:///abs/path`` or a plain path (``~`` expanded): a :class:`DirectoryStore`
+    * ``car:/path/x.car``: a read-only :class:`CarStore`
+
+    Anything else raises :class:`~halodb.errors.StoreURLError`.
+
+    >>> type(open_store("memory:", Path("/tmp"))).__name__
+    'MemoryStore'
+    """
+    if not url:
+        return DirectoryStore(home / "blocks")
+    m = _SCHEME.match(url)
+    scheme = m.group(1).lower() if m else ""
+    if not m or (len(scheme) == 1 and sys.platform == "win32"):  # a path, maybe C:\...
+        return DirectoryStore(Path(url).expanduser())
+    if scheme == "memory" and url[len(scheme) + 1:] in ("", "//"):
+        return MemoryStore()
+    if scheme == "file":
+        return DirectoryStore(_file_url_path(url))
+    if scheme == "car":
+        rest = url[len(scheme) + 1:]
+        if rest.startswith("//"):
+            return CarStore(_file_url_path("file:" + rest, url))
+        if rest:
+            return CarStore(Path(unquote(rest)).expanduser())
+    raise _unsupported(url)
+
+
+def _file_url_path(url: str, original: str | None = None) -> Path:
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost") or not parts.path or parts.query or parts.fragment:
+        raise _unsupported(original or url, "expected file:///absolute/path")
+    path = unquote(parts.path)
+    if os.name == "nt" and re.match(r"^/[A-Za-z]:", path):  # pragma: no cover - Windows
+        path = path[1:]
+    return Path(path)
+
+
+def _unsupported(url: str, detail: str = "") -> StoreURLError:
+    extra = f" ({detail})" if detail else ""
+    return StoreURLError(
+        f"unsupported block store URL {url!r}{extra}. Supported now: {', '.join(SUPPORTED_URLS)}."
+        " Kubo RPC (kubo+http://) and HTTP gateway (https://) backends are not available yet.",
+        url=url,
+    )

@@ -1,0 +1,181 @@
+"""The block-store interface.
+
+A backend implements a handful of raw primitives (``_get``, ``_has``, ``_put``, and
+optionally their batched forms); everything that must be the same for every backend —
+CID verification on every read and write, counters, batching defaults, errors — lives
+here once. Capability flags say what a backend can do, and the shared conformance suite
+(``tests/blockstore_conformance.py``) reads them to pick its tests.
+
+>>> from halodb.blockstore import MemoryStore
+>>> store = MemoryStore()
+>>> cid = store.put(b"hello", codec=0x55)
+>>> store.get(cid)
+b'hello'
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import ClassVar, Self
+
+from halodb.errors import BlockNotFoundError, ReadOnlyStoreError
+from halodb.ipld import CID, DAG_CBOR, verify_block
+
+Block = tuple[CID, bytes]
+
+
+@dataclass
+class StoreStats:
+    """Counters of what went through a store (used by benchmarks and tests)."""
+
+    blocks_read: int = 0
+    bytes_read: int = 0
+    blocks_written: int = 0
+    bytes_written: int = 0
+
+    def reset(self) -> None:
+        self.blocks_read = self.bytes_read = self.blocks_written = self.bytes_written = 0
+
+
+class BlockStore(abc.ABC):
+    """A content-addressed store of blocks, keyed by :class:`~halodb.ipld.CID`."""
+
+    supports_writes: ClassVar[bool] = True
+    supports_deletes: ClassVar[bool] = False
+    supports_listing: ClassVar[bool] = False
+    #: a backend whose bytes are produced by this process (memory) may skip hashing reads
+    trusted_reads: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self.stats = StoreStats()
+
+    # -- what a backend implements ---------------------------------------------------
+    @abc.abstractmethod
+    def _get(self, cid: CID) -> bytes | None:
+        """The stored bytes of ``cid``, or None when absent. Not verified here."""
+
+    @abc.abstractmethod
+    def _has(self, cid: CID) -> bool:
+        """Whether ``cid`` is stored."""
+
+    def _put(self, cid: CID, data: bytes) -> None:
+        raise ReadOnlyStoreError(f"{self.describe()} does not support writes", store=self.describe())
+
+    def _get_many(self, cids: list[CID]) -> dict[CID, bytes]:
+        out: dict[CID, bytes] = {}
+        for cid in cids:
+            data = self._get(cid)
+            if data is not None:
+                out[cid] = data
+        return out
+
+    def _put_many(self, blocks: list[Block]) -> None:
+        for cid, data in blocks:
+            self._put(cid, data)
+
+    def _delete(self, cid: CID) -> None:
+        raise ReadOnlyStoreError(f"{self.describe()} does not support deletes", store=self.describe())
+
+    def _iter_cids(self) -> Iterator[CID]:
+        raise ReadOnlyStoreError(f"{self.describe()} does not support listing", store=self.describe())
+
+    def describe(self) -> str:
+        """A short human description (used in error messages)."""
+        return type(self).__name__
+
+    # -- the public interface: shared logic ----------------------------------------------
+    def get(self, cid: CID) -> bytes:
+        """The bytes of ``cid``, verified against it.
+
+        Raises :class:`BlockNotFoundError` or :class:`~halodb.errors.VerificationError`.
+        """
+        data = self._get(cid)
+        if data is None:
+            raise BlockNotFoundError(f"block {cid} is not in {self.describe()}", cid=cid)
+        self._check(cid, data)
+        return data
+
+    def get_many(self, cids: Iterable[CID]) -> dict[CID, bytes]:
+        """The verified bytes of every ``cid`` that is present; absent ones are left out."""
+        wanted = list(dict.fromkeys(cids))
+        found = self._get_many(wanted) if wanted else {}
+        for cid, data in found.items():
+            self._check(cid, data)
+        return found
+
+    def has(self, cid: CID) -> bool:
+        return self._has(cid)
+
+    def has_many(self, cids: Iterable[CID]) -> set[CID]:
+        """The subset of ``cids`` that is present."""
+        return {c for c in cids if self._has(c)}
+
+    def put(self, data: bytes, codec: int = DAG_CBOR) -> CID:
+        """Store ``data`` and return its CIDv1 (sha2-256)."""
+        cid = CID.for_bytes(data, codec)
+        self._require_writes()
+        self._put(cid, data)
+        self.stats.blocks_written += 1
+        self.stats.bytes_written += len(data)
+        return cid
+
+    def put_block(self, cid: CID, data: bytes) -> None:
+        """Store a block under a given CID, after checking that the bytes match it."""
+        self._require_writes()
+        verify_block(cid, data, source="put")
+        self._put(cid, data)
+        self.stats.blocks_written += 1
+        self.stats.bytes_written += len(data)
+
+    def put_many(self, blocks: Iterable[Block], *, verify: bool = True) -> int:
+        """Store many blocks in one batch; returns how many were given.
+
+        Blocks made by this process (``make_block``) may skip re-hashing with ``verify=False``.
+        Every block is verified before any is written, so a bad block writes nothing.
+        """
+        self._require_writes()
+        batch = list(blocks)
+        if verify:
+            for cid, data in batch:
+                verify_block(cid, data, source="put_many")
+        if batch:
+            self._put_many(batch)
+        self.stats.blocks_written += len(batch)
+        self.stats.bytes_written += sum(len(d) for _, d in batch)
+        return len(batch)
+
+    def delete(self, cid: CID) -> None:
+        if not self.supports_deletes:
+            raise ReadOnlyStoreError(f"{self.describe()} does not support deletes", store=self.describe())
+        self._delete(cid)
+
+    def iter_cids(self) -> Iterator[CID]:
+        """Every stored CID, in no particular order (only with ``supports_listing``)."""
+        if not self.supports_listing:
+            raise ReadOnlyStoreError(f"{self.describe()} does not support listing", store=self.describe())
+        return self._iter_cids()
+
+    def flush(self) -> None:
+        """Make every write so far durable (a no-op where writes are durable already)."""
+
+    def close(self) -> None:
+        """Release resources."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- helpers ------------------------------------------------------------------------
+    def _require_writes(self) -> None:
+        if not self.supports_writes:
+            raise ReadOnlyStoreError(f"{self.describe()} is read-only", store=self.describe())
+
+    def _check(self, cid: CID, data: bytes) -> None:
+        self.stats.blocks_read += 1
+        self.stats.bytes_read += len(data)
+        if not self.trusted_reads:
+            verify_block(cid, data, source=self.describe())

@@ -1,0 +1,447 @@
+"""CARv1 files: streaming read and write, a read-only store over a CAR, and import.
+
+A CARv1 file is a header followed by sections, each prefixed by an unsigned LEB128 varint
+length::
+
+    varint(len(header)) header                 header = DAG-CBOR {"roots": [links], "version": 1}
+    varint(len(cid) + len(block)) cid block    ... once per block
+
+Section CIDs may be CIDv0 (34 bytes: ``0x12 0x20`` + digest) or CIDv1 (varint version,
+varint codec, then the multihash: varint code, varint length, digest). Every block read is
+verified against its CID (sha2-256 only; other hash functions are not trusted).
+
+Errors: :class:`~halodb.errors.CarError` for a malformed or truncated file, with ``.path``
+(the file, or None for a file object) and ``.offset`` (the byte offset where the element
+at fault starts: the header, a section, or a varint); :class:`~halodb.errors.VerificationError` when a block's bytes do not
+match its CID. A CARv1 has no end marker: a file cut exactly at a section boundary is a
+valid, shorter CAR. :func:`import_car` catches that case for DAGs by checking that every
+block reachable from the roots is present.
+
+>>> import io
+>>> from halodb.ipld import make_block
+>>> cid, data = make_block({"hello": "world"})
+>>> buf = io.BytesIO()
+>>> write_car(buf, [cid], [(cid, data)])
+1
+>>> _ = buf.seek(0)
+>>> roots, blocks = read_car(buf)
+>>> roots == [cid] and list(blocks) == [(cid, data)]
+True
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from halodb.blockstore.base import Block, BlockStore
+from halodb.errors import BlockStoreError, CarError, CIDError, DecodeError
+from halodb.ipld import CID, DAG_CBOR, decode, encode, verify_block
+
+CarSource = str | os.PathLike[str] | BinaryIO
+
+#: a header larger than this is rejected as malformed (go-car uses the same limit)
+MAX_HEADER_SIZE = 32 << 20
+_CHUNK = 1 << 20
+_TAG42 = b"\xd8\x2a"
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+# -- writing -------------------------------------------------------------------------------
+def write_car(target: CarSource, roots: list[CID], blocks: Iterable[Block]) -> int:
+    """Write a CARv1 with ``roots`` and ``blocks`` (streamed); returns the number of blocks.
+
+    Given a path, the file appears atomically (temporary file + rename) and only when every
+    block was written. Blocks are written as given (not verified; read them from a
+    verifying store).
+
+    >>> import io
+    >>> write_car(io.BytesIO(), [], [])
+    0
+    """
+    if isinstance(target, (str, os.PathLike)):
+        path = Path(target)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                n = _write_car(f, roots, blocks)
+            os.replace(tmp, path)
+        except BaseException as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            if isinstance(exc, OSError):
+                raise CarError(f"cannot write CAR file {path}: {exc}", path=path, offset=None) from exc
+            raise
+        return n
+    return _write_car(target, roots, blocks)
+
+
+def _write_car(f: BinaryIO, roots: list[CID], blocks: Iterable[Block]) -> int:
+    header = encode({"roots": list(roots), "version": 1})
+    f.write(_varint(len(header)) + header)
+    n = 0
+    for cid, data in blocks:
+        buf = cid.buffer
+        f.write(_varint(len(buf) + len(data)))
+        f.write(buf)
+        f.write(data)
+        n += 1
+    return n
+
+
+# -- reading -------------------------------------------------------------------------------
+class _Reader:
+    """Parses a CARv1 stream, tracking the offset for error messages."""
+
+    def __init__(self, f: BinaryIO, path: Path | None) -> None:
+        self.f = f
+        self.path = path
+        self.pos = 0
+
+    def where(self, offset: int) -> str:
+        name = f"CAR file {self.path}" if self.path is not None else "CAR stream"
+        return f"{name}, byte {offset}"
+
+    def error(self, message: str, offset: int) -> CarError:
+        return CarError(f"{self.where(offset)}: {message}", path=self.path, offset=offset)
+
+    def read(self, n: int, start: int, what: str) -> bytes:
+        """Exactly ``n`` bytes, or a truncation error naming the element that began at ``start``."""
+        if n <= _CHUNK:
+            data = self.f.read(n)
+            if len(data) == n:
+                self.pos += n
+                return data
+            parts = [data]
+            got = len(data)
+        else:
+            parts, got = [], 0
+        while got < n:
+            chunk = self.f.read(min(n - got, _CHUNK))
+            if not chunk:
+                raise self.error(f"truncated {what}: expected {n} bytes, found {got}", start)
+            parts.append(chunk)
+            got += len(chunk)
+        self.pos += n
+        return b"".join(parts)
+
+    def skip(self, n: int, start: int, what: str, size: int) -> None:
+        if self.pos + n > size:
+            raise self.error(f"truncated {what}: expected {n} bytes, found {size - self.pos}", start)
+        self.f.seek(n, os.SEEK_CUR)
+        self.pos += n
+
+    def varint(self, what: str, *, eof_ok: bool = False) -> int | None:
+        """An unsigned varint (at most 9 bytes, minimally encoded); None at a clean EOF."""
+        start = self.pos
+        value = shift = 0
+        for i in range(9):
+            b = self.f.read(1)
+            if not b:
+                if i == 0 and eof_ok:
+                    return None
+                raise self.error(f"truncated varint ({what})", start)
+            self.pos += 1
+            byte = b[0]
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                if byte == 0 and i > 0:
+                    raise self.error(f"bad varint ({what}): not minimally encoded", start)
+                return value
+            shift += 7
+        raise self.error(f"bad varint ({what}): longer than 9 bytes", start)
+
+    def header(self) -> list[CID]:
+        n = self.varint("header length")
+        assert n is not None
+        if n == 0 or n > MAX_HEADER_SIZE:
+            raise self.error(f"bad header: length {n}", 0)
+        start = self.pos
+        raw = self.read(n, 0, "header")
+        try:
+            value = decode(raw)
+        except DecodeError as exc:
+            raise self.error(f"bad header: not DAG-CBOR ({exc})", start) from None
+        if not isinstance(value, dict):
+            raise self.error(f"bad header: expected a map, got {type(value).__name__}", start)
+        version = value.get("version")
+        if version != 1 or type(version) is not int:
+            raise self.error(f"bad header: version {version!r}, only CARv1 is supported", start)
+        roots = value.get("roots")
+        if not isinstance(roots, list) or not all(isinstance(r, CID) for r in roots):
+            raise self.error("bad header: 'roots' must be a list of links", start)
+        return roots
+
+    def cid(self, start: int, body: int, length: int) -> CID:
+        """Parse the CID that opens the section at ``start`` whose body of ``length`` bytes is at ``body``."""
+        end = body + length
+        first = self.read(1, start, "section CID")
+        if first[0] == 0x12:  # CIDv0: a bare sha2-256 multihash
+            if body + 34 > end:
+                raise self.error("bad CID: CIDv0 longer than its section", start)
+            rest = self.read(33, start, "section CID")
+            if rest[0] != 0x20:
+                raise self.error("bad CID: CIDv0 must be a 32-byte sha2-256 multihash", start)
+            buf = first + rest
+        else:
+            if first[0] != 1:
+                raise self.error(f"bad CID: unknown CID version (first byte 0x{first[0]:02x})", start)
+            head = bytearray(first)
+            size = 0
+            for what in ("codec", "multihash code", "digest length"):
+                size = self._cid_varint(what, start, end)
+                head += _varint(size)  # varints are minimal, so this re-encodes them exactly
+            if self.pos + size > end:
+                raise self.error("bad CID: digest longer than its section", start)
+            buf = bytes(head) + self.read(size, start, "section CID")
+        try:
+            return CID.parse(buf)
+        except CIDError as exc:
+            raise self.error(f"bad CID: {exc}", start) from None
+
+    def _cid_varint(self, what: str, start: int, end: int) -> int:
+        v = self.varint(f"CID {what}")
+        assert v is not None
+        if self.pos > end:
+            raise self.error("bad CID: longer than its section", start)
+        return v
+
+    def section(self) -> tuple[int, CID, int] | None:
+        """``(section offset, cid, block length)`` or None at the end of the file."""
+        start = self.pos
+        n = self.varint("section length", eof_ok=True)
+        if n is None:
+            return None
+        if n == 0:
+            raise self.error("bad section: length 0", start)
+        body = self.pos
+        cid = self.cid(start, body, n)
+        return start, cid, n - (self.pos - body)
+
+
+def _open(source: CarSource) -> tuple[BinaryIO, Path | None, bool]:
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        try:
+            return open(path, "rb"), path, True
+        except OSError as exc:
+            raise CarError(f"cannot open CAR file {path}: {exc}", path=path, offset=0) from exc
+    return source, None, False
+
+
+def read_car(source: CarSource) -> tuple[list[CID], Iterator[Block]]:
+    """Read a CARv1: its roots now, then its blocks lazily, each verified against its CID.
+
+    The header is read before this returns; a bad section raises when the iterator reaches
+    it. A file opened from a path is closed when the iterator is exhausted or closed.
+
+    >>> import io
+    >>> buf = io.BytesIO()
+    >>> _ = write_car(buf, [], [])
+    >>> roots, blocks = read_car(io.BytesIO(buf.getvalue()))
+    >>> roots, list(blocks)
+    ([], [])
+    """
+    f, path, owned = _open(source)
+    try:
+        reader = _Reader(f, path)
+        roots = reader.header()
+    except BaseException:
+        if owned:
+            f.close()
+        raise
+    return roots, _iter_blocks(reader, owned)
+
+
+def _iter_blocks(reader: _Reader, owned: bool) -> Iterator[Block]:
+    try:
+        while True:
+            sec = reader.section()
+            if sec is None:
+                return
+            start, cid, size = sec
+            data = reader.read(size, start, "block")
+            if not cid.verify(data):  # name the place only on failure: this loop is hot
+                verify_block(cid, data, source=reader.where(start))
+            yield cid, data
+    finally:
+        if owned:
+            reader.f.close()
+
+
+# -- a read-only store over a CAR file ---------------------------------------------------
+class CarStore(BlockStore):
+    """A read-only block store over one CARv1 file, indexed on open, read on demand.
+
+    Opening reads every section header (not the block bytes) and raises
+    :class:`~halodb.errors.CarError` for a malformed or truncated file. Blocks are verified
+    when read, like in every store.
+
+    >>> import tempfile
+    >>> from halodb.ipld import make_block
+    >>> cid, data = make_block([1, 2, 3])
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = write_car(Path(tmp) / "x.car", [cid], [(cid, data)])
+    ...     with CarStore(Path(tmp) / "x.car") as store:
+    ...         print(store.roots == [cid], store.get(cid) == data)
+    True True
+    """
+
+    supports_writes = False
+    supports_listing = True
+
+    def __init__(self, path: Path | str) -> None:
+        super().__init__()
+        self.path = Path(path)
+        f, _, _ = _open(self.path)
+        self._file: BinaryIO | None = f
+        self._lock = threading.Lock()
+        self._index: dict[CID, tuple[int, int]] = {}
+        try:
+            size = os.fstat(f.fileno()).st_size
+            reader = _Reader(f, self.path)
+            self.roots: list[CID] = reader.header()
+            while (sec := reader.section()) is not None:
+                start, cid, length = sec
+                offset = reader.pos
+                reader.skip(length, start, "block", size)
+                self._index.setdefault(cid, (offset, length))
+        except BaseException:
+            f.close()
+            self._file = None
+            raise
+
+    def locate(self, cid: CID) -> tuple[int, int] | None:
+        """``(offset, length)`` of the block bytes of ``cid`` in the file, or None."""
+        return self._index.get(cid)
+
+    def describe(self) -> str:
+        return f"CAR file {self.path}"
+
+    def _read_at(self, offset: int, length: int) -> bytes:
+        f = self._file
+        if f is None:
+            raise BlockStoreError(f"{self.describe()} is closed", path=self.path)
+        pread = getattr(os, "pread", None)
+        if pread is not None:
+            data: bytes = pread(f.fileno(), length, offset)
+        else:  # pragma: no cover - Windows
+            with self._lock:
+                f.seek(offset)
+                data = f.read(length)
+        if len(data) != length:
+            raise CarError(
+                f"{self.describe()}, byte {offset}: block truncated since the file was opened",
+                path=self.path,
+                offset=offset,
+            )
+        return data
+
+    def _get(self, cid: CID) -> bytes | None:
+        loc = self._index.get(cid)
+        if loc is None:
+            return None
+        return self._read_at(*loc)
+
+    def _has(self, cid: CID) -> bool:
+        return cid in self._index
+
+    def _iter_cids(self) -> Iterator[CID]:
+        return iter(list(self._index))
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+# -- import --------------------------------------------------------------------------------
+def import_car(store: BlockStore, source: CarSource) -> list[CID]:
+    """Import a whole CAR into ``store`` in one batch and return its roots.
+
+    Every block is verified and the CAR must be complete: it parses to its end, and every
+    root and every block linked (through DAG-CBOR links) from the roots is in the CAR or
+    already in ``store``. Otherwise nothing is written and :class:`CarError` (or
+    :class:`~halodb.errors.VerificationError`) is raised.
+
+    >>> import io
+    >>> from halodb.blockstore.memory import MemoryStore
+    >>> from halodb.ipld import make_block
+    >>> cid, data = make_block({"a": 1})
+    >>> buf = io.BytesIO()
+    >>> _ = write_car(buf, [cid], [(cid, data)])
+    >>> store = MemoryStore()
+    >>> import_car(store, io.BytesIO(buf.getvalue())) == [cid] and store.has(cid)
+    True
+    """
+    roots, it = read_car(source)
+    blocks: dict[CID, bytes] = {}
+    for cid, data in it:
+        blocks.setdefault(cid, data)
+    missing = _missing_links(roots, blocks, store)
+    if missing is not None:
+        cid, parent = missing
+        where = f"CAR file {source}" if isinstance(source, (str, os.PathLike)) else "CAR stream"
+        linked = "is a root" if parent is None else f"is linked from {parent}"
+        raise CarError(
+            f"{where} is incomplete (truncated?): block {cid} {linked} but is neither in the CAR"
+            " nor in the store; nothing was imported",
+            path=Path(source) if isinstance(source, (str, os.PathLike)) else None,
+            offset=None,
+            cid=cid,
+        )
+    store.put_many(blocks.items(), verify=False)
+    return roots
+
+
+def _missing_links(roots: list[CID], blocks: dict[CID, bytes], store: BlockStore) -> tuple[CID, CID | None] | None:
+    """The first ``(cid, parent)`` reachable from ``roots`` that is neither in ``blocks`` nor ``store``."""
+    seen: set[CID] = set()
+    stack: list[tuple[CID, CID | None]] = [(r, None) for r in reversed(roots)]
+    while stack:
+        cid, parent = stack.pop()
+        if cid in seen:
+            continue
+        seen.add(cid)
+        data = blocks.get(cid)
+        if data is None:
+            if not store.has(cid):
+                return cid, parent
+            continue  # already stored: its subtree was imported before
+        if cid.codec != DAG_CBOR or _TAG42 not in data:
+            continue
+        for link in _links(decode(data, cid=cid)):
+            if link not in seen:
+                stack.append((link, cid))
+    return None
+
+
+def _links(value: Any) -> Iterator[CID]:
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, CID):
+            yield v
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)

@@ -1,0 +1,82 @@
+"""Opening the cache file: short-lived connections, retried while another process holds it.
+
+DuckDB lets ONE process open a database file read-write, or any number of processes open
+it read-only, never both at once (an OS file lock; see the DuckDB concurrency docs). The
+cache therefore never keeps a connection open between operations: every operation opens
+a connection, does its work and closes it, so a writer holds the file only while it
+applies a sync (or migrates), and readers only for the length of one query. A process
+that finds the file locked retries with backoff until ``timeout`` and then raises
+:class:`~halodb.errors.CacheLockedError`.
+
+>>> import tempfile, pathlib
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "cache.duckdb"
+>>> con = open_connection(path, read_only=False, timeout=1.0)
+>>> con.execute("SELECT current_setting('TimeZone')").fetchone()
+('UTC',)
+>>> con.close()
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import duckdb
+
+from halodb.errors import CacheError, CacheLockedError
+
+__all__ = ["is_lock_conflict", "open_connection"]
+
+_LOCK_MARKERS = ("could not set lock on file", "conflicting lock is held")
+
+
+def is_lock_conflict(exc: BaseException) -> bool:
+    """True when ``exc`` is DuckDB saying another process holds the file lock.
+
+    >>> is_lock_conflict(duckdb.IOException('IO Error: Could not set lock on file "x"'))
+    True
+    """
+    text = str(exc).lower()
+    return isinstance(exc, duckdb.Error) and any(marker in text for marker in _LOCK_MARKERS)
+
+
+def open_connection(path: Path, *, read_only: bool, timeout: float) -> duckdb.DuckDBPyConnection:
+    """Connect to the cache file, retrying for up to ``timeout`` seconds while it is locked.
+
+    The session time zone is set to UTC so that TIMESTAMPTZ values and bare date literals
+    mean the same on every machine.
+
+    >>> import tempfile, pathlib
+    >>> open_connection(pathlib.Path(tempfile.mkdtemp()) / "absent.duckdb", read_only=True, timeout=0.1)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    halodb.errors.CacheError: no cache at .../absent.duckdb
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        if read_only and not path.exists():
+            raise CacheError(f"no cache at {path}", path=path)
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+        except duckdb.Error as exc:
+            remaining = deadline - time.monotonic()
+            if not is_lock_conflict(exc):
+                raise CacheError(f"cannot open cache {path}: {exc}", path=path) from exc
+            if remaining <= 0:
+                mode = "read-only" if read_only else "read-write"
+                raise CacheLockedError(
+                    f"cache {path} is locked by another process (a sync writing it, or readers while a "
+                    f"sync waits); could not open it {mode} within {timeout:g} s: {exc}",
+                    path=path,
+                    timeout=timeout,
+                ) from exc
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.2)
+            continue
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+        except duckdb.Error as exc:
+            con.close()
+            raise CacheError(f"cannot configure cache connection to {path}: {exc}", path=path) from exc
+        return con

@@ -1,0 +1,261 @@
+"""The :class:`Cache`: a DuckDB file holding the materialized index and its history.
+
+Concurrency: DuckDB allows one read-write process OR many read-only processes per file.
+A :class:`Cache` therefore holds no connection between calls (unless inside
+:meth:`Cache.session`): each call opens the file, works, and closes it. A sync holds the
+file only while :meth:`Cache.apply` runs (not while it fetches blocks); a ``halodb sql``
+in another process that finds the file locked retries until ``lock_timeout`` and then
+raises :class:`~halodb.errors.CacheLockedError`. See ``halodb/cache/connect.py``.
+
+>>> import tempfile, pathlib
+>>> from datetime import datetime, timezone
+>>> from halodb.cache.records import ChangeRecord, CommitRecord, ItemRecord, SyncPlan
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "cache.duckdb"
+>>> item = ItemRecord("halo/flight-1", "bafyitem", "bafydata", "products/HALO/f1.zarr", {"id": "f1"})
+>>> commit = CommitRecord("bafyc1", [], "bafyi1", datetime(2024, 9, 1, tzinfo=timezone.utc), "me", "add",
+...                       [ChangeRecord(item.key, item)])
+>>> with Cache(path) as cache:
+...     cache.apply(SyncPlan("orcestra", "bafyc1", False, [commit]))
+...     cache.sql("SELECT key, data_cid FROM items")
+(['key', 'data_cid'], [('halo/flight-1', 'bafydata')])
+>>> with Cache(path, read_only=True) as cache:
+...     cache.cid_at("products/HALO/f1.zarr", datetime(2024, 9, 2, tzinfo=timezone.utc))
+'bafydata'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import duckdb
+
+from halodb.cache import materialize
+from halodb.cache.connect import open_connection
+from halodb.cache.migrate import latest_version, load_migrations, migrate, pending
+from halodb.cache.records import SyncPlan, SyncState
+from halodb.errors import CacheError, QueryError
+
+__all__ = ["Cache"]
+
+#: default seconds to wait for another process to release the file
+DEFAULT_LOCK_TIMEOUT = 30.0
+
+
+class Cache:
+    """The local DuckDB cache of one or more HaloDB names.
+
+    ``Cache(path)`` creates the file if needed and applies pending migrations;
+    ``Cache(path, read_only=True)`` never writes and requires an up-to-date schema.
+
+    >>> import tempfile, pathlib
+    >>> with Cache(pathlib.Path(tempfile.mkdtemp()) / "c.duckdb") as cache:
+    ...     cache.sync_states()
+    []
+    """
+
+    def __init__(self, path: Path | str, *, read_only: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        self.lock_timeout = lock_timeout
+        self._held: duckdb.DuckDBPyConnection | None = None
+        self._closed = False
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        migrations = load_migrations()
+        with self._connection() as con:
+            if read_only:
+                todo = pending(con, migrations)
+                if todo:
+                    raise CacheError(
+                        f"cache {self.path} has an old schema (needs migration {todo[0].version:03d}"
+                        f"..{latest_version(migrations):03d}); open it read-write once to migrate",
+                        path=self.path,
+                    )
+            else:
+                migrate(con, migrations)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the cache (and the connection of an open :meth:`session`). Idempotent."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            held.close()
+        self._closed = True
+
+    def __enter__(self) -> Cache:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "read-only" if self.read_only else "read-write"
+        return f"Cache({str(self.path)!r}, {mode})"
+
+    @contextmanager
+    def session(self) -> Iterator[Cache]:
+        """Keep one connection open for many calls (faster, but blocks other processes).
+
+        Opening a connection costs ~15 ms; a loop of :meth:`cid_at` calls should run in a
+        session. While it is open, other processes cannot write (read-only session) or do
+        anything (read-write session) with the file.
+
+        >>> import tempfile, pathlib
+        >>> from datetime import datetime, timezone
+        >>> cache = Cache(pathlib.Path(tempfile.mkdtemp()) / "c.duckdb")
+        >>> with cache.session():
+        ...     [cache.cid_at(k, datetime.now(timezone.utc)) for k in ("a", "b")]
+        [None, None]
+        """
+        if self._held is not None:
+            yield self
+            return
+        self._check_open()
+        self._held = open_connection(self.path, read_only=self.read_only, timeout=self.lock_timeout)
+        try:
+            yield self
+        finally:
+            held, self._held = self._held, None
+            if held is not None:
+                held.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self._check_open()
+        if self._held is not None:
+            yield self._held
+            return
+        con = open_connection(self.path, read_only=self.read_only, timeout=self.lock_timeout)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CacheError(f"cache {self.path} is closed", path=self.path)
+
+    # -- writing --------------------------------------------------------------------------
+    def apply(self, plan: SyncPlan) -> None:
+        """Apply a sync plan in ONE transaction; on error the cache is unchanged (CacheError).
+
+        >>> import tempfile, pathlib
+        >>> cache = Cache(pathlib.Path(tempfile.mkdtemp()) / "c.duckdb")
+        >>> cache.apply(SyncPlan("empty", "bafyhead", reset=True, commits=[]))
+        >>> cache.current_head("empty")
+        'bafyhead'
+        """
+        if self.read_only:
+            raise CacheError(f"cache {self.path} is open read-only; cannot apply a sync", path=self.path)
+        with self._connection() as con:
+            materialize.apply_plan(con, plan, now=datetime.now(timezone.utc))
+
+    # -- reading --------------------------------------------------------------------------
+    def sql(self, query: str, params: list[Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run one SQL statement; return (column names, rows). QueryError (``.sql``) on failure.
+
+        >>> import tempfile, pathlib
+        >>> Cache(pathlib.Path(tempfile.mkdtemp()) / "c.duckdb").sql("SELECT ? + 1 AS n", [41])
+        (['n'], [(42,)])
+        """
+        with self._connection() as con:
+            try:
+                cursor = con.execute(query, params)
+                if cursor.description is None:
+                    return [], []
+                columns = [d[0] for d in cursor.description]
+                return columns, cursor.fetchall()
+            except duckdb.Error as exc:
+                raise QueryError(f"query failed: {exc}", sql=query, params=params) from exc
+
+    def sync_state(self, name: str) -> SyncState | None:
+        """What the cache holds for ``name``, or None if it was never synced.
+
+        >>> import tempfile, pathlib
+        >>> Cache(pathlib.Path(tempfile.mkdtemp()) / "c.duckdb").sync_state("nobody") is None
+        True
+        """
+        states = self._sync_states(name)
+        return states[0] if states else None
+
+    def sync_states(self) -> list[SyncState]:
+        """What the cache holds for every synced name, by name."""
+        return self._sync_states(None)
+
+    def _sync_states(self, name: str | None) -> list[SyncState]:
+        with self._connection() as con:
+            rows = con.execute(
+                "SELECT name, head, synced_at, commits, items FROM sync_state WHERE $name IS NULL OR name = $name ORDER BY name",
+                {"name": name},
+            ).fetchall()
+        return [SyncState(r[0], r[1], _utc(r[2]), int(r[3]), int(r[4])) for r in rows]
+
+    def synced_commits(self, name: str) -> set[str]:
+        """The CIDs of the commits already applied for ``name``.
+
+        >>> import tempfile, pathlib
+        >>> Cache(pathlib.Path(tempfile.mkdtemp()) / "c.duckdb").synced_commits("nobody")
+        set()
+        """
+        with self._connection() as con:
+            return {r[0] for r in con.execute("SELECT cid FROM name_commits WHERE name = ?", [name]).fetchall()}
+
+    def current_head(self, name: str) -> str | None:
+        """The head commit CID the cache is synced to for ``name``, or None.
+
+        >>> import tempfile, pathlib
+        >>> Cache(pathlib.Path(tempfile.mkdtemp()) / "c.duckdb").current_head("nobody") is None
+        True
+        """
+        with self._connection() as con:
+            row = con.execute("SELECT head FROM sync_state WHERE name = ?", [name]).fetchone()
+        return None if row is None else str(row[0])
+
+    def cid_at(self, key_or_path: str, when: datetime, name: str | None = None) -> str | None:
+        """The data CID the dataset had at ``when``, per the synced history; None if none.
+
+        ``key_or_path`` is a dataset key, or, when no version of any dataset has that key,
+        a path in the campaign tree. A naive ``when`` is taken as UTC. Without ``name`` all
+        names are searched; if they disagree a :class:`CacheError` says which names to pick.
+
+        >>> import tempfile, pathlib
+        >>> from datetime import datetime, timezone
+        >>> Cache(pathlib.Path(tempfile.mkdtemp()) / "c.duckdb").cid_at("x", datetime(2024, 9, 1)) is None
+        True
+        """
+        if when.tzinfo is None or when.utcoffset() is None:
+            when = when.replace(tzinfo=timezone.utc)
+        params: dict[str, Any] = {"x": key_or_path, "ts": when, "name": name}
+        with self._connection() as con:
+            by_key = con.execute(
+                "SELECT EXISTS (SELECT 1 FROM item_versions WHERE key = $x AND ($name IS NULL OR name = $name))",
+                {"x": key_or_path, "name": name},
+            ).fetchone()
+            column = "key" if by_key and by_key[0] else "path"
+            rows = con.execute(
+                f"""SELECT DISTINCT name, data_cid FROM item_versions
+                WHERE {column} = $x AND ($name IS NULL OR name = $name)
+                  AND valid_from <= $ts AND (valid_to IS NULL OR $ts < valid_to)
+                ORDER BY name, data_cid""",
+                params,
+            ).fetchall()
+        cids = {r[1] for r in rows}
+        if len(cids) > 1:
+            found = ", ".join(f"{r[0]}: {r[1]}" for r in rows)
+            raise CacheError(
+                f"{key_or_path!r} had different data CIDs at {when.isoformat()} ({found}); pass a name",
+                key=key_or_path,
+                names=sorted({r[0] for r in rows}),
+            )
+        return None if not rows else rows[0][1]
+
+
+def _utc(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    raise CacheError(f"expected a timestamp in the cache, found {value!r}")

@@ -1,0 +1,106 @@
+"""The values the cache is fed with and answers with: plain frozen dataclasses.
+
+The sync layer turns a diff of two index versions into a :class:`SyncPlan` (commits,
+oldest first, each with its :class:`ChangeRecord` list) and hands it to
+:meth:`halodb.cache.Cache.apply`; :class:`SyncState` is what the cache remembers per name.
+
+>>> from datetime import datetime, timezone
+>>> item = ItemRecord(key="halo/flight-1", item_cid="bafyitem", data_cid="bafydata",
+...                   path="products/HALO/flight-1.zarr", item={"id": "flight-1"})
+>>> commit = CommitRecord(cid="bafycommit", parents=[], index="bafyindex",
+...                       time=datetime(2024, 9, 1, tzinfo=timezone.utc), author="me",
+...                       message="first", changes=[ChangeRecord(item.key, item)])
+>>> plan = SyncPlan(name="orcestra", head="bafycommit", reset=False, commits=[commit])
+>>> plan.commits[0].changes[0].new.path
+'products/HALO/flight-1.zarr'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = ["ChangeRecord", "CommitRecord", "ItemRecord", "SyncPlan", "SyncState"]
+
+
+@dataclass(frozen=True)
+class ItemRecord:
+    """One dataset as of some version: its key, STAC item (and its block CID), data CID and path.
+
+    >>> ItemRecord("k", "bafyitem", None, None, {"id": "x"}).data_cid is None
+    True
+    """
+
+    key: str
+    item_cid: str
+    data_cid: str | None
+    path: str | None
+    item: dict[str, Any]  #: the STAC Item JSON
+
+
+@dataclass(frozen=True)
+class ChangeRecord:
+    """One key that differs from the previous version: ``new`` None = removed, else added/changed.
+
+    >>> ChangeRecord("k", None).new is None
+    True
+    """
+
+    key: str
+    new: ItemRecord | None
+
+
+@dataclass(frozen=True)
+class CommitRecord:
+    """One commit of a name's history with its changes relative to the commit before it.
+
+    "Before it" is the previous commit in the plan, or for the first commit of a plan the
+    head the cache has synced (or nothing, when the plan resets or the name is new).
+
+    >>> from datetime import datetime, timezone
+    >>> c = CommitRecord("bafyc", [], "bafyi", datetime(2024, 9, 1, tzinfo=timezone.utc), "a", "m", [])
+    >>> c.time.isoformat()
+    '2024-09-01T00:00:00+00:00'
+    """
+
+    cid: str
+    parents: list[str]
+    index: str
+    time: datetime  #: timezone-aware (UTC)
+    author: str
+    message: str
+    changes: list[ChangeRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    """What to apply for one name, oldest commit first.
+
+    ``reset=True`` means the history was rewritten: forget everything cached for ``name``
+    first, then apply ``commits`` starting from an empty index.
+
+    >>> SyncPlan("orcestra", head="bafyc", reset=True, commits=[]).reset
+    True
+    """
+
+    name: str
+    head: str
+    reset: bool
+    commits: list[CommitRecord]
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """What the cache holds for one name: head, last sync time, number of commits and items.
+
+    >>> from datetime import datetime, timezone
+    >>> SyncState("orcestra", "bafyc", datetime(2024, 9, 1, tzinfo=timezone.utc), 3, 245).items
+    245
+    """
+
+    name: str
+    head: str
+    synced_at: datetime
+    commits: int
+    items: int

@@ -1,0 +1,371 @@
+"""The ``halodb`` command line: a thin layer over :mod:`halodb.registry`.
+
+Exit codes: 0 success; 1 "no answer" (``at`` found no CID); 2 an error (the message on
+stderr says what and where).
+
+>>> from click.testing import CliRunner
+>>> CliRunner().invoke(cli, ["--help"]).exit_code
+0
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterator
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import click
+
+import halodb
+from halodb import stac
+from halodb.errors import HaloDBError
+from halodb.registry import Registry
+from halodb.scan.tree import load_tree, load_tree_history
+
+
+class Context:
+    def __init__(self, home: str | None, store: str | None, cache: str | None) -> None:
+        self.home, self.store, self.cache = home, store, cache
+        self._reg: Registry | None = None
+
+    def registry(self, create: bool = False) -> Registry:
+        if self._reg is None:
+            self._reg = halodb.open(self.home, store=self.store, cache=self.cache, create=create)
+        return self._reg
+
+    def close(self) -> None:
+        if self._reg is not None:
+            self._reg.close()
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def _emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=_json_default, ensure_ascii=False))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, (bytes, bytearray)):
+        return value.hex()
+    return str(value)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--home", envvar="HALODB_HOME", type=click.Path(file_okay=False), help="Registry home [env HALODB_HOME; default ~/.local/share/halodb].")
+@click.option("--store", envvar="HALODB_STORE", help="Block-store URL [env HALODB_STORE; default: the local store in the home].")
+@click.option("--cache", envvar="HALODB_CACHE", type=click.Path(dir_okay=False), help="DuckDB cache file [env HALODB_CACHE; default HOME/cache.duckdb].")
+@click.version_option(halodb.__version__, prog_name="halodb")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None, store: str | None, cache: str | None) -> None:
+    """HaloDB: a versioned registry of field-campaign datasets, stored on IPFS, queried with SQL."""
+    obj = Context(home, store, cache)
+    ctx.obj = obj
+    ctx.call_on_close(obj.close)
+
+
+@cli.command()
+@pass_ctx
+def init(ctx: Context) -> None:
+    """Create a registry in the home folder (idempotent)."""
+    reg = ctx.registry(create=True)
+    click.echo(f"registry ready in {reg.home}")
+
+
+@cli.command()
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--collection", "-c", help="Collection of the items (overrides the item's own).")
+@click.option("--json", "as_json", is_flag=True, help="Print the staged keys as JSON.")
+@pass_ctx
+def add(ctx: Context, sources: tuple[str, ...], collection: str | None, as_json: bool) -> None:
+    """Stage STAC items: JSON files, folders, or - for newline-delimited JSON on stdin."""
+    reg = ctx.registry()
+    keys = reg.add(stac.read_items(list(sources), sys.stdin), collection=collection)
+    if as_json:
+        _emit_json({"staged": keys})
+    else:
+        click.echo(f"staged {len(keys)} item(s)")
+
+
+@cli.command()
+@click.argument("keys", nargs=-1, required=True)
+@pass_ctx
+def rm(ctx: Context, keys: tuple[str, ...]) -> None:
+    """Stage the removal of datasets by key (collection/item-id)."""
+    removed = ctx.registry().remove(keys)
+    click.echo(f"staged removal of {len(removed)} dataset(s)")
+
+
+@cli.command()
+@click.option("-m", "--message", required=True, help="What this version changes.")
+@click.option("--time", "when", help="Version time (ISO 8601; default now, UTC). May not go backwards.")
+@click.option("--author", help="Author [env HALODB_AUTHOR; default user@host].")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def commit(ctx: Context, message: str, when: str | None, author: str | None, as_json: bool) -> None:
+    """Commit the staged changes as a new version; prints the commit CID."""
+    cid = ctx.registry().commit(message, time=when, author=author)
+    if as_json:
+        _emit_json({"commit": str(cid)})
+    else:
+        click.echo(str(cid))
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--cid", "target", help="Commit to publish (default: the local head).")
+@pass_ctx
+def publish(ctx: Context, name: str, target: str | None) -> None:
+    """Point NAME at the head commit (or --cid)."""
+    res = ctx.registry().publish(name, target)
+    click.echo(f"{name} -> {res.cid}")
+
+
+@cli.command()
+@click.argument("ref", default="HEAD")
+@click.option("-n", "--limit", type=int, help="Show at most this many versions.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def log(ctx: Context, ref: str, limit: int | None, as_json: bool) -> None:
+    """History of a name (or CID, or HEAD): CID, time, author, message, +added ~changed -removed."""
+    rows = []
+    for e in ctx.registry().log(ref, limit=limit):
+        if as_json:
+            rows.append({
+                "cid": str(e.cid), "time": e.commit.time, "author": e.commit.author, "message": e.commit.message,
+                "added": e.added, "changed": e.changed, "removed": e.removed, "datasets": e.count,
+            })
+        else:
+            click.echo(
+                f"{e.cid}  {e.commit.time:%Y-%m-%d %H:%M:%S}Z  {e.commit.author}  "
+                f"+{e.added} ~{e.changed} -{e.removed}  ({e.count})  {e.commit.message}"
+            )
+    if as_json:
+        _emit_json(rows)
+
+
+def _sync(ctx: Context, name: str, as_json: bool) -> None:
+    r = ctx.registry().sync(name)
+    if as_json:
+        _emit_json({
+            "name": r.name, "head": str(r.head), "previous": r.previous, "commits": r.commits,
+            "changes": r.changes, "reset": r.reset, "blocks_read": r.blocks_read,
+        })
+    elif r.up_to_date:
+        click.echo(f"{name} is up to date at {r.head}")
+    else:
+        click.echo(
+            f"synced {name} to {r.head}: {r.commits} version(s), {r.changes} change(s), "
+            f"{r.blocks_read} block(s) read{' (full rebuild)' if r.reset else ''}"
+        )
+
+
+@cli.command("sync")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def sync_cmd(ctx: Context, name: str, as_json: bool) -> None:
+    """Resolve NAME, fetch what is missing, and materialize it into the DuckDB cache."""
+    _sync(ctx, name, as_json)
+
+
+def _format_value(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, datetime):
+        return v.isoformat()
+    if isinstance(v, (list, dict)):
+        return json.dumps(v, default=_json_default, ensure_ascii=False)
+    return str(v)
+
+
+def _table(columns: list[str], rows: list[tuple[Any, ...]], max_width: int = 60) -> Iterator[str]:
+    cells = [[_format_value(v) for v in row] for row in rows]
+    cells = [[c if len(c) <= max_width else c[: max_width - 1] + "…" for c in row] for row in cells]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    yield "  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()
+    yield "  ".join("-" * w for w in widths)
+    for r in cells:
+        yield "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@pass_ctx
+def sql(ctx: Context, query: str, fmt: str, as_json: bool) -> None:
+    """Run SQL on the cache: tables items, item_versions, commits, stac_items; macro items_at(TIMESTAMP)."""
+    columns, rows = ctx.registry().sql(query)
+    if as_json:
+        fmt = "json"
+    if fmt == "json":
+        _emit_json([dict(zip(columns, r)) for r in rows])
+    elif fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(columns)
+        for r in rows:
+            w.writerow([_format_value(v) for v in r])
+        click.echo(buf.getvalue(), nl=False)
+    else:
+        for line in _table(columns, rows):
+            click.echo(line)
+        click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+@cli.command()
+@click.argument("key_or_path")
+@click.argument("when")
+@click.option("--name", help="Name whose history to ask (default: the local head).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def at(ctx: Context, key_or_path: str, when: str, name: str | None, as_json: bool) -> None:
+    """Print the data CID KEY_OR_PATH had at WHEN (ISO 8601); exit 1 if it had none."""
+    cid = ctx.registry().cid_at(key_or_path, when, name=name)
+    if as_json:
+        _emit_json({"key_or_path": key_or_path, "when": when, "cid": cid})
+    elif cid is not None:
+        click.echo(cid)
+    else:
+        click.echo(f"{key_or_path} had no data CID at {when}", err=True)
+    if cid is None:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("old")
+@click.argument("new", default="HEAD")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def diff(ctx: Context, old: str, new: str, as_json: bool) -> None:
+    """Changes between two versions (CIDs, names, NAME@DATETIME, HEAD)."""
+    changes = ctx.registry().diff(old, new)
+    if as_json:
+        _emit_json([
+            {"key": c.key, "change": c.kind,
+             "old": None if c.old is None else {"item": str(c.old.item), "data": c.old.data, "path": c.old.path},
+             "new": None if c.new is None else {"item": str(c.new.item), "data": c.new.data, "path": c.new.path}}
+            for c in changes
+        ])
+        return
+    sign = {"added": "+", "changed": "~", "removed": "-"}
+    for c in changes:
+        detail = ""
+        if c.kind == "changed" and c.old.data != c.new.data:
+            detail = f"  {c.old.data} -> {c.new.data}"
+        elif c.kind != "changed":
+            detail = f"  {(c.new or c.old).data}"
+        click.echo(f"{sign[c.kind]} {c.key}{detail}")
+    click.echo(f"{len(changes)} change(s)", err=True)
+
+
+@cli.command("export-car")
+@click.argument("ref")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--head-only", is_flag=True, help="Only the given version, not its history.")
+@pass_ctx
+def export_car(ctx: Context, ref: str, out: str, head_only: bool) -> None:
+    """Write a version (and its history) as a CARv1 file rooted at its commit."""
+    root, count = ctx.registry().export_car(ref, out, history=not head_only)
+    click.echo(f"wrote {count} block(s) rooted at {root} to {out}")
+
+
+@cli.command("import-car")
+@click.argument("car", type=click.Path(dir_okay=False))
+@pass_ctx
+def import_car(ctx: Context, car: str) -> None:
+    """Verify a CAR file completely, then add its blocks to the store; prints its roots."""
+    roots = ctx.registry().import_car(car)
+    for r in roots:
+        click.echo(str(r))
+
+
+@cli.command("import-tree")
+@click.argument("tree", type=click.Path(dir_okay=False))
+@click.option("--time", "when", help="Version time (default now). Ignored for a history file.")
+@click.option("-m", "--message", help="Commit message.")
+@click.option("--collection", default="orcestra", show_default=True, help="Collection for the datasets.")
+@pass_ctx
+def import_tree(ctx: Context, tree: str, when: str | None, message: str | None, collection: str) -> None:
+    """Commit a campaign tree.yaml as the new dataset set (a .jsonl history: every version)."""
+    reg = ctx.registry()
+    path = Path(tree)
+    if path.suffix in (".jsonl", ".ndjson"):
+        n = 0
+        cid = None
+        for version in load_tree_history(path):
+            msg = f"{version.message} (tree {version.commit[:12]})" if version.commit else version.message
+            cid = reg.import_tree(version.tree, time=version.time, message=msg, collection=collection)
+            n += 1
+        click.echo(f"imported {n} version(s); head {cid}")
+    else:
+        cid = reg.import_tree(load_tree(path), time=when, message=message, collection=collection)
+        click.echo(str(cid))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def status(ctx: Context, as_json: bool) -> None:
+    """Local head, staged changes, and per synced name its head and whether the cache is current."""
+    reg = ctx.registry()
+    stage = reg.staged()
+    names = []
+    for st in reg.cache.sync_states() if reg.cache_path.exists() else []:
+        try:
+            current = str(reg.resolve(st.name))
+        except HaloDBError:
+            current = None
+        names.append({"name": st.name, "synced_head": st.head, "synced_at": st.synced_at,
+                      "current_head": current, "up_to_date": current == st.head})
+    info = {"home": str(reg.home), "head": str(reg.head) if reg.head else None,
+            "staged": {"upserts": len(stage.upserts), "removals": len(stage.removals)}, "names": names}
+    if as_json:
+        _emit_json(info)
+        return
+    click.echo(f"home:   {info['home']}\nhead:   {info['head'] or '(no commits)'}")
+    click.echo(f"staged: {len(stage.upserts)} upsert(s), {len(stage.removals)} removal(s)")
+    for n in names:
+        flag = "current" if n["up_to_date"] else f"behind (name now at {n['current_head']})"
+        click.echo(f"name {n['name']}: synced {n['synced_head']} at {n['synced_at']:%Y-%m-%d %H:%M:%S} — {flag}")
+
+
+@cli.command()
+@click.option("--home", "demo_home", type=click.Path(file_okay=False), help="Where to build the demo (default: a new temporary folder).")
+@pass_ctx
+def demo(ctx: Context, demo_home: str | None) -> None:
+    """Build an ORCESTRA-like campaign (300+ items, 20+ versions), sync it, and query it."""
+    from halodb.demo import run_demo
+
+    run_demo(Path(demo_home) if demo_home else None, echo=click.echo)
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning HaloDB errors into a message and exit code 2."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(2)
+    except HaloDBError as exc:
+        click.echo(f"halodb: error: {exc}", err=True)
+        sys.exit(2)
+    except BrokenPipeError:
+        sys.exit(0)
+

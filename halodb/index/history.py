@@ -1,0 +1,86 @@
+"""The version history: commit blocks linked by ``parents``.
+
+The main line of a history is its first-parent chain. A commit's time is the publisher's
+and may not be earlier than its first parent's (equal times are fine: two versions may
+share a second).
+
+>>> from datetime import datetime, timezone
+>>> from halodb.blockstore import MemoryStore
+>>> from halodb.index.index import Index
+>>> store = MemoryStore()
+>>> idx = Index(store)
+>>> root = idx.write_root(idx.empty())
+>>> c1 = write_commit(store, Commit(root, datetime(2024, 8, 1, tzinfo=timezone.utc), "me", "first"))
+>>> [c.message for _, c in walk(store, c1)]
+['first']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+from halodb.blockstore.base import BlockStore
+from halodb.errors import BlockNotFoundError, MissingParentError, SchemaError, TimeOrderError
+from halodb.index.model import Commit, IndexRoot, format_time
+from halodb.ipld import CID, decode, make_block
+
+
+def load_commit(store: BlockStore, cid: CID) -> Commit:
+    """The commit ``cid``; :class:`SchemaError` if the block is not a commit."""
+    return Commit.from_ipld(decode(store.get(cid), cid=cid), cid=cid)
+
+
+def write_commit(store: BlockStore, commit: Commit) -> CID:
+    """Check ``commit`` against its parents and its index, then store it.
+
+    Raises :class:`MissingParentError` when a parent is not in the store and
+    :class:`TimeOrderError` when the time goes backwards along the first parent.
+    """
+    for i, parent in enumerate(commit.parents):
+        try:
+            parent_commit = load_commit(store, parent)
+        except BlockNotFoundError:
+            raise MissingParentError(
+                f"commit's parent {parent} is not in the block store", parent=parent, cid=None
+            ) from None
+        if i == 0 and commit.time < parent_commit.time:
+            raise TimeOrderError(
+                f"commit time {format_time(commit.time)} is before its parent's "
+                f"({format_time(parent_commit.time)}, commit {parent}); time may not go backwards",
+                time=commit.time,
+                parent_time=parent_commit.time,
+            )
+    try:
+        IndexRoot.from_ipld(decode(store.get(commit.index), cid=commit.index), cid=commit.index)
+    except BlockNotFoundError:
+        raise SchemaError(f"commit's index {commit.index} is not in the block store", cid=commit.index) from None
+    cid, data = make_block(commit.to_ipld())
+    store.put_many([(cid, data)], verify=False)
+    return cid
+
+
+def walk(store: BlockStore, head: CID, stop: CID | None = None) -> Iterator[tuple[CID, Commit]]:
+    """Commits along the first-parent chain from ``head``, newest first, ending before ``stop``."""
+    cid: CID | None = head
+    seen: set[CID] = set()
+    while cid is not None and cid != stop:
+        if cid in seen:
+            raise SchemaError(f"commit {cid} is its own ancestor", cid=cid)
+        seen.add(cid)
+        try:
+            commit = load_commit(store, cid)
+        except BlockNotFoundError as exc:
+            if cid != head:
+                raise MissingParentError(f"commit {cid} (an ancestor of {head}) is missing", cid=cid, parent=cid) from exc
+            raise
+        yield cid, commit
+        cid = commit.parents[0] if commit.parents else None
+
+
+def commit_at(store: BlockStore, head: CID, when: datetime) -> tuple[CID, Commit] | None:
+    """The newest commit on the main line whose time is ``<= when`` (None: none that old)."""
+    for cid, commit in walk(store, head):
+        if commit.time <= when:
+            return cid, commit
+    return None

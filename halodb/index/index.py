@@ -1,0 +1,168 @@
+"""One version of the index: the datasets tree plus its two lookup trees.
+
+* ``datasets``: dataset key (``collection/item-id``) -> :class:`~halodb.index.model.Entry`
+* ``by_path``: path in the campaign tree -> dataset key
+* ``by_data``: ``"<data cid>/<dataset key>"`` -> null (a CID never holds ``/``, so a
+  prefix scan over ``"<data cid>/"`` lists every dataset holding that data)
+
+>>> from halodb.blockstore import MemoryStore
+>>> from halodb.ipld import CID
+>>> idx = Index(MemoryStore())
+>>> item = CID.for_bytes(b"{}")
+>>> root = idx.apply(idx.empty(), {"c/a": Entry(item, "bafkqaaa", "p/a.zarr")}, [])
+>>> idx.key_for_path(root, "p/a.zarr"), idx.keys_for_data(root, "bafkqaaa")
+('c/a', ['c/a'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from halodb.blockstore.base import BlockStore
+from halodb.errors import PathConflictError, SchemaError, UnknownKeyError
+from halodb.index.model import Change, Entry, IndexRoot
+from halodb.index.prolly import DELETE, NodeCache, ProllyTree, TreeParams
+from halodb.ipld import CID, decode, make_block
+
+DATASET_PARAMS = TreeParams(leaf_fanout=20, branch_fanout=40)
+LOOKUP_PARAMS = TreeParams(leaf_fanout=36, branch_fanout=40)
+
+
+class Index:
+    """Reads and writes index versions (:class:`IndexRoot`) in a block store."""
+
+    def __init__(self, store: BlockStore, cache: NodeCache | None = None) -> None:
+        self.store = store
+        cache = cache if cache is not None else NodeCache()
+        self.datasets = ProllyTree(store, DATASET_PARAMS, cache)
+        self.by_path = ProllyTree(store, LOOKUP_PARAMS, cache)
+        self.by_data = ProllyTree(store, LOOKUP_PARAMS, cache)
+
+    # -- roots ---------------------------------------------------------------------------------
+    def empty(self) -> IndexRoot:
+        e = self.datasets.empty()
+        return IndexRoot(datasets=e, by_path=e, by_data=e, count=0)
+
+    def write_root(self, root: IndexRoot) -> CID:
+        cid, data = make_block(root.to_ipld())
+        self.store.put_many([(cid, data)], verify=False)
+        return cid
+
+    def load_root(self, cid: CID) -> IndexRoot:
+        return IndexRoot.from_ipld(decode(self.store.get(cid), cid=cid), cid=cid)
+
+    # -- reading -------------------------------------------------------------------------------
+    def get(self, root: IndexRoot, key: str) -> Entry | None:
+        value = self.datasets.get(root.datasets, key)
+        return None if value is None else Entry.from_ipld(value, cid=root.datasets)
+
+    def entries(self, root: IndexRoot, prefix: str | None = None) -> Iterator[tuple[str, Entry]]:
+        stop = None if prefix is None else prefix + "\U0010ffff"
+        for key, value in self.datasets.items(root.datasets, prefix, stop):
+            yield key, Entry.from_ipld(value, cid=root.datasets)
+
+    def key_for_path(self, root: IndexRoot, path: str) -> str | None:
+        value = self.by_path.get(root.by_path, path)
+        if value is not None and not isinstance(value, str):
+            raise SchemaError(f"by_path tree {root.by_path} maps {path!r} to a non-string", cid=root.by_path)
+        return value
+
+    def keys_for_data(self, root: IndexRoot, data_cid: str) -> list[str]:
+        prefix = data_cid + "/"
+        return [k[len(prefix):] for k, _ in self.by_data.items(root.by_data, prefix, data_cid + "0")]
+
+    def resolve(self, root: IndexRoot, key_or_path: str) -> tuple[str, Entry] | None:
+        """The entry for a dataset key, or else for a path."""
+        entry = self.get(root, key_or_path)
+        if entry is not None:
+            return key_or_path, entry
+        key = self.key_for_path(root, key_or_path)
+        if key is not None:
+            entry = self.get(root, key)
+            if entry is not None:
+                return key, entry
+        return None
+
+    # -- writing -------------------------------------------------------------------------------
+    def apply(self, root: IndexRoot, upserts: Mapping[str, Entry], removals: Iterable[str]) -> IndexRoot:
+        """A new version with ``upserts`` set and ``removals`` deleted.
+
+        Raises :class:`UnknownKeyError` when a removal names a key that is not present.
+        Only the paths to touched entries are rewritten (``O(k log n)`` new blocks).
+        """
+        removals = [k for k in removals if k not in upserts]
+        touched = sorted(set(upserts) | set(removals))
+        old: dict[str, Entry | None] = {k: self.get(root, k) for k in touched}
+        for k in removals:
+            if old[k] is None:
+                raise UnknownKeyError(f"cannot remove {k!r}: no dataset with that key", key=k)
+        self._check_paths(root, upserts, old)
+        ds_changes: dict[str, Any] = {}
+        path_changes: dict[str, Any] = {}
+        data_changes: dict[str, Any] = {}
+        count = root.count
+        for k in touched:
+            before = old[k]
+            after = upserts.get(k)
+            if before == after:
+                continue
+            ds_changes[k] = DELETE if after is None else after.to_ipld()
+            if before is None:
+                count += 1
+            elif after is None:
+                count -= 1
+            if before is not None:
+                if before.path is not None and (after is None or after.path != before.path):
+                    path_changes.setdefault(before.path, DELETE)
+                if before.data is not None and (after is None or after.data != before.data):
+                    data_changes.setdefault(f"{before.data}/{k}", DELETE)
+            if after is not None:
+                if after.path is not None:
+                    path_changes[after.path] = k
+                if after.data is not None:
+                    data_changes[f"{after.data}/{k}"] = None
+        if not ds_changes:
+            return root
+        return IndexRoot(
+            datasets=self.datasets.mutate(root.datasets, ds_changes),
+            by_path=self.by_path.mutate(root.by_path, path_changes),
+            by_data=self.by_data.mutate(root.by_data, data_changes),
+            count=count,
+        )
+
+    def _check_paths(self, root: IndexRoot, upserts: Mapping[str, Entry], old: Mapping[str, Entry | None]) -> None:
+        """A path holds one dataset: refuse an upsert onto a path another dataset keeps."""
+        claimed: dict[str, str] = {}
+        for k, after in upserts.items():
+            if after.path is None:
+                continue
+            other = claimed.get(after.path)
+            if other is not None and other != k:
+                raise PathConflictError(
+                    f"datasets {other!r} and {k!r} both claim the path {after.path!r}", key=k, path=after.path
+                )
+            claimed[after.path] = k
+            before = old.get(k)
+            if before is not None and before.path == after.path:
+                continue
+            holder = self.key_for_path(root, after.path)
+            if holder is None or holder == k:
+                continue
+            moved = holder in old and (old[holder] is not None) and (
+                holder not in upserts or upserts[holder].path != after.path
+            )
+            if not moved:
+                raise PathConflictError(
+                    f"cannot give {k!r} the path {after.path!r}: dataset {holder!r} has it", key=k, path=after.path
+                )
+
+    # -- comparing -------------------------------------------------------------------------
+    def diff(self, old: IndexRoot | None, new: IndexRoot) -> Iterator[Change]:
+        """Dataset changes from ``old`` (None = empty) to ``new``; values are :class:`Entry`."""
+        for change in self.datasets.diff(None if old is None else old.datasets, new.datasets):
+            yield Change(
+                change.key,
+                None if change.old is None else Entry.from_ipld(change.old, cid=None),
+                None if change.new is None else Entry.from_ipld(change.new, cid=None),
+            )

@@ -1,0 +1,154 @@
+"""The values stored in the index DAG, as typed Python objects.
+
+See ``schemas/halodb.ipldsch`` for the IPLD schema these map to.
+
+>>> e = Entry(item=CID.for_bytes(b"{}"), data="QmQg1v4o9xdT3Q14wh4S7dxZkDjyZ9ssFzFzyep1YrVJBY", path="products/x.zarr")
+>>> Entry.from_ipld(e.to_ipld(), cid=None) == e
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from halodb.errors import SchemaError
+from halodb.ipld import CID
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One dataset in the index: its STAC item block, data CID and path in the campaign tree."""
+
+    item: CID
+    data: str | None = None
+    path: str | None = None
+
+    def to_ipld(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"item": self.item}
+        if self.data is not None:
+            out["data"] = self.data
+        if self.path is not None:
+            out["path"] = self.path
+        return out
+
+    @classmethod
+    def from_ipld(cls, value: Any, *, cid: CID | None) -> Entry:
+        if not isinstance(value, dict) or not isinstance(value.get("item"), CID):
+            raise SchemaError(f"dataset entry in block {cid} is not {{item: Link, ...}}: {value!r}", cid=cid)
+        data = value.get("data")
+        path = value.get("path")
+        if data is not None and not isinstance(data, str):
+            raise SchemaError(f"dataset entry 'data' in block {cid} is not a string", cid=cid)
+        if path is not None and not isinstance(path, str):
+            raise SchemaError(f"dataset entry 'path' in block {cid} is not a string", cid=cid)
+        return cls(item=value["item"], data=data, path=path)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One difference between two versions of a tree: ``old`` None = added, ``new`` None = removed."""
+
+    key: str
+    old: Any
+    new: Any
+
+    @property
+    def kind(self) -> str:
+        if self.old is None:
+            return "added"
+        if self.new is None:
+            return "removed"
+        return "changed"
+
+
+def format_time(t: datetime) -> str:
+    """RFC 3339 UTC with a ``Z`` (microseconds only when present): how commits store time."""
+    if t.tzinfo is None:
+        raise ValueError("commit times must be timezone-aware")
+    t = t.astimezone(timezone.utc)
+    if t.microsecond:
+        return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> datetime:
+    """Parse an ISO 8601 / RFC 3339 time; naive times are taken as UTC."""
+    t = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return t.astimezone(timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRoot:
+    """The roots of the three trees that make one version of the index."""
+
+    datasets: CID  #: key -> Entry
+    by_path: CID  #: path -> key
+    by_data: CID  #: "<data cid>/<key>" -> null
+    count: int  #: number of datasets
+
+    def to_ipld(self) -> dict[str, Any]:
+        return {
+            "type": "halodb/index",
+            "version": 1,
+            "datasets": self.datasets,
+            "by_path": self.by_path,
+            "by_data": self.by_data,
+            "count": self.count,
+        }
+
+    @classmethod
+    def from_ipld(cls, value: Any, *, cid: CID | None) -> IndexRoot:
+        if not isinstance(value, dict) or value.get("type") != "halodb/index":
+            raise SchemaError(f"block {cid} is not a HaloDB index root", cid=cid)
+        try:
+            roots = {k: value[k] for k in ("datasets", "by_path", "by_data")}
+            count = value["count"]
+        except KeyError as exc:
+            raise SchemaError(f"index root {cid} lacks field {exc}", cid=cid) from None
+        if not all(isinstance(v, CID) for v in roots.values()) or not isinstance(count, int):
+            raise SchemaError(f"index root {cid} has fields of the wrong kind", cid=cid)
+        return cls(count=count, **roots)
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """One version in the history: ``{parents, index, time, author, message}``."""
+
+    index: CID
+    time: datetime
+    author: str
+    message: str
+    parents: tuple[CID, ...] = field(default=())
+
+    def to_ipld(self) -> dict[str, Any]:
+        return {
+            "type": "halodb/commit",
+            "version": 1,
+            "parents": list(self.parents),
+            "index": self.index,
+            "time": format_time(self.time),
+            "author": self.author,
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_ipld(cls, value: Any, *, cid: CID | None) -> Commit:
+        if not isinstance(value, dict) or value.get("type") != "halodb/commit":
+            raise SchemaError(f"block {cid} is not a HaloDB commit", cid=cid)
+        try:
+            parents = value["parents"]
+            index = value["index"]
+            time = parse_time(value["time"])
+            author = value["author"]
+            message = value["message"]
+        except (KeyError, ValueError, AttributeError) as exc:
+            raise SchemaError(f"commit {cid} is malformed: {exc}", cid=cid) from None
+        if not isinstance(parents, list) or not all(isinstance(p, CID) for p in parents):
+            raise SchemaError(f"commit {cid}: parents must be a list of links", cid=cid)
+        if not isinstance(index, CID):
+            raise SchemaError(f"commit {cid}: index must be a link", cid=cid)
+        return cls(index=index, time=time, author=str(author), message=str(message), parents=tuple(parents))

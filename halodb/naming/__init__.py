@@ -1,0 +1,11 @@
+"""Naming layer: names that point at the newest commit, and version references.
+
+>>> parse_ref("latest@2024-09-15T00:00Z").name
+'latest'
+"""
+
+from halodb.naming.base import NameRecord, NameStore, Resolution
+from halodb.naming.local import LocalNames, check_name
+from halodb.naming.refs import Ref, parse_ref
+
+__all__ = ["LocalNames", "NameRecord", "NameStore", "Ref", "Resolution", "check_name", "parse_ref"]

@@ -1,0 +1,61 @@
+"""The naming interface: a mutable name that points at an immutable commit CID.
+
+Backends: :class:`~halodb.naming.local.LocalNames` (the embedded default); DNSLink and
+IPNS implement the same interface.
+
+>>> from halodb.naming.local import LocalNames
+>>> import tempfile, pathlib
+>>> names = LocalNames(pathlib.Path(tempfile.mkdtemp()))
+>>> from halodb.ipld import CID
+>>> cid = CID.for_bytes(b"x")
+>>> names.publish("latest", cid).cid == names.resolve("latest").cid
+True
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from datetime import datetime
+
+from halodb.ipld import CID
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What a name pointed at when resolved: the CID, how long that may be cached, and where from."""
+
+    name: str
+    cid: CID
+    ttl: int | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class NameRecord:
+    """One entry of a name's history."""
+
+    cid: CID
+    published: datetime
+
+
+class NameStore(abc.ABC):
+    """Resolves and publishes names."""
+
+    supports_publish: bool = True
+
+    @abc.abstractmethod
+    def resolve(self, name: str) -> Resolution:
+        """The current target; :class:`~halodb.errors.NameNotFoundError` when unknown."""
+
+    @abc.abstractmethod
+    def publish(self, name: str, cid: CID, *, expected: CID | None = None) -> Resolution:
+        """Point ``name`` at ``cid``; when ``expected`` is given, only if the name points there now."""
+
+    def history(self, name: str) -> list[NameRecord]:
+        """Earlier targets, oldest first (empty where the backend keeps none)."""
+        return []
+
+    def names(self) -> list[str]:
+        """Names this store knows (empty where it cannot list)."""
+        return []

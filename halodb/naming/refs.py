@@ -1,0 +1,63 @@
+"""Version references as users type them.
+
+A reference names one commit: a bare CID, ``ipfs://<cid>`` or ``/ipfs/<cid>``, a name
+(``latest``), or a name at a time (``latest@2024-09-15T00:00Z``: the newest commit on that
+name's main line whose time is at or before it).
+
+>>> r = parse_ref("ipfs://bafkqaaa")
+>>> (r.cid is not None, r.name)
+(True, None)
+>>> parse_ref("orcestra@2024-09-15").when.isoformat()
+'2024-09-15T00:00:00+00:00'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from halodb.errors import CIDError, InvalidNameError
+from halodb.index.model import parse_time
+from halodb.ipld import CID
+from halodb.naming.local import check_name
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A parsed reference: exactly one of ``cid`` and ``name``, and an optional time."""
+
+    text: str
+    cid: CID | None = None
+    name: str | None = None
+    when: datetime | None = None
+
+
+def _looks_like_cid(text: str) -> bool:
+    return (text.startswith("Qm") and len(text) == 46) or (text.startswith("b") and len(text) > 50)
+
+
+def parse_ref(text: str) -> Ref:
+    """Parse a reference; :class:`InvalidNameError` says what is wrong with it."""
+    raw = text.strip()
+    if not raw:
+        raise InvalidNameError("empty version reference", name=text)
+    when: datetime | None = None
+    base = raw
+    if "@" in raw:
+        base, _, at = raw.rpartition("@")
+        try:
+            when = parse_time(at)
+        except ValueError:
+            raise InvalidNameError(f"{text!r}: {at!r} is not an ISO 8601 date-time", name=text) from None
+    for prefix in ("ipfs://", "/ipfs/"):
+        if base.startswith(prefix):
+            try:
+                return Ref(text=raw, cid=CID.parse(base[len(prefix):].split("/")[0]), when=when)
+            except CIDError as exc:
+                raise InvalidNameError(f"{text!r}: {exc}", name=text) from None
+    if _looks_like_cid(base):
+        try:
+            return Ref(text=raw, cid=CID.parse(base), when=when)
+        except CIDError:
+            pass
+    return Ref(text=raw, name=check_name(base), when=when)

@@ -1,0 +1,127 @@
+"""Sync: turn the commits a cache has not seen into one :class:`SyncPlan` and apply it.
+
+The plan walks the first-parent chain from the new head back to the head the cache last
+synced for that name, diffs each pair of consecutive index roots (never reading equal
+subtrees), reads the item blocks of added or changed datasets in one batch, and hands
+everything to :meth:`Cache.apply`, which commits it in one DuckDB transaction. If the old
+head is not an ancestor of the new one (history was rewritten), the plan resets the
+name and replays its whole history.
+
+>>> # see Registry.sync for the user-facing call
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from halodb.blockstore.base import BlockStore
+from halodb.cache import Cache, ChangeRecord, CommitRecord, ItemRecord, SyncPlan
+from halodb.errors import SchemaError
+from halodb.index.history import load_commit, walk
+from halodb.index.index import Index
+from halodb.index.model import Commit, Entry, IndexRoot
+from halodb.ipld import CID, decode
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What a sync did."""
+
+    name: str
+    head: CID
+    previous: str | None
+    commits: int
+    changes: int
+    reset: bool
+    blocks_read: int
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.commits == 0
+
+
+def build_plan(store: BlockStore, index: Index, cache: Cache, name: str, head: CID) -> SyncPlan:
+    """The plan that brings ``name`` in ``cache`` from its synced head to ``head``."""
+    state = cache.sync_state(name)
+    previous = CID.parse(state.head) if state is not None and state.head else None
+    chain: list[tuple[CID, Commit]] = []
+    reached = previous is None
+    for cid, commit in walk(store, head):
+        if cid == previous:
+            reached = True
+            break
+        chain.append((cid, commit))
+    chain.reverse()
+    reset = not reached
+    base: IndexRoot | None = None
+    if not reset and previous is not None:
+        base = index.load_root(load_commit(store, previous).index)
+    records: list[CommitRecord] = []
+    pending_items: dict[CID, list[tuple[int, int, str, Entry]]] = {}
+    for ci, (cid, commit) in enumerate(chain):
+        root = index.load_root(commit.index)
+        changes: list[ChangeRecord | None] = []
+        for change in index.diff(base, root):
+            if change.new is None:
+                changes.append(ChangeRecord(key=change.key, new=None))
+            else:
+                pending_items.setdefault(change.new.item, []).append((ci, len(changes), change.key, change.new))
+                changes.append(None)  # filled in once the item blocks are read
+        records.append(
+            CommitRecord(
+                cid=str(cid),
+                parents=[str(p) for p in commit.parents],
+                index=str(commit.index),
+                time=commit.time,
+                author=commit.author,
+                message=commit.message,
+                changes=changes,  # type: ignore[arg-type]
+            )
+        )
+        base = root
+    items = _read_items(store, list(pending_items))
+    for item_cid, slots in pending_items.items():
+        item = items[item_cid]
+        for ci, pos, key, entry in slots:
+            records[ci].changes[pos] = ChangeRecord(
+                key=key, new=ItemRecord(key=key, item_cid=str(item_cid), data_cid=entry.data, path=entry.path, item=item)
+            )
+    return SyncPlan(name=name, head=str(head), reset=reset, commits=records)
+
+
+def _read_items(store: BlockStore, cids: list[CID]) -> dict[CID, dict[str, Any]]:
+    out: dict[CID, dict[str, Any]] = {}
+    batch = 4096
+    for i in range(0, len(cids), batch):
+        part = cids[i:i + batch]
+        found = store.get_many(part)
+        for cid in part:
+            data = found.get(cid)
+            if data is None:
+                data = store.get(cid)  # raises BlockNotFoundError naming the CID
+            value = decode(data, cid=cid)
+            if not isinstance(value, dict):
+                raise SchemaError(f"item block {cid} is not a STAC item (a map)", cid=cid)
+            out[cid] = value
+    return out
+
+
+def sync(store: BlockStore, index: Index, cache: Cache, name: str, head: CID) -> SyncResult:
+    """Bring ``name`` in the cache to ``head``; all or nothing."""
+    before = store.stats.blocks_read
+    state = cache.sync_state(name)
+    previous = state.head if state is not None else None
+    if previous == str(head):
+        return SyncResult(name, head, previous, 0, 0, False, 0)
+    plan = build_plan(store, index, cache, name, head)
+    cache.apply(plan)
+    return SyncResult(
+        name=name,
+        head=head,
+        previous=previous,
+        commits=len(plan.commits),
+        changes=sum(len(c.changes) for c in plan.commits),
+        reset=plan.reset,
+        blocks_read=store.stats.blocks_read - before,
+    )

@@ -1,0 +1,76 @@
+"""Shared fixtures: reference data, registries in temporary homes, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under ../shared/data; fails (CI) or skips (locally) when it is missing."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        msg = f"reference data missing: {path} (expected ../shared/data beside the checkout)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def registry(home: Path) -> Iterator[Any]:
+    import halodb
+
+    reg = halodb.open(home, create=True)
+    yield reg
+    reg.close()
+
+
+def make_item(item_id: str, cid: str, *, collection: str = "halo", when: str = "2024-08-11T12:00:00Z",
+              path: str | None = None, title: str | None = None) -> dict[str, Any]:
+    props: dict[str, Any] = {"datetime": when, "title": title or item_id, "platform": "HALO",
+                             "instruments": ["BAHAMAS"], "keywords": ["ORCESTRA"]}
+    if path:
+        props["halodb:path"] = path
+    return {
+        "type": "Feature", "stac_version": "1.1.0", "id": item_id, "collection": collection,
+        "geometry": {"type": "Point", "coordinates": [-23.0, 15.0]}, "bbox": [-23.0, 15.0, -23.0, 15.0],
+        "properties": props, "links": [],
+        "assets": {"data": {"href": f"ipfs://{cid}", "type": "application/vnd+zarr", "roles": ["data"]}},
+    }
+
+
+def cid_for(text: str) -> str:
+    from halodb.ipld import CID, RAW
+
+    return str(CID.for_bytes(text.encode(), RAW))
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(home: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> Result:
+    """Run ``python -m halodb --home HOME ARGS`` in a subprocess."""
+    full_env = {**os.environ, "HALODB_AUTHOR": "tester", **(env or {})}
+    p = subprocess.run([sys.executable, "-m", "halodb", "--home", str(home), *args], input=stdin,
+                       capture_output=True, text=True, env=full_env, timeout=300)
+    return Result(p.returncode, p.stdout, p.stderr)

@@ -1,0 +1,677 @@
+"""Block-store backends: the shared conformance suite plus backend-specific tests."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import libipld
+import pytest
+
+import halodb.blockstore as blockstore_pkg
+from .blockstore_conformance import BlockStoreTests, cbor_block, raw_block
+from halodb.blockstore import (
+    Block,
+    BlockStore,
+    CarStore,
+    DirectoryStore,
+    MemoryStore,
+    import_car,
+    open_store,
+    read_car,
+    write_car,
+)
+from halodb.blockstore.directory import block_name, cid_from_name
+from halodb.errors import (
+    BlockNotFoundError,
+    BlockStoreError,
+    CarError,
+    DecodeError,
+    StoreURLError,
+    VerificationError,
+)
+from halodb.ipld import CID, RAW, make_block
+
+
+# == conformance ============================================================================
+class TestMemoryStore(BlockStoreTests):
+    def make_store(self, tmp_path: Path) -> BlockStore:
+        return MemoryStore()
+
+    def corrupt(self, store: BlockStore, cid: CID) -> None:
+        assert isinstance(store, MemoryStore)
+        store._blocks[cid] = b"corrupted " + store._blocks[cid]
+
+
+class TestDirectoryStore(BlockStoreTests):
+    def make_store(self, tmp_path: Path) -> BlockStore:
+        return DirectoryStore(tmp_path / "blocks")
+
+    def corrupt(self, store: BlockStore, cid: CID) -> None:
+        assert isinstance(store, DirectoryStore)
+        path = store.path_of(cid)
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+
+
+class TestCarStore(BlockStoreTests):
+    def make_store(self, tmp_path: Path) -> BlockStore:
+        return self.populate(tmp_path, [])
+
+    def populate(self, tmp_path: Path, blocks: list[Block]) -> BlockStore:
+        path = tmp_path / "store.car"
+        write_car(path, [blocks[0][0]] if blocks else [], blocks)
+        return CarStore(path)
+
+    def corrupt(self, store: BlockStore, cid: CID) -> None:
+        assert isinstance(store, CarStore)
+        loc = store.locate(cid)
+        assert loc is not None
+        offset, length = loc
+        with open(store.path, "r+b") as f:
+            f.seek(offset + length // 2)
+            byte = f.read(1)
+            f.seek(offset + length // 2)
+            f.write(bytes([byte[0] ^ 0xFF]))
+
+
+# == DirectoryStore =========================================================================
+def _all_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def test_directory_layout(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path / "blocks")
+    cid, data = cbor_block(1)
+    store.put_block(cid, data)
+    name = str(cid)
+    assert name.startswith("bafyrei")
+    expected = tmp_path / "blocks" / name[-3:-1] / name
+    assert store.path_of(cid) == expected
+    assert expected.read_bytes() == data
+    assert _all_files(tmp_path / "blocks") == [expected]
+
+
+def test_directory_shards_spread(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    store.put_many([raw_block(i) for i in range(300)])
+    shards = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert all(len(p.name) == 2 for p in shards)
+    assert len(shards) > 200  # 300 blocks over 1024 shards: nearly one per shard
+
+
+def test_directory_cidv0_block(tmp_path: Path) -> None:
+    data = b"\x0a\x02\x08\x01"  # a tiny dag-pb node
+    v0 = CID(b"\x12\x20" + hashlib.sha256(data).digest())
+    assert str(v0).startswith("Qm")
+    store = DirectoryStore(tmp_path)
+    store.put_block(v0, data)
+    path = store.path_of(v0)
+    assert path.name == path.name.lower() and path.name.startswith("bciq")
+    assert cid_from_name(path.name) == v0
+    assert block_name(v0) == path.name
+    assert store.get(v0) == data
+    assert list(DirectoryStore(tmp_path).iter_cids()) == [v0]
+
+
+def test_directory_persists_across_instances(tmp_path: Path) -> None:
+    blocks = [raw_block(i) for i in range(10)]
+    store = DirectoryStore(tmp_path)
+    store.put_many(blocks)
+    store.close()
+    again = DirectoryStore(tmp_path)
+    assert again.get_many(c for c, _ in blocks) == dict(blocks)
+    assert set(again.iter_cids()) == {c for c, _ in blocks}
+
+
+def test_directory_no_temp_files_left(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    blocks = [raw_block(i) for i in range(200)]
+    store.put_many(blocks)
+    store.put_many(blocks)  # again: skipped
+    names = [p.name for p in _all_files(tmp_path)]
+    assert len(names) == 200
+    assert not [n for n in names if n.startswith(".")]
+
+
+def test_directory_listing_ignores_foreign_files(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    cid, data = raw_block(1)
+    store.put_block(cid, data)
+    shard = store.path_of(cid).parent
+    (shard / ".DS_Store").write_bytes(b"x")
+    (shard / "notacid").write_bytes(b"x")
+    (tmp_path / "README").write_text("hello")
+    (tmp_path / "xx").mkdir()
+    (tmp_path / "xx" / "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq").write_bytes(b"wrong shard")
+    assert list(store.iter_cids()) == [cid]
+
+
+def test_directory_existing_block_is_not_rewritten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = DirectoryStore(tmp_path)
+    cid = store.put(b"once", codec=RAW)
+
+    def no_replace(src: str, dst: str) -> None:
+        raise AssertionError("an existing block was rewritten")
+
+    monkeypatch.setattr(os, "replace", no_replace)
+    assert store.put(b"once", codec=RAW) == cid
+    store.put_many([(cid, b"once")])
+
+
+def test_directory_truncated_file_is_repaired_by_put(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    cid, data = cbor_block(1)
+    store.put_block(cid, data)
+    store.path_of(cid).write_bytes(b"")  # what a crash before flush can leave behind
+    with pytest.raises(VerificationError):
+        store.get(cid)
+    store.put_block(cid, data)
+    assert store.get(cid) == data
+
+
+def test_directory_failed_replace_leaves_no_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = DirectoryStore(tmp_path)
+    cid, data = cbor_block(1)
+
+    def failing_replace(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(BlockStoreError) as info:
+        store.put_block(cid, data)
+    assert getattr(info.value, "cid") == cid
+    monkeypatch.undo()
+    assert not store.has(cid)
+    assert _all_files(tmp_path) == []  # the temporary file was removed
+    store.put_block(cid, data)
+    assert store.get(cid) == data
+
+
+def test_directory_crash_mid_write_leaves_no_visible_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process killed between writing the temporary file and renaming it."""
+
+    class Killed(BaseException):
+        pass
+
+    def crash(*args: object) -> None:
+        raise Killed()
+
+    store = DirectoryStore(tmp_path)
+    done = [raw_block(1), raw_block(2)]
+    store.put_many(done)
+    cid, data = cbor_block(1)
+    monkeypatch.setattr(os, "replace", crash)
+    monkeypatch.setattr(os, "unlink", crash)  # a dead process cleans nothing up
+    with pytest.raises(Killed):
+        store.put_many([(cid, data), raw_block(3)])
+    monkeypatch.undo()
+
+    leftovers = [p for p in _all_files(tmp_path) if p.name.startswith(".")]
+    assert len(leftovers) == 1 and leftovers[0].read_bytes() == data
+    reopened = DirectoryStore(tmp_path)
+    assert not reopened.has(cid)
+    with pytest.raises(BlockNotFoundError):
+        reopened.get(cid)
+    assert set(reopened.iter_cids()) == {c for c, _ in done}
+    reopened.put_block(cid, data)
+    assert reopened.get(cid) == data
+
+
+def test_directory_readers_never_see_partial_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a block is being written, its final path does not exist yet."""
+    store = DirectoryStore(tmp_path)
+    cid, data = raw_block(5, size=100_000)
+    seen: list[bool] = []
+    real_replace = os.replace
+
+    def checking_replace(src: str, dst: str) -> None:
+        seen.append(store.has(cid))
+        assert Path(src).read_bytes() == data
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", checking_replace)
+    store.put_block(cid, data)
+    assert seen == [False]
+    assert store.get(cid) == data
+
+
+def test_directory_flush_fsyncs_written_files_and_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = DirectoryStore(tmp_path)
+    blocks = [raw_block(i) for i in range(3)]
+    store.put_many(blocks)
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    store.flush()
+    shards = {store.path_of(c).parent for c, _ in blocks}
+    assert len(synced) == 3 + len(shards) + 1  # files, shard dirs, root
+    store.flush()  # nothing pending
+    assert len(synced) == 3 + len(shards) + 1
+
+
+def test_directory_flush_many_uses_one_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = DirectoryStore(tmp_path)
+    store.sync_all_threshold = 5
+    store.put_many([raw_block(i) for i in range(10)])
+    calls: list[str] = []
+    monkeypatch.setattr(os, "sync", lambda: calls.append("sync"))
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append("fsync"))
+    monkeypatch.setattr("sys.platform", "linux")
+    store.flush()
+    assert calls == ["sync"]
+
+
+def test_directory_delete_then_flush(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    cid = store.put(b"gone", codec=RAW)
+    store.delete(cid)
+    store.flush()
+    assert not store.has(cid)
+
+
+def test_directory_read_error_is_translated(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    cid, _ = raw_block(1)
+    store.path_of(cid).mkdir(parents=True)  # a directory where the block file should be
+    with pytest.raises(BlockStoreError) as info:
+        store.get(cid)
+    assert getattr(info.value, "cid") == cid
+
+
+# == CAR ====================================================================================
+def _dag(n: int = 5) -> tuple[CID, list[Block]]:
+    """A small DAG: a root linking to ``n`` dag-cbor children that each link a raw leaf."""
+    leaves = [raw_block(i) for i in range(n)]
+    children = [make_block({"i": i, "leaf": leaves[i][0]}) for i in range(n)]
+    root = make_block({"children": [c for c, _ in children], "name": "root"})
+    return root[0], [root] + [b for pair in zip(children, leaves) for b in pair]
+
+
+def _car_bytes(roots: list[CID], blocks: list[Block]) -> bytes:
+    buf = io.BytesIO()
+    write_car(buf, roots, blocks)
+    return buf.getvalue()
+
+
+def _section_boundaries(data: bytes) -> list[int]:
+    """Offsets where a header or section ends, by decoding the length varints."""
+    out, pos = [], 0
+    while pos < len(data):
+        n = shift = 0
+        while True:
+            b = data[pos]
+            pos += 1
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        pos += n
+        out.append(pos)
+    return out
+
+
+# The CARv1 specification's fixture "carv1-basic" (ipld/ipld, specs/transport/car/fixture),
+# one header or section a line: two dag-cbor roots, CIDv0 dag-pb nodes and raw leaves.
+CARV1_BASIC = bytes.fromhex(
+    "".join(
+        """
+63a265726f6f747382d82a58250001711220f88bc853804cf294fe417e4fa83028689fcdb1b1592c5102e1474dbc200fab8b
+d82a5825000171122069ea0740f9807a28f4d932c62e7c1c83be055e55072c90266ab3e79df63a365b6776657273696f6e01
+5b01711220f88bc853804cf294fe417e4fa83028689fcdb1b1592c5102e1474dbc200fab8b
+a2646c696e6bd82a582300122002acecc5de2438ea4126a3010ecb1f8a599c8eff22fff1a1dcffe999b27fd3de646e616d6564626c6970
+8301122002acecc5de2438ea4126a3010ecb1f8a599c8eff22fff1a1dcffe999b27fd3de
+122e0a2401551220b6fbd675f98e2abd22d4ed29fdc83150fedc48597e92dd1a7a24381d44a274511204626561721804122f0a2212
+2079a982de3c9907953d4d323cee1d0fb1ed8f45f8ef02870c0cb9e09246bd530a12067365636f6e64189501
+2801551220b6fbd675f98e2abd22d4ed29fdc83150fedc48597e92dd1a7a24381d44a2745163636363
+8001122079a982de3c9907953d4d323cee1d0fb1ed8f45f8ef02870c0cb9e09246bd530a
+122d0a240155122081cc5b17018674b401b42f35ba07bb79e211239c23bffe658da1577e3e6468771203646f671804122d0a2212
+20e7dc486e97e6ebe5cdabab3e392bdad128b6e09acc94bb4e2aa2af7b986d24d0120566697273741833
+280155122081cc5b17018674b401b42f35ba07bb79e211239c23bffe658da1577e3e64687762626262
+511220e7dc486e97e6ebe5cdabab3e392bdad128b6e09acc94bb4e2aa2af7b986d24d0
+122d0a240155122061be55a8e2f6b4e172338bddf184d6dbee29c98853e0a0485ecee7f27b9af0b412036361741804
+280155122061be55a8e2f6b4e172338bddf184d6dbee29c98853e0a0485ecee7f27b9af0b461616161
+360171122069ea0740f9807a28f4d932c62e7c1c83be055e55072c90266ab3e79df63a365ba2646c696e6bf6646e616d65656c696d626f
+""".split()
+    )
+)
+
+
+def test_car_round_trip_file(tmp_path: Path) -> None:
+    root, blocks = _dag()
+    path = tmp_path / "dag.car"
+    assert write_car(path, [root], iter(blocks)) == len(blocks)
+    roots, it = read_car(path)
+    assert roots == [root]
+    assert list(it) == blocks
+    assert [p.name for p in tmp_path.iterdir()] == ["dag.car"]
+
+
+def test_car_round_trip_fileobj() -> None:
+    root, blocks = _dag()
+    roots, it = read_car(io.BytesIO(_car_bytes([root], blocks)))
+    assert roots == [root] and list(it) == blocks
+
+
+def test_car_empty_and_rootless() -> None:
+    data = _car_bytes([], [])
+    roots, it = read_car(io.BytesIO(data))
+    assert roots == [] and list(it) == []
+    store = MemoryStore()
+    assert import_car(store, io.BytesIO(data)) == []
+    assert len(store) == 0
+
+
+def test_car_large_and_raw_blocks(tmp_path: Path) -> None:
+    big = raw_block(1, size=3 << 20)  # larger than the reader's chunk size
+    blocks = [big, cbor_block(1), raw_block(2)]
+    path = tmp_path / "big.car"
+    write_car(path, [big[0]], blocks)
+    roots, it = read_car(path)
+    assert list(it) == blocks
+    with CarStore(path) as store:
+        assert store.get(big[0]) == big[1]
+
+
+def test_carv1_basic_fixture(tmp_path: Path) -> None:
+    roots, it = read_car(io.BytesIO(CARV1_BASIC))
+    assert [str(r) for r in roots] == [
+        "bafyreihyrpefhacm6kkp4ql6j6udakdit7g3dmkzfriqfykhjw6cad5lrm",
+        "bafyreidj5idub6mapiupjwjsyyxhyhedxycv4vihfsicm2vt46o7morwlm",
+    ]
+    blocks = list(it)
+    assert [str(c) for c, _ in blocks] == [
+        "bafyreihyrpefhacm6kkp4ql6j6udakdit7g3dmkzfriqfykhjw6cad5lrm",
+        "QmNX6Tffavsya4xgBi2VJQnSuqy9GsxongxZZ9uZBqp16d",
+        "bafkreifw7plhl6mofk6sfvhnfh64qmkq73oeqwl6sloru6rehaoujituke",
+        "QmWXZxVQ9yZfhQxLD35eDR8LiMRsYtHxYqTFCBbJoiJVys",
+        "bafkreiebzrnroamgos2adnbpgw5apo3z4iishhbdx77gldnbk57d4zdio4",
+        "QmdwjhxpxzcMsR3qUuj7vUL8pbA7MgR3GAxWi2GLHjsKCT",
+        "bafkreidbxzk2ryxwwtqxem4l3xyyjvw35yu4tcct4cqeqxwo47zhxgxqwq",
+        "bafyreidj5idub6mapiupjwjsyyxhyhedxycv4vihfsicm2vt46o7morwlm",
+    ]
+    assert blocks[2][1] == b"cccc"
+    # writing the same roots and blocks reproduces the fixture byte for byte
+    assert _car_bytes(roots, blocks) == CARV1_BASIC
+    # the whole fixture imports into a directory store, CIDv0 blocks included
+    store = DirectoryStore(tmp_path)
+    assert import_car(store, io.BytesIO(CARV1_BASIC)) == roots
+    assert store.get_many(c for c, _ in blocks) == dict(blocks)
+    path = tmp_path / "basic.car"
+    path.write_bytes(CARV1_BASIC)
+    car = CarStore(path)
+    assert car.roots == roots and len(car) == 8
+    assert car.get(blocks[1][0]) == blocks[1][1]
+    car.close()
+
+
+def test_car_decoded_by_libipld_identically() -> None:
+    root, blocks = _dag()
+    blocks = [b for b in blocks if b[0].codec != RAW]  # libipld decodes dag-cbor blocks only
+    data = _car_bytes([root], blocks)
+    header, decoded = libipld.decode_car(data)
+    assert header == {"roots": [root.buffer], "version": 1}
+    assert decoded == {c.buffer: libipld.decode_dag_cbor(d) for c, d in blocks}
+
+
+def test_car_truncated_everywhere_is_an_error(tmp_path: Path) -> None:
+    root, blocks = _dag(3)
+    data = _car_bytes([root], blocks)
+    boundaries = set(_section_boundaries(data))
+    assert len(boundaries) == len(blocks) + 1
+    for cut in range(len(data)):
+        if cut in boundaries:
+            continue
+        with pytest.raises(CarError) as info:
+            roots, it = read_car(io.BytesIO(data[:cut]))
+            list(it)
+        offset = getattr(info.value, "offset")
+        assert offset is not None and 0 <= offset <= cut
+        store = MemoryStore()
+        with pytest.raises(CarError):
+            import_car(store, io.BytesIO(data[:cut]))
+        assert len(store) == 0, f"cut at {cut} imported blocks"
+
+
+def test_car_truncated_at_section_boundary_is_caught_by_import() -> None:
+    """CARv1 has no end marker: a cut between sections is a valid CAR, but an incomplete DAG."""
+    root, blocks = _dag(3)
+    data = _car_bytes([root], blocks)
+    for cut in sorted(_section_boundaries(data))[:-1]:
+        roots, it = read_car(io.BytesIO(data[:cut]))
+        got = list(it)
+        assert roots == [root] and got == blocks[: len(got)]
+        store = MemoryStore()
+        with pytest.raises(CarError) as info:
+            import_car(store, io.BytesIO(data[:cut]))
+        assert "incomplete" in str(info.value)
+        assert len(store) == 0
+
+
+def test_import_car_accepts_links_already_in_store() -> None:
+    root, blocks = _dag(3)
+    store = MemoryStore()
+    store.put_many(blocks[1:])  # everything but the root
+    assert import_car(store, io.BytesIO(_car_bytes([root], blocks[:1]))) == [root]
+    assert store.get(root) == blocks[0][1]
+
+
+def test_import_car_into_directory_store(tmp_path: Path) -> None:
+    root, blocks = _dag(20)
+    path = tmp_path / "dag.car"
+    write_car(path, [root], blocks)
+    store = DirectoryStore(tmp_path / "blocks")
+    assert import_car(store, path) == [root]
+    assert set(store.iter_cids()) == {c for c, _ in blocks}
+    assert store.stats.blocks_written == len(blocks)
+
+
+def test_car_truncated_file_on_disk(tmp_path: Path) -> None:
+    root, blocks = _dag(2)
+    data = _car_bytes([root], blocks)
+    path = tmp_path / "cut.car"
+    path.write_bytes(data[:-3])
+    with pytest.raises(CarError) as info:
+        CarStore(path)
+    assert getattr(info.value, "path") == path
+    assert getattr(info.value, "offset") == _section_boundaries(data)[-2]
+    store = DirectoryStore(tmp_path / "blocks")
+    with pytest.raises(CarError) as info2:
+        import_car(store, path)
+    assert getattr(info2.value, "path") == path
+    assert list(store.iter_cids()) == []
+
+
+def test_car_wrong_bytes_is_a_verification_error(tmp_path: Path) -> None:
+    root, blocks = _dag(2)
+    data = bytearray(_car_bytes([root], blocks))
+    data[-1] ^= 0xFF  # the last byte of the last block
+    with pytest.raises(VerificationError) as info:
+        list(read_car(io.BytesIO(bytes(data)))[1])
+    assert getattr(info.value, "cid") == blocks[-1][0]
+    store = MemoryStore()
+    with pytest.raises(VerificationError):
+        import_car(store, io.BytesIO(bytes(data)))
+    assert len(store) == 0
+    path = tmp_path / "bad.car"
+    path.write_bytes(bytes(data))
+    with CarStore(path) as car:  # indexing does not read blocks; reading verifies them
+        with pytest.raises(VerificationError):
+            car.get(blocks[-1][0])
+        assert car.get(blocks[0][0]) == blocks[0][1]
+
+
+def _with_header(header: bytes, rest: bytes = b"") -> bytes:
+    return bytes([len(header)]) + header + rest
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "truncated varint"),
+        (b"\x00", "bad header"),
+        (b"\x05\xa0", "truncated header"),
+        (_with_header(b"\xff\xff"), "not DAG-CBOR"),
+        (_with_header(bytes.fromhex("8101")), "expected a map"),  # [1]
+        (_with_header(bytes.fromhex("a16776657273696f6e02")), "version 2"),  # {"version": 2}
+        (_with_header(bytes.fromhex("a16776657273696f6e01")), "roots"),  # {"version": 1}
+        (_with_header(bytes.fromhex("a265726f6f74738101" "6776657273696f6e01")), "roots"),  # roots: [1]
+        (b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", "longer than 9 bytes"),
+        (b"\xfe\xff\xff\xff\x7f", "bad header: length"),
+    ],
+)
+def test_car_bad_header(data: bytes, message: str) -> None:
+    with pytest.raises(CarError) as info:
+        read_car(io.BytesIO(data))
+    assert message in str(info.value)
+    assert getattr(info.value, "offset") is not None and getattr(info.value, "path") is None
+
+
+def test_car_bad_sections() -> None:
+    header = _car_bytes([], [])
+    cid, data = raw_block(1)
+
+    def section(body: bytes) -> bytes:
+        return header + bytes([len(body)]) + body
+
+    cases = {
+        "non-minimal varint": header + b"\x81\x00",
+        "zero length": header + b"\x00",
+        "unknown CID version": section(b"\x02\x55\x12\x20" + bytes(32) + data),
+        "CIDv0 wrong length": section(b"\x12\x21" + bytes(33)),
+        "CIDv0 longer than section": section(b"\x12\x20" + bytes(10)),
+        "digest longer than section": section(b"\x01\x55\x12\x40" + bytes(40)),
+        "truncated CID varint": section(b"\x01\x55\x92"),
+    }
+    for name, bad in cases.items():
+        with pytest.raises(CarError) as info:
+            list(read_car(io.BytesIO(bad))[1])
+        assert getattr(info.value, "offset") == len(header) or (
+            name == "truncated CID varint" and getattr(info.value, "offset") is not None
+        ), name
+        assert "CAR stream, byte" in str(info.value)
+
+
+def test_car_error_carries_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "bad.car"
+    path.write_bytes(b"\x00")
+    with pytest.raises(CarError) as info:
+        read_car(path)
+    assert getattr(info.value, "path") == path and getattr(info.value, "offset") == 0
+    assert str(path) in str(info.value)
+    with pytest.raises(CarError) as info:
+        read_car(tmp_path / "missing.car")
+    assert getattr(info.value, "path") == tmp_path / "missing.car"
+
+
+def test_write_car_is_atomic(tmp_path: Path) -> None:
+    path = tmp_path / "out.car"
+    path.write_bytes(b"previous content")
+
+    def failing_blocks() -> Iterator[Block]:
+        yield raw_block(1)
+        raise RuntimeError("source failed")
+
+    with pytest.raises(RuntimeError):
+        write_car(path, [], failing_blocks())
+    assert path.read_bytes() == b"previous content"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.car"]
+
+
+def test_import_car_rejects_undecodable_linked_block() -> None:
+    bad = b"\xd8\x2a\xff"  # mentions tag 42 but is not DAG-CBOR
+    cid = CID.for_bytes(bad)
+    with pytest.raises(DecodeError):
+        import_car(MemoryStore(), io.BytesIO(_car_bytes([cid], [(cid, bad)])))
+
+
+def test_car_store_closed(tmp_path: Path) -> None:
+    path = tmp_path / "x.car"
+    cid, data = raw_block(1)
+    write_car(path, [cid], [(cid, data)])
+    store = CarStore(path)
+    store.close()
+    store.close()
+    with pytest.raises(BlockStoreError):
+        store.get(cid)
+
+
+# == open_store =============================================================================
+def test_open_store_default(tmp_path: Path) -> None:
+    for url in (None, ""):
+        store = open_store(url, tmp_path)
+        assert isinstance(store, DirectoryStore)
+        assert store.root == tmp_path / "blocks"
+
+
+def test_open_store_memory(tmp_path: Path) -> None:
+    assert isinstance(open_store("memory:", tmp_path), MemoryStore)
+
+
+def test_open_store_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = open_store(f"file://{tmp_path}/a%20b", tmp_path / "home")
+    assert isinstance(store, DirectoryStore) and store.root == tmp_path / "a b"
+    store = open_store(str(tmp_path / "plain"), tmp_path / "home")
+    assert isinstance(store, DirectoryStore) and store.root == tmp_path / "plain"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    store = open_store("~/tilde", tmp_path / "home")
+    assert isinstance(store, DirectoryStore) and store.root == tmp_path / "tilde"
+
+
+def test_open_store_car(tmp_path: Path) -> None:
+    path = tmp_path / "x.car"
+    cid, data = raw_block(1)
+    write_car(path, [cid], [(cid, data)])
+    for url in (f"car:{path}", f"car://{path}"):
+        store = open_store(url, tmp_path)
+        assert isinstance(store, CarStore) and store.path == path
+        assert store.get(cid) == data
+        store.close()
+    with pytest.raises(CarError):
+        open_store(f"car:{tmp_path / 'missing.car'}", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "kubo+http://127.0.0.1:5001",
+        "https://ipfs.io",
+        "http://localhost:8080",
+        "s3://bucket/blocks",
+        "file://otherhost/path",
+        "memory:foo",
+        "car:",
+    ],
+)
+def test_open_store_unsupported(url: str, tmp_path: Path) -> None:
+    with pytest.raises(StoreURLError) as info:
+        open_store(url, tmp_path)
+    assert getattr(info.value, "url") == url
+    assert url in str(info.value)
+    assert "memory:" in str(info.value) and "car:" in str(info.value)
+
+
+def test_all_is_explicit() -> None:
+    assert sorted(blockstore_pkg.__all__) == [
+        "Block",
+        "BlockStore",
+        "CarStore",
+        "DirectoryStore",
+        "MemoryStore",
+        "StoreStats",
+        "import_car",
+        "open_store",
+        "read_car",
+        "write_car",
+    ]
+    for name in blockstore_pkg.__all__:
+        assert hasattr(blockstore_pkg, name)

@@ -1,0 +1,162 @@
+"""The command line: every command works as documented, errors exit 2 with a clear message."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from halodb.cli import cli
+
+from .conftest import ROOT, cid_for, make_item, run_cli
+
+
+def all_commands() -> list[str]:
+    return sorted(cli.commands)
+
+
+@pytest.mark.parametrize("command", all_commands())
+def test_every_command_has_help_and_is_documented(command: str) -> None:
+    result = CliRunner().invoke(cli, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert len(cli.commands[command].get_short_help_str()) > 10
+    usage = (ROOT / "docs" / "usage.md").read_text()
+    assert f"halodb {command}" in usage, f"docs/usage.md does not document `halodb {command}`"
+
+
+def write_items(folder: Path) -> None:
+    folder.mkdir(parents=True)
+    (folder / "f1.json").write_text(json.dumps(make_item("f1", cid_for("a1"), path="products/HALO/f1.zarr")))
+    (folder / "f2.json").write_text(json.dumps(make_item("f2", cid_for("b1"))))
+
+
+def test_full_flow(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert run_cli(home, "init").code == 0
+    write_items(tmp_path / "items")
+    r = run_cli(home, "add", str(tmp_path / "items"))
+    assert r.code == 0 and "staged 2" in r.out, r.err
+    r = run_cli(home, "commit", "-m", "first", "--time", "2024-08-12T10:00:00Z")
+    assert r.code == 0, r.err
+    c1 = r.out.strip()
+    assert c1.startswith("bafyrei")
+    ndjson = json.dumps(make_item("f1", cid_for("a2"), path="products/HALO/f1.zarr")) + "\n" + json.dumps(make_item("f3", cid_for("c1"))) + "\n"
+    assert run_cli(home, "add", "-", stdin=ndjson).code == 0
+    assert run_cli(home, "rm", "halo/f2").code == 0
+    r = run_cli(home, "commit", "-m", "second", "--time", "2024-08-20T10:00:00Z", "--json")
+    c2 = json.loads(r.out)["commit"]
+    assert run_cli(home, "publish", "latest").code == 0
+    r = run_cli(home, "log", "latest")
+    lines = r.out.strip().splitlines()
+    assert len(lines) == 2 and "+1 ~1 -1" in lines[0] and "second" in lines[0] and "tester" in lines[0]
+    r = run_cli(home, "sync", "latest", "--json")
+    assert json.loads(r.out)["commits"] == 2
+    r = run_cli(home, "sql", "SELECT key, data_cid FROM items ORDER BY key", "--format", "csv")
+    rows = list(csv.reader(io.StringIO(r.out)))
+    assert rows == [["key", "data_cid"], ["halo/f1", cid_for("a2")], ["halo/f3", cid_for("c1")]]
+    r = run_cli(home, "sql", "SELECT count(*) AS n FROM items_at(TIMESTAMPTZ '2024-08-15')", "--json")
+    assert json.loads(r.out) == [{"n": 2}]
+    r = run_cli(home, "sql", "SELECT key FROM items ORDER BY key")
+    assert "halo/f1" in r.out and "(2 rows)" in r.out
+    r = run_cli(home, "at", "products/HALO/f1.zarr", "2024-08-15T00:00Z", "--name", "latest")
+    assert (r.code, r.out.strip()) == (0, cid_for("a1"))
+    r = run_cli(home, "at", "halo/f2", "2024-08-25T00:00Z", "--name", "latest")
+    assert r.code == 1 and r.out == ""
+    r = run_cli(home, "diff", c1, c2)
+    assert r.out.splitlines() == [f"~ halo/f1  {cid_for('a1')} -> {cid_for('a2')}", f"- halo/f2  {cid_for('b1')}", f"+ halo/f3  {cid_for('c1')}"]
+    r = run_cli(home, "diff", "latest@2024-08-13T00:00Z", "latest", "--json")
+    assert [c["change"] for c in json.loads(r.out)] == ["changed", "removed", "added"]
+    r = run_cli(home, "status", "--json")
+    st = json.loads(r.out)
+    assert st["head"] == c2 and st["names"][0]["up_to_date"] is True
+    car = tmp_path / "x.car"
+    assert run_cli(home, "export-car", "latest", str(car)).code == 0
+    other = tmp_path / "other"
+    run_cli(other, "init")
+    r = run_cli(other, "import-car", str(car))
+    assert r.out.strip() == c2
+
+
+def test_errors_exit_2_with_a_message(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    r = run_cli(home, "log")
+    assert r.code == 2 and "halodb init" in r.err
+    run_cli(home, "init")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"type": "Feature", "id": ')
+    r = run_cli(home, "add", str(bad))
+    assert r.code == 2 and "bad.json" in r.err
+    r = run_cli(home, "rm", "halo/none")
+    assert r.code == 2 and "halo/none" in r.err
+    r = run_cli(home, "sync", "no-such-name")
+    assert r.code == 2 and "no-such-name" in r.err
+    r = run_cli(home, "commit", "-m", "x")
+    assert r.code == 2 and "nothing staged" in r.err
+    r = run_cli(home, "at", "x", "not-a-date")
+    assert r.code == 2 and "not-a-date" in r.err
+    r = run_cli(home, "--store", "ftp://x", "log")
+    assert r.code == 2 and "ftp://x" in r.err
+    assert "Traceback" not in r.err
+    r = run_cli(home, "sql", "SELECT * FROM no_such_table")
+    assert r.code == 2 and "no_such_table" in r.err
+
+
+def test_import_tree_yaml(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    run_cli(home, "init")
+    tree = tmp_path / "tree.yaml"
+    tree.write_text(f"products:\n  HALO:\n    a.zarr: {cid_for('a')}\n    empty: null\n  b.zarr: {cid_for('b')}\n")
+    r = run_cli(home, "import-tree", str(tree), "--time", "2024-09-01T00:00Z", "-m", "tree v1")
+    assert r.code == 0, r.err
+    r = run_cli(home, "at", "products/HALO/a.zarr", "2024-09-02")
+    assert r.out.strip() == cid_for("a")
+    tree.write_text("products: [1, 2]\n")
+    r = run_cli(home, "import-tree", str(tree))
+    assert r.code == 2 and "tree" in r.err
+
+
+def test_sync_killed_at_any_point_leaves_the_cache_whole(tmp_path: Path) -> None:
+    """kill -9 a `halodb sync` at several moments; the cache is old-or-new, never half."""
+    import halodb
+    from halodb.demo_data import generate_items
+
+    home = tmp_path / "home"
+    reg = halodb.open(home, create=True)
+    reg.add(generate_items(500, seed=1))
+    reg.commit("small", time="2024-08-12T00:00:00Z")
+    reg.publish("latest")
+    reg.sync("latest")
+    first = str(reg.head)
+    reg.add(generate_items(30_000, seed=2))
+    reg.commit("big", time="2024-08-13T00:00:00Z")
+    reg.publish("latest")
+    second = str(reg.head)
+    reg.close()
+    env = {**os.environ, "HALODB_AUTHOR": "t"}
+    for delay in (0.3, 0.8, 1.5, 2.5):
+        p = subprocess.Popen([sys.executable, "-m", "halodb", "--home", str(home), "sync", "latest"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        reg = halodb.open(home)
+        head = reg.cache.sync_state("latest").head
+        n = reg.sql("SELECT count(*) FROM items")[1][0][0]
+        reg.close()
+        assert (head, n) in ((first, 500), (second, 30_500)), (delay, head, n)
+        if head == second:
+            break
+    r = run_cli(home, "sync", "latest")
+    assert r.code == 0, r.err
+    reg = halodb.open(home)
+    assert reg.sql("SELECT count(*) FROM items")[1][0][0] == 30_500
+    reg.close()

@@ -1,0 +1,130 @@
+"""The prolly tree: determinism, history independence, O(k log n) updates, diff."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from halodb.blockstore import MemoryStore
+from halodb.errors import SchemaError
+from halodb.index.prolly import DELETE, Node, ProllyTree, TreeParams
+from halodb.ipld import CID, make_block
+
+SMALL = TreeParams(leaf_fanout=4, branch_fanout=4)
+
+
+def model_diff(a: dict[str, int], b: dict[str, int]) -> list[tuple[str, int | None, int | None]]:
+    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+keys = st.text(alphabet="abcdefgh/ü水", min_size=0, max_size=6)
+change_sets = st.lists(st.dictionaries(keys, st.one_of(st.integers(0, 3), st.just(None)), max_size=25), max_size=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(change_sets)
+def test_mutate_equals_build_and_diff_matches_model(batches: list[dict[str, int | None]]) -> None:
+    tree = ProllyTree(MemoryStore(), SMALL)
+    root = tree.build([])
+    model: dict[str, int] = {}
+    for batch in batches:
+        changes = {k: (DELETE if v is None else v) for k, v in batch.items()}
+        new_root = tree.mutate(root, changes)
+        new_model = dict(model)
+        for k, v in batch.items():
+            if v is None:
+                new_model.pop(k, None)
+            else:
+                new_model[k] = v
+        assert new_root == tree.build(new_model.items()), "mutation must give the canonical tree"
+        assert dict(tree.items(new_root)) == new_model
+        assert [(c.key, c.old, c.new) for c in tree.diff(root, new_root)] == model_diff(model, new_model)
+        assert [(c.key, c.old, c.new) for c in tree.diff(new_root, root)] == model_diff(new_model, model)
+        root, model = new_root, new_model
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.dictionaries(keys, st.integers(-1000, 1000), max_size=80), st.randoms())
+def test_same_set_same_root_whatever_the_order(entries: dict[str, int], rnd: random.Random) -> None:
+    tree = ProllyTree(MemoryStore(), SMALL)
+    order = list(entries.items())
+    rnd.shuffle(order)
+    root = tree.build([])
+    for i in range(0, len(order), 7):  # inserted in random batches
+        root = tree.mutate(root, dict(order[i:i + 7]))
+    assert root == tree.build(entries.items())
+
+
+def test_lookup_and_range_scan() -> None:
+    tree = ProllyTree(MemoryStore(), SMALL)
+    entries = {f"k{i:05d}": i for i in range(3000)}
+    root = tree.build(entries.items())
+    assert tree.height(root) >= 3
+    assert tree.get(root, "k01234") == 1234
+    assert tree.get(root, "k99999") is None
+    assert tree.get(root, "") is None
+    assert [k for k, _ in tree.items(root, "k00100", "k00105")] == [f"k{i:05d}" for i in range(100, 105)]
+    assert tree.count(root) == 3000
+
+
+def test_small_change_writes_few_blocks_and_diff_reads_few() -> None:
+    store = MemoryStore()
+    tree = ProllyTree(store, TreeParams())
+    n = 20_000
+    root = tree.build((f"c/item-{i:06d}", {"v": i}) for i in range(n))
+    height = tree.height(root)
+    rnd = random.Random(7)
+    changes = {f"c/item-{rnd.randrange(n):06d}": {"v": -1} for _ in range(10)}
+    store.stats.reset()
+    new_root = tree.mutate(root, changes)
+    written = store.stats.blocks_written
+    assert written <= 10 * (height + 2), (written, height)
+    fresh = ProllyTree(store, TreeParams())  # cold node cache: count real reads
+    store.stats.reset()
+    changed = list(fresh.diff(root, new_root))
+    assert len(changed) == 10
+    assert store.stats.blocks_read <= 2 * 10 * (height + 1) + 2, store.stats.blocks_read
+
+
+def test_node_sizes_near_target() -> None:
+    store = MemoryStore()
+    tree = ProllyTree(store, TreeParams())
+    item = CID.for_bytes(b"item")
+    root = tree.build(
+        (f"halo-flights/HALO-2024{i:06d}a", {"item": item, "data": str(item), "path": f"products/HALO/x/HALO-2024{i:06d}a.zarr"})
+        for i in range(20_000)
+    )
+    sizes = [len(store.get(c)) for c in tree.node_cids(root)]
+    mean = sum(sizes) / len(sizes)
+    assert 1500 < mean < 8000, mean
+
+
+def test_delete_everything_gives_the_empty_tree() -> None:
+    tree = ProllyTree(MemoryStore(), SMALL)
+    root = tree.build((f"{i}", i) for i in range(200))
+    empty = tree.mutate(root, {f"{i}": DELETE for i in range(200)})
+    assert empty == tree.build([])
+    assert list(tree.items(empty)) == []
+
+
+def test_malformed_nodes_are_rejected() -> None:
+    store = MemoryStore()
+    tree = ProllyTree(store, SMALL)
+    for bad in ({"level": 0, "keys": ["b", "a"], "values": [1, 2]},
+                {"level": 0, "keys": ["a"], "values": []},
+                {"level": 1, "keys": ["a"], "values": [1]},
+                ["not", "a", "map"]):
+        cid, data = make_block(bad)
+        store.put_block(cid, data)
+        with pytest.raises(SchemaError) as info:
+            tree.load(cid)
+        assert str(cid) in str(info.value)
+
+
+def test_node_round_trip() -> None:
+    node = Node(0, ["a"], [1])
+    cid, data = make_block(node.to_ipld())
+    assert Node.from_ipld(node.to_ipld(), cid) == node

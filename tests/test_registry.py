@@ -1,0 +1,239 @@
+"""The Python API end to end, and bad input leaving everything as it was."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import halodb
+from halodb.errors import (
+    BlockNotFoundError,
+    CarError,
+    InvalidItemError,
+    MissingParentError,
+    NameNotFoundError,
+    NothingToCommitError,
+    PathConflictError,
+    TimeOrderError,
+    UnknownKeyError,
+    VerificationError,
+)
+from halodb.index.history import write_commit
+from halodb.index.model import Commit
+from halodb.ipld import CID
+
+from .conftest import cid_for, make_item
+
+
+def snapshot(home: Path) -> dict[str, bytes]:
+    """Every file under home except the cache (compared separately)."""
+    out = {}
+    for p in sorted(home.rglob("*")):
+        if p.is_file() and "cache.duckdb" not in p.name:
+            out[str(p.relative_to(home))] = p.read_bytes()
+    return out
+
+
+def build_three_versions(reg: Any) -> list[CID]:
+    reg.add([make_item("f1", cid_for("a1"), path="products/HALO/f1.zarr"), make_item("f2", cid_for("b1"))])
+    c1 = reg.commit("two flights", time="2024-08-12T00:00:00Z")
+    reg.add([make_item("f1", cid_for("a2"), path="products/HALO/f1.zarr")])
+    c2 = reg.commit("reprocess f1", time="2024-08-20T00:00:00Z")
+    reg.remove(["halo/f2"])
+    reg.add([make_item("f3", cid_for("c1"))])
+    c3 = reg.commit("withdraw f2, add f3", time="2024-09-01T00:00:00Z")
+    return [c1, c2, c3]
+
+
+def test_round_trip_log_diff_sync_time_travel(registry: Any) -> None:
+    c1, c2, c3 = build_three_versions(registry)
+    assert registry.head == c3
+    log = list(registry.log())
+    assert [(e.added, e.changed, e.removed) for e in log] == [(1, 0, 1), (0, 1, 0), (2, 0, 0)]
+    assert [e.cid for e in log] == [c3, c2, c1]
+    changes = registry.diff(str(c1), str(c3))
+    assert [(c.key, c.kind) for c in changes] == [("halo/f1", "changed"), ("halo/f2", "removed"), ("halo/f3", "added")]
+    registry.publish("latest")
+    r = registry.sync("latest")
+    assert (r.commits, r.reset) == (3, False)
+    assert registry.sync("latest").up_to_date
+    _, rows = registry.sql("SELECT key, data_cid FROM items ORDER BY key")
+    assert rows == [("halo/f1", cid_for("a2")), ("halo/f3", cid_for("c1"))]
+    assert registry.cid_at("halo/f1", "2024-08-15", name="latest") == cid_for("a1")
+    assert registry.cid_at("products/HALO/f1.zarr", "2024-08-25", name="latest") == cid_for("a2")
+    assert registry.cid_at("halo/f2", "2024-09-02", name="latest") is None
+    assert registry.cid_at("halo/f1", "2024-08-01", name="latest") is None
+    assert registry.cid_at_dag("halo/f1", "2024-08-15", "latest") == cid_for("a1")
+    # NAME@TIME references
+    assert registry.resolve("latest@2024-08-25T00:00:00Z") == c2
+    _, rows = registry.sql("SELECT count(*) FROM items_at(TIMESTAMPTZ '2024-08-15')")
+    assert rows == [(2,)]
+
+
+def test_incremental_sync_after_the_name_moves(registry: Any) -> None:
+    c1, c2, c3 = build_three_versions(registry)
+    registry.publish("latest", c1)
+    assert registry.sync("latest").commits == 1
+    registry.publish("latest", c3)
+    r = registry.sync("latest")
+    assert (r.commits, r.changes, r.reset) == (2, 3, False)
+    _, rows = registry.sql("SELECT key, valid_from_commit, valid_to_commit FROM item_versions WHERE key='halo/f1' ORDER BY valid_from")
+    assert rows == [("halo/f1", str(c1), str(c2)), ("halo/f1", str(c2), None)]
+
+
+def test_rewritten_history_resets_the_name(registry: Any) -> None:
+    c1, c2, c3 = build_three_versions(registry)
+    registry.publish("latest")
+    registry.sync("latest")
+    registry.publish("latest", c1)  # the name moved back: not a descendant of the synced head
+    r = registry.sync("latest")
+    assert r.reset
+    _, rows = registry.sql("SELECT key FROM items ORDER BY key")
+    assert rows == [("halo/f1",), ("halo/f2",)]
+
+
+def test_same_items_in_any_order_give_the_same_index(tmp_path: Path) -> None:
+    items = [make_item(f"f{i}", cid_for(str(i))) for i in range(60)]
+    roots = []
+    for n, order in enumerate((items, list(reversed(items)))):
+        reg = halodb.open(tmp_path / f"h{n}", create=True)
+        for i in range(0, 60, 13):
+            reg.add(order[i:i + 13])
+            reg.commit(f"batch {i}", time="2024-08-12T00:00:00Z")
+        roots.append(reg.index.load_root(halodb.registry.load_commit(reg.store, reg.head).index))
+        reg.close()
+    assert roots[0] == roots[1]
+
+
+def test_invalid_item_stages_nothing(registry: Any, home: Path) -> None:
+    registry.add([make_item("ok", cid_for("ok"))])
+    before = snapshot(home)
+    bad = make_item("bad", cid_for("x"))
+    bad["properties"]["datetime"] = "yesterday"
+    with pytest.raises(InvalidItemError) as info:
+        registry.add([("items/bad.json", bad)])
+    assert "items/bad.json" in str(info.value) and "datetime" in str(info.value)
+    assert snapshot(home) == before
+
+
+def test_unknown_key_removal(registry: Any, home: Path) -> None:
+    build_three_versions(registry)
+    before = snapshot(home)
+    with pytest.raises(UnknownKeyError) as info:
+        registry.remove(["halo/nope"])
+    assert info.value.key == "halo/nope"
+    assert snapshot(home) == before
+
+
+def test_time_going_backwards(registry: Any, home: Path) -> None:
+    build_three_versions(registry)
+    registry.add([make_item("late", cid_for("late"))])
+    before = snapshot(home)
+    with pytest.raises(TimeOrderError) as info:
+        registry.commit("too early", time="2024-08-01T00:00:00Z")
+    assert "2024-08-01" in str(info.value) and "2024-09-01" in str(info.value)
+    assert snapshot(home) == before
+
+
+def test_nothing_to_commit(registry: Any) -> None:
+    with pytest.raises(NothingToCommitError):
+        registry.commit("empty")
+
+
+def test_path_conflict(registry: Any) -> None:
+    registry.add([make_item("a", cid_for("a"), path="p/x.zarr")])
+    registry.commit("a", time="2024-08-12T00:00:00Z")
+    registry.add([make_item("b", cid_for("b"), path="p/x.zarr")])
+    with pytest.raises(PathConflictError) as info:
+        registry.commit("b", time="2024-08-13T00:00:00Z")
+    assert "p/x.zarr" in str(info.value)
+
+
+def test_commit_with_missing_parent(registry: Any) -> None:
+    build_three_versions(registry)
+    head = halodb.registry.load_commit(registry.store, registry.head)
+    ghost = CID.for_bytes(b"no such commit")
+    with pytest.raises(MissingParentError) as info:
+        write_commit(registry.store, Commit(head.index, datetime(2024, 9, 2, tzinfo=timezone.utc), "x", "y", (ghost,)))
+    assert str(ghost) in str(info.value)
+
+
+def test_sync_of_a_history_with_a_missing_block_changes_nothing(registry: Any, home: Path) -> None:
+    c1, c2, c3 = build_three_versions(registry)
+    registry.publish("latest", c1)
+    registry.sync("latest")
+    _, before = registry.sql("SELECT * FROM item_versions ORDER BY key, valid_from")
+    registry.publish("latest", c3)
+    registry.store.delete(c2)  # a commit in the middle of the chain is gone
+    with pytest.raises(MissingParentError):
+        registry.sync("latest")
+    _, after = registry.sql("SELECT * FROM item_versions ORDER BY key, valid_from")
+    assert after == before and registry.cache.sync_state("latest").head == str(c1)
+
+
+def test_corrupt_block_is_detected_and_cache_unchanged(registry: Any, home: Path) -> None:
+    c1, c2, c3 = build_three_versions(registry)
+    registry.publish("latest", c1)
+    registry.sync("latest")
+    registry.publish("latest", c3)
+    item_cid = registry.index.get(registry.index.load_root(halodb.registry.load_commit(registry.store, c3).index), "halo/f3").item
+    files = [p for p in (home / "blocks").rglob(str(item_cid))]
+    assert len(files) == 1
+    files[0].write_bytes(b"\xa1\x61x\x01")  # valid DAG-CBOR, wrong bytes
+    with pytest.raises(VerificationError) as info:
+        registry.sync("latest")
+    assert str(item_cid) in str(info.value)
+    assert registry.cache.sync_state("latest").head == str(c1)
+
+
+def test_unknown_name(registry: Any) -> None:
+    with pytest.raises(NameNotFoundError) as info:
+        registry.sync("nope")
+    assert info.value.name == "nope"
+
+
+def test_car_round_trip_into_a_fresh_registry(registry: Any, tmp_path: Path) -> None:
+    c1, c2, c3 = build_three_versions(registry)
+    root, count = registry.export_car(str(c3), tmp_path / "out.car")
+    assert root == c3 and count > 6
+    other = halodb.open(tmp_path / "other", create=True)
+    assert other.import_car(tmp_path / "out.car") == [c3]
+    other.names.publish("imported", c3)
+    assert other.sync("imported").commits == 3
+    assert other.cid_at("halo/f1", "2024-08-15", name="imported") == cid_for("a1")
+    other.close()
+
+
+def test_truncated_car_imports_nothing(registry: Any, tmp_path: Path) -> None:
+    build_three_versions(registry)
+    registry.export_car("HEAD", tmp_path / "out.car")
+    data = (tmp_path / "out.car").read_bytes()
+    (tmp_path / "cut.car").write_bytes(data[: len(data) - 7])
+    other = halodb.open(tmp_path / "other", create=True)
+    with pytest.raises(CarError):
+        other.import_car(tmp_path / "cut.car")
+    assert not any(p.is_file() for p in (tmp_path / "other" / "blocks").rglob("*")) if (tmp_path / "other" / "blocks").exists() else True
+    other.close()
+
+
+def test_get_reads_back_the_item(registry: Any) -> None:
+    build_three_versions(registry)
+    key, entry, item = registry.get("products/HALO/f1.zarr")
+    assert key == "halo/f1" and item["id"] == "f1" and entry.data == cid_for("a2")
+    with pytest.raises(UnknownKeyError):
+        registry.get("halo/none")
+    with pytest.raises(BlockNotFoundError):
+        registry.store.get(CID.for_bytes(b"absent"))
+
+
+def test_registry_missing_home(tmp_path: Path) -> None:
+    reg = halodb.open(tmp_path / "nowhere")
+    with pytest.raises(halodb.RegistryError) as info:
+        _ = reg.head
+    assert "halodb init" in str(info.value)
+    reg.close()
+    assert not os.path.exists(tmp_path / "nowhere" / "state.json")
