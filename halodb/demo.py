@@ -70,7 +70,7 @@ def run_demo(home: Path | None, echo: Callable[[str], Any] = print) -> dict[str,
              "SELECT id, datetime::DATE AS day, data_cid FROM items "
              "WHERE list_contains(instruments, 'AVAPS') AND datetime >= TIMESTAMPTZ '2024-09-07' "
              "ORDER BY datetime LIMIT 5"),
-            ("How the registry grew (datasets valid at each month start)",
+            ("How the registry grew (datasets valid every 15 days, via items_at)",
              "SELECT d::DATE AS at, (SELECT count(*) FROM items_at(d)) AS datasets "
              "FROM (SELECT unnest(generate_series(TIMESTAMPTZ '2024-08-15', TIMESTAMPTZ '2024-10-15', INTERVAL 15 DAY)) AS d)"),
             ("Datasets reprocessed most often (versions of their data CID)",

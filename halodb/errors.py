@@ -141,10 +141,6 @@ class QueryError(CacheError):
     """A SQL query failed (``.sql``)."""
 
 
-class CacheLockedError(CacheError):
-    """Another process holds the cache file and did not let go in time (``.path``, ``.timeout``)."""
-
-
 # --- registry / configuration -------------------------------------------------------------
 class RegistryError(HaloDBError):
     """The registry home is missing or inconsistent (``.home``)."""

@@ -24,6 +24,7 @@ import os
 import socket
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -117,6 +118,7 @@ class Registry:
         self.cache_path = cache_path
         self.node_cache = NodeCache()
         self.index = Index(store, self.node_cache)
+        self._commits: dict[CID, Commit] = {}
         self._cache: Cache | None = None
 
     # -- state ---------------------------------------------------------------------------------
@@ -230,7 +232,7 @@ class Registry:
     def _root_of(self, commit: CID | None) -> IndexRoot | None:
         if commit is None:
             return None
-        return self.index.load_root(load_commit(self.store, commit).index)
+        return self.index.load_root(load_commit(self.store, commit, self._commits).index)
 
     def commit(
         self, message: str, *, time: TimeLike = None, author: str | None = None, allow_empty: bool = False
@@ -240,7 +242,7 @@ class Registry:
         when = to_time(time, what="--time")
         if not stage and not allow_empty:
             raise NothingToCommitError("nothing staged: use `halodb add` or `halodb rm` first")
-        parent = load_commit(self.store, head) if head else None
+        parent = load_commit(self.store, head, self._commits) if head else None
         if parent is not None and when < parent.time:
             raise TimeOrderError(
                 f"commit time {format_time(when)} is before the head's ({format_time(parent.time)}, commit {head}); "
@@ -265,7 +267,7 @@ class Registry:
         target = self.resolve(cid) if isinstance(cid, str) else (cid or self.head)
         if target is None:
             raise NothingToCommitError("nothing to publish: the registry has no commits yet")
-        load_commit(self.store, target)  # must be a commit we have
+        load_commit(self.store, target, self._commits)  # must be a commit we have
         self.store.flush()
         return self.names.publish(name, target, expected=expected)
 
@@ -289,7 +291,7 @@ class Registry:
             when = parsed.when
         if when is None:
             return base
-        found = commit_at(self.store, base, when)
+        found = commit_at(self.store, base, when, self._commits)
         if found is None:
             raise NameNotFoundError(f"{ref!r}: no version at or before {format_time(when)}", name=ref)
         return found[0]
@@ -297,7 +299,7 @@ class Registry:
     def log(self, ref: str | CID = "HEAD", limit: int | None = None) -> Iterator[LogEntry]:
         """The history of ``ref``, newest first, with per-version change counts."""
         head = self.resolve(ref)
-        for n, (cid, commit) in enumerate(walk(self.store, head)):
+        for n, (cid, commit) in enumerate(walk(self.store, head, cache=self._commits)):
             if limit is not None and n >= limit:
                 return
             root = self.index.load_root(commit.index)
@@ -332,6 +334,17 @@ class Registry:
             self._cache = Cache(self.cache_path)
         return self._cache
 
+    @contextmanager
+    def session(self) -> Iterator[Registry]:
+        """Keep the cache file open across many calls (a loop of ``cid_at`` or ``sql``).
+
+        Outside a session each call opens and closes the DuckDB file (~15 ms), so that other
+        processes can sync or query between calls; inside one, calls are fast but other
+        processes wait.
+        """
+        with self.cache.session():
+            yield self
+
     def sync(self, name: str) -> SyncResult:
         """Resolve ``name`` and materialize its history into the DuckDB cache (all or nothing)."""
         head = self.resolve(name)
@@ -349,14 +362,15 @@ class Registry:
         """
         t = to_time(when, what="date")
         if name is not None and self.cache_path.exists():
-            state = self.cache.sync_state(name)
-            if state is not None and state.head == str(self.resolve(name)):
-                return self.cache.cid_at(key_or_path, t, name)
+            with self.cache.session():
+                state = self.cache.sync_state(name)
+                if state is not None and state.head == str(self.resolve(name)):
+                    return self.cache.cid_at(key_or_path, t, name)
         return self.cid_at_dag(key_or_path, t, name or "HEAD")
 
     def cid_at_dag(self, key_or_path: str, when: TimeLike, ref: str | CID = "HEAD") -> str | None:
         """:meth:`cid_at` answered from the DAG alone (no cache)."""
-        found = commit_at(self.store, self.resolve(ref), to_time(when, what="date"))
+        found = commit_at(self.store, self.resolve(ref), to_time(when, what="date"), self._commits)
         if found is None:
             return None
         root = self.index.load_root(found[1].index)
@@ -367,7 +381,7 @@ class Registry:
     def reachable(self, head: CID, *, history: bool = True) -> Iterator[CID]:
         """Every block of the index DAG from ``head``: commits, roots, tree nodes, items."""
         seen: set[CID] = set()
-        commits = walk(self.store, head) if history else iter([(head, load_commit(self.store, head))])
+        commits = walk(self.store, head, cache=self._commits) if history else iter([(head, load_commit(self.store, head, self._commits))])
         for cid, commit in commits:
             yield cid
             if commit.index in seen:

@@ -56,18 +56,35 @@ def test_history_shape(history: list[TreeVersion]) -> None:
 
 
 def test_every_path_every_date_from_the_dag(history: list[TreeVersion], imported: Any) -> None:
+    """For every probe time, the version NAME@TIME resolves to, and every path in it."""
     flats = [flatten_tree(v.tree) for v in history]
     paths = sorted(set().union(*flats))
     checked = 0
     for when in probe_times(history):
+        try:
+            commit = imported.resolve(f"latest.orcestra-campaign.org@{when.isoformat()}")
+        except halodb.NameNotFoundError:
+            assert all(expected_at(history, flats, p, when) is None for p in paths)
+            continue
+        root = imported._root_of(commit)
         for path in paths:
-            assert imported.cid_at_dag(path, when, "latest.orcestra-campaign.org") == expected_at(history, flats, path, when), (path, when)
+            hit = imported.index.resolve(root, path)
+            assert (hit[1].data if hit else None) == expected_at(history, flats, path, when), (path, when)
             checked += 1
     assert checked > 200_000
+    rnd = random.Random(2)
+    for _ in range(2000):  # and the one-call API on a sample
+        path, when = rnd.choice(paths), rnd.choice(probe_times(history))
+        assert imported.cid_at_dag(path, when, "latest.orcestra-campaign.org") == expected_at(history, flats, path, when)
 
 
 def test_every_path_every_version_date_from_the_cache(history: list[TreeVersion], imported: Any) -> None:
     flats = [flatten_tree(v.tree) for v in history]
+    with imported.session():
+        check_items_at(history, flats, imported)
+
+
+def check_items_at(history: list[TreeVersion], flats: list[dict[str, str]], imported: Any) -> None:
     for when in probe_times(history):
         _, rows = imported.sql("SELECT path, data_cid FROM items_at(?::TIMESTAMPTZ)", [when])
         got = {p: c for p, c in rows}
@@ -81,9 +98,10 @@ def test_cid_at_sample_agrees(history: list[TreeVersion], imported: Any) -> None
     paths = sorted(set().union(*flats))
     rnd = random.Random(1)
     times = probe_times(history)
-    for _ in range(1500):
-        path, when = rnd.choice(paths), rnd.choice(times)
-        assert imported.cid_at(path, when, name="latest.orcestra-campaign.org") == expected_at(history, flats, path, when)
+    with imported.session():
+        for _ in range(3000):
+            path, when = rnd.choice(paths), rnd.choice(times)
+            assert imported.cid_at(path, when, name="latest.orcestra-campaign.org") == expected_at(history, flats, path, when)
 
 
 def test_cli_at_and_log(history: list[TreeVersion], imported: Any) -> None:

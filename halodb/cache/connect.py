@@ -6,13 +6,13 @@ cache therefore never keeps a connection open between operations: every operatio
 a connection, does its work and closes it, so a writer holds the file only while it
 applies a sync (or migrates), and readers only for the length of one query. A process
 that finds the file locked retries with backoff until ``timeout`` and then raises
-:class:`~halodb.errors.CacheLockedError`.
+:class:`~halodb.errors.CacheError` with ``.locked = True`` (and ``.path``, ``.timeout``).
 
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "cache.duckdb"
 >>> con = open_connection(path, read_only=False, timeout=1.0)
->>> con.execute("SELECT current_setting('TimeZone')").fetchone()
-('UTC',)
+>>> scalar(con, "SELECT current_setting('TimeZone')")
+'UTC'
 >>> con.close()
 """
 
@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
-from halodb.errors import CacheError, CacheLockedError
+from halodb.errors import CacheError
 
-__all__ = ["is_lock_conflict", "open_connection"]
+__all__ = ["is_lock_conflict", "open_connection", "scalar"]
 
 _LOCK_MARKERS = ("could not set lock on file", "conflicting lock is held")
 
@@ -56,20 +57,21 @@ def open_connection(path: Path, *, read_only: bool, timeout: float) -> duckdb.Du
     delay = 0.005
     while True:
         if read_only and not path.exists():
-            raise CacheError(f"no cache at {path}", path=path)
+            raise CacheError(f"no cache at {path}", path=path, locked=False)
         try:
             con = duckdb.connect(str(path), read_only=read_only)
         except duckdb.Error as exc:
             remaining = deadline - time.monotonic()
             if not is_lock_conflict(exc):
-                raise CacheError(f"cannot open cache {path}: {exc}", path=path) from exc
+                raise CacheError(f"cannot open cache {path}: {exc}", path=path, locked=False) from exc
             if remaining <= 0:
                 mode = "read-only" if read_only else "read-write"
-                raise CacheLockedError(
+                raise CacheError(
                     f"cache {path} is locked by another process (a sync writing it, or readers while a "
                     f"sync waits); could not open it {mode} within {timeout:g} s: {exc}",
                     path=path,
                     timeout=timeout,
+                    locked=True,
                 ) from exc
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, 0.2)
@@ -80,3 +82,16 @@ def open_connection(path: Path, *, read_only: bool, timeout: float) -> duckdb.Du
             con.close()
             raise CacheError(f"cannot configure cache connection to {path}: {exc}", path=path) from exc
         return con
+
+
+def scalar(con: duckdb.DuckDBPyConnection, query: str, params: Any = None) -> Any:
+    """The first column of the first row of ``query`` (None without rows).
+
+    Always fetches the whole result: DuckDB refuses new work on a connection whose previous
+    result was not read to the end (``fetchone`` on a one-row result is not enough).
+
+    >>> scalar(duckdb.connect(), "SELECT 40 + ?", [2])
+    42
+    """
+    rows = con.execute(query, params).fetchall()
+    return rows[0][0] if rows else None

@@ -5,7 +5,7 @@ A :class:`Cache` therefore holds no connection between calls (unless inside
 :meth:`Cache.session`): each call opens the file, works, and closes it. A sync holds the
 file only while :meth:`Cache.apply` runs (not while it fetches blocks); a ``halodb sql``
 in another process that finds the file locked retries until ``lock_timeout`` and then
-raises :class:`~halodb.errors.CacheLockedError`. See ``halodb/cache/connect.py``.
+raises :class:`~halodb.errors.CacheError` with ``.locked = True``. See ``halodb/cache/connect.py``.
 
 >>> import tempfile, pathlib
 >>> from datetime import datetime, timezone
@@ -35,7 +35,7 @@ from typing import Any
 import duckdb
 
 from halodb.cache import materialize
-from halodb.cache.connect import open_connection
+from halodb.cache.connect import open_connection, scalar
 from halodb.cache.migrate import latest_version, load_migrations, migrate, pending
 from halodb.cache.records import SyncPlan, SyncState
 from halodb.errors import CacheError, QueryError
@@ -81,7 +81,12 @@ class Cache:
 
     # -- lifecycle ------------------------------------------------------------------------
     def close(self) -> None:
-        """Release the cache (and the connection of an open :meth:`session`). Idempotent."""
+        """Release the cache (and the connection of an open :meth:`session`). Idempotent.
+
+        >>> import tempfile, pathlib
+        >>> cache = Cache(pathlib.Path(tempfile.mkdtemp()) / "c.duckdb")
+        >>> cache.close(); cache.close()
+        """
         if self._held is not None:
             held, self._held = self._held, None
             held.close()
@@ -184,7 +189,14 @@ class Cache:
         return states[0] if states else None
 
     def sync_states(self) -> list[SyncState]:
-        """What the cache holds for every synced name, by name."""
+        """What the cache holds for every synced name, by name.
+
+        >>> import tempfile, pathlib
+        >>> cache = Cache(pathlib.Path(tempfile.mkdtemp()) / "c.duckdb")
+        >>> cache.apply(SyncPlan("b", "bafyb", True, [])); cache.apply(SyncPlan("a", "bafya", True, []))
+        >>> [(s.name, s.head, s.items) for s in cache.sync_states()]
+        [('a', 'bafya', 0), ('b', 'bafyb', 0)]
+        """
         return self._sync_states(None)
 
     def _sync_states(self, name: str | None) -> list[SyncState]:
@@ -213,8 +225,8 @@ class Cache:
         True
         """
         with self._connection() as con:
-            row = con.execute("SELECT head FROM sync_state WHERE name = ?", [name]).fetchone()
-        return None if row is None else str(row[0])
+            head = scalar(con, "SELECT head FROM sync_state WHERE name = ?", [name])
+        return None if head is None else str(head)
 
     def cid_at(self, key_or_path: str, when: datetime, name: str | None = None) -> str | None:
         """The data CID the dataset had at ``when``, per the synced history; None if none.
@@ -232,11 +244,13 @@ class Cache:
             when = when.replace(tzinfo=timezone.utc)
         params: dict[str, Any] = {"x": key_or_path, "ts": when, "name": name}
         with self._connection() as con:
-            by_key = con.execute(
+            # two simple queries: ~10x faster than one query with `key = $x OR path = $x`
+            by_key = scalar(
+                con,
                 "SELECT EXISTS (SELECT 1 FROM item_versions WHERE key = $x AND ($name IS NULL OR name = $name))",
                 {"x": key_or_path, "name": name},
-            ).fetchone()
-            column = "key" if by_key and by_key[0] else "path"
+            )
+            column = "key" if by_key else "path"
             rows = con.execute(
                 f"""SELECT DISTINCT name, data_cid FROM item_versions
                 WHERE {column} = $x AND ($name IS NULL OR name = $name)

@@ -4,7 +4,8 @@ The plan is first turned into columns in Python (one pass over the changes, no S
 written with a handful of set-based statements over registered Arrow tables:
 
 1. ``reset``: forget the name's history (``name_commits``, ``item_versions``, ``sync_state``);
-   otherwise check that no commit of the plan is synced already.
+   otherwise check that the plan continues the synced head (its first commit is a child of
+   the head, no commit is synced already, time does not go back).
 2. ``commits`` (shared, ``INSERT OR IGNORE``) and ``name_commits`` (appended after the old head).
 3. ``stac_items``: only item CIDs the cache does not hold yet are encoded and inserted.
 4. ``item_versions``: ONE ``UPDATE ... FROM`` closes the versions the plan changes that were
@@ -13,7 +14,9 @@ written with a handful of set-based statements over registered Arrow tables:
 5. ``sync_state`` upsert; after a reset, items and commits no name uses are deleted.
 
 Everything runs in ONE DuckDB transaction: on any error it is rolled back and a
-:class:`~halodb.errors.CacheError` raised, leaving the cache exactly as before.
+:class:`~halodb.errors.CacheError` raised, leaving the cache exactly as before. The SQL
+runs in order on one background thread (DuckDB releases the GIL) so that DuckDB inserts
+one batch of STAC items while Python encodes the next.
 
 >>> import duckdb
 >>> from datetime import datetime, timezone
@@ -30,6 +33,9 @@ Everything runs in ONE DuckDB transaction: on any error it is rolled back and a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -37,8 +43,10 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from halodb.cache.connect import scalar
 from halodb.cache.records import SyncPlan
 from halodb.cache.stac_columns import items_table
+from halodb.cache.writer import OrderedWriter
 from halodb.errors import CacheError
 
 __all__ = ["PlanColumns", "apply_plan", "plan_columns"]
@@ -88,6 +96,7 @@ def plan_columns(plan: SyncPlan) -> PlanColumns:
         raise CacheError(f"sync plan for {plan.name} has no valid head: {plan.head!r}", name=plan.name)
     cols = PlanColumns()
     seen_commits: set[str] = set()
+    previous_time: datetime | None = None
     open_row: dict[str, int] = {}  # key -> row in version_* opened by this plan and still open
     closed_before: set[str] = set()  # keys whose pre-plan version is already being closed
     v_key, v_item, v_data, v_path = cols.version_key, cols.version_item_cid, cols.version_data_cid, cols.version_path
@@ -99,6 +108,13 @@ def plan_columns(plan: SyncPlan) -> PlanColumns:
         t = commit.time
         if not isinstance(t, datetime) or t.tzinfo is None or t.utcoffset() is None:
             raise CacheError(f"commit {commit.cid} has no timezone-aware time: {t!r}", cid=commit.cid)
+        if previous_time is not None and t < previous_time:
+            raise CacheError(
+                f"commit {commit.cid} is older than the commit before it in the plan ({t} < {previous_time});"
+                " item versions need non-decreasing commit times",
+                cid=commit.cid,
+            )
+        previous_time = t
         cols.commit_cid.append(commit.cid)
         cols.commit_parents.append(list(commit.parents))
         cols.commit_index.append(commit.index)
@@ -138,38 +154,64 @@ def plan_columns(plan: SyncPlan) -> PlanColumns:
 def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime) -> None:
     """Apply ``plan`` through ``con`` in ONE transaction; on error roll back and raise CacheError.
 
-    ``now`` is recorded as the sync time. See the module docstring for the steps.
+    ``now`` is recorded as the sync time. See the module docstring for the steps. The SQL
+    runs in order on one background thread (:class:`OrderedWriter`) so that DuckDB writes
+    while Python encodes the next batch of items.
     """
     cols = plan_columns(plan)  # before BEGIN: a malformed plan never touches the database
     commits = _commits_table(cols)
-    registered: list[str] = []
+    writer = OrderedWriter()
+    began = False
     try:
         con.begin()
-        _register(con, registered, _T_COMMITS, commits)
-        start = _forget(con, plan.name) if plan.reset else _next_seq(con, plan.name)
-        _insert_commits(con, plan.name, start)
-        _insert_items(con, registered, cols)
-        if not plan.reset:
-            _close_versions(con, registered, plan.name, cols, commits)
-        _insert_versions(con, registered, plan.name, cols, commits)
+        began = True
         if plan.reset:
-            _collect_garbage(con)
-        _write_sync_state(con, plan, now)
+            start = writer.submit(_forget, con, plan.name)
+        else:
+            start = writer.submit(_next_seq, con, plan, commits)
+        writer.submit(_insert_commits, con, plan.name, commits, start)
+        candidates = list(cols.items)
+        present = writer.submit(_present_items, con, candidates)
+        if not plan.reset and cols.close_key:
+            writer.submit(_close_versions, con, plan.name, _closes_table(cols, commits))
+        if cols.version_key:
+            writer.submit(_insert_versions, con, plan.name, _versions_table(cols, commits))
+        found = present.result()
+        new = [cid for cid in candidates if cid not in found] if found else candidates
+        inserts: list[Future[None]] = []
+        for lo in range(0, len(new), ITEM_BATCH):
+            batch = new[lo : lo + ITEM_BATCH]
+            table = items_table(batch, [cols.items[cid] for cid in batch])
+            if len(inserts) >= 2:
+                inserts[-2].result()  # back-pressure: at most two encoded batches wait for DuckDB
+            inserts.append(writer.submit(_insert_items, con, table))
+        if plan.reset:
+            writer.submit(_collect_garbage, con)
+        writer.submit(_write_sync_state, con, plan, now)
+        writer.finish()
         con.commit()
     except Exception as exc:
-        _rollback(con)
-        if isinstance(exc, CacheError):
-            raise
-        raise CacheError(f"sync of {plan.name} to {plan.head} failed, cache unchanged: {exc}", name=plan.name) from exc
+        writer.abort()
+        if began:
+            _rollback(con)
+        cause = writer.first_error() or exc  # the step that failed, not a skipped one after it
+        if isinstance(cause, CacheError):
+            raise cause from None
+        raise CacheError(f"sync of {plan.name} to {plan.head} failed, cache unchanged: {cause}", name=plan.name) from cause
     except BaseException:
-        _rollback(con)
+        writer.abort()
+        if began:
+            _rollback(con)
         raise
     finally:
-        for name in registered:
-            _unregister(con, name)
+        writer.abort()
 
 
-# -- steps --------------------------------------------------------------------------------
+#: STAC items encoded per batch: DuckDB inserts one batch while Python encodes the next
+ITEM_BATCH = 16_384
+
+
+# -- steps (each runs on the writer thread, inside the transaction) ----------------------
 def _commits_table(cols: PlanColumns) -> pa.Table:
     return pa.table(
         {
@@ -184,116 +226,144 @@ def _commits_table(cols: PlanColumns) -> pa.Table:
     )
 
 
-def _forget(con: duckdb.DuckDBPyConnection, name: str) -> int:
-    """Delete everything cached for ``name`` (reset plans); the history starts at seq 0."""
-    con.execute("DELETE FROM item_versions WHERE name = ?", [name])
-    con.execute("DELETE FROM name_commits WHERE name = ?", [name])
-    con.execute("DELETE FROM sync_state WHERE name = ?", [name])
-    return 0
-
-
-def _next_seq(con: duckdb.DuckDBPyConnection, name: str) -> int:
-    """The seq after the synced head; refuses plans that re-apply synced commits."""
-    dup = con.execute(
-        f"SELECT p.cid FROM {_T_COMMITS} AS p JOIN name_commits AS n ON n.cid = p.cid AND n.name = ? ORDER BY p.idx LIMIT 1",
-        [name],
-    ).fetchone()
-    if dup is not None:
-        raise CacheError(
-            f"commit {dup[0]} is already synced for {name}; a plan must start after the synced head (or reset)",
-            cid=dup[0],
-            name=name,
-        )
-    row = con.execute("SELECT coalesce(max(seq) + 1, 0) FROM name_commits WHERE name = ?", [name]).fetchone()
-    return int(row[0]) if row else 0
-
-
-def _insert_commits(con: duckdb.DuckDBPyConnection, name: str, start: int) -> None:
-    con.execute(f"INSERT OR IGNORE INTO commits SELECT cid, parents, index_cid, time, author, message FROM {_T_COMMITS}")
-    con.execute(f"INSERT INTO name_commits SELECT ?, cid, idx + ? FROM {_T_COMMITS}", [name, start])
-
-
-def _insert_items(con: duckdb.DuckDBPyConnection, registered: list[str], cols: PlanColumns) -> None:
-    """Insert the item blocks the cache does not hold yet (encode only those)."""
-    if not cols.items:
-        return
-    candidates = list(cols.items)
-    _register(con, registered, _T_CANDIDATES, pa.table({"item_cid": pa.array(candidates, type=pa.string())}))
-    present = {
-        row[0]
-        for row in con.execute(
-            f"SELECT c.item_cid FROM {_T_CANDIDATES} AS c SEMI JOIN stac_items AS s ON s.item_cid = c.item_cid"
-        ).fetchall()
-    }
-    new = [cid for cid in candidates if cid not in present] if present else candidates
-    if not new:
-        return
-    _register(con, registered, _T_ITEMS, items_table(new, [cols.items[cid] for cid in new]))
-    con.execute(
-        f"""INSERT INTO stac_items
-        SELECT item_cid, id, collection,
-               TRY_CAST(datetime_text AS TIMESTAMPTZ), TRY_CAST(start_datetime_text AS TIMESTAMPTZ),
-               TRY_CAST(end_datetime_text AS TIMESTAMPTZ),
-               bbox, platform, instruments, title, keywords, item
-        FROM {_T_ITEMS}"""
-    )
-
-
-def _close_versions(
-    con: duckdb.DuckDBPyConnection, registered: list[str], name: str, cols: PlanColumns, commits: pa.Table
-) -> None:
-    """Close, in one UPDATE, the versions open before the plan whose keys the plan changes."""
-    if not cols.close_key:
-        return
-    has_open = con.execute(
-        "SELECT EXISTS (SELECT 1 FROM item_versions WHERE name = ? AND valid_to IS NULL)", [name]
-    ).fetchone()
-    if not has_open or not has_open[0]:
-        return  # a new (or emptied) name: nothing to close
+def _closes_table(cols: PlanColumns, commits: pa.Table) -> pa.Table:
     at = pa.array(cols.close_at, type=pa.int32())
-    closes = pa.table(
+    return pa.table(
         {
             "key": pa.array(cols.close_key, type=pa.string()),
             "cid": commits.column("cid").take(at),
             "time": commits.column("time").take(at),
         }
     )
-    _register(con, registered, _T_CLOSES, closes)
-    con.execute(
-        f"""UPDATE item_versions SET valid_to_commit = c.cid, valid_to = c.time
-        FROM {_T_CLOSES} AS c
-        WHERE item_versions.name = ? AND item_versions.key = c.key AND item_versions.valid_to IS NULL""",
-        [name],
-    )
 
 
-def _insert_versions(
-    con: duckdb.DuckDBPyConnection, registered: list[str], name: str, cols: PlanColumns, commits: pa.Table
-) -> None:
-    """Insert, in one INSERT, every version the plan opens (closed ones with their valid_to)."""
-    if not cols.version_key:
-        return
+def _versions_table(cols: PlanColumns, commits: pa.Table) -> pa.Table:
     start = pa.array(cols.version_from, type=pa.int32())
     end = pa.array(cols.version_to, type=pa.int32())
     cid, time = commits.column("cid"), commits.column("time")
-    versions = pa.table(
+    return pa.table(
         {
             "key": pa.array(cols.version_key, type=pa.string()),
-            "item_cid": pa.array(cols.version_item_cid, type=pa.string()),
-            "data_cid": _nullable_strings(cols.version_data_cid, "data_cid"),
-            "path": _nullable_strings(cols.version_path, "path"),
+            "item_cid": _strings(cols.version_item_cid, "item_cid"),
+            "data_cid": _strings(cols.version_data_cid, "data_cid"),
+            "path": _strings(cols.version_path, "path"),
             "from_cid": cid.take(start),
             "from_time": time.take(start),
             "to_cid": cid.take(end),
             "to_time": time.take(end),
         }
     )
-    _register(con, registered, _T_VERSIONS, versions)
-    con.execute(
-        f"""INSERT INTO item_versions
-        SELECT ?, key, item_cid, data_cid, path, from_cid, from_time, to_cid, to_time FROM {_T_VERSIONS}""",
-        [name],
-    )
+
+
+def _forget(con: duckdb.DuckDBPyConnection, name: str) -> int:
+    """Delete everything cached for ``name`` (reset plans); the history restarts at seq 0."""
+    con.execute("DELETE FROM item_versions WHERE name = ?", [name])
+    con.execute("DELETE FROM name_commits WHERE name = ?", [name])
+    con.execute("DELETE FROM sync_state WHERE name = ?", [name])
+    return 0
+
+
+def _next_seq(con: duckdb.DuckDBPyConnection, plan: SyncPlan, commits: pa.Table) -> int:
+    """The seq after the synced head, once sure the plan continues the synced history.
+
+    A plan that is not a reset must start with a child of the synced head (its changes are
+    relative to that head), not re-apply synced commits, and not go back in time. This also
+    catches two syncs of one name that raced: the second one's plan is stale.
+    """
+    name = plan.name
+    rows = con.execute(
+        "SELECT s.head, c.time FROM sync_state AS s LEFT JOIN commits AS c ON c.cid = s.head WHERE s.name = ?", [name]
+    ).fetchall()
+    if rows:
+        head, head_time = rows[0]
+        if not plan.commits:
+            if plan.head != head:
+                raise CacheError(
+                    f"plan for {name} has no commits but moves the head from {head} to {plan.head}; use a reset plan",
+                    name=name,
+                    head=head,
+                )
+        elif head not in plan.commits[0].parents:
+            raise CacheError(
+                f"plan for {name} does not continue the synced head {head} (first commit {plan.commits[0].cid} has"
+                f" parents {plan.commits[0].parents}); the name moved since the plan was made: build it again",
+                name=name,
+                head=head,
+            )
+        elif head_time is not None and plan.commits[0].time < head_time:
+            raise CacheError(
+                f"commit {plan.commits[0].cid} is older than the synced head {head} of {name}",
+                name=name,
+                cid=plan.commits[0].cid,
+            )
+    with _registered(con, _T_COMMITS, commits):
+        dup = scalar(
+            con,
+            f"SELECT p.cid FROM {_T_COMMITS} AS p JOIN name_commits AS n ON n.cid = p.cid AND n.name = ?"
+            " ORDER BY p.idx LIMIT 1",
+            [name],
+        )
+    if dup is not None:
+        raise CacheError(
+            f"commit {dup} is already synced for {name}; a plan must start after the synced head (or reset)",
+            cid=dup,
+            name=name,
+        )
+    return int(scalar(con, "SELECT coalesce(max(seq) + 1, 0) FROM name_commits WHERE name = ?", [name]))
+
+
+def _insert_commits(con: duckdb.DuckDBPyConnection, name: str, commits: pa.Table, start: Future[int]) -> None:
+    with _registered(con, _T_COMMITS, commits):
+        con.execute(f"INSERT OR IGNORE INTO commits SELECT cid, parents, index_cid, time, author, message FROM {_T_COMMITS}")
+        con.execute(f"INSERT INTO name_commits SELECT ?, cid, idx + ? FROM {_T_COMMITS}", [name, start.result()])
+
+
+def _present_items(con: duckdb.DuckDBPyConnection, candidates: list[str]) -> set[str]:
+    """Which of the plan's item CIDs the cache holds already (those are not encoded again)."""
+    if not candidates:
+        return set()
+    table = pa.table({"item_cid": pa.array(candidates, type=pa.string())})
+    with _registered(con, _T_CANDIDATES, table):
+        rows = con.execute(
+            f"SELECT c.item_cid FROM {_T_CANDIDATES} AS c SEMI JOIN stac_items AS s ON s.item_cid = c.item_cid"
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _insert_items(con: duckdb.DuckDBPyConnection, items: pa.Table) -> None:
+    """Insert one batch of new item blocks (a :func:`~halodb.cache.stac_columns.items_table`)."""
+    with _registered(con, _T_ITEMS, items):
+        con.execute(
+            f"""INSERT INTO stac_items
+            SELECT item_cid, id, collection,
+                   TRY_CAST(datetime_text AS TIMESTAMPTZ), TRY_CAST(start_datetime_text AS TIMESTAMPTZ),
+                   TRY_CAST(end_datetime_text AS TIMESTAMPTZ),
+                   bbox, platform, instruments, title, keywords, item
+            FROM {_T_ITEMS}"""
+        )
+
+
+def _close_versions(con: duckdb.DuckDBPyConnection, name: str, closes: pa.Table) -> None:
+    """Close, in one UPDATE, the versions open before the plan whose keys the plan changes."""
+    if not scalar(con, "SELECT EXISTS (SELECT 1 FROM item_versions WHERE name = ? AND valid_to IS NULL)", [name]):
+        return  # a new (or emptied) name: nothing to close
+    with _registered(con, _T_CLOSES, closes):
+        con.execute(
+            f"""UPDATE item_versions SET valid_to_commit = c.cid, valid_to = c.time
+            FROM {_T_CLOSES} AS c
+            WHERE item_versions.name = ? AND item_versions.key = c.key AND item_versions.valid_to IS NULL""",
+            [name],
+        )
+
+
+def _insert_versions(con: duckdb.DuckDBPyConnection, name: str, versions: pa.Table) -> None:
+    """Insert, in one INSERT, every version the plan opens (closed ones with their valid_to)."""
+    with _registered(con, _T_VERSIONS, versions):
+        con.execute(
+            f"""INSERT INTO item_versions
+            SELECT ?, key, item_cid, data_cid, path, from_cid, from_time, to_cid, to_time FROM {_T_VERSIONS}""",
+            [name],
+        )
 
 
 def _collect_garbage(con: duckdb.DuckDBPyConnection) -> None:
@@ -315,27 +385,28 @@ def _write_sync_state(con: duckdb.DuckDBPyConnection, plan: SyncPlan, now: datet
 
 
 # -- helpers ------------------------------------------------------------------------------
-def _nullable_strings(values: list[str | None], what: str) -> pa.Array:
+def _strings(values: list[str] | list[str | None], what: str) -> pa.Array:
     try:
         return pa.array(values, type=pa.string())
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise CacheError(f"a {what} in the plan is not a string: {exc}") from exc
 
 
-def _register(con: duckdb.DuckDBPyConnection, registered: list[str], name: str, table: pa.Table) -> None:
+@contextmanager
+def _registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[None]:
+    """``table`` visible to SQL on ``con`` as ``name`` for the duration of the block."""
     con.register(name, table)
-    registered.append(name)
-
-
-def _unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
     try:
-        con.unregister(name)
-    except duckdb.Error:
-        pass  # the connection is gone; nothing to clean up
+        yield
+    finally:
+        try:
+            con.unregister(name)
+        except duckdb.Error:
+            pass  # the connection is gone; nothing to clean up
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:
     try:
         con.rollback()
     except duckdb.Error:
-        pass  # no transaction open (BEGIN itself failed)
+        pass  # the transaction is already gone

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import duckdb
 
+from halodb.cache.connect import scalar
 from halodb.errors import MigrationError
 
 __all__ = ["Migration", "current_version", "find_migrations_dir", "latest_version", "load_migrations", "migrate", "pending"]
@@ -120,14 +121,14 @@ def current_version(con: duckdb.DuckDBPyConnection) -> int:
     >>> current_version(duckdb.connect())
     0
     """
-    exists = con.execute(
+    exists = scalar(
+        con,
         "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'schema_migrations' AND schema_name = 'main'"
-        " AND database_name = current_database()"
-    ).fetchone()
-    if not exists or not exists[0]:
+        " AND database_name = current_database()",
+    )
+    if not exists:
         return 0
-    row = con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
-    return int(row[0]) if row else 0
+    return int(scalar(con, "SELECT coalesce(max(version), 0) FROM schema_migrations"))
 
 
 def pending(con: duckdb.DuckDBPyConnection, migrations: list[Migration] | None = None) -> list[Migration]:

@@ -17,7 +17,7 @@ share a second).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from datetime import datetime
 
 from halodb.blockstore.base import BlockStore
@@ -26,9 +26,22 @@ from halodb.index.model import Commit, IndexRoot, format_time
 from halodb.ipld import CID, decode, make_block
 
 
-def load_commit(store: BlockStore, cid: CID) -> Commit:
-    """The commit ``cid``; :class:`SchemaError` if the block is not a commit."""
-    return Commit.from_ipld(decode(store.get(cid), cid=cid), cid=cid)
+CommitCache = MutableMapping[CID, Commit]
+
+
+def load_commit(store: BlockStore, cid: CID, cache: CommitCache | None = None) -> Commit:
+    """The commit ``cid``; :class:`SchemaError` if the block is not a commit.
+
+    Commits are immutable, so a caller walking histories repeatedly passes a ``cache``.
+    """
+    if cache is not None:
+        hit = cache.get(cid)
+        if hit is not None:
+            return hit
+    commit = Commit.from_ipld(decode(store.get(cid), cid=cid), cid=cid)
+    if cache is not None:
+        cache[cid] = commit
+    return commit
 
 
 def write_commit(store: BlockStore, commit: Commit) -> CID:
@@ -60,7 +73,9 @@ def write_commit(store: BlockStore, commit: Commit) -> CID:
     return cid
 
 
-def walk(store: BlockStore, head: CID, stop: CID | None = None) -> Iterator[tuple[CID, Commit]]:
+def walk(
+    store: BlockStore, head: CID, stop: CID | None = None, cache: CommitCache | None = None
+) -> Iterator[tuple[CID, Commit]]:
     """Commits along the first-parent chain from ``head``, newest first, ending before ``stop``."""
     cid: CID | None = head
     seen: set[CID] = set()
@@ -69,7 +84,7 @@ def walk(store: BlockStore, head: CID, stop: CID | None = None) -> Iterator[tupl
             raise SchemaError(f"commit {cid} is its own ancestor", cid=cid)
         seen.add(cid)
         try:
-            commit = load_commit(store, cid)
+            commit = load_commit(store, cid, cache)
         except BlockNotFoundError as exc:
             if cid != head:
                 raise MissingParentError(f"commit {cid} (an ancestor of {head}) is missing", cid=cid, parent=cid) from exc
@@ -78,9 +93,11 @@ def walk(store: BlockStore, head: CID, stop: CID | None = None) -> Iterator[tupl
         cid = commit.parents[0] if commit.parents else None
 
 
-def commit_at(store: BlockStore, head: CID, when: datetime) -> tuple[CID, Commit] | None:
+def commit_at(
+    store: BlockStore, head: CID, when: datetime, cache: CommitCache | None = None
+) -> tuple[CID, Commit] | None:
     """The newest commit on the main line whose time is ``<= when`` (None: none that old)."""
-    for cid, commit in walk(store, head):
+    for cid, commit in walk(store, head, cache=cache):
         if commit.time <= when:
             return cid, commit
     return None

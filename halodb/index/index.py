@@ -38,6 +38,7 @@ class Index:
         self.datasets = ProllyTree(store, DATASET_PARAMS, cache)
         self.by_path = ProllyTree(store, LOOKUP_PARAMS, cache)
         self.by_data = ProllyTree(store, LOOKUP_PARAMS, cache)
+        self._roots: dict[CID, IndexRoot] = {}
 
     # -- roots ---------------------------------------------------------------------------------
     def empty(self) -> IndexRoot:
@@ -50,7 +51,13 @@ class Index:
         return cid
 
     def load_root(self, cid: CID) -> IndexRoot:
-        return IndexRoot.from_ipld(decode(self.store.get(cid), cid=cid), cid=cid)
+        root = self._roots.get(cid)
+        if root is None:
+            root = IndexRoot.from_ipld(decode(self.store.get(cid), cid=cid), cid=cid)
+            if len(self._roots) > 10_000:
+                self._roots.clear()
+            self._roots[cid] = root
+        return root
 
     # -- reading -------------------------------------------------------------------------------
     def get(self, root: IndexRoot, key: str) -> Entry | None:
