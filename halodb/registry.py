@@ -47,6 +47,7 @@ from halodb.index.model import Change, Commit, Entry, IndexRoot, format_time, pa
 from halodb.index.prolly import NodeCache
 from halodb.ipld import CID, decode, make_block
 from halodb.naming import LocalNames, NameStore, Resolution, parse_ref
+from halodb.perf import paused_gc
 from halodb.scan.tree import flatten_tree
 from halodb.sync import SyncResult, sync
 
@@ -186,6 +187,10 @@ class Registry:
 
         Nothing is staged when any item is invalid (the error names its source).
         """
+        with paused_gc():
+            return self._add(items, collection)
+
+    def _add(self, items: Iterable[dict[str, Any] | tuple[str, dict[str, Any]]], collection: str | None) -> list[str]:
         head, stage = self.head, self.staged()
         blocks: list[tuple[CID, bytes]] = []
         keys: list[str] = []
@@ -238,6 +243,10 @@ class Registry:
         self, message: str, *, time: TimeLike = None, author: str | None = None, allow_empty: bool = False
     ) -> CID:
         """Commit the stage as a new version on top of the local head; returns the commit CID."""
+        with paused_gc():
+            return self._commit(message, time=time, author=author, allow_empty=allow_empty)
+
+    def _commit(self, message: str, *, time: TimeLike, author: str | None, allow_empty: bool) -> CID:
         head, stage = self.head, self.staged()
         when = to_time(time, what="--time")
         if not stage and not allow_empty:
@@ -348,7 +357,8 @@ class Registry:
     def sync(self, name: str) -> SyncResult:
         """Resolve ``name`` and materialize its history into the DuckDB cache (all or nothing)."""
         head = self.resolve(name)
-        return sync(self.store, self.index, self.cache, name, head)
+        with paused_gc():
+            return sync(self.store, self.index, self.cache, name, head)
 
     def sql(self, query: str, params: list[Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run SQL on the cache: ``items``, ``item_versions``, ``commits``, ``items_at(ts)``..."""

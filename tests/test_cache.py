@@ -406,7 +406,8 @@ def test_sync_state_and_heads(tmp_path: Path) -> None:
         (lambda: SyncPlan("n", cid("elsewhere"), False, []), "use a reset plan"),
         (lambda: plan("n", [commit("c2", [put(ItemRecord("x", cid("i"), None, None, ["not", "a", "dict"]))], day=1, after="c1")]),  # type: ignore[arg-type]
          "not a JSON object"),
-        (lambda: plan("n", [commit("c2", [put(ItemRecord("x", cid("i"), None, None, {"v": float("nan")}))], day=1, after="c1")]),
+        # (NaN cannot reach the cache: DAG-CBOR has no NaN, so no verified block holds one)
+        (lambda: plan("n", [commit("c2", [put(ItemRecord("x", cid("i"), None, None, {"v": {1: "x"}}))], day=1, after="c1")]),
          "cannot be stored as JSON"),
         (lambda: plan("n", [commit("c2", [put(ItemRecord("x", cid("i"), 42, None, {}))], day=1, after="c1")]), "not a string"),  # type: ignore[arg-type]
     ],

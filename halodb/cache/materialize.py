@@ -47,7 +47,7 @@ from halodb.cache.connect import scalar
 from halodb.cache.records import SyncPlan
 from halodb.cache.stac_columns import items_table
 from halodb.cache.writer import OrderedWriter
-from halodb.errors import CacheError
+from halodb.errors import CacheError, HaloDBError
 
 __all__ = ["PlanColumns", "apply_plan", "plan_columns"]
 
@@ -80,7 +80,7 @@ class PlanColumns:
     close_key: list[str] = field(default_factory=list)
     close_at: list[int] = field(default_factory=list)
     #: distinct item blocks the plan references, first occurrence wins
-    items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    items: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
 
 def plan_columns(plan: SyncPlan) -> PlanColumns:
@@ -181,7 +181,7 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime)
         inserts: list[Future[None]] = []
         for lo in range(0, len(new), ITEM_BATCH):
             batch = new[lo : lo + ITEM_BATCH]
-            table = items_table(batch, [cols.items[cid] for cid in batch])
+            table = items_table(batch, _batch_items(plan, cols, batch))
             if len(inserts) >= 2:
                 inserts[-2].result()  # back-pressure: at most two encoded batches wait for DuckDB
             inserts.append(writer.submit(_insert_items, con, table))
@@ -195,7 +195,7 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime)
         if began:
             _rollback(con)
         cause = writer.first_error() or exc  # the step that failed, not a skipped one after it
-        if isinstance(cause, CacheError):
+        if isinstance(cause, HaloDBError):  # e.g. a block that failed verification in load_items
             raise cause from None
         raise CacheError(f"sync of {plan.name} to {plan.head} failed, cache unchanged: {cause}", name=plan.name) from cause
     except BaseException:
@@ -208,7 +208,22 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime)
 
 
 #: STAC items encoded per batch: DuckDB inserts one batch while Python encodes the next
-ITEM_BATCH = 16_384
+ITEM_BATCH = 8_192
+
+
+def _batch_items(plan: SyncPlan, cols: PlanColumns, batch: list[str]) -> list[dict[str, Any]]:
+    """The STAC items of a batch, reading those the plan left out through ``plan.load_items``."""
+    items = [cols.items[cid] for cid in batch]
+    missing = [i for i, item in enumerate(items) if item is None]
+    if missing:
+        if plan.load_items is None:
+            raise CacheError(f"sync plan for {plan.name} has items without JSON and no load_items", name=plan.name)
+        loaded = plan.load_items([batch[i] for i in missing])
+        if len(loaded) != len(missing):
+            raise CacheError(f"load_items returned {len(loaded)} items for {len(missing)} CIDs", name=plan.name)
+        for i, item in zip(missing, loaded):
+            items[i] = item
+    return items  # type: ignore[return-value]
 
 
 # -- steps (each runs on the writer thread, inside the transaction) ----------------------

@@ -17,6 +17,7 @@ oldest first, each with its :class:`ChangeRecord` list) and hands it to
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -36,7 +37,7 @@ class ItemRecord:
     item_cid: str
     data_cid: str | None
     path: str | None
-    item: dict[str, Any]  #: the STAC Item JSON
+    item: dict[str, Any] | None  #: the STAC Item JSON; None: read on demand through SyncPlan.load_items
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,10 @@ class SyncPlan:
     head: str
     reset: bool
     commits: list[CommitRecord]
+    #: reads the STAC items of ItemRecords given without one, by item CID, in order. The
+    #: cache calls it batch by batch and only for items it does not hold yet, so reading
+    #: blocks overlaps with DuckDB inserting the previous batch.
+    load_items: Callable[[list[str]], list[dict[str, Any]]] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -132,17 +132,36 @@ def encode_reference(value: Any) -> bytes:
         raise EncodeError(f"cannot encode value as DAG-CBOR: {exc}", path="/") from None
 
 
-def _links_from_bytes(value: Any) -> Any:
+def _is_link(value: bytes) -> bool:
+    """Whether libipld's encoder would write these bytes as a link (its own CID parser decides)."""
+    try:
+        libipld.decode_cid(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _links_in_place(value: Any) -> Any:
+    """Turn every ``bytes`` that libipld takes for a CID into a :class:`CID`, in place."""
     t = type(value)
     if t is dict:
-        return {k: _links_from_bytes(v) for k, v in value.items()}
-    if t is list:
-        return [_links_from_bytes(v) for v in value]
-    if t is bytes:
-        try:
-            return CID.parse(value)
-        except Exception:  # noqa: BLE001 - not a CID: stays bytes; re-encoding decides
-            return value
+        for k, v in value.items():
+            tv = type(v)
+            if tv is bytes:
+                if _is_link(v):
+                    value[k] = CID(v)
+            elif tv is dict or tv is list:
+                _links_in_place(v)
+    elif t is list:
+        for i, v in enumerate(value):
+            tv = type(v)
+            if tv is bytes:
+                if _is_link(v):
+                    value[i] = CID(v)
+            elif tv is dict or tv is list:
+                _links_in_place(v)
+    elif t is bytes and _is_link(value):
+        return CID(value)
     return value
 
 
@@ -157,14 +176,16 @@ def decode(data: bytes, *, cid: CID | None = None) -> Any:
     except (ValueError, TypeError, OverflowError) as exc:
         raise DecodeError(f"invalid DAG-CBOR{_where(cid)}: {exc}", cid=cid) from None
     if _TAG42 not in data:
-        return value
-    candidate = _links_from_bytes(value)
+        return value  # no link anywhere: every bytes value is raw bytes
+    # libipld encodes exactly the bytes values its CID parser accepts as links. If that
+    # re-encoding reproduces the block, those values were links and all others raw bytes.
     try:
-        if encode(candidate) == bytes(data):
-            return candidate
-    except EncodeError:
-        pass
-    return decode_reference(data, cid=cid)
+        same = bytes(libipld.encode_dag_cbor(value)) == bytes(data)
+    except (ValueError, TypeError, OverflowError):
+        same = False
+    if not same:
+        return decode_reference(data, cid=cid)
+    return _links_in_place(value)
 
 
 def decode_reference(data: bytes, *, cid: CID | None = None) -> Any:
