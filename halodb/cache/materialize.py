@@ -208,7 +208,7 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime)
 
 
 #: STAC items encoded per batch: DuckDB inserts one batch while Python encodes the next
-ITEM_BATCH = 8_192
+ITEM_BATCH = 2_048
 
 
 def _batch_items(plan: SyncPlan, cols: PlanColumns, batch: list[str]) -> list[dict[str, Any]]:

@@ -129,6 +129,9 @@ class CID:
 
     def verify(self, data: bytes) -> bool:
         """True when ``data`` hashes to this CID (sha2-256 only; other hashes are not trusted)."""
+        buf = self._buf
+        if buf[0] == 0x01 and buf[1] < 0x80 and buf[2] == SHA2_256 and buf[3] == 0x20:  # v1, 1-byte codec
+            return len(buf) == 36 and hashlib.sha256(data).digest() == buf[4:]
         mh = self.multihash
         if mh[0] != SHA2_256 or mh[1] != 0x20:
             return False
