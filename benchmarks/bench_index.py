@@ -20,11 +20,22 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import halodb
 from halodb.demo_data import generate_items, mutate_items
+
+
+def median_ms(call: Callable[[str], object], keys: list[str]) -> float:
+    """Median latency of ``call(key)`` over ``keys``, in milliseconds."""
+    lat = []
+    for key in keys:
+        t = time.perf_counter()
+        call(key)
+        lat.append(time.perf_counter() - t)
+    return statistics.median(lat) * 1e3
 
 
 def bench(n: int, k: int, workdir: Path) -> dict[str, Any]:
@@ -80,25 +91,11 @@ def bench(n: int, k: int, workdir: Path) -> dict[str, Any]:
 
     # cid_at latency (cache) over random keys and times
     keys = [f"{it['collection']}/{it['id']}" for it in random.Random(3).sample(items, min(500, n))]
-    lat = []
-    for key in keys:
-        t = time.perf_counter()
-        reg.cid_at(key, "2024-09-01T12:00:00Z", name="bench")
-        lat.append(time.perf_counter() - t)
-    out["cid_at_cache_ms_median"] = statistics.median(lat) * 1e3
-    lat = []
+    when = "2024-09-01T12:00:00Z"
+    out["cid_at_cache_ms_median"] = median_ms(lambda key: reg.cid_at(key, when, name="bench"), keys)
     with reg.session():
-        for key in keys:
-            t = time.perf_counter()
-            reg.cid_at(key, "2024-09-01T12:00:00Z", name="bench")
-            lat.append(time.perf_counter() - t)
-    out["cid_at_session_ms_median"] = statistics.median(lat) * 1e3
-    lat = []
-    for key in keys[:100]:
-        t = time.perf_counter()
-        reg.cid_at_dag(key, "2024-09-01T12:00:00Z", "bench")
-        lat.append(time.perf_counter() - t)
-    out["cid_at_dag_ms_median"] = statistics.median(lat) * 1e3
+        out["cid_at_session_ms_median"] = median_ms(lambda key: reg.cid_at(key, when, name="bench"), keys)
+    out["cid_at_dag_ms_median"] = median_ms(lambda key: reg.cid_at_dag(key, when, "bench"), keys[:100])
     reg.close()
 
     # baseline: a full re-sync of the new head into a fresh cache

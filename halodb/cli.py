@@ -14,9 +14,6 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Iterator
-from datetime import date, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +24,7 @@ from halodb import stac
 from halodb.errors import HaloDBError
 from halodb.registry import Registry
 from halodb.scan.tree import load_tree, load_tree_history
+from halodb.textout import format_table, format_value, json_default
 
 
 class Context:
@@ -48,17 +46,7 @@ pass_ctx = click.make_pass_decorator(Context)
 
 
 def _emit_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, default=_json_default, ensure_ascii=False))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, (bytes, bytearray)):
-        return value.hex()
-    return str(value)
+    click.echo(json.dumps(value, indent=2, default=json_default, ensure_ascii=False))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -179,26 +167,6 @@ def sync_cmd(ctx: Context, name: str, as_json: bool) -> None:
     _sync(ctx, name, as_json)
 
 
-def _format_value(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, datetime):
-        return v.isoformat()
-    if isinstance(v, (list, dict)):
-        return json.dumps(v, default=_json_default, ensure_ascii=False)
-    return str(v)
-
-
-def _table(columns: list[str], rows: list[tuple[Any, ...]], max_width: int = 60) -> Iterator[str]:
-    cells = [[_format_value(v) for v in row] for row in rows]
-    cells = [[c if len(c) <= max_width else c[: max_width - 1] + "…" for c in row] for row in cells]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    yield "  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()
-    yield "  ".join("-" * w for w in widths)
-    for r in cells:
-        yield "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
-
-
 @cli.command()
 @click.argument("query")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
@@ -216,10 +184,10 @@ def sql(ctx: Context, query: str, fmt: str, as_json: bool) -> None:
         w = csv.writer(buf)
         w.writerow(columns)
         for r in rows:
-            w.writerow([_format_value(v) for v in r])
+            w.writerow([format_value(v) for v in r])
         click.echo(buf.getvalue(), nl=False)
     else:
-        for line in _table(columns, rows):
+        for line in format_table(columns, rows):
             click.echo(line)
         click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
 

@@ -17,14 +17,13 @@ from typing import Any
 import halodb
 from halodb.demo_data import generate_campaign
 from halodb.index.model import format_time
+from halodb.textout import format_table
 
 NAME = "latest.orcestra-demo.example"
 
 
 def _print_rows(echo: Callable[[str], Any], columns: list[str], rows: list[tuple[Any, ...]]) -> None:
-    from halodb.cli import _table
-
-    for line in _table(columns, rows):
+    for line in format_table(columns, rows):
         echo("    " + line)
 
 

@@ -812,3 +812,19 @@ def stub_item(path: str, data_cid: str, collection: str, when: datetime | None) 
         "links": [],
         "assets": {"data": asset},
     }
+
+
+def item_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the items :func:`parse_item` accepts (``schemas/stac-item.schema.json``).
+
+    >>> item_json_schema()["title"]
+    'HaloDB STAC Item'
+    """
+    schema = _Item.model_json_schema()
+    schema["title"] = "HaloDB STAC Item"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["description"] = (
+        "A STAC 1.x Item as HaloDB validates it (generated from halodb/stac.py; "
+        "rules that JSON Schema cannot express, such as start <= end, are checked in code)."
+    )
+    return schema

@@ -20,7 +20,7 @@ from halodb.cache import Cache, ChangeRecord, CommitRecord, ItemRecord, SyncPlan
 from halodb.errors import SchemaError
 from halodb.index.history import load_commit, walk
 from halodb.index.index import Index
-from halodb.index.model import Commit, Entry, IndexRoot
+from halodb.index.model import Commit, IndexRoot
 from halodb.ipld import CID, decode
 
 

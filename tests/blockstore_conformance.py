@@ -79,7 +79,7 @@ class BlockStoreTests:
         store = self.populate(tmp_path, [raw_block(1)])
         with pytest.raises(BlockNotFoundError) as info:
             store.get(absent_cid())
-        assert getattr(info.value, "cid") == absent_cid()
+        assert info.value.cid == absent_cid()
 
     def test_get_absent_from_empty_store(self, tmp_path: Path) -> None:
         store = self.populate(tmp_path, [])
@@ -154,7 +154,7 @@ class BlockStoreTests:
         self.corrupt(store, cid)
         with pytest.raises(VerificationError) as info:
             store.get(cid)
-        assert getattr(info.value, "cid") == cid
+        assert info.value.cid == cid
 
     def test_corrupt_block_detected_by_get_many(self, tmp_path: Path) -> None:
         cid, data = raw_block(1)
@@ -193,7 +193,7 @@ class BlockStoreTests:
         cid, _ = raw_block(1)
         with pytest.raises(VerificationError) as info:
             store.put_block(cid, b"not the bytes of that cid")
-        assert getattr(info.value, "cid") == cid
+        assert info.value.cid == cid
         assert not store.has(cid)
         assert store.stats.blocks_written == 0
 
@@ -209,7 +209,7 @@ class BlockStoreTests:
         bad = (raw_block(99)[0], b"wrong")
         with pytest.raises(VerificationError) as info:
             store.put_many(blocks[:3] + [bad] + blocks[3:])
-        assert getattr(info.value, "cid") == bad[0]
+        assert info.value.cid == bad[0]
         assert store.has_many(c for c, _ in blocks + [bad]) == set()
         if store.supports_listing:
             assert list(store.iter_cids()) == []

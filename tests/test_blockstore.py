@@ -184,7 +184,7 @@ def test_directory_failed_replace_leaves_no_block(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(BlockStoreError) as info:
         store.put_block(cid, data)
-    assert getattr(info.value, "cid") == cid
+    assert info.value.cid == cid
     monkeypatch.undo()
     assert not store.has(cid)
     assert _all_files(tmp_path) == []  # the temporary file was removed
@@ -285,7 +285,7 @@ def test_directory_read_error_is_translated(tmp_path: Path) -> None:
     store.path_of(cid).mkdir(parents=True)  # a directory where the block file should be
     with pytest.raises(BlockStoreError) as info:
         store.get(cid)
-    assert getattr(info.value, "cid") == cid
+    assert info.value.cid == cid
 
 
 # == CAR ====================================================================================
@@ -434,7 +434,7 @@ def test_car_truncated_everywhere_is_an_error(tmp_path: Path) -> None:
         with pytest.raises(CarError) as info:
             roots, it = read_car(io.BytesIO(data[:cut]))
             list(it)
-        offset = getattr(info.value, "offset")
+        offset = info.value.offset
         assert offset is not None and 0 <= offset <= cut
         store = MemoryStore()
         with pytest.raises(CarError):
@@ -482,12 +482,12 @@ def test_car_truncated_file_on_disk(tmp_path: Path) -> None:
     path.write_bytes(data[:-3])
     with pytest.raises(CarError) as info:
         CarStore(path)
-    assert getattr(info.value, "path") == path
-    assert getattr(info.value, "offset") == _section_boundaries(data)[-2]
+    assert info.value.path == path
+    assert info.value.offset == _section_boundaries(data)[-2]
     store = DirectoryStore(tmp_path / "blocks")
     with pytest.raises(CarError) as info2:
         import_car(store, path)
-    assert getattr(info2.value, "path") == path
+    assert info2.value.path == path
     assert list(store.iter_cids()) == []
 
 
@@ -497,7 +497,7 @@ def test_car_wrong_bytes_is_a_verification_error(tmp_path: Path) -> None:
     data[-1] ^= 0xFF  # the last byte of the last block
     with pytest.raises(VerificationError) as info:
         list(read_car(io.BytesIO(bytes(data)))[1])
-    assert getattr(info.value, "cid") == blocks[-1][0]
+    assert info.value.cid == blocks[-1][0]
     store = MemoryStore()
     with pytest.raises(VerificationError):
         import_car(store, io.BytesIO(bytes(data)))
@@ -533,7 +533,7 @@ def test_car_bad_header(data: bytes, message: str) -> None:
     with pytest.raises(CarError) as info:
         read_car(io.BytesIO(data))
     assert message in str(info.value)
-    assert getattr(info.value, "offset") is not None and getattr(info.value, "path") is None
+    assert info.value.offset is not None and info.value.path is None
 
 
 def test_car_bad_sections() -> None:
@@ -555,8 +555,8 @@ def test_car_bad_sections() -> None:
     for name, bad in cases.items():
         with pytest.raises(CarError) as info:
             list(read_car(io.BytesIO(bad))[1])
-        assert getattr(info.value, "offset") == len(header) or (
-            name == "truncated CID varint" and getattr(info.value, "offset") is not None
+        assert info.value.offset == len(header) or (
+            name == "truncated CID varint" and info.value.offset is not None
         ), name
         assert "CAR stream, byte" in str(info.value)
 
@@ -566,11 +566,11 @@ def test_car_error_carries_the_path(tmp_path: Path) -> None:
     path.write_bytes(b"\x00")
     with pytest.raises(CarError) as info:
         read_car(path)
-    assert getattr(info.value, "path") == path and getattr(info.value, "offset") == 0
+    assert info.value.path == path and info.value.offset == 0
     assert str(path) in str(info.value)
     with pytest.raises(CarError) as info:
         read_car(tmp_path / "missing.car")
-    assert getattr(info.value, "path") == tmp_path / "missing.car"
+    assert info.value.path == tmp_path / "missing.car"
 
 
 def test_write_car_is_atomic(tmp_path: Path) -> None:
@@ -655,7 +655,7 @@ def test_open_store_car(tmp_path: Path) -> None:
 def test_open_store_unsupported(url: str, tmp_path: Path) -> None:
     with pytest.raises(StoreURLError) as info:
         open_store(url, tmp_path)
-    assert getattr(info.value, "url") == url
+    assert info.value.url == url
     assert url in str(info.value)
     assert "memory:" in str(info.value) and "car:" in str(info.value)
 

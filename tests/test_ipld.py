@@ -105,7 +105,7 @@ def test_fixture_links_surface_as_cids() -> None:
 def test_invalid_cid_text(text: str) -> None:
     with pytest.raises(CIDError) as info:
         CID.parse(text)
-    assert getattr(info.value, "value") == text
+    assert info.value.value == text
 
 
 # == CIDs ==================================================================================
@@ -152,7 +152,7 @@ def test_cid_for_bytes_and_verify() -> None:
     verify_block(cid, b"hello")
     with pytest.raises(VerificationError) as info:
         verify_block(cid, b"bye", source="test")
-    assert getattr(info.value, "cid") == cid and getattr(info.value, "source") == "test"
+    assert info.value.cid == cid and info.value.source == "test"
     with pytest.raises(CIDError):
         CID.for_bytes(b"x", codec=0x70)
 
@@ -245,7 +245,7 @@ def test_make_block() -> None:
 def test_encode_error_carries_path(value: Any, path: str) -> None:
     with pytest.raises(EncodeError) as info:
         encode(value)
-    assert getattr(info.value, "path") == path
+    assert info.value.path == path
 
 
 @pytest.mark.parametrize("hex_", ["", "ff", "a1", "a10102", "fb7ff8000000000000", "d82a4100", "c0617a"])
@@ -253,7 +253,7 @@ def test_invalid_dag_cbor_is_a_decode_error(hex_: str) -> None:
     cid = CID.for_bytes(bytes.fromhex(hex_))
     with pytest.raises(DecodeError) as info:
         decode(bytes.fromhex(hex_), cid=cid)
-    assert getattr(info.value, "cid") == cid
+    assert info.value.cid == cid
 
 
 def test_negative_zero_is_encoded_as_zero() -> None:

@@ -630,3 +630,16 @@ def test_stub_items_for_every_leaf_of_the_real_tree() -> None:
         assert CID.parse(cid)
         dated += item["properties"]["datetime"] is not None
     assert dated > 100  # most ORCESTRA leaves carry a flight or file date
+
+
+def test_committed_json_schema_is_current() -> None:
+    """schemas/stac-item.schema.json is what the pydantic model generates (regenerate on change)."""
+    import json as _json
+
+    from halodb.stac import item_json_schema
+
+    path = Path(__file__).resolve().parents[1] / "schemas" / "stac-item.schema.json"
+    assert _json.loads(path.read_text()) == _json.loads(_json.dumps(item_json_schema())), (
+        "regenerate: python -c 'import json; from halodb.stac import item_json_schema; "
+        "print(json.dumps(item_json_schema(), indent=2, sort_keys=True))' > schemas/stac-item.schema.json"
+    )
