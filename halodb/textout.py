@@ -1,4 +1,4 @@
-"""Plain-text output: aligned tables and JSON-safe values for the CLI and the demo.
+r"""Plain-text output: aligned tables and JSON-safe values for the CLI and the demo.
 
 >>> print("\n".join(format_table(["key", "n"], [("halo/f1", 2)])))
 key      n
