@@ -58,6 +58,8 @@ from halodb.ipld import CID
 
 _PARALLEL_MIN = 256
 _WRITER_THREADS = 8
+#: bytes asked for by the first read of a block; a shorter result is the whole block
+_FIRST_READ = 16_384
 _tmp_counter = itertools.count()
 _O_READ = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 _O_WRITE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
@@ -147,13 +149,17 @@ class DirectoryStore(BlockStore):
         except OSError as exc:
             raise BlockStoreError(f"cannot read block {cid} from {path}: {exc}", cid=cid, path=path) from exc
         try:
+            data = os.read(fd, _FIRST_READ)  # most blocks fit: no fstat needed
+            if len(data) < _FIRST_READ:
+                return data
             size = os.fstat(fd).st_size
-            data = os.read(fd, size)
-            while len(data) < size:  # a short read: rare, but allowed
+            parts = [data]
+            while len(data) < size:
                 more = os.read(fd, size - len(data))
                 if not more:
                     break
-                data += more
+                parts.append(more)
+                data = b"".join(parts)
             return data
         except OSError as exc:
             raise BlockStoreError(f"cannot read block {cid} from {path}: {exc}", cid=cid, path=path) from exc
