@@ -1,10 +1,10 @@
 """STAC items to columns: the JSON text and the fields the cache pulls out of each item.
 
 Extraction happens in Python (plain dict look-ups, columnar lists, one ``pyarrow`` array per
-column) and only the timestamp parsing is left to DuckDB (``TRY_CAST`` in SQL). Measured
-for 100k items of ~0.9 KB: ~0.2 s in Python versus ~0.9 s for DuckDB's ``json_extract``
-functions over the JSON text (2 threads); the JSON encoding both need costs ~1.2 s and
-dominates (see ``benchmarks/bench_cache_apply.py``).
+column) and only the timestamp parsing is left to DuckDB (``TRY_CAST`` in SQL).
+``benchmarks/bench_cache_apply.py`` measures this against extracting the fields in SQL
+with ``json_extract``: the two are close on this 2-core machine and swap places between
+runs, so the simpler-to-test Python path stays.
 Extraction is lenient: a missing or wrongly typed field becomes NULL.
 
 >>> table = items_table(["bafyitem"], [{"id": "x", "bbox": [0, 1, 2, 3],
@@ -53,8 +53,8 @@ def _json_default(value: Any) -> Any:
 
 
 def _dumps(item: Any) -> bytes:
-    # orjson: ~3x faster than the json module on STAC items (0.08 s vs 0.25 s for 20k),
-    # the largest Python cost of a full sync. Arrow takes its UTF-8 bytes as strings.
+    # orjson: ~4x faster than the json module on STAC items (benchmarks/bench_codec.py).
+    # Arrow takes its UTF-8 bytes as strings.
     return orjson.dumps(item, default=_json_default)
 
 
