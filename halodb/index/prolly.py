@@ -227,9 +227,6 @@ class ProllyTree:
                 break
             yield from self._items(self.load(node.values[i]), start, stop)
 
-    def __len__(self) -> int:  # pragma: no cover - trees are named by CID; use count()
-        raise TypeError("use ProllyTree.count(root)")
-
     def count(self, root: CID) -> int:
         return sum(1 for _ in self.items(root))
 
