@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test typecheck bench bench-quick clean
+.PHONY: install kubo demo test typecheck bench bench-quick clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,12 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/halodb demo
 
-test: install
+tools/bin/ipfs: scripts/install-kubo.sh
+	scripts/install-kubo.sh
+
+kubo: tools/bin/ipfs
+
+test: install tools/bin/ipfs
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 

@@ -640,10 +640,17 @@ def test_open_store_car(tmp_path: Path) -> None:
         open_store(f"car:{tmp_path / 'missing.car'}", tmp_path)
 
 
+def test_open_store_kubo_url(tmp_path: Path) -> None:
+    from halodb.blockstore.kubo import KuboStore
+
+    store = open_store("kubo+http://127.0.0.1:5001", tmp_path)
+    assert isinstance(store, KuboStore) and store.base == "http://127.0.0.1:5001/api/v0/"
+    store.close()
+
+
 @pytest.mark.parametrize(
     "url",
     [
-        "kubo+http://127.0.0.1:5001",
         "https://ipfs.io",
         "http://localhost:8080",
         "s3://bucket/blocks",

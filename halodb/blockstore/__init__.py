@@ -39,6 +39,7 @@ SUPPORTED_URLS = (
     "memory:",
     "file:///absolute/path (or a plain path)",
     "car:/path/to/file.car",
+    "kubo+http://host:port (a Kubo node's RPC API)",
 )
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
@@ -51,6 +52,7 @@ def open_store(url: str | None, home: Path) -> BlockStore:
     * ``memory:``: a fresh :class:`MemoryStore`
     * ``file:///abs/path`` or a plain path (``~`` expanded): a :class:`DirectoryStore`
     * ``car:/path/x.car``: a read-only :class:`CarStore`
+    * ``kubo+http://host:port``: a :class:`~halodb.blockstore.kubo.KuboStore`
 
     Anything else raises :class:`~halodb.errors.StoreURLError`.
 
@@ -67,6 +69,10 @@ def open_store(url: str | None, home: Path) -> BlockStore:
         return MemoryStore()
     if scheme == "file":
         return DirectoryStore(_file_url_path(url))
+    if scheme in ("kubo+http", "kubo+https"):
+        from halodb.blockstore.kubo import KuboStore
+
+        return KuboStore(url)
     if scheme == "car":
         rest = url[len(scheme) + 1:]
         if rest.startswith("//"):
@@ -90,6 +96,6 @@ def _unsupported(url: str, detail: str = "") -> StoreURLError:
     extra = f" ({detail})" if detail else ""
     return StoreURLError(
         f"unsupported block store URL {url!r}{extra}. Supported now: {', '.join(SUPPORTED_URLS)}."
-        " Kubo RPC (kubo+http://) and HTTP gateway (https://) backends are not available yet.",
+        " HTTP gateway (https://) backends are not available yet.",
         url=url,
     )
