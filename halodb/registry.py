@@ -278,6 +278,12 @@ class Registry:
             raise NothingToCommitError("nothing to publish: the registry has no commits yet")
         load_commit(self.store, target, self._commits)  # must be a commit we have
         self.store.flush()
+        try:
+            previous: CID | None = self.names.resolve(name).cid
+        except NameNotFoundError:
+            previous = None
+        # pin before the name moves, so that a name never points at content nobody keeps
+        self.store.pin(target, replaces=previous)
         return self.names.publish(name, target, expected=expected)
 
     # -- reading ----------------------------------------------------------------------------------

@@ -104,3 +104,30 @@ def test_registry_on_kubo_commits_and_syncs(kubo: KuboNode, tmp_path: Path) -> N
     got = json.loads(kubo.ipfs("dag", "get", "--output-codec", "dag-json", str(c1)))
     assert got["message"] == "first" and got["type"] == "halodb/commit"
     reg.close()
+
+
+def test_publish_pins_the_head_and_moves_the_pin(kubo: KuboNode, tmp_path: Path) -> None:
+    import halodb
+
+    from .conftest import cid_for, make_item
+
+    def pins() -> set[str]:
+        out = kubo.ipfs("pin", "ls", "--type", "recursive", "--quiet").decode().split()
+        return set(out)
+
+    reg = halodb.open(tmp_path / "home", store=kubo.api, create=True)
+    reg.add([make_item("p1", cid_for("p1"))])
+    c1 = reg.commit("first", time="2024-08-12T00:00:00Z")
+    reg.publish("pinned")
+    assert str(c1) in pins()
+    reg.add([make_item("p2", cid_for("p2"))])
+    c2 = reg.commit("second", time="2024-08-13T00:00:00Z")
+    reg.publish("pinned")
+    assert str(c2) in pins() and str(c1) not in pins()  # pin/update moved it (c1 is still kept: c2 links to it)
+    # a recursive pin keeps the whole history: garbage collection removes nothing of it
+    kubo.ipfs("repo", "gc", "--silent")
+    reg2 = halodb.open(tmp_path / "home2", store=kubo.api, create=True)
+    reg2.names.publish("copy", c2)
+    assert reg2.sync("copy").commits == 2
+    reg.close()
+    reg2.close()

@@ -45,6 +45,8 @@ class BlockStore(abc.ABC):
     supports_writes: ClassVar[bool] = True
     supports_deletes: ClassVar[bool] = False
     supports_listing: ClassVar[bool] = False
+    #: the store keeps what is pinned (and may drop the rest): ``pin`` does something
+    supports_pinning: ClassVar[bool] = False
     #: a backend whose bytes are produced by this process (memory) may skip hashing reads
     trusted_reads: ClassVar[bool] = False
 
@@ -156,6 +158,12 @@ class BlockStore(abc.ABC):
         if not self.supports_listing:
             raise ReadOnlyStoreError(f"{self.describe()} does not support listing", store=self.describe())
         return self._iter_cids()
+
+    def pin(self, cid: CID, *, replaces: CID | None = None) -> None:
+        """Keep the DAG under ``cid`` (recursively); ``replaces`` is a previous root to unpin.
+
+        A no-op where the store keeps every block anyway (``supports_pinning`` False).
+        """
 
     def flush(self) -> None:
         """Make every write so far durable (a no-op where writes are durable already)."""

@@ -31,6 +31,7 @@ class KuboStore(BlockStore):
 
     supports_deletes = True
     supports_listing = False
+    supports_pinning = True
 
     def __init__(self, url: str, *, timeout: float = 60.0, client: httpx.Client | None = None) -> None:
         super().__init__()
@@ -119,6 +120,25 @@ class KuboStore(BlockStore):
         r = self._rpc("block/rm", {"arg": str(cid), "force": "true"})
         if r.status_code != 200:
             raise self._fail("block/rm", r, cid)
+
+    def pin(self, cid: CID, *, replaces: CID | None = None) -> None:
+        """Pin ``cid`` recursively; with ``replaces``, move that pin (``pin/update``, unpinning it).
+
+        Runs offline: every block must already be in the node, or the pin fails with an error
+        naming what is missing instead of searching the network.
+        """
+        if replaces is not None and replaces != cid and self._pinned(replaces):
+            r = self._rpc("pin/update", {"arg": [str(replaces), str(cid)], "unpin": "true", "offline": "true"})
+            if r.status_code == 200:
+                return
+            raise self._fail("pin/update", r, cid)
+        r = self._rpc("pin/add", {"arg": str(cid), "recursive": "true", "offline": "true"})
+        if r.status_code != 200:
+            raise self._fail("pin/add", r, cid)
+
+    def _pinned(self, cid: CID) -> bool:
+        r = self._rpc("pin/ls", {"arg": str(cid), "type": "recursive", "offline": "true"})
+        return r.status_code == 200
 
     def close(self) -> None:
         if self._own_client:
