@@ -36,8 +36,9 @@ def ipfs_binary() -> Path:
 class KuboNode:
     """One daemon; ``api`` is its ``kubo+http://`` store URL, ``gateway`` its HTTP gateway."""
 
-    def __init__(self, repo: Path) -> None:
+    def __init__(self, repo: Path, *, no_fetch: bool = False) -> None:
         self.repo = repo
+        self.no_fetch = no_fetch  #: the gateway answers only from local blocks (404 otherwise)
         self.binary = ipfs_binary()
         self.env = {**os.environ, "IPFS_PATH": str(repo), "IPFS_TELEMETRY": "off"}
         self.process: subprocess.Popen[str] | None = None
@@ -57,6 +58,7 @@ class KuboNode:
         config.setdefault("AutoConf", {})["Enabled"] = False
         config.setdefault("AutoTLS", {})["Enabled"] = False
         config.setdefault("Discovery", {}).setdefault("MDNS", {})["Enabled"] = False
+        config.setdefault("Gateway", {})["NoFetch"] = self.no_fetch
         plugins = config.get("Plugins") or {}
         plugins["Plugins"] = {**(plugins.get("Plugins") or {}), "telemetry": {"Config": {"Mode": "off"}}}
         config["Plugins"] = plugins

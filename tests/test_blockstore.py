@@ -651,8 +651,6 @@ def test_open_store_kubo_url(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "url",
     [
-        "https://ipfs.io",
-        "http://localhost:8080",
         "s3://bucket/blocks",
         "file://otherhost/path",
         "memory:foo",

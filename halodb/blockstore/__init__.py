@@ -40,6 +40,7 @@ SUPPORTED_URLS = (
     "file:///absolute/path (or a plain path)",
     "car:/path/to/file.car",
     "kubo+http://host:port (a Kubo node's RPC API)",
+    "https://gateway/[,https://another/] (trustless gateways, read-only)",
 )
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
@@ -53,6 +54,8 @@ def open_store(url: str | None, home: Path) -> BlockStore:
     * ``file:///abs/path`` or a plain path (``~`` expanded): a :class:`DirectoryStore`
     * ``car:/path/x.car``: a read-only :class:`CarStore`
     * ``kubo+http://host:port``: a :class:`~halodb.blockstore.kubo.KuboStore`
+    * ``https://gw/`` (comma-separated for fallbacks): a read-only
+      :class:`~halodb.blockstore.gateway.GatewayStore`
 
     Anything else raises :class:`~halodb.errors.StoreURLError`.
 
@@ -69,6 +72,10 @@ def open_store(url: str | None, home: Path) -> BlockStore:
         return MemoryStore()
     if scheme == "file":
         return DirectoryStore(_file_url_path(url))
+    if scheme in ("http", "https"):
+        from halodb.blockstore.gateway import GatewayStore
+
+        return GatewayStore([u.strip() for u in url.split(",") if u.strip()])
     if scheme in ("kubo+http", "kubo+https"):
         from halodb.blockstore.kubo import KuboStore
 
@@ -95,7 +102,6 @@ def _file_url_path(url: str, original: str | None = None) -> Path:
 def _unsupported(url: str, detail: str = "") -> StoreURLError:
     extra = f" ({detail})" if detail else ""
     return StoreURLError(
-        f"unsupported block store URL {url!r}{extra}. Supported now: {', '.join(SUPPORTED_URLS)}."
-        " HTTP gateway (https://) backends are not available yet.",
+        f"unsupported block store URL {url!r}{extra}. Supported: {', '.join(SUPPORTED_URLS)}.",
         url=url,
     )

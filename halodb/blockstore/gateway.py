@@ -1,0 +1,114 @@
+"""A read-only block store over trustless HTTP gateways (``--store https://host/``).
+
+Blocks are asked for as ``GET /ipfs/{cid}?format=raw`` with
+``Accept: application/vnd.ipld.raw`` and verified against their CID before anything else
+sees them: a gateway answering with wrong bytes is treated like one that failed, and the
+next gateway is asked. HTTP 429 and 5xx are retried with exponential backoff; 404 and
+410 mean the gateway does not have the block. Batches are fetched concurrently, bounded
+by ``concurrency``.
+
+>>> GatewayStore(["http://127.0.0.1:8080"]).gateways
+['http://127.0.0.1:8080/']
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from halodb.blockstore.base import BlockStore
+from halodb.errors import BlockStoreError, StoreURLError, VerificationError
+from halodb.ipld import CID
+
+RAW_BLOCK = "application/vnd.ipld.raw"
+_RETRY_STATUS = {429, 500, 502, 503, 504}
+_ABSENT_STATUS = {404, 410}
+_MISMATCH = "answered with bytes that do not match the CID"
+
+
+class GatewayStore(BlockStore):
+    """Read-only blocks from one or more trustless gateways, tried in order."""
+
+    supports_writes = False
+
+    def __init__(
+        self,
+        gateways: list[str],
+        *,
+        timeout: float = 30.0,
+        retries: int = 2,
+        backoff: float = 0.25,
+        concurrency: int = 8,
+        client: httpx.Client | None = None,
+    ) -> None:
+        super().__init__()
+        if not gateways:
+            raise StoreURLError("no gateway given", url="")
+        self.gateways = [g.rstrip("/") + "/" for g in gateways]
+        self.retries = retries
+        self.backoff = backoff
+        self.concurrency = concurrency
+        self._client = client or httpx.Client(timeout=timeout, follow_redirects=False)
+        self._own_client = client is None
+        self.requests = 0  #: HTTP requests made (benchmarks)
+
+    def describe(self) -> str:
+        return "gateway " + ", ".join(self.gateways)
+
+    def _fetch(self, gateway: str, cid: CID) -> tuple[bytes | None, str]:
+        """Ask one gateway (with retries): (verified bytes | None, why not)."""
+        url = f"{gateway}ipfs/{cid}"
+        why = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                self.requests += 1
+                r = self._client.get(url, params={"format": "raw"}, headers={"Accept": RAW_BLOCK})
+            except httpx.HTTPError as exc:
+                why = f"{type(exc).__name__}: {exc}"
+                continue
+            if r.status_code == 200:
+                if cid.verify(r.content):
+                    return r.content, ""
+                return None, _MISMATCH
+            if r.status_code in _ABSENT_STATUS:
+                return None, "absent"
+            why = f"HTTP {r.status_code}"
+            if r.status_code not in _RETRY_STATUS:
+                break
+        return None, why
+
+    def _get(self, cid: CID) -> bytes | None:
+        failures = []
+        for gateway in self.gateways:
+            data, why = self._fetch(gateway, cid)
+            if data is not None:
+                return data
+            if why != "absent":
+                failures.append(f"{gateway}: {why}")
+        if any(_MISMATCH in f for f in failures):
+            raise VerificationError(
+                f"no gateway returned block {cid} intact: " + "; ".join(failures), cid=cid, source=self.describe()
+            )
+        if failures:
+            raise BlockStoreError(
+                f"no gateway returned block {cid}: " + "; ".join(failures), cid=cid, store=self.describe()
+            )
+        return None
+
+    def _has(self, cid: CID) -> bool:
+        return self._get(cid) is not None
+
+    def _get_many(self, cids: list[CID]) -> dict[CID, bytes]:
+        if len(cids) <= 1 or self.concurrency <= 1:
+            return super()._get_many(cids)
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            found = list(pool.map(self._get, cids))
+        return {cid: data for cid, data in zip(cids, found) if data is not None}
+
+    def close(self) -> None:
+        if self._own_client:
+            self._client.close()

@@ -1,0 +1,170 @@
+"""The trustless-gateway backend against a real Kubo gateway; faults injected on the wire."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from halodb.blockstore import open_store
+from halodb.blockstore.base import Block, BlockStore
+from halodb.blockstore.gateway import GatewayStore
+from halodb.blockstore.kubo import KuboStore
+from halodb.errors import BlockNotFoundError, BlockStoreError, VerificationError
+from halodb.ipld import CID, make_block
+
+from .blockstore_conformance import BlockStoreTests
+from .kubo_node import KuboNode
+
+
+@pytest.fixture(scope="module")
+def kubo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KuboNode]:
+    node = KuboNode(tmp_path_factory.mktemp("kubo-gw") / "repo", no_fetch=True).start()
+    yield node
+    node.stop()
+
+
+class TestGatewayStore(BlockStoreTests):
+    @pytest.fixture(autouse=True)
+    def _node(self, kubo: KuboNode) -> None:
+        self.node = kubo
+
+    def make_store(self, tmp_path: Path) -> BlockStore:
+        return self.populate(tmp_path, [])
+
+    def populate(self, tmp_path: Path, blocks: list[Block]) -> BlockStore:
+        self.node.ipfs("repo", "gc", "--silent")
+        if blocks:
+            KuboStore(self.node.api).put_many(blocks)
+        self.bad: set[str] = set()
+        return GatewayStore([self.node.gateway], client=httpx.Client(transport=Rewriting(self.bad)))
+
+    def corrupt(self, store: BlockStore, cid: CID) -> None:
+        self.bad.add(str(cid))
+
+
+class Rewriting(httpx.HTTPTransport):
+    """The real transport; answers for CIDs in ``bad`` get a flipped byte."""
+
+    def __init__(self, bad: set[str], status: Callable[[int], int | None] | None = None) -> None:
+        super().__init__()
+        self.bad = bad
+        self.status = status
+        self.calls = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        forced = self.status(self.calls) if self.status else None
+        if forced is not None:
+            return httpx.Response(forced, content=b"injected")
+        response = super().handle_request(request)
+        if request.url.path.rsplit("/", 1)[-1] in self.bad and response.status_code == 200:
+            body = bytearray(response.read())
+            body[len(body) // 2] ^= 0xFF
+            return httpx.Response(200, headers=response.headers, content=bytes(body))
+        return response
+
+
+def stored(kubo: KuboNode, value: object) -> tuple[CID, bytes]:
+    cid, data = make_block(value)
+    KuboStore(kubo.api).put_many([(cid, data)])
+    return cid, data
+
+
+def test_wrong_bytes_fall_back_to_the_next_gateway(kubo: KuboNode) -> None:
+    cid, data = stored(kubo, {"fallback": 1})
+    liar = httpx.Client(transport=Rewriting({str(cid)}))
+    store = GatewayStore([kubo.gateway, kubo.gateway.replace("127.0.0.1", "localhost")], client=liar)
+    # both names reach the same liar transport: every answer is corrupt -> a clear error
+    with pytest.raises(VerificationError) as info:
+        store.get(cid)
+    assert "do not match" in str(info.value) and str(cid) in str(info.value)
+    honest = GatewayStore([kubo.gateway])
+    mixed = GatewayStore(["http://127.0.0.1:9/", kubo.gateway], client=httpx.Client(timeout=2))
+    assert honest.get(cid) == data and mixed.get(cid) == data
+
+
+def test_http_500_is_retried_then_succeeds(kubo: KuboNode) -> None:
+    cid, data = stored(kubo, {"retry": 1})
+    flaky = Rewriting(set(), status=lambda n: 500 if n <= 2 else None)
+    store = GatewayStore([kubo.gateway], retries=2, backoff=0.01, client=httpx.Client(transport=flaky))
+    assert store.get(cid) == data and flaky.calls == 3
+
+
+def test_persistent_errors_and_timeouts_end_in_a_clear_error(kubo: KuboNode) -> None:
+    cid, _ = stored(kubo, {"down": 1})
+    down = Rewriting(set(), status=lambda n: 503)
+    store = GatewayStore([kubo.gateway], retries=1, backoff=0.01, client=httpx.Client(transport=down))
+    with pytest.raises(BlockStoreError) as info:
+        store.get(cid)
+    assert "HTTP 503" in str(info.value)
+    unreachable = GatewayStore(["http://127.0.0.1:9/"], retries=0, client=httpx.Client(timeout=1))
+    with pytest.raises(BlockStoreError) as info:
+        unreachable.get(cid)
+    assert "127.0.0.1:9" in str(info.value)
+
+
+def test_absent_everywhere_is_not_found(kubo: KuboNode) -> None:
+    store = GatewayStore([kubo.gateway])
+    with pytest.raises(BlockNotFoundError):
+        store.get(CID.for_bytes(b"nobody has this"))
+
+
+def test_sync_from_a_gateway(kubo: KuboNode, tmp_path: Path) -> None:
+    """Publish into Kubo, then read the whole index through its gateway into a fresh cache."""
+    import halodb
+
+    from .conftest import cid_for, make_item
+
+    writer = halodb.open(tmp_path / "w", store=kubo.api, create=True)
+    writer.add([make_item(f"g{i}", cid_for(f"g{i}")) for i in range(50)])
+    head = writer.commit("via gateway", time="2024-08-12T00:00:00Z")
+    writer.publish("gw")
+    writer.close()
+    store = open_store(kubo.gateway, tmp_path)
+    assert isinstance(store, GatewayStore)
+    reader = halodb.open(tmp_path / "r", store=kubo.gateway, create=True)
+    reader.names.publish("gw", head)
+    assert reader.sync("gw").changes == 50
+    assert reader.cid_at("halo/g7", "2024-08-13", name="gw") == cid_for("g7")
+    reader.close()
+
+
+def test_a_gateway_that_times_out_falls_back(kubo: KuboNode) -> None:
+    """A loopback server that accepts connections and never answers, then a working gateway."""
+    import socket
+    import threading
+
+    cid, data = stored(kubo, {"timeout": 1})
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        silent = f"http://127.0.0.1:{server.getsockname()[1]}/"
+        store = GatewayStore([silent, kubo.gateway], retries=0, client=httpx.Client(timeout=0.5))
+        assert store.get(cid) == data
+        alone = GatewayStore([silent], retries=1, backoff=0.01, client=httpx.Client(timeout=0.3))
+        with pytest.raises(BlockStoreError) as info:
+            alone.get(cid)
+        assert "Timeout" in str(info.value)
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()
