@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from halodb import stac
-from halodb.blockstore import BlockStore, import_car, open_store, write_car
+from halodb.blockstore import BlockStore, DirectoryStore, import_car, open_store, write_car
+from halodb.blockstore.caching import CachingStore
 from halodb.cache import Cache
 from halodb.errors import (
     InputError,
@@ -508,7 +509,10 @@ def open(  # noqa: A001 - the API mirrors builtins.open / zarr.open
     home_path = Path(home).expanduser() if home is not None else default_home()
     store_url = store if store is not None else os.environ.get("HALODB_STORE")
     cache_path = Path(cache) if cache is not None else Path(os.environ.get("HALODB_CACHE") or home_path / "cache.duckdb")
-    reg = Registry(home_path, open_store(store_url, home_path), LocalNames(home_path / "names"), cache_path)
+    store_ = open_store(store_url, home_path)
+    if store_.is_remote:  # keep what was fetched: the network is asked only for new blocks
+        store_ = CachingStore(DirectoryStore(home_path / "blocks"), store_)
+    reg = Registry(home_path, store_, LocalNames(home_path / "names"), cache_path)
     if create:
         reg.init()
     return reg

@@ -12,7 +12,7 @@ import libipld
 import pytest
 
 import halodb.blockstore as blockstore_pkg
-from .blockstore_conformance import BlockStoreTests, cbor_block, raw_block
+from .blockstore_conformance import BlockStoreTests, absent_cid, cbor_block, raw_block
 from halodb.blockstore import (
     Block,
     BlockStore,
@@ -680,3 +680,39 @@ def test_all_is_explicit() -> None:
     ]
     for name in blockstore_pkg.__all__:
         assert hasattr(blockstore_pkg, name)
+
+
+# == CachingStore ===========================================================================
+class TestCachingStore(BlockStoreTests):
+    """A memory 'remote' behind a memory cache: the shared suite, plus caching behaviour."""
+
+    def make_store(self, tmp_path: Path) -> BlockStore:
+        from halodb.blockstore.caching import CachingStore
+
+        self.remote_store = MemoryStore()
+        return CachingStore(MemoryStore(), self.remote_store)
+
+    def corrupt(self, store: BlockStore, cid: CID) -> None:
+        from halodb.blockstore.caching import CachingStore
+
+        assert isinstance(store, CachingStore)
+        for side in (store.local, store.remote):
+            assert isinstance(side, MemoryStore)
+            if cid in side._blocks:
+                side._blocks[cid] = b"corrupted " + side._blocks[cid]
+
+
+def test_caching_store_fetches_each_block_once(tmp_path: Path) -> None:
+    from halodb.blockstore.caching import CachingStore
+
+    remote, local = MemoryStore(), DirectoryStore(tmp_path / "cache")
+    blocks = [raw_block(i) for i in range(20)]
+    remote.put_many(blocks)
+    store = CachingStore(local, remote)
+    assert store.get_many(c for c, _ in blocks) == dict(blocks)
+    assert remote.stats.blocks_read == 20
+    assert store.get_many(c for c, _ in blocks) == dict(blocks)
+    assert store.get(blocks[3][0]) == blocks[3][1]
+    assert remote.stats.blocks_read == 20  # the second time, all from the local cache
+    with pytest.raises(BlockNotFoundError):
+        store.get(absent_cid())

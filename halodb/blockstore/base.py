@@ -47,6 +47,8 @@ class BlockStore(abc.ABC):
     supports_listing: ClassVar[bool] = False
     #: the store keeps what is pinned (and may drop the rest): ``pin`` does something
     supports_pinning: ClassVar[bool] = False
+    #: blocks live elsewhere (a node, a gateway): the registry reads them through a local cache
+    is_remote: ClassVar[bool] = False
     #: a backend whose bytes are produced by this process (memory) may skip hashing reads
     trusted_reads: ClassVar[bool] = False
 

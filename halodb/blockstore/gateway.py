@@ -32,6 +32,7 @@ class GatewayStore(BlockStore):
     """Read-only blocks from one or more trustless gateways, tried in order."""
 
     supports_writes = False
+    is_remote = True
 
     def __init__(
         self,

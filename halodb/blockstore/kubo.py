@@ -32,6 +32,7 @@ class KuboStore(BlockStore):
     supports_deletes = True
     supports_listing = False
     supports_pinning = True
+    is_remote = True
 
     def __init__(self, url: str, *, timeout: float = 60.0, client: httpx.Client | None = None) -> None:
         super().__init__()

@@ -1,0 +1,63 @@
+"""End to end over IPFS: a publisher writes to Kubo node A; a client with an empty cache
+syncs through node B's gateway, so every block travels A -> B by bitswap over loopback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import halodb
+from halodb.blockstore.caching import CachingStore
+from halodb.blockstore.gateway import GatewayStore
+
+from .conftest import cid_for, make_item
+from .kubo_node import KuboNode
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[KuboNode, KuboNode]]:
+    a = KuboNode(tmp_path_factory.mktemp("node-a") / "repo").start()
+    b = KuboNode(tmp_path_factory.mktemp("node-b") / "repo").start()
+    try:
+        info = json.loads(a.ipfs("id"))
+        addr = next(x for x in info["Addresses"] if x.startswith("/ip4/127.0.0.1/tcp/"))
+        b.ipfs("swarm", "connect", addr)  # the only peer B ever talks to
+        yield a, b
+    finally:
+        b.stop()
+        a.stop()
+
+
+def test_publish_on_a_sync_through_b(nodes: tuple[KuboNode, KuboNode], tmp_path: Path) -> None:
+    a, b = nodes
+    publisher = halodb.open(tmp_path / "publisher", store=a.api, create=True)
+    publisher.add([make_item(f"f{i}", cid_for(f"v1-{i}"), path=f"products/HALO/f{i}.zarr") for i in range(300)])
+    c1 = publisher.commit("300 flights", time="2024-08-12T00:00:00Z")
+    publisher.add([make_item("f7", cid_for("v2-7"), path="products/HALO/f7.zarr")])
+    c2 = publisher.commit("reprocess f7", time="2024-08-20T00:00:00Z")
+    publisher.publish("latest")
+    publisher.close()
+
+    client = halodb.open(tmp_path / "client", store=b.gateway, create=True)
+    assert isinstance(client.store, CachingStore) and isinstance(client.store.remote, GatewayStore)
+    gateway = client.store.remote
+    client.names.publish("latest", c1)
+    first = client.sync("latest")
+    assert first.changes == 300
+    requests_after_first = gateway.requests
+    client.names.publish("latest", c2)
+    second = client.sync("latest")
+    assert (second.commits, second.changes) == (1, 1)
+    # only the new blocks went to the network: the changed tree path, the item, the roots
+    assert 0 < gateway.requests - requests_after_first <= 40
+    assert client.cid_at("products/HALO/f7.zarr", "2024-08-15", name="latest") == cid_for("v1-7")
+    assert client.cid_at("products/HALO/f7.zarr", "2024-08-21", name="latest") == cid_for("v2-7")
+    # time travel and log over old versions need no network at all now
+    before = gateway.requests
+    assert [e.commit.message for e in client.log("latest")] == ["reprocess f7", "300 flights"]
+    assert client.diff(str(c1), str(c2))[0].key == "halo/f7"
+    assert gateway.requests == before
+    client.close()
