@@ -364,6 +364,8 @@ class Registry:
     def sync(self, name: str) -> SyncResult:
         """Resolve ``name`` and materialize its history into the DuckDB cache (all or nothing)."""
         head = self.resolve(name)
+        if isinstance(self.store, CachingStore) and self.cache.sync_state(name) is None:
+            self.store.prefetch(head)  # an initial sync: the whole DAG as one CAR, where possible
         with paused_gc():
             return sync(self.store, self.index, self.cache, name, head)
 

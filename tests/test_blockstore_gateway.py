@@ -168,3 +168,35 @@ def test_a_gateway_that_times_out_falls_back(kubo: KuboNode) -> None:
         for conn in held:
             conn.close()
         server.close()
+
+
+class Truncating(httpx.HTTPTransport):
+    """The real transport, cutting CAR answers short."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if request.url.params.get("format") == "car":
+            body = response.read()
+            return httpx.Response(200, headers={"content-type": "application/vnd.ipld.car"}, content=body[: len(body) * 2 // 3])
+        return response
+
+
+def test_whole_dag_as_one_car_and_a_truncated_car(kubo: KuboNode, tmp_path: Path) -> None:
+    from halodb.blockstore import DirectoryStore
+
+    leaf_cid, leaf = make_block({"leaf": list(range(50))})
+    mid_cid, mid = make_block({"child": leaf_cid, "pad": "x" * 500})
+    root_cid, root = make_block({"child": mid_cid, "name": "root"})
+    KuboStore(kubo.api).put_many([(leaf_cid, leaf), (mid_cid, mid), (root_cid, root)])
+
+    cut = GatewayStore([kubo.gateway], client=httpx.Client(transport=Truncating()))
+    local = DirectoryStore(tmp_path / "cut")
+    with pytest.raises(BlockStoreError) as info:
+        cut.fetch_dag(root_cid, local)
+    assert str(root_cid) in str(info.value)
+    assert not any(local.has(c) for c in (leaf_cid, mid_cid, root_cid))  # nothing half-written
+
+    store = GatewayStore([kubo.gateway])
+    local = DirectoryStore(tmp_path / "whole")
+    assert store.fetch_dag(root_cid, local) == 3 and store.requests == 1
+    assert local.get(leaf_cid) == leaf

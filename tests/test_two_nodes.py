@@ -47,7 +47,9 @@ def test_publish_on_a_sync_through_b(nodes: tuple[KuboNode, KuboNode], tmp_path:
     client.names.publish("latest", c1)
     first = client.sync("latest")
     assert first.changes == 300
+    # an initial sync asks for the head's whole DAG as ONE CAR (then reads it locally)
     requests_after_first = gateway.requests
+    assert requests_after_first == 1, requests_after_first
     client.names.publish("latest", c2)
     second = client.sync("latest")
     assert (second.commits, second.changes) == (1, 1)

@@ -66,6 +66,15 @@ class CachingStore(BlockStore):
             self.remote.put_many(blocks, verify=False)
         self.local.put_many(blocks, verify=False)
 
+    def prefetch(self, root: CID) -> int:
+        """Bring the whole DAG under ``root`` into the local cache in one request, where the
+        remote can (a gateway's CAR); returns the blocks fetched (0: not supported, or present)."""
+        fetch_dag = getattr(self.remote, "fetch_dag", None)
+        if fetch_dag is None or self.local.has(root):
+            return 0
+        count: int = fetch_dag(root, self.local)
+        return count
+
     def pin(self, cid: CID, *, replaces: CID | None = None) -> None:
         self.remote.pin(cid, replaces=replaces)
 

@@ -13,16 +13,19 @@ by ``concurrency``.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
 from halodb.blockstore.base import BlockStore
-from halodb.errors import BlockStoreError, StoreURLError, VerificationError
+from halodb.blockstore.car import import_car
+from halodb.errors import BlockStoreError, CarError, StoreURLError, VerificationError
 from halodb.ipld import CID
 
 RAW_BLOCK = "application/vnd.ipld.raw"
+CAR_V1 = "application/vnd.ipld.car; version=1"
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _ABSENT_STATUS = {404, 410}
 _MISMATCH = "answered with bytes that do not match the CID"
@@ -99,6 +102,36 @@ class GatewayStore(BlockStore):
                 f"no gateway returned block {cid}: " + "; ".join(failures), cid=cid, store=self.describe()
             )
         return None
+
+    def fetch_dag(self, root: CID, into: BlockStore) -> int:
+        """Fetch the whole DAG under ``root`` as ONE CAR request and import it into ``into``.
+
+        Asks ``GET /ipfs/{root}?format=car&dag-scope=all``. Every block is verified and the
+        CAR must be complete (every link present in it or already in ``into``), else the
+        next gateway is asked; nothing is written from a bad CAR. Returns the blocks imported.
+        """
+        failures = []
+        for gateway in self.gateways:
+            try:
+                self.requests += 1
+                with self._client.stream(
+                    "GET", f"{gateway}ipfs/{root}", params={"format": "car", "dag-scope": "all"},
+                    headers={"Accept": CAR_V1},
+                ) as r:
+                    if r.status_code != 200:
+                        failures.append(f"{gateway}: HTTP {r.status_code}")
+                        continue
+                    with tempfile.TemporaryFile() as f:
+                        for chunk in r.iter_bytes():
+                            f.write(chunk)
+                        f.seek(0)
+                        before = into.stats.blocks_written
+                        import_car(into, f)
+                        return into.stats.blocks_written - before
+            except (httpx.HTTPError, CarError, VerificationError) as exc:
+                failures.append(f"{gateway}: {exc}")
+        raise BlockStoreError(f"no gateway returned the DAG of {root} whole: " + "; ".join(failures),
+                              cid=root, store=self.describe())
 
     def _has(self, cid: CID) -> bool:
         return self._get(cid) is not None
