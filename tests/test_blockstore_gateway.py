@@ -200,3 +200,28 @@ def test_whole_dag_as_one_car_and_a_truncated_car(kubo: KuboNode, tmp_path: Path
     local = DirectoryStore(tmp_path / "whole")
     assert store.fetch_dag(root_cid, local) == 3 and store.requests == 1
     assert local.get(leaf_cid) == leaf
+
+
+def test_gateway_discovery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from halodb.blockstore.gateway import discover_gateways
+    from halodb.errors import StoreURLError
+
+    home = tmp_path / "home"
+    assert discover_gateways({}, home) == []
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "gateway").write_text("http://127.0.0.1:8080\n")
+    (home / ".ipfs").mkdir(parents=True)
+    (home / ".ipfs" / "gateway").write_text("http://127.0.0.1:9090\n")
+    assert discover_gateways({"IPFS_PATH": str(tmp_path / "repo")}, home) == ["http://127.0.0.1:8080"]
+    assert discover_gateways({}, home) == ["http://127.0.0.1:9090"]
+    assert discover_gateways({"IPFS_GATEWAY": "http://a/ http://b/", "IPFS_PATH": str(tmp_path / "repo")}, home) == ["http://a/", "http://b/"]
+    monkeypatch.setenv("IPFS_GATEWAY", "http://127.0.0.1:7070/")
+    store = open_store("gateway:", tmp_path)
+    assert isinstance(store, GatewayStore) and store.gateways == ["http://127.0.0.1:7070/"]
+    monkeypatch.delenv("IPFS_GATEWAY")
+    monkeypatch.setenv("IPFS_PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv("HOME", str(tmp_path / "nohome"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "nohome"))
+    if not Path("/etc/ipfs/gateway").exists():
+        with pytest.raises(StoreURLError):
+            open_store("gateway:", tmp_path)

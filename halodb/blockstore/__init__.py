@@ -41,6 +41,7 @@ SUPPORTED_URLS = (
     "car:/path/to/file.car",
     "kubo+http://host:port (a Kubo node's RPC API)",
     "https://gateway/[,https://another/] (trustless gateways, read-only)",
+    "gateway: (gateways from IPFS_GATEWAY, $IPFS_PATH/gateway, ~/.ipfs/gateway)",
 )
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
@@ -72,6 +73,16 @@ def open_store(url: str | None, home: Path) -> BlockStore:
         return MemoryStore()
     if scheme == "file":
         return DirectoryStore(_file_url_path(url))
+    if scheme == "gateway" and url[len(scheme) + 1:] in ("", "//"):
+        from halodb.blockstore.gateway import GatewayStore, discover_gateways
+
+        found = discover_gateways()
+        if not found:
+            raise StoreURLError(
+                "gateway: found no gateway (set IPFS_GATEWAY, or write one in $IPFS_PATH/gateway or ~/.ipfs/gateway)",
+                url=url,
+            )
+        return GatewayStore(found)
     if scheme in ("http", "https"):
         from halodb.blockstore.gateway import GatewayStore
 

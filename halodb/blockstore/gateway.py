@@ -13,8 +13,12 @@ by ``concurrency``.
 
 from __future__ import annotations
 
+import os
+import re
 import tempfile
 import time
+from collections.abc import Mapping
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -29,6 +33,36 @@ CAR_V1 = "application/vnd.ipld.car; version=1"
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _ABSENT_STATUS = {404, 410}
 _MISMATCH = "answered with bytes that do not match the CID"
+
+
+def discover_gateways(env: Mapping[str, str] | None = None, home: Path | None = None) -> list[str]:
+    """Gateways found the way other IPFS tools look for them, in this order:
+
+    ``$IPFS_GATEWAY`` (several may be separated by commas or whitespace), then the first
+    line(s) of ``$IPFS_PATH/gateway``, ``~/.ipfs/gateway``, ``$XDG_CONFIG_HOME/ipfs/gateway``
+    and ``/etc/ipfs/gateway``. Empty when none is configured.
+
+    >>> discover_gateways({"IPFS_GATEWAY": "http://127.0.0.1:8080, https://gw.example/"}, Path("/nonexistent"))
+    ['http://127.0.0.1:8080', 'https://gw.example/']
+    """
+    env = os.environ if env is None else env
+    home = Path.home() if home is None else home
+    if env.get("IPFS_GATEWAY", "").strip():
+        return [g for g in re.split(r"[\s,]+", env["IPFS_GATEWAY"].strip()) if g]
+    files = []
+    if env.get("IPFS_PATH"):
+        files.append(Path(env["IPFS_PATH"]) / "gateway")
+    files.append(home / ".ipfs" / "gateway")
+    files.append(Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "ipfs" / "gateway")
+    files.append(Path("/etc/ipfs/gateway"))
+    for f in files:
+        try:
+            found = [line.strip() for line in f.read_text().splitlines() if line.strip()]
+        except OSError:
+            continue
+        if found:
+            return found
+    return []
 
 
 class GatewayStore(BlockStore):
