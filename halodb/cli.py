@@ -283,6 +283,16 @@ def import_tree(ctx: Context, tree: str, when: str | None, message: str | None, 
 
 
 @cli.command()
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@pass_ctx
+def gc(ctx: Context, dry_run: bool) -> None:
+    """Delete local blocks no head reaches (local head, names, synced names, the stage)."""
+    kept, deleted = ctx.registry().gc(dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"kept {kept} block(s), {verb} {deleted}")
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def status(ctx: Context, as_json: bool) -> None:

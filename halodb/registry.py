@@ -396,6 +396,34 @@ class Registry:
         hit = self.index.resolve(root, key_or_path)
         return hit[1].data if hit else None
 
+    # -- garbage collection -------------------------------------------------------------------
+    def gc(self, *, dry_run: bool = False) -> tuple[int, int]:
+        """Delete local blocks that no head reaches; returns (kept, deleted).
+
+        Kept: everything reachable (whole history) from the local head, every local name,
+        every name synced into the cache, and the staged items. Do not run it while another
+        process commits into the same home: blocks of an unfinished commit are not reachable yet.
+        """
+        local = self.store.local if isinstance(self.store, CachingStore) else self.store
+        if not (local.supports_listing and local.supports_deletes):
+            raise InputError(f"{local.describe()} cannot be garbage-collected (no listing or deletes)", source="gc")
+        heads: set[CID] = set()
+        if self.head is not None:
+            heads.add(self.head)
+        for name in self.names.names():
+            heads.add(self.names.resolve(name).cid)
+        if self.cache_path.exists():
+            heads.update(CID.parse(st.head) for st in self.cache.sync_states() if st.head)
+        keep: set[CID] = {e.item for e in self.staged().upserts.values()}
+        for head in heads:
+            keep.update(self.reachable(head))
+        doomed = [cid for cid in local.iter_cids() if cid not in keep]
+        if not dry_run:
+            for cid in doomed:
+                local.delete(cid)
+            local.flush()
+        return len(keep), len(doomed)
+
     # -- CAR ----------------------------------------------------------------------------------------
     def reachable(self, head: CID, *, history: bool = True) -> Iterator[CID]:
         """Every block of the index DAG from ``head``: commits, roots, tree nodes, items."""

@@ -237,3 +237,21 @@ def test_registry_missing_home(tmp_path: Path) -> None:
     assert "halodb init" in str(info.value)
     reg.close()
     assert not os.path.exists(tmp_path / "nowhere" / "state.json")
+
+
+def test_gc_keeps_what_heads_reach_and_drops_the_rest(registry: Any, home: Path) -> None:
+    c1, c2, c3 = build_three_versions(registry)
+    registry.publish("latest", c3)
+    orphan = registry.store.put(b"garbage nobody links to", codec=0x55)
+    registry.add([make_item("staged", cid_for("staged"))])
+    staged_item = registry.staged().upserts["halo/staged"].item
+    kept, would = registry.gc(dry_run=True)
+    assert would >= 1 and registry.store.has(orphan)  # (the orphan, and the empty tree the first commit started from)
+    kept, deleted = registry.gc()
+    assert deleted == would and not registry.store.has(orphan) and registry.store.has(staged_item)
+    assert registry.gc() == (kept, 0)
+    registry.reset_stage()
+    registry.sync("latest")  # the whole history is still there
+    assert registry.cid_at("halo/f1", "2024-08-15", name="latest") == cid_for("a1")
+    assert registry.diff(str(c1), str(c3))
+    assert registry.gc()[1] == 1 and not registry.store.has(staged_item)  # unstaged: garbage now
