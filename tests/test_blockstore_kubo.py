@@ -131,3 +131,20 @@ def test_publish_pins_the_head_and_moves_the_pin(kubo: KuboNode, tmp_path: Path)
     assert reg2.sync("copy").commits == 2
     reg.close()
     reg2.close()
+
+
+def test_dag_export_bulk_read(kubo: KuboNode, tmp_path: Path) -> None:
+    from halodb.blockstore import DirectoryStore
+    from halodb.errors import CarError
+
+    child_cid, child = make_block({"bulk": 1})
+    root_cid, root = make_block({"child": child_cid})
+    store = KuboStore(kubo.api)
+    store.put_many([(child_cid, child), (root_cid, root)])
+    local = DirectoryStore(tmp_path / "local")
+    assert store.fetch_dag(root_cid, local) == 2 and local.get(child_cid) == child
+    store.delete(child_cid)  # an incomplete DAG on the node: an error, nothing written
+    other = DirectoryStore(tmp_path / "other")
+    with pytest.raises((BlockStoreError, CarError)):
+        store.fetch_dag(root_cid, other)
+    assert not other.has(root_cid)
