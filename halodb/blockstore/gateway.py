@@ -91,6 +91,7 @@ class GatewayStore(BlockStore):
         self._client = client or httpx.Client(timeout=timeout, follow_redirects=False)
         self._own_client = client is None
         self.requests = 0  #: HTTP requests made (benchmarks)
+        self.bytes_received = 0  #: response bytes received
 
     def describe(self) -> str:
         return "gateway " + ", ".join(self.gateways)
@@ -108,6 +109,7 @@ class GatewayStore(BlockStore):
             except httpx.HTTPError as exc:
                 why = f"{type(exc).__name__}: {exc}"
                 continue
+            self.bytes_received += len(r.content)
             if r.status_code == 200:
                 if cid.verify(r.content):
                     return r.content, ""
@@ -157,6 +159,7 @@ class GatewayStore(BlockStore):
                         continue
                     with tempfile.TemporaryFile() as f:
                         for chunk in r.iter_bytes():
+                            self.bytes_received += len(chunk)
                             f.write(chunk)
                         f.seek(0)
                         before = into.stats.blocks_written
