@@ -60,6 +60,8 @@ def build_plan(store: BlockStore, index: Index, name: str, head: CID, synced: st
     item_cids: dict[str, CID] = {}
     for cid, commit in chain:
         root = index.load_root(commit.index)
+        if base is not None and store.is_remote_backed:
+            prefetch_changed(store, index, base.datasets, root.datasets)
         changes: list[ChangeRecord] = []
         for change in index.diff(base, root):
             if change.new is None:
@@ -88,6 +90,29 @@ def build_plan(store: BlockStore, index: Index, name: str, head: CID, synced: st
         return [found[c] for c in wanted]
 
     return SyncPlan(name=name, head=str(head), reset=reset, commits=records, load_items=load_items)
+
+
+def prefetch_changed(store: BlockStore, index: Index, old: CID, new: CID) -> int:
+    """Fetch the nodes of ``new`` that ``old`` lacks a tree level at a time, each level's
+    blocks in one concurrent batch (``get_many``), so the diff that follows reads locally.
+
+    A subtree whose CID also appears among the old tree's nodes at that level is equal and
+    is not fetched. Returns the number of nodes fetched.
+    """
+    tree = index.datasets
+    old_frontier, new_frontier = [old], [new]
+    fetched = 0
+    while new_frontier:
+        store.get_many(new_frontier)  # one concurrent round trip per level
+        fetched += len(new_frontier)
+        old_nodes = [tree.load(c) for c in old_frontier if store.has(c)]
+        new_nodes = [tree.load(c) for c in new_frontier]
+        if not new_nodes or all(n.level == 0 for n in new_nodes):
+            break
+        old_children = {c for n in old_nodes if n.level > 0 for c in n.values}
+        new_frontier = [c for n in new_nodes if n.level > 0 for c in n.values if c not in old_children]
+        old_frontier = list(old_children)
+    return fetched
 
 
 def read_items(store: BlockStore, cids: list[CID]) -> dict[CID, dict[str, Any]]:

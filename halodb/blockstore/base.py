@@ -49,6 +49,8 @@ class BlockStore(abc.ABC):
     supports_pinning: ClassVar[bool] = False
     #: blocks live elsewhere (a node, a gateway): the registry reads them through a local cache
     is_remote: ClassVar[bool] = False
+    #: reads may go to the network (a remote, or a cache in front of one): worth batching ahead
+    is_remote_backed: ClassVar[bool] = False
     #: a backend whose bytes are produced by this process (memory) may skip hashing reads
     trusted_reads: ClassVar[bool] = False
 

@@ -25,6 +25,7 @@ class CachingStore(BlockStore):
 
     supports_writes = True
     supports_pinning = True
+    is_remote_backed = True
 
     def __init__(self, local: BlockStore, remote: BlockStore) -> None:
         super().__init__()
