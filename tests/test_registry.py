@@ -255,3 +255,38 @@ def test_gc_keeps_what_heads_reach_and_drops_the_rest(registry: Any, home: Path)
     assert registry.cid_at("halo/f1", "2024-08-15", name="latest") == cid_for("a1")
     assert registry.diff(str(c1), str(c3))
     assert registry.gc()[1] == 1 and not registry.store.has(staged_item)  # unstaged: garbage now
+
+
+def test_prefetch_fetches_changed_nodes_one_batch_per_level(tmp_path: Path) -> None:
+    """Over a remote store, an incremental diff's nodes arrive in one batch per tree level."""
+    from halodb.blockstore import MemoryStore
+    from halodb.blockstore.caching import CachingStore
+    from halodb.index.index import Index
+    from halodb.index.prolly import DELETE
+    from halodb.sync import prefetch_changed
+
+    class CountingRemote(MemoryStore):
+        batches: list[int] = []
+
+        def _get_many(self, cids: list[CID]) -> dict[CID, bytes]:
+            self.batches.append(len(cids))
+            return super()._get_many(cids)
+
+    remote = CountingRemote()
+    writer = Index(remote)
+    entries = {f"c/k{i:05d}": {"item": CID.for_bytes(str(i).encode()), "data": f"d{i}"} for i in range(5000)}
+    old = writer.datasets.build(entries.items())
+    new = writer.datasets.mutate(old, {"c/k00010": DELETE, "c/k02500": {"item": CID.for_bytes(b"x")}, "c/k04999x": {"item": CID.for_bytes(b"y")}})
+    local = MemoryStore()
+    for cid in writer.datasets.node_cids(old):  # the client has synced `old` already
+        local.put_block(cid, remote.get(cid))
+    store = CachingStore(local, remote)
+    reader = Index(store)
+    remote.batches.clear()
+    fetched = prefetch_changed(store, reader, old, new)
+    height = reader.datasets.height(new)
+    assert len([b for b in remote.batches if b]) <= height + 1
+    assert 0 < fetched <= 3 * (height + 1)
+    remote.stats.reset()
+    assert [c.key for c in reader.datasets.diff(old, new)] == ["c/k00010", "c/k02500", "c/k04999x"]
+    assert remote.stats.blocks_read == 0  # the diff read everything locally
