@@ -63,3 +63,55 @@ def test_publish_on_a_sync_through_b(nodes: tuple[KuboNode, KuboNode], tmp_path:
     assert client.diff(str(c1), str(c2))[0].key == "halo/f7"
     assert gateway.requests == before
     client.close()
+
+
+def test_a_gateway_node_that_disappears_mid_sync(nodes: tuple[KuboNode, KuboNode], tmp_path: Path) -> None:
+    """Node C dies during an incremental sync: a clear error, the cache keeps the old head,
+    and the next sync (through another gateway) completes."""
+    import httpx
+
+    a, _ = nodes
+    c = KuboNode(tmp_path / "node-c").start()
+    try:
+        addr = next(x for x in json.loads(a.ipfs("id"))["Addresses"] if x.startswith("/ip4/127.0.0.1/tcp/"))
+        c.ipfs("swarm", "connect", addr)
+        publisher = halodb.open(tmp_path / "publisher", store=a.api, create=True)
+        publisher.add([make_item(f"d{i}", cid_for(f"d1-{i}")) for i in range(200)])
+        c1 = publisher.commit("v1", time="2024-08-12T00:00:00Z")
+        publisher.add([make_item(f"d{i}", cid_for(f"d2-{i}")) for i in range(0, 200, 2)])
+        c2 = publisher.commit("v2", time="2024-08-13T00:00:00Z")
+        publisher.publish("latest")
+        publisher.close()
+
+        client = halodb.open(tmp_path / "client", store=c.gateway, create=True)
+        client.names.publish("latest", c1)
+        client.sync("latest")
+        assert isinstance(client.store, CachingStore) and isinstance(client.store.remote, GatewayStore)
+        gateway = client.store.remote
+
+        class Dying(httpx.HTTPTransport):
+            calls = 0
+
+            def handle_request(self, request: httpx.Request) -> httpx.Response:
+                Dying.calls += 1
+                if Dying.calls == 6:
+                    c.stop()  # the node goes away in the middle of the sync
+                return super().handle_request(request)
+
+        gateway._client = httpx.Client(transport=Dying(), timeout=5)
+        gateway.retries = 0
+        client.names.publish("latest", c2, expected=c1)
+        with pytest.raises(halodb.HaloDBError) as info:
+            client.sync("latest")
+        assert "127.0.0.1" in str(info.value)
+        assert client.cache.sync_state("latest").head == str(c1)
+        assert client.sql("SELECT count(*) FROM items WHERE data_cid LIKE 'bafk%'")[1][0][0] == 200
+        client.close()
+
+        again = halodb.open(tmp_path / "client", store=a.gateway)
+        result = again.sync("latest")
+        assert (result.commits, result.changes) == (1, 100)
+        assert again.cid_at("halo/d0", "2024-08-14", name="latest") == cid_for("d2-0")
+        again.close()
+    finally:
+        c.stop()
