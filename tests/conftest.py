@@ -74,3 +74,25 @@ def run_cli(home: Path, *args: str, stdin: str | None = None, env: dict[str, str
     p = subprocess.run([sys.executable, "-m", "halodb", "--home", str(home), *args], input=stdin,
                        capture_output=True, text=True, env=full_env, timeout=300)
     return Result(p.returncode, p.stdout, p.stderr)
+
+
+@pytest.fixture(scope="module")
+def kubo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Kubo daemon for one test module (see tests/kubo_node.py)."""
+    yield from _running_node(tmp_path_factory, "kubo", no_fetch=False)
+
+
+@pytest.fixture(scope="module")
+def kubo_local_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Kubo daemon whose gateway answers only from local blocks (404 otherwise)."""
+    yield from _running_node(tmp_path_factory, "kubo-local", no_fetch=True)
+
+
+def _running_node(factory: pytest.TempPathFactory, name: str, *, no_fetch: bool) -> Iterator[Any]:
+    from .kubo_node import KuboNode
+
+    node = KuboNode(factory.mktemp(name) / "repo", no_fetch=no_fetch).start()
+    try:
+        yield node
+    finally:
+        node.stop()

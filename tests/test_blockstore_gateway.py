@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -19,17 +19,10 @@ from .blockstore_conformance import BlockStoreTests
 from .kubo_node import KuboNode
 
 
-@pytest.fixture(scope="module")
-def kubo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KuboNode]:
-    node = KuboNode(tmp_path_factory.mktemp("kubo-gw") / "repo", no_fetch=True).start()
-    yield node
-    node.stop()
-
-
 class TestGatewayStore(BlockStoreTests):
     @pytest.fixture(autouse=True)
-    def _node(self, kubo: KuboNode) -> None:
-        self.node = kubo
+    def _node(self, kubo_local_only: KuboNode) -> None:
+        self.node = kubo_local_only
 
     def make_store(self, tmp_path: Path) -> BlockStore:
         return self.populate(tmp_path, [])
@@ -67,36 +60,36 @@ class Rewriting(httpx.HTTPTransport):
         return response
 
 
-def stored(kubo: KuboNode, value: object) -> tuple[CID, bytes]:
+def stored(kubo_local_only: KuboNode, value: object) -> tuple[CID, bytes]:
     cid, data = make_block(value)
-    KuboStore(kubo.api).put_many([(cid, data)])
+    KuboStore(kubo_local_only.api).put_many([(cid, data)])
     return cid, data
 
 
-def test_wrong_bytes_fall_back_to_the_next_gateway(kubo: KuboNode) -> None:
-    cid, data = stored(kubo, {"fallback": 1})
+def test_wrong_bytes_fall_back_to_the_next_gateway(kubo_local_only: KuboNode) -> None:
+    cid, data = stored(kubo_local_only, {"fallback": 1})
     liar = httpx.Client(transport=Rewriting({str(cid)}))
-    store = GatewayStore([kubo.gateway, kubo.gateway.replace("127.0.0.1", "localhost")], client=liar)
+    store = GatewayStore([kubo_local_only.gateway, kubo_local_only.gateway.replace("127.0.0.1", "localhost")], client=liar)
     # both names reach the same liar transport: every answer is corrupt -> a clear error
     with pytest.raises(VerificationError) as info:
         store.get(cid)
     assert "do not match" in str(info.value) and str(cid) in str(info.value)
-    honest = GatewayStore([kubo.gateway])
-    mixed = GatewayStore(["http://127.0.0.1:9/", kubo.gateway], client=httpx.Client(timeout=2))
+    honest = GatewayStore([kubo_local_only.gateway])
+    mixed = GatewayStore(["http://127.0.0.1:9/", kubo_local_only.gateway], client=httpx.Client(timeout=2))
     assert honest.get(cid) == data and mixed.get(cid) == data
 
 
-def test_http_500_is_retried_then_succeeds(kubo: KuboNode) -> None:
-    cid, data = stored(kubo, {"retry": 1})
+def test_http_500_is_retried_then_succeeds(kubo_local_only: KuboNode) -> None:
+    cid, data = stored(kubo_local_only, {"retry": 1})
     flaky = Rewriting(set(), status=lambda n: 500 if n <= 2 else None)
-    store = GatewayStore([kubo.gateway], retries=2, backoff=0.01, client=httpx.Client(transport=flaky))
+    store = GatewayStore([kubo_local_only.gateway], retries=2, backoff=0.01, client=httpx.Client(transport=flaky))
     assert store.get(cid) == data and flaky.calls == 3
 
 
-def test_persistent_errors_and_timeouts_end_in_a_clear_error(kubo: KuboNode) -> None:
-    cid, _ = stored(kubo, {"down": 1})
+def test_persistent_errors_and_timeouts_end_in_a_clear_error(kubo_local_only: KuboNode) -> None:
+    cid, _ = stored(kubo_local_only, {"down": 1})
     down = Rewriting(set(), status=lambda n: 503)
-    store = GatewayStore([kubo.gateway], retries=1, backoff=0.01, client=httpx.Client(transport=down))
+    store = GatewayStore([kubo_local_only.gateway], retries=1, backoff=0.01, client=httpx.Client(transport=down))
     with pytest.raises(BlockStoreError) as info:
         store.get(cid)
     assert "HTTP 503" in str(info.value)
@@ -106,38 +99,38 @@ def test_persistent_errors_and_timeouts_end_in_a_clear_error(kubo: KuboNode) -> 
     assert "127.0.0.1:9" in str(info.value)
 
 
-def test_absent_everywhere_is_not_found(kubo: KuboNode) -> None:
-    store = GatewayStore([kubo.gateway])
+def test_absent_everywhere_is_not_found(kubo_local_only: KuboNode) -> None:
+    store = GatewayStore([kubo_local_only.gateway])
     with pytest.raises(BlockNotFoundError):
         store.get(CID.for_bytes(b"nobody has this"))
 
 
-def test_sync_from_a_gateway(kubo: KuboNode, tmp_path: Path) -> None:
+def test_sync_from_a_gateway(kubo_local_only: KuboNode, tmp_path: Path) -> None:
     """Publish into Kubo, then read the whole index through its gateway into a fresh cache."""
     import halodb
 
     from .conftest import cid_for, make_item
 
-    writer = halodb.open(tmp_path / "w", store=kubo.api, create=True)
+    writer = halodb.open(tmp_path / "w", store=kubo_local_only.api, create=True)
     writer.add([make_item(f"g{i}", cid_for(f"g{i}")) for i in range(50)])
     head = writer.commit("via gateway", time="2024-08-12T00:00:00Z")
     writer.publish("gw")
     writer.close()
-    store = open_store(kubo.gateway, tmp_path)
+    store = open_store(kubo_local_only.gateway, tmp_path)
     assert isinstance(store, GatewayStore)
-    reader = halodb.open(tmp_path / "r", store=kubo.gateway, create=True)
+    reader = halodb.open(tmp_path / "r", store=kubo_local_only.gateway, create=True)
     reader.names.publish("gw", head)
     assert reader.sync("gw").changes == 50
     assert reader.cid_at("halo/g7", "2024-08-13", name="gw") == cid_for("g7")
     reader.close()
 
 
-def test_a_gateway_that_times_out_falls_back(kubo: KuboNode) -> None:
+def test_a_gateway_that_times_out_falls_back(kubo_local_only: KuboNode) -> None:
     """A loopback server that accepts connections and never answers, then a working gateway."""
     import socket
     import threading
 
-    cid, data = stored(kubo, {"timeout": 1})
+    cid, data = stored(kubo_local_only, {"timeout": 1})
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(8)
@@ -156,7 +149,7 @@ def test_a_gateway_that_times_out_falls_back(kubo: KuboNode) -> None:
     thread.start()
     try:
         silent = f"http://127.0.0.1:{server.getsockname()[1]}/"
-        store = GatewayStore([silent, kubo.gateway], retries=0, client=httpx.Client(timeout=0.5))
+        store = GatewayStore([silent, kubo_local_only.gateway], retries=0, client=httpx.Client(timeout=0.5))
         assert store.get(cid) == data
         alone = GatewayStore([silent], retries=1, backoff=0.01, client=httpx.Client(timeout=0.3))
         with pytest.raises(BlockStoreError) as info:
@@ -181,22 +174,22 @@ class Truncating(httpx.HTTPTransport):
         return response
 
 
-def test_whole_dag_as_one_car_and_a_truncated_car(kubo: KuboNode, tmp_path: Path) -> None:
+def test_whole_dag_as_one_car_and_a_truncated_car(kubo_local_only: KuboNode, tmp_path: Path) -> None:
     from halodb.blockstore import DirectoryStore
 
     leaf_cid, leaf = make_block({"leaf": list(range(50))})
     mid_cid, mid = make_block({"child": leaf_cid, "pad": "x" * 500})
     root_cid, root = make_block({"child": mid_cid, "name": "root"})
-    KuboStore(kubo.api).put_many([(leaf_cid, leaf), (mid_cid, mid), (root_cid, root)])
+    KuboStore(kubo_local_only.api).put_many([(leaf_cid, leaf), (mid_cid, mid), (root_cid, root)])
 
-    cut = GatewayStore([kubo.gateway], client=httpx.Client(transport=Truncating()))
+    cut = GatewayStore([kubo_local_only.gateway], client=httpx.Client(transport=Truncating()))
     local = DirectoryStore(tmp_path / "cut")
     with pytest.raises(BlockStoreError) as info:
         cut.fetch_dag(root_cid, local)
     assert str(root_cid) in str(info.value)
     assert not any(local.has(c) for c in (leaf_cid, mid_cid, root_cid))  # nothing half-written
 
-    store = GatewayStore([kubo.gateway])
+    store = GatewayStore([kubo_local_only.gateway])
     local = DirectoryStore(tmp_path / "whole")
     assert store.fetch_dag(root_cid, local) == 3 and store.requests == 1
     assert local.get(leaf_cid) == leaf

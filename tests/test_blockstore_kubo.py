@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,13 +16,6 @@ from halodb.ipld import CID, decode, make_block
 
 from .blockstore_conformance import BlockStoreTests
 from .kubo_node import KuboNode
-
-
-@pytest.fixture(scope="module")
-def kubo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KuboNode]:
-    node = KuboNode(tmp_path_factory.mktemp("kubo") / "repo").start()
-    yield node
-    node.stop()
 
 
 class TestKuboStore(BlockStoreTests):

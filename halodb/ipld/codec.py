@@ -144,20 +144,12 @@ def _is_link(value: bytes) -> bool:
 def _links_in_place(value: Any) -> Any:
     """Turn every ``bytes`` that libipld takes for a CID into a :class:`CID`, in place."""
     t = type(value)
-    if t is dict:
-        for k, v in value.items():
+    if t is dict or t is list:
+        for k, v in value.items() if t is dict else enumerate(value):  # values replaced, keys kept
             tv = type(v)
             if tv is bytes:
                 if _is_link(v):
                     value[k] = CID(v)
-            elif tv is dict or tv is list:
-                _links_in_place(v)
-    elif t is list:
-        for i, v in enumerate(value):
-            tv = type(v)
-            if tv is bytes:
-                if _is_link(v):
-                    value[i] = CID(v)
             elif tv is dict or tv is list:
                 _links_in_place(v)
     elif t is bytes and _is_link(value):
