@@ -148,3 +148,8 @@ class RegistryError(HaloDBError):
 
 class InputError(HaloDBError):
     """User input (a file, a date, an option) is invalid (``.source``)."""
+
+
+# --- datasets / trees -----------------------------------------------------------------
+class TreePathError(InputError):
+    """A path that does not exist in a file tree, or is a folder where a file was expected (``.path``)."""
