@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install kubo demo test typecheck bench bench-quick clean
+.PHONY: install kubo dns demo test typecheck bench bench-quick clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,10 @@ tools/bin/ipfs: scripts/install-kubo.sh
 
 kubo: tools/bin/ipfs
 
-test: install tools/bin/ipfs
+dns:
+	scripts/install-dns.sh
+
+test: install tools/bin/ipfs dns
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 

@@ -128,6 +128,14 @@ class NameConflictError(NamingError):
     """A compare-and-swap publish lost: the name moved (``.name``, ``.expected``, ``.current``)."""
 
 
+class ResolverError(NamingError):
+    """A DNS lookup failed: SERVFAIL, REFUSED, timeout, network (``.name``, ``.nameserver``, ``.rcode``)."""
+
+
+class NameUpdateError(NamingError):
+    """A DNS server refused or failed a dynamic update, e.g. a bad TSIG key (``.name``, ``.server``, ``.rcode``)."""
+
+
 # --- cache ------------------------------------------------------------------------------
 class CacheError(HaloDBError):
     """The DuckDB cache failed."""

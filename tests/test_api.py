@@ -13,8 +13,8 @@ def test_all_is_pinned() -> None:
         "BlockNotFoundError", "BlockStoreError", "CID", "CIDError", "CacheError", "CarError", "DAGError",
         "DecodeError", "EncodeError", "HaloDBError", "IPLDError", "InputError", "InvalidItemError",
         "InvalidNameError", "LogEntry", "MigrationError", "MissingParentError", "NameConflictError",
-        "NameNotFoundError", "NamingError", "NothingToCommitError", "PathConflictError", "QueryError",
-        "ReadOnlyStoreError", "Registry", "RegistryError", "SchemaError", "Stage", "StoreURLError",
+        "NameNotFoundError", "NameUpdateError", "NamingError", "NothingToCommitError", "PathConflictError", "QueryError",
+        "ReadOnlyStoreError", "Registry", "RegistryError", "ResolverError", "SchemaError", "Stage", "StoreURLError",
         "TimeOrderError", "TreePathError", "UnknownKeyError", "VerificationError", "__version__", "default_home", "open",
     ])
     for name in halodb.__all__:
