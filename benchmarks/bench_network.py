@@ -3,8 +3,9 @@
 Two Kubo daemons (from tools/bin/ipfs, closed to the outside like the test nodes) are
 peered over loopback. The publisher writes N items to node A; clients with empty caches
 sync through node B's gateway, so blocks travel A -> B by bitswap, then B -> client by
-HTTP. Printed side by side: full sync with the initial-sync CAR request, full sync block
-by block, and an incremental sync of 10 changes, each with HTTP requests and bytes.
+HTTP. Printed side by side, from A's own gateway (which holds every block) and through a
+cold relay per mode: full sync as one CAR, as 16 subtree CARs (the default), and block by
+block; and an incremental sync of 10 changes; each with HTTP requests and bytes.
 
     python benchmarks/bench_network.py [--items 10000]
 """
@@ -28,18 +29,30 @@ from halodb.demo_data import generate_items, mutate_items  # noqa: E402
 from tests.kubo_node import KuboNode  # noqa: E402
 
 
-def client_sync(home: Path, gateway: str, head: halodb.CID, *, car: bool) -> dict[str, Any]:
+MODES = {"one CAR": (1, 8), "16+ subtree CARs, 8 at a time": (16, 8), "16+ subtree CARs, 16 at a time": (16, 16),
+         "block by block": (0, 8)}
+
+
+def client_sync(home: Path, gateway: str, head: halodb.CID, *, spread: tuple[int, int]) -> dict[str, Any]:
     reg = halodb.open(home, store=gateway, create=True)
     assert isinstance(reg.store, CachingStore) and isinstance(reg.store.remote, GatewayStore)
     remote = reg.store.remote
-    if not car:
-        reg.store.prefetch = lambda root: 0  # type: ignore[method-assign]
+    reg.prefetch_spread, reg.prefetch_workers = spread
     reg.names.publish("bench", head)
     t = time.perf_counter()
     r = reg.sync("bench")
-    out = {"s": time.perf_counter() - t, "requests": remote.requests, "bytes": remote.bytes_received,
-           "changes": r.changes, "reg": reg, "remote": remote}
-    return out
+    return {"s": time.perf_counter() - t, "requests": remote.requests, "bytes": remote.bytes_received,
+            "changes": r.changes, "reg": reg, "remote": remote}
+
+
+def incremental(client: dict[str, Any], head: halodb.CID) -> dict[str, Any]:
+    reg, remote = client["reg"], client["remote"]
+    before_req, before_bytes = remote.requests, remote.bytes_received
+    reg.names.publish("bench", head)
+    t = time.perf_counter()
+    r = reg.sync("bench")
+    return {"s": time.perf_counter() - t, "requests": remote.requests - before_req,
+            "bytes": remote.bytes_received - before_bytes, "changes": r.changes}
 
 
 def main() -> None:
@@ -48,12 +61,12 @@ def main() -> None:
     n = ap.parse_args().items
     work = Path(tempfile.mkdtemp(prefix="halodb-net-"))
     a = KuboNode(work / "a").start()
-    b = KuboNode(work / "b").start()  # relays for the one-CAR client
-    c = KuboNode(work / "c").start()  # relays for the block-by-block client (equally cold)
+    relays = {mode: KuboNode(work / f"relay{i}").start() for i, mode in enumerate(MODES)}  # one cold relay each
+    rows: list[tuple[str, dict[str, Any]]] = []
     try:
         addr = next(x for x in json.loads(a.ipfs("id"))["Addresses"] if x.startswith("/ip4/127.0.0.1/tcp/"))
-        b.ipfs("swarm", "connect", addr)
-        c.ipfs("swarm", "connect", addr)
+        for node in relays.values():
+            node.ipfs("swarm", "connect", addr)
         items = generate_items(n, seed=5)
         pub = halodb.open(work / "pub", store=a.api, create=True)
         pub.add(items)
@@ -64,26 +77,26 @@ def main() -> None:
         pub.publish("bench")
         pub.close()
 
-        car = client_sync(work / "client-car", b.gateway, c1, car=True)
-        bbb = client_sync(work / "client-blocks", c.gateway, c1, car=False)
-        reg, remote = car["reg"], car["remote"]
-        before_req, before_bytes = remote.requests, remote.bytes_received
-        reg.names.publish("bench", c2)
-        t = time.perf_counter()
-        r = reg.sync("bench")
-        incr = {"s": time.perf_counter() - t, "requests": remote.requests - before_req,
-                "bytes": remote.bytes_received - before_bytes, "changes": r.changes}
-        car["reg"].close()
-        bbb["reg"].close()
-        print(f"# bench_network: {n:,} items, publisher on Kubo A, clients via the gateways of Kubo B and C (loopback, cold)")
-        print(f"{'':40}{'seconds':>10}{'requests':>10}{'MB':>10}{'items/s':>10}")
-        for label, m in (("full sync, one CAR (B fetches by bitswap)", car), ("full sync, block by block (8 at a time)", bbb),
-                         ("incremental sync, 10 changes", incr)):
-            print(f"{label:40}{m['s']:>10.2f}{m['requests']:>10,}{m['bytes'] / 1e6:>10.2f}{m['changes'] / m['s']:>10,.0f}")
+        for mode, spread in MODES.items():  # A's own gateway holds every block
+            m = client_sync(work / f"client-a-{spread[0]}-{spread[1]}", a.gateway, c1, spread=spread)
+            rows.append((f"full, {mode}, from A (holds the blocks)", m))
+            if spread == (16, 8):
+                rows.append(("incremental, 10 changes, from A", incremental(m, c2)))
+            m["reg"].close()
+        for mode, spread in MODES.items():  # a cold relay per mode: blocks travel A -> relay by bitswap
+            m = client_sync(work / f"client-r-{spread[0]}-{spread[1]}", relays[mode].gateway, c1, spread=spread)
+            rows.append((f"full, {mode}, via a cold relay", m))
+            if spread == (16, 8):
+                rows.append(("incremental, 10 changes, via the relay", incremental(m, c2)))
+            m["reg"].close()
+        print(f"# bench_network: {n:,} items, publisher on Kubo A; clients with empty caches read A's gateway,"
+              " or the gateway of a cold Kubo peered to A (loopback)")
+        print(f"{'':62}{'seconds':>10}{'requests':>10}{'MB':>10}{'items/s':>10}")
+        for label, m in rows:
+            print(f"{label:62}{m['s']:>10.2f}{m['requests']:>10,}{m['bytes'] / 1e6:>10.2f}{m['changes'] / m['s']:>10,.0f}")
     finally:
-        c.stop()
-        b.stop()
-        a.stop()
+        for node in (*relays.values(), a):
+            node.stop()
 
 
 if __name__ == "__main__":

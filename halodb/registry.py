@@ -122,6 +122,10 @@ class Registry:
         self.index = Index(store, self.node_cache)
         self._commits: dict[CID, Commit] = {}
         self._cache: Cache | None = None
+        #: initial syncs over the network ask for this many subtree CARs (1: one CAR in all;
+        #: 0: no CARs, every block is asked for on its own)
+        self.prefetch_spread = 16
+        self.prefetch_workers = 16  #: CARs in flight at once during that prefetch
 
     # -- state ---------------------------------------------------------------------------------
     @property
@@ -364,8 +368,11 @@ class Registry:
     def sync(self, name: str) -> SyncResult:
         """Resolve ``name`` and materialize its history into the DuckDB cache (all or nothing)."""
         head = self.resolve(name)
-        if isinstance(self.store, CachingStore) and self.cache.sync_state(name) is None:
-            self.store.prefetch(head)  # an initial sync: the whole DAG as one CAR, where possible
+        if isinstance(self.store, CachingStore) and self.prefetch_spread and self.cache.sync_state(name) is None:
+            # an initial sync: the head version's index as CARs, where the remote sends them;
+            # older versions then come a changed tree level at a time, like incremental syncs
+            self.store.prefetch(load_commit(self.store, head).index, spread=self.prefetch_spread,
+                                workers=self.prefetch_workers)
         with paused_gc():
             return sync(self.store, self.index, self.cache, name, head)
 

@@ -47,9 +47,10 @@ def test_publish_on_a_sync_through_b(nodes: tuple[KuboNode, KuboNode], tmp_path:
     client.names.publish("latest", c1)
     first = client.sync("latest")
     assert first.changes == 300
-    # an initial sync asks for the head's whole DAG as ONE CAR (then reads it locally)
+    # an initial sync asks for the head's index as a few subtree CARs (then reads it locally):
+    # far fewer requests than the ~330 blocks it holds
     requests_after_first = gateway.requests
-    assert requests_after_first == 1, requests_after_first
+    assert 16 <= requests_after_first <= 60, requests_after_first
     client.names.publish("latest", c2)
     second = client.sync("latest")
     assert (second.commits, second.changes) == (1, 1)

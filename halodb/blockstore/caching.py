@@ -15,9 +15,11 @@ True
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from halodb.blockstore.base import Block, BlockStore
 from halodb.errors import BlockNotFoundError
-from halodb.ipld import CID
+from halodb.ipld import CID, block_links
 
 
 class CachingStore(BlockStore):
@@ -67,14 +69,37 @@ class CachingStore(BlockStore):
             self.remote.put_many(blocks, verify=False)
         self.local.put_many(blocks, verify=False)
 
-    def prefetch(self, root: CID) -> int:
-        """Bring the whole DAG under ``root`` into the local cache in one request, where the
-        remote can (a gateway's CAR); returns the blocks fetched (0: not supported, or present)."""
+    def prefetch(self, root: CID, *, spread: int = 16, workers: int = 16) -> int:
+        """Bring the whole DAG under ``root`` into the local cache as CARs, where the remote
+        can send CARs (a gateway, Kubo); returns the blocks fetched (0: unsupported or present).
+
+        With ``spread <= 1`` it is ONE request for the whole DAG. A gateway that must itself
+        fetch by bitswap walks a CAR one block at a time, though (about 20 ms a block on
+        loopback), so by default the top of the DAG is read a whole level at a time until at
+        least ``spread`` subtrees of about equal size are missing, and those come as separate
+        CARs, ``workers`` at a time (``benchmarks/bench_network.py`` measures the choices).
+        """
         fetch_dag = getattr(self.remote, "fetch_dag", None)
         if fetch_dag is None or self.local.has(root):
             return 0
-        count: int = fetch_dag(root, self.local)
-        return count
+        frontier, fetched = [root], 0
+        while spread > 1 and len(frontier) < spread:
+            blocks = self.get_many(frontier)  # single blocks, concurrently; kept locally
+            fetched += len(blocks)
+            seen: set[CID] = set()
+            grown: list[CID] = []
+            for cid in frontier:  # whole levels, so that the subtrees are about equally big
+                for link in block_links(cid, blocks.get(cid, b"")):
+                    if link not in seen and not self.local.has(link):
+                        seen.add(link)
+                        grown.append(link)
+            if not grown:
+                return fetched
+            frontier = grown
+        if len(frontier) == 1:
+            return fetched + int(fetch_dag(frontier[0], self.local))
+        with ThreadPoolExecutor(min(workers, len(frontier))) as pool:
+            return fetched + sum(pool.map(lambda cid: int(fetch_dag(cid, self.local)), frontier))
 
     def pin(self, cid: CID, *, replaces: CID | None = None) -> None:
         self.remote.pin(cid, replaces=replaces)

@@ -35,18 +35,17 @@ import os
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from halodb.blockstore.base import Block, BlockStore
 from halodb.errors import BlockStoreError, CarError, CIDError, DecodeError
-from halodb.ipld import CID, DAG_CBOR, decode, encode, verify_block
+from halodb.ipld import CID, block_links, decode, encode, verify_block
 
 CarSource = str | os.PathLike[str] | BinaryIO
 
 #: a header larger than this is rejected as malformed (go-car uses the same limit)
 MAX_HEADER_SIZE = 32 << 20
 _CHUNK = 1 << 20
-_TAG42 = b"\xd8\x2a"
 
 
 def _varint(n: int) -> bytes:
@@ -427,21 +426,7 @@ def _missing_links(roots: list[CID], blocks: dict[CID, bytes], store: BlockStore
             if not store.has(cid):
                 return cid, parent
             continue  # already stored: its subtree was imported before
-        if cid.codec != DAG_CBOR or _TAG42 not in data:
-            continue
-        for link in _links(decode(data, cid=cid)):
+        for link in block_links(cid, data):
             if link not in seen:
                 stack.append((link, cid))
     return None
-
-
-def _links(value: Any) -> Iterator[CID]:
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, CID):
-            yield v
-        elif isinstance(v, dict):
-            stack.extend(v.values())
-        elif isinstance(v, list):
-            stack.extend(v)

@@ -20,6 +20,7 @@ __all__ = [
     "DAG_PB",
     "RAW",
     "SHA2_256",
+    "block_links",
     "decode",
     "decode_reference",
     "encode",
@@ -33,6 +34,32 @@ def make_block(value: Any) -> tuple[CID, bytes]:
     """Encode ``value`` as DAG-CBOR and return ``(cid, bytes)``."""
     data = encode(value)
     return CID.for_bytes(data, DAG_CBOR), data
+
+
+_TAG42 = b"\xd8\x2a"  # CBOR tag 42, which every DAG-CBOR link starts with
+
+
+def block_links(cid: CID, data: bytes) -> list[CID]:
+    """The CIDs a DAG-CBOR block links to, in document order (none for other codecs).
+
+    >>> leaf, _ = make_block("leaf")
+    >>> cid, data = make_block({"a": [leaf, 1], "b": leaf})
+    >>> block_links(cid, data) == [leaf, leaf]
+    True
+    """
+    if cid.codec != DAG_CBOR or _TAG42 not in data:
+        return []
+    out: list[CID] = []
+    stack: list[Any] = [decode(data, cid=cid)]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, CID):
+            out.append(v)
+        elif isinstance(v, dict):
+            stack.extend(reversed(list(v.values())))
+        elif isinstance(v, list):
+            stack.extend(reversed(v))
+    return out
 
 
 def verify_block(cid: CID, data: bytes, source: str = "") -> None:
