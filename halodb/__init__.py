@@ -39,6 +39,7 @@ from halodb.errors import (
     SchemaError,
     StoreURLError,
     TimeOrderError,
+    UnixFSError,
     UnknownKeyError,
     VerificationError,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "Stage",
     "StoreURLError",
     "TimeOrderError",
+    "UnixFSError",
     "UnknownKeyError",
     "VerificationError",
     "__version__",

@@ -57,6 +57,10 @@ class VerificationError(IPLDError):
     """A block's bytes do not hash to its CID (``.cid``, ``.source``)."""
 
 
+class UnixFSError(IPLDError):
+    """A dag-pb/UnixFS block is malformed, or a UnixFS tree is too deep or too big (``.cid``, ``.path``)."""
+
+
 # --- blockstore -------------------------------------------------------------------------
 class BlockStoreError(HaloDBError):
     """A block store failed."""

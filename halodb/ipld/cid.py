@@ -25,6 +25,7 @@ DAG_CBOR = 0x71
 RAW = 0x55
 DAG_PB = 0x70
 SHA2_256 = 0x12
+IDENTITY = 0x00
 
 _PREFIX = {
     DAG_CBOR: bytes([0x01, DAG_CBOR, SHA2_256, 0x20]),
@@ -133,9 +134,22 @@ class CID:
         if buf[0] == 0x01 and buf[1] < 0x80 and buf[2] == SHA2_256 and buf[3] == 0x20:  # v1, 1-byte codec
             return len(buf) == 36 and hashlib.sha256(data).digest() == buf[4:]
         mh = self.multihash
+        if mh[0] == IDENTITY:  # the block is inlined in the CID
+            return self.inline_data == data
         if mh[0] != SHA2_256 or mh[1] != 0x20:
             return False
         return hashlib.sha256(data).digest() == mh[2:]
+
+    @property
+    def inline_data(self) -> bytes | None:
+        """The block inlined in an identity-hash CID (``ipfs add --inline``), else None."""
+        if self.version == 0:
+            return None
+        mh = self.multihash
+        if mh[0] != IDENTITY:
+            return None
+        size, pos = _read_varint(mh, 1)
+        return mh[pos:] if len(mh) - pos == size else None
 
     # -- dunder ------------------------------------------------------------------------------
     def __str__(self) -> str:
