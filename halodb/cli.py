@@ -168,6 +168,55 @@ def sync_cmd(ctx: Context, name: str, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("name")
+@click.option("--nameserver", envvar="HALODB_NAMESERVER", help="DNS server HOST:PORT, comma-separated for several [env HALODB_NAMESERVER; default: the system's].")
+@click.option("--timeout", type=float, envvar="HALODB_DNS_TIMEOUT", help="Seconds to wait for DNS [env HALODB_DNS_TIMEOUT; default 5].")
+@click.option("--doh", envvar="HALODB_DOH", help="Ask this DNS-over-HTTPS URL instead of a nameserver [env HALODB_DOH].")
+@click.option("--json", "as_json", is_flag=True, help="Also every link per namespace with its TTL, and the rejected entries with why.")
+@pass_ctx
+def resolve(ctx: Context, name: str, nameserver: str | None, timeout: float | None, doh: str | None, as_json: bool) -> None:
+    """Resolve NAME to a CID: a DNSLink domain (dnslink:DOMAIN, ipns://DOMAIN), a local name, or a CID."""
+    from halodb.errors import InputError, NameNotFoundError
+    from halodb.naming import LocalNames, parse_ref
+    from halodb.naming.dnsclient import ResolverConfig
+    from halodb.naming.dnslink import DNSLinkResolver
+    from halodb.registry import default_home
+
+    ref = parse_ref(name)
+    if ref.when is not None:
+        raise InputError(f"{name!r}: resolve takes a name, not NAME@TIME (see `halodb at`)", source=name)
+    out: dict[str, Any]
+    if ref.cid is not None:
+        out = {"name": name, "cid": str(ref.cid), "ttl": None, "chain": [], "source": "cid"}
+    else:
+        assert ref.name is not None
+        local = None
+        if ref.scheme is None:
+            try:
+                local = LocalNames(Path(ctx.home or default_home()) / "names").resolve(ref.name)
+            except NameNotFoundError:
+                if not ref.maybe_dnslink:
+                    raise
+        if local is not None:
+            out = {"name": ref.name, "cid": str(local.cid), "ttl": None, "chain": [ref.name], "source": local.source}
+        else:
+            config = ResolverConfig.from_env(nameserver=nameserver, timeout=timeout, doh=doh)
+            result = DNSLinkResolver(config).resolve(f"ipns://{ref.name}" if ref.scheme == "ipns" else ref.name)
+            out = {**result.to_json(), "source": f"dnslink via {result.nameserver}"}
+    if as_json:
+        _emit_json(out)
+        return
+    click.echo(out["cid"])
+    click.echo(f"ttl:    {out['ttl'] if out['ttl'] is not None else '-'}")
+    click.echo(f"chain:  {' -> '.join(out['chain']) or '-'}")
+    click.echo(f"source: {out['source']}")
+    for note in out.get("notes", []):
+        click.echo(f"note:   {note}")
+    if out.get("rejected"):
+        click.echo(f"rejected: {len(out['rejected'])} malformed dnslink= entr{'y' if len(out['rejected']) == 1 else 'ies'} (see --json)")
+
+
+@cli.command()
 @click.argument("query")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")

@@ -96,3 +96,15 @@ def _running_node(factory: pytest.TempPathFactory, name: str, *, no_fetch: bool)
         yield node
     finally:
         node.stop()
+
+
+@pytest.fixture(scope="module")
+def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real BIND 9 (``named``) for one test module (see tests/dns_server.py)."""
+    from .dns_server import DnsServer
+
+    server = DnsServer(tmp_path_factory.mktemp("named")).start()
+    try:
+        yield server
+    finally:
+        server.stop()

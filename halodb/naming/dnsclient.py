@@ -191,6 +191,6 @@ def _rcode(exc: dns.exception.DNSException) -> str:
 
 def _detail(exc: dns.exception.DNSException) -> str:
     """Transport errors (connection refused, HTTP status, ...) that the rcode does not say."""
-    texts = sorted({str(err[3]) for err in _errors(exc) if isinstance(err[3], Exception)
-                    and not isinstance(err[3], dns.exception.Timeout)})
+    texts = sorted({str(err[3]) or type(err[3]).__name__ for err in _errors(exc)
+                    if isinstance(err[3], Exception) and not isinstance(err[3], dns.exception.Timeout)})
     return f" ({'; '.join(texts)})" if texts else ""

@@ -238,7 +238,13 @@ class DNSLinkResolver:
 
     def resolve(self, name: str) -> DNSLinkResult:
         """Follow ``name`` to a CID; :class:`NameNotFoundError` when there is no DNSLink,
-        :class:`ResolverError` when DNS fails, the chain loops or is deeper than ``max_depth``."""
+        :class:`ResolverError` when DNS fails, the chain loops or is deeper than ``max_depth``.
+        ``ipns://<key>`` (not a domain) goes straight to the ``ipns`` hook."""
+        key = _ipns_key(name)
+        if key is not None:
+            res = self._ipns(key, name, [])
+            return DNSLinkResult(name=key, cid=res.cid, ttl=res.ttl, chain=(f"/ipns/{key}",), links={},
+                                 rejected=(), notes=(), nameserver=self.config.describe())
         domain = dnslink_domain(name)
         chain: list[str] = []
         links: dict[str, list[Link]] = {}
@@ -269,12 +275,7 @@ class DNSLinkResolver:
             if is_domain(pick.identifier):
                 current = pick.identifier.rstrip(".").lower()
                 continue
-            if self.ipns is None:
-                raise ResolverError(
-                    f"{' -> '.join(chain)} points at /ipns/{pick.identifier}, an IPNS key: "
-                    f"no IPNS resolver is configured", name=domain, nameserver=self.config.describe(),
-                    rcode="NO_IPNS")
-            res = self.ipns(pick.identifier)
+            res = self._ipns(pick.identifier, domain, chain)
             chain.append(f"/ipns/{pick.identifier}")
             cid = res.cid
             if res.ttl is not None:
@@ -285,6 +286,13 @@ class DNSLinkResolver:
             links={ns: tuple(sorted(v, key=lambda l: (chain.index(l.domain), l.value))) for ns, v in sorted(links.items())}, rejected=tuple(rejected),
             notes=tuple(notes), nameserver=self.config.describe(),
         )
+
+    def _ipns(self, key: str, name: str, chain: list[str]) -> Resolution:
+        if self.ipns is None:
+            where = f"{' -> '.join(chain)} points at " if chain else ""
+            raise ResolverError(f"{where}/ipns/{key} is an IPNS key: no IPNS resolver is configured",
+                                name=name, nameserver=self.config.describe(), rcode="NO_IPNS")
+        return self.ipns(key)
 
     @staticmethod
     def _choose(domain: str, found: _Found, notes: list[str], chain: list[str]) -> Link:
@@ -309,6 +317,16 @@ class DNSLinkResolver:
             notes.append(f"{domain} has {len(same_ns)} different /{pick.namespace}/ links: "
                          f"chose {pick.value} (lexicographically first), ignored {ignored}")
         return pick
+
+
+def _ipns_key(name: str) -> str | None:
+    """The key in ``ipns://<key>`` or ``/ipns/<key>`` when it is not a domain."""
+    text = name.strip()
+    for prefix in ("ipns://", "/ipns/"):
+        if text.lower().startswith(prefix):
+            key = text[len(prefix):].split("/")[0]
+            return key if _KEY_RE.match(key) and not is_domain(key) else None
+    return None
 
 
 def _canonical(link: Link) -> str:

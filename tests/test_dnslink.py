@@ -1,0 +1,344 @@
+"""DNSLink resolution against a real BIND 9 (tests/dns_server.py): entries, precedence, chains, faults."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import dns.message
+import dns.query
+import pytest
+
+from halodb.errors import InputError, InvalidNameError, NameNotFoundError, ResolverError
+from halodb.ipld import CID, RAW
+from halodb.naming import parse_ref
+from halodb.naming.base import Resolution
+from halodb.naming.dnsclient import ResolverConfig, parse_nameserver
+from halodb.naming.dnslink import MAX_DEPTH, DNSLinkResolver, Entry, Problem, dnslink_domain, parse_entry
+
+from .conftest import run_cli
+from .dns_server import DnsServer, SilentUDPServer
+
+A, B, C = (CID.for_bytes(x.encode(), RAW) for x in ("commit a", "commit b", "commit c"))
+IPNS_KEY = "k51qzi5uqu5dlvj2baxnqndepeb86cbk3ng7n3i46uzyxzyqj2xjonzllnv0v8"
+
+
+def resolver(server: DnsServer, **kw: Any) -> DNSLinkResolver:
+    return DNSLinkResolver(ResolverConfig.from_env({}, nameserver=server.nameserver, timeout=3), **kw)
+
+
+# --- entries (no server) ---------------------------------------------------------------------
+@pytest.mark.parametrize(("text", "code"), [
+    ("dnslink=ipfs/bafkqaaa", "WRONG_START"),
+    ("dnslink=", "WRONG_START"),
+    ("dnslink=/", "NAMESPACE_MISSING"),
+    ("dnslink=//bafkqaaa", "NAMESPACE_MISSING"),
+    ("dnslink=/ipfs", "NO_IDENTIFIER"),
+    ("dnslink=/ipfs/", "NO_IDENTIFIER"),
+    ("dnslink=/ipfs/   ", "NO_IDENTIFIER"),
+    ("dnslink=/ip fs/bafkqaaa", "INVALID_NAMESPACE"),
+    ("dnslink=/ipfs/bafkqaaa\u00e9", "INVALID_CHARACTER"),
+    ("dnslink=/ipfs/not-a-cid", "INVALID_CID"),
+    ("dnslink=/ipfs/bafkqaaa/some/path", "UNSUPPORTED_PATH"),
+    ("dnslink=/ipns/bad_key!", "INVALID_IPNS_NAME"),
+])
+def test_malformed_entries_have_a_code_and_a_reason(text: str, code: str) -> None:
+    p = parse_entry(text)
+    assert isinstance(p, Problem) and p.code == code and p.reason
+
+
+@pytest.mark.parametrize(("text", "entry"), [
+    (f"dnslink=/ipfs/{A}", Entry("ipfs", str(A))),
+    (f"  dnslink=/ipfs/{A}  ", Entry("ipfs", str(A))),
+    (f"dnslink= /ipfs/{A} ", Entry("ipfs", str(A))),
+    (f"dnslink=/ipfs/{A}/", Entry("ipfs", str(A))),
+    ("dnslink=/ipns/latest.orcestra-campaign.org", Entry("ipns", "latest.orcestra-campaign.org")),
+    (f"dnslink=/ipns/{IPNS_KEY}", Entry("ipns", IPNS_KEY)),
+    ("dnslink=/hyper/a/b", Entry("hyper", "a/b")),
+])
+def test_well_formed_entries(text: str, entry: Entry) -> None:
+    assert parse_entry(text) == entry
+
+
+@pytest.mark.parametrize("text", ["v=spf1 -all", "DNSLINK=/ipfs/x", "dnslink /ipfs/x", ""])
+def test_other_txt_records_are_not_dnslink(text: str) -> None:
+    assert parse_entry(text) is None
+
+
+@pytest.mark.parametrize(("name", "domain"), [
+    ("latest.orcestra-campaign.org", "latest.orcestra-campaign.org"),
+    ("dnslink:Latest.Orcestra-Campaign.org.", "latest.orcestra-campaign.org"),
+    ("ipns://latest.orcestra-campaign.org/some/path", "latest.orcestra-campaign.org"),
+    ("/ipns/latest.orcestra-campaign.org", "latest.orcestra-campaign.org"),
+    ("_dnslink.latest.orcestra-campaign.org", "latest.orcestra-campaign.org"),
+])
+def test_name_forms(name: str, domain: str) -> None:
+    assert dnslink_domain(name) == domain
+
+
+@pytest.mark.parametrize("name", ["latest", "dnslink:", "bad..name.org", "a_b!.org", "ipns://" + IPNS_KEY])
+def test_not_a_domain(name: str) -> None:
+    with pytest.raises(InvalidNameError):
+        dnslink_domain(name)
+
+
+def test_refs_carry_the_scheme() -> None:
+    assert parse_ref("latest").scheme is None and not parse_ref("latest").maybe_dnslink
+    r = parse_ref("latest.orcestra-campaign.org")
+    assert (r.name, r.scheme, r.maybe_dnslink) == ("latest.orcestra-campaign.org", None, True)
+    r = parse_ref("dnslink:latest.orcestra-campaign.org@2024-09-15")
+    assert (r.name, r.scheme, r.when is not None) == ("latest.orcestra-campaign.org", "dnslink", True)
+    r = parse_ref(f"ipns://{IPNS_KEY}")
+    assert (r.name, r.scheme, r.maybe_dnslink) == (IPNS_KEY, "ipns", False)
+    assert parse_ref("/ipns/latest.orcestra-campaign.org").scheme == "ipns"
+    assert parse_ref(f"ipfs://{A}").cid == A and parse_ref(str(A)).cid == A
+    with pytest.raises(InvalidNameError):
+        parse_ref("dnslink:not a domain")
+
+
+def test_resolver_settings_from_environment() -> None:
+    cfg = ResolverConfig.from_env({"HALODB_NAMESERVER": "127.0.0.1:5353,[::1]:53", "HALODB_DNS_TIMEOUT": "1.5"})
+    assert cfg.nameservers == (("127.0.0.1", 5353), ("::1", 53)) and cfg.timeout == 1.5
+    assert ResolverConfig.from_env({"HALODB_NAMESERVER": "x:1"}, nameserver="127.0.0.2:9").nameservers == (("127.0.0.2", 9),)
+    assert ResolverConfig.from_env({"HALODB_DOH": "https://dns.example/dns-query"}).doh == "https://dns.example/dns-query"
+    for bad in ("127.0.0.1:0", "127.0.0.1:port", "[::1", ":53"):
+        with pytest.raises(InputError):
+            parse_nameserver(bad)
+    with pytest.raises(InputError, match="HALODB_DNS_TIMEOUT"):
+        ResolverConfig.from_env({"HALODB_DNS_TIMEOUT": "soon"})
+
+
+# --- resolution against named ---------------------------------------------------------------------
+def test_well_formed_record_gives_cid_ttl_and_links(dns_server: DnsServer) -> None:
+    dns_server.set_txt("_dnslink.wf.campaign.test", f"dnslink=/ipfs/{A}", "google-site-verification=xyz", ttl=42)
+    r = resolver(dns_server).resolve("wf.campaign.test")
+    assert r.cid == A and r.ttl == 42 and r.chain == ("wf.campaign.test",)
+    assert [(l.value, l.ttl, l.record) for l in r.links["ipfs"]] == [(f"/ipfs/{A}", 42, "_dnslink.wf.campaign.test")]
+    assert r.rejected == () and r.notes == ()
+    res = r.resolution()
+    assert isinstance(res, Resolution) and res.cid == A and res.ttl == 42 and dns_server.nameserver in res.source
+
+
+def test_strings_of_one_record_are_joined_and_trimmed(dns_server: DnsServer) -> None:
+    text = f"  dnslink=/ipfs/{B}  "
+    dns_server.set_txt("_dnslink.split.campaign.test", (text[:12], text[12:30], text[30:]))
+    assert resolver(dns_server).resolve("split.campaign.test").cid == B
+
+
+def test_malformed_entries_are_reported_and_skipped(dns_server: DnsServer) -> None:
+    bad = ["dnslink=ipfs/" + str(C), "dnslink=/ipfs/", "dnslink=/ipfs/not-a-cid", "dnslink=//x"]
+    dns_server.set_txt("_dnslink.mixed.campaign.test", *bad, f"dnslink=/ipfs/{A}")
+    r = resolver(dns_server).resolve("mixed.campaign.test")
+    assert r.cid == A
+    assert sorted((x.entry, x.code) for x in r.rejected) == sorted([
+        (bad[0], "WRONG_START"), (bad[1], "NO_IDENTIFIER"), (bad[2], "INVALID_CID"), (bad[3], "NAMESPACE_MISSING")])
+    assert all(x.reason and x.domain == "mixed.campaign.test" for x in r.rejected)
+
+
+def test_only_malformed_entries_is_not_found_with_the_reasons(dns_server: DnsServer) -> None:
+    dns_server.set_txt("_dnslink.allbad.campaign.test", "dnslink=ipfs/x", "dnslink=/ipfs/")
+    with pytest.raises(NameNotFoundError) as e:
+        resolver(dns_server).resolve("allbad.campaign.test")
+    assert "WRONG_START" in str(e.value) and "NO_IDENTIFIER" in str(e.value) and e.value.name == "allbad.campaign.test"
+
+
+def test_unsupported_namespace_only(dns_server: DnsServer) -> None:
+    dns_server.set_txt("_dnslink.hyper.campaign.test", "dnslink=/hyper/abc")
+    with pytest.raises(NameNotFoundError, match="/hyper/abc"):
+        resolver(dns_server).resolve("hyper.campaign.test")
+
+
+def test_dnslink_subdomain_takes_precedence_over_the_bare_domain(dns_server: DnsServer) -> None:
+    dns_server.set_txt("_dnslink.prec.campaign.test", f"dnslink=/ipfs/{A}")
+    dns_server.set_txt("prec.campaign.test", f"dnslink=/ipfs/{B}")
+    r = resolver(dns_server).resolve("prec.campaign.test")
+    assert r.cid == A and [l.record for l in r.links["ipfs"]] == ["_dnslink.prec.campaign.test"]
+    dns_server.delete("_dnslink.prec.campaign.test")
+    r = resolver(dns_server).resolve("prec.campaign.test")
+    assert r.cid == B and r.links["ipfs"][0].record == "prec.campaign.test"
+    assert any("no DNSLink at _dnslink.prec.campaign.test" in n for n in r.notes)
+
+
+def test_malformed_subdomain_entries_fall_back_to_the_bare_domain(dns_server: DnsServer) -> None:
+    dns_server.set_txt("_dnslink.fb.campaign.test", "dnslink=ipfs/broken")
+    dns_server.set_txt("fb.campaign.test", f"dnslink=/ipfs/{C}")
+    r = resolver(dns_server).resolve("fb.campaign.test")
+    assert r.cid == C
+    assert [(x.record, x.code) for x in r.rejected] == [("_dnslink.fb.campaign.test", "WRONG_START")]
+
+
+def test_several_ipfs_links_lexicographic_choice_is_reported(dns_server: DnsServer) -> None:
+    values = sorted([f"/ipfs/{A}", f"/ipfs/{B}", f"/ipfs/{C}"])
+    dns_server.set_txt("_dnslink.many.campaign.test", *(f"dnslink={v}" for v in reversed(values)))
+    results = {resolver(dns_server).resolve("many.campaign.test").cid for _ in range(5)}
+    assert results == {CID.parse(values[0].removeprefix("/ipfs/"))}
+    r = resolver(dns_server).resolve("many.campaign.test")
+    assert [l.value for l in r.links["ipfs"]] == values
+    assert len(r.notes) == 1 and "3 different /ipfs/ links" in r.notes[0]
+    assert values[1] in r.notes[0] and values[2] in r.notes[0]
+
+
+def test_ipfs_link_wins_over_ipns_link(dns_server: DnsServer) -> None:
+    dns_server.set_txt("_dnslink.both.campaign.test", "dnslink=/ipns/wf.campaign.test", f"dnslink=/ipfs/{B}")
+    r = resolver(dns_server).resolve("both.campaign.test")
+    assert r.cid == B and r.chain == ("both.campaign.test",)
+
+
+def test_chains_are_followed_and_the_ttl_is_the_minimum(dns_server: DnsServer) -> None:
+    dns_server.set_txt("_dnslink.c1.campaign.test", "dnslink=/ipns/c2.campaign.test", ttl=300)
+    dns_server.set_txt("_dnslink.c2.campaign.test", "dnslink=/ipns/C3.campaign.test.", ttl=20)
+    dns_server.set_txt("c3.campaign.test", f"dnslink=/ipfs/{C}", ttl=90)
+    r = resolver(dns_server).resolve("dnslink:c1.campaign.test")
+    assert r.cid == C and r.chain == ("c1.campaign.test", "c2.campaign.test", "c3.campaign.test")
+    assert r.ttl == 20
+    assert [l.domain for l in r.links["ipns"]] == ["c1.campaign.test", "c2.campaign.test"]
+
+
+def test_cname_delegation(dns_server: DnsServer) -> None:
+    dns_server.set_txt("_dnslink.target.campaign.test", f"dnslink=/ipfs/{A}", ttl=120)
+    dns_server.set_cname("_dnslink.delegated.campaign.test", "_dnslink.target.campaign.test", ttl=15)
+    r = resolver(dns_server).resolve("delegated.campaign.test")
+    assert r.cid == A and r.ttl == 15
+
+
+def test_loops_are_errors(dns_server: DnsServer) -> None:
+    dns_server.set_txt("_dnslink.loop1.campaign.test", "dnslink=/ipns/loop2.campaign.test")
+    dns_server.set_txt("_dnslink.loop2.campaign.test", "dnslink=/ipns/loop1.campaign.test")
+    dns_server.set_txt("_dnslink.self.campaign.test", "dnslink=/ipns/self.campaign.test")
+    with pytest.raises(ResolverError, match="loop1.campaign.test -> loop2.campaign.test -> loop1.campaign.test") as e:
+        resolver(dns_server).resolve("loop1.campaign.test")
+    assert e.value.rcode == "LOOP"
+    with pytest.raises(ResolverError, match="loop"):
+        resolver(dns_server).resolve("self.campaign.test")
+
+
+def test_depth_limit(dns_server: DnsServer) -> None:
+    for i in range(MAX_DEPTH + 1):
+        dns_server.set_txt(f"_dnslink.d{i}.campaign.test", f"dnslink=/ipns/d{i + 1}.campaign.test")
+    dns_server.set_txt(f"_dnslink.d{MAX_DEPTH + 1}.campaign.test", f"dnslink=/ipfs/{A}")
+    ok = resolver(dns_server).resolve("d2.campaign.test")  # 32 domains: d2 .. d33
+    assert ok.cid == A and len(ok.chain) == MAX_DEPTH
+    with pytest.raises(ResolverError, match=f"longer than {MAX_DEPTH}") as e:
+        resolver(dns_server).resolve("d1.campaign.test")  # 33 domains
+    assert e.value.rcode == "TOO_DEEP"
+
+
+def test_nxdomain_is_not_found(dns_server: DnsServer) -> None:
+    with pytest.raises(NameNotFoundError, match="NXDOMAIN") as e:
+        resolver(dns_server).resolve("nothing-here.campaign.test")
+    assert e.value.name == "nothing-here.campaign.test"
+
+
+def test_chain_into_nxdomain_names_the_chain(dns_server: DnsServer) -> None:
+    dns_server.set_txt("_dnslink.dangling.campaign.test", "dnslink=/ipns/gone.campaign.test")
+    with pytest.raises(NameNotFoundError, match="dangling.campaign.test -> gone.campaign.test"):
+        resolver(dns_server).resolve("dangling.campaign.test")
+
+
+def test_servfail_is_a_resolver_error_naming_server_and_domain(dns_server: DnsServer) -> None:
+    with pytest.raises(ResolverError) as e:
+        resolver(dns_server).resolve("latest.broken.test")
+    assert e.value.rcode == "SERVFAIL" and e.value.nameserver == dns_server.nameserver
+    assert "latest.broken.test" in str(e.value) and dns_server.nameserver in str(e.value)
+
+
+def test_refused_is_a_resolver_error(dns_server: DnsServer) -> None:
+    with pytest.raises(ResolverError, match="REFUSED") as e:
+        resolver(dns_server).resolve("latest.not-served.example")
+    assert e.value.rcode == "REFUSED"
+
+
+def test_timeout_is_a_resolver_error() -> None:
+    silent = SilentUDPServer()
+    try:
+        r = DNSLinkResolver(ResolverConfig.from_env({}, nameserver=silent.nameserver, timeout=0.3))
+        with pytest.raises(ResolverError, match="timed out") as e:
+            r.resolve("latest.campaign.test")
+        assert e.value.rcode == "TIMEOUT" and e.value.nameserver == silent.nameserver
+        assert silent.received >= 1
+    finally:
+        silent.close()
+
+
+def test_ipns_key_needs_a_hook(dns_server: DnsServer) -> None:
+    dns_server.set_txt("_dnslink.bykey.campaign.test", f"dnslink=/ipns/{IPNS_KEY}", ttl=50)
+    with pytest.raises(ResolverError, match="no IPNS resolver"):
+        resolver(dns_server).resolve("bykey.campaign.test")
+    asked: list[str] = []
+
+    def hook(key: str) -> Resolution:
+        asked.append(key)
+        return Resolution(name=key, cid=B, ttl=30, source="test")
+
+    r = resolver(dns_server, ipns=hook).resolve("bykey.campaign.test")
+    assert asked == [IPNS_KEY] and r.cid == B and r.ttl == 30
+    assert r.chain == ("bykey.campaign.test", f"/ipns/{IPNS_KEY}")
+
+
+# --- DNS over HTTPS: a loopback HTTP endpoint that forwards wire-format queries to named ----------
+@pytest.fixture
+def doh_url(dns_server: DnsServer) -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            if self.path != "/dns-query" or self.headers["content-type"] != "application/dns-message":
+                self.send_error(415)
+                return
+            wire = dns.query.udp(dns.message.from_wire(body), "127.0.0.1", port=dns_server.port, timeout=3).to_wire()
+            self.send_response(200)
+            self.send_header("content-type", "application/dns-message")
+            self.send_header("content-length", str(len(wire)))
+            self.end_headers()
+            self.wfile.write(wire)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/dns-query"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_dns_over_https(dns_server: DnsServer, doh_url: str) -> None:
+    dns_server.set_txt("_dnslink.doh.campaign.test", f"dnslink=/ipfs/{C}", ttl=33)
+    r = DNSLinkResolver(ResolverConfig(doh=doh_url, timeout=3)).resolve("doh.campaign.test")
+    assert r.cid == C and r.ttl == 33 and r.nameserver == doh_url
+    with pytest.raises(ResolverError, match="SERVFAIL"):
+        DNSLinkResolver(ResolverConfig(doh=doh_url, timeout=3)).resolve("x.broken.test")
+    with pytest.raises(ResolverError, match=r"404|status"):
+        DNSLinkResolver(ResolverConfig(doh=doh_url.replace("/dns-query", "/nope"), timeout=1)).resolve("doh.campaign.test")
+
+
+# --- the CLI ------------------------------------------------------------------------------------
+def test_cli_resolve(dns_server: DnsServer, tmp_path: Path) -> None:
+    dns_server.set_txt("_dnslink.cli.campaign.test", f"dnslink=/ipfs/{A}", "dnslink=/ipfs/", ttl=45)
+    home = tmp_path / "home"
+    r = run_cli(home, "resolve", "cli.campaign.test", "--nameserver", dns_server.nameserver)
+    assert r.code == 0, r.err
+    assert str(A) in r.out and "45" in r.out and "cli.campaign.test" in r.out
+    r = run_cli(home, "resolve", "dnslink:cli.campaign.test", "--json", env={"HALODB_NAMESERVER": dns_server.nameserver})
+    assert r.code == 0, r.err
+    data = json.loads(r.out)
+    assert data["cid"] == str(A) and data["ttl"] == 45 and data["chain"] == ["cli.campaign.test"]
+    assert data["links"]["ipfs"][0]["value"] == f"/ipfs/{A}" and data["links"]["ipfs"][0]["ttl"] == 45
+    assert [(x["entry"], x["code"]) for x in data["rejected"]] == [("dnslink=/ipfs/", "NO_IDENTIFIER")]
+    assert data["rejected"][0]["reason"]
+
+
+def test_cli_resolve_errors_exit_2(dns_server: DnsServer, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    r = run_cli(home, "resolve", "nothing.campaign.test", "--nameserver", dns_server.nameserver)
+    assert r.code == 2 and "NXDOMAIN" in r.err
+    r = run_cli(home, "resolve", "x.broken.test", "--nameserver", dns_server.nameserver)
+    assert r.code == 2 and "SERVFAIL" in r.err and dns_server.nameserver in r.err
+    r = run_cli(home, "resolve", "x.campaign.test", "--nameserver", "127.0.0.1:notaport")
+    assert r.code == 2 and "notaport" in r.err
