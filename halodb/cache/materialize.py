@@ -1,7 +1,8 @@
 """Applying a :class:`~halodb.cache.records.SyncPlan` to the cache in one transaction.
 
 The plan is first turned into columns in Python (one pass over the changes, no SQL), then
-written with a handful of set-based statements over registered Arrow tables:
+written with a handful of set-based statements over registered Arrow tables (built from
+buffers, see :mod:`halodb.cache.arrow_columns`):
 
 1. ``reset``: forget the name's history (``name_commits``, ``item_versions``, ``sync_state``);
    otherwise check that the plan continues the synced head (its first commit is a child of
@@ -19,7 +20,7 @@ runs in order on one background thread (DuckDB releases the GIL) so that DuckDB 
 one batch of STAC items while Python encodes the next.
 
 >>> import duckdb
->>> from datetime import datetime, timezone
+>>> from datetime import datetime, timedelta, timezone
 >>> from halodb.cache.migrate import migrate
 >>> from halodb.cache.records import ChangeRecord, CommitRecord, ItemRecord, SyncPlan
 >>> con = duckdb.connect(); _ = migrate(con)
@@ -37,12 +38,13 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
+from halodb.cache.arrow_columns import int32s, string_lists, strings, timestamps
 from halodb.cache.connect import scalar
 from halodb.cache.records import SyncPlan
 from halodb.cache.stac_columns import items_table
@@ -56,7 +58,10 @@ _T_VERSIONS = "_halodb_plan_versions"
 _T_CLOSES = "_halodb_plan_closes"
 _T_CANDIDATES = "_halodb_plan_item_cids"
 _T_ITEMS = "_halodb_plan_items"
-_TS = pa.timestamp("us", tz="UTC")
+_STR: set[type] = {str}
+_STR_OR_NONE: set[type] = {str, type(None)}
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass
@@ -173,9 +178,9 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime)
         candidates = list(cols.items)
         present = writer.submit(_present_items, con, candidates)
         if not plan.reset and cols.close_key:
-            writer.submit(_close_versions, con, plan.name, _closes_table(cols, commits))
+            writer.submit(_close_versions, con, plan.name, commits, _closes_table(cols))
         if cols.version_key:
-            writer.submit(_insert_versions, con, plan.name, _versions_table(cols, commits))
+            writer.submit(_insert_versions, con, plan.name, commits, _versions_table(cols))
         found = present.result()
         new = [cid for cid in candidates if cid not in found] if found else candidates
         inserts: list[Future[None]] = []
@@ -228,44 +233,35 @@ def _batch_items(plan: SyncPlan, cols: PlanColumns, batch: list[str]) -> list[di
 
 # -- steps (each runs on the writer thread, inside the transaction) ----------------------
 def _commits_table(cols: PlanColumns) -> pa.Table:
+    parents = cols.commit_parents
+    for p in parents:
+        _strings(p, "parent commit")
     return pa.table(
         {
-            "idx": pa.array(range(len(cols.commit_cid)), type=pa.int32()),
-            "cid": pa.array(cols.commit_cid, type=pa.string()),
-            "parents": pa.array(cols.commit_parents, type=pa.list_(pa.string())),
-            "index_cid": pa.array(cols.commit_index, type=pa.string()),
-            "time": pa.array(cols.commit_time, type=_TS),
-            "author": pa.array(cols.commit_author, type=pa.string()),
-            "message": pa.array(cols.commit_message, type=pa.string()),
+            "idx": int32s(range(len(cols.commit_cid))),
+            "cid": _strings(cols.commit_cid, "commit cid"),
+            "parents": string_lists(parents),
+            "index_cid": _strings(cols.commit_index, "index cid"),
+            "time": timestamps([(t - _EPOCH) // _MICROSECOND for t in cols.commit_time]),
+            "author": _strings(cols.commit_author, "author"),
+            "message": _strings(cols.commit_message, "message"),
         }
     )
 
 
-def _closes_table(cols: PlanColumns, commits: pa.Table) -> pa.Table:
-    at = pa.array(cols.close_at, type=pa.int32())
-    return pa.table(
-        {
-            "key": pa.array(cols.close_key, type=pa.string()),
-            "cid": commits.column("cid").take(at),
-            "time": commits.column("time").take(at),
-        }
-    )
+def _closes_table(cols: PlanColumns) -> pa.Table:
+    return pa.table({"key": _strings(cols.close_key, "key"), "at": int32s(cols.close_at)})
 
 
-def _versions_table(cols: PlanColumns, commits: pa.Table) -> pa.Table:
-    start = pa.array(cols.version_from, type=pa.int32())
-    end = pa.array(cols.version_to, type=pa.int32())
-    cid, time = commits.column("cid"), commits.column("time")
+def _versions_table(cols: PlanColumns) -> pa.Table:
     return pa.table(
         {
-            "key": pa.array(cols.version_key, type=pa.string()),
+            "key": _strings(cols.version_key, "key"),
             "item_cid": _strings(cols.version_item_cid, "item_cid"),
-            "data_cid": _strings(cols.version_data_cid, "data_cid"),
-            "path": _strings(cols.version_path, "path"),
-            "from_cid": cid.take(start),
-            "from_time": time.take(start),
-            "to_cid": cid.take(end),
-            "to_time": time.take(end),
+            "data_cid": _strings(cols.version_data_cid, "data_cid", nullable=True),
+            "path": _strings(cols.version_path, "path", nullable=True),
+            "from_idx": int32s(cols.version_from),
+            "to_idx": int32s([-1 if i is None else i for i in cols.version_to]),  # -1: still open
         }
     )
 
@@ -329,7 +325,10 @@ def _next_seq(con: duckdb.DuckDBPyConnection, plan: SyncPlan, commits: pa.Table)
 
 def _insert_commits(con: duckdb.DuckDBPyConnection, name: str, commits: pa.Table, start: Future[int]) -> None:
     with _registered(con, _T_COMMITS, commits):
-        con.execute(f"INSERT OR IGNORE INTO commits SELECT cid, parents, index_cid, time, author, message FROM {_T_COMMITS}")
+        con.execute(
+            f"""INSERT OR IGNORE INTO commits
+            SELECT cid, CAST(parents AS VARCHAR[]), index_cid, CAST(time AS TIMESTAMPTZ), author, message FROM {_T_COMMITS}"""
+        )
         con.execute(f"INSERT INTO name_commits SELECT ?, cid, idx + ? FROM {_T_COMMITS}", [name, start.result()])
 
 
@@ -337,8 +336,7 @@ def _present_items(con: duckdb.DuckDBPyConnection, candidates: list[str]) -> set
     """Which of the plan's item CIDs the cache holds already (those are not encoded again)."""
     if not candidates:
         return set()
-    table = pa.table({"item_cid": pa.array(candidates, type=pa.string())})
-    with _registered(con, _T_CANDIDATES, table):
+    with _registered(con, _T_CANDIDATES, pa.table({"item_cid": strings(candidates)})):
         rows = con.execute(
             f"SELECT c.item_cid FROM {_T_CANDIDATES} AS c SEMI JOIN stac_items AS s ON s.item_cid = c.item_cid"
         ).fetchall()
@@ -353,30 +351,36 @@ def _insert_items(con: duckdb.DuckDBPyConnection, items: pa.Table) -> None:
             SELECT item_cid, id, collection,
                    TRY_CAST(datetime_text AS TIMESTAMPTZ), TRY_CAST(start_datetime_text AS TIMESTAMPTZ),
                    TRY_CAST(end_datetime_text AS TIMESTAMPTZ),
-                   bbox, platform, instruments, title, keywords, item
+                   CAST(bbox AS DOUBLE[]), platform, CAST(instruments AS VARCHAR[]), title,
+                   CAST(keywords AS VARCHAR[]), item
             FROM {_T_ITEMS}"""
         )
 
 
-def _close_versions(con: duckdb.DuckDBPyConnection, name: str, closes: pa.Table) -> None:
+def _close_versions(con: duckdb.DuckDBPyConnection, name: str, commits: pa.Table, closes: pa.Table) -> None:
     """Close, in one UPDATE, the versions open before the plan whose keys the plan changes."""
     if not scalar(con, "SELECT EXISTS (SELECT 1 FROM item_versions WHERE name = ? AND valid_to IS NULL)", [name]):
         return  # a new (or emptied) name: nothing to close
-    with _registered(con, _T_CLOSES, closes):
+    with _registered(con, _T_COMMITS, commits), _registered(con, _T_CLOSES, closes):
         con.execute(
             f"""UPDATE item_versions SET valid_to_commit = c.cid, valid_to = c.time
-            FROM {_T_CLOSES} AS c
+            FROM (SELECT x.key, p.cid, CAST(p.time AS TIMESTAMPTZ) AS time
+                  FROM {_T_CLOSES} AS x JOIN {_T_COMMITS} AS p ON p.idx = x.at) AS c
             WHERE item_versions.name = ? AND item_versions.key = c.key AND item_versions.valid_to IS NULL""",
             [name],
         )
 
 
-def _insert_versions(con: duckdb.DuckDBPyConnection, name: str, versions: pa.Table) -> None:
+def _insert_versions(con: duckdb.DuckDBPyConnection, name: str, commits: pa.Table, versions: pa.Table) -> None:
     """Insert, in one INSERT, every version the plan opens (closed ones with their valid_to)."""
-    with _registered(con, _T_VERSIONS, versions):
+    with _registered(con, _T_COMMITS, commits), _registered(con, _T_VERSIONS, versions):
         con.execute(
             f"""INSERT INTO item_versions
-            SELECT ?, key, item_cid, data_cid, path, from_cid, from_time, to_cid, to_time FROM {_T_VERSIONS}""",
+            SELECT ?, v.key, v.item_cid, v.data_cid, v.path, f.cid, CAST(f.time AS TIMESTAMPTZ),
+                   t.cid, CAST(t.time AS TIMESTAMPTZ)
+            FROM {_T_VERSIONS} AS v
+            JOIN {_T_COMMITS} AS f ON f.idx = v.from_idx
+            LEFT JOIN {_T_COMMITS} AS t ON t.idx = v.to_idx""",
             [name],
         )
 
@@ -400,11 +404,12 @@ def _write_sync_state(con: duckdb.DuckDBPyConnection, plan: SyncPlan, now: datet
 
 
 # -- helpers ------------------------------------------------------------------------------
-def _strings(values: list[str] | list[str | None], what: str) -> pa.Array:
-    try:
-        return pa.array(values, type=pa.string())
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise CacheError(f"a {what} in the plan is not a string: {exc}") from exc
+def _strings(values: list[str] | list[str | None], what: str, *, nullable: bool = False) -> pa.Array:
+    allowed = _STR_OR_NONE if nullable else _STR
+    if not set(map(type, values)) <= allowed:  # one C-level pass in the common case
+        bad = next(v for v in values if type(v) not in allowed)
+        raise CacheError(f"a {what} in the plan is not a string: {bad!r}")
+    return strings(values)
 
 
 @contextmanager

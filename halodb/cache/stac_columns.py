@@ -1,11 +1,11 @@
 """STAC items to columns: the JSON text and the fields the cache pulls out of each item.
 
-Extraction happens in Python (plain dict look-ups, columnar lists, one ``pyarrow`` array per
-column) and only the timestamp parsing is left to DuckDB (``TRY_CAST`` in SQL).
-``benchmarks/bench_cache_apply.py`` measures this against extracting the fields in SQL
-with ``json_extract``: the two are close on this 2-core machine and swap places between
-runs, so the simpler-to-test Python path stays.
-Extraction is lenient: a missing or wrongly typed field becomes NULL.
+Extraction happens in Python (plain dict look-ups, one list per column, type checks over a
+whole column at once), the columns become Arrow arrays (:mod:`halodb.cache.arrow_columns`,
+which DuckDB scans without the GIL) and only the timestamp parsing is left to DuckDB
+(``TRY_CAST`` in SQL). ``benchmarks/bench_cache_apply.py`` compares this with extracting
+the fields in SQL with ``json_extract``. Extraction is lenient: a missing or wrongly typed
+field becomes NULL.
 
 >>> table = items_table(["bafyitem"], [{"id": "x", "bbox": [0, 1, 2, 3],
 ...                                    "properties": {"platform": "HALO", "instruments": "radar"}}])
@@ -18,13 +18,15 @@ Extraction is lenient: a missing or wrongly typed field becomes NULL.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
+from itertools import chain
 from typing import Any
 
 import orjson
 import pyarrow as pa
 
+from halodb.cache.arrow_columns import float_lists, string_lists, strings
 from halodb.errors import CacheError
 
 __all__ = ["ITEM_COLUMNS", "encode_item", "items_table"]
@@ -35,10 +37,12 @@ ITEM_COLUMNS = (
     "bbox", "platform", "instruments", "title", "keywords", "item",
 )  # fmt: skip
 
-_STR = pa.string()
-_STR_LIST = pa.list_(pa.string())
-_F64_LIST = pa.list_(pa.float64())
 _EMPTY: dict[str, Any] = {}
+_NONE = type(None)
+_STR_OR_NONE: set[type] = {str, _NONE}
+_LIST_OR_NONE: set[type] = {list, _NONE}
+_STR_ONLY: set[type] = {str}
+_NUMBERS: set[type] = {float, int}
 
 
 def _json_default(value: Any) -> Any:
@@ -52,10 +56,9 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _dumps(item: Any) -> bytes:
-    # orjson: ~4x faster than the json module on STAC items (benchmarks/bench_codec.py).
-    # Arrow takes its UTF-8 bytes as strings.
-    return orjson.dumps(item, default=_json_default)
+def _dumps(item: Any) -> str:
+    # orjson: ~4x faster than the json module on STAC items (benchmarks/bench_codec.py)
+    return orjson.dumps(item, default=_json_default).decode()
 
 
 def encode_item(item: dict[str, Any]) -> str:
@@ -64,10 +67,10 @@ def encode_item(item: dict[str, Any]) -> str:
     >>> encode_item({"id": "x", "properties": {"gsd": 0.5}})
     '{"id":"x","properties":{"gsd":0.5}}'
     """
-    return _dumps(item).decode()
+    return _dumps(item)
 
 
-def _encode_all(cids: Sequence[str], items: Sequence[dict[str, Any]]) -> list[bytes]:
+def _encode_all(cids: Sequence[str], items: Sequence[dict[str, Any]]) -> list[str]:
     try:
         return list(map(_dumps, items))
     except (TypeError, ValueError, RecursionError):
@@ -80,59 +83,57 @@ def _encode_all(cids: Sequence[str], items: Sequence[dict[str, Any]]) -> list[by
     raise CacheError("STAC items cannot be stored as JSON")  # pragma: no cover - unreachable
 
 
+def _types(values: Iterable[Any]) -> set[type]:
+    return set(map(type, values))
+
+
 def _strings(values: list[Any]) -> pa.Array:
-    """A string column; anything that is not a str becomes NULL."""
-    try:
-        return pa.array(values, type=_STR)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([v if type(v) is str else None for v in values], type=_STR)
+    """A string column; anything that is not a str becomes NULL.
+
+    >>> _strings(["a", None, 3, ["b"]]).to_pylist()
+    ['a', None, None, None]
+    """
+    if not _types(values) <= _STR_OR_NONE:  # one C-level pass over the column in the common case
+        values = [v if type(v) is str else None for v in values]
+    return strings(values)
 
 
-def _string_lists(values: list[Any]) -> pa.Array:
-    """A list-of-strings column; anything that is not a list of str becomes NULL."""
-    lists = [v if type(v) is list else None for v in values]  # a str would become a list of chars
-    try:
-        return pa.array(lists, type=_STR_LIST)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([v if v is not None and all(type(x) is str for x in v) else None for v in lists], type=_STR_LIST)
-
-
-def _bboxes(values: list[Any]) -> pa.Array:
-    """A list-of-doubles column; anything that is not a list of numbers becomes NULL."""
-    lists = [v if type(v) is list else None for v in values]
-    try:
-        return pa.array(lists, type=_F64_LIST)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array(
-            [v if v is not None and all(type(x) is float or type(x) is int for x in v) else None for v in lists],
-            type=_F64_LIST,
-        )
+def _lists_of(values: list[Any], allowed: set[type]) -> list[Any]:
+    """``values`` with everything that is not a list of elements of the ``allowed`` types as None."""
+    if not _types(values) <= _LIST_OR_NONE:  # a str would become a list of chars
+        values = [v if type(v) is list else None for v in values]
+    if not _types(chain.from_iterable(filter(None, values))) <= allowed:
+        values = [v if v is not None and _types(v) <= allowed else None for v in values]
+    return values
 
 
 def items_table(cids: Sequence[str], items: Sequence[dict[str, Any]]) -> pa.Table:
     """One Arrow table of STAC items, columns :data:`ITEM_COLUMNS`.
 
-    >>> items_table(["c1"], [{"properties": {"datetime": "2024-09-01T00:00:00Z"}}]).column("datetime_text")[0].as_py()
-    '2024-09-01T00:00:00Z'
+    Lists of strings (``instruments``, ``keywords``) must hold only strings and ``bbox``
+    only numbers (not booleans), else the whole value is NULL.
+
+    >>> table = items_table(["c1", "c2"], [{"properties": {"datetime": "2024-09-01T00:00:00Z"}},
+    ...                                    {"bbox": [1, True], "properties": {"keywords": ["a", 1]}}])
+    >>> [table.column(c).to_pylist() for c in ("datetime_text", "bbox", "keywords")]
+    [['2024-09-01T00:00:00Z', None], [None, None], [None, None]]
     """
     for cid, item in zip(cids, items):
         if not isinstance(item, dict):
             raise CacheError(f"STAC item {cid} is a {type(item).__name__}, not a JSON object", cid=cid)
     texts = _encode_all(cids, items)
     props = [p if type(p) is dict else _EMPTY for p in (it.get("properties") for it in items)]
-    return pa.table(
-        {
-            "item_cid": pa.array(cids, type=_STR),
-            "id": _strings([it.get("id") for it in items]),
-            "collection": _strings([it.get("collection") for it in items]),
-            "datetime_text": _strings([p.get("datetime") for p in props]),
-            "start_datetime_text": _strings([p.get("start_datetime") for p in props]),
-            "end_datetime_text": _strings([p.get("end_datetime") for p in props]),
-            "bbox": _bboxes([it.get("bbox") for it in items]),
-            "platform": _strings([p.get("platform") for p in props]),
-            "instruments": _string_lists([p.get("instruments") for p in props]),
-            "title": _strings([p.get("title") for p in props]),
-            "keywords": _string_lists([p.get("keywords") for p in props]),
-            "item": pa.array(texts, type=_STR),
-        }
-    )
+    return pa.table({
+        "item_cid": strings(cids),
+        "id": _strings([it.get("id") for it in items]),
+        "collection": _strings([it.get("collection") for it in items]),
+        "datetime_text": _strings([p.get("datetime") for p in props]),
+        "start_datetime_text": _strings([p.get("start_datetime") for p in props]),
+        "end_datetime_text": _strings([p.get("end_datetime") for p in props]),
+        "bbox": float_lists(_lists_of([it.get("bbox") for it in items], _NUMBERS)),
+        "platform": _strings([p.get("platform") for p in props]),
+        "instruments": string_lists(_lists_of([p.get("instruments") for p in props], _STR_ONLY)),
+        "title": _strings([p.get("title") for p in props]),
+        "keywords": string_lists(_lists_of([p.get("keywords") for p in props], _STR_ONLY)),
+        "item": strings(texts),
+    })
