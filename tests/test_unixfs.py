@@ -133,9 +133,9 @@ def test_big_folders_are_hamt_sharded_and_looked_up_by_hash(kubo: Any, roots: di
     store = KuboStore(kubo.api)
     tree = UnixFSTree(store, roots[option])
     big = tree.node(tree.resolve("big") or tree.root)
-    assert big.fs is not None and big.fs.type == HAMT_SHARD and big.fs.fanout == fanout
+    assert big.fs is not None and big.fs.type == HAMT_SHARD and big.fs.fanout == fanout and big.pb is not None
     width = len(f"{fanout - 1:X}")
-    assert any(len(link.name or "") == width for link in big.pb.links)  # sub-shards exist  # type: ignore[union-attr]
+    assert any(len(link.name or "") == width for link in big.pb.links)  # sub-shards exist
     # A fresh tree resolves names by hashing, without listing the folder first.
     fresh = UnixFSTree(store, roots[option])
     fresh.resolve("big")
@@ -333,3 +333,134 @@ def test_builder_matches_kubo_for_flat_folders(kubo: Any, tmp_path: Path) -> Non
     expected = kubo.ipfs("add", "-r", "-Q", "--cid-version", "1", "--raw-leaves", str(tmp_path / "flat")).decode()
     entries = {n: put_file(store, c) for n, c in files.items()} | {"link": link}
     assert str(put_directory(store, entries)) == expected.strip()
+
+
+def test_a_folder_that_contains_itself_is_reported() -> None:
+    class Unverified(MemoryStore):
+        trusted_reads = True  # fault injection: a store that hands out blocks unchecked
+
+    store = Unverified()
+    loop = CID.parse("bafybeihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku")
+    store._put(loop, encode_pb([(loop, "again", 1)], encode_data(1)))
+    with pytest.raises(UnixFSError, match="folder again contains itself") as err:
+        list(walk_tree(store, loop))
+    assert err.value.path == "again"
+
+
+def test_identity_cids_verify_their_inline_bytes() -> None:
+    inline = CID.parse("bafkqaa3bmjrq")  # raw codec, identity multihash of b"abc"
+    assert inline.inline_data == b"abc" and inline.verify(b"abc")
+    assert not inline.verify(b"abd") and not inline.verify(b"abcd")
+    assert CID.for_bytes(b"x", RAW).inline_data is None
+
+
+# -- campaign trees in MFS ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def datasets(kubo: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Leaf CIDs of real datasets and files added to the node, by kind."""
+    base = tmp_path_factory.mktemp("datasets")
+    (base / "v2.zarr" / "time").mkdir(parents=True)
+    (base / "v2.zarr" / ".zgroup").write_text('{"zarr_format": 2}')
+    (base / "v2.zarr" / "time" / ".zarray").write_text("{}")
+    (base / "v3.zarr").mkdir()
+    (base / "v3.zarr" / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group"}')
+    (base / "consolidated.zarr").mkdir()
+    (base / "consolidated.zarr" / ".zmetadata").write_text("{}")
+    (base / "sonde").mkdir()
+    (base / "sonde" / "dataset_meta.yaml").write_text("title: a sonde\n")
+    (base / "sonde" / "data.csv").write_text("t,p\n0,1000\n")
+    (base / "flight-ids.json").write_text('["HALO-20240811a"]')
+    out = {}
+    for name in ["v2.zarr", "v3.zarr", "consolidated.zarr", "sonde"]:
+        out[name] = kubo.ipfs("add", "-r", "-Q", "-H", str(base / name)).decode().strip()
+    out["file-v1"] = kubo.ipfs("add", "-Q", "--cid-version", "1", str(base / "flight-ids.json")).decode().strip()
+    out["file-v0"] = kubo.ipfs("add", "-Q", "--cid-version", "0", str(base / "sonde" / "data.csv")).decode().strip()
+    return out
+
+
+def _mfs_names(kubo: Any) -> list[str]:
+    names: list[str] = kubo.ipfs("files", "ls", "/").decode().split()
+    return names
+
+
+def test_build_and_export_round_trip(kubo: Any, datasets: dict[str, str], tmp_path: Path) -> None:
+    import yaml
+
+    from halodb.scan.tree import load_tree
+    from halodb.unixfs.mfs import build_tree, export_tree
+
+    text = f"""
+meta:
+  flight-ids: {datasets["file-v1"]}
+products:
+  HALO:
+    BAHAMAS.zarr: {datasets["v2.zarr"]}
+    radar.zarr: {datasets["v3.zarr"]}
+    dropsondes:
+      Level_3: {datasets["consolidated.zarr"]}
+  RV Meteor:
+    radiosondes: {datasets["sonde"]}
+    notes.csv: {datasets["file-v0"]}
+  empty: null
+"""
+    (tmp_path / "tree.yaml").write_text(text)
+    tree = load_tree(tmp_path / "tree.yaml")
+    before = _mfs_names(kubo)
+    root = build_tree(kubo.api, tree)
+    assert _mfs_names(kubo) == before  # the temporary MFS folder is gone
+    assert root.version == 1
+    store = KuboStore(kubo.api)
+    exported = export_tree(store, root)
+    assert exported == tree
+    assert yaml.safe_load(yaml.safe_dump(exported)) == tree
+    ufs = UnixFSTree(store, root)
+    assert ufs.read("products/HALO/BAHAMAS.zarr/.zgroup") == b'{"zarr_format": 2}'
+    assert ufs.list("products/empty") == []
+    assert build_tree(kubo.api.replace("kubo+", ""), tree) == root  # same tree, same root; plain http:// works
+    # A leaf that is an ordinary folder (no dataset marker) is walked into on export.
+    grouped = {"campaign": {"sondes": str(build_tree(kubo.api, {"a": datasets["sonde"]}))}}
+    assert export_tree(store, build_tree(kubo.api, grouped)) == {"campaign": {"sondes": {"a": datasets["sonde"]}}}
+
+
+def test_build_pins_and_checks_its_input(kubo: Any, datasets: dict[str, str]) -> None:
+    from halodb.errors import BlockStoreError
+    from halodb.unixfs.mfs import build_tree, export_tree
+
+    root = build_tree(kubo.api, {"x": {"v2.zarr": datasets["v2.zarr"]}}, pin=True, offline=True)
+    assert str(root) in kubo.ipfs("pin", "ls", "--type", "recursive", str(root)).decode()
+    before = _mfs_names(kubo)
+    with pytest.raises(InputError, match="not a CID"):
+        build_tree(kubo.api, {"x": "not-a-cid"})
+    with pytest.raises(InputError, match="invalid entry name"):
+        build_tree(kubo.api, {"a/b": datasets["v2.zarr"]})
+    ghost = CID.for_bytes(b"no node has this block", RAW)
+    with pytest.raises(BlockStoreError, match="files/cp"):
+        build_tree(kubo.api, {"ok": datasets["v3.zarr"], "ghost": str(ghost)}, offline=True)
+    assert _mfs_names(kubo) == before
+    with pytest.raises(InputError, match="not a folder"):
+        export_tree(KuboStore(kubo.api), datasets["file-v1"])
+
+
+def test_orcestra_tree_shape_round_trips(kubo: Any) -> None:
+    """The real campaign tree's 245 paths, with a small stand-in file for every dataset."""
+    from halodb.scan.tree import flatten_tree, load_tree
+    from halodb.unixfs.mfs import build_tree, export_tree
+
+    real = load_tree(shared_data("orcestra", "tree.yaml"))
+    paths = flatten_tree(real)
+    store = KuboStore(kubo.api)
+    stand_ins = {path: CID.for_bytes(f"stand-in for {path}".encode(), RAW) for path in paths}
+    store.put_many((cid, f"stand-in for {path}".encode()) for path, cid in stand_ins.items())
+
+    def substitute(node: dict[str, Any], prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, value in node.items():
+            path = f"{prefix}/{name}" if prefix else name
+            out[name] = substitute(value, path) if isinstance(value, dict) else (
+                None if value is None else str(stand_ins[path]))
+        return out
+
+    tree = substitute(real, "")
+    root = build_tree(kubo.api, tree, offline=True)
+    assert export_tree(store, root) == tree
+    assert len(paths) == 245

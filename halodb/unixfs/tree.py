@@ -418,14 +418,16 @@ class UnixFSTree(Tree):
              prune: Callable[[str, Sequence[str]], bool] | None = None) -> Iterator[WalkEntry]:
         """Every entry under the root, depth first in name order, parents before children.
 
-        ``prune(path, names)`` is asked for each folder (the root too) with its entry names;
-        when it answers True the folder is yielded but not descended into (dataset folders).
+        ``prune(path, names)`` is asked for each folder (the root too) with its entry names,
+        before the folder is yielded; when it answers True the folder is yielded but not
+        descended into (dataset folders).
         A folder deeper than ``max_depth`` levels, more than ``max_entries`` entries in all,
         or a folder that contains itself raise :class:`~halodb.errors.UnixFSError` naming the path.
         """
         root = self._node_at(self.root, "")
+        stop = root.kind != DIR or (prune is not None and prune("", sorted(self._links_at(root, ""))))
         yield WalkEntry("", self.root, root.kind)
-        if root.kind != DIR or (prune is not None and prune("", sorted(self.links(root)))):
+        if stop:
             return
         count = 1
         ancestors = [self.root]
@@ -446,20 +448,24 @@ class UnixFSTree(Tree):
             if count > max_entries:
                 raise UnixFSError(f"{self.root}: more than {max_entries} entries (stopped at {child_path})",
                                   cid=self.root, path=child_path)
+            descend = False
+            if kind == DIR:
+                if cid in ancestors:
+                    raise UnixFSError(f"{self.root}: folder {child_path} contains itself ({cid})", cid=cid,
+                                      path=child_path)
+                node = self._node_at(cid, child_path)
+                descend = not (prune is not None and prune(child_path, sorted(self._links_at(node, child_path))))
             yield WalkEntry(child_path, cid, kind)
-            if kind != DIR:
-                continue
-            if cid in ancestors:
-                raise UnixFSError(f"{self.root}: folder {child_path} contains itself ({cid})", cid=cid, path=child_path)
-            node = self._node_at(cid, child_path)
-            try:
-                if prune is not None and prune(child_path, sorted(self.links(node))):
-                    continue
-            except HaloDBError as exc:
-                annotate(exc, child_path)
-                raise
-            stack.append((child_path, iter(self._entries_at(node, child_path))))
-            ancestors.append(cid)
+            if descend:
+                stack.append((child_path, iter(self._entries_at(node, child_path))))
+                ancestors.append(cid)
+
+    def _links_at(self, node: Node, path: str) -> dict[str, PBLink]:
+        try:
+            return self.links(node)
+        except HaloDBError as exc:
+            annotate(exc, path)
+            raise
 
     def _entries_at(self, node: Node, path: str) -> builtins.list[tuple[str, CID, str]]:
         try:
