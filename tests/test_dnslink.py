@@ -18,7 +18,14 @@ from halodb.ipld import CID, RAW
 from halodb.naming import parse_ref
 from halodb.naming.base import Resolution
 from halodb.naming.dnsclient import ResolverConfig, parse_nameserver
-from halodb.naming.dnslink import MAX_DEPTH, DNSLinkResolver, Entry, Problem, dnslink_domain, parse_entry
+from halodb.naming.dnslink import (
+    MAX_DEPTH,
+    DNSLinkResolver,
+    Entry,
+    Problem,
+    dnslink_domain,
+    parse_entry,
+)
 
 from .conftest import run_cli
 from .dns_server import DnsServer, SilentUDPServer

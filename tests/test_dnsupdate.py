@@ -10,7 +10,12 @@ from typing import Any
 import dns.rrset
 import pytest
 
-from halodb.errors import InputError, NameConflictError, NameNotFoundError, NameUpdateError
+from halodb.errors import (
+    InputError,
+    NameConflictError,
+    NameNotFoundError,
+    NameUpdateError,
+)
 from halodb.ipld import CID, RAW
 from halodb.naming.dnsclient import ResolverConfig
 from halodb.naming.dnsupdate import DNSLinkNames
@@ -180,7 +185,7 @@ def test_missing_and_bad_keys(tmp_path: Path, dns_server: DnsServer) -> None:
         "badalg.key": ('key "k" { algorithm hmac-md4; secret "c2VjcmV0"; };', "unsupported algorithm"),
         "bad64.key": ('key "k" { algorithm hmac-sha256; secret "not base64!"; };', "not base64"),
         "two.key": ('key "a" { algorithm hmac-sha256; secret "c2VjcmV0"; };\n'
-                    'key "b" { algorithm hmac-sha256; secret "c2VjcmV0"; };', "several keys"),
+                    + 'key "b" { algorithm hmac-sha256; secret "c2VjcmV0"; };', "several keys"),
     }
     for fname, (text, msg) in cases.items():
         path = tmp_path / fname

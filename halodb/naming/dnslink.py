@@ -29,10 +29,16 @@ from typing import Any
 
 import dns.resolver
 
-from halodb.errors import CIDError, InvalidNameError, NameNotFoundError, ResolverError
+from halodb.errors import CIDError, NameNotFoundError, ResolverError
 from halodb.ipld import CID
 from halodb.naming.base import Resolution
 from halodb.naming.dnsclient import ResolverConfig, TxtAnswer, lookup_txt
+from halodb.naming.domains import dnslink_domain, is_domain
+
+__all__ = [
+    "MAX_DEPTH", "DNSLinkResolver", "DNSLinkResult", "Entry", "IPNSHook", "Link", "Problem", "RejectedEntry",
+    "dnslink_domain", "is_domain", "parse_entry",
+]
 
 MAX_DEPTH = 32
 PREFIX = "dnslink="
@@ -43,7 +49,6 @@ IPNSHook = Callable[[str], Resolution]
 
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _PRINTABLE_RE = re.compile(r"^[\x20-\x7e]+$")
-_LABEL_RE = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 _KEY_RE = re.compile(r"^[A-Za-z0-9]+$")
 
 
@@ -159,28 +164,6 @@ def parse_entry(text: str) -> Entry | Problem | None:
     if namespace == "ipns" and not (is_domain(identifier) or _KEY_RE.match(identifier)):
         return Problem("INVALID_IPNS_NAME", f"{identifier!r} is neither a domain nor an IPNS key")
     return Entry(namespace, identifier)
-
-
-def is_domain(text: str) -> bool:
-    """A DNS name of two or more labels (an IPNS key or peer ID has no dot)."""
-    name = text.rstrip(".")
-    labels = name.split(".")
-    return len(labels) >= 2 and len(name) <= 253 - len("_dnslink.") and all(_LABEL_RE.match(x) for x in labels)
-
-
-def dnslink_domain(name: str) -> str:
-    """The domain in ``D``, ``dnslink:D``, ``ipns://D``, ``/ipns/D`` or ``_dnslink.D`` (lowercased)."""
-    text = name.strip()
-    for prefix in ("dnslink:", "ipns://", "/ipns/"):
-        if text.lower().startswith(prefix):
-            text = text[len(prefix):].split("/")[0]
-            break
-    text = text.rstrip(".").lower()
-    if text.startswith("_dnslink."):
-        text = text[len("_dnslink."):]
-    if not is_domain(text):
-        raise InvalidNameError(f"{name!r} is not a DNS domain (e.g. latest.orcestra-campaign.org)", name=name)
-    return text
 
 
 @dataclass

@@ -38,7 +38,15 @@ from halodb.errors import NameConflictError, NameUpdateError, ResolverError
 from halodb.ipld import CID
 from halodb.naming.base import NameStore, Resolution
 from halodb.naming.dnsclient import ResolverConfig, parse_nameserver
-from halodb.naming.dnslink import SUPPORTED, DNSLinkResolver, DNSLinkResult, Entry, IPNSHook, dnslink_domain, parse_entry
+from halodb.naming.dnslink import (
+    SUPPORTED,
+    DNSLinkResolver,
+    DNSLinkResult,
+    Entry,
+    IPNSHook,
+    dnslink_domain,
+    parse_entry,
+)
 from halodb.naming.tsig import load_key
 
 DEFAULT_TTL = 60  # the DNSLink spec recommends a low TTL so that names move quickly

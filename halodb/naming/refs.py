@@ -27,7 +27,7 @@ from datetime import datetime
 from halodb.errors import CIDError, InvalidNameError
 from halodb.index.model import parse_time
 from halodb.ipld import CID
-from halodb.naming.dnslink import dnslink_domain, is_domain
+from halodb.naming.domains import dnslink_domain, is_domain
 from halodb.naming.local import check_name
 
 

@@ -29,8 +29,8 @@ from halodb.errors import InputError
 DEFAULT_ALGORITHM = "hmac-sha256"
 ALGORITHMS = ("hmac-sha1", "hmac-sha224", "hmac-sha256", "hmac-sha384", "hmac-sha512")
 
-_COMMENTS_RE = re.compile(r"/\*.*?\*/|//[^\n]*|#[^\n]*", re.S)
-_KEY_RE = re.compile(r'key\s+"?([^"\s{]+)"?\s*\{(.*?)\}\s*;', re.S)
+_COMMENTS_RE = re.compile(r"/\*.*?\*/|//[^\n]*|#[^\n]*", re.DOTALL)
+_KEY_RE = re.compile(r'key\s+"?([^"\s{]+)"?\s*\{(.*?)\}\s*;', re.DOTALL)
 _ALG_RE = re.compile(r"algorithm\s+\"?([A-Za-z0-9-]+)\"?\s*;")
 _SECRET_RE = re.compile(r'secret\s+"([^"]*)"\s*;')
 
