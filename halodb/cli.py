@@ -160,11 +160,46 @@ def _sync(ctx: Context, name: str, as_json: bool) -> None:
 
 @cli.command("sync")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (with --watch: one JSON object per event).")
+@click.option("--watch", is_flag=True, help="Keep running: re-sync whenever NAME moves (polls as its TTL allows).")
+@click.option("--min-interval", type=float, default=5.0, show_default=True, help="--watch: never poll more often (seconds).")
+@click.option("--max-interval", type=float, default=3600.0, show_default=True, help="--watch: never poll less often (seconds).")
+@click.option("--interval", type=float, default=60.0, show_default=True, help="--watch: the wait when NAME has no TTL (local and IPNS names).")
 @pass_ctx
-def sync_cmd(ctx: Context, name: str, as_json: bool) -> None:
-    """Resolve NAME, fetch what is missing, and materialize it into the DuckDB cache."""
-    _sync(ctx, name, as_json)
+def sync_cmd(ctx: Context, name: str, as_json: bool, watch: bool, min_interval: float, max_interval: float,
+             interval: float) -> None:
+    """Resolve NAME, fetch what is missing, and materialize it into the DuckDB cache.
+
+    With --watch it keeps doing so whenever NAME moves, logging each transition (started,
+    synced, failed, recovered), backing off when the resolver fails, until interrupted.
+    Other processes can run `halodb sql` on the cache meanwhile.
+    """
+    if not watch:
+        _sync(ctx, name, as_json)
+        return
+    import signal
+    import threading
+
+    from halodb.watch import WatchEvent, WatchPolicy
+    from halodb.watch import watch as run_watch
+
+    policy = WatchPolicy(floor=min_interval, ceiling=max_interval, default=interval)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def report(event: WatchEvent) -> None:
+        if as_json:
+            click.echo(json.dumps({"event": event.kind, "name": event.name, "time": event.time, "cid": event.cid,
+                                   "ttl": event.ttl, "next_check_s": event.wait, "detail": event.detail},
+                                  default=json_default))
+        else:
+            click.echo(str(event))
+        sys.stdout.flush()
+
+    try:
+        run_watch(ctx.registry(), name, policy=policy, on_event=report, stop=stop)
+    except KeyboardInterrupt:
+        pass
 
 
 @cli.command()
@@ -180,6 +215,7 @@ def resolve(ctx: Context, name: str, nameserver: str | None, timeout: float | No
     from halodb.naming import LocalNames, parse_ref
     from halodb.naming.dnsclient import ResolverConfig
     from halodb.naming.dnslink import DNSLinkResolver
+    from halodb.naming.router import NameRouter
     from halodb.registry import default_home
 
     ref = parse_ref(name)
@@ -197,6 +233,9 @@ def resolve(ctx: Context, name: str, nameserver: str | None, timeout: float | No
             except NameNotFoundError:
                 if not ref.maybe_dnslink:
                     raise
+        names = ctx.registry().names
+        if local is None and isinstance(names, NameRouter) and names.kind(ref) == "ipns":
+            local = names.ipns.resolve(ref.name)
         if local is not None:
             out = {"name": ref.name, "cid": str(local.cid), "ttl": None, "chain": [ref.name], "source": local.source}
         else:

@@ -48,6 +48,7 @@ from halodb.index.model import Change, Commit, Entry, IndexRoot, format_time, pa
 from halodb.index.prolly import NodeCache
 from halodb.ipld import CID, decode, make_block
 from halodb.naming import LocalNames, NameStore, Resolution, parse_ref
+from halodb.naming.router import NameRouter, kubo_of
 from halodb.perf import paused_gc
 from halodb.scan.tree import flatten_tree
 from halodb.sync import SyncResult, sync
@@ -306,8 +307,7 @@ class Registry:
             if parsed.cid is not None:
                 base = parsed.cid
             else:
-                assert parsed.name is not None
-                base = self.names.resolve(parsed.name).cid
+                base = self.names.resolve(ref.strip().rpartition("@")[0] if parsed.when else ref.strip()).cid
             when = parsed.when
         if when is None:
             return base
@@ -365,9 +365,15 @@ class Registry:
         with self.cache.session():
             yield self
 
-    def sync(self, name: str) -> SyncResult:
-        """Resolve ``name`` and materialize its history into the DuckDB cache (all or nothing)."""
-        head = self.resolve(name)
+    def canonical_name(self, name: str) -> str:
+        """The spelling ``name`` is recorded under in the cache (``dnslink:x.org`` -> ``x.org``)."""
+        return self.names.canonical(name) if isinstance(self.names, NameRouter) else name
+
+    def sync(self, name: str, *, head: CID | None = None) -> SyncResult:
+        """Resolve ``name`` (unless its ``head`` is given) and materialize its history into the
+        DuckDB cache, all or nothing. The cache records it under :meth:`canonical_name`."""
+        head = head if head is not None else self.resolve(name)
+        name = self.canonical_name(name)
         if isinstance(self.store, CachingStore) and self.prefetch_spread and self.cache.sync_state(name) is None:
             # an initial sync: the head version's index as CARs, where the remote sends them;
             # older versions then come a changed tree level at a time, like incremental syncs
@@ -389,9 +395,9 @@ class Registry:
         t = to_time(when, what="date")
         if name is not None and self.cache_path.exists():
             with self.cache.session():
-                state = self.cache.sync_state(name)
+                state = self.cache.sync_state(self.canonical_name(name))
                 if state is not None and state.head == str(self.resolve(name)):
-                    return self.cache.cid_at(key_or_path, t, name)
+                    return self.cache.cid_at(key_or_path, t, state.name)
         return self.cid_at_dag(key_or_path, t, name or "HEAD")
 
     def cid_at_dag(self, key_or_path: str, when: TimeLike, ref: str | CID = "HEAD") -> str | None:
@@ -522,6 +528,8 @@ class Registry:
             self._cache.close()
             self._cache = None
         self.store.close()
+        if isinstance(self.names, NameRouter):
+            self.names.close()
 
     def __enter__(self) -> Registry:
         return self
@@ -549,7 +557,8 @@ def open(  # noqa: A001 - the API mirrors builtins.open / zarr.open
     store_ = open_store(store_url, home_path)
     if store_.is_remote:  # keep what was fetched: the network is asked only for new blocks
         store_ = CachingStore(DirectoryStore(home_path / "blocks"), store_)
-    reg = Registry(home_path, store_, LocalNames(home_path / "names"), cache_path)
+    names = NameRouter(LocalNames(home_path / "names"), kubo=kubo_of(store_url))
+    reg = Registry(home_path, store_, names, cache_path)
     if create:
         reg.init()
     return reg

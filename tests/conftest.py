@@ -88,10 +88,16 @@ def kubo_local_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     yield from _running_node(tmp_path_factory, "kubo-local", no_fetch=True)
 
 
-def _running_node(factory: pytest.TempPathFactory, name: str, *, no_fetch: bool) -> Iterator[Any]:
+@pytest.fixture(scope="module")
+def kubo_offline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Kubo daemon started with ``--offline``: no swarm; IPNS records live in its datastore."""
+    yield from _running_node(tmp_path_factory, "kubo-offline", no_fetch=True, offline=True)
+
+
+def _running_node(factory: pytest.TempPathFactory, name: str, *, no_fetch: bool, offline: bool = False) -> Iterator[Any]:
     from .kubo_node import KuboNode
 
-    node = KuboNode(factory.mktemp(name) / "repo", no_fetch=no_fetch).start()
+    node = KuboNode(factory.mktemp(name) / "repo", no_fetch=no_fetch, offline=offline).start()
     try:
         yield node
     finally:

@@ -36,9 +36,11 @@ def ipfs_binary() -> Path:
 class KuboNode:
     """One daemon; ``api`` is its ``kubo+http://`` store URL, ``gateway`` its HTTP gateway."""
 
-    def __init__(self, repo: Path, *, no_fetch: bool = False) -> None:
+    def __init__(self, repo: Path, *, no_fetch: bool = False, offline: bool = False) -> None:
         self.repo = repo
         self.no_fetch = no_fetch  #: the gateway answers only from local blocks (404 otherwise)
+        #: ``ipfs daemon --offline``: no swarm at all; IPNS records live in the node's datastore
+        self.offline = offline
         self.binary = ipfs_binary()
         self.env = {**os.environ, "IPFS_PATH": str(repo), "IPFS_TELEMETRY": "off"}
         self.process: subprocess.Popen[str] | None = None
@@ -70,7 +72,7 @@ class KuboNode:
 
     def start(self, timeout: float = 60.0) -> KuboNode:
         self.init()
-        self.process = subprocess.Popen([str(self.binary), "daemon"], env=self.env, stdout=subprocess.PIPE,
+        self.process = subprocess.Popen([str(self.binary), "daemon", *(["--offline"] if self.offline else [])], env=self.env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + timeout
         assert self.process.stdout is not None

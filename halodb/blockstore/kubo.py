@@ -60,6 +60,17 @@ class KuboStore(BlockStore):
         except httpx.HTTPError as exc:
             raise BlockStoreError(f"cannot reach {self.describe()} ({command}): {exc}", store=self.url) from exc
 
+    def call(self, command: str, **params: Any) -> Any:
+        """Run one RPC command and return its decoded JSON answer; ``BlockStoreError`` (with
+        Kubo's own message) when the node refuses.
+
+        Used beyond blocks, e.g. by :mod:`halodb.naming.ipns` for ``name/publish``.
+        """
+        r = self._rpc(command, {k.replace("_", "-"): v for k, v in params.items()})
+        if r.status_code != 200:
+            raise self._fail(command, r)
+        return r.json() if r.content.strip() else None
+
     @staticmethod
     def _message(response: httpx.Response) -> str:
         try:

@@ -59,6 +59,11 @@ class LocalNames(NameStore):
         except FileNotFoundError:
             return None
 
+    def exists(self, name: str) -> bool:
+        """Whether ``name`` is a local name with a head."""
+        data = self._read(name)
+        return bool(data and data.get("head"))
+
     def resolve(self, name: str) -> Resolution:
         data = self._read(name)
         if data is None or not data.get("head"):

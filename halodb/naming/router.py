@@ -1,0 +1,119 @@
+"""One name store for every kind of name a user may type.
+
+``latest`` is a local name; ``dnslink:latest.orcestra-campaign.org`` a DNSLink name;
+``ipns://orcestra`` an IPNS name (a key of the Kubo node, or a ``k51...`` name). A plain
+name that is a domain (``latest.orcestra-campaign.org``) is local when a local name of
+that spelling exists, else DNSLink; ``ipns://<domain>`` is DNSLink too, as in IPFS itself.
+Publishing goes where the name says: local names need nothing, DNSLink needs a TSIG key
+(see :mod:`halodb.naming.dnsupdate`), IPNS needs a Kubo node (``--store kubo+http://...`` or
+``$HALODB_KUBO``).
+
+>>> import tempfile, pathlib
+>>> router = NameRouter(LocalNames(pathlib.Path(tempfile.mkdtemp())))
+>>> [router.canonical(n) for n in ("latest", "dnslink:Latest.Example.org", "ipns://orcestra")]
+['latest', 'latest.example.org', 'ipns://orcestra']
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from halodb.errors import NameNotFoundError, StoreURLError
+from halodb.ipld import CID
+from halodb.naming.base import NameRecord, NameStore, Resolution
+from halodb.naming.dnsclient import ResolverConfig
+from halodb.naming.dnslink import is_domain
+from halodb.naming.dnsupdate import DNSLinkNames
+from halodb.naming.ipns import IPNSNames
+from halodb.naming.local import LocalNames
+from halodb.naming.refs import Ref, parse_ref
+
+
+class NameRouter(NameStore):
+    """Sends each name to the local, DNSLink or IPNS store, by how it is written."""
+
+    def __init__(self, local: LocalNames, *, kubo: str | None = None, dns: ResolverConfig | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.local = local
+        self.env = os.environ if env is None else env
+        self.kubo_url = kubo or self.env.get("HALODB_KUBO") or None
+        self._dns_config = dns
+        self._dnslink: DNSLinkNames | None = None
+        self._ipns: IPNSNames | None = None
+
+    # -- the stores, made when first needed ------------------------------------------------------
+    @property
+    def dnslink(self) -> DNSLinkNames:
+        if self._dnslink is None:
+            hook = (lambda key: self.ipns.resolve(key)) if self.kubo_url else None
+            self._dnslink = DNSLinkNames(self._dns_config, ipns=hook, env=self.env)
+        return self._dnslink
+
+    @property
+    def ipns(self) -> IPNSNames:
+        if self._ipns is None:
+            if not self.kubo_url:
+                raise StoreURLError(
+                    "IPNS names need a Kubo node: use --store kubo+http://HOST:PORT or set HALODB_KUBO", url="")
+            self._ipns = IPNSNames(self.kubo_url)
+        return self._ipns
+
+    # -- routing -----------------------------------------------------------------------------------
+    def kind(self, ref: Ref, *, publishing: bool = False) -> str:
+        """Which store a parsed name goes to: ``"local"``, ``"dnslink"`` or ``"ipns"``."""
+        if ref.name is None:
+            raise NameNotFoundError(f"{ref.text!r} is a CID, not a name", name=ref.text)
+        if ref.scheme == "dnslink" or (ref.scheme == "ipns" and is_domain(ref.name)):
+            return "dnslink"
+        if ref.scheme == "ipns":
+            return "ipns"
+        if publishing or not ref.maybe_dnslink or self.local.exists(ref.name):
+            return "local"
+        return "dnslink"
+
+    def route(self, ref: Ref, *, publishing: bool = False) -> tuple[NameStore, str]:
+        """The store for a parsed name reference and the name as that store knows it."""
+        kind = self.kind(ref, publishing=publishing)
+        assert ref.name is not None
+        store: NameStore = self.local if kind == "local" else self.dnslink if kind == "dnslink" else self.ipns
+        return store, ref.name
+
+    def canonical(self, name: str) -> str:
+        """The one spelling a name is recorded under (sync state, ``items_at(ts, name)``)."""
+        ref = parse_ref(name)
+        assert ref.name is not None or ref.cid is not None
+        if ref.name is None:
+            return str(ref.cid)
+        return f"ipns://{ref.name}" if self.kind(ref) == "ipns" else ref.name
+
+    # -- NameStore ---------------------------------------------------------------------------------
+    def resolve(self, name: str) -> Resolution:
+        store, bare = self.route(parse_ref(name))
+        return store.resolve(bare)
+
+    def publish(self, name: str, cid: CID, *, expected: CID | None = None) -> Resolution:
+        store, bare = self.route(parse_ref(name), publishing=True)
+        return store.publish(bare, cid, expected=expected)
+
+    def history(self, name: str) -> list[NameRecord]:
+        store, bare = self.route(parse_ref(name))
+        return store.history(bare)
+
+    def names(self) -> list[str]:
+        return self.local.names()
+
+    def close(self) -> None:
+        if self._ipns is not None:
+            self._ipns.close()
+
+
+def kubo_of(store_url: str | None) -> str | None:
+    """The Kubo RPC URL inside a store URL, if it is one (``kubo+http://...``)."""
+    if store_url is None:
+        return None
+    first = store_url.split(",")[0].strip()
+    return first if first.startswith(("kubo+http://", "kubo+https://")) else None
+
+
+__all__ = ["NameRouter", "kubo_of"]
