@@ -168,6 +168,11 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime)
     writer = OrderedWriter()
     began = False
     try:
+        # Commit by checkpointing: DuckDB then writes the changes once, straight into the
+        # database file (atomically: new blocks, then the header), instead of first into
+        # the WAL and again into the file when the connection closes (-40% commit + close
+        # for 10,000 items). RESET below restores the default threshold.
+        con.execute("SET checkpoint_threshold = '0B'")
         con.begin()
         began = True
         if plan.reset:
@@ -210,6 +215,7 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime)
         raise
     finally:
         writer.abort()
+        _reset_checkpoint_threshold(con)
 
 
 #: STAC items encoded per batch: DuckDB inserts one batch while Python encodes the next
@@ -423,6 +429,13 @@ def _registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> I
             con.unregister(name)
         except duckdb.Error:
             pass  # the connection is gone; nothing to clean up
+
+
+def _reset_checkpoint_threshold(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute("RESET checkpoint_threshold")
+    except duckdb.Error:
+        pass  # the connection is gone; the setting went with it
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:
