@@ -165,3 +165,11 @@ class InputError(HaloDBError):
 # --- datasets / trees -----------------------------------------------------------------
 class TreePathError(InputError):
     """A path that does not exist in a file tree, or is a folder where a file was expected (``.path``)."""
+
+
+class DatasetError(InputError):
+    """A dataset's metadata cannot be read or describes it wrongly (``.path``; ``.file``, ``.attribute``, ``.report`` when known)."""
+
+
+class NotADatasetError(DatasetError):
+    """A folder is neither a Zarr store nor described by a ``dataset_meta.yaml`` (``.path``)."""

@@ -10,7 +10,7 @@ import halodb.errors
 
 def test_all_is_pinned() -> None:
     assert sorted(halodb.__all__) == sorted([
-        "BlockNotFoundError", "BlockStoreError", "CID", "CIDError", "CacheError", "CarError", "DAGError",
+        "BlockNotFoundError", "BlockStoreError", "CID", "CIDError", "CacheError", "CarError", "DAGError", "DatasetError", "NotADatasetError",
         "DecodeError", "EncodeError", "HaloDBError", "IPLDError", "InputError", "InvalidItemError",
         "InvalidNameError", "LogEntry", "MigrationError", "MissingParentError", "NameConflictError",
         "NameNotFoundError", "NameUpdateError", "NamingError", "NothingToCommitError", "PathConflictError", "QueryError",
