@@ -136,6 +136,7 @@ def test_big_folders_are_hamt_sharded_and_looked_up_by_hash(kubo: Any, roots: di
     assert big.fs is not None and big.fs.type == HAMT_SHARD and big.fs.fanout == fanout and big.pb is not None
     width = len(f"{fanout - 1:X}")
     assert any(len(link.name or "") == width for link in big.pb.links)  # sub-shards exist
+    dag_pb_entries = {link.cid for link in tree.links(big).values() if link.cid.codec != RAW}
     # A fresh tree resolves names by hashing, without listing the folder first.
     fresh = UnixFSTree(store, roots[option])
     fresh.resolve("big")
@@ -147,8 +148,14 @@ def test_big_folders_are_hamt_sharded_and_looked_up_by_hash(kubo: Any, roots: di
     lookups = store.stats.blocks_read
     assert fresh.node(fresh.resolve("big") or fresh.root)._names is None  # never listed
     store.stats.reset()
+    names = UnixFSTree(store, roots[option]).names("big")
+    shards = store.stats.blocks_read
+    assert names == sorted(f"n{i:04d}.txt" for i in range(300))
+    store.stats.reset()
     assert len(UnixFSTree(store, roots[option]).list("big")) == 300
-    assert lookups < store.stats.blocks_read
+    # names() reads only shards; list() also reads every distinct dag-pb entry (raw leaves are sized by Tsize).
+    assert store.stats.blocks_read == shards + len(dag_pb_entries) and lookups < store.stats.blocks_read
+    assert (len(dag_pb_entries) > 200) == (option == "hamt256")
 
 
 def test_range_reads_fetch_only_the_chunks_they_need(kubo: Any, roots: dict[str, str], folder: Path) -> None:
