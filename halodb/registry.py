@@ -351,7 +351,8 @@ class Registry:
     def cache(self) -> Cache:
         if self._cache is None:
             self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-            self._cache = Cache(self.cache_path)
+            # created on first use, so a call follows at once: it reuses the opening connection
+            self._cache = Cache(self.cache_path, keep_open=True)
         return self._cache
 
     @contextmanager

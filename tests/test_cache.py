@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.resources
 import shutil
+import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import halodb.cache
 from halodb.cache import Cache, ChangeRecord, CommitRecord, ItemRecord, SyncPlan, SyncState
 from halodb.cache import migrate as migrate_mod
 from halodb.errors import CacheError, MigrationError, QueryError
-from .test_cache_helpers import T0, cid, commit, drop, dump, plan, put, rec
+from .test_cache_helpers import PYTHON, T0, cid, commit, drop, dump, plan, put, rec
 
 
 def test_public_api_is_pinned() -> None:
@@ -465,6 +466,25 @@ def test_session_reuses_one_connection(tmp_path: Path) -> None:
                 assert cache.current_head("n") == cid("commit:c1")
         with pytest.raises(QueryError):
             cache.sql("SELECT x FROM scratch")  # new connection after the session
+
+
+def _other_process_can_write(path: Path) -> bool:
+    """Whether a separate python process can open ``path`` read-write right now."""
+    code = "import duckdb, sys; duckdb.connect(sys.argv[1]).close()"
+    return subprocess.run([PYTHON, "-c", code, str(path)], capture_output=True).returncode == 0
+
+
+def test_keep_open_serves_the_first_call_then_releases_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.duckdb"
+    cache = Cache(path, keep_open=True)
+    assert not _other_process_can_write(path)  # the opening connection is still held
+    cache.apply(plan("n", [commit("c1", [put(rec("a"))])]))  # the first call uses and closes it
+    assert _other_process_can_write(path)
+    assert cache.current_head("n") == cid("commit:c1")  # later calls open their own connections
+    cache.close()
+    unused = Cache(path, keep_open=True)
+    unused.close()  # close() also releases a connection no call took
+    assert _other_process_can_write(path)
 
 
 def test_cid_at_by_key_and_by_path(tmp_path: Path) -> None:
