@@ -408,6 +408,30 @@ def status(ctx: Context, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--max-coordinate-mb", type=float, default=128.0, show_default=True, help="Refuse to load more coordinate data (time, lat, lon) than this.")
+@click.option("--json", "as_json", is_flag=True)
+def check(folder: str, max_coordinate_mb: float, as_json: bool) -> None:
+    """Check a local dataset (Zarr store or dataset_meta.yaml) before upload: what is missing or wrong, per attribute.
+
+    Exit 0 when the dataset has no errors (warnings allowed), 1 when it has errors.
+    """
+    from halodb.scan.extract import check as check_dataset
+    from halodb.scan.source import LocalTree
+
+    where = Path(folder).resolve()
+    report = check_dataset(LocalTree(where.parent), where.name, max_coordinate_bytes=int(max_coordinate_mb * 2**20))
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        click.echo(str(report))
+        for key, value in report.found.items():
+            click.echo(f"  found    {key}: {value if not isinstance(value, list) else ', '.join(map(str, value))}")
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.command()
 @click.option("--home", "demo_home", type=click.Path(file_okay=False), help="Where to build the demo (default: a new temporary folder).")
 @pass_ctx
 def demo(ctx: Context, demo_home: str | None) -> None:

@@ -479,3 +479,24 @@ def test_broken_datasets_through_unixfs(datasets: tuple[Path, dict[str, zd.Spec]
     tree, _ = kubo_tree
     report = check(tree, spec.name)
     assert spec.errors <= {p.attribute for p in report.errors}, str(report)
+
+
+# --- halodb check ---------------------------------------------------------------------------
+def test_cli_check(datasets: tuple[Path, dict[str, zd.Spec]]) -> None:
+    from click.testing import CliRunner
+
+    from halodb.cli import cli
+
+    root, specs = datasets
+    good = CliRunner().invoke(cli, ["check", str(root / specs["bahamas"].name)])
+    assert good.exit_code == 0, good.output
+    assert good.output.startswith(f"{specs['bahamas'].name}: ok")
+    bad = CliRunner().invoke(cli, ["check", str(root / specs["non_utf8"].name)])
+    assert bad.exit_code == 1
+    assert "error    ta.long_name: attribute ta.long_name is not UTF-8 text" in bad.output
+    as_json = CliRunner().invoke(cli, ["check", "--json", str(root / specs["missing_attrs"].name)])
+    doc = json.loads(as_json.output)
+    assert as_json.exit_code == 1 and doc["ok"] is False
+    assert {p["attribute"] for p in doc["problems"] if p["severity"] == "warning"} >= specs["missing_attrs"].warnings
+    small = CliRunner().invoke(cli, ["check", "--max-coordinate-mb", "0.01", str(root / specs["bahamas"].name)])
+    assert small.exit_code == 1 and "exceed" in small.output
