@@ -500,3 +500,36 @@ def test_cli_check(datasets: tuple[Path, dict[str, zd.Spec]]) -> None:
     assert {p["attribute"] for p in doc["problems"] if p["severity"] == "warning"} >= specs["missing_attrs"].warnings
     small = CliRunner().invoke(cli, ["check", "--max-coordinate-mb", "0.01", str(root / specs["bahamas"].name)])
     assert small.exit_code == 1 and "exceed" in small.output
+
+
+# --- details -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_native_datetime64_time_coordinates(tmp_path: Path, fmt: int) -> None:
+    import zarr
+
+    g = zarr.open_group(tmp_path / "dt.zarr", mode="w", zarr_format=fmt, attributes={"title": "x"})
+    t = np.array(["2024-08-09T10:00:00.25", "NaT", "2024-08-09T12:00"], dtype="datetime64[ns]")
+    kw: dict[str, Any] = {"dimension_names": ["time"]} if fmt == 3 else {"attributes": {"_ARRAY_DIMENSIONS": ["time"]}}
+    g.create_array("time", data=t, **kw)
+    d = describe_dataset(LocalTree(tmp_path), path="dt.zarr")
+    assert d.item is not None, str(d.report)
+    props = d.item["properties"]
+    assert (props["start_datetime"], props["end_datetime"]) == ("2024-08-09T10:00:00.25Z", "2024-08-09T12:00:00Z")
+    assert props["cube:dimensions"]["time"] == {"type": "temporal", "extent": [props["start_datetime"],
+                                                                                props["end_datetime"]]}
+
+
+@pytest.mark.parametrize("key, doc, attribute", [
+    (".zmetadata", b'{"metadata": {"ta/.zattrs": {"units": "K", "comment": "\\udce9t\\u00e9"}}}', "ta.comment"),
+    ("zarr.json", b'{"attributes": {"title": "ok", "keywords": ["a", "\\ud800"]}}', "keywords[1]"),
+    ("zarr.json", b'{"consolidated_metadata": {"metadata": {"lat": {"attributes": {"units": "\\udcff"}}}}}',
+     "lat.units"),
+    ("sub/.zattrs", b'{"history": "caf\xe9"}', "sub.history"),
+])
+def test_non_utf8_text_is_named_by_attribute(key: str, doc: bytes, attribute: str) -> None:
+    from halodb.scan.zarr_store import check_metadata_document
+
+    with pytest.raises(DatasetError) as info:
+        check_metadata_document(doc, key, "x.zarr")
+    assert info.value.attribute == attribute and info.value.file == key
+    assert str(info.value).startswith(f"x.zarr: {key}: attribute {attribute} is not UTF-8 text")
