@@ -29,8 +29,10 @@ from halodb.demo_data import generate_items, mutate_items  # noqa: E402
 from tests.kubo_node import KuboNode  # noqa: E402
 
 
-MODES = {"one CAR": (1, 8), "16+ subtree CARs, 8 at a time": (16, 8), "16+ subtree CARs, 16 at a time": (16, 16),
-         "block by block": (0, 8)}
+#: initial-sync strategies: key -> (label, Registry.prefetch_spread, Registry.prefetch_workers)
+MODES = {"car": ("one CAR", 1, 1), "split16": ("16+ subtree CARs, 16 at once", 16, 16),
+         "split256": ("256+ subtree CARs, 16 at once", 256, 16), "blocks": ("block by block, 8 at once", 0, 8)}
+DEFAULT = "split256"
 
 
 def client_sync(home: Path, gateway: str, head: halodb.CID, *, spread: tuple[int, int]) -> dict[str, Any]:
@@ -58,10 +60,13 @@ def incremental(client: dict[str, Any], head: halodb.CID) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--items", type=int, default=10_000)
-    n = ap.parse_args().items
+    ap.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of: " + ",".join(MODES))
+    args = ap.parse_args()
+    n = args.items
+    modes = {m: MODES[m] for m in args.modes.split(",")}
     work = Path(tempfile.mkdtemp(prefix="halodb-net-"))
     a = KuboNode(work / "a").start()
-    relays = {mode: KuboNode(work / f"relay{i}").start() for i, mode in enumerate(MODES)}  # one cold relay each
+    relays = {mode: KuboNode(work / f"relay{i}").start() for i, mode in enumerate(modes)}  # one cold relay each
     rows: list[tuple[str, dict[str, Any]]] = []
     try:
         addr = next(x for x in json.loads(a.ipfs("id"))["Addresses"] if x.startswith("/ip4/127.0.0.1/tcp/"))
@@ -77,16 +82,16 @@ def main() -> None:
         pub.publish("bench")
         pub.close()
 
-        for mode, spread in MODES.items():  # A's own gateway holds every block
-            m = client_sync(work / f"client-a-{spread[0]}-{spread[1]}", a.gateway, c1, spread=spread)
-            rows.append((f"full, {mode}, from A (holds the blocks)", m))
-            if spread == (16, 8):
+        for key, (label, spread, workers) in modes.items():  # A's own gateway holds every block
+            m = client_sync(work / f"client-a-{key}", a.gateway, c1, spread=(spread, workers))
+            rows.append((f"full, {label}, from A (holds the blocks)", m))
+            if key == DEFAULT:
                 rows.append(("incremental, 10 changes, from A", incremental(m, c2)))
             m["reg"].close()
-        for mode, spread in MODES.items():  # a cold relay per mode: blocks travel A -> relay by bitswap
-            m = client_sync(work / f"client-r-{spread[0]}-{spread[1]}", relays[mode].gateway, c1, spread=spread)
-            rows.append((f"full, {mode}, via a cold relay", m))
-            if spread == (16, 8):
+        for key, (label, spread, workers) in modes.items():  # a cold relay each: blocks travel A -> relay by bitswap
+            m = client_sync(work / f"client-r-{key}", relays[key].gateway, c1, spread=(spread, workers))
+            rows.append((f"full, {label}, via a cold relay", m))
+            if key == DEFAULT:
                 rows.append(("incremental, 10 changes, via the relay", incremental(m, c2)))
             m["reg"].close()
         print(f"# bench_network: {n:,} items, publisher on Kubo A; clients with empty caches read A's gateway,"

@@ -123,9 +123,9 @@ class Registry:
         self.index = Index(store, self.node_cache)
         self._commits: dict[CID, Commit] = {}
         self._cache: Cache | None = None
-        #: initial syncs over the network ask for this many subtree CARs (1: one CAR in all;
-        #: 0: no CARs, every block is asked for on its own)
-        self.prefetch_spread = 16
+        #: initial syncs over the network ask for up to this many subtree CARs, about one per
+        #: 40 datasets (1: one CAR in all; 0: no CARs, every block is asked for on its own)
+        self.prefetch_spread = 256
         self.prefetch_workers = 16  #: CARs in flight at once during that prefetch
 
     # -- state ---------------------------------------------------------------------------------
@@ -378,7 +378,9 @@ class Registry:
         if isinstance(self.store, CachingStore) and self.prefetch_spread and self.cache.sync_state(name) is None:
             # an initial sync: the head version's index as CARs, where the remote sends them;
             # older versions then come a changed tree level at a time, like incremental syncs
-            self.store.prefetch(load_commit(self.store, head).index, spread=self.prefetch_spread,
+            index = load_commit(self.store, head).index
+            spread = min(self.prefetch_spread, max(16, self.index.load_root(index).count // 40))
+            self.store.prefetch(index, spread=1 if self.prefetch_spread == 1 else spread,
                                 workers=self.prefetch_workers)
         with paused_gc():
             return sync(self.store, self.index, self.cache, name, head)

@@ -215,3 +215,17 @@ def test_zone_by_soa_or_explicit(dns_server: DnsServer) -> None:
     with pytest.raises(NameUpdateError) as e:
         wrong.publish("other.campaign.test", A)
     assert e.value.rcode in ("NOTZONE", "NOTAUTH", "REFUSED", "SERVFAIL")
+
+
+def test_updates_go_to_the_primary_named_in_the_environment(dns_server: DnsServer) -> None:
+    from .dns_server import SilentUDPServer
+
+    silent = SilentUDPServer()
+    try:
+        env = {"HALODB_NAMESERVER": silent.nameserver, "HALODB_DNS_PRIMARY": dns_server.nameserver,
+               "HALODB_DNS_TIMEOUT": "1"}
+        n = DNSLinkNames(keyfile=dns_server.keyfile, zone="campaign.test.", env=env)
+        n.publish("primary.campaign.test", B)  # the configured resolver never answers: not used
+        assert dns_server.txt("_dnslink.primary.campaign.test") == [f"dnslink=/ipfs/{B}"]
+    finally:
+        silent.close()

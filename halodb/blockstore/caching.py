@@ -69,7 +69,7 @@ class CachingStore(BlockStore):
             self.remote.put_many(blocks, verify=False)
         self.local.put_many(blocks, verify=False)
 
-    def prefetch(self, root: CID, *, spread: int = 16, workers: int = 16) -> int:
+    def prefetch(self, root: CID, *, spread: int = 256, workers: int = 16) -> int:
         """Bring the whole DAG under ``root`` into the local cache as CARs, where the remote
         can send CARs (a gateway, Kubo); returns the blocks fetched (0: unsupported or present).
 
@@ -80,9 +80,9 @@ class CachingStore(BlockStore):
         CARs, ``workers`` at a time (``benchmarks/bench_network.py`` measures the choices).
         """
         fetch_dag = getattr(self.remote, "fetch_dag", None)
-        if fetch_dag is None or self.local.has(root):
+        if fetch_dag is None or (spread <= 1 and self.local.has(root)):
             return 0
-        frontier, fetched = [root], 0
+        frontier, fetched = [root], 0  # (a present root may still have absent children)
         while spread > 1 and len(frontier) < spread:
             blocks = self.get_many(frontier)  # single blocks, concurrently; kept locally
             fetched += len(blocks)

@@ -73,7 +73,8 @@ class DNSLinkNames(NameStore):
         self.config = config if config is not None else ResolverConfig.from_env(env)
         self.resolver = DNSLinkResolver(self.config, ipns=ipns)
         self._keyfile, self._key_name, self._key, self._env = keyfile, key_name, key, env
-        self._primary = parse_nameserver(primary) if primary else None
+        primary = primary or (os.environ if env is None else env).get("HALODB_DNS_PRIMARY") or None
+        self._primary = parse_nameserver(primary) if primary else None  # where updates go
         self.zone = dns.name.from_text(zone) if zone else None
         self.ttl = ttl
 

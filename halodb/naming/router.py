@@ -18,16 +18,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from halodb.errors import NameNotFoundError, StoreURLError
 from halodb.ipld import CID
 from halodb.naming.base import NameRecord, NameStore, Resolution
-from halodb.naming.dnsclient import ResolverConfig
-from halodb.naming.dnslink import is_domain
-from halodb.naming.dnsupdate import DNSLinkNames
-from halodb.naming.ipns import IPNSNames
+from halodb.naming.domains import is_domain
 from halodb.naming.local import LocalNames
 from halodb.naming.refs import Ref, parse_ref
+
+if TYPE_CHECKING:  # imported when first used: dnspython and httpx cost ~0.3 s at start-up
+    from halodb.naming.dnsclient import ResolverConfig
+    from halodb.naming.dnsupdate import DNSLinkNames
+    from halodb.naming.ipns import IPNSNames
 
 
 class NameRouter(NameStore):
@@ -46,6 +49,8 @@ class NameRouter(NameStore):
     @property
     def dnslink(self) -> DNSLinkNames:
         if self._dnslink is None:
+            from halodb.naming.dnsupdate import DNSLinkNames
+
             hook = (lambda key: self.ipns.resolve(key)) if self.kubo_url else None
             self._dnslink = DNSLinkNames(self._dns_config, ipns=hook, env=self.env)
         return self._dnslink
@@ -53,6 +58,8 @@ class NameRouter(NameStore):
     @property
     def ipns(self) -> IPNSNames:
         if self._ipns is None:
+            from halodb.naming.ipns import IPNSNames
+
             if not self.kubo_url:
                 raise StoreURLError(
                     "IPNS names need a Kubo node: use --store kubo+http://HOST:PORT or set HALODB_KUBO", url="")
