@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -132,6 +133,8 @@ class TreeStore(Store):
         self.path = path.strip("/")
         self.max_file_bytes = max_file_bytes
         self._meta: dict[str, bytes | None] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, TreeStore) and other.tree is self.tree and other.path == self.path
@@ -156,12 +159,16 @@ class TreeStore(Store):
         return data
 
     def _read_metadata(self, key: str) -> bytes | None:
-        if key not in self._meta:
-            data = self._read(key, 0, None)
-            if data is not None:
-                check_metadata_document(data, key, self.path)
-            self._meta[key] = data
-        return self._meta[key]
+        # zarr asks for the same document from several threads; read (and check) each once
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._meta:
+                data = self._read(key, 0, None)
+                if data is not None:
+                    check_metadata_document(data, key, self.path)
+                self._meta[key] = data
+            return self._meta[key]
 
     def _get_sync(self, key: str, byte_range: ByteRequest | None) -> bytes | None:
         if key.rpartition("/")[2] in METADATA_NAMES:
