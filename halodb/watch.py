@@ -89,6 +89,7 @@ def watch(
     stop = stop or threading.Event()
     key = registry.canonical_name(name)
     failures, polls, started = 0, 0, False
+    synced: str | None = None  # the head this watcher last saw in the cache: polls don't open it
 
     def emit(kind: str, **fields: object) -> None:
         on_event(WatchEvent(kind=kind, name=key, time=datetime.now(timezone.utc), **fields))  # type: ignore[arg-type]
@@ -97,12 +98,16 @@ def watch(
         polls += 1
         try:
             resolution = registry.names.resolve(name)
-            state = registry.cache.sync_state(key) if registry.cache_path.exists() else None
+            if synced is None and registry.cache_path.exists():
+                state = registry.cache.sync_state(key)
+                synced = state.head if state is not None else None
             wait = policy.wait(resolution.ttl)
             detail = ""
-            if state is None or state.head != str(resolution.cid):
-                result = registry.sync(name, head=resolution.cid)
-                detail = f"{result.commits} commit(s), {result.changes} change(s)"
+            if synced != str(resolution.cid):
+                result = registry.sync(name, head=resolution.cid)  # a no-op if another process did it
+                synced = str(result.head)
+                if not result.up_to_date:
+                    detail = f"{result.commits} commit(s), {result.changes} change(s)"
             if failures:
                 emit("recovered", cid=str(resolution.cid), ttl=resolution.ttl, wait=wait,
                      detail=f"after {failures} failure(s)" + (f"; {detail}" if detail else ""))

@@ -14,8 +14,10 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,7 +91,14 @@ class KuboNode:
         if not self.api or self.process.poll() is not None:
             self.stop()
             raise RuntimeError("Kubo did not start:\n" + "\n".join(self.log))
+        # keep reading what the daemon prints, so that a full pipe never blocks it
+        threading.Thread(target=self._drain, args=(self.process.stdout,), daemon=True).start()
         return self
+
+    def _drain(self, stream: Any) -> None:
+        for line in stream:
+            self.log.append(line.rstrip())
+            del self.log[:-200]
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

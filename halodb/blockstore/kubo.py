@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -35,9 +36,11 @@ class KuboStore(BlockStore):
     supports_pinning = True
     is_remote = True
 
-    def __init__(self, url: str, *, timeout: float = 60.0, client: httpx.Client | None = None) -> None:
+    def __init__(self, url: str, *, timeout: float = 60.0, concurrency: int = 8,
+                 client: httpx.Client | None = None) -> None:
         super().__init__()
         self.url = url
+        self.concurrency = concurrency  #: block/get requests in flight at once in get_many
         self.base = self.api_base(url)
         self._client = client or httpx.Client(timeout=timeout)
         self._own_client = client is None
@@ -118,6 +121,13 @@ class KuboStore(BlockStore):
         key = r.json().get("Key")
         if key is None or CID.parse(key).multihash != cid.multihash:
             raise BlockStoreError(f"{self.describe()} stored block {cid} as {key}", store=self.url, cid=cid)
+
+    def _get_many(self, cids: list[CID]) -> dict[CID, bytes]:
+        if len(cids) <= 1 or self.concurrency <= 1:
+            return super()._get_many(cids)
+        with ThreadPoolExecutor(min(self.concurrency, len(cids))) as pool:
+            found = list(pool.map(self._get, cids))
+        return {cid: data for cid, data in zip(cids, found) if data is not None}
 
     def _put_many(self, blocks: list[Block]) -> None:
         buf = io.BytesIO()

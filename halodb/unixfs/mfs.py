@@ -44,13 +44,6 @@ def _kubo(url: str | KuboStore, timeout: float) -> tuple[KuboStore, bool]:
     return KuboStore(url, timeout=timeout), True
 
 
-def _rpc(kubo: KuboStore, command: str, params: dict[str, Any]) -> Any:
-    r = kubo._rpc(command, params)
-    if r.status_code != 200:
-        raise kubo._fail(command, r)
-    return r.json() if r.content.strip() else None
-
-
 def build_tree(kubo_api_url: str | KuboStore, tree: Mapping[str, Any], *, pin: bool = False,
                offline: bool = False, cid_version: int = 1, timeout: float = 120.0) -> CID:
     """Assemble ``tree`` as one UnixFS directory in the Kubo node at ``kubo_api_url`` and return its CID.
@@ -81,18 +74,18 @@ def build_tree(kubo_api_url: str | KuboStore, tree: Mapping[str, Any], *, pin: b
     flags = {"offline": "true"} if offline else {}
     mkdir = {"parents": "true", "cid-version": str(cid_version), **flags}
     try:
-        _rpc(kubo, "files/mkdir", {"arg": base, **mkdir})
+        kubo.call("files/mkdir", **{"arg": base, **mkdir})
         try:
             for path in folders:
-                _rpc(kubo, "files/mkdir", {"arg": f"{base}/{path}", **mkdir})
+                kubo.call("files/mkdir", **{"arg": f"{base}/{path}", **mkdir})
             for path, cid in leaves.items():
-                _rpc(kubo, "files/cp", {"arg": [f"/ipfs/{CID.parse(cid)}", f"{base}/{path}"], **flags})
-            root = CID.parse(_rpc(kubo, "files/stat", {"arg": base, **flags})["Hash"])
+                kubo.call("files/cp", **{"arg": [f"/ipfs/{CID.parse(cid)}", f"{base}/{path}"], **flags})
+            root = CID.parse(kubo.call("files/stat", **{"arg": base, **flags})["Hash"])
             if pin:
                 kubo.pin(root)
             return root
         finally:
-            _rpc(kubo, "files/rm", {"arg": base, "recursive": "true", "force": "true"})
+            kubo.call("files/rm", **{"arg": base, "recursive": "true", "force": "true"})
     finally:
         if own:
             kubo.close()
