@@ -379,9 +379,10 @@ class Registry:
             # an initial sync: the head version's index as CARs, where the remote sends them;
             # older versions then come a changed tree level at a time, like incremental syncs
             index = load_commit(self.store, head).index
-            spread = min(self.prefetch_spread, max(16, self.index.load_root(index).count // 40))
-            self.store.prefetch(index, spread=1 if self.prefetch_spread == 1 else spread,
-                                workers=self.prefetch_workers)
+            spread = self.prefetch_spread
+            if spread > 1:
+                spread = min(spread, max(16, self.index.load_root(index).count // 40))
+            self.store.prefetch(index, spread=spread, workers=self.prefetch_workers)
         with paused_gc():
             return sync(self.store, self.index, self.cache, name, head)
 
