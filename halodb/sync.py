@@ -2,10 +2,11 @@
 
 The plan walks the first-parent chain from the new head back to the head the cache last
 synced for that name, diffs each pair of consecutive index roots (never reading equal
-subtrees), reads the item blocks of added or changed datasets in one batch, and hands
-everything to :meth:`Cache.apply`, which commits it in one DuckDB transaction. If the old
-head is not an ancestor of the new one (history was rewritten), the plan resets the
-name and replays its whole history.
+subtrees), and hands everything to :meth:`Cache.apply`, which reads the item blocks of
+added or changed datasets batch by batch (through ``load_item_columns``; for large plans
+from a local store a worker process reads them ahead, see :mod:`halodb.sync_worker`) and
+commits it all in one DuckDB transaction. If the old head is not an ancestor of the new
+one (history was rewritten), the plan resets the name and replays its whole history.
 
 >>> # see Registry.sync for the user-facing call
 """
@@ -16,12 +17,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from halodb.blockstore.base import BlockStore
-from halodb.cache import Cache, ChangeRecord, CommitRecord, ItemRecord, SyncPlan
-from halodb.errors import SchemaError
+from halodb.cache import Cache, ChangeRecord, CommitRecord, ItemRecord, SyncPlan, materialize
+from halodb.cache.stac_columns import ItemColumns
 from halodb.index.history import load_commit, walk
 from halodb.index.index import Index
 from halodb.index.model import Commit, IndexRoot
-from halodb.ipld import CID, decode
+from halodb.ipld import CID
+from halodb.sync_worker import ItemReader, read_item_columns, read_items
+
+__all__ = ["SyncResult", "build_plan", "prefetch_changed", "read_items", "sync"]
 
 
 @dataclass(frozen=True)
@@ -41,8 +45,14 @@ class SyncResult:
         return self.commits == 0
 
 
-def build_plan(store: BlockStore, index: Index, name: str, head: CID, synced: str | None) -> SyncPlan:
-    """The plan that brings ``name`` from the ``synced`` head (None: nothing yet) to ``head``."""
+def build_plan(
+    store: BlockStore, index: Index, name: str, head: CID, synced: str | None, *, reader: ItemReader | None = None
+) -> SyncPlan:
+    """The plan that brings ``name`` from the ``synced`` head (None: nothing yet) to ``head``.
+
+    With a ``reader``, every item CID the plan needs goes to it as the diff finds it, and
+    the plan's ``load_item_columns`` takes the batches it read ahead.
+    """
     previous = CID.parse(synced) if synced else None
     chain: list[tuple[CID, Commit]] = []
     reached = previous is None
@@ -68,7 +78,10 @@ def build_plan(store: BlockStore, index: Index, name: str, head: CID, synced: st
                 changes.append(ChangeRecord(key=change.key, new=None))
                 continue
             item_cid = str(change.new.item)
-            item_cids[item_cid] = change.new.item
+            if item_cid not in item_cids:
+                item_cids[item_cid] = change.new.item
+                if reader is not None:
+                    reader.add(change.new.item)
             record = ItemRecord(key=change.key, item_cid=item_cid, data_cid=change.new.data, path=change.new.path, item=None)
             changes.append(ChangeRecord(key=change.key, new=record))
         records.append(
@@ -84,12 +97,21 @@ def build_plan(store: BlockStore, index: Index, name: str, head: CID, synced: st
         )
         base = root
 
+    if reader is not None:
+        reader.flush()
+
     def load_items(cids: list[str]) -> list[dict[str, Any]]:
         wanted = [item_cids[c] for c in cids]
         found = read_items(store, wanted)
         return [found[c] for c in wanted]
 
-    return SyncPlan(name=name, head=str(head), reset=reset, commits=records, load_items=load_items)
+    def load_item_columns(cids: list[str]) -> ItemColumns:
+        columns = reader.columns(cids) if reader is not None else None
+        return columns if columns is not None else read_item_columns(store, [item_cids[c] for c in cids])
+
+    return SyncPlan(
+        name=name, head=str(head), reset=reset, commits=records, load_items=load_items, load_item_columns=load_item_columns
+    )
 
 
 def prefetch_changed(store: BlockStore, index: Index, old: CID, new: CID) -> int:
@@ -115,24 +137,6 @@ def prefetch_changed(store: BlockStore, index: Index, old: CID, new: CID) -> int
     return fetched
 
 
-def read_items(store: BlockStore, cids: list[CID]) -> dict[CID, dict[str, Any]]:
-    """Decoded STAC item blocks by CID (verified; BlockNotFoundError names a missing one)."""
-    out: dict[CID, dict[str, Any]] = {}
-    batch = 4096
-    for i in range(0, len(cids), batch):
-        part = cids[i:i + batch]
-        found = store.get_many(part)
-        for cid in part:
-            data = found.get(cid)
-            if data is None:
-                data = store.get(cid)  # raises BlockNotFoundError naming the CID
-            value = decode(data, cid=cid)
-            if not isinstance(value, dict):
-                raise SchemaError(f"item block {cid} is not a STAC item (a map)", cid=cid)
-            out[cid] = value
-    return out
-
-
 def sync(store: BlockStore, index: Index, cache: Cache, name: str, head: CID) -> SyncResult:
     """Bring ``name`` in the cache to ``head``; all or nothing."""
     before = store.stats.blocks_read
@@ -143,8 +147,12 @@ def sync(store: BlockStore, index: Index, cache: Cache, name: str, head: CID) ->
         previous = state.head if state is not None else None
         if previous == str(head):
             return SyncResult(name, head, previous, 0, 0, False, 0)
-        plan = build_plan(store, index, name, head, previous)
-        cache.apply(plan)
+        reader = ItemReader(store, materialize.ITEM_BATCH)
+        try:
+            plan = build_plan(store, index, name, head, previous, reader=reader)
+            cache.apply(plan)
+        finally:
+            reader.close()
     return SyncResult(
         name=name,
         head=head,

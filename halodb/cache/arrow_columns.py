@@ -2,40 +2,124 @@
 
 ``pyarrow.array()`` asks, on its first call in a process, whether the value is a pandas
 object, and to answer it imports pandas when pandas is installed: ~0.3 s, a third of a
-whole sync of 10,000 items. The builders here make the same arrays from buffers
-(``array.array`` for numbers, pyarrow's ``StringBuilder`` for text), which DuckDB then
-scans without holding the GIL. Values must already have the right Python types (the
-callers check whole columns at once); ``None`` is NULL.
+whole sync of 10,000 items. Here a column is first laid out as plain buffers in Python
+(:class:`Buffers`: validity bitmap, int32 offsets, data — bytes, picklable, so a worker
+process can make them) and then wrapped as an Arrow array without a copy
+(:func:`to_array`), which DuckDB scans without holding the GIL. Values must already have
+the right Python types (the callers check whole columns at once); ``None`` is NULL.
 
->>> strings(["a", None]).to_pylist(), int32s([1, 2]).to_pylist()
+>>> to_array(string_buffers(["a", None])).to_pylist(), int32s([1, 2]).to_pylist()
 (['a', None], [1, 2])
->>> string_lists([["x", "y"], None, []]).to_pylist()
+>>> to_array(string_list_buffers([["x", "y"], None, []])).to_pylist()
 [['x', 'y'], None, []]
->>> float_lists([[1, 2.5], None]).to_pylist()
+>>> to_array(float_list_buffers([[1, 2.5], None])).to_pylist()
 [[1.0, 2.5], None]
+>>> to_array(utf8_buffers([b'{"id":"x"}'])).to_pylist()
+['{"id":"x"}']
 """
 
 from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import accumulate, chain, compress
 from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["float_lists", "int32s", "string_lists", "strings", "timestamps"]
+__all__ = [
+    "Buffers", "float_list_buffers", "int32s", "string_buffers", "string_list_buffers", "string_lists", "strings",
+    "timestamps",
+    "to_array", "utf8_buffers",
+]  # fmt: skip
 
 _TS = pa.timestamp("us", tz="UTC")
+_TYPES = {"string": pa.string(), "float64": pa.float64()}
+
+
+@dataclass(frozen=True)
+class Buffers:
+    """One Arrow column as plain bytes: ``kind`` "string", "float64" or "list" (of ``child``)."""
+
+    kind: str
+    length: int
+    validity: bytes | None  #: bit i set = value i is not NULL; None = no NULLs
+    offsets: bytes | None  #: int32 offsets (strings, lists)
+    data: bytes | None  #: UTF-8 bytes (strings), float64 values
+    child: Buffers | None = None  #: the values of a list column
+
+
+def to_array(buffers: Buffers) -> pa.Array:
+    """The Arrow array over ``buffers`` (no copy)."""
+    validity = None if buffers.validity is None else pa.py_buffer(buffers.validity)
+    if buffers.kind == "list":
+        assert buffers.child is not None
+        child = to_array(buffers.child)
+        return pa.Array.from_buffers(
+            pa.list_(child.type), buffers.length, [validity, pa.py_buffer(buffers.offsets)], children=[child]
+        )
+    if buffers.kind == "string":
+        return pa.Array.from_buffers(
+            pa.string(), buffers.length, [validity, pa.py_buffer(buffers.offsets), pa.py_buffer(buffers.data)]
+        )
+    return pa.Array.from_buffers(_TYPES[buffers.kind], buffers.length, [validity, pa.py_buffer(buffers.data)])
+
+
+def _validity(values: Sequence[Any]) -> bytes | None:
+    """The validity bitmap (bit i set = value i is not None), or None when nothing is None."""
+    if None not in values:
+        return None
+    bits = bytearray((len(values) + 7) // 8)
+    for i in compress(range(len(values)), [v is not None for v in values]):
+        bits[i >> 3] |= 1 << (i & 7)
+    return bytes(bits)
+
+
+def _offsets(lengths: Any) -> bytes:
+    return array("i", accumulate(lengths, initial=0)).tobytes()
+
+
+def utf8_buffers(values: Sequence[bytes]) -> Buffers:
+    """A string column of text that is UTF-8 already (e.g. orjson output), without NULLs."""
+    return Buffers("string", len(values), None, _offsets(map(len, values)), b"".join(values))
+
+
+def string_buffers(values: Sequence[str | None]) -> Buffers:
+    """A string column; raises AttributeError for a value that is neither str nor None."""
+    validity = _validity(values)
+    if validity is None:
+        encoded = [v.encode() for v in values]  # type: ignore[union-attr]  # no None (validity)
+    else:
+        encoded = [b"" if v is None else v.encode() for v in values]
+    return Buffers("string", len(values), validity, _offsets(map(len, encoded)), b"".join(encoded))
+
+
+def _list_buffers(values: Sequence[list[Any] | None], child: Buffers) -> Buffers:
+    validity = _validity(values)
+    lengths = map(len, values) if validity is None else (0 if v is None else len(v) for v in values)  # type: ignore[arg-type]
+    return Buffers("list", len(values), validity, _offsets(lengths), None, child)
+
+
+def string_list_buffers(values: Sequence[list[str] | None]) -> Buffers:
+    """A ``list<string>`` column; every element must be a str."""
+    return _list_buffers(values, string_buffers(list(chain.from_iterable(filter(None, values)))))
+
+
+def float_list_buffers(values: Sequence[list[float | int] | None]) -> Buffers:
+    """A ``list<double>`` column; every element must be an int or a float."""
+    flat = array("d", chain.from_iterable(filter(None, values)))
+    return _list_buffers(values, Buffers("float64", len(flat), None, None, flat.tobytes()))
+
+
+def string_lists(values: Sequence[list[str] | None]) -> pa.Array:
+    """A ``list<string>`` array."""
+    return to_array(string_list_buffers(values))
 
 
 def strings(values: Sequence[str | None]) -> pa.Array:
-    """A UTF-8 string array; raises TypeError for a value that is neither str nor None."""
-    builder = pa.lib.StringBuilder()
-    builder.append_values(values)
-    array_ = builder.finish()
-    assert isinstance(array_, pa.Array)
-    return array_
+    """A UTF-8 string array."""
+    return to_array(string_buffers(values))
 
 
 def int32s(values: Sequence[int]) -> pa.Array:
@@ -50,32 +134,3 @@ def timestamps(micros: Sequence[int]) -> pa.Array:
     '1970-01-01T00:00:00+00:00'
     """
     return pa.Array.from_buffers(_TS, len(micros), [None, pa.py_buffer(array("q", micros))])
-
-
-def _validity(values: Sequence[Any]) -> pa.Buffer | None:
-    """The validity bitmap (bit i set = value i is not None), or None when nothing is None."""
-    present = [v is not None for v in values]
-    if all(present):
-        return None
-    bits = bytearray((len(values) + 7) // 8)
-    for i in compress(range(len(values)), present):
-        bits[i >> 3] |= 1 << (i & 7)
-    return pa.py_buffer(bytes(bits))
-
-
-def _lists(values: Sequence[list[Any] | None], child: pa.Array) -> pa.Array:
-    offsets = array("i", accumulate((0 if v is None else len(v) for v in values), initial=0))
-    return pa.Array.from_buffers(
-        pa.list_(child.type), len(values), [_validity(values), pa.py_buffer(offsets)], children=[child]
-    )
-
-
-def string_lists(values: Sequence[list[str] | None]) -> pa.Array:
-    """A ``list<string>`` array; every element must be a str."""
-    return _lists(values, strings(list(chain.from_iterable(filter(None, values)))))
-
-
-def float_lists(values: Sequence[list[float | int] | None]) -> pa.Array:
-    """A ``list<double>`` array; every element must be an int or a float."""
-    flat = array("d", chain.from_iterable(filter(None, values)))
-    return _lists(values, pa.Array.from_buffers(pa.float64(), len(flat), [None, pa.py_buffer(flat)]))

@@ -47,7 +47,7 @@ import pyarrow as pa
 from halodb.cache.arrow_columns import int32s, string_lists, strings, timestamps
 from halodb.cache.connect import scalar
 from halodb.cache.records import SyncPlan
-from halodb.cache.stac_columns import items_table
+from halodb.cache.stac_columns import columns_table, items_table
 from halodb.cache.writer import OrderedWriter
 from halodb.errors import CacheError, HaloDBError
 
@@ -191,7 +191,7 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime)
         inserts: list[Future[None]] = []
         for lo in range(0, len(new), ITEM_BATCH):
             batch = new[lo : lo + ITEM_BATCH]
-            table = items_table(batch, _batch_items(plan, cols, batch))
+            table = _batch_table(plan, cols, batch)
             if len(inserts) >= 2:
                 inserts[-2].result()  # back-pressure: at most two encoded batches wait for DuckDB
             inserts.append(writer.submit(_insert_items, con, table))
@@ -220,6 +220,17 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime)
 
 #: STAC items encoded per batch: DuckDB inserts one batch while Python encodes the next
 ITEM_BATCH = 2_048
+
+
+def _batch_table(plan: SyncPlan, cols: PlanColumns, batch: list[str]) -> pa.Table:
+    """The Arrow table of one batch of new items: from ``plan.load_item_columns`` when the
+    plan left all of the batch's items out and has it, else from the items themselves."""
+    if plan.load_item_columns is not None and all(cols.items[cid] is None for cid in batch):
+        columns = plan.load_item_columns(batch)
+        if columns.cids != batch:
+            raise CacheError(f"load_item_columns returned other items than the {len(batch)} asked for", name=plan.name)
+        return columns_table(columns)
+    return items_table(batch, _batch_items(plan, cols, batch))
 
 
 def _batch_items(plan: SyncPlan, cols: PlanColumns, batch: list[str]) -> list[dict[str, Any]]:

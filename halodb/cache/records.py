@@ -20,7 +20,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from halodb.cache.stac_columns import ItemColumns
 
 __all__ = ["ChangeRecord", "CommitRecord", "ItemRecord", "SyncPlan", "SyncState"]
 
@@ -93,6 +96,10 @@ class SyncPlan:
     #: cache calls it batch by batch and only for items it does not hold yet, so reading
     #: blocks overlaps with DuckDB inserting the previous batch.
     load_items: Callable[[list[str]], list[dict[str, Any]]] | None = field(default=None, compare=False, repr=False)
+    #: the faster alternative the cache prefers for a batch whose items all were left out:
+    #: the batch already as columns (:func:`halodb.cache.stac_columns.item_columns`),
+    #: e.g. made by a worker process while the cache inserts the previous batch
+    load_item_columns: Callable[[list[str]], ItemColumns] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ field becomes NULL.
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from itertools import chain
@@ -26,16 +27,34 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from halodb.cache.arrow_columns import float_lists, string_lists, strings
+from halodb.cache.arrow_columns import (
+    Buffers,
+    float_list_buffers,
+    string_buffers,
+    string_list_buffers,
+    to_array,
+    utf8_buffers,
+)
 from halodb.errors import CacheError
 
-__all__ = ["ITEM_COLUMNS", "encode_item", "items_table"]
+__all__ = ["ITEM_COLUMNS", "ItemColumns", "columns_table", "encode_item", "item_columns", "items_table"]
 
 #: the columns of :func:`items_table`; ``*_text`` are still strings (cast in SQL)
 ITEM_COLUMNS = (
     "item_cid", "id", "collection", "datetime_text", "start_datetime_text", "end_datetime_text",
     "bbox", "platform", "instruments", "title", "keywords", "item",
 )  # fmt: skip
+
+
+
+@dataclass(frozen=True)
+class ItemColumns:
+    """One batch of items as column buffers (:data:`ITEM_COLUMNS`), what :func:`item_columns`
+    makes: plain bytes, picklable (a worker process can make them), no Arrow yet."""
+
+    cids: list[str]
+    columns: dict[str, Buffers]
+
 
 _EMPTY: dict[str, Any] = {}
 _NONE = type(None)
@@ -56,9 +75,10 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _dumps(item: Any) -> str:
-    # orjson: ~4x faster than the json module on STAC items (benchmarks/bench_codec.py)
-    return orjson.dumps(item, default=_json_default).decode()
+def _dumps(item: Any) -> bytes:
+    # orjson: ~4x faster than the json module on STAC items (benchmarks/bench_codec.py);
+    # its UTF-8 bytes become the Arrow string column as they are
+    return orjson.dumps(item, default=_json_default)
 
 
 def encode_item(item: dict[str, Any]) -> str:
@@ -67,10 +87,10 @@ def encode_item(item: dict[str, Any]) -> str:
     >>> encode_item({"id": "x", "properties": {"gsd": 0.5}})
     '{"id":"x","properties":{"gsd":0.5}}'
     """
-    return _dumps(item)
+    return _dumps(item).decode()
 
 
-def _encode_all(cids: Sequence[str], items: Sequence[dict[str, Any]]) -> list[str]:
+def _encode_all(cids: Sequence[str], items: Sequence[dict[str, Any]]) -> list[bytes]:
     try:
         return list(map(_dumps, items))
     except (TypeError, ValueError, RecursionError):
@@ -87,15 +107,15 @@ def _types(values: Iterable[Any]) -> set[type]:
     return set(map(type, values))
 
 
-def _strings(values: list[Any]) -> pa.Array:
-    """A string column; anything that is not a str becomes NULL.
+def _strings(values: list[Any]) -> list[str | None]:
+    """``values`` with everything that is not a str as None.
 
-    >>> _strings(["a", None, 3, ["b"]]).to_pylist()
+    >>> _strings(["a", None, 3, ["b"]])
     ['a', None, None, None]
     """
     if not _types(values) <= _STR_OR_NONE:  # one C-level pass over the column in the common case
         values = [v if type(v) is str else None for v in values]
-    return strings(values)
+    return values
 
 
 def _lists_of(values: list[Any], allowed: set[type]) -> list[Any]:
@@ -107,14 +127,15 @@ def _lists_of(values: list[Any], allowed: set[type]) -> list[Any]:
     return values
 
 
-def items_table(cids: Sequence[str], items: Sequence[dict[str, Any]]) -> pa.Table:
-    """One Arrow table of STAC items, columns :data:`ITEM_COLUMNS`.
+def item_columns(cids: Sequence[str], items: Sequence[dict[str, Any]]) -> ItemColumns:
+    """The columns :data:`ITEM_COLUMNS` of a batch of STAC items.
 
     Lists of strings (``instruments``, ``keywords``) must hold only strings and ``bbox``
     only numbers (not booleans), else the whole value is NULL.
 
-    >>> table = items_table(["c1", "c2"], [{"properties": {"datetime": "2024-09-01T00:00:00Z"}},
-    ...                                    {"bbox": [1, True], "properties": {"keywords": ["a", 1]}}])
+    >>> table = columns_table(item_columns(["c1", "c2"], [
+    ...     {"properties": {"datetime": "2024-09-01T00:00:00Z"}},
+    ...     {"bbox": [1, True], "properties": {"keywords": ["a", 1]}}]))
     >>> [table.column(c).to_pylist() for c in ("datetime_text", "bbox", "keywords")]
     [['2024-09-01T00:00:00Z', None], [None, None], [None, None]]
     """
@@ -123,17 +144,37 @@ def items_table(cids: Sequence[str], items: Sequence[dict[str, Any]]) -> pa.Tabl
             raise CacheError(f"STAC item {cid} is a {type(item).__name__}, not a JSON object", cid=cid)
     texts = _encode_all(cids, items)
     props = [p if type(p) is dict else _EMPTY for p in (it.get("properties") for it in items)]
-    return pa.table({
-        "item_cid": strings(cids),
-        "id": _strings([it.get("id") for it in items]),
-        "collection": _strings([it.get("collection") for it in items]),
-        "datetime_text": _strings([p.get("datetime") for p in props]),
-        "start_datetime_text": _strings([p.get("start_datetime") for p in props]),
-        "end_datetime_text": _strings([p.get("end_datetime") for p in props]),
-        "bbox": float_lists(_lists_of([it.get("bbox") for it in items], _NUMBERS)),
-        "platform": _strings([p.get("platform") for p in props]),
-        "instruments": string_lists(_lists_of([p.get("instruments") for p in props], _STR_ONLY)),
-        "title": _strings([p.get("title") for p in props]),
-        "keywords": string_lists(_lists_of([p.get("keywords") for p in props], _STR_ONLY)),
-        "item": strings(texts),
-    })
+    cids = list(cids)
+    columns = {
+        "item_cid": string_buffers(cids),
+        "id": string_buffers(_strings([it.get("id") for it in items])),
+        "collection": string_buffers(_strings([it.get("collection") for it in items])),
+        "datetime_text": string_buffers(_strings([p.get("datetime") for p in props])),
+        "start_datetime_text": string_buffers(_strings([p.get("start_datetime") for p in props])),
+        "end_datetime_text": string_buffers(_strings([p.get("end_datetime") for p in props])),
+        "bbox": float_list_buffers(_lists_of([it.get("bbox") for it in items], _NUMBERS)),
+        "platform": string_buffers(_strings([p.get("platform") for p in props])),
+        "instruments": string_list_buffers(_lists_of([p.get("instruments") for p in props], _STR_ONLY)),
+        "title": string_buffers(_strings([p.get("title") for p in props])),
+        "keywords": string_list_buffers(_lists_of([p.get("keywords") for p in props], _STR_ONLY)),
+        "item": utf8_buffers(texts),
+    }
+    return ItemColumns(cids, columns)
+
+
+def columns_table(columns: ItemColumns) -> pa.Table:
+    """One Arrow table of :func:`item_columns` (columns :data:`ITEM_COLUMNS`, in that order).
+
+    >>> columns_table(item_columns(["c1"], [{"id": "x"}])).column("id").to_pylist()
+    ['x']
+    """
+    return pa.table({name: to_array(columns.columns[name]) for name in ITEM_COLUMNS})
+
+
+def items_table(cids: Sequence[str], items: Sequence[dict[str, Any]]) -> pa.Table:
+    """One Arrow table of STAC items, columns :data:`ITEM_COLUMNS`.
+
+    >>> items_table(["c1"], [{"properties": {"datetime": "2024-09-01T00:00:00Z"}}]).column("datetime_text").to_pylist()
+    ['2024-09-01T00:00:00Z']
+    """
+    return columns_table(item_columns(cids, items))
