@@ -63,7 +63,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 STAC_VERSION = "1.1.0"  #: the STAC version HaloDB writes
-ZARR_MEDIA_TYPE = "application/vnd+zarr"
+ZARR_MEDIA_TYPE = "application/vnd.zarr"  #: the STAC best-practice name (vnd+zarr is deprecated)
 NDJSON_SUFFIXES = frozenset({".ndjson", ".jsonl", ".geojsonl"})
 #: file suffixes :func:`read_items` picks up when it walks a folder
 ITEM_SUFFIXES = frozenset({".json", ".geojson"}) | NDJSON_SUFFIXES
@@ -776,7 +776,7 @@ def stub_item(path: str, data_cid: str, collection: str, when: datetime | None) 
     real metadata). ``datetime`` is the first ``YYYYMMDD`` date in the path (last component
     first), else ``when`` (e.g. when the path first appeared in the tree), else null with
     ``start_datetime``/``end_datetime`` null: only stubs may carry no time at all. No
-    geometry; one asset ``data`` with href ``ipfs://<cid>`` (type ``application/vnd+zarr``
+    geometry; one asset ``data`` with href ``ipfs://<cid>`` (type ``application/vnd.zarr``
     for ``*.zarr``). Deterministic: the same arguments give the same dict.
 
     >>> stub_item("products/HALO/HAMP/Level_2/HALO-20240809b", "QmVdi8e6yR2exaUc7dv3ErQta2R7YobQGQNEcgQE9HLioj",

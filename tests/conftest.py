@@ -51,7 +51,7 @@ def make_item(item_id: str, cid: str, *, collection: str = "halo", when: str = "
         "type": "Feature", "stac_version": "1.1.0", "id": item_id, "collection": collection,
         "geometry": {"type": "Point", "coordinates": [-23.0, 15.0]}, "bbox": [-23.0, 15.0, -23.0, 15.0],
         "properties": props, "links": [],
-        "assets": {"data": {"href": f"ipfs://{cid}", "type": "application/vnd+zarr", "roles": ["data"]}},
+        "assets": {"data": {"href": f"ipfs://{cid}", "type": "application/vnd.zarr", "roles": ["data"]}},
     }
 
 

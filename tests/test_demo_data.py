@@ -63,7 +63,7 @@ def test_every_item_is_valid_and_canonical(campaign: list[DemoVersion]) -> None:
             assert parse_item(item, source) == item  # already normalized
             cid = data_cid(item)
             assert cid is not None and CID.parse(cid).version == 1
-            assert item["assets"]["data"]["type"] == "application/vnd+zarr"
+            assert item["assets"]["data"]["type"] == "application/vnd.zarr"
             props = item["properties"]
             for field in ("title", "description", "platform", "instruments", "keywords", "halodb:path"):
                 assert props[field], (source, field)

@@ -74,7 +74,7 @@ def base_item(**changes: Any) -> dict[str, Any]:
             "halodb:path": "products/HALO/BAHAMAS/HALO-20240811a.zarr",
         },
         "links": [{"rel": "license", "href": "https://creativecommons.org/licenses/by/4.0/"}],
-        "assets": {"data": {"href": f"ipfs://{CID_V1}", "type": "application/vnd+zarr", "roles": ["data"]}},
+        "assets": {"data": {"href": f"ipfs://{CID_V1}", "type": "application/vnd.zarr", "roles": ["data"]}},
     }
     item.update(changes)
     return item
@@ -567,7 +567,7 @@ def test_stub_item_zarr_and_last_component_date_wins() -> None:
     assert item["properties"]["datetime"] == "2024-09-30T00:00:00Z"
     assert "type" not in item["assets"]["data"]
     z = stub_item("products/METEOR/CTD.zarr", CID_V1, "orcestra", None)
-    assert z["assets"]["data"]["type"] == "application/vnd+zarr"
+    assert z["assets"]["data"]["type"] == "application/vnd.zarr"
 
 
 def test_stub_item_without_a_date() -> None:
