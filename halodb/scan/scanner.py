@@ -1,0 +1,514 @@
+"""``halodb scan``: find the datasets of a campaign tree on IPFS, describe them, stage them.
+
+Walk → extract → cache → stage:
+
+1. **walk** the UnixFS tree under the root (a CID, ``ipfs://CID/sub/path``, or a name
+   resolved by the registry's name router) with :func:`~halodb.unixfs.walk_tree`, stopping
+   at datasets: folders holding ``.zgroup``, ``.zmetadata``, ``zarr.json`` or
+   ``dataset_meta.yaml``. Files and folders that are not datasets are counted as skipped.
+2. **extract** each dataset (a distinct CID once) in a bounded thread pool, read as its
+   own tree ``UnixFSTree(store, dataset_cid)``, so the item's ``data`` asset is
+   ``ipfs://<dataset cid>``; items are also validated against the STAC 1.1 schema, offline.
+3. **cache** each result by dataset CID (:mod:`halodb.scan.scan_cache`): a re-scan reads
+   only the datasets whose CID changed. Errors are cached too (``retry_errors`` re-reads
+   them); failures to fetch blocks are not (they may pass).
+4. **stage**: the item is placed at its path — ``properties["halodb:path"]`` is
+   ``prefix/<path in the scanned folder>`` — and keyed (:func:`place_key`); new and changed
+   items are staged with :meth:`Registry.add`, unchanged ones are left alone, and
+   datasets the registry has under the prefix that the tree no longer holds are staged for
+   removal (unless ``remove=False``). Nothing is committed: ``halodb commit`` does that.
+
+A broken dataset never stops a scan: its errors (path, attribute, file) go into the
+:class:`ScanReport`, and the rest is staged. A walk that hits its limits (a folder that
+contains itself, absurd depth or size) ends the walk with an error in the report; what was
+found is still extracted and staged, but nothing is removed.
+
+>>> import tempfile, halodb
+>>> from halodb.unixfs.build import put_directory, put_file
+>>> reg = halodb.open(tempfile.mkdtemp(), store="memory:", create=True)
+>>> meta = b"title: CORAL quicklooks\\ntime: 2024-08-10T00:00:00Z\\nbbox: [-59.43, 13.16, -59.42, 13.17]\\n"
+>>> ds = put_directory(reg.store, {"dataset_meta.yaml": put_file(reg.store, meta)})
+>>> root = put_directory(reg.store, {"BCO": put_directory(reg.store, {"coral": ds}),
+...                                  "README.md": put_file(reg.store, b"hello")})
+>>> report = scan(reg, str(root), cache=False)
+>>> [(d.path, d.key, d.change) for d in report.datasets], report.skipped.files
+([('BCO/coral', 'BCO/coral', 'added')], 1)
+>>> reg.staged().upserts["BCO/coral"].data == str(ds)
+True
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from halodb import stac
+from halodb.blockstore.base import BlockStore
+from halodb.errors import BlockStoreError, HaloDBError, InputError, InvalidItemError, NotADatasetError
+from halodb.index.history import load_commit
+from halodb.index.model import Entry
+from halodb.ipld import CID, make_block
+from halodb.scan.extract import DEFAULT_MAX_COORDINATE_BYTES, describe_dataset
+from halodb.scan.roots import Root, resolve_root
+from halodb.scan.scan_cache import Extracted, ScanCache
+from halodb.unixfs.mfs import looks_like_dataset
+from halodb.unixfs.tree import DIR, UnixFSTree
+
+if TYPE_CHECKING:
+    from halodb.registry import Registry
+
+#: the id a cached (placeless) item carries until the scanner places it
+PLACEHOLDER_ID = "dataset"
+#: at most this many skipped paths are listed in a report (all are counted)
+MAX_EXAMPLES = 20
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class DatasetResult:
+    """One dataset found by a scan.
+
+    ``status``: ``extracted`` (read now), ``cached`` (from an earlier scan) or ``failed``
+    (the errors say why; ``message`` is the one-line summary). ``change`` (when staging):
+    ``added``, ``changed`` or ``unchanged``; None for a failed dataset.
+    """
+
+    path: str
+    cid: str
+    status: str
+    key: str | None = None
+    change: str | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    warnings: int = 0
+    message: str | None = None
+    item: dict[str, Any] | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "cid": self.cid, "status": self.status, "key": self.key, "change": self.change,
+                "warnings": self.warnings, "errors": self.errors, "message": self.message}
+
+
+@dataclass
+class Skipped:
+    """What the walk passed over: files outside datasets and folders holding no dataset."""
+
+    files: int = 0
+    folders: int = 0
+    examples: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ScanReport:
+    """What a scan found, read, reused, staged and removed, and every per-dataset error."""
+
+    root: str  #: the CID of the scanned folder
+    source: str  #: the root as given
+    prefix: str
+    datasets: list[DatasetResult] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  #: keys staged for removal (gone from the tree)
+    moved: list[str] = field(default_factory=list)  #: old keys removed because the dataset got a new key
+    not_removed: list[str] = field(default_factory=list)  #: gone from the tree, kept (remove=False or walk error)
+    skipped: Skipped = field(default_factory=Skipped)
+    walk_error: str | None = None
+    staged: bool = False  #: whether the results were staged into a registry
+
+    def count(self, status: str | None = None, change: str | None = None) -> int:
+        return sum(1 for d in self.datasets if (status is None or d.status == status)
+                   and (change is None or d.change == change))
+
+    @property
+    def failed(self) -> list[DatasetResult]:
+        return [d for d in self.datasets if d.status == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        """No dataset failed and the walk completed."""
+        return not self.failed and self.walk_error is None
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "found": len(self.datasets), "extracted": self.count("extracted"), "cached": self.count("cached"),
+            "failed": self.count("failed"), "added": self.count(change="added"),
+            "changed": self.count(change="changed"), "unchanged": self.count(change="unchanged"),
+            "removed": len(self.removed), "skipped_files": self.skipped.files,
+            "skipped_folders": self.skipped.folders,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (``halodb scan --json``)."""
+        return {
+            "root": self.root, "source": self.source, "prefix": self.prefix, "ok": self.ok, "staged": self.staged,
+            "summary": self.summary(), "walk_error": self.walk_error,
+            "removed": self.removed, "moved": self.moved, "not_removed": self.not_removed,
+            "skipped": {"files": self.skipped.files, "folders": self.skipped.folders,
+                        "examples": self.skipped.examples},
+            "datasets": [d.to_dict() for d in self.datasets],
+        }
+
+    def lines(self) -> list[str]:
+        """The report as text: a summary, then one line per failed dataset and removal."""
+        s = self.summary()
+        out = [
+            f"scanned {self.source} ({self.root}){f' into {self.prefix}/' if self.prefix else ''}: "
+            f"{s['found']} dataset(s), {s['extracted']} extracted, {s['cached']} from cache, {s['failed']} failed",
+        ]
+        if self.staged:
+            out.append(f"staged: {s['added']} added, {s['changed']} changed, {s['removed']} removed "
+                       f"({s['unchanged']} unchanged)")
+        out.append(f"skipped: {self.skipped.files} file(s) and {self.skipped.folders} folder(s) holding no dataset"
+                   + (f", e.g. {', '.join(self.skipped.examples[:5])}" if self.skipped.examples else ""))
+        if self.walk_error:
+            out.append(f"walk stopped: {self.walk_error} (nothing was removed)")
+        for d in self.failed:
+            out.append(f"error    {d.message}")
+        for key in self.removed:
+            out.append(f"removed  {key} (no longer in the tree)")
+        for key in self.moved:
+            out.append(f"removed  {key} (its dataset has a new key)")
+        for key in self.not_removed:
+            out.append(f"kept     {key} (no longer in the tree; not removed)")
+        return out
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+# --- keys -------------------------------------------------------------------------------------
+def place_key(path: str, collection: str | None = None, existing: str | None = None) -> tuple[str, str]:
+    """The ``(collection, item id)`` of the dataset at ``path`` in the campaign tree.
+
+    * with ``collection``: that collection, and the whole path as the id;
+    * else the key the registry already has for this path (``existing``), so a dataset keeps
+      its key across scans (e.g. ``orcestra/...`` from ``halodb import-tree``);
+    * else the first path component is the collection and the rest the id, so that the key
+      reads as the path itself.
+
+    >>> place_key("products/HALO/BAHAMAS.zarr")
+    ('products', 'HALO/BAHAMAS.zarr')
+    >>> place_key("products/HALO/BAHAMAS.zarr", "orcestra")
+    ('orcestra', 'products/HALO/BAHAMAS.zarr')
+    >>> place_key("products/HALO/BAHAMAS.zarr", existing="orcestra/products/HALO/BAHAMAS.zarr")
+    ('orcestra', 'products/HALO/BAHAMAS.zarr')
+    """
+    if collection is not None:
+        if not collection or "/" in collection:
+            raise InputError(f"a collection must be a non-empty name without '/': {collection!r}", source="collection")
+        return collection, path
+    if existing is not None:
+        coll, item_id = stac.split_key(existing)
+        return coll, item_id
+    coll, sep, item_id = path.partition("/")
+    if not sep or not item_id:
+        raise InputError(f"{path}: a dataset at the top of the tree has no folder to name its collection; "
+                         "give one (--collection) or a --prefix", source=path)
+    return coll, item_id
+
+
+def place_item(item: dict[str, Any], path: str, collection: str, item_id: str) -> dict[str, Any]:
+    """A copy of a placeless cached item with its id, collection, collection link and path."""
+    placed = {**item, "id": item_id, "collection": collection,
+              "properties": {**item["properties"], "halodb:path": path}}
+    links = [link for link in item.get("links") or [] if link.get("rel") != "collection"]
+    # as extract_metadata does: STAC requires a link to the collection an item names
+    links.append({"rel": "collection", "href": "../collection.json", "type": "application/json"})
+    placed["links"] = links
+    return placed
+
+
+# --- extraction -----------------------------------------------------------------------------
+def _problem_dicts(report: Any) -> list[dict[str, Any]]:
+    return [{"severity": p.severity, "attribute": p.attribute, "message": p.message, "file": p.file}
+            for p in report.problems]
+
+
+def extract_cid(store: BlockStore, cid: CID, *, max_coordinate_bytes: int = DEFAULT_MAX_COORDINATE_BYTES,
+                validate: bool = True) -> Extracted:
+    """Describe the dataset whose root folder is ``cid``: a placeless item or its errors.
+
+    Raises :class:`~halodb.errors.BlockStoreError` when blocks cannot be fetched (worth
+    retrying, never cached); every problem of the dataset itself goes into the result.
+    """
+    text = str(cid)
+    tree = UnixFSTree(store, cid)
+    try:
+        found = describe_dataset(tree, path="", cid=text, item_id=PLACEHOLDER_ID,
+                                 max_coordinate_bytes=max_coordinate_bytes)
+    except NotADatasetError as exc:
+        return Extracted(text, None, [{"severity": "error", "attribute": "(dataset)",
+                                       "message": str(exc.context.get("detail") or exc), "file": None}], {})
+    except BlockStoreError:
+        raise
+    except HaloDBError as exc:  # malformed UnixFS, unreadable files: the same CID fails the same way
+        return Extracted(text, None, [{"severity": "error", "attribute": str(exc.context.get("attribute") or "(dataset)"),
+                                       "message": str(exc), "file": exc.context.get("file")}], {})
+    problems = _problem_dicts(found.report)
+    item = found.item
+    if item is not None and validate:
+        from halodb.scan.stac_validate import validate_offline  # noqa: PLC0415 - jsonschema only when needed
+
+        try:
+            validate_offline(item)
+        except InvalidItemError as exc:
+            problems.append({"severity": "error", "attribute": "item", "message": str(exc), "file": None})
+            item = None
+    if item is None and not any(p["severity"] == "error" for p in problems):
+        problems.append({"severity": "error", "attribute": "(item)", "message": "the item could not be built",
+                         "file": None})
+    return Extracted(text, item, problems, dict(found.report.found))
+
+
+def _message(path: str, errors: Sequence[dict[str, Any]]) -> str:
+    first = errors[0]
+    where = f" ({first['file']})" if first.get("file") else ""
+    more = f" (and {len(errors) - 1} more error(s))" if len(errors) > 1 else ""
+    return f"{path or '/'}: {first['attribute']}: {first['message']}{where}{more}"
+
+
+# --- the walk -------------------------------------------------------------------------------------
+@dataclass
+class _Walk:
+    datasets: list[tuple[str, CID]] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def _walk(store: BlockStore, root: CID, max_depth: int, max_entries: int) -> _Walk:
+    out = _Walk()
+    marked: set[str] = set()
+
+    def prune(path: str, names: Sequence[str]) -> bool:
+        if looks_like_dataset(names):
+            marked.add(path)
+            return True
+        return False
+
+    try:
+        for entry in UnixFSTree(store, root).walk(max_depth=max_depth, max_entries=max_entries, prune=prune):
+            if entry.path in marked:
+                out.datasets.append((entry.path, entry.cid))
+            elif entry.kind == DIR:
+                if entry.path:
+                    out.folders.append(entry.path)
+            elif entry.path == "":
+                raise InputError(f"{root} is a file, not a folder: there is nothing to scan", source=str(root))
+            else:
+                out.files.append(entry.path)
+    except BlockStoreError:
+        raise
+    except InputError:
+        raise
+    except HaloDBError as exc:  # cycles, limits, malformed folders
+        out.error = str(exc)
+    return out
+
+
+def _skipped(walk: _Walk, prefix: str) -> Skipped:
+    holding: set[str] = set()
+    for path, _ in walk.datasets:
+        parts = path.split("/")
+        holding.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    empty = [f for f in walk.folders if f not in holding]
+    examples = sorted(walk.files + [f + "/" for f in empty])[:MAX_EXAMPLES]
+    return Skipped(len(walk.files), len(empty), [_join(prefix, p) for p in examples])
+
+
+def _join(prefix: str, path: str) -> str:
+    return f"{prefix}/{path}" if prefix and path else prefix or path
+
+
+# --- the registry's view under a prefix --------------------------------------------------------------
+def _under(path: str, prefix: str) -> bool:
+    return not prefix or path == prefix or path.startswith(prefix + "/")
+
+
+def _current(reg: Registry, prefix: str) -> tuple[dict[str, str], dict[str, Entry]]:
+    """``(path -> key, key -> entry)`` for the datasets under ``prefix`` at the head plus the stage."""
+    holders: dict[str, str] = {}
+    entries: dict[str, Entry] = {}
+    head = reg.head
+    if head is not None:
+        root = reg.index.load_root(load_commit(reg.store, head).index)
+        stop = None if not prefix else prefix + "/\U0010ffff"
+        for path, key in reg.index.by_path.items(root.by_path, prefix or None, stop):
+            if isinstance(key, str) and _under(path, prefix):
+                holders[path] = key
+        for key in set(holders.values()):
+            entry = reg.index.get(root, key)
+            if entry is not None:
+                entries[key] = entry
+    stage = reg.staged()
+    for key in stage.removals:
+        entries.pop(key, None)
+    holders = {p: k for p, k in holders.items() if k in entries}
+    for key, entry in stage.upserts.items():
+        old = entries.get(key)
+        if old is not None and old.path is not None and holders.get(old.path) == key:
+            del holders[old.path]
+        if entry.path is not None and _under(entry.path, prefix):
+            holders[entry.path] = key
+            entries[key] = entry
+    return holders, entries
+
+
+# --- scan ---------------------------------------------------------------------------------------
+def scan(
+    target: Registry | BlockStore,
+    root: str,
+    *,
+    prefix: str | None = None,
+    collection: str | None = None,
+    workers: int = 8,
+    cache: ScanCache | bool = True,
+    progress: Progress | None = None,
+    retry_errors: bool = False,
+    remove: bool = True,
+    max_coordinate_bytes: int = DEFAULT_MAX_COORDINATE_BYTES,
+    max_depth: int = 64,
+    max_entries: int = 1_000_000,
+) -> ScanReport:
+    """Scan the tree at ``root`` for datasets; with a registry, stage them (see the module doc).
+
+    ``target`` is a :class:`~halodb.registry.Registry` (names are resolved, results staged,
+    the cache lives in ``HOME/scan-cache``) or a bare block store (CIDs only; nothing is
+    staged: the items are in ``report.datasets[i].item``). ``prefix`` is where the scanned
+    folder sits in the campaign tree (default: the sub-path of ``ipfs://CID/sub/path``, else
+    the top). ``cache`` is a :class:`ScanCache`, True (the registry's) or False (none).
+    ``progress(done, total)`` is called as datasets are finished.
+    Raises :class:`~halodb.errors.InputError` for a root that cannot be scanned at all
+    (unknown name, a file, a missing sub-path).
+    """
+    from halodb.registry import Registry  # noqa: PLC0415 - the registry imports DuckDB
+
+    reg = target if isinstance(target, Registry) else None
+    store = reg.store if reg is not None else target
+    assert isinstance(store, BlockStore)
+    resolver = (lambda name: reg.names.resolve(name).cid) if reg is not None else None
+    where: Root = resolve_root(store, root, resolver)
+    base = where.subpath if prefix is None else "/".join(p for p in prefix.split("/") if p)
+    if any(p in (".", "..") for p in base.split("/")):
+        raise InputError(f"prefix {prefix!r}: '.' and '..' are not allowed", source="prefix")
+    store_cache: ScanCache | None
+    if isinstance(cache, ScanCache):
+        store_cache = cache
+    elif cache and reg is not None:
+        store_cache = ScanCache(Path(reg.home) / "scan-cache")
+    else:
+        store_cache = None
+
+    walk = _walk(store, where.cid, max_depth, max_entries)
+    report = ScanReport(str(where.cid), root, base, skipped=_skipped(walk, base), walk_error=walk.error)
+
+    # extract each distinct CID once, from the cache when it may
+    results: dict[str, Extracted] = {}
+    cached: set[str] = set()
+    todo: list[CID] = []
+    queued: set[str] = set()
+    for _, cid in walk.datasets:
+        text = str(cid)
+        if text in results or text in queued:
+            continue
+        queued.add(text)
+        hit = store_cache.get(text, max_coordinate_bytes=max_coordinate_bytes) if store_cache else None
+        if hit is not None and not (retry_errors and hit.item is None):
+            results[text] = hit
+            cached.add(text)
+        else:
+            todo.append(cid)
+    failures: dict[str, str] = {}
+    lock = threading.Lock()
+    done = len(results)
+    total = len(results) + len(todo)
+    if progress is not None:
+        progress(done, total)
+
+    def work(cid: CID) -> None:
+        nonlocal done
+        text = str(cid)
+        try:
+            result = extract_cid(store, cid, max_coordinate_bytes=max_coordinate_bytes)
+        except BlockStoreError as exc:
+            with lock:
+                failures[text] = f"blocks could not be read: {exc}"
+        except Exception as exc:  # noqa: BLE001 - one dataset's surprise must not end the scan
+            with lock:
+                failures[text] = f"unexpected {type(exc).__name__}: {exc}"
+        else:
+            if store_cache is not None:
+                store_cache.put(result, max_coordinate_bytes=max_coordinate_bytes)
+            with lock:
+                results[text] = result
+        with lock:
+            done += 1
+            if progress is not None:
+                progress(done, total)
+
+    if todo:
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo)))) as pool:
+            for _ in pool.map(work, todo):
+                pass
+
+    # place every dataset at its path
+    holders, entries = _current(reg, base) if reg is not None else ({}, {})
+    staged_items: list[tuple[str, dict[str, Any]]] = []
+    moved: list[str] = []
+    for rel, cid in walk.datasets:
+        text = str(cid)
+        path = _join(base, rel)
+        res = DatasetResult(path, text, "cached" if text in cached else "extracted")
+        report.datasets.append(res)
+        got = results.get(text)
+        if got is None:
+            res.status = "failed"
+            res.errors = [{"severity": "error", "attribute": "(blocks)", "message": failures.get(text, "not read"),
+                           "file": None}]
+            res.message = _message(path, res.errors)
+            continue
+        res.warnings = sum(1 for p in got.problems if p.get("severity") == "warning")
+        if got.item is None:
+            res.status, res.errors = "failed", got.errors
+            res.message = _message(path, res.errors)
+            continue
+        try:
+            coll, item_id = place_key(path, collection, holders.get(path))
+            item = stac.parse_item(place_item(got.item, path, coll, item_id), path)
+        except (InputError, InvalidItemError) as exc:
+            res.status = "failed"
+            res.errors = [{"severity": "error", "attribute": str(exc.context.get("field") or "(key)"),
+                           "message": str(exc), "file": None}]
+            res.message = _message(path, res.errors)
+            continue
+        res.key, res.item = f"{coll}/{item_id}", item
+        if reg is None:
+            continue
+        entry = Entry(make_block(item)[0], stac.data_cid(item), path)
+        old = entries.get(res.key)
+        res.change = "unchanged" if old == entry else "changed" if old is not None else "added"
+        if res.change != "unchanged":
+            staged_items.append((path, item))
+        holder = holders.get(path)
+        if holder is not None and holder != res.key:
+            moved.append(holder)
+
+    if reg is not None:
+        if staged_items:
+            reg.add(staged_items)
+        present = {_join(base, rel) for rel, _ in walk.datasets}
+        gone = sorted({key for path, key in holders.items() if path not in present})
+        if walk.error is not None or not remove:
+            report.not_removed = gone
+        else:
+            report.removed = gone
+        report.moved = sorted(set(moved) - set(gone))
+        doomed = (report.removed if walk.error is None and remove else []) + report.moved
+        if doomed:
+            reg.remove(doomed)
+        report.staged = True
+    return report
+
+
+__all__ = ["DatasetResult", "ScanReport", "Skipped", "extract_cid", "place_item", "place_key", "scan"]
