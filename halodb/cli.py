@@ -408,19 +408,37 @@ def status(ctx: Context, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.argument("folder")
 @click.option("--max-coordinate-mb", type=float, default=128.0, show_default=True, help="Refuse to load more coordinate data (time, lat, lon) than this.")
 @click.option("--json", "as_json", is_flag=True)
-def check(folder: str, max_coordinate_mb: float, as_json: bool) -> None:
-    """Check a local dataset (Zarr store or dataset_meta.yaml) before upload: what is missing or wrong, per attribute.
+@pass_ctx
+def check(ctx: Context, folder: str, max_coordinate_mb: float, as_json: bool) -> None:
+    """Check a dataset (Zarr store or dataset_meta.yaml): what is missing or wrong, per attribute.
 
+    FOLDER is a local folder (before upload) or a dataset on IPFS: CID, ipfs://CID/path or
+    /ipfs/CID/path, read through the store (--store).
     Exit 0 when the dataset has no errors (warnings allowed), 1 when it has errors.
     """
     from halodb.scan.extract import check as check_dataset
-    from halodb.scan.source import LocalTree
+    from halodb.scan.source import LocalTree, Tree
 
-    where = Path(folder).resolve()
-    report = check_dataset(LocalTree(where.parent), where.name, max_coordinate_bytes=int(max_coordinate_mb * 2**20))
+    limit = int(max_coordinate_mb * 2**20)
+    tree: Tree
+    if Path(folder).is_dir():
+        where = Path(folder).resolve()
+        tree, path = LocalTree(where.parent), where.name
+    elif Path(folder).exists():
+        raise click.BadParameter(f"{folder} is a file: give a dataset folder", param_hint="FOLDER")
+    else:
+        from halodb.scan.roots import parse_root, resolve_root
+        from halodb.unixfs import UnixFSTree
+
+        if parse_root(folder).cid is None:
+            raise click.BadParameter(f"{folder}: no such folder, and not a CID or ipfs://CID/path", param_hint="FOLDER")
+        store = ctx.registry().store
+        root = resolve_root(store, folder)
+        tree, path = UnixFSTree(store, root.top), root.subpath
+    report = check_dataset(tree, path, max_coordinate_bytes=limit)
     if as_json:
         _emit_json(report.to_dict())
     else:
@@ -429,6 +447,108 @@ def check(folder: str, max_coordinate_mb: float, as_json: bool) -> None:
             click.echo(f"  found    {key}: {value if not isinstance(value, list) else ', '.join(map(str, value))}")
     if not report.ok:
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("root")
+@click.option("--prefix", help="Where ROOT sits in the campaign tree (default: the path of ipfs://CID/path, else the top).")
+@click.option("--collection", "-c", help="Collection of every dataset (key COLLECTION/PATH); default: the key the path has, else its first folder.")
+@click.option("--workers", type=click.IntRange(1, 256), default=8, show_default=True, help="Datasets read at once.")
+@click.option("--retry-errors", is_flag=True, help="Read datasets again whose errors are cached.")
+@click.option("--no-remove", is_flag=True, help="Keep datasets under the prefix that the tree no longer holds.")
+@click.option("--max-coordinate-mb", type=float, default=128.0, show_default=True, help="Per dataset: refuse to load more coordinate data than this.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def scan(ctx: Context, root: str, prefix: str | None, collection: str | None, workers: int, retry_errors: bool,
+         no_remove: bool, max_coordinate_mb: float, as_json: bool) -> None:
+    """Find the datasets in a UnixFS tree (CID, ipfs://CID/path, or a name), describe and stage them.
+
+    Results are cached by dataset CID: a re-scan reads only what changed. Datasets gone
+    from the tree are staged for removal. Nothing is committed (`halodb commit` does).
+    Exit 0 when every dataset was staged, 1 when some failed (the rest is staged).
+    """
+    from halodb.scan.scanner import scan as run_scan
+
+    reg = ctx.registry()
+    bar: Any = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None and total and sys.stderr.isatty():
+            bar = click.progressbar(length=total, label="extracting", file=sys.stderr)
+            bar.__enter__()
+        if bar is not None:
+            bar.update(done - bar.pos)
+
+    try:
+        report = run_scan(reg, root, prefix=prefix, collection=collection, workers=workers, progress=progress,
+                          retry_errors=retry_errors, remove=not no_remove,
+                          max_coordinate_bytes=int(max_coordinate_mb * 2**20))
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        for line in report.lines():
+            click.echo(line)
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.group()
+def tree() -> None:
+    """Campaign roots: build one from a tree.yaml in Kubo's MFS, or export the tree.yaml of one."""
+
+
+def _kubo_url(ctx: Context) -> str:
+    import os
+
+    from halodb.errors import StoreURLError
+    from halodb.naming.router import kubo_of
+
+    url = kubo_of(ctx.store) or os.environ.get("HALODB_KUBO")
+    if not url:
+        raise StoreURLError("tree build needs a Kubo node: use --store kubo+http://HOST:PORT or set "
+                            "HALODB_KUBO=kubo+http://HOST:PORT", url=ctx.store or "")
+    return url
+
+
+@tree.command("build")
+@click.argument("tree_file", metavar="TREE.yaml", type=click.Path(exists=True, dir_okay=False))
+@click.option("--pin", is_flag=True, help="Pin the root recursively (the node must hold every dataset).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def tree_build(ctx: Context, tree_file: str, pin: bool, as_json: bool) -> None:
+    """Assemble TREE.yaml as one folder in the Kubo node's MFS; prints the root CID."""
+    from halodb.unixfs.mfs import build_tree
+
+    mapping = load_tree(Path(tree_file))
+    root = build_tree(_kubo_url(ctx), mapping, pin=pin)
+    if as_json:
+        _emit_json({"root": str(root), "pinned": pin})
+    else:
+        click.echo(str(root))
+
+
+@tree.command("export")
+@click.argument("root")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
+@pass_ctx
+def tree_export(ctx: Context, root: str, output: str | None) -> None:
+    """Write the tree.yaml of a campaign root (CID, ipfs://CID/path or a name), down to its datasets."""
+    import yaml
+
+    from halodb.scan.roots import resolve_root
+    from halodb.unixfs.mfs import export_tree
+
+    reg = ctx.registry()
+    found = resolve_root(reg.store, root, lambda name: reg.names.resolve(name).cid)
+    text = yaml.safe_dump(export_tree(reg.store, found.cid), sort_keys=False, allow_unicode=True)
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
 
 
 @cli.command()

@@ -72,9 +72,11 @@ Progress = Callable[[int, int], None]
 class DatasetResult:
     """One dataset found by a scan.
 
-    ``status``: ``extracted`` (read now), ``cached`` (from an earlier scan) or ``failed``
-    (the errors say why; ``message`` is the one-line summary). ``change`` (when staging):
-    ``added``, ``changed`` or ``unchanged``; None for a failed dataset.
+    ``status`` says where the result came from: ``extracted`` (read now), ``cached`` (an
+    earlier scan's result for this CID) or ``unread`` (its blocks could not be fetched).
+    ``errors`` (with ``message``, a one-line summary naming the path, attribute and file)
+    make it :attr:`failed`. ``change`` (when staging): ``added``, ``changed`` or
+    ``unchanged``; None for a failed dataset.
     """
 
     path: str
@@ -87,8 +89,13 @@ class DatasetResult:
     message: str | None = None
     item: dict[str, Any] | None = field(default=None, repr=False)
 
+    @property
+    def failed(self) -> bool:
+        return bool(self.errors)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "cid": self.cid, "status": self.status, "key": self.key, "change": self.change,
+        return {"path": self.path, "cid": self.cid, "status": self.status, "failed": self.failed,
+                "key": self.key, "change": self.change,
                 "warnings": self.warnings, "errors": self.errors, "message": self.message}
 
 
@@ -122,7 +129,7 @@ class ScanReport:
 
     @property
     def failed(self) -> list[DatasetResult]:
-        return [d for d in self.datasets if d.status == "failed"]
+        return [d for d in self.datasets if d.failed]
 
     @property
     def ok(self) -> bool:
@@ -132,7 +139,7 @@ class ScanReport:
     def summary(self) -> dict[str, int]:
         return {
             "found": len(self.datasets), "extracted": self.count("extracted"), "cached": self.count("cached"),
-            "failed": self.count("failed"), "added": self.count(change="added"),
+            "failed": len(self.failed), "added": self.count(change="added"),
             "changed": self.count(change="changed"), "unchanged": self.count(change="unchanged"),
             "removed": len(self.removed), "skipped_files": self.skipped.files,
             "skipped_folders": self.skipped.folders,
@@ -463,21 +470,20 @@ def scan(
         report.datasets.append(res)
         got = results.get(text)
         if got is None:
-            res.status = "failed"
+            res.status = "unread"
             res.errors = [{"severity": "error", "attribute": "(blocks)", "message": failures.get(text, "not read"),
                            "file": None}]
             res.message = _message(path, res.errors)
             continue
         res.warnings = sum(1 for p in got.problems if p.get("severity") == "warning")
         if got.item is None:
-            res.status, res.errors = "failed", got.errors
+            res.errors = got.errors
             res.message = _message(path, res.errors)
             continue
         try:
             coll, item_id = place_key(path, collection, holders.get(path))
             item = stac.parse_item(place_item(got.item, path, coll, item_id), path)
         except (InputError, InvalidItemError) as exc:
-            res.status = "failed"
             res.errors = [{"severity": "error", "attribute": str(exc.context.get("field") or "(key)"),
                            "message": str(exc), "file": None}]
             res.message = _message(path, res.errors)
