@@ -295,6 +295,14 @@ def test_roots_by_name_prefix_and_collection(campaign: Campaign, scanned: tuple[
     # the new keys take the paths over: the old keys are removed in the same stage
     assert set(report.moved) == {f"products/BCO/sondes/BCO_sonde_{i:02d}" for i in range(N_SHARDED)}
     reg.reset_stage()
+    # a root that is itself a dataset: its path is the prefix
+    one = scan(reg, f"ipfs://{campaign.root}/{PLACES['atr_v3']}")
+    assert [(d.path, d.key, d.change) for d in one.datasets] == [(PLACES["atr_v3"], PLACES["atr_v3"], "unchanged")]
+    alone = scan(reg.store, campaign.cids["atr_v3"])
+    assert alone.datasets[0].failed and "give --prefix" in str(alone.datasets[0].message)
+    named = scan(reg.store, campaign.cids["atr_v3"], prefix="ATR/nav.zarr")
+    assert named.datasets[0].key == "ATR/nav.zarr" and named.datasets[0].item is not None
+    assert named.datasets[0].item["assets"]["data"]["href"] == f"ipfs://{campaign.cids['atr_v3']}"
     with pytest.raises(InputError, match="not a UnixFS folder"):
         scan(reg, "latest")  # a name of a HaloDB commit
     with pytest.raises(InputError, match="nothing at 'products/nowhere'"):

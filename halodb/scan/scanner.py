@@ -201,6 +201,9 @@ def place_key(path: str, collection: str | None = None, existing: str | None = N
     >>> place_key("products/HALO/BAHAMAS.zarr", existing="orcestra/products/HALO/BAHAMAS.zarr")
     ('orcestra', 'products/HALO/BAHAMAS.zarr')
     """
+    if not path:
+        raise InputError("the scanned root is itself a dataset: give --prefix, its path in the campaign tree",
+                         source="prefix")
     if collection is not None:
         if not collection or "/" in collection:
             raise InputError(f"a collection must be a non-empty name without '/': {collection!r}", source="collection")
