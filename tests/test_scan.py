@@ -367,3 +367,58 @@ def test_cli_scan_check_tree(campaign: Campaign, tmp_path: Path) -> None:
     assert yaml.safe_load((tmp_path / "out.yaml").read_text()) == expected
     r = run_cli(home, "--store", api, "tree", "export", f"ipfs://{campaign.root}/products/BCO")
     assert yaml.safe_load(r.out) == expected["products"]["BCO"]
+
+
+def test_missing_blocks_are_a_per_dataset_error_that_is_not_cached(campaign: Campaign, tmp_path: Path) -> None:
+    """A dataset whose file blocks the node lost (``ipfs block rm``): reported, not cached, read once they are back."""
+    from halodb.unixfs import UnixFSTree
+
+    lost = tmp_path / "lost-sonde"
+    lost.mkdir()
+    (lost / "dataset_meta.yaml").write_text(yaml.safe_dump({"title": "a sonde whose blocks are gone",
+                                                            "time": "2024-08-30T10:00:00Z"}))
+    cid = add(campaign.kubo, lost, "--pin=false")
+    root = campaign.build({"ok": {"coral": campaign.cids["meta_only"]}, "lost": {"sonde": cid}})
+    with halodb.open(tmp_path / "home", store=campaign.kubo.api, create=True) as reg:
+        meta_block = UnixFSTree(reg.store, cid).resolve("dataset_meta.yaml")
+        campaign.kubo.ipfs("block", "rm", str(meta_block))
+        report = scan(reg, root)
+        (bad,) = report.failed
+        assert bad.path == "lost/sonde" and bad.status == "unread" and str(meta_block) in str(bad.message)
+        assert [d.key for d in report.datasets if not d.failed] == ["ok/coral"]
+        assert len(ScanCache(Path(reg.home) / "scan-cache")) == 1  # the failure may pass: not cached
+        add(campaign.kubo, lost)  # the blocks are back
+        again = scan(reg, root)
+        assert again.ok and again.count("extracted") == 1 and again.count("cached") == 1
+
+
+def test_progress_bar_only_on_a_terminal(campaign: Campaign, tmp_path: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    api = campaign.kubo.api
+    assert run_cli(home, "--store", api, "init").code == 0
+    root = f"ipfs://{campaign.root}/products/HALO"
+    plain = run_cli(home, "--store", api, "scan", root)
+    assert plain.code == 0 and "extracting" not in plain.err, plain.err
+    master, slave = pty.openpty()
+    env = {**os.environ, "HALODB_AUTHOR": "tester"}
+    proc = subprocess.Popen([sys.executable, "-m", "halodb", "--home", str(home), "--store", api, "scan", root],
+                            stdout=subprocess.PIPE, stderr=slave, env=env)
+    os.close(slave)
+    out, _ = proc.communicate(timeout=120)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert proc.returncode == 0, out
+    assert b"extracting" in seen and b"2 dataset(s)" in out
