@@ -344,6 +344,12 @@ def test_cli_scan_check_tree(campaign: Campaign, tmp_path: Path) -> None:
     r = run_cli(home, "--store", api, "scan", f"ipfs://{campaign.root}/products", "--collection", "orcestra")
     assert r.code == 0, r.err
     assert "0 extracted" in r.out and f"{len(PLACES) + N_SHARDED} from cache" in r.out
+    r = run_cli(home, "--store", api, "commit", "-m", "rekey")  # new keys take the paths over in one commit
+    assert r.code == 0, r.err
+    r = run_cli(home, "--store", api, "log", "-n", "1", "--json")
+    (rekey,) = json.loads(r.out)
+    n = len(PLACES) + N_SHARDED
+    assert (rekey["added"], rekey["removed"], rekey["datasets"]) == (n, n - 1, n), rekey  # ATR was gone already
     # check through the store: a good and a broken dataset on IPFS
     r = run_cli(home, "--store", api, "check", f"ipfs://{campaign.root}/{PLACES['atr_v3']}", "--json")
     assert r.code == 0 and json.loads(r.out)["ok"] is True, r.out + r.err
