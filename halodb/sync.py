@@ -140,18 +140,30 @@ def prefetch_changed(store: BlockStore, index: Index, old: CID, new: CID) -> int
 def sync(store: BlockStore, index: Index, cache: Cache, name: str, head: CID) -> SyncResult:
     """Bring ``name`` in the cache to ``head``; all or nothing."""
     before = store.stats.blocks_read
-    # One connection for the whole sync (opening and closing the file costs ~20 ms each).
-    # Readers in other processes wait for it (up to the cache's lock timeout).
-    with cache.session():
-        state = cache.sync_state(name)
-        previous = state.head if state is not None else None
-        if previous == str(head):
-            return SyncResult(name, head, previous, 0, 0, False, 0)
-        reader = ItemReader(store, materialize.ITEM_BATCH)
-        try:
-            plan = build_plan(store, index, name, head, previous, reader=reader)
+    readers: list[ItemReader] = []
+
+    def plan_from(previous: str | None) -> SyncPlan:
+        readers.append(ItemReader(store, materialize.ITEM_BATCH))
+        return build_plan(store, index, name, head, previous, reader=readers[-1])
+
+    try:
+        # A new cache file holds nothing yet: plan at once, while the cache is being created
+        # (Cache(keep_open=True) opens and migrates it on a thread meanwhile).
+        plan = plan_from(None) if cache.fresh else None
+        # One connection for the rest (opening and closing the file costs ~20 ms each).
+        # Readers in other processes wait for it (up to the cache's lock timeout).
+        with cache.session():
+            state = cache.sync_state(name)
+            previous = state.head if state is not None else None
+            if previous == str(head):
+                return SyncResult(name, head, previous, 0, 0, False, 0)
+            if plan is None or previous is not None:  # (another process synced it meanwhile)
+                for reader in readers:
+                    reader.close()
+                plan = plan_from(previous)
             cache.apply(plan)
-        finally:
+    finally:
+        for reader in readers:
             reader.close()
     return SyncResult(
         name=name,

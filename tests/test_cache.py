@@ -7,12 +7,14 @@ import shutil
 import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 
 import halodb.cache
 from halodb.cache import Cache, ChangeRecord, CommitRecord, ItemRecord, SyncPlan, SyncState
+from halodb.cache import db as db_mod
 from halodb.cache import migrate as migrate_mod
 from halodb.errors import CacheError, MigrationError, QueryError
 from .test_cache_helpers import PYTHON, T0, cid, commit, drop, dump, plan, put, rec
@@ -474,17 +476,37 @@ def _other_process_can_write(path: Path) -> bool:
     return subprocess.run([PYTHON, "-c", code, str(path)], capture_output=True).returncode == 0
 
 
-def test_keep_open_serves_the_first_call_then_releases_the_file(tmp_path: Path) -> None:
+def test_keep_open_serves_the_first_call_then_releases_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[bool] = []
+    real_open = db_mod.open_connection
+
+    def counting_open(*args: Any, **kwargs: Any) -> Any:
+        opened.append(kwargs["read_only"])
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(db_mod, "open_connection", counting_open)
     path = tmp_path / "c.duckdb"
     cache = Cache(path, keep_open=True)
-    assert not _other_process_can_write(path)  # the opening connection is still held
-    cache.apply(plan("n", [commit("c1", [put(rec("a"))])]))  # the first call uses and closes it
-    assert _other_process_can_write(path)
-    assert cache.current_head("n") == cid("commit:c1")  # later calls open their own connections
+    assert cache.fresh  # a new file: nothing cached yet
+    cache.apply(plan("n", [commit("c1", [put(rec("a"))])]))  # the first call takes the opening connection
+    assert opened == [False] and not cache.fresh
+    assert _other_process_can_write(path)  # ... and closes it
+    assert cache.current_head("n") == cid("commit:c1")  # later calls open their own
+    assert opened == [False, False]
     cache.close()
     unused = Cache(path, keep_open=True)
+    assert not unused.fresh
     unused.close()  # close() also releases a connection no call took
     assert _other_process_can_write(path)
+
+
+def test_keep_open_errors_come_with_the_first_call(tmp_path: Path) -> None:
+    path = tmp_path / "c.duckdb"
+    path.write_bytes(b"not a duckdb file" * 100)
+    cache = Cache(path, keep_open=True)  # the opening fails on its thread
+    with pytest.raises(CacheError, match="cannot open cache"):
+        cache.sync_states()
+    cache.close()
 
 
 def test_cid_at_by_key_and_by_path(tmp_path: Path) -> None:
