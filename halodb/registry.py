@@ -22,7 +22,6 @@ import getpass
 import json
 import os
 import socket
-import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from halodb.fsutil import write_json_atomic
 from halodb import stac
 from halodb.blockstore import BlockStore, DirectoryStore, import_car, open_store, write_car
 from halodb.blockstore.caching import CachingStore
@@ -146,16 +146,7 @@ class Registry:
             raise RegistryError(f"{self._state_file} is corrupt: {exc}", home=self.home) from None
 
     def _write_state(self, state: dict[str, Any]) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.home, prefix=".state-")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(state, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self._state_file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json_atomic(self._state_file, state)
 
     def init(self) -> None:
         """Create the registry home (idempotent)."""

@@ -290,3 +290,11 @@ def test_prefetch_fetches_changed_nodes_one_batch_per_level(tmp_path: Path) -> N
     remote.stats.reset()
     assert [c.key for c in reader.datasets.diff(old, new)] == ["c/k00010", "c/k02500", "c/k04999x"]
     assert remote.stats.blocks_read == 0  # the diff read everything locally
+
+
+def test_a_version_reference_with_a_sub_path_is_refused(registry: Any) -> None:
+    from halodb.errors import InvalidNameError
+
+    cid = "bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+    with pytest.raises(InvalidNameError, match="names a commit, not a path"):
+        registry.resolve(f"ipfs://{cid}/products/x.zarr")

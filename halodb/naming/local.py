@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import re
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from halodb.fsutil import write_json_atomic
 from halodb.errors import InvalidNameError, NameConflictError, NameNotFoundError
 from halodb.index.model import format_time, parse_time
 from halodb.ipld import CID
@@ -87,16 +86,7 @@ class LocalNames(NameStore):
                 )
             data["head"] = str(cid)
             data["history"].append({"cid": str(cid), "published": format_time(datetime.now(timezone.utc))})
-            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    json.dump(data, f, indent=1)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_json_atomic(path, data, indent=1)
         return Resolution(name=name, cid=cid, source=f"local:{path}")
 
     def history(self, name: str) -> list[NameRecord]:

@@ -72,8 +72,13 @@ def parse_ref(text: str) -> Ref:
             return Ref(text=raw, name=name, when=when, scheme=scheme)
     for prefix in ("ipfs://", "/ipfs/"):
         if base.startswith(prefix):
+            cid_text, _, sub_path = base[len(prefix):].partition("/")
+            if sub_path.strip("/"):
+                raise InvalidNameError(
+                    f"{text!r}: a version reference names a commit, not a path inside one (drop /{sub_path})",
+                    name=text)
             try:
-                return Ref(text=raw, cid=CID.parse(base[len(prefix):].split("/")[0]), when=when)
+                return Ref(text=raw, cid=CID.parse(cid_text), when=when)
             except CIDError as exc:
                 raise InvalidNameError(f"{text!r}: {exc}", name=text) from None
     if _looks_like_cid(base):

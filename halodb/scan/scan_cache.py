@@ -27,12 +27,11 @@ True
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from halodb.fsutil import write_json_atomic
 from halodb import __version__
 
 #: bump when extraction changes what it makes of a dataset: cached results are then ignored
@@ -82,16 +81,7 @@ class ScanCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         body = {"cid": result.cid, "version": self.version, "max_coordinate_bytes": max_coordinate_bytes,
                 "item": result.item, "problems": result.problems, "found": result.found}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(body, f, ensure_ascii=False, default=str)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json_atomic(path, body, ensure_ascii=False, default=str)
 
     def __len__(self) -> int:
         return sum(1 for _ in self.folder.glob("*/*.json")) if self.folder.exists() else 0
