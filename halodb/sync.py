@@ -73,17 +73,19 @@ def build_plan(
         if base is not None and store.is_remote_backed:
             prefetch_changed(store, index, base.datasets, root.datasets)
         changes: list[ChangeRecord] = []
-        for change in index.diff(base, root):
-            if change.new is None:
-                changes.append(ChangeRecord(key=change.key, new=None))
+        append = changes.append
+        for change in index.diff(base, root):  # the hot loop of a full sync: locals, positional args
+            key, new = change.key, change.new
+            if new is None:
+                append(ChangeRecord(key, None))
                 continue
-            item_cid = str(change.new.item)
+            item = new.item
+            item_cid = str(item)
             if item_cid not in item_cids:
-                item_cids[item_cid] = change.new.item
+                item_cids[item_cid] = item
                 if reader is not None:
-                    reader.add(change.new.item)
-            record = ItemRecord(key=change.key, item_cid=item_cid, data_cid=change.new.data, path=change.new.path, item=None)
-            changes.append(ChangeRecord(key=change.key, new=record))
+                    reader.add(item)
+            append(ChangeRecord(key, ItemRecord(key, item_cid, new.data, new.path, None)))
         records.append(
             CommitRecord(
                 cid=str(cid),

@@ -175,13 +175,14 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime)
         con.execute("SET checkpoint_threshold = '0B'")
         con.begin()
         began = True
+        candidates = list(cols.items)
+        # first, so that Python can start on the items soon (no step before touches stac_items)
+        present = writer.submit(_present_items, con, candidates)
         if plan.reset:
             start = writer.submit(_forget, con, plan.name)
         else:
             start = writer.submit(_next_seq, con, plan, commits)
         writer.submit(_insert_commits, con, plan.name, commits, start)
-        candidates = list(cols.items)
-        present = writer.submit(_present_items, con, candidates)
         if not plan.reset and cols.close_key:
             writer.submit(_close_versions, con, plan.name, commits, _closes_table(cols))
         if cols.version_key:
