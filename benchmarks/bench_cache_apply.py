@@ -31,6 +31,7 @@ import duckdb  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 from halodb.cache import Cache, ChangeRecord, CommitRecord, ItemRecord, SyncPlan  # noqa: E402
+from halodb.cache.arrow_columns import strings  # noqa: E402
 from halodb.cache.materialize import ITEM_BATCH, plan_columns  # noqa: E402
 from halodb.cache.stac_columns import encode_item, items_table  # noqa: E402
 
@@ -101,7 +102,7 @@ def sql_extraction(records: list[ItemRecord], db: Path) -> float:
         pass
     t = time.perf_counter()
     texts = [encode_item(r.item) for r in records]
-    table = pa.table({"item_cid": [r.item_cid for r in records], "j": pa.array(texts, pa.string())})
+    table = pa.table({"item_cid": strings([r.item_cid for r in records]), "j": strings(texts)})  # no pa.array: pandas
     con = duckdb.connect(str(db))
     con.execute("SET TimeZone = 'UTC'")
     con.begin()
