@@ -198,8 +198,8 @@ class ItemReader:
                 target=_worker_main, args=(self.store, req_r, res_w, req_w, res_r), name="halodb-sync-reader", daemon=True
             )
             proc.start()
-        except (OSError, ValueError):
-            self._allowed = False  # no worker on this system: read in this process
+        except Exception:  # no fork here (e.g. inside a daemonic process): read in this process
+            self._allowed = False
             return False
         req_r.close()
         res_w.close()

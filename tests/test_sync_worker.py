@@ -172,3 +172,24 @@ def test_items_the_cache_holds_already_put_the_worker_out_of_step(
         if worker:  # "first": every other batch from the worker; "n": its one batch (40 new) is not the worker's
             assert answers == [True, False, True, False, True, False]
     assert _comparable(caches[True]) == _comparable(caches[False])
+
+
+def _sync_in_daemon(home: str, cache: str) -> None:
+    reg = halodb.open(home, cache=cache)
+    try:
+        assert reg.sync("n").changes == 340
+    finally:
+        reg.close()
+
+
+def test_sync_inside_a_daemonic_process_reads_in_process(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daemonic process may not start children: the sync then reads everything itself."""
+    monkeypatch.setenv(WORKER_ENV, "1")
+    proc = multiprocessing.get_context("fork").Process(
+        target=_sync_in_daemon, args=(str(home), str(tmp_path / "d.duckdb")), daemon=True
+    )
+    proc.start()
+    proc.join(timeout=120)
+    assert proc.exitcode == 0
+    _sync(home, tmp_path / "p.duckdb", monkeypatch, worker=False)
+    assert _comparable(tmp_path / "d.duckdb") == _comparable(tmp_path / "p.duckdb")
