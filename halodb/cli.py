@@ -517,18 +517,28 @@ def _kubo_url(ctx: Context) -> str:
 @tree.command("build")
 @click.argument("tree_file", metavar="TREE.yaml", type=click.Path(exists=True, dir_okay=False))
 @click.option("--pin", is_flag=True, help="Pin the root recursively (the node must hold every dataset).")
+@click.option("--publish", "publish_name", metavar="NAME",
+              help="Then point this DNSLink or IPNS name (dnslink:DOMAIN, ipns://KEY) at the root; implies --pin.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def tree_build(ctx: Context, tree_file: str, pin: bool, as_json: bool) -> None:
+def tree_build(ctx: Context, tree_file: str, pin: bool, publish_name: str | None, as_json: bool) -> None:
     """Assemble TREE.yaml as one folder in the Kubo node's MFS; prints the root CID."""
     from halodb.unixfs.mfs import build_tree
 
     mapping = load_tree(Path(tree_file))
+    reg = ctx.registry() if publish_name else None
+    if reg is not None and publish_name is not None:  # a bad name fails before anything is built
+        reg.check_folder_name(publish_name)
+    pin = pin or publish_name is not None  # a name never points at content nobody keeps
     root = build_tree(_kubo_url(ctx), mapping, pin=pin)
+    if reg is not None and publish_name is not None:
+        reg.publish_folder(publish_name, root)
     if as_json:
-        _emit_json({"root": str(root), "pinned": pin})
+        _emit_json({"root": str(root), "pinned": pin, "published": publish_name})
     else:
         click.echo(str(root))
+        if publish_name:
+            click.echo(f"published {publish_name} -> {root}", err=True)
 
 
 @tree.command("export")

@@ -283,6 +283,26 @@ class Registry:
         self.store.pin(target, replaces=previous)
         return self.names.publish(name, target, expected=expected)
 
+    def check_folder_name(self, name: str) -> None:
+        """Raise :class:`InputError` unless ``name`` may point at a folder (see :meth:`publish_folder`)."""
+        if not isinstance(self.names, NameRouter) or self.names.kind(parse_ref(name), publishing=True) == "local":
+            raise InputError(
+                f"{name!r} is a local name, and local names point at commits; publish a folder under a "
+                "DNSLink or IPNS name (dnslink:DOMAIN, ipns://KEY)", source=name)
+
+    def publish_folder(self, name: str, root: CID, *, expected: CID | None = None) -> Resolution:
+        """Point a DNSLink or IPNS ``name`` at a campaign's root *folder* (what ``halodb scan``
+        reads), not at a commit. Local names are refused: they name versions of the index, and
+        ``log``, ``sync`` and ``gc`` read them as commits. Without ``expected`` the name's
+        current target is the compare-and-swap value."""
+        self.check_folder_name(name)
+        if expected is None:
+            try:
+                expected = self.names.resolve(name).cid
+            except NameNotFoundError:
+                expected = None
+        return self.names.publish(name, root, expected=expected)
+
     # -- reading ----------------------------------------------------------------------------------
     def resolve(self, ref: str | CID) -> CID:
         """The commit a reference names: CID, ``ipfs://CID``, NAME, NAME@TIME, or HEAD."""
