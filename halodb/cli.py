@@ -165,15 +165,19 @@ def _sync(ctx: Context, name: str, as_json: bool) -> None:
 @click.option("--min-interval", type=float, default=5.0, show_default=True, help="--watch: never poll more often (seconds).")
 @click.option("--max-interval", type=float, default=3600.0, show_default=True, help="--watch: never poll less often (seconds).")
 @click.option("--interval", type=float, default=60.0, show_default=True, help="--watch: the wait when NAME has no TTL (local and IPNS names).")
+@click.option("--cars", type=click.IntRange(min=0), envvar="HALODB_INITIAL_CARS", default=256, show_default=True,
+              help="An initial sync over the network asks for up to this many subtree CARs (1: the whole index "
+                   "as one CAR, fastest from a gateway that holds the blocks; 0: block by block) [env HALODB_INITIAL_CARS].")
 @pass_ctx
 def sync_cmd(ctx: Context, name: str, as_json: bool, watch: bool, min_interval: float, max_interval: float,
-             interval: float) -> None:
+             interval: float, cars: int) -> None:
     """Resolve NAME, fetch what is missing, and materialize it into the DuckDB cache.
 
     With --watch it keeps doing so whenever NAME moves, logging each transition (started,
     synced, failed, recovered), backing off when the resolver fails, until interrupted.
     Other processes can run `halodb sql` on the cache meanwhile.
     """
+    ctx.registry().prefetch_spread = cars
     if not watch:
         _sync(ctx, name, as_json)
         return

@@ -65,6 +65,15 @@ def test_publish_on_a_sync_through_b(nodes: tuple[KuboNode, KuboNode], tmp_path:
     assert gateway.requests == before
     client.close()
 
+    # asked for one CAR (`--cars 1`): the head commit, then the whole index in ONE request
+    one = halodb.open(tmp_path / "client-one-car", store=b.gateway, create=True)
+    assert isinstance(one.store, CachingStore) and isinstance(one.store.remote, GatewayStore)
+    one.prefetch_spread = 1
+    one.names.publish("latest", c1)
+    assert one.sync("latest").changes == 300
+    assert one.store.remote.requests == 2, one.store.remote.requests
+    one.close()
+
 
 def test_a_gateway_node_that_disappears_mid_sync(nodes: tuple[KuboNode, KuboNode], tmp_path: Path) -> None:
     """Node C dies during an incremental sync: a clear error, the cache keeps the old head,
