@@ -4,10 +4,11 @@ A full sync from a local store spends about half its time reading, hashing and d
 item blocks and turning them into columns, all of it Python on one core.
 :class:`ItemReader` moves that work into a forked worker process: the parent sends the
 plan's item CIDs in batches as the tree diff finds them, and the worker answers each
-batch, in order, with its columns (:func:`~halodb.cache.stac_columns.item_columns`),
-which the cache turns into one Arrow table per batch without copying. Every other batch
-the parent reads itself, once its diff is done, while the worker reads the next one, and
-DuckDB inserts the one before, so a 2-core machine keeps both cores busy.
+batch it claims with its columns (:func:`~halodb.cache.stac_columns.item_columns`),
+which the cache turns into one Arrow table per batch without copying. Once its diff is
+done the parent reads batches too, from the back, while it waits for the worker's (see
+:class:`ItemReader`), and DuckDB inserts the batch before: a 2-core machine keeps both
+cores busy, and a busy one does not wait for a starved worker.
 
 The worker reads through the same :meth:`~halodb.blockstore.base.BlockStore.get_many`
 (every block verified against its CID); its block counts are added to the parent store's
@@ -33,7 +34,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections import deque
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
@@ -90,12 +90,23 @@ def worker_allowed(store: BlockStore) -> bool:
     return sys.platform == "linux" and type(store) is DirectoryStore
 
 
+#: index of the front/back counters in the shared claims array (see :class:`ItemReader`)
+_FRONT, _BACK = 0, 1
+_OPEN_END = 2**31 - 1
+
+
 class ItemReader:
     """Item blocks of one sync plan, read ahead by a worker process (see the module docstring).
 
     Call :meth:`add` for each item CID in plan order (first occurrences only), :meth:`flush`
     when the plan is complete, :meth:`columns` for each batch the cache asks for (None:
     read it yourself), and :meth:`close` at the end, also on errors.
+
+    Who reads which batch is decided as it goes, through two counters shared with the
+    worker: the worker claims batches from the front, in order; the parent, waiting for a
+    batch the worker is still reading, claims one from the back and reads it meanwhile, and
+    reads a batch itself when it needs one the worker has not claimed yet. So a worker that
+    gets little CPU (a busy machine) costs little, and an idle parent helps.
     """
 
     def __init__(self, store: BlockStore, batch: int, *, allowed: bool | None = None) -> None:
@@ -103,9 +114,12 @@ class ItemReader:
         self.batch = batch
         self._allowed = worker_allowed(store) if allowed is None else allowed
         self._pending: list[CID] = []
-        self._batches = 0
-        #: every batch formed, in order, and whether the worker reads it (else the parent)
-        self._order: deque[tuple[list[str], bool]] = deque()
+        self._batches: list[list[CID]] = []  #: every batch formed, in order
+        self._names: list[list[str]] = []  #: the same as strings (what the cache asks with)
+        self._next = 0  #: the index of the batch the cache asks for next
+        self._complete = False
+        self._stash: dict[int, ItemColumns | None] = {}  #: read ahead; None = failed, read again
+        self._claims: Any = None  #: shared int array [front, back] with a lock
         self._proc: BaseProcess | None = None
         self._requests: Connection | None = None
         self._results: Connection | None = None
@@ -116,8 +130,8 @@ class ItemReader:
         return self._proc is not None
 
     def add(self, cid: CID) -> None:
-        """One more item CID of the plan; every other whole batch goes to the worker
-        (started with the first one), beginning with the first."""
+        """One more item CID of the plan; each whole batch goes to the worker (started with
+        the first one)."""
         if not self._allowed:
             return
         self._pending.append(cid)
@@ -129,29 +143,42 @@ class ItemReader:
         if self._pending and self._proc is not None:
             self._batch()
         self._pending = []
+        if self._proc is not None:
+            with self._claims.get_lock():
+                self._claims[_BACK] = len(self._batches)  # the parent may claim from the back now
+            self._complete = True
 
     def columns(self, batch: list[str]) -> ItemColumns | None:
-        """The worker's columns for ``batch`` (item CIDs, as the cache asks for them), or None
-        when the parent is to read it: a batch left to the parent, or the worker failed or
-        the batch is not the next one formed (then the worker is stopped)."""
-        if self._order and self._order[0][0] == batch:
-            _, by_worker = self._order.popleft()
-            if not by_worker:
+        """The columns of ``batch`` (item CIDs, as the cache asks for them) if read ahead, or
+        None when the caller is to read it: nobody has claimed it yet, its reading failed,
+        or it is not the next batch formed (then the worker is stopped)."""
+        i = self._next
+        if self._proc is None or i >= len(self._names) or self._names[i] != batch:
+            self.close()
+            return None
+        self._next += 1
+        while True:
+            if i in self._stash:
+                return self._stash.pop(i)
+            with self._claims.get_lock():
+                if self._claims[_FRONT] <= i < self._claims[_BACK]:
+                    self._claims[_FRONT] = i + 1  # nobody has it: the caller reads it
+                    return None
+            # the worker has claimed it: take its answers, reading from the back meanwhile
+            assert self._results is not None
+            try:
+                if self._results.poll(0) or not self._steal():
+                    self._receive()
+            except (EOFError, OSError):
+                self.close()
                 return None
-            reply = self._receive()
-            if reply is not None and reply[0] == "ok":
-                _, columns, blocks, nbytes = reply
-                self.store.stats.blocks_read += blocks
-                self.store.stats.bytes_read += nbytes
-                return columns  # type: ignore[no-any-return]
-        self.close()
-        return None
 
     def close(self) -> None:
         """Stop the worker (if any) and read nothing ahead any more. Idempotent."""
         self._allowed = False
         self._pending = []
-        self._order.clear()
+        self._names = []
+        self._stash.clear()
         proc, self._proc = self._proc, None
         for conn in (self._requests, self._results):
             if conn is not None:
@@ -166,36 +193,57 @@ class ItemReader:
     # -- internals --------------------------------------------------------------------------
     def _batch(self) -> None:
         cids, self._pending = self._pending, []
-        by_worker = self._batches % 2 == 0
-        self._batches += 1
-        if by_worker:
-            if self._proc is None and not self._start():
-                return
-            assert self._requests is not None
-            try:
-                self._requests.send([c.buffer for c in cids])
-            except OSError:
-                self.close()
-                return
-        self._order.append(([str(c) for c in cids], by_worker))
-
-    def _receive(self) -> Any:
-        if self._results is None:
-            return None
+        if self._proc is None and not self._start():
+            return
+        assert self._requests is not None
         try:
-            return self._results.recv()
-        except (EOFError, OSError):
-            return None
+            self._requests.send([c.buffer for c in cids])
+        except OSError:
+            self.close()
+            return
+        self._batches.append(cids)
+        self._names.append([str(c) for c in cids])
+
+    def _receive(self) -> None:
+        """One answer of the worker into the stash (blocks until it comes)."""
+        assert self._results is not None
+        reply = self._results.recv()
+        if reply[0] == "ok":
+            _, j, columns, blocks, nbytes = reply
+            self.store.stats.blocks_read += blocks
+            self.store.stats.bytes_read += nbytes
+            self._stash[j] = columns
+        else:
+            self._stash[reply[1]] = None  # read again, by the caller, in order: same errors
+
+    def _steal(self) -> bool:
+        """Claim the last unclaimed batch and read it here; False when there is none."""
+        if not self._complete:
+            return False
+        with self._claims.get_lock():
+            k = self._claims[_BACK] - 1
+            if k < self._claims[_FRONT] or k < self._next:
+                return False
+            self._claims[_BACK] = k
+        try:
+            self._stash[k] = read_item_columns(self.store, self._batches[k])
+        except Exception:  # raised again, in order, when the cache asks for this batch
+            self._stash[k] = None
+        return True
 
     def _start(self) -> bool:
         import multiprocessing
 
         try:
             ctx = multiprocessing.get_context("fork")
+            claims = ctx.Array("i", [0, _OPEN_END])
             req_r, req_w = ctx.Pipe(duplex=False)
             res_r, res_w = ctx.Pipe(duplex=False)
             proc = ctx.Process(
-                target=_worker_main, args=(self.store, req_r, res_w, req_w, res_r), name="halodb-sync-reader", daemon=True
+                target=_worker_main,
+                args=(self.store, claims, req_r, res_w, req_w, res_r),
+                name="halodb-sync-reader",
+                daemon=True,
             )
             proc.start()
         except Exception:  # no fork here (e.g. inside a daemonic process): read in this process
@@ -203,12 +251,13 @@ class ItemReader:
             return False
         req_r.close()
         res_w.close()
-        self._proc, self._requests, self._results = proc, req_w, res_r
+        self._proc, self._requests, self._results, self._claims = proc, req_w, res_r, claims
         return True
 
 
-def _worker_main(store: BlockStore, requests: Connection, results: Connection, *parent_ends: Connection) -> None:
-    """The worker: answer each batch of CIDs with its columns, until the parent goes away."""
+def _worker_main(store: BlockStore, claims: Any, requests: Connection, results: Connection, *parent_ends: Connection) -> None:
+    """The worker: claim batches from the front and answer each with its columns, until the
+    parent goes away or nothing is left to claim."""
     for conn in parent_ends:  # else the worker would never see end of file when the parent dies
         conn.close()
     queue: SimpleQueue[list[bytes] | None] = SimpleQueue()
@@ -222,14 +271,26 @@ def _worker_main(store: BlockStore, requests: Connection, results: Connection, *
 
     threading.Thread(target=pump, name="halodb-sync-requests", daemon=True).start()
     stats = store.stats
-    while (buffers := queue.get()) is not None:
+    received: list[list[bytes]] = []
+    while True:
+        with claims.get_lock():
+            j = claims[_FRONT]
+            mine = j < min(len(received), claims[_BACK])
+            if mine:
+                claims[_FRONT] = j + 1
+        if not mine:
+            buffers = queue.get()  # wait for the next batch (None: the parent is done)
+            if buffers is None:
+                return
+            received.append(buffers)
+            continue
         blocks, nbytes = stats.blocks_read, stats.bytes_read
         reply: tuple[Any, ...]
         try:
-            columns = read_item_columns(store, [CID(b) for b in buffers])
-            reply = ("ok", columns, stats.blocks_read - blocks, stats.bytes_read - nbytes)
-        except Exception as exc:  # the parent reads this batch itself and raises the real error
-            reply = ("error", f"{type(exc).__name__}: {exc}")
+            columns = read_item_columns(store, [CID(b) for b in received[j]])
+            reply = ("ok", j, columns, stats.blocks_read - blocks, stats.bytes_read - nbytes)
+        except Exception:  # the parent reads this batch itself, in order, and raises the real error
+            reply = ("error", j)
         try:
             results.send(reply)
         except (OSError, ValueError):
