@@ -33,6 +33,7 @@ from halodb.fsutil import write_json_atomic
 from halodb import stac
 from halodb.blockstore import BlockStore, DirectoryStore, import_car, open_store, write_car
 from halodb.blockstore.caching import CachingStore
+from halodb.blockstore.gateway import GatewayStore
 from halodb.cache import Cache
 from halodb.errors import (
     InputError,
@@ -572,7 +573,8 @@ def open(  # noqa: A001 - the API mirrors builtins.open / zarr.open
     store_ = open_store(store_url, home_path)
     if store_.is_remote:  # keep what was fetched: the network is asked only for new blocks
         store_ = CachingStore(DirectoryStore(home_path / "blocks"), store_)
-    names = NameRouter(LocalNames(home_path / "names"), kubo=kubo_of(store_url))
+    gateway = store_.remote if isinstance(store_, CachingStore) and isinstance(store_.remote, GatewayStore) else None
+    names = NameRouter(LocalNames(home_path / "names"), kubo=kubo_of(store_url), gateway=gateway)
     reg = Registry(home_path, store_, names, cache_path)
     if create:
         reg.init()

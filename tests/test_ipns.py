@@ -72,3 +72,84 @@ def test_unknown_keys_and_missing_node_are_clear_errors(kubo_offline: Any, tmp_p
     reg.close()
     r = run_cli(tmp_path / "local", "sync", "ipns://flights")
     assert r.code == 2 and "IPNS names need a Kubo node" in r.err
+
+
+def _serve_once(body: bytes) -> tuple[Any, str]:
+    """A loopback HTTP server answering every GET with ``body`` as an IPNS record: a gateway
+    that tampers with records, a fault a real gateway does not produce on demand."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.ipfs.ipns-record")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+def test_ipns_through_a_gateway_verifies_every_record(kubo_offline: Any, tmp_path: Path) -> None:
+    import httpx
+
+    from halodb.blockstore.gateway import GatewayStore
+    from halodb.errors import VerificationError
+    from halodb.naming.ipns_record import GatewayIPNS, verify_record
+
+    reg, c1 = _publisher(tmp_path, kubo_offline, 4, "2024-08-10T00:00:00Z")
+    reg.publish("ipns://via-gateway", c1)
+    reg.close()
+    ipns_name = IPNSNames(kubo_offline.api).ipns_name("via-gateway")
+
+    # a client with only the gateway: resolves, verifies, syncs; the record's TTL (5m) comes along
+    client = halodb.open(tmp_path / "client", store=kubo_offline.gateway, create=True)
+    found = client.names.resolve(f"ipns://{ipns_name}")
+    assert found.cid == c1 and found.ttl == 300
+    assert client.sync(f"ipns://{ipns_name}").changes == 4
+    with pytest.raises(NameNotFoundError, match="key names need the Kubo node"):
+        client.resolve("ipns://via-gateway")
+    client.close()
+
+    record = httpx.get(f"{kubo_offline.gateway}ipns/{ipns_name}",
+                       headers={"Accept": "application/vnd.ipfs.ipns-record"}).content
+    assert verify_record(ipns_name, record).cid == c1
+    other = IPNSNames(kubo_offline.api).ipns_name("self")
+    with pytest.raises(VerificationError, match="signatureV2 does not verify"):
+        verify_record(other, record)  # a valid record, but for another name
+    tampered = bytearray(record)
+    tampered[record.index(b"/ipfs/") + 10] ^= 1
+    server, bad = _serve_once(bytes(tampered))
+    try:
+        with pytest.raises(halodb.HaloDBError, match="rejected"):
+            GatewayIPNS(GatewayStore([bad])).resolve(ipns_name)
+        # a tampering gateway first, then a good one: the good record wins
+        assert GatewayIPNS(GatewayStore([bad, kubo_offline.gateway])).resolve(ipns_name).cid == c1
+    finally:
+        server.shutdown()
+
+
+def test_an_expired_ipns_record_is_refused(kubo_offline: Any, tmp_path: Path) -> None:
+    import time
+
+    import httpx
+
+    from halodb.errors import VerificationError
+    from halodb.naming.ipns_record import verify_record
+
+    names = IPNSNames(kubo_offline.api, lifetime="1s")
+    reg, c1 = _publisher(tmp_path, kubo_offline, 1, "2024-08-10T00:00:00Z")
+    reg.close()
+    names.publish("short-lived", c1)
+    ipns_name = names.ipns_name("short-lived")
+    record = httpx.get(f"{kubo_offline.gateway}ipns/{ipns_name}",
+                       headers={"Accept": "application/vnd.ipfs.ipns-record"}).content
+    time.sleep(1.5)
+    with pytest.raises(VerificationError, match="expired"):
+        verify_record(ipns_name, record)

@@ -96,6 +96,11 @@ class GatewayStore(BlockStore):
     def describe(self) -> str:
         return "gateway " + ", ".join(self.gateways)
 
+    @property
+    def client(self) -> httpx.Client:
+        """The HTTP client (shared with other gateway requests, e.g. IPNS records)."""
+        return self._client
+
     def _fetch(self, gateway: str, cid: CID) -> tuple[bytes | None, str]:
         """Ask one gateway (with retries): (verified bytes | None, why not)."""
         url = f"{gateway}ipfs/{cid}"

@@ -28,22 +28,23 @@ from halodb.naming.local import LocalNames
 from halodb.naming.refs import Ref, parse_ref
 
 if TYPE_CHECKING:  # imported when first used: dnspython and httpx cost ~0.3 s at start-up
+    from halodb.blockstore.gateway import GatewayStore
     from halodb.naming.dnsclient import ResolverConfig
     from halodb.naming.dnsupdate import DNSLinkNames
-    from halodb.naming.ipns import IPNSNames
 
 
 class NameRouter(NameStore):
     """Sends each name to the local, DNSLink or IPNS store, by how it is written."""
 
     def __init__(self, local: LocalNames, *, kubo: str | None = None, dns: ResolverConfig | None = None,
-                 env: Mapping[str, str] | None = None) -> None:
+                 gateway: GatewayStore | None = None, env: Mapping[str, str] | None = None) -> None:
         self.local = local
         self.env = os.environ if env is None else env
         self.kubo_url = kubo or self.env.get("HALODB_KUBO") or None
+        self.gateway = gateway  #: without Kubo, IPNS names are resolved (and verified) through it
         self._dns_config = dns
         self._dnslink: DNSLinkNames | None = None
-        self._ipns: IPNSNames | None = None
+        self._ipns: NameStore | None = None
 
     # -- the stores, made when first needed ------------------------------------------------------
     @property
@@ -56,14 +57,21 @@ class NameRouter(NameStore):
         return self._dnslink
 
     @property
-    def ipns(self) -> IPNSNames:
+    def ipns(self) -> NameStore:
+        """IPNS over the Kubo node; else, read-only, over the store's gateways (records verified here)."""
         if self._ipns is None:
-            from halodb.naming.ipns import IPNSNames
+            if self.kubo_url:
+                from halodb.naming.ipns import IPNSNames
 
-            if not self.kubo_url:
+                self._ipns = IPNSNames(self.kubo_url)
+            elif self.gateway is not None:
+                from halodb.naming.ipns_record import GatewayIPNS
+
+                self._ipns = GatewayIPNS(self.gateway)
+            else:
                 raise StoreURLError(
-                    "IPNS names need a Kubo node: use --store kubo+http://HOST:PORT or set HALODB_KUBO", url="")
-            self._ipns = IPNSNames(self.kubo_url)
+                    "IPNS names need a Kubo node (--store kubo+http://HOST:PORT or HALODB_KUBO) or, to resolve"
+                    " only, a gateway store (--store https://GATEWAY/)", url="")
         return self._ipns
 
     # -- routing -----------------------------------------------------------------------------------
@@ -111,8 +119,9 @@ class NameRouter(NameStore):
         return self.local.names()
 
     def close(self) -> None:
-        if self._ipns is not None:
-            self._ipns.close()
+        close = getattr(self._ipns, "close", None)
+        if close is not None:
+            close()
 
 
 def kubo_of(store_url: str | None) -> str | None:

@@ -1,0 +1,218 @@
+"""Signed IPNS records, verified here: IPNS names resolved through trustless gateways.
+
+A gateway answers ``GET /ipns/<name>`` with ``Accept: application/vnd.ipfs.ipns-record``
+by the record itself, as signed by the name's key; nothing the gateway says is trusted.
+:func:`verify_record` checks it the way the IPNS record specification asks:
+
+* the name is a ``libp2p-key`` CID (``k51...``) or a peer ID (``12D3Koo...``) whose identity
+  multihash holds an Ed25519 public key (RSA names, whose key is only hashed into the name,
+  are refused with a clear error);
+* ``signatureV2`` is a valid Ed25519 signature by that key over ``b"ipns-signature:" + data``;
+* ``data`` is DAG-CBOR ``{Value, Validity, ValidityType, Sequence, TTL}``, and the protobuf
+  copies of those fields, when present, agree with it;
+* the record has not expired (``ValidityType`` 0: ``Validity`` is an RFC 3339 end of life),
+  and ``Value`` is ``/ipfs/<cid>``.
+
+Ed25519 comes from ``cryptography`` (the PyCA library). The TTL (nanoseconds in the record)
+becomes seconds, so ``sync --watch`` paces itself by it.
+
+>>> public_key_of("k51qzi5uqu5dh33489h32jlz1ss3r2es28v6gwcs9qlfd1u1z0cq2d0lgpuhp9").hex()[:16]
+'2437e0d97d8a9870'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import httpx
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from multiformats import CID as MFCID
+from multiformats import multibase
+
+from halodb.blockstore.gateway import GatewayStore
+from halodb.errors import (
+    CIDError,
+    DecodeError,
+    NameNotFoundError,
+    ReadOnlyStoreError,
+    ResolverError,
+    UnixFSError,
+    VerificationError,
+)
+from halodb.index.model import parse_time
+from halodb.ipld import CID, decode
+from halodb.naming.base import NameStore, Resolution
+from halodb.unixfs.dagpb import fields
+
+IPNS_RECORD = "application/vnd.ipfs.ipns-record"
+
+SIGNATURE_PREFIX = b"ipns-signature:"
+LIBP2P_KEY = 0x72
+ED25519 = 1  # libp2p KeyType
+MAX_RECORD_SIZE = 10 * 1024  # the specification's limit
+
+
+@dataclass(frozen=True)
+class IPNSRecord:
+    """A verified record: where the name points, its version, and how long it may be cached."""
+
+    name: str
+    cid: CID
+    sequence: int
+    ttl: int | None  #: seconds
+    validity: datetime
+
+
+def _fail(name: str, why: str) -> VerificationError:
+    return VerificationError(f"IPNS record for {name} rejected: {why}", name=name)
+
+
+def public_key_of(name: str) -> bytes:
+    """The raw Ed25519 public key an IPNS name embeds (``k51...`` CID or ``12D3Koo...`` peer ID)."""
+    try:
+        if name.startswith(("12D3Koo", "Qm")):  # a peer ID: a base58btc multihash
+            mh = bytes(multibase.get("base58btc").decode(name))
+        else:
+            cid = MFCID.decode(name)
+            if cid.codec.code != LIBP2P_KEY:
+                raise _fail(name, f"the name is a {cid.codec.name} CID, not a libp2p-key one")
+            mh = bytes(cid.digest)
+        code, size, start = _multihash_header(mh)
+    except (ValueError, KeyError) as exc:
+        raise _fail(name, f"not an IPNS name ({exc})") from None
+    if code != 0x00:
+        raise _fail(name, "the key is only hashed into the name (RSA?); HaloDB verifies Ed25519 names only")
+    key_pb = mh[start:start + size]
+    key_type = key_data = None
+    try:
+        for number, _, value in fields(key_pb):
+            if number == 1 and isinstance(value, int):
+                key_type = value
+            elif number == 2 and isinstance(value, bytes):
+                key_data = value
+    except UnixFSError as exc:
+        raise _fail(name, f"malformed public key ({exc})") from None
+    if key_type != ED25519 or key_data is None or len(key_data) != 32:
+        raise _fail(name, f"the name's key is not Ed25519 (type {key_type})")
+    return key_data
+
+
+def _multihash_header(mh: bytes) -> tuple[int, int, int]:
+    code, pos = _uvarint(mh, 0)
+    size, pos = _uvarint(mh, pos)
+    if pos + size != len(mh):
+        raise ValueError("multihash length does not match its digest")
+    return code, size, pos
+
+
+def _uvarint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while pos < len(buf):
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+    raise ValueError("truncated varint")
+
+
+def verify_record(name: str, raw: bytes, *, now: datetime | None = None) -> IPNSRecord:
+    """Check a serialized IPNS record for ``name`` (see the module docstring); the verified record."""
+    if len(raw) > MAX_RECORD_SIZE:
+        raise _fail(name, f"{len(raw)} bytes, more than the {MAX_RECORD_SIZE} the specification allows")
+    key = public_key_of(name)
+    proto: dict[int, int | bytes] = {}
+    try:
+        for number, _, field_value in fields(raw):
+            proto[number] = field_value
+    except UnixFSError as exc:
+        raise _fail(name, f"not a protobuf IpnsEntry ({exc})") from None
+    data, signature = proto.get(9), proto.get(8)
+    if not isinstance(data, bytes) or not isinstance(signature, bytes):
+        raise _fail(name, "no signatureV2 or data (V1-only records are not accepted)")
+    if 7 in proto and proto[7] != key_pb_of(key):
+        raise _fail(name, "the embedded public key is not the name's")
+    try:
+        Ed25519PublicKey.from_public_bytes(key).verify(signature, SIGNATURE_PREFIX + data)
+    except InvalidSignature:
+        raise _fail(name, "signatureV2 does not verify with the name's key") from None
+    try:
+        fields_ = decode(data)
+    except DecodeError as exc:
+        raise _fail(name, f"data is not DAG-CBOR ({exc})") from None
+    if not isinstance(fields_, dict):
+        raise _fail(name, "data is not a map")
+    for number, field in ((1, "Value"), (4, "Validity"), (3, "ValidityType"), (5, "Sequence"), (6, "TTL")):
+        if number in proto and proto[number] != fields_.get(field):
+            raise _fail(name, f"the protobuf {field} differs from the signed data's")
+    value, validity = fields_.get("Value"), fields_.get("Validity")
+    if fields_.get("ValidityType") != 0 or not isinstance(validity, bytes):
+        raise _fail(name, "unknown ValidityType (only 0, end of life, is defined)")
+    try:
+        eol = parse_time(validity.decode())
+    except (UnicodeDecodeError, ValueError):
+        raise _fail(name, f"Validity {validity!r} is not an RFC 3339 time") from None
+    if eol < (now or datetime.now(timezone.utc)):
+        raise _fail(name, f"the record expired at {validity.decode()}")
+    if not isinstance(value, bytes) or not value.startswith(b"/ipfs/"):
+        raise _fail(name, f"Value {value!r} is not an /ipfs/<cid> path")
+    try:
+        cid = CID.parse(value[len(b"/ipfs/"):].decode().split("/")[0])
+    except (UnicodeDecodeError, CIDError) as exc:
+        raise _fail(name, f"Value {value!r}: {exc}") from None
+    sequence, ttl = fields_.get("Sequence"), fields_.get("TTL")
+    return IPNSRecord(
+        name=name, cid=cid, sequence=sequence if isinstance(sequence, int) else 0,
+        ttl=(ttl + 999_999_999) // 1_000_000_000 if isinstance(ttl, int) else None, validity=eol,
+    )
+
+
+def key_pb_of(key: bytes) -> bytes:
+    """The libp2p protobuf ``PublicKey{Type: Ed25519, Data: key}``."""
+    return bytes([0x08, ED25519, 0x12, len(key)]) + key
+
+
+class GatewayIPNS(NameStore):
+    """IPNS names resolved through trustless gateways, each record verified here (read-only)."""
+
+    supports_publish = False
+
+    def __init__(self, gateways: GatewayStore) -> None:
+        self.gateways = gateways
+
+    def resolve(self, name: str) -> Resolution:
+        if not name.startswith(("k", "12D3Koo", "b")):
+            raise NameNotFoundError(
+                f"{name!r} is not an IPNS name (k51...): key names need the Kubo node that holds the key "
+                "(--store kubo+http://... or HALODB_KUBO)", name=name)
+        failures = []
+        for gateway in self.gateways.gateways:
+            try:
+                r = self.gateways.client.get(f"{gateway}ipns/{name}", headers={"Accept": IPNS_RECORD})
+            except httpx.HTTPError as exc:
+                failures.append(f"{gateway}: {type(exc).__name__}: {exc}")
+                continue
+            if r.status_code != 200:
+                failures.append(f"{gateway}: HTTP {r.status_code}")
+                continue
+            try:
+                record = verify_record(name, r.content)
+            except VerificationError as exc:
+                failures.append(f"{gateway}: {exc}")
+                continue
+            return Resolution(name=name, cid=record.cid, ttl=record.ttl, source=f"ipns:{name} via {gateway}")
+        if failures and all("HTTP 404" in f or "HTTP 500" in f for f in failures):
+            raise NameNotFoundError(f"no gateway has an IPNS record for {name}: " + "; ".join(failures), name=name)
+        raise ResolverError(f"no gateway returned a valid IPNS record for {name}: " + "; ".join(failures),
+                            name=name, resolver=self.gateways.describe())
+
+    def publish(self, name: str, cid: CID, *, expected: CID | None = None) -> Resolution:
+        raise ReadOnlyStoreError(
+            f"cannot publish {name!r} through gateways: IPNS publishing needs the Kubo node that holds the key "
+            "(--store kubo+http://... or HALODB_KUBO)", name=name)
+
+
+__all__ = ["GatewayIPNS", "IPNSRecord", "public_key_of", "verify_record"]
