@@ -120,6 +120,10 @@ def test_ipns_through_a_gateway_verifies_every_record(kubo_offline: Any, tmp_pat
     record = httpx.get(f"{kubo_offline.gateway}ipns/{ipns_name}",
                        headers={"Accept": "application/vnd.ipfs.ipns-record"}).content
     assert verify_record(ipns_name, record).cid == c1
+    from multiformats import CID as MFCID, multibase
+
+    peer_id = multibase.encode(bytes(MFCID.decode(ipns_name).digest), "base58btc")[1:]  # the 12D3Koo… spelling
+    assert peer_id.startswith("12D3Koo") and verify_record(peer_id, record).cid == c1
     other = IPNSNames(kubo_offline.api).ipns_name("self")
     with pytest.raises(VerificationError, match="signatureV2 does not verify"):
         verify_record(other, record)  # a valid record, but for another name

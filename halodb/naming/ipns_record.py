@@ -44,7 +44,7 @@ from halodb.errors import (
 from halodb.index.model import parse_time
 from halodb.ipld import CID, decode
 from halodb.naming.base import NameStore, Resolution
-from halodb.unixfs.dagpb import fields
+from halodb.unixfs.dagpb import fields, read_varint
 
 IPNS_RECORD = "application/vnd.ipfs.ipns-record"
 
@@ -73,14 +73,14 @@ def public_key_of(name: str) -> bytes:
     """The raw Ed25519 public key an IPNS name embeds (``k51...`` CID or ``12D3Koo...`` peer ID)."""
     try:
         if name.startswith(("12D3Koo", "Qm")):  # a peer ID: a base58btc multihash
-            mh = bytes(multibase.get("base58btc").decode(name))
+            mh = bytes(multibase.decode("z" + name))
         else:
             cid = MFCID.decode(name)
             if cid.codec.code != LIBP2P_KEY:
                 raise _fail(name, f"the name is a {cid.codec.name} CID, not a libp2p-key one")
             mh = bytes(cid.digest)
         code, size, start = _multihash_header(mh)
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, UnixFSError) as exc:
         raise _fail(name, f"not an IPNS name ({exc})") from None
     if code != 0x00:
         raise _fail(name, "the key is only hashed into the name (RSA?); HaloDB verifies Ed25519 names only")
@@ -100,23 +100,11 @@ def public_key_of(name: str) -> bytes:
 
 
 def _multihash_header(mh: bytes) -> tuple[int, int, int]:
-    code, pos = _uvarint(mh, 0)
-    size, pos = _uvarint(mh, pos)
+    code, pos = read_varint(mh, 0, len(mh))
+    size, pos = read_varint(mh, pos, len(mh))
     if pos + size != len(mh):
         raise ValueError("multihash length does not match its digest")
     return code, size, pos
-
-
-def _uvarint(buf: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while pos < len(buf):
-        b = buf[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, pos
-        shift += 7
-    raise ValueError("truncated varint")
 
 
 def verify_record(name: str, raw: bytes, *, now: datetime | None = None) -> IPNSRecord:
