@@ -32,6 +32,8 @@ import dns.tsigkeyring
 import dns.update
 import pytest
 
+from .loopback import stop_process
+
 ZONE = "campaign.test."
 BROKEN_ZONE = "broken.test."
 KEY_NAME = "halodb-test"
@@ -202,13 +204,7 @@ class DnsServer:
         return False
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=15)
         self.process = None
 
     # --- setting records (RFC 2136 with the test key) -----------------------------------

@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from .loopback import stop_process
+
 ROOT = Path(__file__).resolve().parents[1]
 IPFS = ROOT / "tools" / "bin" / "ipfs"
 
@@ -101,11 +103,5 @@ class KuboNode:
             del self.log[:-200]
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=20)
         self.process = None

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from halodb.naming.dnslink import (
 
 from .conftest import run_cli
 from .dns_server import DnsServer, SilentUDPServer
+from .loopback import QuietHandler, respond, serve
 
 A, B, C = (CID.for_bytes(x.encode(), RAW) for x in ("commit a", "commit b", "commit c"))
 IPNS_KEY = "k51qzi5uqu5dlvj2baxnqndepeb86cbk3ng7n3i46uzyxzyqj2xjonzllnv0v8"
@@ -289,30 +289,17 @@ def test_ipns_key_needs_a_hook(dns_server: DnsServer) -> None:
 # --- DNS over HTTPS: a loopback HTTP endpoint that forwards wire-format queries to named ----------
 @pytest.fixture
 def doh_url(dns_server: DnsServer) -> Iterator[str]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["content-length"]))
             if self.path != "/dns-query" or self.headers["content-type"] != "application/dns-message":
                 self.send_error(415)
                 return
             wire = dns.query.udp(dns.message.from_wire(body), "127.0.0.1", port=dns_server.port, timeout=3).to_wire()
-            self.send_response(200)
-            self.send_header("content-type", "application/dns-message")
-            self.send_header("content-length", str(len(wire)))
-            self.end_headers()
-            self.wfile.write(wire)
+            respond(self, wire, "application/dns-message")
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/dns-query"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(Handler) as url:
+        yield url + "dns-query"
 
 
 def test_dns_over_https(dns_server: DnsServer, doh_url: str) -> None:

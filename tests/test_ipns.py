@@ -16,6 +16,7 @@ from halodb.errors import NameConflictError, NameNotFoundError, StoreURLError
 from halodb.naming.ipns import IPNSNames
 
 from .conftest import cid_for, make_item, run_cli
+from .loopback import QuietHandler, respond, serve
 
 
 def _publisher(tmp_path: Path, kubo: Any, n: int, when: str) -> tuple[halodb.Registry, halodb.CID]:
@@ -74,26 +75,15 @@ def test_unknown_keys_and_missing_node_are_clear_errors(kubo_offline: Any, tmp_p
     assert r.code == 2 and "IPNS names need a Kubo node" in r.err
 
 
-def _serve_once(body: bytes) -> tuple[Any, str]:
-    """A loopback HTTP server answering every GET with ``body`` as an IPNS record: a gateway
-    that tampers with records, a fault a real gateway does not produce on demand."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+def _record_server(body: bytes) -> type[QuietHandler]:
+    """A gateway answering every GET with ``body`` as the IPNS record: one that tampers with
+    records, a fault a real gateway does not produce on demand."""
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Type", "application/vnd.ipfs.ipns-record")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            respond(self, body, "application/vnd.ipfs.ipns-record")
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+    return Handler
 
 
 def test_ipns_through_a_gateway_verifies_every_record(kubo_offline: Any, tmp_path: Path) -> None:
@@ -129,14 +119,11 @@ def test_ipns_through_a_gateway_verifies_every_record(kubo_offline: Any, tmp_pat
         verify_record(other, record)  # a valid record, but for another name
     tampered = bytearray(record)
     tampered[record.index(b"/ipfs/") + 10] ^= 1
-    server, bad = _serve_once(bytes(tampered))
-    try:
+    with serve(_record_server(bytes(tampered))) as bad:
         with pytest.raises(halodb.HaloDBError, match="rejected"):
             GatewayIPNS(GatewayStore([bad])).resolve(ipns_name)
         # a tampering gateway first, then a good one: the good record wins
         assert GatewayIPNS(GatewayStore([bad, kubo_offline.gateway])).resolve(ipns_name).cid == c1
-    finally:
-        server.shutdown()
 
 
 def test_an_expired_ipns_record_is_refused(kubo_offline: Any, tmp_path: Path) -> None:
