@@ -2,7 +2,7 @@
 
 Prints, for N demo STAC items (default 20,000):
   * encode and decode with HaloDB's libipld wrapper vs the pure-Python reference (dag-cbor),
-  * decode of all N with Python's cyclic GC running vs paused (``halodb.perf.paused_gc``),
+  * decode of all N with Python's cyclic GC running vs paused (``halodb.util.perf.paused_gc``),
     while the N decoded items stay alive, as they do during a sync,
   * JSON text of the items with the json module vs orjson (what the cache stores).
 
@@ -20,9 +20,9 @@ from typing import Any
 
 import orjson
 
-from halodb.demo_data import generate_items
+from halodb.demo.campaign import generate_items
 from halodb.ipld import decode, decode_reference, encode, encode_reference
-from halodb.perf import paused_gc
+from halodb.util.perf import paused_gc
 
 
 def timed(fn: Callable[[], Any]) -> float:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import halodb
-from halodb.demo_data import generate_items, mutate_items
+from halodb.demo.campaign import generate_items, mutate_items
 
 
 def median_ms(call: Callable[[str], object], keys: list[str]) -> float:

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import halodb  # noqa: E402
 from halodb.blockstore.caching import CachingStore  # noqa: E402
 from halodb.blockstore.gateway import GatewayStore  # noqa: E402
-from halodb.demo_data import generate_items, mutate_items  # noqa: E402
+from halodb.demo.campaign import generate_items, mutate_items  # noqa: E402
 from tests.kubo_node import KuboNode  # noqa: E402
 
 

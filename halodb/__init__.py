@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 from halodb.ipld import CID
 
 if TYPE_CHECKING:
-    from halodb.registry import LogEntry, Registry, Stage, default_home, open
+    from halodb.api.registry import LogEntry, Registry, Stage, default_home, open
 
 _LAZY = {"LogEntry", "Registry", "Stage", "default_home", "open"}
 
@@ -59,12 +59,12 @@ def __getattr__(name: str) -> Any:
     # The registry pulls in DuckDB and pyarrow; import it on first use so that the lower
     # layers (ipld, blockstore, index) stay light to import.
     if name in _LAZY:
-        from halodb import registry
+        from halodb import api
 
-        return getattr(registry, name)
+        return getattr(api, name)
     raise AttributeError(f"module 'halodb' has no attribute {name!r}")
 
-__version__ = "0.1.0"
+from halodb.util.version import VERSION as __version__  # noqa: E402
 
 __all__ = [
     "BlockNotFoundError",

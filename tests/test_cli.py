@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from halodb.cli import cli
+from halodb.cli.commands import cli
 
 from .conftest import ROOT, cid_for, make_item, run_cli
 
@@ -127,7 +127,7 @@ def test_import_tree_yaml(tmp_path: Path) -> None:
 def test_sync_killed_at_any_point_leaves_the_cache_whole(tmp_path: Path) -> None:
     """kill -9 a `halodb sync` at several moments; the cache is old-or-new, never half."""
     import halodb
-    from halodb.demo_data import generate_items
+    from halodb.demo.campaign import generate_items
 
     home = tmp_path / "home"
     reg = halodb.open(home, create=True)

@@ -1,4 +1,4 @@
-"""Tests for halodb.demo_data: the synthetic ORCESTRA-like campaign and bulk items."""
+"""Tests for halodb.demo.campaign: the synthetic ORCESTRA-like campaign and bulk items."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from halodb.demo_data import COLLECTIONS, DemoVersion, generate_campaign, generate_items, mutate_items
+from halodb.demo.campaign import COLLECTIONS, DemoVersion, generate_campaign, generate_items, mutate_items
 from halodb.errors import InputError
 from halodb.ipld import CID
 from halodb.stac import data_cid, dataset_key, item_path, parse_item, validate_with_pystac

@@ -20,8 +20,8 @@ from halodb.errors import DatasetError, HaloDBError, NotADatasetError
 from halodb.scan import cf, geo
 from halodb.scan.dataset_meta import parse_dataset_meta
 from halodb.scan.extract import check, describe_dataset, extract_metadata
-from halodb.scan.source import LocalTree, Tree, TreeEntry
-from halodb.scan.stac_validate import validate_offline
+from halodb.filetree import LocalTree, Tree, TreeEntry
+from halodb.stac.validate import validate_offline
 from halodb.scan.zarr_store import METADATA_NAMES
 from halodb.stac import data_cid, item_path, parse_datetime, parse_item, validate_with_pystac
 from tests import zarr_datasets as zd
@@ -485,7 +485,7 @@ def test_broken_datasets_through_unixfs(datasets: tuple[Path, dict[str, zd.Spec]
 def test_cli_check(datasets: tuple[Path, dict[str, zd.Spec]]) -> None:
     from click.testing import CliRunner
 
-    from halodb.cli import cli
+    from halodb.cli.commands import cli
 
     root, specs = datasets
     good = CliRunner().invoke(cli, ["check", str(root / specs["bahamas"].name)])

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import halodb
-from halodb.scan.tree import TreeVersion, flatten_tree, load_tree_history
+from halodb.campaign import TreeVersion, flatten_tree, load_tree_history
 
 from .conftest import run_cli, shared_data
 

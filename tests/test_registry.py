@@ -104,7 +104,7 @@ def test_same_items_in_any_order_give_the_same_index(tmp_path: Path) -> None:
         for i in range(0, 60, 13):
             reg.add(order[i:i + 13])
             reg.commit(f"batch {i}", time="2024-08-12T00:00:00Z")
-        roots.append(reg.index.load_root(halodb.registry.load_commit(reg.store, reg.head).index))
+        roots.append(reg.index.load_root(halodb.index.history.load_commit(reg.store, reg.head).index))
         reg.close()
     assert roots[0] == roots[1]
 
@@ -155,7 +155,7 @@ def test_path_conflict(registry: Any) -> None:
 
 def test_commit_with_missing_parent(registry: Any) -> None:
     build_three_versions(registry)
-    head = halodb.registry.load_commit(registry.store, registry.head)
+    head = halodb.index.history.load_commit(registry.store, registry.head)
     ghost = CID.for_bytes(b"no such commit")
     with pytest.raises(MissingParentError) as info:
         write_commit(registry.store, Commit(head.index, datetime(2024, 9, 2, tzinfo=timezone.utc), "x", "y", (ghost,)))
@@ -180,7 +180,7 @@ def test_corrupt_block_is_detected_and_cache_unchanged(registry: Any, home: Path
     registry.publish("latest", c1)
     registry.sync("latest")
     registry.publish("latest", c3)
-    item_cid = registry.index.get(registry.index.load_root(halodb.registry.load_commit(registry.store, c3).index), "halo/f3").item
+    item_cid = registry.index.get(registry.index.load_root(halodb.index.history.load_commit(registry.store, c3).index), "halo/f3").item
     files = [p for p in (home / "blocks").rglob(str(item_cid))]
     assert len(files) == 1
     files[0].write_bytes(b"\xa1\x61x\x01")  # valid DAG-CBOR, wrong bytes

@@ -124,7 +124,7 @@ def scanned(campaign: Campaign, tmp_path_factory: pytest.TempPathFactory) -> Ite
     """A registry on the Kubo node after one scan of the whole campaign, committed, published and synced."""
     reg = halodb.open(tmp_path_factory.mktemp("scan-home"), store=campaign.kubo.api, create=True)
     calls: list[tuple[int, int]] = []
-    report = scan(reg, campaign.root, workers=4, progress=lambda done, total: calls.append((done, total)))
+    report = reg.scan(campaign.root, workers=4, progress=lambda done, total: calls.append((done, total)))
     reg.commit("scan 1", time="2024-09-01T00:00:00Z")
     reg.publish("latest")
     reg.sync("latest")
@@ -220,7 +220,7 @@ def test_rescan_after_one_dataset_changed_extracts_only_that_one(campaign: Campa
     cache = ScanCache(Path(reg.home) / "scan-cache")
     entries = len(cache)
     assert entries == len(set(campaign.cids.values())) - 1 + N_SHARDED  # errors are cached too
-    same = scan(reg, campaign.root)
+    same = reg.scan(campaign.root)
     assert same.count("extracted") == 0 and same.count("cached") == len(first.datasets)
     assert same.count(change="unchanged") == len(first.datasets) - len(BROKEN) and not reg.staged()
     # a changed copy of BAHAMAS (a producer fixed its title), added again
@@ -232,7 +232,7 @@ def test_rescan_after_one_dataset_changed_extracts_only_that_one(campaign: Campa
     tree = json.loads(json.dumps(campaign.tree))
     tree["products"]["HALO"]["BAHAMAS"]["HALO-20240811a.zarr"] = new_cid
     before = reg.head
-    report = scan(reg, campaign.build(tree))
+    report = reg.scan(campaign.build(tree))
     assert report.count("extracted") == 1 and len(cache) == entries + 1
     (changed,) = [d for d in report.datasets if d.change == "changed"]
     assert changed.path == PLACES["bahamas"] and changed.cid == new_cid and changed.status == "extracted"
@@ -245,12 +245,12 @@ def test_rescan_after_one_dataset_changed_extracts_only_that_one(campaign: Campa
 
 def test_retry_errors_and_a_corrupt_cache_file_read_again(campaign: Campaign, scanned: tuple[Any, ScanReport]) -> None:
     reg, _, _ = scanned
-    report = scan(reg, campaign.root, retry_errors=True, remove=False)
+    report = reg.scan(campaign.root, retry_errors=True, remove=False)
     assert report.count("extracted") == len(BROKEN)
     cache = ScanCache(Path(reg.home) / "scan-cache")
     victim = cache._file(campaign.cids["atr_v3"])
     victim.write_text(victim.read_text()[:40])  # as if written by a crash without the atomic rename
-    report = scan(reg, campaign.root, remove=False)
+    report = reg.scan(campaign.root, remove=False)
     assert report.count("extracted") == 1
     assert [d.cid for d in report.datasets if d.status == "extracted"][0] == victim.stem
     reg.reset_stage()
@@ -263,12 +263,12 @@ def test_removed_datasets_are_staged_for_removal_only_under_the_prefix(campaign:
     tree = json.loads(json.dumps(campaign.tree))
     del tree["products"]["ATR"]
     root = campaign.build(tree)
-    kept = scan(reg, root, remove=False)
+    kept = reg.scan(root, remove=False)
     assert kept.not_removed == [PLACES["atr_v3"]] and not kept.removed and not reg.staged().removals
     # scanning a sub-folder only touches datasets under it
-    sub = scan(reg, f"ipfs://{root}/products/HALO")
+    sub = reg.scan(f"ipfs://{root}/products/HALO")
     assert sub.prefix == "products/HALO" and not sub.removed and len(sub.datasets) == 2
-    report = scan(reg, root)
+    report = reg.scan(root)
     assert report.removed == [PLACES["atr_v3"]] and reg.staged().removals == {PLACES["atr_v3"]}
     assert "removed  products/ATR/CORE_NAV_1HZ_L2.zarr (no longer in the tree)" in str(report)
     reg.reset_stage()
@@ -277,7 +277,7 @@ def test_removed_datasets_are_staged_for_removal_only_under_the_prefix(campaign:
 def test_walk_limits_end_the_walk_with_an_error_and_remove_nothing(campaign: Campaign,
                                                                    scanned: tuple[Any, ScanReport]) -> None:
     reg, _, _ = scanned
-    report = scan(reg, campaign.root, max_depth=2)
+    report = reg.scan(campaign.root, max_depth=2)
     assert report.walk_error is not None and "deeper than 2 levels" in report.walk_error
     assert not report.removed and report.not_removed and not report.ok
     assert "nothing was removed" in str(report)
@@ -287,7 +287,7 @@ def test_walk_limits_end_the_walk_with_an_error_and_remove_nothing(campaign: Cam
 def test_roots_by_name_prefix_and_collection(campaign: Campaign, scanned: tuple[Any, ScanReport]) -> None:
     reg, _, _ = scanned
     reg.names.publish("campaign-data", halodb.CID.parse(campaign.root))
-    report = scan(reg, "campaign-data/products/BCO/sondes", collection="bco")
+    report = reg.scan("campaign-data/products/BCO/sondes", collection="bco")
     assert report.root == campaign.cids["sharded"] and report.prefix == "products/BCO/sondes"
     assert report.count("cached") == N_SHARDED and report.count("extracted") == 0
     keys = {d.key for d in report.datasets}
@@ -296,7 +296,7 @@ def test_roots_by_name_prefix_and_collection(campaign: Campaign, scanned: tuple[
     assert set(report.moved) == {f"products/BCO/sondes/BCO_sonde_{i:02d}" for i in range(N_SHARDED)}
     reg.reset_stage()
     # a root that is itself a dataset: its path is the prefix
-    one = scan(reg, f"ipfs://{campaign.root}/{PLACES['atr_v3']}")
+    one = reg.scan(f"ipfs://{campaign.root}/{PLACES['atr_v3']}")
     assert [(d.path, d.key, d.change) for d in one.datasets] == [(PLACES["atr_v3"], PLACES["atr_v3"], "unchanged")]
     alone = scan(reg.store, campaign.cids["atr_v3"])
     assert alone.datasets[0].failed and "give --prefix" in str(alone.datasets[0].message)
@@ -304,11 +304,11 @@ def test_roots_by_name_prefix_and_collection(campaign: Campaign, scanned: tuple[
     assert named.datasets[0].key == "ATR/nav.zarr" and named.datasets[0].item is not None
     assert named.datasets[0].item["assets"]["data"]["href"] == f"ipfs://{campaign.cids['atr_v3']}"
     with pytest.raises(InputError, match="not a UnixFS folder"):
-        scan(reg, "latest")  # a name of a HaloDB commit
+        reg.scan("latest")  # a name of a HaloDB commit
     with pytest.raises(InputError, match="nothing at 'products/nowhere'"):
-        scan(reg, f"/ipfs/{campaign.root}/products/nowhere")
+        reg.scan(f"/ipfs/{campaign.root}/products/nowhere")
     with pytest.raises(InputError, match="is a file"):
-        scan(reg, f"ipfs://{campaign.root}/README.md")
+        reg.scan(f"ipfs://{campaign.root}/README.md")
 
 
 def test_scan_through_the_nodes_http_gateway_gives_the_same_items(campaign: Campaign, scanned: tuple[Any, ScanReport],
@@ -388,13 +388,13 @@ def test_missing_blocks_are_a_per_dataset_error_that_is_not_cached(campaign: Cam
     with halodb.open(tmp_path / "home", store=campaign.kubo.api, create=True) as reg:
         meta_block = UnixFSTree(reg.store, cid).resolve("dataset_meta.yaml")
         campaign.kubo.ipfs("block", "rm", str(meta_block))
-        report = scan(reg, root)
+        report = reg.scan(root)
         (bad,) = report.failed
         assert bad.path == "lost/sonde" and bad.status == "unread" and str(meta_block) in str(bad.message)
         assert [d.key for d in report.datasets if not d.failed] == ["ok/coral"]
         assert len(ScanCache(Path(reg.home) / "scan-cache")) == 1  # the failure may pass: not cached
         add(campaign.kubo, lost)  # the blocks are back
-        again = scan(reg, root)
+        again = reg.scan(root)
         assert again.ok and again.count("extracted") == 1 and again.count("cached") == 1
 
 

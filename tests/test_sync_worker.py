@@ -1,4 +1,4 @@
-"""Full syncs with the item-reading worker process (halodb.sync_worker): same cache, same
+"""Full syncs with the item-reading worker process (halodb.sync.worker): same cache, same
 errors, no process left behind. Real directory stores, real forked workers, real DuckDB."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pytest
 import halodb
 from halodb.blockstore import DirectoryStore
 from halodb.cache import materialize
-from halodb.demo_data import generate_items
+from halodb.demo.campaign import generate_items
 from halodb.errors import BlockNotFoundError, VerificationError
-from halodb.sync_worker import WORKER_ENV, ItemReader
+from halodb.sync.worker import WORKER_ENV, ItemReader
 
 from .test_cache_helpers import dump
 

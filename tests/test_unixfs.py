@@ -23,7 +23,7 @@ from halodb.blockstore.gateway import GatewayStore
 from halodb.blockstore.kubo import KuboStore
 from halodb.errors import BlockNotFoundError, InputError, TreePathError, UnixFSError
 from halodb.ipld import CID, RAW, encode
-from halodb.scan.source import LocalTree
+from halodb.filetree import LocalTree
 from halodb.unixfs import UnixFSTree, decode_pb, walk_tree
 from halodb.unixfs.build import encode_data, encode_pb, put_directory, put_file, put_pb, put_symlink
 from halodb.unixfs.data import FILE, HAMT_SHARD, decode_data
@@ -393,7 +393,7 @@ def _mfs_names(kubo: Any) -> list[str]:
 def test_build_and_export_round_trip(kubo: Any, datasets: dict[str, str], tmp_path: Path) -> None:
     import yaml
 
-    from halodb.scan.tree import load_tree
+    from halodb.campaign import load_tree
     from halodb.unixfs.mfs import build_tree, export_tree
 
     text = f"""
@@ -450,7 +450,7 @@ def test_build_pins_and_checks_its_input(kubo: Any, datasets: dict[str, str]) ->
 
 def test_orcestra_tree_shape_round_trips(kubo: Any) -> None:
     """The real campaign tree's 245 paths, with a small stand-in file for every dataset."""
-    from halodb.scan.tree import flatten_tree, load_tree
+    from halodb.campaign import flatten_tree, load_tree
     from halodb.unixfs.mfs import build_tree, export_tree
 
     real = load_tree(shared_data("orcestra", "tree.yaml"))

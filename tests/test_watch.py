@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import halodb
-from halodb.watch import WatchEvent, WatchPolicy, watch
+from halodb.api.watch import WatchEvent, WatchPolicy, watch
 
 from .conftest import cid_for, make_item, run_cli
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar, Self
 
-from halodb.errors import BlockNotFoundError, ReadOnlyStoreError
+from halodb.errors import BlockNotFoundError, BlockStoreError, ReadOnlyStoreError
 from halodb.ipld import CID, DAG_CBOR, verify_block
 
 Block = tuple[CID, bytes]
@@ -53,6 +53,8 @@ class BlockStore(abc.ABC):
     is_remote_backed: ClassVar[bool] = False
     #: a backend whose bytes are produced by this process (memory) may skip hashing reads
     trusted_reads: ClassVar[bool] = False
+    #: the backend sends a whole DAG as one CAR (:meth:`fetch_dag`): a gateway, Kubo
+    supports_dag_export: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.stats = StoreStats()
@@ -168,6 +170,20 @@ class BlockStore(abc.ABC):
 
         A no-op where the store keeps every block anyway (``supports_pinning`` False).
         """
+
+    def fetch_dag(self, root: CID, into: BlockStore) -> int:
+        """Bulk read: the whole DAG under ``root`` as one CAR, verified, imported into ``into``;
+        returns the blocks imported (only with ``supports_dag_export``)."""
+        raise BlockStoreError(f"{self.describe()} cannot export a DAG as a CAR", store=self.describe())
+
+    def prefetch(self, root: CID, *, spread: int = 256, workers: int = 16) -> int:
+        """Bring the DAG under ``root`` close before it is read; returns the blocks fetched
+        (a no-op, 0, where every block is local already)."""
+        return 0
+
+    def local_store(self) -> BlockStore:
+        """The part of this store that keeps blocks on this machine (what ``gc`` may clean)."""
+        return self
 
     def flush(self) -> None:
         """Make every write so far durable (a no-op where writes are durable already)."""

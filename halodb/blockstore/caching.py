@@ -79,8 +79,8 @@ class CachingStore(BlockStore):
         least ``spread`` subtrees of about equal size are missing, and those come as separate
         CARs, ``workers`` at a time (``benchmarks/bench_network.py`` measures the choices).
         """
-        fetch_dag = getattr(self.remote, "fetch_dag", None)
-        if fetch_dag is None or (spread <= 1 and self.local.has(root)):
+        fetch_dag = self.remote.fetch_dag
+        if not self.remote.supports_dag_export or (spread <= 1 and self.local.has(root)):
             return 0
         frontier, fetched = [root], 0  # (a present root may still have absent children)
         while spread > 1 and len(frontier) < spread:
@@ -100,6 +100,9 @@ class CachingStore(BlockStore):
             return fetched + int(fetch_dag(frontier[0], self.local))
         with ThreadPoolExecutor(min(workers, len(frontier))) as pool:
             return fetched + sum(pool.map(lambda cid: int(fetch_dag(cid, self.local)), frontier))
+
+    def local_store(self) -> BlockStore:
+        return self.local
 
     def pin(self, cid: CID, *, replaces: CID | None = None) -> None:
         self.remote.pin(cid, replaces=replaces)

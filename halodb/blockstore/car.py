@@ -40,24 +40,13 @@ from typing import BinaryIO
 from halodb.blockstore.base import Block, BlockStore
 from halodb.errors import BlockStoreError, CarError, CIDError, DecodeError
 from halodb.ipld import CID, block_links, decode, encode, verify_block
+from halodb.ipld.protobuf import encode_varint
 
 CarSource = str | os.PathLike[str] | BinaryIO
 
 #: a header larger than this is rejected as malformed (go-car uses the same limit)
 MAX_HEADER_SIZE = 32 << 20
 _CHUNK = 1 << 20
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
 
 
 # -- writing -------------------------------------------------------------------------------
@@ -93,11 +82,11 @@ def write_car(target: CarSource, roots: list[CID], blocks: Iterable[Block]) -> i
 
 def _write_car(f: BinaryIO, roots: list[CID], blocks: Iterable[Block]) -> int:
     header = encode({"roots": list(roots), "version": 1})
-    f.write(_varint(len(header)) + header)
+    f.write(encode_varint(len(header)) + header)
     n = 0
     for cid, data in blocks:
         buf = cid.buffer
-        f.write(_varint(len(buf) + len(data)))
+        f.write(encode_varint(len(buf) + len(data)))
         f.write(buf)
         f.write(data)
         n += 1
@@ -205,7 +194,7 @@ class _Reader:
             size = 0
             for what in ("codec", "multihash code", "digest length"):
                 size = self._cid_varint(what, start, end)
-                head += _varint(size)  # varints are minimal, so this re-encodes them exactly
+                head += encode_varint(size)  # varints are minimal, so this re-encodes them exactly
             if self.pos + size > end:
                 raise self.error("bad CID: digest longer than its section", start)
             buf = bytes(head) + self.read(size, start, "section CID")

@@ -70,6 +70,7 @@ class GatewayStore(BlockStore):
 
     supports_writes = False
     is_remote = True
+    supports_dag_export = True
 
     def __init__(
         self,

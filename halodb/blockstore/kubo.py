@@ -35,6 +35,7 @@ class KuboStore(BlockStore):
     supports_listing = False
     supports_pinning = True
     is_remote = True
+    supports_dag_export = True
 
     def __init__(self, url: str, *, timeout: float = 60.0, concurrency: int = 8,
                  client: httpx.Client | None = None) -> None:

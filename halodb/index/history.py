@@ -22,7 +22,8 @@ from datetime import datetime
 
 from halodb.blockstore.base import BlockStore
 from halodb.errors import BlockNotFoundError, MissingParentError, SchemaError, TimeOrderError
-from halodb.index.model import Commit, IndexRoot, format_time
+from halodb.index.model import Commit, IndexRoot
+from halodb.util.times import format_time
 from halodb.ipld import CID, decode, make_block
 
 

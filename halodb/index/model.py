@@ -15,6 +15,7 @@ from typing import Any
 
 from halodb.errors import SchemaError
 from halodb.ipld import CID
+from halodb.util.times import format_time, parse_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,24 +62,6 @@ class Change:
         if self.new is None:
             return "removed"
         return "changed"
-
-
-def format_time(t: datetime) -> str:
-    """RFC 3339 UTC with a ``Z`` (microseconds only when present): how commits store time."""
-    if t.tzinfo is None:
-        raise ValueError("commit times must be timezone-aware")
-    t = t.astimezone(timezone.utc)
-    if t.microsecond:
-        return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str) -> datetime:
-    """Parse an ISO 8601 / RFC 3339 time; naive times are taken as UTC."""
-    t = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    return t.astimezone(timezone.utc)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from typing import Any
 import libipld
 
 from halodb.errors import CIDError
+from halodb.ipld.protobuf import encode_varint, read_varint
 
 DAG_CBOR = 0x71
 RAW = 0x55
@@ -34,18 +35,7 @@ _PREFIX = {
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(data):
-            raise CIDError("truncated varint in CID", value=data)
-        b = data[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, pos
-        shift += 7
-        if shift > 63:
-            raise CIDError("varint too long in CID", value=data)
+    return read_varint(data, pos, error=CIDError, what="varint in CID")
 
 
 class CID:
@@ -88,10 +78,10 @@ class CID:
         except (ValueError, TypeError) as exc:
             raise CIDError(f"not a CID: {value!r} ({exc})", value=value) from None
         digest: bytes = info["hash"]["digest"]
-        mh = _varint(info["hash"]["code"]) + _varint(info["hash"]["size"]) + digest
+        mh = encode_varint(info["hash"]["code"]) + encode_varint(info["hash"]["size"]) + digest
         if info["version"] == 0:
             return cls(mh)
-        return cls(b"\x01" + _varint(info["codec"]) + mh)
+        return cls(b"\x01" + encode_varint(info["codec"]) + mh)
 
     @staticmethod
     def _check_binary(buf: bytes) -> None:
@@ -126,7 +116,7 @@ class CID:
     def multihash(self) -> bytes:
         if self.version == 0:
             return self._buf
-        return self._buf[1 + len(_varint(self.codec)):]
+        return self._buf[1 + len(encode_varint(self.codec)):]
 
     def verify(self, data: bytes) -> bool:
         """True when ``data`` hashes to this CID (sha2-256 only; other hashes are not trusted)."""
@@ -176,15 +166,3 @@ class CID:
 
     def __bytes__(self) -> bytes:
         return self._buf
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)

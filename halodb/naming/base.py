@@ -7,6 +7,9 @@ IPNS implement the same interface.
 >>> import tempfile, pathlib
 >>> names = LocalNames(pathlib.Path(tempfile.mkdtemp()))
 >>> from halodb.ipld import CID
+
+if TYPE_CHECKING:
+    from halodb.naming.dnsclient import ResolverConfig
 >>> cid = CID.for_bytes(b"x")
 >>> names.publish("latest", cid).cid == names.resolve("latest").cid
 True
@@ -17,8 +20,12 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from halodb.ipld import CID
+
+if TYPE_CHECKING:
+    from halodb.naming.dnsclient import ResolverConfig
 
 
 @dataclass(frozen=True)
@@ -59,3 +66,20 @@ class NameStore(abc.ABC):
     def names(self) -> list[str]:
         """Names this store knows (empty where it cannot list)."""
         return []
+
+    def kind(self, name: str, *, publishing: bool = False) -> str:
+        """Where ``name`` lives: ``"local"`` (a name of this home), ``"dnslink"`` or ``"ipns"``."""
+        return "local"
+
+    def canonical(self, name: str) -> str:
+        """The one spelling ``name`` is recorded under (sync state, ``items_at(ts, name)``)."""
+        return name
+
+    def explain(self, name: str, *, dns: ResolverConfig | None = None) -> dict[str, Any]:
+        """What resolving ``name`` found, for people: ``name``, ``cid``, ``ttl``, ``chain``, ``source``
+        (``dns``: the resolver settings for DNS names, where the store asks DNS)."""
+        found = self.resolve(name)
+        return {"name": name, "cid": str(found.cid), "ttl": found.ttl, "chain": [name], "source": found.source}
+
+    def close(self) -> None:
+        """Release connections (a no-op where there are none)."""

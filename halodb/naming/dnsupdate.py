@@ -82,10 +82,6 @@ class DNSLinkNames(NameStore):
     def resolve(self, name: str) -> Resolution:
         return self.resolver.resolve(name).resolution()
 
-    def resolve_full(self, name: str) -> DNSLinkResult:
-        """Everything the resolution found (links per namespace, rejected entries, chain)."""
-        return self.resolver.resolve(name)
-
     @staticmethod
     def record_name(name: str) -> str:
         """The DNS name that holds ``name``'s link: ``_dnslink.<domain>.``."""

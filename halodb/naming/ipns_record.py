@@ -38,13 +38,12 @@ from halodb.errors import (
     NameNotFoundError,
     ReadOnlyStoreError,
     ResolverError,
-    UnixFSError,
     VerificationError,
 )
-from halodb.index.model import parse_time
+from halodb.util.times import parse_time
 from halodb.ipld import CID, decode
 from halodb.naming.base import NameStore, Resolution
-from halodb.unixfs.dagpb import fields, read_varint
+from halodb.ipld.protobuf import fields, read_varint
 
 IPNS_RECORD = "application/vnd.ipfs.ipns-record"
 
@@ -80,7 +79,7 @@ def public_key_of(name: str) -> bytes:
                 raise _fail(name, f"the name is a {cid.codec.name} CID, not a libp2p-key one")
             mh = bytes(cid.digest)
         code, size, start = _multihash_header(mh)
-    except (ValueError, KeyError, UnixFSError) as exc:
+    except (ValueError, KeyError, DecodeError) as exc:
         raise _fail(name, f"not an IPNS name ({exc})") from None
     if code != 0x00:
         raise _fail(name, "the key is only hashed into the name (RSA?); HaloDB verifies Ed25519 names only")
@@ -92,7 +91,7 @@ def public_key_of(name: str) -> bytes:
                 key_type = value
             elif number == 2 and isinstance(value, bytes):
                 key_data = value
-    except UnixFSError as exc:
+    except DecodeError as exc:
         raise _fail(name, f"malformed public key ({exc})") from None
     if key_type != ED25519 or key_data is None or len(key_data) != 32:
         raise _fail(name, f"the name's key is not Ed25519 (type {key_type})")
@@ -116,7 +115,7 @@ def verify_record(name: str, raw: bytes, *, now: datetime | None = None) -> IPNS
     try:
         for number, _, field_value in fields(raw):
             proto[number] = field_value
-    except UnixFSError as exc:
+    except DecodeError as exc:
         raise _fail(name, f"not a protobuf IpnsEntry ({exc})") from None
     data, signature = proto.get(9), proto.get(8)
     if not isinstance(data, bytes) or not isinstance(signature, bytes):

@@ -22,9 +22,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from halodb.fsutil import write_json_atomic
+from halodb.util.fs import write_json_atomic
 from halodb.errors import InvalidNameError, NameConflictError, NameNotFoundError
-from halodb.index.model import format_time, parse_time
+from halodb.util.times import format_time, parse_time
 from halodb.ipld import CID
 from halodb.naming.base import NameRecord, NameStore, Resolution
 

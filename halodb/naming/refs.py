@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from halodb.errors import CIDError, InvalidNameError
-from halodb.index.model import parse_time
+from halodb.util.times import parse_time
 from halodb.ipld import CID
 from halodb.naming.domains import dnslink_domain, is_domain
 from halodb.naming.local import check_name

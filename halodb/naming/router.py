@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from halodb.errors import NameNotFoundError, StoreURLError
+from halodb.errors import InputError, NameNotFoundError, StoreURLError
 from halodb.ipld import CID
 from halodb.naming.base import NameRecord, NameStore, Resolution
 from halodb.naming.domains import is_domain
@@ -75,8 +75,9 @@ class NameRouter(NameStore):
         return self._ipns
 
     # -- routing -----------------------------------------------------------------------------------
-    def kind(self, ref: Ref, *, publishing: bool = False) -> str:
-        """Which store a parsed name goes to: ``"local"``, ``"dnslink"`` or ``"ipns"``."""
+    def kind(self, name: str | Ref, *, publishing: bool = False) -> str:
+        """Which store a name goes to: ``"local"``, ``"dnslink"`` or ``"ipns"``."""
+        ref = parse_ref(name) if isinstance(name, str) else name
         if ref.name is None:
             raise NameNotFoundError(f"{ref.text!r} is a CID, not a name", name=ref.text)
         if ref.scheme == "dnslink" or (ref.scheme == "ipns" and is_domain(ref.name)):
@@ -118,10 +119,28 @@ class NameRouter(NameStore):
     def names(self) -> list[str]:
         return self.local.names()
 
+    def explain(self, name: str, *, dns: ResolverConfig | None = None) -> dict[str, Any]:
+        """What resolving ``name`` found: for a DNSLink name every link with its TTL, the chain of
+        domains, notes and rejected entries (see :meth:`DNSLinkResult.to_json`); ``dns``
+        overrides the resolver configuration for this one question."""
+        ref = parse_ref(name)
+        if ref.when is not None:
+            raise InputError(f"{name!r}: resolve takes a name, not NAME@TIME (see `halodb at`)", source=name)
+        if ref.name is None:
+            return {"name": name, "cid": str(ref.cid), "ttl": None, "chain": [], "source": "cid"}
+        kind = self.kind(ref)
+        if kind != "dnslink":
+            found = (self.local if kind == "local" else self.ipns).resolve(ref.name)
+            return {"name": ref.name, "cid": str(found.cid), "ttl": None, "chain": [ref.name], "source": found.source}
+        from halodb.naming.dnslink import DNSLinkResolver
+
+        resolver = DNSLinkResolver(dns, ipns=self.dnslink.resolver.ipns) if dns is not None else self.dnslink.resolver
+        result = resolver.resolve(f"ipns://{ref.name}" if ref.scheme == "ipns" else ref.name)
+        return {**result.to_json(), "source": f"dnslink via {result.nameserver}"}
+
     def close(self) -> None:
-        close = getattr(self._ipns, "close", None)
-        if close is not None:
-            close()
+        if self._ipns is not None:
+            self._ipns.close()
 
 
 def kubo_of(store_url: str | None) -> str | None:

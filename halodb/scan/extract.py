@@ -1,6 +1,6 @@
 """``extract_metadata``: a STAC Item from a CF/ACDD Zarr dataset (or a ``dataset_meta.yaml``).
 
-A dataset is a folder in a :class:`~halodb.scan.source.Tree` (a local folder, or a UnixFS
+A dataset is a folder in a :class:`~halodb.filetree.Tree` (a local folder, or a UnixFS
 tree on IPFS). Extraction reads only Zarr metadata documents, the ``dataset_meta.yaml``
 if there is one, and the coordinate arrays it needs: time, latitude, longitude and the
 one-dimensional dimension coordinates (never a data variable), at most
@@ -23,7 +23,7 @@ Geometry: a LineString for trajectories, a MultiPoint (one position per profile)
 profiles, else the extent's Polygon. Variables and dimensions -> ``cube:*``.
 
 >>> import tempfile, pathlib, numpy as np, zarr
->>> from halodb.scan.source import LocalTree
+>>> from halodb.filetree import LocalTree
 >>> root = pathlib.Path(tempfile.mkdtemp())
 >>> g = zarr.open_group(root / "x.zarr", mode="w", zarr_format=3,
 ...     attributes={"title": "Ship track", "summary": "RV Meteor position", "license": "CC-BY-4.0",
@@ -55,7 +55,7 @@ from halodb.scan import cf, geo
 from halodb.scan.dataset_meta import FILE_NAME as META_FILE
 from halodb.scan.dataset_meta import DatasetMeta, parse_dataset_meta
 from halodb.scan.report import Report
-from halodb.scan.source import Tree
+from halodb.filetree import Tree
 from halodb.scan.zarr_meta import Budget, Variable, ZarrDataset, is_zarr, open_zarr
 from halodb.stac import STAC_VERSION, format_datetime, parse_datetime, parse_item
 
@@ -759,7 +759,7 @@ def check(tree: Tree, path: str = "", *, max_coordinate_bytes: int = DEFAULT_MAX
         report.error("(dataset)", _detail(exc))
         return report
     if validate and found.item is not None:
-        from halodb.scan.stac_validate import validate_offline  # noqa: PLC0415 - jsonschema only when validating
+        from halodb.stac.validate import validate_offline  # noqa: PLC0415 - jsonschema only when validating
 
         try:
             unchecked = validate_offline(found.item)

@@ -37,6 +37,10 @@ class Problem:
         where = f" ({self.file})" if self.file else ""
         return f"{self.severity:<8} {self.attribute}: {self.message}{where}"
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form scan reports and the scan cache keep."""
+        return {"severity": self.severity, "attribute": self.attribute, "message": self.message, "file": self.file}
+
 
 @dataclass
 class Report:

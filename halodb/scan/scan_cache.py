@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from halodb.fsutil import write_json_atomic
-from halodb import __version__
+from halodb.util.fs import write_json_atomic
+from halodb.util.version import VERSION as __version__
 
 #: bump when extraction changes what it makes of a dataset: cached results are then ignored
 EXTRACTOR_VERSION = 1

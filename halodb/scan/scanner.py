@@ -14,26 +14,27 @@ Walk → extract → cache → stage:
    them); failures to fetch blocks are not (they may pass).
 4. **stage**: the item is placed at its path — ``properties["halodb:path"]`` is
    ``prefix/<path in the scanned folder>`` — and keyed (:func:`place_key`); new and changed
-   items are staged with :meth:`Registry.add`, unchanged ones are left alone, and
-   datasets the registry has under the prefix that the tree no longer holds are staged for
-   removal (unless ``remove=False``). Nothing is committed: ``halodb commit`` does that.
+   items are listed for staging (``report.additions``), unchanged ones are left alone, and
+   datasets the registry has under the prefix that the tree no longer holds are listed for
+   removal (``report.removals``, unless ``remove=False``). :meth:`Registry.scan` stages
+   them; nothing is committed: ``halodb commit`` does that.
 
 A broken dataset never stops a scan: its errors (path, attribute, file) go into the
 :class:`ScanReport`, and the rest is staged. A walk that hits its limits (a folder that
 contains itself, absurd depth or size) ends the walk with an error in the report; what was
 found is still extracted and staged, but nothing is removed.
 
->>> import tempfile, halodb
+>>> from halodb.blockstore import MemoryStore
 >>> from halodb.unixfs.build import put_directory, put_file
->>> reg = halodb.open(tempfile.mkdtemp(), store="memory:", create=True)
+>>> store = MemoryStore()
 >>> meta = b"title: CORAL quicklooks\\ntime: 2024-08-10T00:00:00Z\\nbbox: [-59.43, 13.16, -59.42, 13.17]\\n"
->>> ds = put_directory(reg.store, {"dataset_meta.yaml": put_file(reg.store, meta)})
->>> root = put_directory(reg.store, {"BCO": put_directory(reg.store, {"coral": ds}),
-...                                  "README.md": put_file(reg.store, b"hello")})
->>> report = scan(reg, str(root), cache=False)
+>>> ds = put_directory(store, {"dataset_meta.yaml": put_file(store, meta)})
+>>> root = put_directory(store, {"BCO": put_directory(store, {"coral": ds}),
+...                              "README.md": put_file(store, b"hello")})
+>>> report = scan(store, str(root), current=lambda prefix: ({}, {}))
 >>> [(d.path, d.key, d.change) for d in report.datasets], report.skipped.files
 ([('BCO/coral', 'BCO/coral', 'added')], 1)
->>> reg.staged().upserts["BCO/coral"].data == str(ds)
+>>> [(path, item["assets"]["data"]["href"]) for path, item in report.additions] == [("BCO/coral", f"ipfs://{ds}")]
 True
 """
 
@@ -44,28 +45,27 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from halodb import stac
 from halodb.blockstore.base import BlockStore
 from halodb.errors import BlockStoreError, HaloDBError, InputError, InvalidItemError, NotADatasetError
-from halodb.index.history import load_commit
 from halodb.index.model import Entry
 from halodb.ipld import CID, make_block
 from halodb.scan.extract import DEFAULT_MAX_COORDINATE_BYTES, describe_dataset
+from halodb.scan.report import Problem
 from halodb.scan.roots import Root, resolve_root
 from halodb.scan.scan_cache import Extracted, ScanCache
 from halodb.unixfs.mfs import looks_like_dataset
 from halodb.unixfs.tree import DIR, UnixFSTree
-
-if TYPE_CHECKING:
-    from halodb.registry import Registry
 
 #: the id a cached (placeless) item carries until the scanner places it
 PLACEHOLDER_ID = "dataset"
 #: at most this many skipped paths are listed in a report (all are counted)
 MAX_EXAMPLES = 20
 Progress = Callable[[int, int], None]
+#: what the registry holds under a prefix (head plus stage): ``(path -> key, key -> entry)``
+CurrentView = Callable[[str], tuple[dict[str, str], dict[str, Entry]]]
 
 
 @dataclass
@@ -122,6 +122,10 @@ class ScanReport:
     skipped: Skipped = field(default_factory=Skipped)
     walk_error: str | None = None
     staged: bool = False  #: whether the results were staged into a registry
+    #: items to stage, ``(path, item)``: the new and changed datasets (with a current view)
+    additions: list[tuple[str, dict[str, Any]]] = field(default_factory=list, repr=False)
+    #: keys to stage for removal: :attr:`removed` (unless kept) and :attr:`moved`
+    removals: list[str] = field(default_factory=list)
 
     def count(self, status: str | None = None, change: str | None = None) -> int:
         return sum(1 for d in self.datasets if (status is None or d.status == status)
@@ -230,9 +234,8 @@ def place_item(item: dict[str, Any], path: str, collection: str, item_id: str) -
 
 
 # --- extraction -----------------------------------------------------------------------------
-def _problem_dicts(report: Any) -> list[dict[str, Any]]:
-    return [{"severity": p.severity, "attribute": p.attribute, "message": p.message, "file": p.file}
-            for p in report.problems]
+def _error(attribute: str, message: str, file: str | None = None) -> dict[str, Any]:
+    return Problem("error", attribute, message, file).to_dict()
 
 
 def extract_cid(store: BlockStore, cid: CID, *, max_coordinate_bytes: int = DEFAULT_MAX_COORDINATE_BYTES,
@@ -248,26 +251,24 @@ def extract_cid(store: BlockStore, cid: CID, *, max_coordinate_bytes: int = DEFA
         found = describe_dataset(tree, path="", cid=text, item_id=PLACEHOLDER_ID,
                                  max_coordinate_bytes=max_coordinate_bytes)
     except NotADatasetError as exc:
-        return Extracted(text, None, [{"severity": "error", "attribute": "(dataset)",
-                                       "message": str(exc.context.get("detail") or exc), "file": None}], {})
+        return Extracted(text, None, [_error("(dataset)", str(exc.context.get("detail") or exc))], {})
     except BlockStoreError:
         raise
     except HaloDBError as exc:  # malformed UnixFS, unreadable files: the same CID fails the same way
-        return Extracted(text, None, [{"severity": "error", "attribute": str(exc.context.get("attribute") or "(dataset)"),
-                                       "message": str(exc), "file": exc.context.get("file")}], {})
-    problems = _problem_dicts(found.report)
+        return Extracted(text, None, [_error(str(exc.context.get("attribute") or "(dataset)"), str(exc),
+                                             exc.context.get("file"))], {})
+    problems = [p.to_dict() for p in found.report.problems]
     item = found.item
     if item is not None and validate:
-        from halodb.scan.stac_validate import validate_offline  # noqa: PLC0415 - jsonschema only when needed
+        from halodb.stac.validate import validate_offline  # noqa: PLC0415 - jsonschema only when needed
 
         try:
             validate_offline(item)
         except InvalidItemError as exc:
-            problems.append({"severity": "error", "attribute": "item", "message": str(exc), "file": None})
+            problems.append(_error("item", str(exc)))
             item = None
     if item is None and not any(p["severity"] == "error" for p in problems):
-        problems.append({"severity": "error", "attribute": "(item)", "message": "the item could not be built",
-                         "file": None})
+        problems.append(_error("(item)", "the item could not be built"))
     return Extracted(text, item, problems, dict(found.report.found))
 
 
@@ -331,49 +332,17 @@ def _join(prefix: str, path: str) -> str:
     return f"{prefix}/{path}" if prefix and path else prefix or path
 
 
-# --- the registry's view under a prefix --------------------------------------------------------------
-def _under(path: str, prefix: str) -> bool:
-    return not prefix or path == prefix or path.startswith(prefix + "/")
-
-
-def _current(reg: Registry, prefix: str) -> tuple[dict[str, str], dict[str, Entry]]:
-    """``(path -> key, key -> entry)`` for the datasets under ``prefix`` at the head plus the stage."""
-    holders: dict[str, str] = {}
-    entries: dict[str, Entry] = {}
-    head = reg.head
-    if head is not None:
-        root = reg.index.load_root(load_commit(reg.store, head).index)
-        stop = None if not prefix else prefix + "/\U0010ffff"
-        for path, key in reg.index.by_path.items(root.by_path, prefix or None, stop):
-            if isinstance(key, str) and _under(path, prefix):
-                holders[path] = key
-        for key in set(holders.values()):
-            entry = reg.index.get(root, key)
-            if entry is not None:
-                entries[key] = entry
-    stage = reg.staged()
-    for key in stage.removals:
-        entries.pop(key, None)
-    holders = {p: k for p, k in holders.items() if k in entries}
-    for key, entry in stage.upserts.items():
-        old = entries.get(key)
-        if old is not None and old.path is not None and holders.get(old.path) == key:
-            del holders[old.path]
-        if entry.path is not None and _under(entry.path, prefix):
-            holders[entry.path] = key
-            entries[key] = entry
-    return holders, entries
-
-
 # --- scan ---------------------------------------------------------------------------------------
 def scan(
-    target: Registry | BlockStore,
+    store: BlockStore,
     root: str,
     *,
+    resolve: Callable[[str], CID] | None = None,
+    current: CurrentView | None = None,
     prefix: str | None = None,
     collection: str | None = None,
     workers: int = 8,
-    cache: ScanCache | bool = True,
+    cache: ScanCache | None = None,
     progress: Progress | None = None,
     retry_errors: bool = False,
     remove: bool = True,
@@ -381,34 +350,23 @@ def scan(
     max_depth: int = 64,
     max_entries: int = 1_000_000,
 ) -> ScanReport:
-    """Scan the tree at ``root`` for datasets; with a registry, stage them (see the module doc).
+    """Scan the tree at ``root`` for datasets and say what to stage (see the module doc).
 
-    ``target`` is a :class:`~halodb.registry.Registry` (names are resolved, results staged,
-    the cache lives in ``HOME/scan-cache``) or a bare block store (CIDs only; nothing is
-    staged: the items are in ``report.datasets[i].item``). ``prefix`` is where the scanned
-    folder sits in the campaign tree (default: the sub-path of ``ipfs://CID/sub/path``, else
-    the top). ``cache`` is a :class:`ScanCache`, True (the registry's) or False (none).
-    ``progress(done, total)`` is called as datasets are finished.
-    Raises :class:`~halodb.errors.InputError` for a root that cannot be scanned at all
-    (unknown name, a file, a missing sub-path).
+    ``root`` is a CID or ``ipfs://CID/sub/path``, or a name when ``resolve`` (name -> CID)
+    is given. ``current`` is what the registry holds under a prefix: with it, each dataset's
+    ``change`` is computed and the report lists what to stage (:attr:`ScanReport.additions`,
+    :attr:`ScanReport.removals`); without it, nothing is to be staged and the items are in
+    ``report.datasets[i].item``. ``prefix`` is where the scanned folder sits in the campaign
+    tree (default: the sub-path of ``ipfs://CID/sub/path``, else the top). ``cache`` keeps
+    extraction results by dataset CID. ``progress(done, total)`` is called as datasets are
+    finished. Raises :class:`~halodb.errors.InputError` for a root that cannot be scanned at
+    all (unknown name, a file, a missing sub-path).
     """
-    from halodb.registry import Registry  # noqa: PLC0415 - the registry imports DuckDB
-
-    reg = target if isinstance(target, Registry) else None
-    store = reg.store if reg is not None else target
-    assert isinstance(store, BlockStore)
-    resolver = (lambda name: reg.names.resolve(name).cid) if reg is not None else None
-    where: Root = resolve_root(store, root, resolver)
+    where: Root = resolve_root(store, root, resolve)
     base = where.subpath if prefix is None else "/".join(p for p in prefix.split("/") if p)
     if any(p in (".", "..") for p in base.split("/")):
         raise InputError(f"prefix {prefix!r}: '.' and '..' are not allowed", source="prefix")
-    store_cache: ScanCache | None
-    if isinstance(cache, ScanCache):
-        store_cache = cache
-    elif cache and reg is not None:
-        store_cache = ScanCache(Path(reg.home) / "scan-cache")
-    else:
-        store_cache = None
+    store_cache = cache
 
     walk = _walk(store, where.cid, max_depth, max_entries)
     report = ScanReport(str(where.cid), root, base, skipped=_skipped(walk, base), walk_error=walk.error)
@@ -463,7 +421,7 @@ def scan(
                 pass
 
     # place every dataset at its path
-    holders, entries = _current(reg, base) if reg is not None else ({}, {})
+    holders, entries = current(base) if current is not None else ({}, {})
     staged_items: list[tuple[str, dict[str, Any]]] = []
     moved: list[str] = []
     for rel, cid in walk.datasets:
@@ -474,8 +432,7 @@ def scan(
         got = results.get(text)
         if got is None:
             res.status = "unread"
-            res.errors = [{"severity": "error", "attribute": "(blocks)", "message": failures.get(text, "not read"),
-                           "file": None}]
+            res.errors = [_error("(blocks)", failures.get(text, "not read"))]
             res.message = _message(path, res.errors)
             continue
         res.warnings = sum(1 for p in got.problems if p.get("severity") == "warning")
@@ -487,12 +444,11 @@ def scan(
             coll, item_id = place_key(path, collection, holders.get(path))
             item = stac.parse_item(place_item(got.item, path, coll, item_id), path)
         except (InputError, InvalidItemError) as exc:
-            res.errors = [{"severity": "error", "attribute": str(exc.context.get("field") or "(key)"),
-                           "message": str(exc), "file": None}]
+            res.errors = [_error(str(exc.context.get("field") or "(key)"), str(exc))]
             res.message = _message(path, res.errors)
             continue
         res.key, res.item = f"{coll}/{item_id}", item
-        if reg is None:
+        if current is None:
             continue
         entry = Entry(make_block(item)[0], stac.data_cid(item), path)
         old = entries.get(res.key)
@@ -503,9 +459,8 @@ def scan(
         if holder is not None and holder != res.key:
             moved.append(holder)
 
-    if reg is not None:
-        if staged_items:
-            reg.add(staged_items)
+    if current is not None:
+        report.additions = staged_items
         present = {_join(base, rel) for rel, _ in walk.datasets}
         gone = sorted({key for path, key in holders.items() if path not in present})
         if walk.error is not None or not remove:
@@ -513,10 +468,7 @@ def scan(
         else:
             report.removed = gone
         report.moved = sorted(set(moved) - set(gone))
-        doomed = (report.removed if walk.error is None and remove else []) + report.moved
-        if doomed:
-            reg.remove(doomed)
-        report.staged = True
+        report.removals = (report.removed if walk.error is None and remove else []) + report.moved
     return report
 
 

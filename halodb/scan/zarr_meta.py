@@ -9,7 +9,7 @@ hands it bytes from any Tree, so only the metadata documents and the chunks of t
 arrays HaloDB asks for (time, latitude, longitude, dimension coordinates) are fetched.
 
 >>> import tempfile, pathlib, numpy as np, zarr
->>> from halodb.scan.source import LocalTree
+>>> from halodb.filetree import LocalTree
 >>> root = pathlib.Path(tempfile.mkdtemp())
 >>> g = zarr.open_group(root, mode="w", zarr_format=3, attributes={"title": "t"})
 >>> g.create_array("time", data=np.arange(3), dimension_names=["time"], attributes={"units": "s since 2024-08-09"}) is not None
@@ -36,7 +36,7 @@ import zarr
 from zarr.errors import GroupNotFoundError
 
 from halodb.errors import DatasetError, HaloDBError
-from halodb.scan.source import Tree
+from halodb.filetree import Tree
 from halodb.scan.zarr_store import TreeStore
 
 # Files beside the Zarr metadata (a dataset_meta.yaml, a README) are normal in a campaign tree,

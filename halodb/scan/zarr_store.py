@@ -1,4 +1,4 @@
-"""A read-only zarr-python store over a :class:`~halodb.scan.source.Tree`.
+"""A read-only zarr-python store over a :class:`~halodb.filetree.Tree`.
 
 zarr-python (v3, which reads Zarr v2 and v3) does the decoding: metadata documents,
 consolidated metadata, data types, fill values, chunk key encodings, codecs (blosc, zstd,
@@ -16,7 +16,7 @@ On the way it guards what zarr would choke on with an unhelpful message:
 * metadata documents are cached, so zarr's repeated probes cost one read each.
 
 >>> import tempfile, pathlib, zarr
->>> from halodb.scan.source import LocalTree
+>>> from halodb.filetree import LocalTree
 >>> root = pathlib.Path(tempfile.mkdtemp())
 >>> _ = (root / ".zgroup").write_text('{"zarr_format": 2}')
 >>> _ = (root / ".zattrs").write_text('{"title": "HALO flight"}')
@@ -37,7 +37,7 @@ from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Sto
 from zarr.core.buffer import Buffer, BufferPrototype
 
 from halodb.errors import DatasetError, TreePathError
-from halodb.scan.source import Tree
+from halodb.filetree import Tree
 
 __all__ = ["METADATA_NAMES", "TreeStore", "check_metadata_document"]
 

@@ -2,7 +2,7 @@
 
 ``ipfs add -r`` turns a folder into UnixFS: dag-pb directory nodes (HAMT-sharded when
 big) and files chunked into dag-pb or raw leaves. :class:`UnixFSTree` reads such a tree
-through any :class:`~halodb.blockstore.BlockStore` as a :class:`~halodb.scan.source.Tree`;
+through any :class:`~halodb.blockstore.BlockStore` as a :class:`~halodb.filetree.Tree`;
 :func:`walk_tree` lists it recursively with limits; :mod:`halodb.unixfs.mfs` builds and
 exports campaign roots (``tree.yaml``) in a Kubo node's MFS.
 

@@ -17,24 +17,10 @@ from collections.abc import Sequence
 
 from halodb.blockstore.base import BlockStore
 from halodb.ipld import CID, DAG_PB, RAW, SHA2_256
+from halodb.ipld.protobuf import encode_field as _field
 from halodb.unixfs.data import DIRECTORY, FILE, SYMLINK
 
 CHUNK = 256 * 1024
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | 0x80 if n else b)
-        if not n:
-            return bytes(out)
-
-
-def _field(number: int, value: int | bytes) -> bytes:
-    if isinstance(value, int):
-        return _varint(number << 3) + _varint(value)
-    return _varint(number << 3 | 2) + _varint(len(value)) + value
 
 
 def encode_pb(links: Sequence[tuple[CID, str | None, int | None]], data: bytes | None) -> bytes:

@@ -6,8 +6,8 @@ with their wire types, ``PBLink`` fields in field order and each at most once, a
 in every link, and ``Links`` as one contiguous group (before or after ``Data``).
 
 No well-kept Python library decodes dag-pb (libipld and multiformats do not; the
-``ipld-dag-pb`` package on PyPI is a single 0.0.1 release) and UnixFS ``Data`` needs the
-same protobuf wire reader, so both live here in a few dozen lines.
+``ipld-dag-pb`` package on PyPI is a single 0.0.1 release) so the node model lives here,
+over the protobuf wire reader of :mod:`halodb.ipld.protobuf`.
 
 >>> node = decode_pb(bytes.fromhex("0a050001020304"))
 >>> node.data, node.links
@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from halodb.errors import CIDError, UnixFSError
-from halodb.ipld import CID
+from halodb.ipld import CID, protobuf
+from halodb.ipld.protobuf import LEN, VARINT
 
-VARINT, I64, LEN, I32 = 0, 1, 2, 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,48 +42,9 @@ class PBNode:
     data: bytes | None
 
 
-def read_varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
-    """A protobuf varint (at most 64 bits) at ``pos``: ``(value, next position)``."""
-    value = shift = 0
-    while True:
-        if pos >= end:
-            raise UnixFSError("protobuf: truncated varint")
-        b = buf[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            if value >> 64:
-                raise UnixFSError("protobuf: varint larger than 64 bits")
-            return value, pos
-        shift += 7
-        if shift >= 70:
-            raise UnixFSError("protobuf: varint longer than 10 bytes")
-
-
 def fields(buf: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int, int | bytes]]:
-    """``(field number, wire type, value)`` for each protobuf field; LEN values are bytes."""
-    pos, end = start, len(buf) if end is None else end
-    while pos < end:
-        key, pos = read_varint(buf, pos, end)
-        number, wire = key >> 3, key & 7
-        if number == 0:
-            raise UnixFSError("protobuf: field number 0")
-        value: int | bytes
-        if wire == VARINT:
-            value, pos = read_varint(buf, pos, end)
-        elif wire == LEN:
-            size, pos = read_varint(buf, pos, end)
-            if size > end - pos:
-                raise UnixFSError(f"protobuf: field {number} runs past the end ({size} bytes, {end - pos} left)")
-            value, pos = buf[pos:pos + size], pos + size
-        elif wire in (I64, I32):
-            width = 8 if wire == I64 else 4
-            if width > end - pos:
-                raise UnixFSError(f"protobuf: truncated fixed-width field {number}")
-            value, pos = int.from_bytes(buf[pos:pos + width], "little"), pos + width
-        else:
-            raise UnixFSError(f"protobuf: unsupported wire type {wire} for field {number}")
-        yield number, wire, value
+    """The protobuf fields of a dag-pb or UnixFS message; malformed wire data is a :class:`UnixFSError`."""
+    return protobuf.fields(buf, start, end, error=UnixFSError)
 
 
 def _link(buf: bytes) -> PBLink:

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from halodb.errors import UnixFSError
-from halodb.unixfs.dagpb import I32, LEN, VARINT, fields, read_varint
+from halodb.ipld.protobuf import I32, LEN, VARINT, read_varint
+from halodb.unixfs.dagpb import fields
 
 RAW, DIRECTORY, FILE, METADATA, SYMLINK, HAMT_SHARD = range(6)
 TYPE_NAMES = ("Raw", "Directory", "File", "Metadata", "Symlink", "HAMTShard")
@@ -75,7 +76,7 @@ def decode_data(buf: bytes) -> UnixFSData:
             assert isinstance(value, bytes)
             pos = 0
             while pos < len(value):
-                size, pos = read_varint(value, pos, len(value))
+                size, pos = read_varint(value, pos, len(value), error=UnixFSError, what="protobuf: varint")
                 sizes.append(size)
         elif number == 5 and wire == VARINT:
             out["hash_type"] = value

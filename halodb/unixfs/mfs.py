@@ -1,7 +1,7 @@
 """Campaign roots: build a UnixFS root from a ``tree.yaml`` mapping in Kubo's MFS, and back.
 
 :func:`build_tree` assembles the folders of a nested ``{name: cid | dict | None}`` mapping
-(the shape :func:`halodb.scan.tree.load_tree` reads) under a fresh temporary MFS path of a
+(the shape :func:`halodb.campaign.load_tree` reads) under a fresh temporary MFS path of a
 Kubo node, copies every leaf in with ``files/cp /ipfs/<cid>`` (only links are written: no
 dataset is copied or even fetched beyond its root block), reads the root CID with
 ``files/stat``, optionally pins it, and removes the temporary path.
@@ -24,7 +24,7 @@ from halodb.blockstore.base import BlockStore
 from halodb.blockstore.kubo import KuboStore
 from halodb.errors import InputError
 from halodb.ipld import CID
-from halodb.scan.tree import MAX_DEPTH, flatten_tree
+from halodb.campaign import MAX_DEPTH, flatten_tree
 from halodb.unixfs.tree import DIR, UnixFSTree
 
 #: names whose presence makes a folder a dataset (a leaf of the campaign tree)

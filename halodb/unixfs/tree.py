@@ -1,4 +1,4 @@
-"""UnixFS trees on IPFS read through a block store, as a :class:`~halodb.scan.source.Tree`.
+"""UnixFS trees on IPFS read through a block store, as a :class:`~halodb.filetree.Tree`.
 
 :class:`UnixFSTree` resolves paths through plain and HAMT-sharded directories, lists
 folders (fetching the children's root blocks in one ``get_many`` batch to tell folders
@@ -35,7 +35,7 @@ from typing import NamedTuple
 from halodb.blockstore.base import BlockStore
 from halodb.errors import BlockNotFoundError, HaloDBError, InputError, TreePathError, UnixFSError
 from halodb.ipld import CID, DAG_PB, RAW
-from halodb.scan.source import Tree, TreeEntry
+from halodb.filetree import Tree, TreeEntry
 from halodb.unixfs.dagpb import PBLink, PBNode, decode_pb
 from halodb.unixfs.data import DIRECTORY, FILE, HAMT_SHARD, MURMUR3_X64_64, RAW as UNIXFS_RAW, SYMLINK
 from halodb.unixfs.data import TYPE_NAMES, UnixFSData, decode_data

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import halodb
-from halodb.demo_data import generate_campaign
-from halodb.index.model import format_time
-from halodb.textout import format_table
+from halodb.demo.campaign import generate_campaign
+from halodb.util.times import format_time
+from halodb.util.textout import format_table
 
 NAME = "latest.orcestra-demo.example"
 

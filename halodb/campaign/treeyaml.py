@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from halodb.errors import CIDError, InputError
-from halodb.index.model import parse_time
+from halodb.util.times import parse_time
 from halodb.ipld import CID
 
 MAX_DEPTH = 64

@@ -1,4 +1,4 @@
-"""The ``halodb`` command line: a thin layer over :mod:`halodb.registry`.
+"""The ``halodb`` command line: a thin layer over :mod:`halodb.api.registry`.
 
 Exit codes: 0 success; 1 "no answer" (``at`` found no CID); 2 an error (the message on
 stderr says what and where).
@@ -22,9 +22,9 @@ import click
 import halodb
 from halodb import stac
 from halodb.errors import HaloDBError
-from halodb.registry import Registry
-from halodb.scan.tree import load_tree, load_tree_history
-from halodb.textout import format_table, format_value, json_default
+from halodb.api.registry import Registry
+from halodb.campaign import load_tree, load_tree_history
+from halodb.util.textout import format_table, format_value, json_default
 
 
 class Context:
@@ -184,8 +184,8 @@ def sync_cmd(ctx: Context, name: str, as_json: bool, watch: bool, min_interval: 
     import signal
     import threading
 
-    from halodb.watch import WatchEvent, WatchPolicy
-    from halodb.watch import watch as run_watch
+    from halodb.api.watch import WatchEvent, WatchPolicy
+    from halodb.api.watch import watch as run_watch
 
     policy = WatchPolicy(floor=min_interval, ceiling=max_interval, default=interval)
     stop = threading.Event()
@@ -215,37 +215,10 @@ def sync_cmd(ctx: Context, name: str, as_json: bool, watch: bool, min_interval: 
 @pass_ctx
 def resolve(ctx: Context, name: str, nameserver: str | None, timeout: float | None, doh: str | None, as_json: bool) -> None:
     """Resolve NAME to a CID: a DNSLink domain (dnslink:DOMAIN, ipns://DOMAIN), a local name, or a CID."""
-    from halodb.errors import InputError, NameNotFoundError
-    from halodb.naming import LocalNames, parse_ref
     from halodb.naming.dnsclient import ResolverConfig
-    from halodb.naming.dnslink import DNSLinkResolver
-    from halodb.naming.router import NameRouter
-    from halodb.registry import default_home
 
-    ref = parse_ref(name)
-    if ref.when is not None:
-        raise InputError(f"{name!r}: resolve takes a name, not NAME@TIME (see `halodb at`)", source=name)
-    out: dict[str, Any]
-    if ref.cid is not None:
-        out = {"name": name, "cid": str(ref.cid), "ttl": None, "chain": [], "source": "cid"}
-    else:
-        assert ref.name is not None
-        local = None
-        if ref.scheme is None:
-            try:
-                local = LocalNames(Path(ctx.home or default_home()) / "names").resolve(ref.name)
-            except NameNotFoundError:
-                if not ref.maybe_dnslink:
-                    raise
-        names = ctx.registry().names
-        if local is None and isinstance(names, NameRouter) and names.kind(ref) == "ipns":
-            local = names.ipns.resolve(ref.name)
-        if local is not None:
-            out = {"name": ref.name, "cid": str(local.cid), "ttl": None, "chain": [ref.name], "source": local.source}
-        else:
-            config = ResolverConfig.from_env(nameserver=nameserver, timeout=timeout, doh=doh)
-            result = DNSLinkResolver(config).resolve(f"ipns://{ref.name}" if ref.scheme == "ipns" else ref.name)
-            out = {**result.to_json(), "source": f"dnslink via {result.nameserver}"}
+    dns = ResolverConfig.from_env(nameserver=nameserver, timeout=timeout, doh=doh)
+    out = ctx.registry().names.explain(name, dns=dns)
     if as_json:
         _emit_json(out)
         return
@@ -424,7 +397,7 @@ def check(ctx: Context, folder: str, max_coordinate_mb: float, as_json: bool) ->
     Exit 0 when the dataset has no errors (warnings allowed), 1 when it has errors.
     """
     from halodb.scan.extract import check as check_dataset
-    from halodb.scan.source import LocalTree, Tree
+    from halodb.filetree import LocalTree, Tree
 
     limit = int(max_coordinate_mb * 2**20)
     tree: Tree
@@ -471,8 +444,6 @@ def scan(ctx: Context, root: str, prefix: str | None, collection: str | None, wo
     from the tree are staged for removal. Nothing is committed (`halodb commit` does).
     Exit 0 when every dataset was staged, 1 when some failed (the rest is staged).
     """
-    from halodb.scan.scanner import scan as run_scan
-
     reg = ctx.registry()
     bar: Any = None
 
@@ -485,7 +456,7 @@ def scan(ctx: Context, root: str, prefix: str | None, collection: str | None, wo
             bar.update(done - bar.pos)
 
     try:
-        report = run_scan(reg, root, prefix=prefix, collection=collection, workers=workers, progress=progress,
+        report = reg.scan(root, prefix=prefix, collection=collection, workers=workers, progress=progress,
                           retry_errors=retry_errors, remove=not no_remove,
                           max_coordinate_bytes=int(max_coordinate_mb * 2**20))
     finally:
@@ -570,7 +541,7 @@ def tree_export(ctx: Context, root: str, output: str | None) -> None:
 @pass_ctx
 def demo(ctx: Context, demo_home: str | None) -> None:
     """Build an ORCESTRA-like campaign (300+ items, 20+ versions), sync it, and query it."""
-    from halodb.demo import run_demo
+    from halodb.demo.run import run_demo
 
     run_demo(Path(demo_home) if demo_home else None, echo=click.echo)
 

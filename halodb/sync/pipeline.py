@@ -4,7 +4,7 @@ The plan walks the first-parent chain from the new head back to the head the cac
 synced for that name, diffs each pair of consecutive index roots (never reading equal
 subtrees), and hands everything to :meth:`Cache.apply`, which reads the item blocks of
 added or changed datasets batch by batch (through ``load_item_columns``; for large plans
-from a local store a worker process reads them ahead, see :mod:`halodb.sync_worker`) and
+from a local store a worker process reads them ahead, see :mod:`halodb.sync.worker`) and
 commits it all in one DuckDB transaction. If the old head is not an ancestor of the new
 one (history was rewritten), the plan resets the name and replays its whole history.
 
@@ -23,7 +23,7 @@ from halodb.index.history import load_commit, walk
 from halodb.index.index import Index
 from halodb.index.model import Commit, IndexRoot
 from halodb.ipld import CID
-from halodb.sync_worker import ItemReader, read_item_columns, read_items
+from halodb.sync.worker import ItemReader, read_item_columns, read_items
 
 __all__ = ["SyncResult", "build_plan", "prefetch_changed", "read_items", "sync"]
 

@@ -24,7 +24,7 @@ from halodb.errors import HaloDBError, InputError
 from halodb.naming import parse_ref
 
 if TYPE_CHECKING:
-    from halodb.registry import Registry
+    from halodb.api.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,415 @@
+"""The Python API: a registry home with its block store, names, stage and cache.
+
+:class:`Registry` orchestrates; the work is done by the layers below and by the modules
+beside it (:mod:`~halodb.api.home`, :mod:`~halodb.api.staging`, :mod:`~halodb.api.syncing`,
+:mod:`~halodb.api.scanning`, :mod:`~halodb.api.gc`).
+
+>>> import tempfile, halodb
+>>> reg = halodb.open(tempfile.mkdtemp(), create=True)
+>>> item = {"type": "Feature", "stac_version": "1.1.0", "id": "f1", "geometry": None,
+...         "properties": {"datetime": "2024-08-11T12:00:00Z"}, "links": [],
+...         "assets": {"data": {"href": "ipfs://bafkqaaa"}}}
+>>> reg.add([item], collection="halo")
+['halo/f1']
+>>> cid = reg.commit("first", time="2024-08-12T00:00:00Z")
+>>> _ = reg.publish("latest")
+>>> reg.sync("latest").commits
+1
+>>> reg.cid_at("halo/f1", "2024-08-13", name="latest")
+'bafkqaaa'
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from halodb.api.gc import collect_garbage
+from halodb.api.home import Home, Stage, default_author, default_home
+from halodb.api.scanning import current_view
+from halodb.api.staging import ItemInput, stage_items, stage_removals, stage_tree
+from halodb.api.syncing import sync_name
+from halodb.blockstore import BlockStore, DirectoryStore, import_car, open_store, write_car
+from halodb.blockstore.caching import CachingStore
+from halodb.blockstore.gateway import GatewayStore
+from halodb.cache import Cache
+from halodb.errors import InputError, NameNotFoundError, NothingToCommitError, TimeOrderError, UnknownKeyError
+from halodb.index.history import commit_at, load_commit, walk, write_commit
+from halodb.index.index import Index
+from halodb.index.model import Change, Commit, Entry, IndexRoot
+from halodb.index.prolly import NodeCache
+from halodb.index.reachable import reachable
+from halodb.ipld import CID, decode
+from halodb.naming import LocalNames, NameStore, Resolution, parse_ref
+from halodb.naming.router import NameRouter, kubo_of
+from halodb.scan.scan_cache import ScanCache
+from halodb.scan.extract import DEFAULT_MAX_COORDINATE_BYTES
+from halodb.scan.scanner import Progress, ScanReport
+from halodb.scan.scanner import scan as scan_tree
+from halodb.sync import SyncResult
+from halodb.util.perf import paused_gc
+from halodb.util.times import TimeLike, format_time, to_time
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One line of ``halodb log``."""
+
+    cid: CID
+    commit: Commit
+    added: int
+    changed: int
+    removed: int
+    count: int
+
+
+class Registry:
+    """A HaloDB registry: see :func:`halodb.open`."""
+
+    def __init__(self, home: Path, store: BlockStore, names: NameStore, cache_path: Path) -> None:
+        self.home = home
+        self.store = store
+        self.names = names
+        self.cache_path = cache_path
+        self.state = Home(home)
+        self.node_cache = NodeCache()
+        self.index = Index(store, self.node_cache)
+        self._commits: dict[CID, Commit] = {}
+        self._cache: Cache | None = None
+        #: initial syncs over the network ask for up to this many subtree CARs, about one per
+        #: 40 datasets (1: one CAR in all; 0: no CARs, every block is asked for on its own)
+        self.prefetch_spread = 256
+        self.prefetch_workers = 16  #: CARs in flight at once during that prefetch
+
+    def init(self) -> None:
+        """Create the registry home (idempotent)."""
+        self.state.init()
+
+    @property
+    def head(self) -> CID | None:
+        """The local head commit (what ``commit`` builds on and ``publish`` points names at)."""
+        return self.state.head()
+
+    def staged(self) -> Stage:
+        return self.state.stage()
+
+    def _root_of(self, commit: CID | None) -> IndexRoot | None:
+        if commit is None:
+            return None
+        return self.index.load_root(load_commit(self.store, commit, self._commits).index)
+
+    # -- staging --------------------------------------------------------------------------------
+    def add(self, items: Iterable[ItemInput], collection: str | None = None) -> list[str]:
+        """Validate STAC items, store their blocks, and stage them; returns their keys.
+
+        Nothing is staged when any item is invalid (the error names its source).
+        """
+        with paused_gc():
+            head, stage = self.head, self.staged()
+            keys = stage_items(self.store, stage, items, collection)
+            self.state.save(head, stage)
+            return keys
+
+    def remove(self, keys: Iterable[str]) -> list[str]:
+        """Stage removals; :class:`UnknownKeyError` for a key neither committed nor staged."""
+        head, stage = self.head, self.staged()
+        keys = list(keys)
+        stage_removals(self.index, self._root_of(head), stage, keys, str(head or "the empty registry"))
+        self.state.save(head, stage)
+        return keys
+
+    def reset_stage(self) -> None:
+        self.state.save(self.head, Stage())
+
+    def scan(
+        self, root: str, *, prefix: str | None = None, collection: str | None = None, cache: bool = True,
+        workers: int = 8, progress: Progress | None = None, retry_errors: bool = False, remove: bool = True,
+        max_coordinate_bytes: int = DEFAULT_MAX_COORDINATE_BYTES, max_depth: int = 64, max_entries: int = 1_000_000,
+    ) -> ScanReport:
+        """Scan the campaign tree at ``root`` (a CID, ``ipfs://CID/path`` or a name) and stage
+        what changed under its prefix; results are cached in ``HOME/scan-cache`` (unless
+        ``cache=False``). The options are those of :func:`halodb.scan.scanner.scan`."""
+        head, stage = self.head, self.staged()
+        root_index = self._root_of(head)
+        report = scan_tree(
+            self.store, root,
+            resolve=lambda name: self.names.resolve(name).cid,
+            current=lambda where: current_view(self.index, root_index, stage, where),
+            cache=ScanCache(self.home / "scan-cache") if cache else None,
+            prefix=prefix, collection=collection, workers=workers, progress=progress, retry_errors=retry_errors,
+            remove=remove, max_coordinate_bytes=max_coordinate_bytes, max_depth=max_depth, max_entries=max_entries,
+        )
+        if report.additions:
+            self.add(report.additions)
+        if report.removals:
+            self.remove(report.removals)
+        report.staged = True
+        return report
+
+    def import_tree(
+        self, tree: dict[str, Any], *, time: TimeLike = None, message: str | None = None,
+        collection: str = "orcestra", author: str | None = None,
+    ) -> CID:
+        """Make the datasets of a campaign tree (path -> CID) the new dataset set and commit it."""
+        head = self.head
+        if self.staged():
+            raise InputError("the stage is not empty: commit or reset it before importing a tree", source="stage")
+        stage, count = stage_tree(self.store, self.index, self._root_of(head) or self.index.empty(), tree, collection)
+        self.state.save(head, stage)
+        try:
+            return self.commit(message or f"import tree ({count} datasets)", time=time, author=author, allow_empty=True)
+        except BaseException:
+            self.state.save(head, Stage())
+            raise
+
+    # -- committing and publishing ------------------------------------------------------------------
+    def commit(
+        self, message: str, *, time: TimeLike = None, author: str | None = None, allow_empty: bool = False
+    ) -> CID:
+        """Commit the stage as a new version on top of the local head; returns the commit CID."""
+        with paused_gc():
+            head, stage = self.head, self.staged()
+            when = to_time(time, what="--time")
+            if not stage and not allow_empty:
+                raise NothingToCommitError("nothing staged: use `halodb add` or `halodb rm` first")
+            parent = load_commit(self.store, head, self._commits) if head else None
+            if parent is not None and when < parent.time:
+                raise TimeOrderError(
+                    f"commit time {format_time(when)} is before the head's ({format_time(parent.time)}, commit {head}); "
+                    "time may not go backwards", time=when, parent_time=parent.time,
+                )
+            base = self.index.load_root(parent.index) if parent else self.index.empty()
+            index_cid = self.index.write_root(self.index.apply(base, stage.upserts, stage.removals))
+            commit = Commit(index=index_cid, time=when, author=author or default_author(), message=message,
+                            parents=(head,) if head else ())
+            cid = write_commit(self.store, commit)
+            self.store.flush()
+            self.state.save(cid, Stage())
+            return cid
+
+    def publish(self, name: str, cid: CID | str | None = None, *, expected: CID | None = None) -> Resolution:
+        """Point ``name`` at ``cid`` (default: the local head)."""
+        target = self.resolve(cid) if isinstance(cid, str) else (cid or self.head)
+        if target is None:
+            raise NothingToCommitError("nothing to publish: the registry has no commits yet")
+        load_commit(self.store, target, self._commits)  # must be a commit we have
+        self.store.flush()
+        if self.store.supports_pinning:  # pin before the name moves: a name never points at content nobody keeps
+            self.store.pin(target, replaces=self._current_target(name))
+        return self.names.publish(name, target, expected=expected)
+
+    def _current_target(self, name: str) -> CID | None:
+        try:
+            return self.names.resolve(name).cid
+        except NameNotFoundError:
+            return None
+
+    def check_folder_name(self, name: str) -> None:
+        """Raise :class:`InputError` unless ``name`` may point at a folder (see :meth:`publish_folder`)."""
+        if self.names.kind(name, publishing=True) == "local":
+            raise InputError(
+                f"{name!r} is a local name, and local names point at commits; publish a folder under a "
+                "DNSLink or IPNS name (dnslink:DOMAIN, ipns://KEY)", source=name)
+
+    def publish_folder(self, name: str, root: CID, *, expected: CID | None = None) -> Resolution:
+        """Point a DNSLink or IPNS ``name`` at a campaign's root *folder* (what ``halodb scan``
+        reads), not at a commit. Local names are refused: they name versions of the index, and
+        ``log``, ``sync`` and ``gc`` read them as commits. Without ``expected`` the name's
+        current target is the compare-and-swap value."""
+        self.check_folder_name(name)
+        return self.names.publish(name, root, expected=expected if expected is not None else self._current_target(name))
+
+    # -- reading ----------------------------------------------------------------------------------
+    def resolve(self, ref: str | CID) -> CID:
+        """The commit a reference names: CID, ``ipfs://CID``, NAME, NAME@TIME, or HEAD."""
+        if isinstance(ref, CID):
+            return ref
+        text = ref.strip()
+        if text.upper() == "HEAD" or text.upper().startswith("HEAD@"):
+            head = self.head
+            if head is None:
+                raise NameNotFoundError("HEAD: the registry has no commits yet", name="HEAD")
+            base, when = head, (to_time(text.split("@", 1)[1]) if "@" in text else None)
+        else:
+            parsed = parse_ref(text)
+            base = parsed.cid if parsed.cid is not None else self.names.resolve(text.rpartition("@")[0] if parsed.when else text).cid
+            when = parsed.when
+        if when is None:
+            return base
+        found = commit_at(self.store, base, when, self._commits)
+        if found is None:
+            raise NameNotFoundError(f"{ref!r}: no version at or before {format_time(when)}", name=ref)
+        return found[0]
+
+    def log(self, ref: str | CID = "HEAD", limit: int | None = None) -> Iterator[LogEntry]:
+        """The history of ``ref``, newest first, with per-version change counts."""
+        for n, (cid, commit) in enumerate(walk(self.store, self.resolve(ref), cache=self._commits)):
+            if limit is not None and n >= limit:
+                return
+            root = self.index.load_root(commit.index)
+            parent_root = self._root_of(commit.parents[0]) if commit.parents else None
+            counts = {"added": 0, "changed": 0, "removed": 0}
+            for change in self.index.diff(parent_root, root):
+                counts[change.kind] += 1
+            yield LogEntry(cid, commit, counts["added"], counts["changed"], counts["removed"], root.count)
+
+    def diff(self, old: str | CID, new: str | CID) -> list[Change]:
+        """Dataset changes between two versions."""
+        a = self._root_of(self.resolve(old))
+        b = self._root_of(self.resolve(new))
+        assert b is not None
+        return list(self.index.diff(a, b))
+
+    def get(self, key_or_path: str, ref: str | CID = "HEAD") -> tuple[str, Entry, dict[str, Any]]:
+        """The key, entry and STAC item of a dataset at a version."""
+        root = self._root_of(self.resolve(ref))
+        found = self.index.resolve(root, key_or_path) if root else None
+        if found is None:
+            raise UnknownKeyError(f"no dataset {key_or_path!r} at {ref}", key=key_or_path)
+        key, entry = found
+        item: dict[str, Any] = decode(self.store.get(entry.item), cid=entry.item)
+        return key, entry, item
+
+    # -- the cache ---------------------------------------------------------------------------------
+    @property
+    def cache(self) -> Cache:
+        if self._cache is None:
+            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+            # created on first use, so a call follows at once: it reuses the opening connection
+            self._cache = Cache(self.cache_path, keep_open=True)
+        return self._cache
+
+    @contextmanager
+    def session(self) -> Iterator[Registry]:
+        """Keep the cache file open across many calls (a loop of ``cid_at`` or ``sql``).
+
+        Outside a session each call opens and closes the DuckDB file (~15 ms), so that other
+        processes can sync or query between calls; inside one, calls are fast but other
+        processes wait.
+        """
+        with self.cache.session():
+            yield self
+
+    def canonical_name(self, name: str) -> str:
+        """The spelling ``name`` is recorded under in the cache (``dnslink:x.org`` -> ``x.org``)."""
+        return self.names.canonical(name)
+
+    def sync(self, name: str, *, head: CID | None = None) -> SyncResult:
+        """Resolve ``name`` (unless its ``head`` is given) and materialize its history into the
+        DuckDB cache, all or nothing. The cache records it under :meth:`canonical_name`."""
+        head = head if head is not None else self.resolve(name)
+        return sync_name(self.store, self.index, self.cache, self.canonical_name(name), head,
+                         prefetch_spread=self.prefetch_spread, prefetch_workers=self.prefetch_workers)
+
+    def sql(self, query: str, params: list[Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run SQL on the cache: ``items``, ``item_versions``, ``commits``, ``items_at(ts)``..."""
+        return self.cache.sql(query, params)
+
+    def cid_at(self, key_or_path: str, when: TimeLike, name: str | None = None) -> str | None:
+        """The data CID a dataset (by key or path) had at ``when``; None if it had none.
+
+        With a synced ``name`` whose cache is current this is one indexed query; otherwise the
+        commit chain is walked in the block store.
+        """
+        t = to_time(when, what="date")
+        if name is not None and self.cache_path.exists():
+            with self.cache.session():
+                state = self.cache.sync_state(self.canonical_name(name))
+                if state is not None and state.head == str(self.resolve(name)):
+                    return self.cache.cid_at(key_or_path, t, state.name)
+        return self.cid_at_dag(key_or_path, t, name or "HEAD")
+
+    def cid_at_dag(self, key_or_path: str, when: TimeLike, ref: str | CID = "HEAD") -> str | None:
+        """:meth:`cid_at` answered from the DAG alone (no cache)."""
+        found = commit_at(self.store, self.resolve(ref), to_time(when, what="date"), self._commits)
+        if found is None:
+            return None
+        hit = self.index.resolve(self.index.load_root(found[1].index), key_or_path)
+        return hit[1].data if hit else None
+
+    # -- blocks ------------------------------------------------------------------------------------
+    def gc(self, *, dry_run: bool = False) -> tuple[int, int]:
+        """Delete local blocks that no head reaches; returns (kept, deleted).
+
+        Kept: everything reachable (whole history) from the local head, every local name,
+        every name synced into the cache, and the staged items. Do not run it while another
+        process commits into the same home: blocks of an unfinished commit are not reachable yet.
+        """
+        heads = {self.names.resolve(name).cid for name in self.names.names()}
+        if self.head is not None:
+            heads.add(self.head)
+        if self.cache_path.exists():
+            heads.update(CID.parse(st.head) for st in self.cache.sync_states() if st.head)
+        keep = {e.item for e in self.staged().upserts.values()}
+        return collect_garbage(self.store, self.index, heads, keep, dry_run=dry_run, commits=self._commits)
+
+    def reachable(self, head: CID, *, history: bool = True) -> Iterator[CID]:
+        """Every block of the index DAG from ``head``: commits, roots, tree nodes, items."""
+        return reachable(self.store, self.index, head, history=history, commits=self._commits)
+
+    def export_car(self, ref: str | CID, path: str | Path, *, history: bool = True) -> tuple[CID, int]:
+        """Write every block of ``ref`` (and its history) to a CARv1 file; returns (root, blocks)."""
+        head = self.resolve(ref)
+        count = 0
+
+        def blocks() -> Iterator[tuple[CID, bytes]]:
+            nonlocal count
+            for cid in self.reachable(head, history=history):
+                count += 1
+                yield cid, self.store.get(cid)
+
+        write_car(path, [head], blocks())
+        return head, count
+
+    def import_car(self, path: str | Path) -> list[CID]:
+        """Verify a CAR completely, then store its blocks; returns its roots."""
+        return import_car(self.store, Path(path))
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
+        self.store.close()
+        self.names.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open(  # noqa: A001 - the API mirrors builtins.open / zarr.open
+    home: str | Path | None = None,
+    *,
+    store: str | None = None,
+    cache: str | Path | None = None,
+    create: bool = False,
+) -> Registry:
+    """Open the registry in ``home`` (default :func:`default_home`).
+
+    ``store`` is a block-store URL (default: the local block store in the home; also
+    ``$HALODB_STORE``); ``cache`` the DuckDB file (default ``home/cache.duckdb``).
+    With ``create=True`` the home is initialized when missing.
+    """
+    home_path = Path(home).expanduser() if home is not None else default_home()
+    store_url = store if store is not None else os.environ.get("HALODB_STORE")
+    cache_path = Path(cache) if cache is not None else Path(os.environ.get("HALODB_CACHE") or home_path / "cache.duckdb")
+    remote = open_store(store_url, home_path)
+    # a remote store is read through a local block cache: the network is asked only for new blocks
+    store_ = CachingStore(DirectoryStore(home_path / "blocks"), remote) if remote.is_remote else remote
+    # IPNS names are resolved (and their records verified) through a gateway store when there is no Kubo
+    gateway = remote if isinstance(remote, GatewayStore) else None
+    names = NameRouter(LocalNames(home_path / "names"), kubo=kubo_of(store_url), gateway=gateway)
+    reg = Registry(home_path, store_, names, cache_path)
+    if create:
+        reg.init()
+    return reg
+
+
+__all__ = ["LogEntry", "Registry", "Stage", "default_home", "open"]

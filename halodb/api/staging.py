@@ -1,0 +1,87 @@
+"""What goes into a stage: validated STAC items, removals of known keys, a whole campaign tree.
+
+Each function returns or mutates a :class:`~halodb.api.home.Stage` and stores the item blocks;
+the registry saves the stage. Nothing here commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from halodb import stac
+from halodb.api.home import Stage
+from halodb.blockstore.base import BlockStore
+from halodb.campaign import flatten_tree
+from halodb.errors import UnknownKeyError
+from halodb.index.index import Index
+from halodb.index.model import Entry, IndexRoot
+from halodb.ipld import CID, make_block
+
+__all__ = ["ItemInput", "stage_items", "stage_removals", "stage_tree"]
+
+#: an item, or ``(source, item)`` where ``source`` names it in errors (a file and line)
+ItemInput = dict[str, Any] | tuple[str, dict[str, Any]]
+
+
+def stage_items(store: BlockStore, stage: Stage, items: Iterable[ItemInput], collection: str | None) -> list[str]:
+    """Validate every item, then store their blocks and stage them; returns their keys.
+
+    Nothing is stored or staged when any item is invalid (the error names its source).
+    """
+    blocks: list[tuple[CID, bytes]] = []
+    keys: list[str] = []
+    upserts: dict[str, Entry] = {}
+    for n, value in enumerate(items):
+        source, raw = value if isinstance(value, tuple) else (f"item #{n + 1}", value)
+        item = stac.parse_item(raw, source)
+        if collection is not None:
+            item["collection"] = collection
+        key = stac.dataset_key(item, collection)
+        cid, data = make_block(item)
+        blocks.append((cid, data))
+        upserts[key] = Entry(item=cid, data=stac.data_cid(item), path=stac.item_path(item))
+        keys.append(key)
+    store.put_many(blocks, verify=False)
+    stage.upserts.update(upserts)
+    stage.removals.difference_update(upserts)
+    return keys
+
+
+def stage_removals(index: Index, root: IndexRoot | None, stage: Stage, keys: list[str], where: str) -> None:
+    """Stage the removal of ``keys``; :class:`UnknownKeyError` (nothing staged) for a key that
+    is neither in ``root`` nor staged (``where`` names the version in the message)."""
+    for key in keys:
+        if key in stage.upserts:
+            continue
+        if root is None or index.get(root, key) is None:
+            raise UnknownKeyError(f"cannot remove {key!r}: no dataset with that key at {where}", key=key)
+    for key in keys:
+        if key in stage.upserts and (root is None or index.get(root, key) is None):
+            del stage.upserts[key]
+        else:
+            stage.upserts.pop(key, None)
+            stage.removals.add(key)
+
+
+def stage_tree(store: BlockStore, index: Index, root: IndexRoot, tree: dict[str, Any], collection: str) -> tuple[Stage, int]:
+    """The stage that makes the datasets of a campaign tree (path -> CID) the whole of
+    ``collection``: changed and new ones upserted, vanished ones removed. Returns the stage
+    and how many datasets the tree holds."""
+    leaves = flatten_tree(tree)
+    current = dict(index.entries(root, f"{collection}/"))
+    stage = Stage()
+    blocks: list[tuple[CID, bytes]] = []
+    wanted: set[str] = set()
+    for path, data in leaves.items():
+        item = stac.stub_item(path, data, collection, None)
+        cid, raw = make_block(item)
+        key = stac.dataset_key(item, collection)
+        entry = Entry(item=cid, data=data, path=path)
+        wanted.add(key)
+        if current.get(key) != entry:
+            blocks.append((cid, raw))
+            stage.upserts[key] = entry
+    stage.removals = {k for k in current if k not in wanted}
+    store.put_many(blocks, verify=False)
+    return stage, len(wanted)

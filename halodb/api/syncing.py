@@ -1,0 +1,32 @@
+"""Sync as the registry runs it: an initial sync over the network first asks for the head's
+index as subtree CARs (where the store can send them), then :func:`halodb.sync.sync`."""
+
+from __future__ import annotations
+
+from halodb.blockstore.base import BlockStore
+from halodb.cache import Cache
+from halodb.index.history import load_commit
+from halodb.index.index import Index
+from halodb.ipld import CID
+from halodb.sync import SyncResult, sync
+from halodb.util.perf import paused_gc
+
+__all__ = ["sync_name"]
+
+
+def sync_name(
+    store: BlockStore, index: Index, cache: Cache, name: str, head: CID, *, prefetch_spread: int, prefetch_workers: int
+) -> SyncResult:
+    """Materialize ``name``'s history up to ``head`` into ``cache``, all or nothing.
+
+    ``prefetch_spread``: an initial sync asks for up to this many subtree CARs, about one per
+    40 datasets (1: one CAR in all; 0: none, every block is asked for on its own).
+    """
+    if store.is_remote_backed and prefetch_spread and cache.sync_state(name) is None:
+        index_cid = load_commit(store, head).index
+        spread = prefetch_spread
+        if spread > 1:
+            spread = min(spread, max(16, index.load_root(index_cid).count // 40))
+        store.prefetch(index_cid, spread=spread, workers=prefetch_workers)
+    with paused_gc():
+        return sync(store, index, cache, name, head)
