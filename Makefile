@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install kubo dns demo test typecheck bench bench-quick clean
+.PHONY: install kubo dns demo test typecheck lint bench bench-quick clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,11 +24,17 @@ kubo: tools/bin/ipfs
 dns:
 	scripts/install-dns.sh
 
+# tests run in a random order (pytest-randomly prints the seed; `pytest --randomly-seed=N` repeats an order)
 test: install tools/bin/ipfs dns
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 typecheck: install
+	$(BIN)/mypy
+
+lint: install
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 
 bench: install

@@ -33,7 +33,7 @@ import pyarrow as pa  # noqa: E402
 from halodb.cache import Cache, ChangeRecord, CommitRecord, ItemRecord, SyncPlan  # noqa: E402
 from halodb.cache.arrow_columns import strings  # noqa: E402
 from halodb.cache.materialize import ITEM_BATCH, plan_columns  # noqa: E402
-from halodb.cache.stac_columns import encode_item, items_table  # noqa: E402
+from halodb.cache.stac_columns import ItemColumns, encode_item, item_columns, items_table  # noqa: E402
 
 T0 = datetime(2024, 9, 1, tzinfo=timezone.utc)
 PLATFORMS = ["HALO", "ATR", "METEOR", "BCO"]
@@ -81,15 +81,24 @@ def make_item(i: int, rev: int = 0) -> dict[str, Any]:
     }
 
 
+#: the STAC items of the records made so far, by item CID (what a block store would hold)
+ITEMS: dict[str, dict[str, Any]] = {}
+
+
 def record(i: int, rev: int = 0) -> ItemRecord:
-    item = make_item(i, rev)
-    return ItemRecord(
+    r = ItemRecord(
         key=f"ds/{i:07d}",
         item_cid=fake_cid(f"item-{i}-{rev}"),
         data_cid=fake_cid(f"data-{i}-{rev}"),
         path=f"products/{PLATFORMS[i % 4]}/{i:07d}.zarr",
-        item=item,
     )
+    ITEMS[r.item_cid] = make_item(i, rev)
+    return r
+
+
+def load_item_columns(cids: list[str]) -> ItemColumns:
+    """The plans' item source: the items made by :func:`record`, as the sync reads them from blocks."""
+    return item_columns(cids, [ITEMS[c] for c in cids])
 
 
 def commit(n: int, changes: list[ChangeRecord], parents: list[str]) -> CommitRecord:
@@ -101,7 +110,7 @@ def sql_extraction(records: list[ItemRecord], db: Path) -> float:
     with Cache(db):
         pass
     t = time.perf_counter()
-    texts = [encode_item(r.item) for r in records]
+    texts = [encode_item(ITEMS[r.item_cid]) for r in records]
     table = pa.table({"item_cid": strings([r.item_cid for r in records]), "j": strings(texts)})  # no pa.array: pandas
     con = duckdb.connect(str(db))
     con.execute("SET TimeZone = 'UTC'")
@@ -127,7 +136,7 @@ def python_extraction(records: list[ItemRecord], db: Path) -> float:
     with Cache(db):
         pass
     t = time.perf_counter()
-    table = items_table([r.item_cid for r in records], [r.item for r in records])
+    table = items_table([r.item_cid for r in records], [ITEMS[r.item_cid] for r in records])
     con = duckdb.connect(str(db))
     con.execute("SET TimeZone = 'UTC'")
     con.begin()
@@ -155,16 +164,17 @@ def main() -> None:
           f"{os.cpu_count()} CPUs, {n:,} items")  # fmt: skip
 
     records = [record(i) for i in range(n)]
-    item_bytes = sum(len(encode_item(r.item)) for r in records[:1000]) / 1000
+    item_bytes = sum(len(encode_item(ITEMS[r.item_cid])) for r in records[:1000]) / 1000
     print(f"item JSON ~{item_bytes:.0f} bytes")
     first = commit(0, [ChangeRecord(r.key, r) for r in records], [])
-    plan = SyncPlan("bench", first.cid, False, [first])
+    plan = SyncPlan("bench", first.cid, False, [first], load_item_columns=load_item_columns)
 
     # the Python-only parts, measured alone (same code as inside apply)
     t = time.perf_counter()
     cols = plan_columns(plan)
     t_plan = time.perf_counter() - t
-    cids, items = list(cols.items), list(cols.items.values())
+    cids = list(cols.items)
+    items = [ITEMS[c] for c in cids]
     t = time.perf_counter()
     for item in items:
         encode_item(item)
@@ -196,7 +206,7 @@ def main() -> None:
     removed = [ChangeRecord(f"ds/{i:07d}", None) for i in range(5, n, 100)]
     second = commit(1, changed + removed, [first.cid])
     t = time.perf_counter()
-    cache.apply(SyncPlan("bench", second.cid, False, [second]))
+    cache.apply(SyncPlan("bench", second.cid, False, [second], load_item_columns=load_item_columns))
     t_inc = time.perf_counter() - t
     k = len(second.changes)
     print(f"apply, incremental ({len(changed):,} changed + {len(removed):,} removed of {n:,}): "

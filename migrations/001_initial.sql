@@ -1,4 +1,4 @@
--- 001_initial: the first schema of the HaloDB DuckDB cache (architecture section 5).
+-- 001_initial: the first schema of the HaloDB DuckDB cache (see docs/internals/cache-and-sync.md).
 --
 -- How migrations work (halodb/cache/migrate.py): every file NNN_name.sql in this folder
 -- is applied once, in number order, inside ONE transaction together with its row in

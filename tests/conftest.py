@@ -8,9 +8,17 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from .requirements import require
+
+if TYPE_CHECKING:  # imported where used, so collecting a test does not load them
+    from halodb.api.registry import Registry
+
+    from .dns_server import DnsServer
+    from .kubo_node import KuboNode
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -19,11 +27,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 def shared_data(*parts: str) -> Path:
     """A path under ../shared/data; fails (CI) or skips (locally) when it is missing."""
     path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        msg = f"reference data missing: {path} (expected ../shared/data beside the checkout)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require(path.exists(), f"reference data missing: {path} (expected ../shared/data beside the checkout)")
     return path
 
 
@@ -33,7 +37,7 @@ def home(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def registry(home: Path) -> Iterator[Any]:
+def registry(home: Path) -> Iterator[Registry]:
     import halodb
 
     reg = halodb.open(home, create=True)
@@ -77,24 +81,24 @@ def run_cli(home: Path, *args: str, stdin: str | None = None, env: dict[str, str
 
 
 @pytest.fixture(scope="module")
-def kubo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def kubo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KuboNode]:
     """A real Kubo daemon for one test module (see tests/kubo_node.py)."""
     yield from _running_node(tmp_path_factory, "kubo", no_fetch=False)
 
 
 @pytest.fixture(scope="module")
-def kubo_local_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def kubo_local_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KuboNode]:
     """A Kubo daemon whose gateway answers only from local blocks (404 otherwise)."""
     yield from _running_node(tmp_path_factory, "kubo-local", no_fetch=True)
 
 
 @pytest.fixture(scope="module")
-def kubo_offline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def kubo_offline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KuboNode]:
     """A Kubo daemon started with ``--offline``: no swarm; IPNS records live in its datastore."""
     yield from _running_node(tmp_path_factory, "kubo-offline", no_fetch=True, offline=True)
 
 
-def _running_node(factory: pytest.TempPathFactory, name: str, *, no_fetch: bool, offline: bool = False) -> Iterator[Any]:
+def _running_node(factory: pytest.TempPathFactory, name: str, *, no_fetch: bool, offline: bool = False) -> Iterator[KuboNode]:
     from .kubo_node import KuboNode
 
     node = KuboNode(factory.mktemp(name) / "repo", no_fetch=no_fetch, offline=offline).start()
@@ -105,7 +109,7 @@ def _running_node(factory: pytest.TempPathFactory, name: str, *, no_fetch: bool,
 
 
 @pytest.fixture(scope="module")
-def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsServer]:
     """A real BIND 9 (``named``) for one test module (see tests/dns_server.py)."""
     from .dns_server import DnsServer
 

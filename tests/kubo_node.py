@@ -19,9 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from .loopback import stop_process
+from .requirements import missing
 
 ROOT = Path(__file__).resolve().parents[1]
 IPFS = ROOT / "tools" / "bin" / "ipfs"
@@ -30,10 +29,7 @@ IPFS = ROOT / "tools" / "bin" / "ipfs"
 def ipfs_binary() -> Path:
     found = IPFS if IPFS.exists() else (Path(p) if (p := shutil.which("ipfs")) else None)
     if found is None:
-        msg = f"Kubo is not installed ({IPFS}); run scripts/install-kubo.sh or `make test`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+        missing(f"Kubo is not installed ({IPFS}); run `make kubo` (scripts/install-kubo.sh) or `make test`")
     return found
 
 

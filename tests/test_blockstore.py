@@ -12,7 +12,6 @@ import libipld
 import pytest
 
 import halodb.blockstore as blockstore_pkg
-from .blockstore_conformance import BlockStoreTests, absent_cid, cbor_block, raw_block
 from halodb.blockstore import (
     Block,
     BlockStore,
@@ -34,6 +33,7 @@ from halodb.errors import (
     VerificationError,
 )
 from halodb.ipld import CID, RAW, make_block
+from halodb.testing.blockstore import BlockStoreTests, absent_cid, cbor_block, raw_block
 
 
 # == conformance ============================================================================

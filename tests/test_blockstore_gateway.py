@@ -14,8 +14,8 @@ from halodb.blockstore.gateway import GatewayStore
 from halodb.blockstore.kubo import KuboStore
 from halodb.errors import BlockNotFoundError, BlockStoreError, VerificationError
 from halodb.ipld import CID, make_block
+from halodb.testing.blockstore import BlockStoreTests
 
-from .blockstore_conformance import BlockStoreTests
 from .kubo_node import KuboNode
 
 

@@ -13,8 +13,8 @@ from halodb.blockstore.base import BlockStore
 from halodb.blockstore.kubo import KuboStore
 from halodb.errors import BlockStoreError
 from halodb.ipld import CID, decode, make_block
+from halodb.testing.blockstore import BlockStoreTests
 
-from .blockstore_conformance import BlockStoreTests
 from .kubo_node import KuboNode
 
 

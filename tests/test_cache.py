@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.resources
 import shutil
 import subprocess
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,11 @@ import duckdb
 import pytest
 
 import halodb.cache
-from halodb.cache import Cache, ChangeRecord, CommitRecord, ItemRecord, SyncPlan, SyncState
+from halodb.cache import Cache, ChangeRecord, CommitRecord, SyncPlan, SyncState
 from halodb.cache import db as db_mod
 from halodb.cache import migrate as migrate_mod
 from halodb.errors import CacheError, MigrationError, QueryError
-from .test_cache_helpers import PYTHON, T0, cid, commit, drop, dump, plan, put, rec
+from .test_cache_helpers import PYTHON, T0, Rec, cid, commit, drop, dump, plan, put, rec
 
 
 def test_public_api_is_pinned() -> None:
@@ -407,21 +408,21 @@ def test_sync_state_and_heads(tmp_path: Path) -> None:
         (lambda: plan("n", [commit("c2", [put(rec("x"))], day=-1, after="c1")]), "older than the synced head"),
         (lambda: plan("n", [commit("c2", [], day=2, after="c1"), commit("c3", [], day=1, after="c2")]), "non-decreasing"),
         (lambda: SyncPlan("n", cid("elsewhere"), False, []), "use a reset plan"),
-        (lambda: plan("n", [commit("c2", [put(ItemRecord("x", cid("i"), None, None, ["not", "a", "dict"]))], day=1, after="c1")]),  # type: ignore[arg-type]
+        (lambda: plan("n", [commit("c2", [put(Rec("x", cid("i"), None, None, ["not", "a", "dict"]))], day=1, after="c1")]),
          "not a JSON object"),
         # (NaN cannot reach the cache: DAG-CBOR has no NaN, so no verified block holds one)
-        (lambda: plan("n", [commit("c2", [put(ItemRecord("x", cid("i"), None, None, {"v": {1: "x"}}))], day=1, after="c1")]),
+        (lambda: plan("n", [commit("c2", [put(Rec("x", cid("i"), None, None, {"v": {1: "x"}}))], day=1, after="c1")]),
          "cannot be stored as JSON"),
-        (lambda: plan("n", [commit("c2", [put(ItemRecord("x", cid("i"), 42, None, {}))], day=1, after="c1")]), "not a string"),  # type: ignore[arg-type]
+        (lambda: plan("n", [commit("c2", [put(Rec("x", cid("i"), 42, None, {}))], day=1, after="c1")]), "not a string"),  # type: ignore[arg-type]
     ],
 )
-def test_malformed_plans_are_refused_and_change_nothing(tmp_path: Path, bad: object, match: str) -> None:
+def test_malformed_plans_are_refused_and_change_nothing(tmp_path: Path, bad: Callable[[], SyncPlan], match: str) -> None:
     path = tmp_path / "c.duckdb"
     with Cache(path) as cache:
         cache.apply(plan("n", [commit("c1", [put(rec("a"))])]))
     before = dump(path)
     with Cache(path) as cache, pytest.raises(CacheError, match=match):
-        cache.apply(bad())  # type: ignore[operator]
+        cache.apply(bad())
     assert dump(path) == before
 
 
@@ -478,7 +479,7 @@ def _other_process_can_write(path: Path) -> bool:
 
 def test_keep_open_serves_the_first_call_then_releases_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     opened: list[bool] = []
-    real_open = db_mod.open_connection
+    from halodb.cache.connect import open_connection as real_open  # what db_mod.open_connection is
 
     def counting_open(*args: Any, **kwargs: Any) -> Any:
         opened.append(kwargs["read_only"])
@@ -577,15 +578,15 @@ def test_stac_fields_are_extracted_leniently(tmp_path: Path) -> None:
         },
     }
     records = [
-        ItemRecord("full", cid("full"), "d1", "p/full", {
+        Rec("full", cid("full"), "d1", "p/full", {
             "id": "full", "collection": "HALO", "bbox": [1, 2.5, 3, 4],
             "properties": {"datetime": "2024-08-11T10:00:00+02:00", "platform": "HALO", "instruments": ["radar"],
                            "keywords": ["k"], "title": "Full"}}),  # fmt: skip
-        ItemRecord("range", cid("range"), "d2", "p/range", {
+        Rec("range", cid("range"), "d2", "p/range", {
             "id": "range", "properties": {"datetime": None, "start_datetime": "2024-08-10", "end_datetime": "2024-08-12T00:00:00"}}),  # fmt: skip
-        ItemRecord("bare", cid("bare"), None, None, {}),
-        ItemRecord("odd", cid("odd"), "d4", "p/odd", odd),
-        ItemRecord("noprops", cid("noprops"), "d5", "p/np", {"id": "np", "properties": "nope"}),
+        Rec("bare", cid("bare"), None, None, {}),
+        Rec("odd", cid("odd"), "d4", "p/odd", odd),
+        Rec("noprops", cid("noprops"), "d5", "p/np", {"id": "np", "properties": "nope"}),
     ]
     with Cache(tmp_path / "c.duckdb") as cache:
         cache.apply(plan("n", [commit("c1", [put(r) for r in records])]))
@@ -610,9 +611,11 @@ def test_stac_fields_are_extracted_leniently(tmp_path: Path) -> None:
 
 
 def test_item_json_round_trips(tmp_path: Path) -> None:
-    item = rec("a").item | {"properties": {"title": "Ünïcode ✓", "gsd": 0.5, "nested": {"list": [1, None, True]}}}
+    base = rec("a").item
+    assert base is not None
+    item = base | {"properties": {"title": "Ünïcode ✓", "gsd": 0.5, "nested": {"list": [1, None, True]}}}
     with Cache(tmp_path / "c.duckdb") as cache:
-        cache.apply(plan("n", [commit("c1", [put(ItemRecord("a", cid("i"), None, None, item))])]))
+        cache.apply(plan("n", [commit("c1", [put(Rec("a", cid("i"), None, None, item))])]))
         (text,), = cache.sql("SELECT item FROM items")[1]
     import json
 

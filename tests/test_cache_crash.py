@@ -76,15 +76,15 @@ def test_failure_while_encoding_a_later_item_batch(populated: Path, monkeypatch:
     before = dump(populated)
     monkeypatch.setattr(materialize, "ITEM_BATCH", 3)
     calls = {"n": 0}
-    original = stac_columns.items_table
+    original = stac_columns.columns_table
 
-    def items_table(*args: Any) -> Any:
+    def columns_table(*args: Any) -> Any:
         calls["n"] += 1
         if calls["n"] == 3:  # two batches are in DuckDB already
             raise ValueError("injected while encoding batch 3")
         return original(*args)
 
-    monkeypatch.setattr(materialize, "items_table", items_table)
+    monkeypatch.setattr(materialize, "columns_table", columns_table)
     big = plan("n", [commit("n3", [put(rec(f"k{i}")) for i in range(20)], day=2, after="n2")])
     with Cache(populated) as cache, pytest.raises(CacheError, match="batch 3"):
         cache.apply(big)

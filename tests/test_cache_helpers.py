@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import duckdb
 
 from halodb.cache import ChangeRecord, CommitRecord, ItemRecord, SyncPlan
+from halodb.cache.stac_columns import ItemColumns, item_columns
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2024, 9, 1, tzinfo=timezone.utc)
@@ -50,9 +52,17 @@ def stac(key: str, rev: int = 0, **props: Any) -> dict[str, Any]:
     }
 
 
-def rec(key: str, rev: int = 0, *, path: str | None = None, data: str | None = None) -> ItemRecord:
-    """The ItemRecord of ``key`` at revision ``rev`` (same inputs -> same item CID)."""
-    return ItemRecord(
+@dataclass(frozen=True)
+class Rec(ItemRecord):
+    """An ItemRecord that carries its STAC item JSON, for plans built without a block store:
+    :func:`plan` reads the items of its commits' records from here."""
+
+    item: Any = field(default=None, compare=False)
+
+
+def rec(key: str, rev: int = 0, *, path: str | None = None, data: str | None = None) -> Rec:
+    """The record of ``key`` at revision ``rev`` (same inputs -> same item CID)."""
+    return Rec(
         key=key,
         item_cid=cid(f"item:{key}:{rev}"),
         data_cid=data if data is not None else cid(f"data:{key}:{rev}"),
@@ -85,9 +95,17 @@ def commit(
     return CommitRecord(cid(f"commit:{label}"), parents or [], cid(f"index:{label}"), time, "tester", label, changes)
 
 
-def plan(name: str, commits: list[CommitRecord], *, reset: bool = False) -> SyncPlan:
-    head = commits[-1].cid if commits else cid("empty")
-    return SyncPlan(name, head, reset, commits)
+def plan(name: str, commits: list[CommitRecord], *, reset: bool = False, head: str | None = None) -> SyncPlan:
+    """A plan whose items are read from its :class:`Rec` records (the last one of a CID wins);
+    ``head`` defaults to the last commit."""
+    if head is None:
+        head = commits[-1].cid if commits else cid("empty")
+    items = {c.new.item_cid: c.new.item for commit in commits for c in commit.changes if isinstance(c.new, Rec)}
+
+    def load_item_columns(cids: list[str]) -> ItemColumns:
+        return item_columns(cids, [items[c] for c in cids])
+
+    return SyncPlan(name, head, reset, commits, load_item_columns=load_item_columns)
 
 
 def dump(path: Path) -> dict[str, Any]:

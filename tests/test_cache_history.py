@@ -16,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from halodb.cache import Cache, ChangeRecord, CommitRecord, ItemRecord, SyncPlan
+from halodb.cache import Cache, ChangeRecord, CommitRecord
 from halodb.errors import CacheError
 
 from .conftest import shared_data
-from .test_cache_helpers import T0, cid, stac
+from .test_cache_helpers import T0, Rec, cid, plan, stac
 
 KEYS = ["a", "b", "c", "d", "e"]
 PATHS = ["p/1", "p/2", "p/3"]
@@ -47,8 +47,8 @@ class Model:
         return {k for s in self.states for k in s}
 
 
-def _record(key: str, rev: int, path: str | None, data: int | None) -> ItemRecord:
-    return ItemRecord(key, cid(f"item:{key}:{rev}"), None if data is None else cid(f"data:{data}"), path, stac(key, rev))
+def _record(key: str, rev: int, path: str | None, data: int | None) -> Rec:
+    return Rec(key, cid(f"item:{key}:{rev}"), None if data is None else cid(f"data:{data}"), path, stac(key, rev))
 
 
 change_st = st.one_of(
@@ -115,11 +115,11 @@ def test_items_at_and_cid_at_match_a_model_of_random_histories(
     commits, model = _build(raw, "real")
     other, _ = _build([(0, {"a": (9, "p/1", 9), "z": (0, None, None)})], "other")
     with tempfile.TemporaryDirectory() as tmp, Cache(Path(tmp) / "c.duckdb") as cache, cache.session():
-        cache.apply(SyncPlan("other", other[-1].cid, False, other))
+        cache.apply(plan("other", other, head=other[-1].cid, reset=False))
         other_before = cache.sql("SELECT * FROM item_versions WHERE name = 'other' ORDER BY ALL")
         if junk is not None:  # a history that is rewritten: the first real plan resets
             junk_commits, _ = _build(junk, "junk")
-            cache.apply(SyncPlan("n", junk_commits[-1].cid, False, junk_commits))
+            cache.apply(plan("n", junk_commits, head=junk_commits[-1].cid, reset=False))
         # apply the real history in several plans, cut where `cuts` says
         plans: list[list[CommitRecord]] = [[]]
         for i, c in enumerate(commits):
@@ -127,7 +127,7 @@ def test_items_at_and_cid_at_match_a_model_of_random_histories(
                 plans.append([])
             plans[-1].append(c)
         for i, group in enumerate(plans):
-            cache.apply(SyncPlan("n", group[-1].cid, junk is not None and i == 0, group))
+            cache.apply(plan("n", group, head=group[-1].cid, reset=junk is not None and i == 0))
 
         for i, ts in enumerate(_probes(model)):
             _, rows = cache.sql("SELECT key, item_cid, data_cid, path FROM items_at(?, 'n')", [ts])
@@ -192,7 +192,7 @@ def _orcestra() -> tuple[list[CommitRecord], list[tuple[datetime, dict[str, str]
         for path in sorted(tree):
             if previous.get(path) != tree[path]:
                 item = {"id": path.rsplit("/", 1)[-1], "properties": {"datetime": entry["date"], "title": path}}
-                changes.append(ChangeRecord(_key(path), ItemRecord(_key(path), cid(f"{path}={tree[path]}"), tree[path], path, item)))
+                changes.append(ChangeRecord(_key(path), Rec(_key(path), cid(f"{path}={tree[path]}"), tree[path], path, item)))
         parents = [commits[-1].cid] if commits else []
         commits.append(CommitRecord(entry["commit"], parents, cid("index:" + entry["commit"]), when, "orcestra", entry["message"], changes))
         versions.append((when, tree))
@@ -213,7 +213,7 @@ def test_orcestra_tree_history_time_travel(tmp_path: Path) -> None:
 
     with Cache(tmp_path / "c.duckdb") as cache, cache.session():
         for lo, hi in [(0, 40), (40, 41), (41, 120), (120, len(commits))]:
-            cache.apply(SyncPlan("orcestra", commits[hi - 1].cid, False, commits[lo:hi]))
+            cache.apply(plan("orcestra", commits[lo:hi], head=commits[hi - 1].cid, reset=False))
         probes = sorted({t for t, _ in versions} | {t + timedelta(seconds=s) for t, _ in versions for s in (-1, 1)})
         for ts in probes:
             _, rows = cache.sql("SELECT path, data_cid FROM items_at(?, 'orcestra')", [ts])

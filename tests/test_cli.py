@@ -149,7 +149,9 @@ def test_sync_killed_at_any_point_leaves_the_cache_whole(tmp_path: Path) -> None
         p.send_signal(signal.SIGKILL)
         p.wait()
         reg = halodb.open(home)
-        head = reg.cache.sync_state("latest").head
+        state = reg.cache.sync_state("latest")
+        assert state is not None  # the first sync finished before any kill
+        head = state.head
         n = reg.sql("SELECT count(*) FROM items")[1][0][0]
         reg.close()
         assert (head, n) in ((first, 500), (second, 30_500)), (delay, head, n)

@@ -35,9 +35,9 @@ def names(server: DnsServer, **kw: Any) -> DNSLinkNames:
 class PausingNames(DNSLinkNames):
     """Runs ``after_read`` once, right after publish read the current records: an interleaving writer."""
 
-    def __init__(self, *args: Any, after_read: Callable[[], None], **kw: Any) -> None:
+    def __init__(self, *args: Any, after_read: Callable[[], object], **kw: Any) -> None:
         super().__init__(*args, **kw)
-        self.after_read: Callable[[], None] | None = after_read
+        self.after_read: Callable[[], object] | None = after_read
 
     def _read(self, record: str, server: tuple[str, int]) -> dns.rrset.RRset | None:
         rrset = super()._read(record, server)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +28,15 @@ from halodb.ipld import (
     verify_block,
 )
 
-DATA = Path(__file__).parents[1].parent / "shared" / "data"
-FIXTURES = DATA / "ipld-codec-fixtures"
+from .conftest import SHARED_DATA
+from .requirements import require
+
+FIXTURES = SHARED_DATA / "ipld-codec-fixtures"
 
 
 def require_fixtures() -> Path:
     """The codec fixtures directory; fails under CI and skips elsewhere when it is missing."""
-    if not (FIXTURES / "fixtures").is_dir():
-        message = f"the IPLD codec fixtures are missing: expected them at {FIXTURES}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require((FIXTURES / "fixtures").is_dir(), f"the IPLD codec fixtures are missing: expected them at {FIXTURES}")
     return FIXTURES
 
 

@@ -13,7 +13,7 @@ import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,9 @@ from halodb.scan.scanner import ScanReport, scan
 
 from . import zarr_datasets as zd
 from .conftest import run_cli
+
+#: the ``scanned`` fixture: the registry, its first scan's report and the progress calls
+Scanned = tuple[halodb.Registry, ScanReport, list[tuple[int, int]]]
 
 #: where each good dataset goes in the campaign tree
 PLACES = {
@@ -120,7 +123,7 @@ def campaign(kubo: Any, tmp_path_factory: pytest.TempPathFactory) -> Campaign:
 
 
 @pytest.fixture(scope="module")
-def scanned(campaign: Campaign, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, ScanReport, list[Any]]]:
+def scanned(campaign: Campaign, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scanned]:
     """A registry on the Kubo node after one scan of the whole campaign, committed, published and synced."""
     reg = halodb.open(tmp_path_factory.mktemp("scan-home"), store=campaign.kubo.api, create=True)
     calls: list[tuple[int, int]] = []
@@ -146,7 +149,7 @@ def test_the_sharded_folder_really_is_a_hamt(campaign: Campaign) -> None:
     store.close()
 
 
-def test_scan_finds_extracts_and_stages_every_dataset(campaign: Campaign, scanned: tuple[Any, ScanReport]) -> None:
+def test_scan_finds_extracts_and_stages_every_dataset(campaign: Campaign, scanned: Scanned) -> None:
     reg, report, calls = scanned
     by_path = {d.path: d for d in report.datasets}
     assert set(by_path) == set(campaign.paths)
@@ -163,7 +166,7 @@ def test_scan_finds_extracts_and_stages_every_dataset(campaign: Campaign, scanne
             assert d.cid == (campaign.sondes[d.path.rsplit("/", 1)[1]] if name.startswith("sonde") else campaign.cids[name])
 
 
-def test_broken_datasets_name_path_attribute_and_file(campaign: Campaign, scanned: tuple[Any, ScanReport]) -> None:
+def test_broken_datasets_name_path_attribute_and_file(campaign: Campaign, scanned: Scanned) -> None:
     _, report, _ = scanned
     failed = {d.path: d for d in report.failed}
     for name in BROKEN:
@@ -177,7 +180,7 @@ def test_broken_datasets_name_path_attribute_and_file(campaign: Campaign, scanne
     assert f"error    broken/{campaign.specs['bad_units'].name}: time: " in str(report)
 
 
-def test_sql_over_the_synced_items_matches_the_generators(campaign: Campaign, scanned: tuple[Any, ScanReport]) -> None:
+def test_sql_over_the_synced_items_matches_the_generators(campaign: Campaign, scanned: Scanned) -> None:
     reg, _, _ = scanned
     cols, rows = reg.sql("SELECT key, path, data_cid, platform, start_datetime, end_datetime, datetime, bbox, "
                          "collection, id FROM items ORDER BY path")
@@ -215,7 +218,7 @@ def test_sql_over_the_synced_items_matches_the_generators(campaign: Campaign, sc
 
 
 def test_rescan_after_one_dataset_changed_extracts_only_that_one(campaign: Campaign,
-                                                                 scanned: tuple[Any, ScanReport]) -> None:
+                                                                 scanned: Scanned) -> None:
     reg, first, _ = scanned
     cache = ScanCache(Path(reg.home) / "scan-cache")
     entries = len(cache)
@@ -232,6 +235,7 @@ def test_rescan_after_one_dataset_changed_extracts_only_that_one(campaign: Campa
     tree = json.loads(json.dumps(campaign.tree))
     tree["products"]["HALO"]["BAHAMAS"]["HALO-20240811a.zarr"] = new_cid
     before = reg.head
+    assert before is not None  # the fixture committed the first scan
     report = reg.scan(campaign.build(tree))
     assert report.count("extracted") == 1 and len(cache) == entries + 1
     (changed,) = [d for d in report.datasets if d.change == "changed"]
@@ -243,7 +247,7 @@ def test_rescan_after_one_dataset_changed_extracts_only_that_one(campaign: Campa
     assert title["properties"]["title"].endswith(", v2")
 
 
-def test_retry_errors_and_a_corrupt_cache_file_read_again(campaign: Campaign, scanned: tuple[Any, ScanReport]) -> None:
+def test_retry_errors_and_a_corrupt_cache_file_read_again(campaign: Campaign, scanned: Scanned) -> None:
     reg, _, _ = scanned
     report = reg.scan(campaign.root, retry_errors=True, remove=False)
     assert report.count("extracted") == len(BROKEN)
@@ -257,7 +261,7 @@ def test_retry_errors_and_a_corrupt_cache_file_read_again(campaign: Campaign, sc
 
 
 def test_removed_datasets_are_staged_for_removal_only_under_the_prefix(campaign: Campaign,
-                                                                        scanned: tuple[Any, ScanReport]) -> None:
+                                                                        scanned: Scanned) -> None:
     reg, _, _ = scanned
     assert not reg.staged()
     tree = json.loads(json.dumps(campaign.tree))
@@ -275,7 +279,7 @@ def test_removed_datasets_are_staged_for_removal_only_under_the_prefix(campaign:
 
 
 def test_walk_limits_end_the_walk_with_an_error_and_remove_nothing(campaign: Campaign,
-                                                                   scanned: tuple[Any, ScanReport]) -> None:
+                                                                   scanned: Scanned) -> None:
     reg, _, _ = scanned
     report = reg.scan(campaign.root, max_depth=2)
     assert report.walk_error is not None and "deeper than 2 levels" in report.walk_error
@@ -284,7 +288,7 @@ def test_walk_limits_end_the_walk_with_an_error_and_remove_nothing(campaign: Cam
     reg.reset_stage()
 
 
-def test_roots_by_name_prefix_and_collection(campaign: Campaign, scanned: tuple[Any, ScanReport]) -> None:
+def test_roots_by_name_prefix_and_collection(campaign: Campaign, scanned: Scanned) -> None:
     reg, _, _ = scanned
     reg.names.publish("campaign-data", halodb.CID.parse(campaign.root))
     report = reg.scan("campaign-data/products/BCO/sondes", collection="bco")
@@ -311,11 +315,11 @@ def test_roots_by_name_prefix_and_collection(campaign: Campaign, scanned: tuple[
         reg.scan(f"ipfs://{campaign.root}/README.md")
 
 
-def test_scan_through_the_nodes_http_gateway_gives_the_same_items(campaign: Campaign, scanned: tuple[Any, ScanReport],
+def test_scan_through_the_nodes_http_gateway_gives_the_same_items(campaign: Campaign, scanned: Scanned,
                                                                    tmp_path: Path) -> None:
     reg, first, _ = scanned
     with halodb.open(tmp_path / "gw-home", store=campaign.kubo.gateway, create=True) as gw:
-        report = scan(gw, f"ipfs://{campaign.root}/products")
+        report = gw.scan(f"ipfs://{campaign.root}/products")
         assert report.count("extracted") == len(report.datasets) == len(PLACES) + N_SHARDED
         mine = {k: e.item for k, e in gw.staged().upserts.items()}
     theirs = {d.key: d.item for d in first.datasets if d.key is not None}

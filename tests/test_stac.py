@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from halodb.errors import InputError, InvalidItemError
 from halodb.ipld import CID
+from tests.pystac_oracle import validate_with_pystac
 from halodb.stac import (
     data_cid,
     dataset_key,
@@ -27,25 +28,14 @@ from halodb.stac import (
     read_items,
     split_key,
     stub_item,
-    validate_with_pystac,
 )
 
-DATA = Path(__file__).parents[1].parent / "shared" / "data"
-EXAMPLES = DATA / "stac-examples" / "examples"
-TREE = DATA / "orcestra" / "tree.yaml"
+from .conftest import SHARED_DATA, shared_data
+
+EXAMPLES = SHARED_DATA / "stac-examples" / "examples"
 
 CID_V1 = "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq"
 CID_V0 = "QmVdi8e6yR2exaUc7dv3ErQta2R7YobQGQNEcgQE9HLioj"
-
-
-def require(path: Path) -> Path:
-    """The reference data at ``path``: fail loudly on CI when it is missing, else skip."""
-    if not path.exists():
-        msg = f"reference data missing: {path} (expected ../shared/data next to the project)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
 
 
 def example_item_files() -> list[Path]:
@@ -89,7 +79,7 @@ def message_of(value: Any, source: str = "items/flight1.json") -> InvalidItemErr
 # --- the STAC spec's own examples --------------------------------------------------------------
 @pytest.mark.parametrize("path", example_item_files() or [None], ids=lambda p: p.name if p else "missing")
 def test_spec_example_items_parse_and_validate_with_pystac(path: Path | None) -> None:
-    require(EXAMPLES)
+    shared_data("stac-examples", "examples")
     assert path is not None
     raw = json.loads(path.read_text())
     item = parse_item(raw, str(path))
@@ -100,12 +90,12 @@ def test_spec_example_items_parse_and_validate_with_pystac(path: Path | None) ->
 
 
 def test_spec_examples_hold_several_items() -> None:
-    require(EXAMPLES)
+    shared_data("stac-examples", "examples")
     assert len(example_item_files()) >= 5
 
 
 def test_read_items_over_spec_examples_skips_catalogs_and_collections() -> None:
-    folder = require(EXAMPLES)
+    folder = shared_data("stac-examples", "examples")
     skipped: list[tuple[str, str]] = []
     got = list(read_items([str(folder)], None, on_skip=lambda s, why: skipped.append((s, why))))
     assert sorted(Path(s).name for s, _ in got) == sorted(p.name for p in example_item_files())
@@ -116,7 +106,7 @@ def test_read_items_over_spec_examples_skips_catalogs_and_collections() -> None:
 
 
 def test_example_normalizes_datetime_fraction() -> None:
-    require(EXAMPLES)
+    shared_data("stac-examples", "examples")
     raw = json.loads((EXAMPLES / "simple-item.json").read_text())
     assert raw["properties"]["datetime"] == "2020-12-11T22:38:32.125000Z"
     assert parse_item(raw, "simple-item.json")["properties"]["datetime"] == "2020-12-11T22:38:32.125Z"
@@ -610,7 +600,7 @@ def test_stub_item_bad_input(path: str, cid: str, collection: str) -> None:
 def test_stub_items_for_every_leaf_of_the_real_tree() -> None:
     import yaml
 
-    tree = yaml.safe_load(require(TREE).read_text())
+    tree = yaml.safe_load(shared_data("orcestra", "tree.yaml").read_text())
     leaves: list[tuple[str, str]] = []
 
     def visit(node: dict[str, Any], prefix: str) -> None:
@@ -636,10 +626,10 @@ def test_committed_json_schema_is_current() -> None:
     """schemas/stac-item.schema.json is what the pydantic model generates (regenerate on change)."""
     import json as _json
 
-    from halodb.stac import item_json_schema
+    from halodb.stac.items import item_json_schema
 
     path = Path(__file__).resolve().parents[1] / "schemas" / "stac-item.schema.json"
     assert _json.loads(path.read_text()) == _json.loads(_json.dumps(item_json_schema())), (
-        "regenerate: python -c 'import json; from halodb.stac import item_json_schema; "
+        "regenerate: python -c 'import json; from halodb.stac.items import item_json_schema; "
         "print(json.dumps(item_json_schema(), indent=2, sort_keys=True))' > schemas/stac-item.schema.json"
     )

@@ -114,7 +114,8 @@ def test_a_gateway_node_that_disappears_mid_sync(nodes: tuple[KuboNode, KuboNode
         with pytest.raises(halodb.HaloDBError) as info:
             client.sync("latest")
         assert "127.0.0.1" in str(info.value)
-        assert client.cache.sync_state("latest").head == str(c1)
+        state = client.cache.sync_state("latest")
+        assert state is not None and state.head == str(c1)
         assert client.sql("SELECT count(*) FROM items WHERE data_cid LIKE 'bafk%'")[1][0][0] == 200
         client.close()
 

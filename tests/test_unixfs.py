@@ -162,8 +162,8 @@ def test_range_reads_fetch_only_the_chunks_they_need(kubo: Any, roots: dict[str,
     store = KuboStore(kubo.api)
     tree = UnixFSTree(store, roots["chunk256"])
     root_node = tree.node(tree.resolve("sizes/f300000.bin") or tree.root)
-    assert root_node.fs is not None and len(root_node.pb.links) > 1  # type: ignore[union-attr]
-    child = tree.node(root_node.pb.links[0].cid)  # type: ignore[union-attr]
+    assert root_node.fs is not None and root_node.pb is not None and len(root_node.pb.links) > 1
+    child = tree.node(root_node.pb.links[0].cid)
     assert child.pb is not None and child.pb.links, "expected a file DAG of more than two levels"
     store.stats.reset()
     fresh = UnixFSTree(store, roots["chunk256"])

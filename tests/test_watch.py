@@ -127,7 +127,12 @@ def test_watch_follows_a_dnslink_name_published_to_a_real_dns_server(home: Path,
          "--min-interval", "0.1", "--max-interval", "0.3"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
     lines: list[dict[str, Any]] = []
-    reader = threading.Thread(target=lambda: [lines.append(json.loads(x)) for x in proc.stdout or []], daemon=True)
+
+    def read_lines() -> None:
+        for x in proc.stdout or []:
+            lines.append(json.loads(x))
+
+    reader = threading.Thread(target=read_lines, daemon=True)
     reader.start()
     try:
         _until(lambda: any(e["event"] == "synced" and e["cid"] == str(c1) for e in lines))

@@ -74,7 +74,7 @@ def _to_zarr(ds: xr.Dataset, path: Path, *, zarr_format: int, consolidated: bool
 
 
 def _valid(a: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    return a[np.isfinite(a)]
+    return np.asarray(a[np.isfinite(a)])
 
 
 # --- good datasets --------------------------------------------------------------------------
@@ -291,7 +291,7 @@ def meta_only(root: Path) -> Spec:
         "creator_name": "Ilya Serikov",
         "creator_email": "ilya.serikov@mpimet.mpg.de",
     }
-    meta = {**attrs, "time": {"start": "2024-08-10T00:00:00Z", "end": "2024-08-11T23:59:59Z"},
+    meta: dict[str, Any] = {**attrs, "time": {"start": "2024-08-10T00:00:00Z", "end": "2024-08-11T23:59:59Z"},
             "bbox": [-59.43, 13.16, -59.42, 13.17]}
     (folder / "dataset_meta.yaml").write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
     return Spec(

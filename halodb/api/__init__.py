@@ -1,8 +1,8 @@
 """The Python API: :class:`Registry` (``halodb.open``) orchestrating the layers below.
 
-Owns a registry home (its state file, stage and local names), and the workflows that
-combine layers: staging, committing, publishing, sync, scan, gc, CAR export, watch. May
-import every layer below it; only the CLI and the demo import it.
+Owns a registry home (state file, stage, local names) and the workflows that combine layers:
+staging, commit, publish, sync, scan, gc, CARs, watch. May import every layer below; never
+demo, cli or testing. Only demo and cli import it (and ``halodb``, lazily).
 """
 
 from halodb.api.registry import LogEntry, Registry, Stage, default_home, open

@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +32,18 @@ from halodb.api.home import Home, Stage, default_author, default_home
 from halodb.api.scanning import current_view
 from halodb.api.staging import ItemInput, stage_items, stage_removals, stage_tree
 from halodb.api.syncing import sync_name
-from halodb.blockstore import BlockStore, DirectoryStore, import_car, open_store, write_car
+from halodb.blockstore import BlockStore, DirectoryStore, import_car, open_store
 from halodb.blockstore.caching import CachingStore
 from halodb.blockstore.gateway import GatewayStore
 from halodb.cache import Cache
-from halodb.errors import InputError, NameNotFoundError, NothingToCommitError, TimeOrderError, UnknownKeyError
-from halodb.index.history import commit_at, load_commit, walk, write_commit
+from halodb.errors import InputError, NameNotFoundError, NothingToCommitError, UnknownKeyError
+from halodb.index.commit import commit_changes
+from halodb.index.history import commit_at, load_commit
 from halodb.index.index import Index
 from halodb.index.model import Change, Commit, Entry, IndexRoot
 from halodb.index.prolly import NodeCache
-from halodb.index.reachable import reachable
+from halodb.index.log import LogEntry, log
+from halodb.index.reachable import export_dag, reachable
 from halodb.ipld import CID, decode
 from halodb.naming import LocalNames, NameStore, Resolution, parse_ref
 from halodb.naming.router import NameRouter, kubo_of
@@ -53,18 +54,6 @@ from halodb.scan.scanner import scan as scan_tree
 from halodb.sync import SyncResult
 from halodb.util.perf import paused_gc
 from halodb.util.times import TimeLike, format_time, to_time
-
-
-@dataclass(frozen=True)
-class LogEntry:
-    """One line of ``halodb log``."""
-
-    cid: CID
-    commit: Commit
-    added: int
-    changed: int
-    removed: int
-    count: int
 
 
 class Registry:
@@ -176,17 +165,8 @@ class Registry:
             when = to_time(time, what="--time")
             if not stage and not allow_empty:
                 raise NothingToCommitError("nothing staged: use `halodb add` or `halodb rm` first")
-            parent = load_commit(self.store, head, self._commits) if head else None
-            if parent is not None and when < parent.time:
-                raise TimeOrderError(
-                    f"commit time {format_time(when)} is before the head's ({format_time(parent.time)}, commit {head}); "
-                    "time may not go backwards", time=when, parent_time=parent.time,
-                )
-            base = self.index.load_root(parent.index) if parent else self.index.empty()
-            index_cid = self.index.write_root(self.index.apply(base, stage.upserts, stage.removals))
-            commit = Commit(index=index_cid, time=when, author=author or default_author(), message=message,
-                            parents=(head,) if head else ())
-            cid = write_commit(self.store, commit)
+            cid = commit_changes(self.store, self.index, head, stage.upserts, stage.removals, time=when,
+                                 author=author or default_author(), message=message, commits=self._commits)
             self.store.flush()
             self.state.save(cid, Stage())
             return cid
@@ -247,15 +227,7 @@ class Registry:
 
     def log(self, ref: str | CID = "HEAD", limit: int | None = None) -> Iterator[LogEntry]:
         """The history of ``ref``, newest first, with per-version change counts."""
-        for n, (cid, commit) in enumerate(walk(self.store, self.resolve(ref), cache=self._commits)):
-            if limit is not None and n >= limit:
-                return
-            root = self.index.load_root(commit.index)
-            parent_root = self._root_of(commit.parents[0]) if commit.parents else None
-            counts = {"added": 0, "changed": 0, "removed": 0}
-            for change in self.index.diff(parent_root, root):
-                counts[change.kind] += 1
-            yield LogEntry(cid, commit, counts["added"], counts["changed"], counts["removed"], root.count)
+        return log(self.store, self.index, self.resolve(ref), limit, self._commits)
 
     def diff(self, old: str | CID, new: str | CID) -> list[Change]:
         """Dataset changes between two versions."""
@@ -354,16 +326,7 @@ class Registry:
     def export_car(self, ref: str | CID, path: str | Path, *, history: bool = True) -> tuple[CID, int]:
         """Write every block of ``ref`` (and its history) to a CARv1 file; returns (root, blocks)."""
         head = self.resolve(ref)
-        count = 0
-
-        def blocks() -> Iterator[tuple[CID, bytes]]:
-            nonlocal count
-            for cid in self.reachable(head, history=history):
-                count += 1
-                yield cid, self.store.get(cid)
-
-        write_car(path, [head], blocks())
-        return head, count
+        return head, export_dag(self.store, self.index, head, path, history=history, commits=self._commits)
 
     def import_car(self, path: str | Path) -> list[CID]:
         """Verify a CAR completely, then store its blocks; returns its roots."""

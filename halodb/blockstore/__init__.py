@@ -1,4 +1,8 @@
-"""Block stores: one small interface, several backends, and CAR files.
+"""Block stores: one interface (:class:`BlockStore`, capability flags), its backends, CAR files.
+
+Owns where blocks live, and that every block read or written is verified against its CID.
+May import only :mod:`halodb.ipld`, :mod:`halodb.util` and :mod:`halodb.errors`: never the
+index, names, cache or anything above, nor DuckDB, Arrow, Zarr, NumPy, pydantic or pystac.
 
 >>> import tempfile
 >>> from pathlib import Path

@@ -4,7 +4,7 @@ A backend implements a handful of raw primitives (``_get``, ``_has``, ``_put``, 
 optionally their batched forms); everything that must be the same for every backend —
 CID verification on every read and write, counters, batching defaults, errors — lives
 here once. Capability flags say what a backend can do, and the shared conformance suite
-(``tests/blockstore_conformance.py``) reads them to pick its tests.
+(:mod:`halodb.testing.blockstore`) reads them to pick its tests.
 
 >>> from halodb.blockstore import MemoryStore
 >>> store = MemoryStore()

@@ -35,12 +35,13 @@ import os
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from halodb.blockstore.base import Block, BlockStore
 from halodb.errors import BlockStoreError, CarError, CIDError, DecodeError
 from halodb.ipld import CID, block_links, decode, encode, verify_block
 from halodb.ipld.protobuf import encode_varint
+from halodb.util.fs import atomic_file
 
 CarSource = str | os.PathLike[str] | BinaryIO
 
@@ -63,24 +64,15 @@ def write_car(target: CarSource, roots: list[CID], blocks: Iterable[Block]) -> i
     """
     if isinstance(target, (str, os.PathLike)):
         path = Path(target)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            with open(tmp, "wb") as f:
-                n = _write_car(f, roots, blocks)
-            os.replace(tmp, path)
-        except BaseException as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            if isinstance(exc, OSError):
-                raise CarError(f"cannot write CAR file {path}: {exc}", path=path, offset=None) from exc
-            raise
-        return n
+            with atomic_file(path, durable=False) as f:
+                return _write_car(f, roots, blocks)
+        except OSError as exc:
+            raise CarError(f"cannot write CAR file {path}: {exc}", path=path, offset=None) from exc
     return _write_car(target, roots, blocks)
 
 
-def _write_car(f: BinaryIO, roots: list[CID], blocks: Iterable[Block]) -> int:
+def _write_car(f: IO[bytes], roots: list[CID], blocks: Iterable[Block]) -> int:
     header = encode({"roots": list(roots), "version": 1})
     f.write(encode_varint(len(header)) + header)
     n = 0

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
+from halodb.blockstore._boundary import HTTPX
 from halodb.blockstore.base import BlockStore
 from halodb.blockstore.car import import_car
 from halodb.errors import BlockStoreError, CarError, StoreURLError, VerificationError
@@ -33,6 +34,8 @@ CAR_V1 = "application/vnd.ipld.car; version=1"
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _ABSENT_STATUS = {404, 410}
 _MISMATCH = "answered with bytes that do not match the CID"
+#: Why a gateway's CAR of a whole DAG is not taken (the next gateway is asked).
+_DAG_FAILURES: tuple[type[BaseException], ...] = (*HTTPX.caught, CarError, VerificationError)
 
 
 def discover_gateways(env: Mapping[str, str] | None = None, home: Path | None = None) -> list[str]:
@@ -112,7 +115,7 @@ class GatewayStore(BlockStore):
             try:
                 self.requests += 1
                 r = self._client.get(url, params={"format": "raw"}, headers={"Accept": RAW_BLOCK})
-            except httpx.HTTPError as exc:
+            except HTTPX.caught as exc:  # recorded; the failures of every gateway become one BlockStoreError
                 why = f"{type(exc).__name__}: {exc}"
                 continue
             self.bytes_received += len(r.content)
@@ -171,7 +174,7 @@ class GatewayStore(BlockStore):
                         before = into.stats.blocks_written
                         import_car(into, f)
                         return into.stats.blocks_written - before
-            except (httpx.HTTPError, CarError, VerificationError) as exc:
+            except _DAG_FAILURES as exc:
                 failures.append(f"{gateway}: {exc}")
         raise BlockStoreError(f"no gateway returned the DAG of {root} whole: " + "; ".join(failures),
                               cid=root, store=self.describe())

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from halodb.blockstore._boundary import HTTPX
 from halodb.blockstore.base import Block, BlockStore
 from halodb.blockstore.car import import_car, write_car
 from halodb.errors import BlockStoreError, StoreURLError
@@ -61,8 +62,8 @@ class KuboStore(BlockStore):
         files = {"file": ("data", content, "application/octet-stream")} if content is not None else None
         try:
             return self._client.post(self.base + command, params=params, files=files)
-        except httpx.HTTPError as exc:
-            raise BlockStoreError(f"cannot reach {self.describe()} ({command}): {exc}", store=self.url) from exc
+        except HTTPX.caught as exc:
+            raise HTTPX.translate(exc, f"cannot reach {self.describe()} ({command}): {exc}", store=self.url) from exc
 
     def call(self, command: str, **params: Any) -> Any:
         """Run one RPC command and return its decoded JSON answer; ``BlockStoreError`` (with
@@ -160,8 +161,8 @@ class KuboStore(BlockStore):
                     before = into.stats.blocks_written
                     import_car(into, f)
                     return into.stats.blocks_written - before
-        except httpx.HTTPError as exc:
-            raise BlockStoreError(f"cannot reach {self.describe()} (dag/export): {exc}", store=self.url) from exc
+        except HTTPX.caught as exc:
+            raise HTTPX.translate(exc, f"cannot reach {self.describe()} (dag/export): {exc}", store=self.url) from exc
 
     def pin(self, cid: CID, *, replaces: CID | None = None) -> None:
         """Pin ``cid`` recursively; with ``replaces``, move that pin (``pin/update``, unpinning it).

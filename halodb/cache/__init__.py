@@ -1,8 +1,8 @@
-"""The DuckDB cache: the local, materialized, queryable copy of HaloDB indexes and their history.
+"""The DuckDB cache: the materialized, queryable copy of indexes and their history.
 
-Tables (see ``migrations/001_initial.sql``): ``commits``, ``name_commits``, ``stac_items``,
-``item_versions``, ``sync_state``; the ``items`` view (current items) and the
-``items_at(ts[, name])`` table macro (items at any time).
+Owns the cache file, its migrations (``migrations/``: ``items``, ``items_at(ts)``, ...) and the
+one-transaction apply of a :class:`SyncPlan`. May import blockstore, ipld, util and errors
+(it uses errors only): never index or naming (the three are independent), nor sync or above.
 
 >>> import tempfile, pathlib
 >>> with Cache(pathlib.Path(tempfile.mkdtemp()) / "cache.duckdb") as cache:

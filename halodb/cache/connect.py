@@ -24,9 +24,10 @@ from typing import Any
 
 import duckdb
 
+from halodb.cache._boundary import DUCKDB
 from halodb.errors import CacheError
 
-__all__ = ["is_lock_conflict", "open_connection", "scalar"]
+__all__ = ["is_lock_conflict", "open_connection", "rollback_quietly", "scalar"]
 
 _LOCK_MARKERS = ("could not set lock on file", "conflicting lock is held")
 
@@ -60,13 +61,14 @@ def open_connection(path: Path, *, read_only: bool, timeout: float) -> duckdb.Du
             raise CacheError(f"no cache at {path}", path=path, locked=False)
         try:
             con = duckdb.connect(str(path), read_only=read_only)
-        except duckdb.Error as exc:
+        except DUCKDB.caught as exc:
             remaining = deadline - time.monotonic()
             if not is_lock_conflict(exc):
-                raise CacheError(f"cannot open cache {path}: {exc}", path=path, locked=False) from exc
+                raise DUCKDB.translate(exc, f"cannot open cache {path}: {exc}", path=path, locked=False) from exc
             if remaining <= 0:
                 mode = "read-only" if read_only else "read-write"
-                raise CacheError(
+                raise DUCKDB.translate(
+                    exc,
                     f"cache {path} is locked by another process (a sync writing it, or readers while a "
                     f"sync waits); could not open it {mode} within {timeout:g} s: {exc}",
                     path=path,
@@ -78,9 +80,9 @@ def open_connection(path: Path, *, read_only: bool, timeout: float) -> duckdb.Du
             continue
         try:
             con.execute("SET TimeZone = 'UTC'")
-        except duckdb.Error as exc:
+        except DUCKDB.caught as exc:
             con.close()
-            raise CacheError(f"cannot configure cache connection to {path}: {exc}", path=path) from exc
+            raise DUCKDB.translate(exc, f"cannot configure cache connection to {path}: {exc}", path=path) from exc
         return con
 
 
@@ -95,3 +97,12 @@ def scalar(con: duckdb.DuckDBPyConnection, query: str, params: Any = None) -> An
     """
     rows = con.execute(query, params).fetchall()
     return rows[0][0] if rows else None
+
+
+def rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction, if there is one (a failure in BEGIN leaves none, and a
+    failed commit may have ended it already); the error that led here is the one to raise."""
+    try:
+        con.rollback()
+    except duckdb.Error:
+        pass

@@ -10,12 +10,14 @@ raises :class:`~halodb.errors.CacheError` with ``.locked = True``. See ``halodb/
 >>> import tempfile, pathlib
 >>> from datetime import datetime, timezone
 >>> from halodb.cache.records import ChangeRecord, CommitRecord, ItemRecord, SyncPlan
+>>> from halodb.cache.stac_columns import item_columns
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "cache.duckdb"
->>> item = ItemRecord("halo/flight-1", "bafyitem", "bafydata", "products/HALO/f1.zarr", {"id": "f1"})
+>>> item = ItemRecord("halo/flight-1", "bafyitem", "bafydata", "products/HALO/f1.zarr")
 >>> commit = CommitRecord("bafyc1", [], "bafyi1", datetime(2024, 9, 1, tzinfo=timezone.utc), "me", "add",
 ...                       [ChangeRecord(item.key, item)])
 >>> with Cache(path) as cache:
-...     cache.apply(SyncPlan("orcestra", "bafyc1", False, [commit]))
+...     cache.apply(SyncPlan("orcestra", "bafyc1", False, [commit],
+...                          load_item_columns=lambda cids: item_columns(cids, [{"id": "f1"}])))
 ...     cache.sql("SELECT key, data_cid FROM items")
 (['key', 'data_cid'], [('halo/flight-1', 'bafydata')])
 >>> with Cache(path, read_only=True) as cache:
@@ -37,10 +39,11 @@ from typing import Any
 import duckdb
 
 from halodb.cache import materialize
+from halodb.cache._boundary import DUCKDB_QUERY
 from halodb.cache.connect import open_connection, scalar
 from halodb.cache.migrate import latest_version, load_migrations, migrate, pending
 from halodb.cache.records import SyncPlan, SyncState
-from halodb.errors import CacheError, QueryError
+from halodb.errors import CacheError
 
 __all__ = ["Cache"]
 
@@ -227,8 +230,8 @@ class Cache:
                     return [], []
                 columns = [d[0] for d in cursor.description]
                 return columns, cursor.fetchall()
-            except duckdb.Error as exc:
-                raise QueryError(f"query failed: {exc}", sql=query, params=params) from exc
+            except DUCKDB_QUERY.caught as exc:
+                raise DUCKDB_QUERY.translate(exc, f"query failed: {exc}", sql=query, params=params) from exc
 
     def sync_state(self, name: str) -> SyncState | None:
         """What the cache holds for ``name``, or None if it was never synced.

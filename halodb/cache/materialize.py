@@ -24,10 +24,12 @@ one batch of STAC items while Python encodes the next.
 >>> from halodb.cache.migrate import migrate
 >>> from halodb.cache.records import ChangeRecord, CommitRecord, ItemRecord, SyncPlan
 >>> con = duckdb.connect(); _ = migrate(con)
->>> item = ItemRecord("k", "bafyitem", "bafydata", "a/b.zarr", {"id": "b"})
+>>> from halodb.cache.stac_columns import item_columns
+>>> item = ItemRecord("k", "bafyitem", "bafydata", "a/b.zarr")
 >>> commit = CommitRecord("bafyc1", [], "bafyi1", datetime(2024, 9, 1, tzinfo=timezone.utc), "me", "add",
 ...                       [ChangeRecord("k", item)])
->>> apply_plan(con, SyncPlan("demo", "bafyc1", False, [commit]), now=datetime.now(timezone.utc))
+>>> load = lambda cids: item_columns(cids, [{"id": "b"}])   # what a sync reads from the item blocks
+>>> apply_plan(con, SyncPlan("demo", "bafyc1", False, [commit], load_item_columns=load), now=datetime.now(timezone.utc))
 >>> con.execute("SELECT key, id, data_cid FROM items").fetchall()
 [('k', 'b', 'bafydata')]
 """
@@ -39,15 +41,14 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from halodb.cache.arrow_columns import int32s, string_lists, strings, timestamps
-from halodb.cache.connect import scalar
+from halodb.cache.connect import rollback_quietly, scalar
 from halodb.cache.records import SyncPlan
-from halodb.cache.stac_columns import columns_table, items_table
+from halodb.cache.stac_columns import columns_table
 from halodb.cache.writer import OrderedWriter
 from halodb.errors import CacheError, HaloDBError
 
@@ -84,8 +85,8 @@ class PlanColumns:
     #: keys whose version open before the plan is closed, and by which commit
     close_key: list[str] = field(default_factory=list)
     close_at: list[int] = field(default_factory=list)
-    #: distinct item blocks the plan references, first occurrence wins
-    items: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    #: distinct item blocks the plan references, in order of first occurrence
+    items: dict[str, None] = field(default_factory=dict)
 
 
 def plan_columns(plan: SyncPlan) -> PlanColumns:
@@ -151,8 +152,7 @@ def plan_columns(plan: SyncPlan) -> PlanColumns:
             v_path.append(new.path)
             v_from.append(seq)
             v_to.append(None)
-            if new.item_cid not in items:
-                items[new.item_cid] = new.item
+            items.setdefault(new.item_cid, None)
     return cols
 
 
@@ -192,7 +192,7 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime)
         inserts: list[Future[None]] = []
         for lo in range(0, len(new), ITEM_BATCH):
             batch = new[lo : lo + ITEM_BATCH]
-            table = _batch_table(plan, cols, batch)
+            table = _batch_table(plan, batch)
             if len(inserts) >= 2:
                 inserts[-2].result()  # back-pressure: at most two encoded batches wait for DuckDB
             inserts.append(writer.submit(_insert_items, con, table))
@@ -204,15 +204,15 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime)
     except Exception as exc:
         writer.abort()
         if began:
-            _rollback(con)
+            rollback_quietly(con)
         cause = writer.first_error() or exc  # the step that failed, not a skipped one after it
-        if isinstance(cause, HaloDBError):  # e.g. a block that failed verification in load_items
+        if isinstance(cause, HaloDBError):  # e.g. a block that failed verification in load_item_columns
             raise cause from None
         raise CacheError(f"sync of {plan.name} to {plan.head} failed, cache unchanged: {cause}", name=plan.name) from cause
     except BaseException:
         writer.abort()
         if began:
-            _rollback(con)
+            rollback_quietly(con)
         raise
     finally:
         writer.abort()
@@ -223,30 +223,14 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime)
 ITEM_BATCH = 2_048
 
 
-def _batch_table(plan: SyncPlan, cols: PlanColumns, batch: list[str]) -> pa.Table:
-    """The Arrow table of one batch of new items: from ``plan.load_item_columns`` when the
-    plan left all of the batch's items out and has it, else from the items themselves."""
-    if plan.load_item_columns is not None and all(cols.items[cid] is None for cid in batch):
-        columns = plan.load_item_columns(batch)
-        if columns.cids != batch:
-            raise CacheError(f"load_item_columns returned other items than the {len(batch)} asked for", name=plan.name)
-        return columns_table(columns)
-    return items_table(batch, _batch_items(plan, cols, batch))
-
-
-def _batch_items(plan: SyncPlan, cols: PlanColumns, batch: list[str]) -> list[dict[str, Any]]:
-    """The STAC items of a batch, reading those the plan left out through ``plan.load_items``."""
-    items = [cols.items[cid] for cid in batch]
-    missing = [i for i, item in enumerate(items) if item is None]
-    if missing:
-        if plan.load_items is None:
-            raise CacheError(f"sync plan for {plan.name} has items without JSON and no load_items", name=plan.name)
-        loaded = plan.load_items([batch[i] for i in missing])
-        if len(loaded) != len(missing):
-            raise CacheError(f"load_items returned {len(loaded)} items for {len(missing)} CIDs", name=plan.name)
-        for i, item in zip(missing, loaded):
-            items[i] = item
-    return items  # type: ignore[return-value]
+def _batch_table(plan: SyncPlan, batch: list[str]) -> pa.Table:
+    """The Arrow table of one batch of new items, read through ``plan.load_item_columns``."""
+    if plan.load_item_columns is None:
+        raise CacheError(f"sync plan for {plan.name} adds items but cannot load them (no load_item_columns)", name=plan.name)
+    columns = plan.load_item_columns(batch)
+    if columns.cids != batch:
+        raise CacheError(f"load_item_columns returned other items than the {len(batch)} asked for", name=plan.name)
+    return columns_table(columns)
 
 
 # -- steps (each runs on the writer thread, inside the transaction) ----------------------
@@ -448,10 +432,3 @@ def _reset_checkpoint_threshold(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("RESET checkpoint_threshold")
     except duckdb.Error:
         pass  # the connection is gone; the setting went with it
-
-
-def _rollback(con: duckdb.DuckDBPyConnection) -> None:
-    try:
-        con.rollback()
-    except duckdb.Error:
-        pass  # the transaction is already gone

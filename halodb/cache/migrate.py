@@ -23,7 +23,8 @@ from pathlib import Path
 
 import duckdb
 
-from halodb.cache.connect import scalar
+from halodb.cache._boundary import DUCKDB_MIGRATION
+from halodb.cache.connect import rollback_quietly, scalar
 from halodb.errors import MigrationError
 
 __all__ = ["Migration", "current_version", "find_migrations_dir", "latest_version", "load_migrations", "migrate", "pending"]
@@ -175,13 +176,7 @@ def _apply_one(con: duckdb.DuckDBPyConnection, migration: Migration) -> None:
             [migration.version, migration.name],
         )
         con.commit()
-    except duckdb.Error as exc:
-        _rollback(con)
-        raise MigrationError(f"migration {label} failed: {exc}", version=migration.version, name=migration.name) from exc
-
-
-def _rollback(con: duckdb.DuckDBPyConnection) -> None:
-    try:
-        con.rollback()
-    except duckdb.Error:
-        pass  # no transaction open (the failure happened in BEGIN itself)
+    except DUCKDB_MIGRATION.caught as exc:
+        rollback_quietly(con)
+        raise DUCKDB_MIGRATION.translate(exc, f"migration {label} failed: {exc}", version=migration.version,
+                                         name=migration.name) from exc

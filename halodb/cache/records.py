@@ -6,7 +6,7 @@ oldest first, each with its :class:`ChangeRecord` list) and hands it to
 
 >>> from datetime import datetime, timezone
 >>> item = ItemRecord(key="halo/flight-1", item_cid="bafyitem", data_cid="bafydata",
-...                   path="products/HALO/flight-1.zarr", item={"id": "flight-1"})
+...                   path="products/HALO/flight-1.zarr")
 >>> commit = CommitRecord(cid="bafycommit", parents=[], index="bafyindex",
 ...                       time=datetime(2024, 9, 1, tzinfo=timezone.utc), author="me",
 ...                       message="first", changes=[ChangeRecord(item.key, item)])
@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from halodb.cache.stac_columns import ItemColumns
@@ -30,9 +30,11 @@ __all__ = ["ChangeRecord", "CommitRecord", "ItemRecord", "SyncPlan", "SyncState"
 
 @dataclass(frozen=True)
 class ItemRecord:
-    """One dataset as of some version: its key, STAC item (and its block CID), data CID and path.
+    """One dataset as of some version: its key, the CID of its STAC item block, data CID and path.
 
-    >>> ItemRecord("k", "bafyitem", None, None, {"id": "x"}).data_cid is None
+    The item itself is read when the cache needs it, through :attr:`SyncPlan.load_item_columns`.
+
+    >>> ItemRecord("k", "bafyitem", None, None).data_cid is None
     True
     """
 
@@ -40,7 +42,6 @@ class ItemRecord:
     item_cid: str
     data_cid: str | None
     path: str | None
-    item: dict[str, Any] | None  #: the STAC Item JSON; None: read on demand through SyncPlan.load_items
 
 
 @dataclass(frozen=True)
@@ -92,13 +93,10 @@ class SyncPlan:
     head: str
     reset: bool
     commits: list[CommitRecord]
-    #: reads the STAC items of ItemRecords given without one, by item CID, in order. The
-    #: cache calls it batch by batch and only for items it does not hold yet, so reading
-    #: blocks overlaps with DuckDB inserting the previous batch.
-    load_items: Callable[[list[str]], list[dict[str, Any]]] | None = field(default=None, compare=False, repr=False)
-    #: the faster alternative the cache prefers for a batch whose items all were left out:
-    #: the batch already as columns (:func:`halodb.cache.stac_columns.item_columns`),
-    #: e.g. made by a worker process while the cache inserts the previous batch
+    #: the STAC items of a batch of item CIDs, as columns
+    #: (:func:`halodb.cache.stac_columns.item_columns`), in the order asked. The cache calls
+    #: it batch by batch and only for items it does not hold yet, so reading blocks overlaps
+    #: with DuckDB inserting the previous batch. A plan that adds items needs it.
     load_item_columns: Callable[[list[str]], ItemColumns] | None = field(default=None, compare=False, repr=False)
 
 

@@ -1,7 +1,8 @@
 """Campaign input: ORCESTRA-style ``tree.yaml`` files (path -> CID) and their history.
 
-Reads and checks what a campaign hands HaloDB; builds nothing. Imports only
-:mod:`halodb.ipld` and :mod:`halodb.util`; unixfs (MFS builds) and the API import it.
+Owns reading and checking what a campaign hands HaloDB; builds nothing. May import sync and
+the layers below (it uses ipld, util, errors); never filetree (its sibling), stac, unixfs,
+scan or anything above (unixfs, scan, the API and the CLI import it).
 """
 
 from halodb.campaign.treeyaml import MAX_DEPTH, TreeVersion, flatten_tree, load_tree, load_tree_history

@@ -164,7 +164,7 @@ def _sync(ctx: Context, name: str, as_json: bool) -> None:
 @click.option("--watch", is_flag=True, help="Keep running: re-sync whenever NAME moves (polls as its TTL allows).")
 @click.option("--min-interval", type=float, default=5.0, show_default=True, help="--watch: never poll more often (seconds).")
 @click.option("--max-interval", type=float, default=3600.0, show_default=True, help="--watch: never poll less often (seconds).")
-@click.option("--interval", type=float, default=60.0, show_default=True, help="--watch: the wait when NAME has no TTL (local and IPNS names).")
+@click.option("--interval", type=float, default=60.0, show_default=True, help="--watch: the wait when NAME has no TTL (local names, IPNS through Kubo).")
 @click.option("--cars", type=click.IntRange(min=0), envvar="HALODB_INITIAL_CARS", default=256, show_default=True,
               help="An initial sync over the network asks for up to this many subtree CARs (1: the whole index "
                    "as one CAR, fastest from a gateway that holds the blocks; 0: block by block) [env HALODB_INITIAL_CARS].")

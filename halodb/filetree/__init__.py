@@ -1,8 +1,8 @@
-"""Read-only file trees: the interface (:class:`Tree`) dataset extraction reads through.
+"""Read-only file trees: :class:`Tree`, the interface dataset extraction reads through.
 
-Below both :mod:`halodb.unixfs` (a UnixFS tree on IPFS is a ``Tree``) and
-:mod:`halodb.scan` (which reads datasets from any ``Tree``). Imports only
-:mod:`halodb.errors`.
+Owns the interface and :class:`LocalTree`; :mod:`halodb.unixfs` implements it for IPFS and
+:mod:`halodb.scan` reads through it. May import sync and the layers below (it uses errors
+only); never campaign (its sibling), stac, unixfs, scan or anything above.
 """
 
 from halodb.filetree.tree import LocalTree, Tree, TreeEntry

@@ -10,7 +10,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from halodb.errors import SchemaError

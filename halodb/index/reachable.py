@@ -15,14 +15,16 @@ True
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 from halodb.blockstore.base import BlockStore
+from halodb.blockstore.car import write_car
 from halodb.index.history import load_commit, walk
 from halodb.index.index import Index
 from halodb.index.model import Commit, Entry
 from halodb.ipld import CID
 
-__all__ = ["reachable"]
+__all__ = ["export_dag", "reachable"]
 
 
 def reachable(
@@ -52,3 +54,21 @@ def reachable(
                         if item not in seen:
                             seen.add(item)
                             yield item
+
+
+def export_dag(
+    store: BlockStore, index: Index, head: CID, path: str | Path, *, history: bool = True,
+    commits: dict[CID, Commit] | None = None,
+) -> int:
+    """Write every block :func:`reachable` from ``head`` to a CARv1 file rooted at ``head``
+    (atomically); returns the number of blocks."""
+    count = 0
+
+    def blocks() -> Iterator[tuple[CID, bytes]]:
+        nonlocal count
+        for cid in reachable(store, index, head, history=history, commits=commits):
+            count += 1
+            yield cid, store.get(cid)
+
+    write_car(path, [head], blocks())
+    return count

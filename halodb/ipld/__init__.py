@@ -1,4 +1,8 @@
-"""IPLD layer: CIDs, DAG-CBOR, and block verification.
+"""IPLD layer: CIDs, DAG-CBOR encode/decode, block verification, varints and protobuf.
+
+Owns how a block is named, encoded and checked against its CID. May import only
+:mod:`halodb.util` and :mod:`halodb.errors`: never the block stores or anything above,
+nor DuckDB, Arrow, Zarr, NumPy, pydantic or pystac.
 
 >>> from halodb.ipld import CID, encode, decode, make_block
 >>> cid, data = make_block({"hello": "world"})

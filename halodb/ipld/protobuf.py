@@ -35,27 +35,27 @@ def encode_varint(n: int) -> bytes:
 
 
 def read_varint(
-    buf: bytes, pos: int, end: int | None = None, *, error: type[HaloDBError] = DecodeError, what: str = "varint"
+    buf: bytes, pos: int, end: int | None = None, *, error: type[HaloDBError] = DecodeError, where: str = ""
 ) -> tuple[int, int]:
     """An unsigned varint (at most 64 bits, 10 bytes) at ``pos``: ``(value, next position)``.
 
-    A truncated or overlong varint raises ``error`` with a message naming ``what``.
+    A truncated or overlong varint raises ``error``, its message prefixed with ``where``.
     """
     end = len(buf) if end is None else end
     value = shift = 0
     while True:
         if pos >= end:
-            raise error(f"truncated {what}")
+            raise error(f"{where}truncated varint")
         b = buf[pos]
         pos += 1
         value |= (b & 0x7F) << shift
         if not b & 0x80:
             if value >> 64:
-                raise error(f"{what} larger than 64 bits")
+                raise error(f"{where}varint larger than 64 bits")
             return value, pos
         shift += 7
         if shift >= 70:
-            raise error(f"{what} longer than 10 bytes")
+            raise error(f"{where}varint longer than 10 bytes")
 
 
 def encode_field(number: int, value: int | bytes) -> bytes:
@@ -71,15 +71,15 @@ def fields(
     """``(field number, wire type, value)`` for each protobuf field; LEN values are bytes."""
     pos, end = start, len(buf) if end is None else end
     while pos < end:
-        key, pos = read_varint(buf, pos, end, error=error, what="protobuf: varint")
+        key, pos = read_varint(buf, pos, end, error=error, where="protobuf: ")
         number, wire = key >> 3, key & 7
         if number == 0:
             raise error("protobuf: field number 0")
         value: int | bytes
         if wire == VARINT:
-            value, pos = read_varint(buf, pos, end, error=error, what="protobuf: varint")
+            value, pos = read_varint(buf, pos, end, error=error, where="protobuf: ")
         elif wire == LEN:
-            size, pos = read_varint(buf, pos, end, error=error, what="protobuf: varint")
+            size, pos = read_varint(buf, pos, end, error=error, where="protobuf: ")
             if size > end - pos:
                 raise error(f"protobuf: field {number} runs past the end ({size} bytes, {end - pos} left)")
             value, pos = buf[pos:pos + size], pos + size

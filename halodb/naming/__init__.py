@@ -1,4 +1,8 @@
-"""Naming layer: names that point at the newest commit, and version references.
+"""Naming: names that point at the newest commit (local, DNSLink, IPNS), and version references.
+
+Owns resolving and publishing names. May import only blockstore, ipld, util and errors: never
+index or cache (the three are independent), nothing above, nor DuckDB, Arrow, Zarr, NumPy,
+pydantic or pystac.
 
 >>> parse_ref("latest@2024-09-15T00:00Z").name
 'latest'

@@ -7,9 +7,6 @@ IPNS implement the same interface.
 >>> import tempfile, pathlib
 >>> names = LocalNames(pathlib.Path(tempfile.mkdtemp()))
 >>> from halodb.ipld import CID
-
-if TYPE_CHECKING:
-    from halodb.naming.dnsclient import ResolverConfig
 >>> cid = CID.for_bytes(b"x")
 >>> names.publish("latest", cid).cid == names.resolve("latest").cid
 True

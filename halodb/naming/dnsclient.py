@@ -29,7 +29,8 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
-from halodb.errors import InputError, ResolverError
+from halodb.errors import InputError
+from halodb.naming._boundary import DNS_LOOKUP
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -125,9 +126,9 @@ class ResolverConfig:
         else:
             try:
                 r = dns.resolver.Resolver(configure=True)
-            except dns.exception.DNSException as exc:
-                raise ResolverError(f"no system resolver configured ({exc}); give a nameserver", name="",
-                                    nameserver="system resolver", rcode=None) from None
+            except DNS_LOOKUP.caught as exc:
+                raise DNS_LOOKUP.translate(exc, f"no system resolver configured ({exc}); give a nameserver", name="",
+                                           nameserver="system resolver", rcode=None) from None
         r.timeout = self.timeout
         r.lifetime = self.timeout
         r.cache = None
@@ -150,22 +151,19 @@ def lookup_txt(resolver: dns.resolver.Resolver, name: str, *, where: str) -> Txt
     shown = qname.to_text(omit_final_dot=True)
     try:
         answer = resolver.resolve(qname, dns.rdatatype.TXT, raise_on_no_answer=False, search=False)
-    except dns.resolver.NXDOMAIN:
+    except dns.resolver.NXDOMAIN:  # an answer, not an error
         return TxtAnswer(shown, (), None, nxdomain=True)
-    except dns.resolver.LifetimeTimeout as exc:
-        raise ResolverError(
-            f"DNS lookup of {shown} TXT timed out after {resolver.lifetime:g} s (nameserver {where}){_detail(exc)}",
-            name=shown, nameserver=where, rcode="TIMEOUT",
-        ) from None
-    except dns.resolver.NoNameservers as exc:
-        rcode = _rcode(exc)
-        raise ResolverError(
-            f"DNS lookup of {shown} TXT failed: nameserver {where} answered {rcode}{_detail(exc)}",
-            name=shown, nameserver=where, rcode=rcode,
-        ) from None
-    except dns.exception.DNSException as exc:
-        raise ResolverError(f"DNS lookup of {shown} TXT failed at {where}: {exc}", name=shown,
-                            nameserver=where, rcode=type(exc).__name__) from None
+    except DNS_LOOKUP.caught as exc:
+        if isinstance(exc, dns.resolver.LifetimeTimeout):
+            rcode = "TIMEOUT"
+            message = f"DNS lookup of {shown} TXT timed out after {resolver.lifetime:g} s (nameserver {where}){_detail(exc)}"
+        elif isinstance(exc, dns.resolver.NoNameservers):
+            rcode = _rcode(exc)
+            message = f"DNS lookup of {shown} TXT failed: nameserver {where} answered {rcode}{_detail(exc)}"
+        else:
+            rcode = type(exc).__name__
+            message = f"DNS lookup of {shown} TXT failed at {where}: {exc}"
+        raise DNS_LOOKUP.translate(exc, message, name=shown, nameserver=where, rcode=rcode) from None
     records = tuple(
         b"".join(rd.strings).decode("utf-8", errors="replace") for rd in (answer.rrset or ())
     )

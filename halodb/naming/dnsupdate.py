@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-import dns.exception
 import dns.message
 import dns.name
 import dns.query
@@ -36,12 +35,12 @@ import dns.update
 
 from halodb.errors import NameConflictError, NameUpdateError, ResolverError
 from halodb.ipld import CID
+from halodb.naming._boundary import DNS_LOOKUP, DNS_QUERY, DNS_UPDATE
 from halodb.naming.base import NameStore, Resolution
 from halodb.naming.dnsclient import ResolverConfig, parse_nameserver
 from halodb.naming.dnslink import (
     SUPPORTED,
     DNSLinkResolver,
-    DNSLinkResult,
     Entry,
     IPNSHook,
     dnslink_domain,
@@ -99,9 +98,10 @@ class DNSLinkNames(NameStore):
         record = dns.name.from_text(self.record_name(name))
         try:
             return dns.resolver.zone_for_name(record, resolver=self.resolver.dns, lifetime=self.config.timeout)
-        except dns.exception.DNSException as exc:
-            raise ResolverError(f"cannot find the zone of {record} (SOA lookup at {self.config.describe()}): {exc}",
-                                name=record.to_text(), nameserver=self.config.describe(), rcode=type(exc).__name__) from None
+        except DNS_LOOKUP.caught as exc:
+            raise DNS_LOOKUP.translate(
+                exc, f"cannot find the zone of {record} (SOA lookup at {self.config.describe()}): {exc}",
+                name=record.to_text(), nameserver=self.config.describe(), rcode=type(exc).__name__) from None
 
     def primary(self, zone: dns.name.Name) -> tuple[str, int]:
         """Where updates of ``zone`` go."""
@@ -114,9 +114,10 @@ class DNSLinkNames(NameStore):
             mname = soa[0].mname  # type: ignore[attr-defined]
             addr = self.resolver.dns.resolve(mname, "A")
             return str(addr[0]), 53
-        except dns.exception.DNSException as exc:
-            raise ResolverError(f"cannot find the primary server of zone {zone} (SOA MNAME): {exc}",
-                                name=zone.to_text(), nameserver=self.config.describe(), rcode=type(exc).__name__) from None
+        except DNS_LOOKUP.caught as exc:
+            raise DNS_LOOKUP.translate(
+                exc, f"cannot find the primary server of zone {zone} (SOA MNAME): {exc}",
+                name=zone.to_text(), nameserver=self.config.describe(), rcode=type(exc).__name__) from None
 
     def _read(self, record: str, server: tuple[str, int]) -> dns.rrset.RRset | None:
         """The TXT RRset at ``record`` as the primary holds it now (``None``: there is none)."""
@@ -124,9 +125,9 @@ class DNSLinkNames(NameStore):
         try:
             r = dns.query.tcp(dns.message.make_query(record, dns.rdatatype.TXT), server[0], port=server[1],
                               timeout=self.config.timeout)
-        except (OSError, EOFError, dns.exception.DNSException) as exc:
-            raise ResolverError(f"reading {record} TXT from {where} failed: {exc or type(exc).__name__}",
-                                name=record, nameserver=where, rcode=type(exc).__name__) from None
+        except DNS_QUERY.caught as exc:
+            raise DNS_QUERY.translate(exc, f"reading {record} TXT from {where} failed: {str(exc) or type(exc).__name__}",
+                                      name=record, nameserver=where, rcode=type(exc).__name__) from None
         if r.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
             rcode = dns.rcode.to_text(r.rcode())
             raise ResolverError(f"reading {record} TXT from {where}: the server answered {rcode}",
@@ -188,17 +189,16 @@ class DNSLinkNames(NameStore):
         host, _, port = where.rpartition(":")
         try:
             response = dns.query.tcp(update, host, port=int(port), timeout=self.config.timeout)
-        except dns.tsig.PeerError as exc:
-            code = type(exc).__name__.removeprefix("Peer")
-            raise NameUpdateError(
-                f"{where} rejected the TSIG key {keyname!r} ({code}: {exc}); check the key name, algorithm and secret",
-                name=domain, server=where, rcode=code) from None
-        except dns.tsig.BadSignature:
-            raise NameUpdateError(f"{where} answered with a bad TSIG signature for key {keyname!r}",
-                                  name=domain, server=where, rcode="BADSIG") from None
-        except (OSError, EOFError, dns.exception.DNSException) as exc:
-            raise NameUpdateError(f"sending the update of {domain} to {where} failed: {exc or type(exc).__name__}",
-                                  name=domain, server=where, rcode=type(exc).__name__) from None
+        except DNS_UPDATE.caught as exc:
+            if isinstance(exc, dns.tsig.PeerError):
+                code = type(exc).__name__.removeprefix("Peer")
+                message = f"{where} rejected the TSIG key {keyname!r} ({code}: {exc}); check the key name, algorithm and secret"
+            elif isinstance(exc, dns.tsig.BadSignature):
+                code, message = "BADSIG", f"{where} answered with a bad TSIG signature for key {keyname!r}"
+            else:
+                code = type(exc).__name__
+                message = f"sending the update of {domain} to {where} failed: {str(exc) or code}"
+            raise DNS_UPDATE.translate(exc, message, name=domain, server=where, rcode=code) from None
         return response.rcode()
 
 

@@ -25,16 +25,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-import httpx
+import cryptography.exceptions
+import cryptography.utils
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from multiformats import CID as MFCID
 from multiformats import multibase
 
+from halodb.blockstore._boundary import HTTPX_EXCEPTIONS
 from halodb.blockstore.gateway import GatewayStore
 from halodb.errors import (
     CIDError,
     DecodeError,
+    ErrorMap,
     NameNotFoundError,
     ReadOnlyStoreError,
     ResolverError,
@@ -51,6 +54,32 @@ SIGNATURE_PREFIX = b"ipns-signature:"
 LIBP2P_KEY = 0x72
 ED25519 = 1  # libp2p KeyType
 MAX_RECORD_SIZE = 10 * 1024  # the specification's limit
+
+# --- where httpx's and cryptography's exceptions become HaloDB errors ------------------------
+#: Fetching a record from a gateway: whatever httpx raises is that gateway's failure, and when
+#: no gateway gives a valid record the failures become one :class:`ResolverError` (or
+#: :class:`NameNotFoundError` when the gateways answered 404 or 500).
+HTTPX: ErrorMap[ResolverError] = ErrorMap(
+    "httpx", "IPNS records fetched from trustless gateways", dict.fromkeys(HTTPX_EXCEPTIONS, ResolverError)
+)
+#: Checking a record's Ed25519 signature: a signature that does not verify, or a key or
+#: algorithm cryptography cannot use (its deprecation warning too, when warnings are errors),
+#: means the record is not accepted.
+_CRYPTOGRAPHY_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    cryptography.exceptions.InvalidSignature,
+    cryptography.exceptions.InvalidKey,
+    cryptography.exceptions.UnsupportedAlgorithm,
+    cryptography.exceptions.InternalError,
+    cryptography.exceptions.AlreadyFinalized,
+    cryptography.exceptions.AlreadyUpdated,
+    cryptography.exceptions.NotYetFinalized,
+    cryptography.exceptions.InvalidTag,
+    cryptography.utils.InterfaceNotImplemented,
+    cryptography.utils.CryptographyDeprecationWarning,
+)
+CRYPTOGRAPHY: ErrorMap[VerificationError] = ErrorMap(
+    "cryptography", "IPNS record signatures (Ed25519)", dict.fromkeys(_CRYPTOGRAPHY_EXCEPTIONS, VerificationError)
+)
 
 
 @dataclass(frozen=True)
@@ -124,8 +153,10 @@ def verify_record(name: str, raw: bytes, *, now: datetime | None = None) -> IPNS
         raise _fail(name, "the embedded public key is not the name's")
     try:
         Ed25519PublicKey.from_public_bytes(key).verify(signature, SIGNATURE_PREFIX + data)
-    except InvalidSignature:
-        raise _fail(name, "signatureV2 does not verify with the name's key") from None
+    except CRYPTOGRAPHY.caught as exc:
+        why = ("signatureV2 does not verify with the name's key" if isinstance(exc, InvalidSignature)
+               else f"its signature cannot be checked ({type(exc).__name__}: {exc})")
+        raise CRYPTOGRAPHY.translate(exc, f"IPNS record for {name} rejected: {why}", name=name) from None
     try:
         fields_ = decode(data)
     except DecodeError as exc:
@@ -179,7 +210,7 @@ class GatewayIPNS(NameStore):
         for gateway in self.gateways.gateways:
             try:
                 r = self.gateways.client.get(f"{gateway}ipns/{name}", headers={"Accept": IPNS_RECORD})
-            except httpx.HTTPError as exc:
+            except HTTPX.caught as exc:
                 failures.append(f"{gateway}: {type(exc).__name__}: {exc}")
                 continue
             if r.status_code != 200:

@@ -20,11 +20,11 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-import dns.exception
 import dns.name
 import dns.tsig
 
 from halodb.errors import InputError
+from halodb.naming._boundary import TSIG_KEY
 
 DEFAULT_ALGORITHM = "hmac-sha256"
 ALGORITHMS = ("hmac-sha1", "hmac-sha224", "hmac-sha256", "hmac-sha384", "hmac-sha512")
@@ -48,8 +48,8 @@ def _key(name: str, algorithm: str, secret: str, source: str) -> dns.tsig.Key:
         raise InputError(f"TSIG key {name!r} from {source}: the secret is empty", source=source)
     try:
         return dns.tsig.Key(dns.name.from_text(name), raw, alg)
-    except dns.exception.DNSException as exc:
-        raise InputError(f"TSIG key {name!r} from {source}: {exc}", source=source) from None
+    except TSIG_KEY.caught as exc:
+        raise TSIG_KEY.translate(exc, f"TSIG key {name!r} from {source}: {exc}", source=source) from None
 
 
 def parse_keyfile(text: str, *, source: str) -> list[dns.tsig.Key]:
@@ -77,7 +77,10 @@ def key_from_file(path: str | os.PathLike[str], name: str | None = None) -> dns.
         raise InputError(f"TSIG key file {p}: cannot read it ({exc.strerror or exc})", source=str(p)) from None
     keys = parse_keyfile(text, source=str(p))
     if name is not None:
-        wanted = dns.name.from_text(name)
+        try:
+            wanted = dns.name.from_text(name)
+        except TSIG_KEY.caught as exc:
+            raise TSIG_KEY.translate(exc, f"TSIG key file {p}: {name!r} is not a key name ({exc})", source=str(p)) from None
         for k in keys:
             if k.name == wanted:
                 return k

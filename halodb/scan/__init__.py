@@ -1,6 +1,9 @@
-"""Scanning: campaign trees (tree.yaml), reading dataset folders (:mod:`~halodb.filetree`),
-STAC metadata extraction from Zarr and ``dataset_meta.yaml`` (:mod:`~halodb.scan.extract`),
-and scanning whole UnixFS trees into the stage (:mod:`~halodb.scan.scanner`)."""
+"""Scanning: STAC items from Zarr and ``dataset_meta.yaml`` (:mod:`~halodb.scan.extract`), and
+campaign roots on IPFS turned into what to stage (:mod:`~halodb.scan.scanner`).
+
+May import stac, unixfs and every layer below; never api, demo, cli or testing (the registry
+passes in what a scan needs). Re-exports the tree.yaml readers of :mod:`halodb.campaign`.
+"""
 
 from halodb.campaign import TreeVersion, flatten_tree, load_tree, load_tree_history
 

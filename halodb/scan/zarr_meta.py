@@ -37,6 +37,7 @@ from zarr.errors import GroupNotFoundError
 
 from halodb.errors import DatasetError, HaloDBError
 from halodb.filetree import Tree
+from halodb.scan._boundary import ZARR
 from halodb.scan.zarr_store import TreeStore
 
 # Files beside the Zarr metadata (a dataset_meta.yaml, a README) are normal in a campaign tree,
@@ -115,10 +116,10 @@ class ZarrDataset:
             return np.asarray(var.array[...])
         except HaloDBError:
             raise
-        except Exception as exc:  # zarr and the codecs raise many kinds; all mean "unreadable"
+        except ZARR.caught as exc:  # zarr and the codecs raise many kinds; all mean "unreadable"
             detail = f"cannot read the array: {type(exc).__name__}: {exc}"
-            raise DatasetError(f"{self.path or '/'}: {var.name}: {detail}", path=self.path, file=var.name,
-                               attribute=var.name, detail=detail) from None
+            raise ZARR.translate(exc, f"{self.path or '/'}: {var.name}: {detail}", path=self.path, file=var.name,
+                                 attribute=var.name, detail=detail) from None
 
 
 def is_zarr(tree: Tree, path: str) -> bool:
@@ -170,12 +171,12 @@ def open_zarr(tree: Tree, path: str, *, max_file_bytes: int | None = None) -> Za
         members: Mapping[str, Any] = dict(group.members())
     except HaloDBError:
         raise
-    except GroupNotFoundError:
-        detail = "no Zarr group metadata (zarr.json, .zgroup)"
-        raise DatasetError(f"{where}: {detail}", path=path, file=None, attribute=None, detail=detail) from None
-    except Exception as exc:  # zarr's metadata parsing raises ValueError, TypeError, KeyError, ...
-        detail = f"Zarr metadata cannot be read: {type(exc).__name__}: {exc}"
-        raise DatasetError(f"{where}: {detail}", path=path, file=None, attribute=None, detail=detail) from None
+    except ZARR.caught as exc:  # zarr's metadata parsing raises ValueError, TypeError, KeyError, ...
+        if isinstance(exc, GroupNotFoundError):
+            detail = "no Zarr group metadata (zarr.json, .zgroup)"
+        else:
+            detail = f"Zarr metadata cannot be read: {type(exc).__name__}: {exc}"
+        raise ZARR.translate(exc, f"{where}: {detail}", path=path, file=None, attribute=None, detail=detail) from None
     variables: dict[str, Variable] = {}
     groups: list[str] = []
     for name, member in sorted(members.items()):

@@ -7,7 +7,6 @@ normalized copy; everything else in HaloDB takes items from it. Around it:
 * :func:`data_cid` / :func:`item_path` -- the dataset's data CID and campaign-tree path;
 * :func:`read_items` -- items from JSON files, folders, FeatureCollections and ndjson;
 * :func:`stub_item` -- a minimal valid item for a dataset known only by its path and CID;
-* :func:`validate_with_pystac` -- pystac's own parse as a second opinion.
 
 Why pydantic and not pystac's JSON-schema validation: pystac's ``Item.validate()`` fetches
 the STAC JSON schemas over the network (field nodes are offline), runs jsonschema (slow
@@ -57,7 +56,6 @@ __all__ = [
     "read_items",
     "split_key",
     "stub_item",
-    "validate_with_pystac",
 ]
 
 log = logging.getLogger(__name__)
@@ -475,51 +473,6 @@ def parse_item(value: Any, source: str) -> dict[str, Any]:
         if props.get(name) is not None:
             props[name] = getattr(model.properties, name)
     return item
-
-
-def validate_with_pystac(item: dict[str, Any], source: str = "<item>") -> dict[str, Any]:
-    """A second opinion: pystac's ``Item.from_dict`` / ``to_dict`` round trip must agree.
-
-    Checks that pystac accepts ``item`` and reads the same id, collection, geometry, bbox,
-    times and asset hrefs as :func:`parse_item`. Returns pystac's dict. Slower than
-    :func:`parse_item` (pystac is imported on first use); meant for tests and audits.
-
-    >>> d = validate_with_pystac(stub_item("a/HALO-20240811a.zarr",
-    ...     "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq", "halo", None))
-    >>> d["id"]
-    'a/HALO-20240811a.zarr'
-    """
-    ours = parse_item(item, source)
-    import pystac  # noqa: PLC0415 - heavy import, only needed here
-
-    try:
-        obj = pystac.Item.from_dict(ours, migrate=True, preserve_dict=True)
-        out: dict[str, Any] = obj.to_dict(include_self_link=False, transform_hrefs=False)
-    except (pystac.STACError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise _invalid(source, "", f"pystac rejects the item: {type(exc).__name__}: {exc}") from None
-
-    def check(field: str, theirs: Any, mine: Any) -> None:
-        if theirs != mine:
-            raise _invalid(source, field, f"pystac reads {theirs!r}, HaloDB reads {mine!r}")
-
-    props = ours["properties"]
-
-    def when(name: str) -> datetime | None:
-        text = props.get(name)
-        if text is None:
-            return None
-        t, frac = parse_datetime(text)
-        return t.replace(microsecond=int((frac + "000000")[:6]))
-
-    check("id", obj.id, ours["id"])
-    check("collection", obj.collection_id, ours.get("collection"))
-    check("geometry", obj.geometry, ours["geometry"])
-    check("bbox", obj.bbox, ours.get("bbox"))
-    check("properties.datetime", obj.datetime, when("datetime"))
-    check("properties.start_datetime", obj.common_metadata.start_datetime, when("start_datetime"))
-    check("properties.end_datetime", obj.common_metadata.end_datetime, when("end_datetime"))
-    check("assets", {k: a.href for k, a in obj.assets.items()}, {k: a["href"] for k, a in ours["assets"].items()})
-    return out
 
 
 # --- keys, CIDs, paths --------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Sync: materialize a name's history from the block store into the DuckDB cache.
 
-Owns the plan (a diff of index roots since the last synced head) and its application in
-one cache transaction. Imports :mod:`halodb.index`, :mod:`halodb.cache` and the layers
-below them; never the scan, STAC or API layers.
+Owns the plan (the commit chain and the diffs of index roots since the synced head, item
+blocks read in batches) and hands it to ``Cache.apply``. May import cache, naming, index and
+the layers below; never campaign, filetree, stac, unixfs, scan or anything above.
 """
 
 from halodb.sync.pipeline import SyncResult, build_plan, prefetch_changed, sync

@@ -3,9 +3,8 @@
 The plan walks the first-parent chain from the new head back to the head the cache last
 synced for that name, diffs each pair of consecutive index roots (never reading equal
 subtrees), and hands everything to :meth:`Cache.apply`, which reads the item blocks of
-added or changed datasets batch by batch (through ``load_item_columns``; for large plans
-from a local store a worker process reads them ahead, see :mod:`halodb.sync.worker`) and
-commits it all in one DuckDB transaction. If the old head is not an ancestor of the new
+added or changed datasets batch by batch (through ``load_item_columns``, see
+:mod:`halodb.sync.items`) and commits it all in one DuckDB transaction. If the old head is not an ancestor of the new
 one (history was rewritten), the plan resets the name and replays its whole history.
 
 >>> # see Registry.sync for the user-facing call
@@ -14,18 +13,17 @@ one (history was rewritten), the plan resets the name and replays its whole hist
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from halodb.blockstore.base import BlockStore
-from halodb.cache import Cache, ChangeRecord, CommitRecord, ItemRecord, SyncPlan, materialize
+from halodb.cache import Cache, ChangeRecord, CommitRecord, ItemRecord, SyncPlan
 from halodb.cache.stac_columns import ItemColumns
 from halodb.index.history import load_commit, walk
 from halodb.index.index import Index
 from halodb.index.model import Commit, IndexRoot
 from halodb.ipld import CID
-from halodb.sync.worker import ItemReader, read_item_columns, read_items
+from halodb.sync.items import read_item_columns
 
-__all__ = ["SyncResult", "build_plan", "prefetch_changed", "read_items", "sync"]
+__all__ = ["SyncResult", "build_plan", "prefetch_changed", "sync"]
 
 
 @dataclass(frozen=True)
@@ -46,13 +44,9 @@ class SyncResult:
 
 
 def build_plan(
-    store: BlockStore, index: Index, name: str, head: CID, synced: str | None, *, reader: ItemReader | None = None
+    store: BlockStore, index: Index, name: str, head: CID, synced: str | None
 ) -> SyncPlan:
-    """The plan that brings ``name`` from the ``synced`` head (None: nothing yet) to ``head``.
-
-    With a ``reader``, every item CID the plan needs goes to it as the diff finds it, and
-    the plan's ``load_item_columns`` takes the batches it read ahead.
-    """
+    """The plan that brings ``name`` from the ``synced`` head (None: nothing yet) to ``head``."""
     previous = CID.parse(synced) if synced else None
     chain: list[tuple[CID, Commit]] = []
     reached = previous is None
@@ -83,9 +77,7 @@ def build_plan(
             item_cid = str(item)
             if item_cid not in item_cids:
                 item_cids[item_cid] = item
-                if reader is not None:
-                    reader.add(item)
-            append(ChangeRecord(key, ItemRecord(key, item_cid, new.data, new.path, None)))
+            append(ChangeRecord(key, ItemRecord(key, item_cid, new.data, new.path)))
         records.append(
             CommitRecord(
                 cid=str(cid),
@@ -99,20 +91,11 @@ def build_plan(
         )
         base = root
 
-    if reader is not None:
-        reader.flush()
-
-    def load_items(cids: list[str]) -> list[dict[str, Any]]:
-        wanted = [item_cids[c] for c in cids]
-        found = read_items(store, wanted)
-        return [found[c] for c in wanted]
-
     def load_item_columns(cids: list[str]) -> ItemColumns:
-        columns = reader.columns(cids) if reader is not None else None
-        return columns if columns is not None else read_item_columns(store, [item_cids[c] for c in cids])
+        return read_item_columns(store, [item_cids[c] for c in cids])
 
     return SyncPlan(
-        name=name, head=str(head), reset=reset, commits=records, load_items=load_items, load_item_columns=load_item_columns
+        name=name, head=str(head), reset=reset, commits=records, load_item_columns=load_item_columns
     )
 
 
@@ -142,31 +125,19 @@ def prefetch_changed(store: BlockStore, index: Index, old: CID, new: CID) -> int
 def sync(store: BlockStore, index: Index, cache: Cache, name: str, head: CID) -> SyncResult:
     """Bring ``name`` in the cache to ``head``; all or nothing."""
     before = store.stats.blocks_read
-    readers: list[ItemReader] = []
-
-    def plan_from(previous: str | None) -> SyncPlan:
-        readers.append(ItemReader(store, materialize.ITEM_BATCH))
-        return build_plan(store, index, name, head, previous, reader=readers[-1])
-
-    try:
-        # A new cache file holds nothing yet: plan at once, while the cache is being created
-        # (Cache(keep_open=True) opens and migrates it on a thread meanwhile).
-        plan = plan_from(None) if cache.fresh else None
-        # One connection for the rest (opening and closing the file costs ~20 ms each).
-        # Readers in other processes wait for it (up to the cache's lock timeout).
-        with cache.session():
-            state = cache.sync_state(name)
-            previous = state.head if state is not None else None
-            if previous == str(head):
-                return SyncResult(name, head, previous, 0, 0, False, 0)
-            if plan is None or previous is not None:  # (another process synced it meanwhile)
-                for reader in readers:
-                    reader.close()
-                plan = plan_from(previous)
-            cache.apply(plan)
-    finally:
-        for reader in readers:
-            reader.close()
+    # A new cache file holds nothing yet: plan at once, while the cache is being created
+    # (Cache(keep_open=True) opens and migrates it on a thread meanwhile).
+    plan = build_plan(store, index, name, head, None) if cache.fresh else None
+    # One connection for the rest (opening and closing the file costs ~20 ms each).
+    # Readers in other processes wait for it (up to the cache's lock timeout).
+    with cache.session():
+        state = cache.sync_state(name)
+        previous = state.head if state is not None else None
+        if previous == str(head):
+            return SyncResult(name, head, previous, 0, 0, False, 0)
+        if plan is None or previous is not None:  # (another process synced it meanwhile)
+            plan = build_plan(store, index, name, head, previous)
+        cache.apply(plan)
     return SyncResult(
         name=name,
         head=head,

@@ -1,10 +1,8 @@
 """UnixFS on IPFS: dag-pb and UnixFS decoding, trees read through block stores, campaign roots.
 
-``ipfs add -r`` turns a folder into UnixFS: dag-pb directory nodes (HAMT-sharded when
-big) and files chunked into dag-pb or raw leaves. :class:`UnixFSTree` reads such a tree
-through any :class:`~halodb.blockstore.BlockStore` as a :class:`~halodb.filetree.Tree`;
-:func:`walk_tree` lists it recursively with limits; :mod:`halodb.unixfs.mfs` builds and
-exports campaign roots (``tree.yaml``) in a Kubo node's MFS.
+Owns reading what ``ipfs add -r`` makes (:class:`UnixFSTree`, a :class:`~halodb.filetree.Tree`;
+:func:`walk_tree`) and campaign roots in Kubo's MFS (:mod:`halodb.unixfs.mfs`). May import
+campaign, filetree, sync and below; never stac (its sibling), scan or anything above.
 
 >>> from halodb.blockstore import MemoryStore
 >>> from halodb.unixfs.build import put_directory, put_file

@@ -35,10 +35,6 @@ class UnixFSData:
     mode: int | None = None
     mtime: tuple[int, int] | None = None  #: (seconds, nanoseconds)
 
-    @property
-    def type_name(self) -> str:
-        return TYPE_NAMES[self.type]
-
 
 def _mtime(buf: bytes) -> tuple[int, int]:
     seconds, nanos = 0, 0
@@ -76,7 +72,7 @@ def decode_data(buf: bytes) -> UnixFSData:
             assert isinstance(value, bytes)
             pos = 0
             while pos < len(value):
-                size, pos = read_varint(value, pos, len(value), error=UnixFSError, what="protobuf: varint")
+                size, pos = read_varint(value, pos, len(value), error=UnixFSError, where="protobuf: ")
                 sizes.append(size)
         elif number == 5 and wire == VARINT:
             out["hash_type"] = value

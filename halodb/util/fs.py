@@ -1,10 +1,14 @@
-"""Small file-system helpers shared by the stores that keep JSON files.
+"""Atomic file writes: readers see the old file or the new one, whole, never a part.
 
 >>> import tempfile, pathlib, json
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "state.json"
 >>> write_json_atomic(path, {"head": None})
 >>> json.loads(path.read_text())
 {'head': None}
+>>> with atomic_file(path) as f:
+...     _ = f.write(b"{}")
+>>> path.read_text()
+'{}'
 """
 
 from __future__ import annotations
@@ -12,24 +16,35 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+__all__ = ["atomic_file", "write_json_atomic"]
 
 
-def write_json_atomic(path: Path, value: Any, **dump: Any) -> None:
-    """Write ``value`` as JSON to ``path`` so that readers see the old file or the new one,
-    whole, never a part (temp file in the same folder, fsync, rename); ``dump`` goes to
-    :func:`json.dump`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+@contextmanager
+def atomic_file(path: Path, *, durable: bool = True) -> Iterator[IO[bytes]]:
+    """A binary file that replaces ``path`` when the block ends without an error: a temp file
+    in the same folder, flushed (and fsynced when ``durable``), renamed over ``path``. On an
+    error the temp file is removed and ``path`` is untouched."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(value, f, **dump)
+        with os.fdopen(fd, "wb") as f:
+            yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-__all__ = ["write_json_atomic"]
+def write_json_atomic(path: Path, value: Any, **dump: Any) -> None:
+    """Write ``value`` as JSON to ``path`` atomically and durably (see :func:`atomic_file`);
+    ``dump`` goes to :func:`json.dumps`."""
+    data = json.dumps(value, **dump).encode("utf-8")
+    with atomic_file(path) as f:
+        f.write(data)

@@ -1,5 +1,9 @@
 """The conformance suite every block-store backend must pass.
 
+Needs pytest (see :mod:`halodb.testing`). Use it from a test module::
+
+    from halodb.testing.blockstore import BlockStoreTests
+
 Subclass :class:`BlockStoreTests` once per backend and implement :meth:`make_store`
 (an empty store). Read-only backends also override :meth:`populate` (a store pre-filled
 with given blocks); backends whose stored bytes can be damaged override :meth:`corrupt`.

@@ -1,0 +1,49 @@
+"""A new version: apply changes to the parent's index, write the root and the commit.
+
+>>> from halodb.blockstore import MemoryStore
+>>> from halodb.index.index import Index
+>>> from halodb.index.model import Entry
+>>> from halodb.ipld import CID
+>>> from halodb.util.times import parse_time
+>>> store = MemoryStore(); index = Index(store)
+>>> c1 = commit_changes(store, index, None, {"c/a": Entry(CID.for_bytes(b"a"), None, None)}, set(),
+...                     time=parse_time("2024-08-12"), author="me", message="first")
+>>> commit_changes(store, index, c1, {}, {"c/a"}, time=parse_time("2024-08-11"), author="me", message="back")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+halodb.errors.TimeOrderError: commit time 2024-08-11T00:00:00Z is before the head's (2024-08-12T00:00:00Z, commit ...); time may not go backwards
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Set
+from datetime import datetime
+
+from halodb.blockstore.base import BlockStore
+from halodb.errors import TimeOrderError
+from halodb.index.history import CommitCache, load_commit, write_commit
+from halodb.index.index import Index
+from halodb.index.model import Commit, Entry
+from halodb.ipld import CID
+from halodb.util.times import format_time
+
+__all__ = ["commit_changes"]
+
+
+def commit_changes(
+    store: BlockStore, index: Index, parent: CID | None, upserts: Mapping[str, Entry], removals: Set[str], *,
+    time: datetime, author: str, message: str, commits: CommitCache | None = None,
+) -> CID:
+    """Write the version ``parent`` + changes as a commit whose only parent is ``parent``;
+    returns its CID. :class:`TimeOrderError` if ``time`` is before the parent's."""
+    base = load_commit(store, parent, commits) if parent is not None else None
+    if base is not None and time < base.time:
+        raise TimeOrderError(
+            f"commit time {format_time(time)} is before the head's ({format_time(base.time)}, commit {parent}); "
+            "time may not go backwards", time=time, parent_time=base.time,
+        )
+    root = index.load_root(base.index) if base is not None else index.empty()
+    index_cid = index.write_root(index.apply(root, dict(upserts), set(removals)))
+    commit = Commit(index=index_cid, time=time, author=author, message=message,
+                    parents=(parent,) if parent is not None else ())
+    return write_commit(store, commit)

@@ -1,0 +1,79 @@
+"""Item blocks read during a full sync of several batches: a bad block anywhere fails the
+whole sync with an error naming it, and nothing of the sync lands. Real directory store,
+real DuckDB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import halodb
+from halodb.blockstore import DirectoryStore
+from halodb.cache import materialize
+from halodb.demo.campaign import generate_items
+from halodb.errors import BlockNotFoundError, VerificationError
+
+BATCH = 64  #: items per batch in these tests (300 items: five batches, the last one partial)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A registry home whose name "n" holds 300 items in two commits (the second changes 40)."""
+    monkeypatch.setattr(materialize, "ITEM_BATCH", BATCH)
+    items = generate_items(300, seed=3)
+    reg = halodb.open(tmp_path / "home", create=True)
+    reg.add(items)
+    reg.commit("300 items", time="2024-09-01T00:00:00Z")
+    for item in items[:40]:
+        item["properties"]["title"] += " (revised)"
+    reg.add(items[:40])
+    reg.commit("40 revised", time="2024-09-02T00:00:00Z")
+    reg.publish("n")
+    reg.close()
+    return tmp_path / "home"
+
+
+def _item_cids(home: Path) -> list[str]:
+    reg = halodb.open(home, cache=home / "probe.duckdb")
+    try:
+        reg.sync("n")
+        return [str(row[0]) for row in reg.sql("SELECT item_cid FROM items ORDER BY key")[1]]
+    finally:
+        reg.close()
+
+
+@pytest.mark.parametrize("fault", ["corrupt", "missing"])
+def test_a_bad_item_block_in_a_later_batch_fails_the_sync_and_nothing_lands(home: Path, tmp_path: Path, fault: str) -> None:
+    cids = _item_cids(home)
+    assert len(cids) == 300
+    victim = cids[2 * BATCH + 5]  # in the third batch
+    path = DirectoryStore(home / "blocks").path_of(halodb.CID.parse(victim))
+    assert path.is_file()
+    if fault == "corrupt":
+        path.write_bytes(path.read_bytes()[:-1] + b"\x00")
+    else:
+        path.unlink()
+    cache = tmp_path / "fresh.duckdb"
+    reg = halodb.open(home, cache=cache)
+    try:
+        with pytest.raises((VerificationError, BlockNotFoundError)) as info:
+            reg.sync("n")
+        assert type(info.value) is (VerificationError if fault == "corrupt" else BlockNotFoundError)
+        assert victim in str(info.value)
+        assert reg.sql("SELECT count(*) FROM commits")[1] == [(0,)]
+        assert reg.sql("SELECT count(*) FROM items")[1] == [(0,)]
+    finally:
+        reg.close()
+
+
+def test_a_full_sync_of_several_batches_holds_every_item_once(home: Path, tmp_path: Path) -> None:
+    reg = halodb.open(home, cache=tmp_path / "c.duckdb")
+    try:
+        result = reg.sync("n")
+        assert (result.commits, result.changes) == (2, 340)
+        assert reg.sql("SELECT count(*), count(DISTINCT key) FROM items")[1] == [(300, 300)]
+        revised = reg.sql("SELECT count(*) FROM items WHERE title LIKE '%(revised)'")[1]
+        assert revised == [(40,)]
+    finally:
+        reg.close()
