@@ -25,7 +25,7 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from halodb.api.gc import collect_garbage
 from halodb.api.home import Home, Stage, default_author, default_home
@@ -47,13 +47,12 @@ from halodb.index.reachable import export_dag, reachable
 from halodb.ipld import CID, decode
 from halodb.naming import LocalNames, NameStore, Resolution, parse_ref
 from halodb.naming.router import NameRouter, kubo_of
-from halodb.scan.scan_cache import ScanCache
-from halodb.scan.extract import DEFAULT_MAX_COORDINATE_BYTES
-from halodb.scan.scanner import Progress, ScanReport
-from halodb.scan.scanner import scan as scan_tree
 from halodb.sync import SyncResult
 from halodb.util.perf import paused_gc
 from halodb.util.times import TimeLike, format_time, to_time
+
+if TYPE_CHECKING:  # scanning imports zarr and numpy (~0.3 s): only when a scan runs
+    from halodb.scan.scanner import Progress, ScanReport
 
 
 class Registry:
@@ -117,11 +116,16 @@ class Registry:
     def scan(
         self, root: str, *, prefix: str | None = None, collection: str | None = None, cache: bool = True,
         workers: int = 8, progress: Progress | None = None, retry_errors: bool = False, remove: bool = True,
-        max_coordinate_bytes: int = DEFAULT_MAX_COORDINATE_BYTES, max_depth: int = 64, max_entries: int = 1_000_000,
+        max_coordinate_bytes: int | None = None, max_depth: int = 64, max_entries: int = 1_000_000,
     ) -> ScanReport:
         """Scan the campaign tree at ``root`` (a CID, ``ipfs://CID/path`` or a name) and stage
         what changed under its prefix; results are cached in ``HOME/scan-cache`` (unless
-        ``cache=False``). The options are those of :func:`halodb.scan.scanner.scan`."""
+        ``cache=False``). The options are those of :func:`halodb.scan.scanner.scan`
+        (``max_coordinate_bytes`` None: its default)."""
+        from halodb.scan.extract import DEFAULT_MAX_COORDINATE_BYTES
+        from halodb.scan.scan_cache import ScanCache
+        from halodb.scan.scanner import scan as scan_tree
+
         head, stage = self.head, self.staged()
         root_index = self._root_of(head)
         report = scan_tree(
@@ -130,7 +134,8 @@ class Registry:
             current=lambda where: current_view(self.index, root_index, stage, where),
             cache=ScanCache(self.home / "scan-cache") if cache else None,
             prefix=prefix, collection=collection, workers=workers, progress=progress, retry_errors=retry_errors,
-            remove=remove, max_coordinate_bytes=max_coordinate_bytes, max_depth=max_depth, max_entries=max_entries,
+            remove=remove, max_depth=max_depth, max_entries=max_entries,
+            max_coordinate_bytes=DEFAULT_MAX_COORDINATE_BYTES if max_coordinate_bytes is None else max_coordinate_bytes,
         )
         if report.additions:
             self.add(report.additions)
