@@ -291,6 +291,26 @@ class NameUpdateError(NamingError):
     rcode: str | None = None
 
 
+class RewindError(NamingError):
+    """A name would move back: its new ``.head`` does not descend from the head it had (``.name``).
+
+    For a sync, ``.synced`` is the head the cache last synced for the name; for a publish,
+    ``.current`` is the name's current target; for an IPNS record fetched from gateways,
+    ``.sequence`` is the record's Sequence and ``.last_sequence`` the highest one accepted
+    before for that name (``.current`` then the value of that record). ``.behind`` is how many
+    versions the new head is behind the old one when it is an ancestor of it (None: it is not
+    on that history, it diverged), ``.discarded`` how many versions of the old main line the
+    new one lacks (None when that history could not be read)."""
+
+    head: CIDLike | None = None
+    synced: CIDLike | None = None
+    current: CIDLike | None = None
+    behind: int | None = None
+    discarded: int | None = None
+    sequence: int | None = None
+    last_sequence: int | None = None
+
+
 # --- cache ------------------------------------------------------------------------------
 class CacheError(HaloDBError):
     """The DuckDB cache failed (``.path`` of the cache file; ``.name``, ``.head``, ``.cid``, ``.key`` of
@@ -324,6 +344,18 @@ class RegistryError(HaloDBError):
     """The registry home is missing or inconsistent (``.home``)."""
 
     home: str | PathLike[str] | None = None
+
+
+class HomeLockedError(RegistryError):
+    """Another process (or thread) held the registry home's lock for longer than the timeout
+    (``.home``; ``.pid``, ``.host``, ``.what`` and ``.since`` of the holder when it could be
+    read; ``.timeout`` in seconds, from ``HALODB_LOCK_TIMEOUT``)."""
+
+    pid: int | None = None
+    host: str | None = None
+    what: str | None = None
+    since: str | None = None
+    timeout: float | None = None
 
 
 class InputError(HaloDBError):

@@ -144,3 +144,75 @@ def test_an_expired_ipns_record_is_refused(kubo_offline: Any, tmp_path: Path) ->
     time.sleep(1.5)
     with pytest.raises(VerificationError, match="expired"):
         verify_record(ipns_name, record)
+
+
+def test_a_replayed_older_ipns_record_is_refused(kubo_offline: Any, tmp_path: Path) -> None:
+    """A gateway replays a validly signed Sequence-1 record after Sequence 2 was accepted: it is
+    treated like a failing gateway, and with no gateway offering one as new it is refused,
+    naming both sequences; the cache is not touched."""
+    import httpx
+
+    from halodb.blockstore.gateway import GatewayStore
+    from halodb.errors import RewindError
+    from halodb.naming.ipns_record import GatewayIPNS, verify_record
+
+    from .test_cache_helpers import dump
+
+    reg, c1 = _publisher(tmp_path, kubo_offline, 2, "2024-08-10T00:00:00Z")
+
+    def record_of(ipns_name: str) -> bytes:  # the signed record as the node's gateway serves it now
+        return httpx.get(f"{kubo_offline.gateway}ipns/{ipns_name}",
+                         headers={"Accept": "application/vnd.ipfs.ipns-record"}).content
+
+    reg.publish("ipns://replayed", c1)
+    ipns_name = IPNSNames(kubo_offline.api).ipns_name("replayed")
+    old = record_of(ipns_name)
+    reg.add([make_item("late", cid_for("late"))])
+    c2 = reg.commit("one more", time="2024-08-11T00:00:00Z")
+    reg.publish("ipns://replayed", c2)
+    reg.close()
+    new = record_of(ipns_name)
+    s1, s2 = verify_record(ipns_name, old).sequence, verify_record(ipns_name, new).sequence
+    assert s1 < s2 and verify_record(ipns_name, old).cid == c1 and verify_record(ipns_name, new).cid == c2
+
+    class Replaying(QuietHandler):
+        """A gateway serving whichever signed record it is told to (blocks: 404, ask the next)."""
+
+        body = new
+
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path.startswith("/ipns/"):
+                respond(self, Replaying.body, "application/vnd.ipfs.ipns-record")
+            else:
+                respond(self, b"not here", "text/plain", status=404)
+
+    name = f"ipns://{ipns_name}"
+    home = tmp_path / "client"
+    with serve(Replaying) as replayer:
+        # Sequence 2 first: accepted, synced, remembered in the home
+        client = halodb.open(home, store=f"{replayer},{kubo_offline.gateway}", create=True)
+        assert client.sync(name).head == c2
+        assert client.names.resolve(name).source.endswith(f"via {replayer}")
+        assert (home / "names" / ".ipns-sequences.json").exists()
+        assert client.names.names() == []  # the memory is not a local name
+        # now it replays Sequence 1: that gateway is skipped, the next one has Sequence 2
+        Replaying.body = old
+        found = client.names.resolve(name)
+        assert found.cid == c2 and found.source.endswith(f"via {kubo_offline.gateway}")
+        client.close()
+        before = dump(home / "cache.duckdb")
+
+        # only the replaying gateway, in a new process: refused, naming both sequences
+        only = halodb.open(home, store=replayer)
+        with pytest.raises(RewindError) as info:
+            only.names.resolve(name)
+        err = info.value
+        assert (err.sequence, err.last_sequence, err.head, err.current) == (s1, s2, c1, c2)
+        assert f"sequence {s1}" in str(err) and f"sequence {s2}" in str(err)
+        only.close()
+        r = run_cli(home, "--store", replayer, "sync", name)
+        assert r.code == 2 and len(r.err.strip().splitlines()) == 1, r.err
+        assert f"offers sequence {s1}" in r.err and f"older than sequence {s2}" in r.err
+        assert dump(home / "cache.duckdb") == before
+        # a resolver with no memory of Sequence 2 would have followed the replay
+        assert GatewayIPNS(GatewayStore([replayer])).resolve(ipns_name).cid == c1

@@ -89,8 +89,8 @@ def test_rewritten_history_resets_the_name(registry: Any) -> None:
     c1, c2, c3 = build_three_versions(registry)
     registry.publish("latest")
     registry.sync("latest")
-    registry.publish("latest", c1)  # the name moved back: not a descendant of the synced head
-    r = registry.sync("latest")
+    registry.publish("latest", c1, force=True)  # the name moved back: not a descendant of the synced head
+    r = registry.sync("latest", allow_rewind=True)  # followed on purpose (refused otherwise: tests/test_rewind.py)
     assert r.reset
     _, rows = registry.sql("SELECT key FROM items ORDER BY key")
     assert rows == [("halo/f1",), ("halo/f2",)]

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import halodb
 from halodb.api.watch import WatchEvent, WatchPolicy, watch
 
 from .conftest import cid_for, make_item, run_cli
+from .waiting import wait_until
 
 FAST = WatchPolicy(floor=0.05, ceiling=0.4, default=0.05)
 
@@ -24,13 +24,6 @@ FAST = WatchPolicy(floor=0.05, ceiling=0.4, default=0.05)
 def _commit(reg: halodb.Registry, tag: str, when: str) -> halodb.CID:
     reg.add([make_item(tag, cid_for(tag))])
     return reg.commit(tag, time=when)
-
-
-def _until(predicate: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_watch_resyncs_when_a_local_name_moves(registry: halodb.Registry) -> None:
@@ -42,10 +35,10 @@ def test_watch_resyncs_when_a_local_name_moves(registry: halodb.Registry) -> Non
                          kwargs={"policy": FAST, "on_event": events.append, "stop": stop})
     t.start()
     try:
-        _until(lambda: any(e.kind == "synced" for e in events))
+        wait_until(lambda: any(e.kind == "synced" for e in events))
         c2 = _commit(registry, "b", "2024-08-11T00:00:00Z")
         registry.publish("latest", c2)
-        _until(lambda: any(e.kind == "synced" and e.cid == str(c2) for e in events))
+        wait_until(lambda: any(e.kind == "synced" and e.cid == str(c2) for e in events))
     finally:
         stop.set()
         t.join(timeout=30)
@@ -63,9 +56,9 @@ def test_watch_backs_off_on_failures_and_recovers(registry: halodb.Registry) -> 
                                  "on_event": events.append, "stop": stop})
     t.start()
     try:
-        _until(lambda: sum(e.kind == "failed" for e in events) >= 4)
+        wait_until(lambda: sum(e.kind == "failed" for e in events) >= 4)
         registry.publish("later", _commit(registry, "x", "2024-08-10T00:00:00Z"))
-        _until(lambda: any(e.kind == "recovered" for e in events))
+        wait_until(lambda: any(e.kind == "recovered" for e in events))
     finally:
         stop.set()
         t.join(timeout=30)
@@ -95,14 +88,14 @@ def test_cli_watch_and_sql_from_another_process(home: Path) -> None:
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        _until(lambda: any(e["event"] == "synced" for e in lines))
+        wait_until(lambda: any(e["event"] == "synced" for e in lines))
         # the cache is not held open between polls: another process queries it
         for _ in range(3):
             r = run_cli(home, "sql", "SELECT count(*) AS n FROM items", "--format", "csv")
             assert r.code == 0, r.err
         c2 = _commit(reg, "b", "2024-08-11T00:00:00Z")
         reg.publish("latest", c2)
-        _until(lambda: any(e["event"] == "synced" and e["cid"] == str(c2) for e in lines))
+        wait_until(lambda: any(e["event"] == "synced" and e["cid"] == str(c2) for e in lines))
         r = run_cli(home, "sql", "SELECT count(*) AS n FROM items", "--format", "csv")
         assert r.out.split() == ["n", "2"]
         r = run_cli(home, "status", "--json")
@@ -135,13 +128,13 @@ def test_watch_follows_a_dnslink_name_published_to_a_real_dns_server(home: Path,
     reader = threading.Thread(target=read_lines, daemon=True)
     reader.start()
     try:
-        _until(lambda: any(e["event"] == "synced" and e["cid"] == str(c1) for e in lines))
+        wait_until(lambda: any(e["event"] == "synced" and e["cid"] == str(c1) for e in lines))
         assert lines[0]["ttl"] == 60 and lines[0]["next_check_s"] == 0.3  # the TTL, capped by --max-interval
         c2 = _commit(reg, "b", "2024-08-11T00:00:00Z")
         r = run_cli(home, "publish", f"dnslink:{domain}", env=env)
         assert r.code == 0, r.err
         assert dns_server.txt(f"_dnslink.{domain}") == [f"dnslink=/ipfs/{c2}"]
-        _until(lambda: any(e["event"] == "synced" and e["cid"] == str(c2) for e in lines))
+        wait_until(lambda: any(e["event"] == "synced" and e["cid"] == str(c2) for e in lines))
         r = run_cli(home, "sql", "SELECT name, head FROM sync_state", "--format", "csv")
         assert r.out.split() == ["name,head", f"{domain},{c2}"]
     finally:

@@ -1,10 +1,13 @@
-"""A registry home on disk: ``state.json`` (the local head and the stage) and its defaults.
+"""A registry home on disk: ``state.json`` (the local head and the stage), the lock that
+serializes its writers (``.lock``), and its defaults.
 
 >>> import tempfile, pathlib
 >>> home = Home(pathlib.Path(tempfile.mkdtemp()))
 >>> home.init()
 >>> home.head(), bool(home.stage())
 (None, False)
+>>> with home.locked("commit"), home.locked("add"):  # re-entrant within one Home
+...     home.save(None, Stage())
 """
 
 from __future__ import annotations
@@ -12,18 +15,25 @@ from __future__ import annotations
 import builtins
 import getpass
 import json
+import math
 import os
 import socket
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from halodb.errors import RegistryError
+from halodb.errors import HomeLockedError, InputError, RegistryError
 from halodb.index.model import Entry
 from halodb.ipld import CID
-from halodb.util.fs import write_json_atomic
+from halodb.util.fs import FileLock, LockHolder, write_json_atomic
 
-__all__ = ["Home", "Stage", "default_author", "default_home"]
+__all__ = ["DEFAULT_LOCK_TIMEOUT", "Home", "Stage", "default_author", "default_home", "lock_timeout"]
+
+#: seconds a writer waits for the home's lock unless ``$HALODB_LOCK_TIMEOUT`` says otherwise
+DEFAULT_LOCK_TIMEOUT = 60.0
 
 
 def default_home() -> Path:
@@ -47,6 +57,21 @@ def default_author() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+def lock_timeout() -> float:
+    """``$HALODB_LOCK_TIMEOUT`` (seconds, 0 or more), else :data:`DEFAULT_LOCK_TIMEOUT`."""
+    env = os.environ.get("HALODB_LOCK_TIMEOUT", "").strip()
+    if not env:
+        return DEFAULT_LOCK_TIMEOUT
+    try:
+        value = float(env)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise InputError(f"HALODB_LOCK_TIMEOUT={env!r}: expected a number of seconds, 0 or more",
+                         source="HALODB_LOCK_TIMEOUT")
+    return value
+
+
 @dataclass
 class Stage:
     """Changes staged for the next commit."""
@@ -59,14 +84,80 @@ class Stage:
 
 
 class Home:
-    """The state file of a registry home: the local head and the stage, written atomically."""
+    """The state file of a registry home: the local head and the stage, written atomically.
+
+    Whoever changes them reads, changes and saves them inside :meth:`locked`, which holds an
+    advisory lock on ``HOME/.lock``: writers in other processes (and in other threads, or
+    through other ``Home`` objects) wait for it, so no writer's change is lost.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock = FileLock(path / ".lock")
+        self._mutex = threading.RLock()  # the threads of this process, one at a time
+        self._depth = 0  # how deeply the holding thread has entered locked()
 
     @property
     def state_file(self) -> Path:
         return self.path / "state.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / ".lock"
+
+    def _missing(self) -> RegistryError:
+        return RegistryError(
+            f"no HaloDB registry in {self.path}: run `halodb init` (or set HALODB_HOME / --home)", home=self.path
+        )
+
+    def locked(self, what: str, *, timeout: float | None = None) -> AbstractContextManager[None]:
+        """Hold the home's lock for the block: ``what`` says what the holder does (written into
+        the lock file for whoever waits). Waits at most ``timeout`` seconds (default
+        :func:`lock_timeout`), then raises :class:`~halodb.errors.HomeLockedError` naming the
+        holder. Re-entrant within this object: a method that holds it may call another that
+        takes it (``import_tree`` commits, ``scan`` adds and removes)."""
+        return self._hold(what, timeout, create=False)
+
+    @contextmanager
+    def _hold(self, what: str, timeout: float | None, *, create: bool) -> Iterator[None]:
+        wait = min(lock_timeout() if timeout is None else max(0.0, timeout), threading.TIMEOUT_MAX)
+        if not self._mutex.acquire(timeout=wait):
+            holder = self._lock.holder()
+            raise self._locked_error(wait, holder, f"another thread of this process (PID {os.getpid()})")
+        try:
+            if self._depth == 0:
+                self._acquire(what, wait, create=create)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._lock.release()
+        finally:
+            self._mutex.release()
+
+    def _acquire(self, what: str, wait: float, *, create: bool) -> None:
+        if not create and not self.state_file.exists():
+            raise self._missing()
+        try:
+            got = self._lock.acquire(what, wait)
+        except FileNotFoundError:
+            raise self._missing() from None
+        except OSError as exc:
+            raise RegistryError(f"cannot lock the registry home {self.path}: {exc}", home=self.path) from exc
+        if not got:
+            raise self._locked_error(wait, self._lock.holder(), None)
+
+    def _locked_error(self, wait: float, holder: LockHolder | None, who: str | None) -> HomeLockedError:
+        by = who or (str(holder) if holder is not None else "another process")
+        return HomeLockedError(
+            f"the registry home {self.path} is locked by {by}; gave up after {wait:g} s "
+            "(wait longer with HALODB_LOCK_TIMEOUT=SECONDS)",
+            home=self.path, path=str(self.lock_file), timeout=wait,
+            pid=holder.pid if holder else None, host=holder.host if holder else None,
+            what=holder.what if holder else None, since=holder.since if holder else None,
+        )
 
     def read(self) -> dict[str, Any]:
         try:
@@ -74,9 +165,7 @@ class Home:
                 data: dict[str, Any] = json.load(f)
                 return data
         except FileNotFoundError:
-            raise RegistryError(
-                f"no HaloDB registry in {self.path}: run `halodb init` (or set HALODB_HOME / --home)", home=self.path
-            ) from None
+            raise self._missing() from None
         except json.JSONDecodeError as exc:
             raise RegistryError(f"{self.state_file} is corrupt: {exc}", home=self.path) from None
 
@@ -86,8 +175,11 @@ class Home:
     def init(self) -> None:
         """Create the home (idempotent)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        if not self.state_file.exists():
-            self.write({"version": 1, "head": None, "staged": {"upserts": {}, "removals": []}})
+        if self.state_file.exists():
+            return
+        with self._hold("init", None, create=True):
+            if not self.state_file.exists():
+                self.write({"version": 1, "head": None, "staged": {"upserts": {}, "removals": []}})
 
     def head(self) -> CID | None:
         head = self.read().get("head")
@@ -101,7 +193,8 @@ class Home:
         )
 
     def save(self, head: CID | None, stage: Stage) -> None:
-        """Record the local head and the stage together."""
+        """Record the local head and the stage together (inside :meth:`locked`, having read
+        them there too)."""
         state = self.read()
         state["head"] = str(head) if head else None
         state["staged"] = {

@@ -22,23 +22,25 @@ beside it (:mod:`~halodb.api.home`, :mod:`~halodb.api.staging`, :mod:`~halodb.ap
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from halodb.api.gc import collect_garbage
 from halodb.api.home import Home, Stage, default_author, default_home
 from halodb.api.scanning import current_view
-from halodb.api.staging import ItemInput, stage_items, stage_removals, stage_tree
+from halodb.api.staging import ItemInput, prepare_items, stage_prepared, stage_removals, stage_tree
 from halodb.api.syncing import sync_name
 from halodb.blockstore import BlockStore, DirectoryStore, import_car, open_store
 from halodb.blockstore.caching import CachingStore
 from halodb.blockstore.gateway import GatewayStore
 from halodb.cache import Cache
-from halodb.errors import InputError, NameNotFoundError, NothingToCommitError, UnknownKeyError
+from halodb.errors import BlockNotFoundError, InputError, NameNotFoundError, NothingToCommitError, UnknownKeyError
+from halodb.errors import RewindError
 from halodb.index.commit import commit_changes
 from halodb.index.history import commit_at, load_commit
+from halodb.index.history import divergence, versions
 from halodb.index.index import Index
 from halodb.index.model import Change, Commit, Entry, IndexRoot
 from halodb.index.prolly import NodeCache
@@ -92,26 +94,48 @@ class Registry:
 
     # -- staging --------------------------------------------------------------------------------
     def add(self, items: Iterable[ItemInput], collection: str | None = None) -> list[str]:
-        """Validate STAC items, store their blocks, and stage them; returns their keys.
+        """Validate STAC items, store their blocks (flushed), and stage them; returns their keys.
 
-        Nothing is staged when any item is invalid (the error names its source).
+        Nothing is staged when any item is invalid (the error names its source). The items
+        are read and validated before the home's lock is taken; the blocks are stored and
+        the stage recorded while it is held.
         """
         with paused_gc():
-            head, stage = self.head, self.staged()
-            keys = stage_items(self.store, stage, items, collection)
-            self.state.save(head, stage)
-            return keys
+            prepared = prepare_items(items, collection)
+            with self.state.locked("add"):
+                head, stage = self.head, self.staged()
+                keys = stage_prepared(self.store, stage, prepared)
+                self.state.save(head, stage)
+                return keys
 
     def remove(self, keys: Iterable[str]) -> list[str]:
         """Stage removals; :class:`UnknownKeyError` for a key neither committed nor staged."""
-        head, stage = self.head, self.staged()
         keys = list(keys)
-        stage_removals(self.index, self._root_of(head), stage, keys, str(head or "the empty registry"))
-        self.state.save(head, stage)
+        with self.state.locked("rm"):
+            head, stage = self.head, self.staged()
+            stage_removals(self.index, self._root_of(head), stage, keys, str(head or "the empty registry"))
+            self.state.save(head, stage)
         return keys
 
     def reset_stage(self) -> None:
-        self.state.save(self.head, Stage())
+        """Empty the stage."""
+        with self.state.locked("reset stage"):
+            self.state.save(self.head, Stage())
+
+    def locked(self, what: str = "batch", *, timeout: float | None = None) -> AbstractContextManager[None]:
+        """Hold the home's lock across several changes, so that no other writer's change
+        comes between them (each change holds it anyway; the lock is re-entrant here):
+
+        >>> import tempfile, halodb
+        >>> reg = halodb.open(tempfile.mkdtemp(), create=True)
+        >>> with reg.locked("add and commit"):
+        ...     reg.reset_stage()
+
+        Another process, or another ``Registry`` on the same home, waits meanwhile. Taking
+        it waits at most ``timeout`` seconds (default ``$HALODB_LOCK_TIMEOUT``, else 60), then
+        raises :class:`~halodb.errors.HomeLockedError`.
+        """
+        return self.state.locked(what, timeout=timeout)
 
     def scan(
         self, root: str, *, prefix: str | None = None, collection: str | None = None, cache: bool = True,
@@ -126,66 +150,126 @@ class Registry:
         from halodb.scan.scan_cache import ScanCache
         from halodb.scan.scanner import scan as scan_tree
 
-        head, stage = self.head, self.staged()
-        root_index = self._root_of(head)
-        report = scan_tree(
-            self.store, root,
-            resolve=lambda name: self.names.resolve(name).cid,
-            current=lambda where: current_view(self.index, root_index, stage, where),
-            cache=ScanCache(self.home / "scan-cache") if cache else None,
-            prefix=prefix, collection=collection, workers=workers, progress=progress, retry_errors=retry_errors,
-            remove=remove, max_depth=max_depth, max_entries=max_entries,
-            max_coordinate_bytes=DEFAULT_MAX_COORDINATE_BYTES if max_coordinate_bytes is None else max_coordinate_bytes,
-        )
-        if report.additions:
-            self.add(report.additions)
-        if report.removals:
-            self.remove(report.removals)
-        report.staged = True
-        return report
+        with ExitStack() as held:
+            # The extraction runs unlocked; the home's lock is taken when the scanner asks what
+            # the registry holds, so that view (head and stage read then) is still true when
+            # what the scan found is staged, before the lock is released.
+            def view(where: str) -> tuple[dict[str, str], dict[str, Entry]]:
+                held.enter_context(self.state.locked("scan"))
+                return current_view(self.index, self._root_of(self.head), self.staged(), where)
+
+            report = scan_tree(
+                self.store, root,
+                resolve=lambda name: self.names.resolve(name).cid,
+                current=view,
+                cache=ScanCache(self.home / "scan-cache") if cache else None,
+                prefix=prefix, collection=collection, workers=workers, progress=progress, retry_errors=retry_errors,
+                remove=remove, max_depth=max_depth, max_entries=max_entries,
+                max_coordinate_bytes=DEFAULT_MAX_COORDINATE_BYTES if max_coordinate_bytes is None else max_coordinate_bytes,
+            )
+            if report.additions:
+                self.add(report.additions)
+            if report.removals:
+                self.remove(report.removals)
+            report.staged = True
+            return report
 
     def import_tree(
         self, tree: dict[str, Any], *, time: TimeLike = None, message: str | None = None,
         collection: str = "orcestra", author: str | None = None,
     ) -> CID:
         """Make the datasets of a campaign tree (path -> CID) the new dataset set and commit it."""
-        head = self.head
-        if self.staged():
-            raise InputError("the stage is not empty: commit or reset it before importing a tree", source="stage")
-        stage, count = stage_tree(self.store, self.index, self._root_of(head) or self.index.empty(), tree, collection)
-        self.state.save(head, stage)
-        try:
-            return self.commit(message or f"import tree ({count} datasets)", time=time, author=author, allow_empty=True)
-        except BaseException:
-            self.state.save(head, Stage())
-            raise
+        with self.state.locked("import-tree"):
+            head = self.head
+            if self.staged():
+                raise InputError("the stage is not empty: commit or reset it before importing a tree", source="stage")
+            stage, count = stage_tree(self.store, self.index, self._root_of(head) or self.index.empty(), tree, collection)
+            self.state.save(head, stage)
+            try:
+                return self.commit(message or f"import tree ({count} datasets)", time=time, author=author, allow_empty=True)
+            except BaseException:
+                self.state.save(head, Stage())
+                raise
 
     # -- committing and publishing ------------------------------------------------------------------
     def commit(
         self, message: str, *, time: TimeLike = None, author: str | None = None, allow_empty: bool = False
     ) -> CID:
-        """Commit the stage as a new version on top of the local head; returns the commit CID."""
-        with paused_gc():
+        """Commit the stage as a new version on top of the local head; returns the commit CID.
+
+        The home's lock is held from reading the head and stage to recording the new head, so
+        two commits never build on the same head. A stage whose item blocks are not all in the
+        store is refused (:class:`BlockNotFoundError`, naming them), and nothing is committed.
+        """
+        when = to_time(time, what="--time")
+        with paused_gc(), self.state.locked("commit"):
             head, stage = self.head, self.staged()
-            when = to_time(time, what="--time")
             if not stage and not allow_empty:
                 raise NothingToCommitError("nothing staged: use `halodb add` or `halodb rm` first")
+            self._check_staged_blocks(stage)
             cid = commit_changes(self.store, self.index, head, stage.upserts, stage.removals, time=when,
                                  author=author or default_author(), message=message, commits=self._commits)
             self.store.flush()
             self.state.save(cid, Stage())
             return cid
 
-    def publish(self, name: str, cid: CID | str | None = None, *, expected: CID | None = None) -> Resolution:
-        """Point ``name`` at ``cid`` (default: the local head)."""
-        target = self.resolve(cid) if isinstance(cid, str) else (cid or self.head)
-        if target is None:
-            raise NothingToCommitError("nothing to publish: the registry has no commits yet")
-        load_commit(self.store, target, self._commits)  # must be a commit we have
-        self.store.flush()
-        if self.store.supports_pinning:  # pin before the name moves: a name never points at content nobody keeps
-            self.store.pin(target, replaces=self._current_target(name))
-        return self.names.publish(name, target, expected=expected)
+    def _check_staged_blocks(self, stage: Stage) -> None:
+        """Raise :class:`BlockNotFoundError` unless every staged item block is in the store."""
+        wanted = {key: entry.item for key, entry in stage.upserts.items()}
+        present = self.store.has_many(set(wanted.values()))
+        missing = sorted((key, cid) for key, cid in wanted.items() if cid not in present)
+        if not missing:
+            return
+        shown = ", ".join(f"{key} ({cid})" for key, cid in missing[:10])
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise BlockNotFoundError(
+            f"cannot commit: the item blocks of {len(missing)} staged dataset(s) are missing from "
+            f"{self.store.describe()}: {shown}{more}; add those items again (or `halodb rm` them), "
+            "nothing was committed",
+            cid=missing[0][1], store=self.store.describe(),
+        )
+
+    def publish(
+        self, name: str, cid: CID | str | None = None, *, expected: CID | None = None, force: bool = False,
+        on_rewind: Callable[[RewindError], None] | None = None,
+    ) -> Resolution:
+        """Point ``name`` at ``cid`` (default: the local head, read holding the home's lock).
+
+        A commit that does not descend from the name's current target would discard versions
+        (a rollback, or another history): it is refused with :class:`RewindError`, which names
+        the current target and how many versions would go, unless ``force``; then
+        ``on_rewind`` is called with that error before the name moves. A first publish, or a
+        descendant of the current target, just moves the name.
+        """
+        with self.state.locked("publish"):
+            target = self.resolve(cid) if isinstance(cid, str) else (cid or self.head)
+            if target is None:
+                raise NothingToCommitError("nothing to publish: the registry has no commits yet")
+            load_commit(self.store, target, self._commits)  # must be a commit we have
+            current = self.names.current(name)  # where the name points in the store the publish goes to
+            # what the move replaces: with ``expected`` (a compare-and-swap) exactly that, or nothing
+            replaced, what = ((current, "the name's current target") if expected is None
+                              else (expected, "the expected target"))
+            found = None if replaced is None else divergence(self.store, replaced, target, self._commits)
+            if found is not None:
+                if found.behind is not None:
+                    where = f"{versions(found.behind)} behind {what} {replaced}"
+                elif found.discarded is not None:
+                    where = f"not on the history of {what} {replaced} (diverged)"
+                else:
+                    where = f"not a descendant of {what} {replaced}, whose history cannot be read"
+                refusal = RewindError(
+                    f"refusing to publish {name} -> {target}: it is {where}; publishing it would discard "
+                    f"{found.discarding()} (--force, force=True, publishes it anyway)",
+                    name=name, current=replaced, head=target, behind=found.behind, discarded=found.discarded)
+                if not force:
+                    raise refusal
+                if on_rewind is not None:
+                    on_rewind(refusal)
+            self.store.flush()
+            if self.store.supports_pinning:  # pin before the name moves: a name never points at content nobody keeps
+                self.store.pin(target, replaces=current)
+            return self.names.publish(name, target, expected=expected)
 
     def _current_target(self, name: str) -> CID | None:
         try:
@@ -275,12 +359,17 @@ class Registry:
         """The spelling ``name`` is recorded under in the cache (``dnslink:x.org`` -> ``x.org``)."""
         return self.names.canonical(name)
 
-    def sync(self, name: str, *, head: CID | None = None) -> SyncResult:
+    def sync(self, name: str, *, head: CID | None = None, allow_rewind: bool = False) -> SyncResult:
         """Resolve ``name`` (unless its ``head`` is given) and materialize its history into the
-        DuckDB cache, all or nothing. The cache records it under :meth:`canonical_name`."""
+        DuckDB cache, all or nothing. The cache records it under :meth:`canonical_name`.
+
+        A head that does not descend from the one the cache last synced for the name (the
+        name moved back, or to another history) is refused with :class:`RewindError` and the
+        cache left as it was, unless ``allow_rewind``: then the name is rebuilt at that head."""
         head = head if head is not None else self.resolve(name)
         return sync_name(self.store, self.index, self.cache, self.canonical_name(name), head,
-                         prefetch_spread=self.prefetch_spread, prefetch_workers=self.prefetch_workers)
+                         prefetch_spread=self.prefetch_spread, prefetch_workers=self.prefetch_workers,
+                         allow_rewind=allow_rewind)
 
     def sql(self, query: str, params: list[Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run SQL on the cache: ``items``, ``item_versions``, ``commits``, ``items_at(ts)``..."""
@@ -313,16 +402,19 @@ class Registry:
         """Delete local blocks that no head reaches; returns (kept, deleted).
 
         Kept: everything reachable (whole history) from the local head, every local name,
-        every name synced into the cache, and the staged items. Do not run it while another
-        process commits into the same home: blocks of an unfinished commit are not reachable yet.
+        every name synced into the cache, and the staged items. It holds the home's lock, so
+        no commit, add or import of this home runs meanwhile (their blocks would not be
+        reachable yet).
         """
-        heads = {self.names.resolve(name).cid for name in self.names.names()}
-        if self.head is not None:
-            heads.add(self.head)
-        if self.cache_path.exists():
-            heads.update(CID.parse(st.head) for st in self.cache.sync_states() if st.head)
-        keep = {e.item for e in self.staged().upserts.values()}
-        return collect_garbage(self.store, self.index, heads, keep, dry_run=dry_run, commits=self._commits)
+        with self.state.locked("gc"):
+            heads = {self.names.resolve(name).cid for name in self.names.names()}
+            head = self.head
+            if head is not None:
+                heads.add(head)
+            if self.cache_path.exists():
+                heads.update(CID.parse(st.head) for st in self.cache.sync_states() if st.head)
+            keep = {e.item for e in self.staged().upserts.values()}
+            return collect_garbage(self.store, self.index, heads, keep, dry_run=dry_run, commits=self._commits)
 
     def reachable(self, head: CID, *, history: bool = True) -> Iterator[CID]:
         """Every block of the index DAG from ``head``: commits, roots, tree nodes, items."""

@@ -1,12 +1,14 @@
 """What goes into a stage: validated STAC items, removals of known keys, a whole campaign tree.
 
-Each function returns or mutates a :class:`~halodb.api.home.Stage` and stores the item blocks;
-the registry saves the stage. Nothing here commits.
+Each function returns or mutates a :class:`~halodb.api.home.Stage` and stores the item blocks
+(flushed before they are staged); the registry saves the stage, holding the home's lock.
+Nothing here commits.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from halodb import stac
@@ -18,20 +20,26 @@ from halodb.index.index import Index
 from halodb.index.model import Entry, IndexRoot
 from halodb.ipld import CID, make_block
 
-__all__ = ["ItemInput", "stage_items", "stage_removals", "stage_tree"]
+__all__ = ["ItemInput", "PreparedItems", "prepare_items", "stage_items", "stage_prepared", "stage_removals", "stage_tree"]
 
 #: an item, or ``(source, item)`` where ``source`` names it in errors (a file and line)
 ItemInput = dict[str, Any] | tuple[str, dict[str, Any]]
 
 
-def stage_items(store: BlockStore, stage: Stage, items: Iterable[ItemInput], collection: str | None) -> list[str]:
-    """Validate every item, then store their blocks and stage them; returns their keys.
+@dataclass
+class PreparedItems:
+    """Validated items, ready to stage (:func:`prepare_items`): their keys in input order,
+    their entries by key, and their blocks."""
 
-    Nothing is stored or staged when any item is invalid (the error names its source).
-    """
-    blocks: list[tuple[CID, bytes]] = []
-    keys: list[str] = []
-    upserts: dict[str, Entry] = {}
+    keys: list[str] = field(default_factory=list)
+    upserts: dict[str, Entry] = field(default_factory=dict)
+    blocks: list[tuple[CID, bytes]] = field(default_factory=list)
+
+
+def prepare_items(items: Iterable[ItemInput], collection: str | None) -> PreparedItems:
+    """Validate every item and encode its block; nothing is stored. The first invalid item
+    raises (the error names its source)."""
+    out = PreparedItems()
     for n, value in enumerate(items):
         source, raw = value if isinstance(value, tuple) else (f"item #{n + 1}", value)
         item = stac.parse_item(raw, source)
@@ -39,13 +47,29 @@ def stage_items(store: BlockStore, stage: Stage, items: Iterable[ItemInput], col
             item["collection"] = collection
         key = stac.dataset_key(item, collection)
         cid, data = make_block(item)
-        blocks.append((cid, data))
-        upserts[key] = Entry(item=cid, data=stac.data_cid(item), path=stac.item_path(item))
-        keys.append(key)
-    store.put_many(blocks, verify=False)
-    stage.upserts.update(upserts)
-    stage.removals.difference_update(upserts)
-    return keys
+        out.blocks.append((cid, data))
+        out.upserts[key] = Entry(item=cid, data=stac.data_cid(item), path=stac.item_path(item))
+        out.keys.append(key)
+    return out
+
+
+def stage_prepared(store: BlockStore, stage: Stage, prepared: PreparedItems) -> list[str]:
+    """Store the blocks of ``prepared`` durably (written, then the store flushed), then stage
+    them in ``stage``; returns their keys. The caller records the stage only afterwards, so a
+    stage never names an item block a crash could lose."""
+    store.put_many(prepared.blocks, verify=False)
+    store.flush()
+    stage.upserts.update(prepared.upserts)
+    stage.removals.difference_update(prepared.upserts)
+    return prepared.keys
+
+
+def stage_items(store: BlockStore, stage: Stage, items: Iterable[ItemInput], collection: str | None) -> list[str]:
+    """Validate every item, then store their blocks and stage them; returns their keys.
+
+    Nothing is stored or staged when any item is invalid (the error names its source).
+    """
+    return stage_prepared(store, stage, prepare_items(items, collection))
 
 
 def stage_removals(index: Index, root: IndexRoot | None, stage: Stage, keys: list[str], where: str) -> None:
@@ -84,4 +108,5 @@ def stage_tree(store: BlockStore, index: Index, root: IndexRoot, tree: dict[str,
             stage.upserts[key] = entry
     stage.removals = {k for k in current if k not in wanted}
     store.put_many(blocks, verify=False)
+    store.flush()
     return stage, len(wanted)

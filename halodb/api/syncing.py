@@ -15,12 +15,15 @@ __all__ = ["sync_name"]
 
 
 def sync_name(
-    store: BlockStore, index: Index, cache: Cache, name: str, head: CID, *, prefetch_spread: int, prefetch_workers: int
+    store: BlockStore, index: Index, cache: Cache, name: str, head: CID, *, prefetch_spread: int, prefetch_workers: int,
+    allow_rewind: bool = False,
 ) -> SyncResult:
     """Materialize ``name``'s history up to ``head`` into ``cache``, all or nothing.
 
     ``prefetch_spread``: an initial sync asks for up to this many subtree CARs, about one per
     40 datasets (1: one CAR in all; 0: none, every block is asked for on its own).
+    ``allow_rewind``: follow a ``head`` that does not descend from the synced one (see
+    :func:`halodb.sync.sync`; otherwise :class:`~halodb.errors.RewindError`).
     """
     if store.is_remote_backed and prefetch_spread and cache.sync_state(name) is None:
         index_cid = load_commit(store, head).index
@@ -29,4 +32,4 @@ def sync_name(
             spread = min(spread, max(16, index.load_root(index_cid).count // 40))
         store.prefetch(index_cid, spread=spread, workers=prefetch_workers)
     with paused_gc():
-        return sync(store, index, cache, name, head)
+        return sync(store, index, cache, name, head, allow_rewind=allow_rewind)

@@ -7,6 +7,11 @@ or syncing fails it backs off (``floor``, doubling up to ``ceiling``) and keeps 
 it was; each change of state (started, synced, failed, recovered) is reported as a
 :class:`WatchEvent`. Between syncs the cache file is closed, so other processes can query it.
 
+A name that moves back (a head that does not descend from the synced one) is a failure
+like any other: the sync raises :class:`~halodb.errors.RewindError`, the watcher reports it
+as a ``failed`` event and keeps watching with the cache at the synced head, and recovers
+when the name moves forward again; unless ``allow_rewind``, which rebuilds the cache at it.
+
 >>> policy = WatchPolicy(floor=5, ceiling=600, default=60)
 >>> policy.wait(ttl=1), policy.wait(ttl=None), policy.wait(ttl=86400), policy.backoff(failures=3)
 (5.0, 60.0, 600.0, 20.0)
@@ -80,8 +85,12 @@ def watch(
     on_event: Callable[[WatchEvent], None] = lambda e: None,
     stop: threading.Event | None = None,
     max_polls: int | None = None,
+    allow_rewind: bool = False,
 ) -> None:
-    """Poll ``name`` and sync on every move until ``stop`` is set (or ``max_polls`` polls)."""
+    """Poll ``name`` and sync on every move until ``stop`` is set (or ``max_polls`` polls).
+
+    ``allow_rewind``: follow the name back to an older version or another history (see
+    :meth:`Registry.sync`); otherwise such a move is reported as a ``failed`` event."""
     policy = policy or WatchPolicy()
     ref = parse_ref(name)
     if ref.name is None or ref.when is not None:
@@ -104,7 +113,8 @@ def watch(
             wait = policy.wait(resolution.ttl)
             detail = ""
             if synced != str(resolution.cid):
-                result = registry.sync(name, head=resolution.cid)  # a no-op if another process did it
+                # a no-op if another process did it; RewindError (a failure below) if the name moved back
+                result = registry.sync(name, head=resolution.cid, allow_rewind=allow_rewind)
                 synced = str(result.head)
                 if not result.up_to_date:
                     detail = f"{result.commits} commit(s), {result.changes} change(s)"

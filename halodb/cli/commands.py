@@ -21,7 +21,7 @@ import click
 
 import halodb
 from halodb import stac
-from halodb.errors import HaloDBError
+from halodb.errors import HaloDBError, RewindError
 from halodb.api.registry import Registry
 from halodb.campaign import load_tree, load_tree_history
 from halodb.util.textout import format_table, format_value, json_default
@@ -112,10 +112,25 @@ def commit(ctx: Context, message: str, when: str | None, author: str | None, as_
 @cli.command()
 @click.argument("name")
 @click.option("--cid", "target", help="Commit to publish (default: the local head).")
+@click.option("--force", is_flag=True,
+              help="Publish even a commit that does not descend from NAME's current target (a rollback, or "
+                   "another history), discarding the versions it lacks; says on stderr what it discarded.")
 @pass_ctx
-def publish(ctx: Context, name: str, target: str | None) -> None:
-    """Point NAME at the head commit (or --cid)."""
-    res = ctx.registry().publish(name, target)
+def publish(ctx: Context, name: str, target: str | None, force: bool) -> None:
+    """Point NAME at the head commit (or --cid).
+
+    A commit that does not descend from NAME's current target is refused (exit 2, naming the
+    current target and how many versions would be discarded) unless --force.
+    """
+    def discarded(refusal: RewindError) -> None:
+        lost = (f"{refusal.discarded} version{'' if refusal.discarded == 1 else 's'}"
+                if refusal.discarded is not None else "an unknown number of versions")
+        how = (f"{refusal.behind} version{'' if refusal.behind == 1 else 's'} back" if refusal.behind is not None
+               else "to another history")
+        click.echo(f"halodb: warning: --force: {name} moved from {refusal.current} to {refusal.head} ({how}), "
+                   f"discarding {lost}", err=True)
+
+    res = ctx.registry().publish(name, target, force=force, on_rewind=discarded)
     click.echo(f"{name} -> {res.cid}")
 
 
@@ -142,8 +157,8 @@ def log(ctx: Context, ref: str, limit: int | None, as_json: bool) -> None:
         _emit_json(rows)
 
 
-def _sync(ctx: Context, name: str, as_json: bool) -> None:
-    r = ctx.registry().sync(name)
+def _sync(ctx: Context, name: str, as_json: bool, allow_rewind: bool) -> None:
+    r = ctx.registry().sync(name, allow_rewind=allow_rewind)
     if as_json:
         _emit_json({
             "name": r.name, "head": str(r.head), "previous": r.previous, "commits": r.commits,
@@ -154,7 +169,7 @@ def _sync(ctx: Context, name: str, as_json: bool) -> None:
     else:
         click.echo(
             f"synced {name} to {r.head}: {r.commits} version(s), {r.changes} change(s), "
-            f"{r.blocks_read} block(s) read{' (full rebuild)' if r.reset else ''}"
+            f"{r.blocks_read} block(s) read{' (rewound: full rebuild)' if r.reset else ''}"
         )
 
 
@@ -168,18 +183,24 @@ def _sync(ctx: Context, name: str, as_json: bool) -> None:
 @click.option("--cars", type=click.IntRange(min=0), envvar="HALODB_INITIAL_CARS", default=256, show_default=True,
               help="An initial sync over the network asks for up to this many subtree CARs (1: the whole index "
                    "as one CAR, fastest from a gateway that holds the blocks; 0: block by block) [env HALODB_INITIAL_CARS].")
+@click.option("--allow-rewind", is_flag=True,
+              help="Follow NAME even to a version that does not descend from the synced one (moved back, or "
+                   "another history): the cache is rebuilt at it. Without it such a sync is refused (exit 2).")
 @pass_ctx
 def sync_cmd(ctx: Context, name: str, as_json: bool, watch: bool, min_interval: float, max_interval: float,
-             interval: float, cars: int) -> None:
+             interval: float, cars: int, allow_rewind: bool) -> None:
     """Resolve NAME, fetch what is missing, and materialize it into the DuckDB cache.
 
+    A version of NAME that does not descend from the one last synced (a rollback) is refused
+    with the cache unchanged, unless --allow-rewind.
+
     With --watch it keeps doing so whenever NAME moves, logging each transition (started,
-    synced, failed, recovered), backing off when the resolver fails, until interrupted.
-    Other processes can run `halodb sql` on the cache meanwhile.
+    synced, failed, recovered), backing off when the resolver fails or NAME moved back,
+    until interrupted. Other processes can run `halodb sql` on the cache meanwhile.
     """
     ctx.registry().prefetch_spread = cars
     if not watch:
-        _sync(ctx, name, as_json)
+        _sync(ctx, name, as_json, allow_rewind)
         return
     import signal
     import threading
@@ -201,7 +222,7 @@ def sync_cmd(ctx: Context, name: str, as_json: bool, watch: bool, min_interval: 
         sys.stdout.flush()
 
     try:
-        run_watch(ctx.registry(), name, policy=policy, on_event=report, stop=stop)
+        run_watch(ctx.registry(), name, policy=policy, on_event=report, stop=stop, allow_rewind=allow_rewind)
     except KeyboardInterrupt:
         pass
 

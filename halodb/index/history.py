@@ -17,11 +17,12 @@ share a second).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Collection, Iterator, MutableMapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from halodb.blockstore.base import BlockStore
-from halodb.errors import BlockNotFoundError, MissingParentError, SchemaError, TimeOrderError
+from halodb.errors import BlockNotFoundError, HaloDBError, MissingParentError, SchemaError, TimeOrderError
 from halodb.index.model import Commit, IndexRoot
 from halodb.util.times import format_time
 from halodb.ipld import CID, decode, make_block
@@ -102,3 +103,53 @@ def commit_at(
         if commit.time <= when:
             return cid, commit
     return None
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """How a head ``new`` stands to a head ``old`` it does not descend from (see :func:`divergence`)."""
+
+    behind: int | None  #: ``new`` is this many versions back on ``old``'s main line (None: not on it, diverged)
+    discarded: int | None  #: versions of ``old``'s main line missing from ``new``'s (None: unreadable)
+
+    def discarding(self) -> str:
+        """What moving to ``new`` drops: ``2 versions`` (or ``an unknown number of versions``)."""
+        return versions(self.discarded) if self.discarded is not None else "an unknown number of versions"
+
+
+def versions(n: int) -> str:
+    """``1 version``, ``2 versions``."""
+    return f"{n} version{'' if n == 1 else 's'}"
+
+
+def divergence(
+    store: BlockStore, old: CID, new: CID, cache: CommitCache | None = None, *, new_line: Collection[CID] | None = None
+) -> Divergence | None:
+    """None when ``new`` descends from ``old`` (``old`` is on ``new``'s main line, or is it);
+    else how far back or aside ``new`` is. Histories compare along their main lines
+    (first-parent chains), as sync replays them.
+
+    ``new_line``: the CIDs of ``new``'s whole main line when the caller has walked it already.
+    A history of ``old`` that cannot be read (missing blocks, not a commit) makes ``behind``
+    and ``discarded`` None: ``new`` is then taken as not descending from ``old``.
+    """
+    if new_line is None:
+        line: set[CID] = set()
+        for cid, _ in walk(store, new, cache=cache):
+            if cid == old:
+                return None
+            line.add(cid)
+        new_line = line
+    elif old in new_line:
+        return None
+    steps = 0
+    try:
+        for cid, _ in walk(store, old, cache=cache):
+            if cid == new:
+                return Divergence(behind=steps, discarded=steps)
+            if cid in new_line:  # the newest common ancestor
+                return Divergence(behind=None, discarded=steps)
+            steps += 1
+    except HaloDBError:
+        return Divergence(behind=None, discarded=None)
+    return Divergence(behind=None, discarded=steps)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from halodb.errors import NameNotFoundError
 from halodb.ipld import CID
 
 if TYPE_CHECKING:
@@ -55,6 +56,16 @@ class NameStore(abc.ABC):
     @abc.abstractmethod
     def publish(self, name: str, cid: CID, *, expected: CID | None = None) -> Resolution:
         """Point ``name`` at ``cid``; when ``expected`` is given, only if the name points there now."""
+
+    def current(self, name: str) -> CID | None:
+        """Where ``name`` points now in the store a publish of it goes to (None: never published).
+
+        A publish compares its target with this: moving a name to a commit that does not
+        descend from it discards versions (see :meth:`halodb.api.registry.Registry.publish`)."""
+        try:
+            return self.resolve(name).cid
+        except NameNotFoundError:
+            return None
 
     def history(self, name: str) -> list[NameRecord]:
         """Earlier targets, oldest first (empty where the backend keeps none)."""

@@ -16,14 +16,24 @@ by the record itself, as signed by the name's key; nothing the gateway says is t
 Ed25519 comes from ``cryptography`` (the PyCA library). The TTL (nanoseconds in the record)
 becomes seconds, so ``sync --watch`` paces itself by it.
 
+A valid signature does not make a record current: a gateway can replay an older record the
+key signed. :class:`GatewayIPNS` therefore remembers, per name, the highest ``Sequence`` it
+accepted (:class:`SequenceMemory`, a small JSON file in the home's names folder) and treats
+a gateway that offers a lower one like a failing gateway; when no gateway has a record at
+least as new, resolving raises :class:`~halodb.errors.RewindError` naming both sequences.
+
 >>> public_key_of("k51qzi5uqu5dh33489h32jlz1ss3r2es28v6gwcs9qlfd1u1z0cq2d0lgpuhp9").hex()[:16]
 '2437e0d97d8a9870'
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 import cryptography.exceptions
 import cryptography.utils
@@ -39,10 +49,13 @@ from halodb.errors import (
     DecodeError,
     ErrorMap,
     NameNotFoundError,
+    NamingError,
     ReadOnlyStoreError,
     ResolverError,
+    RewindError,
     VerificationError,
 )
+from halodb.util.fs import write_json_atomic
 from halodb.util.times import parse_time
 from halodb.ipld import CID, decode
 from halodb.naming.base import NameStore, Resolution
@@ -193,13 +206,78 @@ def key_pb_of(key: bytes) -> bytes:
     return bytes([0x08, ED25519, 0x12, len(key)]) + key
 
 
+class SequenceMemory:
+    """The highest IPNS ``Sequence`` accepted per name (and that record's value), kept in the
+    JSON file ``path`` so a replayed older record is refused across runs.
+
+    Entries are keyed by the name's Ed25519 public key, so the ``k51...`` and ``12D3Koo...``
+    spellings of one name share theirs. Updates hold ``path.parent / ".lock"`` (the names
+    folder's lock) and write atomically; the sequence recorded never goes down.
+
+    >>> import tempfile, pathlib
+    >>> memory = SequenceMemory(pathlib.Path(tempfile.mkdtemp()) / ".ipns-sequences.json")
+    >>> memory.last(b"k" * 32) is None
+    True
+    >>> memory.accept(b"k" * 32, "k51...", 2, CID.for_bytes(b"v2"))
+    >>> memory.accept(b"k" * 32, "k51...", 1, CID.for_bytes(b"v1"))  # never goes down
+    >>> memory.last(b"k" * 32)[0]
+    2
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise NamingError(f"cannot read the IPNS sequences accepted before from {self.path}: {exc}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("names", {}), dict):
+            raise NamingError(f"{self.path} is not a file of IPNS sequences (a JSON object with 'names')")
+        names: dict[str, Any] = data.get("names", {})
+        return names
+
+    def last(self, key: bytes) -> tuple[int, CID | None] | None:
+        """The highest sequence accepted for the name of public key ``key``, and its value."""
+        entry = self._read().get(key.hex())
+        if not isinstance(entry, dict) or not isinstance(entry.get("sequence"), int):
+            return None
+        value = entry.get("value")
+        return entry["sequence"], CID.parse(value) if isinstance(value, str) else None
+
+    def accept(self, key: bytes, name: str, sequence: int, value: CID) -> None:
+        """Record that a record of ``sequence`` was accepted (a no-op unless it is higher)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path.parent / ".lock", "a+") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                names = self._read()
+                entry = names.get(key.hex())
+                if isinstance(entry, dict) and isinstance(entry.get("sequence"), int) and entry["sequence"] >= sequence:
+                    return
+                names[key.hex()] = {"name": name, "sequence": sequence, "value": str(value)}
+                write_json_atomic(self.path, {"version": 1, "names": names}, indent=1)
+        except OSError as exc:
+            raise NamingError(f"cannot record the IPNS sequence accepted for {name} in {self.path}: {exc}",
+                              name=name) from None
+
+
 class GatewayIPNS(NameStore):
-    """IPNS names resolved through trustless gateways, each record verified here (read-only)."""
+    """IPNS names resolved through trustless gateways, each record verified here (read-only).
+
+    With ``sequences`` (a :class:`SequenceMemory`; the registry keeps one in the home's names
+    folder) a record whose ``Sequence`` is lower than the highest accepted before for that
+    name is refused like a record that fails verification: the next gateway is asked.
+    """
 
     supports_publish = False
 
-    def __init__(self, gateways: GatewayStore) -> None:
+    def __init__(self, gateways: GatewayStore, sequences: SequenceMemory | None = None) -> None:
         self.gateways = gateways
+        self.sequences = sequences
 
     def resolve(self, name: str) -> Resolution:
         if not name.startswith(("k", "12D3Koo", "b")):
@@ -207,6 +285,8 @@ class GatewayIPNS(NameStore):
                 f"{name!r} is not an IPNS name (k51...): key names need the Kubo node that holds the key "
                 "(--store kubo+http://... or HALODB_KUBO)", name=name)
         failures = []
+        stale: list[tuple[str, IPNSRecord]] = []  # valid records older than one accepted before
+        last: tuple[int, CID | None] | None = None
         for gateway in self.gateways.gateways:
             try:
                 r = self.gateways.client.get(f"{gateway}ipns/{name}", headers={"Accept": IPNS_RECORD})
@@ -221,7 +301,22 @@ class GatewayIPNS(NameStore):
             except VerificationError as exc:
                 failures.append(f"{gateway}: {exc}")
                 continue
+            if self.sequences is not None:
+                key = public_key_of(name)
+                last = self.sequences.last(key)
+                if last is not None and record.sequence < last[0]:  # a replayed older record
+                    stale.append((gateway, record))
+                    failures.append(f"{gateway}: sequence {record.sequence} is older than {last[0]}")
+                    continue
+                self.sequences.accept(key, name, record.sequence, record.cid)
             return Resolution(name=name, cid=record.cid, ttl=record.ttl, source=f"ipns:{name} via {gateway}")
+        if stale and last is not None:
+            newest = max((older for _, older in stale), key=lambda older: older.sequence)
+            raise RewindError(
+                f"refusing the IPNS record for {name}: it offers sequence {newest.sequence} (/ipfs/{newest.cid}), "
+                f"older than sequence {last[0]}" + (f" (/ipfs/{last[1]})" if last[1] is not None else "")
+                + " accepted before, and no gateway has a record at least as new: " + "; ".join(failures),
+                name=name, sequence=newest.sequence, last_sequence=last[0], head=newest.cid, current=last[1])
         if failures and all("HTTP 404" in f or "HTTP 500" in f for f in failures):
             raise NameNotFoundError(f"no gateway has an IPNS record for {name}: " + "; ".join(failures), name=name)
         raise ResolverError(f"no gateway returned a valid IPNS record for {name}: " + "; ".join(failures),
@@ -233,4 +328,4 @@ class GatewayIPNS(NameStore):
             "(--store kubo+http://... or HALODB_KUBO)", name=name)
 
 
-__all__ = ["GatewayIPNS", "IPNSRecord", "public_key_of", "verify_record"]
+__all__ = ["GatewayIPNS", "IPNSRecord", "SequenceMemory", "public_key_of", "verify_record"]

@@ -98,4 +98,5 @@ class LocalNames(NameStore):
     def names(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.stem for p in self.root.glob("*.json"))
+        # other files of the folder (".ipns-sequences.json", temp files) are not names
+        return sorted(p.stem for p in self.root.glob("*.json") if NAME_RE.match(p.stem))

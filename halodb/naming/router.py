@@ -33,6 +33,11 @@ if TYPE_CHECKING:  # imported when first used: dnspython and httpx cost ~0.3 s a
     from halodb.naming.dnsupdate import DNSLinkNames
 
 
+#: the file in the home's names folder where IPNS names resolved through gateways keep the
+#: highest record sequence accepted (not a local name: local names start with a letter or digit)
+IPNS_SEQUENCES = ".ipns-sequences.json"
+
+
 class NameRouter(NameStore):
     """Sends each name to the local, DNSLink or IPNS store, by how it is written."""
 
@@ -58,16 +63,18 @@ class NameRouter(NameStore):
 
     @property
     def ipns(self) -> NameStore:
-        """IPNS over the Kubo node; else, read-only, over the store's gateways (records verified here)."""
+        """IPNS over the Kubo node; else, read-only, over the store's gateways (records verified here,
+        and refused when older than one accepted before)."""
         if self._ipns is None:
             if self.kubo_url:
                 from halodb.naming.ipns import IPNSNames
 
                 self._ipns = IPNSNames(self.kubo_url)
             elif self.gateway is not None:
-                from halodb.naming.ipns_record import GatewayIPNS
+                from halodb.naming.ipns_record import GatewayIPNS, SequenceMemory
 
-                self._ipns = GatewayIPNS(self.gateway)
+                # the highest record sequence accepted per name, so a replayed older record is refused
+                self._ipns = GatewayIPNS(self.gateway, SequenceMemory(self.local.root / IPNS_SEQUENCES))
             else:
                 raise StoreURLError(
                     "IPNS names need a Kubo node (--store kubo+http://HOST:PORT or HALODB_KUBO) or, to resolve"
@@ -111,6 +118,10 @@ class NameRouter(NameStore):
     def publish(self, name: str, cid: CID, *, expected: CID | None = None) -> Resolution:
         store, bare = self.route(parse_ref(name), publishing=True)
         return store.publish(bare, cid, expected=expected)
+
+    def current(self, name: str) -> CID | None:
+        store, bare = self.route(parse_ref(name), publishing=True)  # where a publish would move it
+        return store.current(bare)
 
     def history(self, name: str) -> list[NameRecord]:
         store, bare = self.route(parse_ref(name))

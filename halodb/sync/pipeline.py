@@ -4,8 +4,12 @@ The plan walks the first-parent chain from the new head back to the head the cac
 synced for that name, diffs each pair of consecutive index roots (never reading equal
 subtrees), and hands everything to :meth:`Cache.apply`, which reads the item blocks of
 added or changed datasets batch by batch (through ``load_item_columns``, see
-:mod:`halodb.sync.items`) and commits it all in one DuckDB transaction. If the old head is not an ancestor of the new
-one (history was rewritten), the plan resets the name and replays its whole history.
+:mod:`halodb.sync.items`) and commits it all in one DuckDB transaction.
+
+If the synced head is not an ancestor of the new one — the name moved back to an older
+version, or to a history that diverged — the sync is refused with :class:`RewindError`
+before the cache is touched: a rollback is never followed silently. With
+``allow_rewind=True`` the plan instead resets the name and replays its whole history.
 
 >>> # see Registry.sync for the user-facing call
 """
@@ -17,13 +21,14 @@ from dataclasses import dataclass
 from halodb.blockstore.base import BlockStore
 from halodb.cache import Cache, ChangeRecord, CommitRecord, ItemRecord, SyncPlan
 from halodb.cache.stac_columns import ItemColumns
-from halodb.index.history import load_commit, walk
+from halodb.errors import RewindError
+from halodb.index.history import CommitCache, divergence, load_commit, versions, walk
 from halodb.index.index import Index
 from halodb.index.model import Commit, IndexRoot
 from halodb.ipld import CID
 from halodb.sync.items import read_item_columns
 
-__all__ = ["SyncResult", "build_plan", "prefetch_changed", "sync"]
+__all__ = ["SyncResult", "build_plan", "prefetch_changed", "rewind_error", "sync"]
 
 
 @dataclass(frozen=True)
@@ -44,17 +49,26 @@ class SyncResult:
 
 
 def build_plan(
-    store: BlockStore, index: Index, name: str, head: CID, synced: str | None
+    store: BlockStore, index: Index, name: str, head: CID, synced: str | None, *, allow_rewind: bool = False
 ) -> SyncPlan:
-    """The plan that brings ``name`` from the ``synced`` head (None: nothing yet) to ``head``."""
+    """The plan that brings ``name`` from the ``synced`` head (None: nothing yet) to ``head``.
+
+    When ``synced`` is not on ``head``'s main line, :class:`RewindError` (decided after walking
+    the commit chain, before any diff), unless ``allow_rewind``: then the plan is a reset that
+    replays ``head``'s whole history.
+    """
     previous = CID.parse(synced) if synced else None
     chain: list[tuple[CID, Commit]] = []
     reached = previous is None
-    for cid, commit in walk(store, head):
+    commits: CommitCache = {}
+    for cid, commit in walk(store, head, cache=commits):
         if cid == previous:
             reached = True
             break
         chain.append((cid, commit))
+    if not reached and not allow_rewind:
+        assert previous is not None
+        raise rewind_error(store, name, previous, head, {cid for cid, _ in chain}, commits)
     chain.reverse()
     reset = not reached
     base: IndexRoot | None = None
@@ -99,6 +113,25 @@ def build_plan(
     )
 
 
+def rewind_error(
+    store: BlockStore, name: str, synced: CID, head: CID, head_line: set[CID], commits: CommitCache | None = None
+) -> RewindError:
+    """The refusal to sync ``name`` from ``synced`` back (or aside) to ``head``, whose main line
+    is ``head_line``: one line naming both heads and how far back the new one is."""
+    found = divergence(store, synced, head, commits, new_line=head_line)
+    assert found is not None
+    if found.behind is not None:
+        where = f"{versions(found.behind)} behind the synced head {synced}"
+    else:
+        where = (f"not on the synced history (diverged) of {synced}; syncing it would drop "
+                 f"{found.discarding()} of it from the cache")
+    return RewindError(
+        f"refusing to sync {name} to {head}: it is {where}; a rollback is not followed unless allowed "
+        "(--allow-rewind, allow_rewind=True)",
+        name=name, synced=synced, head=head, behind=found.behind, discarded=found.discarded,
+    )
+
+
 def prefetch_changed(store: BlockStore, index: Index, old: CID, new: CID) -> int:
     """Fetch the nodes of ``new`` that ``old`` lacks a tree level at a time, each level's
     blocks in one concurrent batch (``get_many``), so the diff that follows reads locally.
@@ -122,8 +155,14 @@ def prefetch_changed(store: BlockStore, index: Index, old: CID, new: CID) -> int
     return fetched
 
 
-def sync(store: BlockStore, index: Index, cache: Cache, name: str, head: CID) -> SyncResult:
-    """Bring ``name`` in the cache to ``head``; all or nothing."""
+def sync(
+    store: BlockStore, index: Index, cache: Cache, name: str, head: CID, *, allow_rewind: bool = False
+) -> SyncResult:
+    """Bring ``name`` in the cache to ``head``; all or nothing.
+
+    A ``head`` that does not descend from the head the cache last synced for ``name`` is
+    refused with :class:`RewindError` and the cache is left as it was, unless
+    ``allow_rewind``: then the name's history in the cache is rebuilt at ``head``."""
     before = store.stats.blocks_read
     # A new cache file holds nothing yet: plan at once, while the cache is being created
     # (Cache(keep_open=True) opens and migrates it on a thread meanwhile).
@@ -136,7 +175,7 @@ def sync(store: BlockStore, index: Index, cache: Cache, name: str, head: CID) ->
         if previous == str(head):
             return SyncResult(name, head, previous, 0, 0, False, 0)
         if plan is None or previous is not None:  # (another process synced it meanwhile)
-            plan = build_plan(store, index, name, head, previous)
+            plan = build_plan(store, index, name, head, previous, allow_rewind=allow_rewind)
         cache.apply(plan)
     return SyncResult(
         name=name,
