@@ -48,7 +48,7 @@ def prepare_items(items: Iterable[ItemInput], collection: str | None) -> Prepare
         key = stac.dataset_key(item, collection)
         cid, data = make_block(item)
         out.blocks.append((cid, data))
-        out.upserts[key] = Entry(item=cid, data=stac.data_cid(item), path=stac.item_path(item))
+        out.upserts[key] = Entry(item=cid, data=stac.data_cid(item, source=source), path=stac.item_path(item))
         out.keys.append(key)
     return out
 

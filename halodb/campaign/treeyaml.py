@@ -21,6 +21,7 @@ import yaml
 from halodb.errors import CIDError, InputError
 from halodb.util.times import parse_time
 from halodb.ipld import CID
+from halodb.util.paths import check_segment
 
 MAX_DEPTH = 64
 
@@ -43,8 +44,9 @@ def flatten_tree(tree: Any, *, source: str = "tree") -> dict[str, str]:
         if depth > MAX_DEPTH:
             raise InputError(f"{source}: tree deeper than {MAX_DEPTH} levels at {prefix!r}", source=source)
         for name, value in node.items():
-            if not isinstance(name, str) or not name or "/" in name:
+            if not isinstance(name, str):
                 raise InputError(f"{source}: invalid entry name {name!r} under {prefix or '/'!r}", source=source)
+            check_segment(name, f"{source}: under {prefix or '/'!r}")
             path = f"{prefix}/{name}" if prefix else name
             if value is None:
                 continue

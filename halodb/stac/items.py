@@ -41,6 +41,7 @@ from pydantic_core import PydanticCustomError
 
 from halodb.errors import CIDError, InputError, InvalidItemError
 from halodb.ipld import CID
+from halodb.util.paths import bad_segment
 
 __all__ = [
     "ITEM_SUFFIXES",
@@ -172,7 +173,7 @@ def _stac_1x(value: str) -> str:
 
 def _tree_path(value: str) -> str:
     parts = value.split("/")
-    if not value or any(p in ("", ".", "..") for p in parts):
+    if not value or any(bad_segment(p) for p in parts):
         raise PydanticCustomError(
             "tree_path", "{msg}", {"msg": f"not a relative path like 'products/HALO/x.zarr': {value!r}"}
         )
@@ -558,13 +559,20 @@ def data_cid(item: dict[str, Any], *, source: str = "") -> str | None:
     found = _data_asset(item)
     if found is None:
         return None
-    key, cid, _ = found
+    key, cid, sub = found
     try:
         CID.parse(cid)
     except CIDError as exc:
         raise _invalid(
             source, _format_path(["assets", key, "href"]), f"does not name a valid CID: {cid!r} ({exc})"
         ) from None
+    segments = unquote(sub).strip("/").split("/")
+    bad = next((p for p in segments if bad_segment(p)), None) if any(segments) else None
+    if bad is not None:
+        raise _invalid(
+            source, _format_path(["assets", key, "href"]),
+            f"path segment {bad!r} is not allowed (no '.', '..', empty names, NUL or control characters)",
+        )
     return cid
 
 
