@@ -7,20 +7,19 @@ back on a real BIND 9. The replay of an older signed IPNS record is in ``test_ip
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import halodb
-from halodb.api.watch import WatchEvent, WatchPolicy, watch
+from halodb.api.watch import WatchPolicy
 from halodb.errors import RewindError
 from halodb.ipld import CID
 
 from .conftest import cid_for, make_item, run_cli
 from .test_cache_helpers import dump
-from .waiting import wait_until
+from .waiting import wait_until, watching
 
 
 def three_versions(reg: halodb.Registry) -> list[CID]:
@@ -178,21 +177,12 @@ def test_a_name_moving_forward_still_syncs_incrementally(registry: halodb.Regist
 def test_watch_reports_a_rewound_name_as_a_failure_and_keeps_watching(registry: halodb.Registry) -> None:
     c1, c2, c3 = three_versions(registry)  # the local head is c3
     registry.publish("latest", c2)
-    events: list[WatchEvent] = []
-    stop = threading.Event()
-    t = threading.Thread(target=watch, args=(registry, "latest"),
-                         kwargs={"policy": WatchPolicy(floor=0.05, ceiling=0.2, default=0.05),
-                                 "on_event": events.append, "stop": stop})
-    t.start()
-    try:
+    with watching(registry, "latest", WatchPolicy(floor=0.05, ceiling=0.2, default=0.05)) as events:
         wait_until(lambda: any(e.kind == "synced" and e.cid == str(c2) for e in events))
         registry.publish("latest", c1, force=True)
         wait_until(lambda: sum(e.kind == "failed" for e in events) >= 2)  # still watching: it tries again
         registry.publish("latest", c3)  # forward from the synced head c2
         wait_until(lambda: any(e.kind == "recovered" for e in events))
-    finally:
-        stop.set()
-        t.join(timeout=30)
     failed = [e for e in events if e.kind == "failed"]
     assert all(e.detail.startswith("RewindError: ") for e in failed)
     assert f"1 version behind the synced head {c2}" in failed[0].detail

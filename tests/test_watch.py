@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import halodb
-from halodb.api.watch import WatchEvent, WatchPolicy, watch
+from halodb.api.watch import WatchPolicy
 
 from .conftest import cid_for, make_item, run_cli
-from .waiting import wait_until
+from .waiting import wait_until, watching
 
 FAST = WatchPolicy(floor=0.05, ceiling=0.4, default=0.05)
 
@@ -29,19 +29,11 @@ def _commit(reg: halodb.Registry, tag: str, when: str) -> halodb.CID:
 def test_watch_resyncs_when_a_local_name_moves(registry: halodb.Registry) -> None:
     c1 = _commit(registry, "a", "2024-08-10T00:00:00Z")
     registry.publish("latest", c1)
-    events: list[WatchEvent] = []
-    stop = threading.Event()
-    t = threading.Thread(target=watch, args=(registry, "latest"),
-                         kwargs={"policy": FAST, "on_event": events.append, "stop": stop})
-    t.start()
-    try:
+    with watching(registry, "latest", FAST) as events:
         wait_until(lambda: any(e.kind == "synced" for e in events))
         c2 = _commit(registry, "b", "2024-08-11T00:00:00Z")
         registry.publish("latest", c2)
         wait_until(lambda: any(e.kind == "synced" and e.cid == str(c2) for e in events))
-    finally:
-        stop.set()
-        t.join(timeout=30)
     assert [e.cid for e in events if e.kind == "synced"] == [str(c1), str(c2)]
     assert all(e.wait == FAST.default for e in events)  # local names have no TTL
     _, rows = registry.sql("SELECT key FROM items ORDER BY key")
@@ -49,19 +41,10 @@ def test_watch_resyncs_when_a_local_name_moves(registry: halodb.Registry) -> Non
 
 
 def test_watch_backs_off_on_failures_and_recovers(registry: halodb.Registry) -> None:
-    events: list[WatchEvent] = []
-    stop = threading.Event()
-    t = threading.Thread(target=watch, args=(registry, "later"),
-                         kwargs={"policy": WatchPolicy(floor=0.05, ceiling=0.2, default=0.05),
-                                 "on_event": events.append, "stop": stop})
-    t.start()
-    try:
+    with watching(registry, "later", WatchPolicy(floor=0.05, ceiling=0.2, default=0.05)) as events:
         wait_until(lambda: sum(e.kind == "failed" for e in events) >= 4)
         registry.publish("later", _commit(registry, "x", "2024-08-10T00:00:00Z"))
         wait_until(lambda: any(e.kind == "recovered" for e in events))
-    finally:
-        stop.set()
-        t.join(timeout=30)
     waits = [e.wait for e in events if e.kind == "failed"]
     assert waits[:4] == [0.05, 0.1, 0.2, 0.2]  # doubling, capped at the ceiling
     assert "unknown name 'later'" in events[0].detail
