@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 import halodb
+import halodb.api.registry
 from halodb.api.watch import WatchPolicy
-from halodb.errors import RewindError
+from halodb.errors import NameConflictError, RewindError
 from halodb.ipld import CID
 
 from .conftest import cid_for, make_item, run_cli
@@ -232,3 +233,34 @@ def test_a_dnslink_record_moved_back_is_not_followed(home: Path, dns_server: Any
     assert r.code == 0 and "rewound: full rebuild" in r.out, r.err
     r = run_cli(home, "sql", "SELECT name, head FROM sync_state", "--format", "csv")
     assert r.out.split() == ["name,head", f"{domain},{c1}"]
+
+
+def test_a_dnslink_publish_is_a_compare_and_swap_of_what_it_checked(
+    home: Path, dns_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another publisher moving the record between the descendant check and the update makes
+    the publish fail (the update's prerequisite is the record the check read) instead of
+    overwriting a record nobody checked."""
+    domain = "race.campaign.test"
+    record = f"_dnslink.{domain}"
+    dns_server.delete(record)
+    monkeypatch.setenv("HALODB_NAMESERVER", dns_server.nameserver)
+    monkeypatch.setenv("HALODB_TSIG_KEY", dns_server.key_env)
+    reg = halodb.open(home, create=True)
+    try:
+        c1, c2, c3 = three_versions(reg)
+        reg.publish(f"dnslink:{domain}", c2)
+        interloper = cid_for("someone else's commit")
+        real_divergence = halodb.api.registry.divergence
+
+        def check_then_someone_moves_it(*args: Any, **kwargs: Any) -> Any:
+            found = real_divergence(*args, **kwargs)
+            dns_server.set_txt(record, f"dnslink=/ipfs/{interloper}")  # the other writer wins the race
+            return found
+
+        monkeypatch.setattr(halodb.api.registry, "divergence", check_then_someone_moves_it)
+        with pytest.raises(NameConflictError, match=f"expected /ipfs/{c2}, it now points at /ipfs/{interloper}"):
+            reg.publish(f"dnslink:{domain}", c3)
+        assert dns_server.txt(record) == [f"dnslink=/ipfs/{interloper}"]
+    finally:
+        reg.close()

@@ -269,13 +269,8 @@ class Registry:
             self.store.flush()
             if self.store.supports_pinning:  # pin before the name moves: a name never points at content nobody keeps
                 self.store.pin(target, replaces=current)
-            return self.names.publish(name, target, expected=expected)
-
-    def _current_target(self, name: str) -> CID | None:
-        try:
-            return self.names.resolve(name).cid
-        except NameNotFoundError:
-            return None
+            # compare-and-swap against what was checked: a writer in between makes it fail
+            return self.names.publish(name, target, expected=expected if expected is not None else current)
 
     def check_folder_name(self, name: str) -> None:
         """Raise :class:`InputError` unless ``name`` may point at a folder (see :meth:`publish_folder`)."""
@@ -290,7 +285,7 @@ class Registry:
         ``log``, ``sync`` and ``gc`` read them as commits. Without ``expected`` the name's
         current target is the compare-and-swap value."""
         self.check_folder_name(name)
-        return self.names.publish(name, root, expected=expected if expected is not None else self._current_target(name))
+        return self.names.publish(name, root, expected=expected if expected is not None else self.names.current(name))
 
     # -- reading ----------------------------------------------------------------------------------
     def resolve(self, ref: str | CID) -> CID:

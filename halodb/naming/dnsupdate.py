@@ -33,7 +33,7 @@ import dns.rrset
 import dns.tsig
 import dns.update
 
-from halodb.errors import NameConflictError, NameUpdateError, ResolverError
+from halodb.errors import CIDError, NameConflictError, NameUpdateError, ResolverError
 from halodb.ipld import CID
 from halodb.naming._boundary import DNS_LOOKUP, DNS_QUERY, DNS_UPDATE
 from halodb.naming.base import NameStore, Resolution
@@ -137,6 +137,22 @@ class DNSLinkNames(NameStore):
             if rrset.name == qname and rrset.rdtype == dns.rdatatype.TXT:
                 return rrset
         return None
+
+    def current(self, name: str) -> CID | None:
+        """The commit ``name``'s record at the zone's primary links to: what a publish replaces.
+
+        Read from the primary, not through a resolver, which may answer from a stale
+        secondary or follow a chain; ``None`` when the record holds no ``/ipfs/`` link
+        (none at all, or an ``/ipns/`` link, which a publish replaces by a commit).
+        """
+        domain = dnslink_domain(name)
+        link = self._link(self._read(self.record_name(domain), self.primary(self.zone_of(domain))))
+        if link is None or not link.startswith("/ipfs/"):
+            return None
+        try:
+            return CID.parse(link.removeprefix("/ipfs/").split("/", 1)[0])
+        except CIDError:
+            return None  # not a CID: nothing to keep, the publish replaces it
 
     @staticmethod
     def _link(rrset: dns.rrset.RRset | None) -> str | None:
