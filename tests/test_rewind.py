@@ -14,6 +14,7 @@ import pytest
 
 import halodb
 import halodb.api.registry
+import halodb.index.history
 from halodb.api.watch import WatchPolicy
 from halodb.errors import NameConflictError, RewindError
 from halodb.ipld import CID
@@ -251,7 +252,7 @@ def test_a_dnslink_publish_is_a_compare_and_swap_of_what_it_checked(
         c1, c2, c3 = three_versions(reg)
         reg.publish(f"dnslink:{domain}", c2)
         interloper = cid_for("someone else's commit")
-        real_divergence = halodb.api.registry.divergence
+        real_divergence = halodb.index.history.divergence
 
         def check_then_someone_moves_it(*args: Any, **kwargs: Any) -> Any:
             found = real_divergence(*args, **kwargs)
