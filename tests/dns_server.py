@@ -31,7 +31,7 @@ import dns.rdatatype
 import dns.tsigkeyring
 import dns.update
 
-from .loopback import stop_process
+from .loopback import die_with_parent, stop_process
 from .requirements import missing
 
 ZONE = "campaign.test."
@@ -165,7 +165,7 @@ class DnsServer:
             conf = self._write_config()
             self.process = subprocess.Popen(
                 [str(self.binary), "-g", "-4", "-n", "1", "-c", str(conf)],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=die_with_parent,
             )
             if self._wait_running(timeout):
                 return self

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .loopback import stop_process
+from .loopback import die_with_parent, stop_process
 from .requirements import missing
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +73,7 @@ class KuboNode:
     def start(self, timeout: float = 60.0) -> KuboNode:
         self.init()
         self.process = subprocess.Popen([str(self.binary), "daemon", *(["--offline"] if self.offline else [])], env=self.env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True)
+                                        stderr=subprocess.STDOUT, text=True, preexec_fn=die_with_parent)
         deadline = time.monotonic() + timeout
         assert self.process.stdout is not None
         for line in self.process.stdout:

@@ -12,12 +12,26 @@
 
 from __future__ import annotations
 
+import ctypes
+import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for daemons a test starts: the kernel sends them SIGTERM when the test
+    process dies, even by SIGKILL, so no ``ipfs daemon`` or ``named`` outlives its run.
+    Start them from the main thread: the signal follows the death of the *thread* that forked."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def stop_process(process: subprocess.Popen[Any] | None, timeout: float) -> None:
