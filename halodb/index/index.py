@@ -5,6 +5,10 @@
 * ``by_data``: ``"<data cid>/<dataset key>"`` -> null (a CID never holds ``/``, so a
   prefix scan over ``"<data cid>/"`` lists every dataset holding that data)
 
+The root declares ``count``, the datasets it holds; walks are bounded by it (a tree that
+yields more entries, or a full walk or diff that finds another number, is a
+:class:`~halodb.errors.TreeShapeError`), besides the checks every tree walk makes.
+
 >>> from halodb.blockstore import MemoryStore
 >>> from halodb.ipld import CID
 >>> idx = Index(MemoryStore())
@@ -20,7 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from halodb.blockstore.base import BlockStore
-from halodb.errors import PathConflictError, SchemaError, UnknownKeyError
+from halodb.errors import PathConflictError, SchemaError, TreeShapeError, UnknownKeyError
 from halodb.index.model import Change, Entry, IndexRoot
 from halodb.index.prolly import DELETE, NodeCache, ProllyTree, TreeParams
 from halodb.ipld import CID, decode, make_block
@@ -65,9 +69,17 @@ class Index:
         return None if value is None else Entry.from_ipld(value, cid=root.datasets)
 
     def entries(self, root: IndexRoot, prefix: str | None = None) -> Iterator[tuple[str, Entry]]:
+        """The datasets (whose key starts with ``prefix``) in key order: at most ``root.count``,
+        and exactly that many without a prefix."""
         stop = None if prefix is None else prefix + "\U0010ffff"
+        n = 0
         for key, value in self.datasets.items(root.datasets, prefix, stop):
+            n += 1
+            if n > root.count:
+                raise count_error(root, f"holds more than the {root.count} datasets its index root declares")
             yield key, Entry.from_ipld(value, cid=root.datasets)
+        if prefix is None and n != root.count:
+            raise count_error(root, f"holds {n} datasets, but its index root declares {root.count}")
 
     def key_for_path(self, root: IndexRoot, path: str) -> str | None:
         value = self.by_path.get(root.by_path, path)
@@ -77,7 +89,13 @@ class Index:
 
     def keys_for_data(self, root: IndexRoot, data_cid: str) -> list[str]:
         prefix = data_cid + "/"
-        return [k[len(prefix):] for k, _ in self.by_data.items(root.by_data, prefix, data_cid + "0")]
+        keys: list[str] = []
+        for k, _ in self.by_data.items(root.by_data, prefix, data_cid + "0"):
+            if len(keys) == root.count:
+                raise count_error(root, f"lists more than the {root.count} datasets its index root declares",
+                                  tree=root.by_data)
+            keys.append(k[len(prefix):])
+        return keys
 
     def resolve(self, root: IndexRoot, key_or_path: str) -> tuple[str, Entry] | None:
         """The entry for a dataset key, or else for a path."""
@@ -166,10 +184,31 @@ class Index:
 
     # -- comparing -------------------------------------------------------------------------
     def diff(self, old: IndexRoot | None, new: IndexRoot) -> Iterator[Change]:
-        """Dataset changes from ``old`` (None = empty) to ``new``; values are :class:`Entry`."""
-        for change in self.datasets.diff(None if old is None else old.datasets, new.datasets):
+        """Dataset changes from ``old`` (None = empty) to ``new``; values are :class:`Entry`.
+
+        Neither tree is read past the entries its root declares, and the changes must account
+        for the difference of the two counts (else :class:`TreeShapeError`, ``rule="count"``).
+        """
+        before = 0 if old is None else old.count
+        net = 0
+        for change in self.datasets.diff(None if old is None else old.datasets, new.datasets,
+                                         old_count=before, new_count=new.count):
+            if change.old is None:
+                net += 1
+            elif change.new is None:
+                net -= 1
             yield Change(
                 change.key,
                 None if change.old is None else Entry.from_ipld(change.old, cid=None),
                 None if change.new is None else Entry.from_ipld(change.new, cid=None),
             )
+        if before + net != new.count:
+            raise count_error(new, f"holds {before + net} datasets (the {before} of the version before, "
+                                   f"{net:+d}), but its index root declares {new.count}")
+
+
+def count_error(root: IndexRoot, problem: str, tree: CID | None = None) -> TreeShapeError:
+    """``datasets tree <cid> <problem>``: a tree that does not hold what its index root declares."""
+    cid = root.datasets if tree is None else tree
+    name = "datasets" if tree is None else "by_data"
+    return TreeShapeError(f"{name} tree {cid} {problem}", cid=cid, rule="count")

@@ -71,7 +71,7 @@ class IndexRoot:
     datasets: CID  #: key -> Entry
     by_path: CID  #: path -> key
     by_data: CID  #: "<data cid>/<key>" -> null
-    count: int  #: number of datasets
+    count: int  #: number of datasets: the entries of ``datasets``, and a bound on those of the other two
 
     def to_ipld(self) -> dict[str, Any]:
         return {
@@ -92,8 +92,10 @@ class IndexRoot:
             count = value["count"]
         except KeyError as exc:
             raise SchemaError(f"index root {cid} lacks field {exc}", cid=cid) from None
-        if not all(isinstance(v, CID) for v in roots.values()) or not isinstance(count, int):
+        if not all(isinstance(v, CID) for v in roots.values()) or type(count) is not int:
             raise SchemaError(f"index root {cid} has fields of the wrong kind", cid=cid)
+        if count < 0:
+            raise SchemaError(f"index root {cid} declares {count} datasets", cid=cid)
         return cls(count=count, **roots)
 
 

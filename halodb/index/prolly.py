@@ -9,6 +9,13 @@ of entries always gives the same nodes and the same root CID, whatever the order
 inserts (history independence), and changing a value never moves a boundary. The root is
 the first level that has a single node; the empty tree is a leaf with no entries.
 
+Checks. Trees come from outside, so every walk checks each node against the node that
+links it (:func:`check_child`): its level is one less (and within ``0..MAX_LEVEL``), its
+first key is the key it is linked by, and its last key is below where the next subtree
+begins. Such a tree links no node twice, so a walk costs at most what the tree's distinct
+blocks hold: seven blocks cannot pose as 40^6 leaves (a "DAG bomb"), and a wrong node is a
+:class:`~halodb.errors.TreeShapeError` naming it, its parent and the rule it breaks.
+
 Updates. :meth:`ProllyTree.mutate` rewrites, level by level, only the nodes a change falls
 in (plus a right neighbour when a boundary key was removed), so ``k`` changes write
 ``O(k log n)`` new nodes. :meth:`ProllyTree.diff` walks both trees together in key order
@@ -29,17 +36,26 @@ from __future__ import annotations
 import hashlib
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 from halodb.blockstore.base import BlockStore
-from halodb.errors import SchemaError
+from halodb.errors import TreeShapeError
 from halodb.index.model import Change
 from halodb.ipld import CID, DAG_CBOR, decode, encode
 
 #: sentinel value in a change set: delete this key
 DELETE: Any = object()
+
+#: The highest level a node may have (leaves are level 0). A tree of 10^9 entries has about
+#: 6 levels; the chunking rule hashes the level as one byte, so no level may exceed 255.
+MAX_LEVEL = 32
+
+#: What a walk remembers of a node it has checked: (level, first key, last key); the keys are
+#: None for the empty tree.
+NodeSpan = tuple[int, str | None, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,21 +81,67 @@ class Node:
         return {"level": self.level, "keys": self.keys, "values": self.values}
 
     @classmethod
-    def from_ipld(cls, value: Any, cid: CID) -> Node:
+    def from_ipld(cls, value: Any, cid: CID, parent: CID | None = None) -> Node:
+        """The node ``cid`` decoded as ``value``; :class:`TreeShapeError` unless it has the shape
+        of a node (``parent``, the node linking it, is named in the error)."""
         if not isinstance(value, dict):
-            raise SchemaError(f"tree node {cid} is not a map", cid=cid)
+            raise shape_error(cid, parent, "map", "is not a map")
         level, keys, values = value.get("level"), value.get("keys"), value.get("values")
-        if not isinstance(level, int) or not isinstance(keys, list) or not isinstance(values, list):
-            raise SchemaError(f"tree node {cid} is not {{level, keys, values}}", cid=cid)
+        if type(level) is not int or not isinstance(keys, list) or not isinstance(values, list):
+            raise shape_error(cid, parent, "shape", "is not {level: Int, keys: [String], values: [Any]}")
+        if not 0 <= level <= MAX_LEVEL:
+            raise shape_error(cid, parent, "level", f"has level {level}; levels run from 0 (leaves) to {MAX_LEVEL}")
         if len(keys) != len(values):
-            raise SchemaError(f"tree node {cid} has {len(keys)} keys but {len(values)} values", cid=cid)
+            raise shape_error(cid, parent, "shape", f"has {len(keys)} keys but {len(values)} values")
         if not all(type(k) is str for k in keys):
-            raise SchemaError(f"tree node {cid} has a non-string key", cid=cid)
+            raise shape_error(cid, parent, "shape", "has a key that is not a string")
         if any(keys[i] >= keys[i + 1] for i in range(len(keys) - 1)):
-            raise SchemaError(f"tree node {cid} keys are not strictly sorted", cid=cid)
+            raise shape_error(cid, parent, "order", "has keys that are not strictly increasing")
         if level > 0 and (not keys or not all(isinstance(v, CID) for v in values)):
-            raise SchemaError(f"internal tree node {cid} must hold links", cid=cid)
+            raise shape_error(cid, parent, "shape", f"is an internal node (level {level}) but does not hold links only")
         return cls(level, keys, values)
+
+    def span(self) -> NodeSpan:
+        """What a walk needs to check this node again without it: level, first and last key."""
+        return (self.level, self.keys[0], self.keys[-1]) if self.keys else (self.level, None, None)
+
+
+def shape_error(cid: CID, parent: CID | None, rule: str, problem: str) -> TreeShapeError:
+    """``tree node <cid> (linked from node <parent>) <problem>`` as a :class:`TreeShapeError`."""
+    linked = f" (linked from node {parent})" if parent is not None else ""
+    return TreeShapeError(f"tree node {cid}{linked} {problem}", cid=cid, parent=parent, rule=rule)
+
+
+def check_child(parent_cid: CID, parent: Node, i: int, cid: CID, span: NodeSpan, hi: str | None) -> None:
+    """Check the node ``cid`` (its :meth:`Node.span`) as the ``i``-th child of ``parent``, whose
+    subtree ends before ``hi`` (None: at the end of the tree).
+
+    >>> from halodb.ipld import CID
+    >>> p, c = CID.for_bytes(b"p"), CID.for_bytes(b"c")
+    >>> check_child(p, Node(1, ["a", "m"], [c, c]), 0, c, (0, "a", "k"), None)
+    >>> check_child(p, Node(1, ["a", "m"], [c, c]), 1, c, (0, "a", "k"), None)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    halodb.errors.TreeShapeError: tree node ... begins at key 'a', not at 'm', the key its parent links it by
+    """
+    end = parent.keys[i + 1] if i + 1 < len(parent.keys) else hi
+    _check_span(cid, span, parent_cid, parent.level - 1, parent.keys[i], end)
+
+
+def _check_span(cid: CID, span: NodeSpan, parent_cid: CID, level: int, separator: str, end: str | None) -> None:
+    """Check a child of ``parent_cid``: it must have ``level``, begin at ``separator`` and end before ``end``."""
+    have, first, last = span
+    if have != level:
+        raise shape_error(cid, parent_cid, "level", f"has level {have}; its parent has level {level + 1}, "
+                          f"so it must have level {level}")
+    if first is None or last is None:
+        raise shape_error(cid, parent_cid, "shape", "is empty; only a tree's root may be")
+    if first != separator:
+        raise shape_error(cid, parent_cid, "separator", f"begins at key {first!r}, not at {separator!r}, "
+                          "the key its parent links it by")
+    if end is not None and last >= end:
+        raise shape_error(cid, parent_cid, "range", f"holds key {last!r}, which is not below {end!r}, "
+                          "where the next subtree begins")
 
 
 class NodeCache:
@@ -112,8 +174,8 @@ class ProllyTree:
         self._boundary_memo: dict[tuple[int, str], bool] = {}
 
     # -- nodes ------------------------------------------------------------------------------
-    def load(self, cid: CID) -> Node:
-        """The decoded node ``cid`` (verified, cached)."""
+    def load(self, cid: CID, parent: CID | None = None) -> Node:
+        """The decoded node ``cid`` (verified, cached); ``parent`` is named if it is malformed."""
         node = self.cache.get(cid)
         if node is not None:
             return node
@@ -121,9 +183,19 @@ class ProllyTree:
         if pending is not None:
             return pending[0]
         data = self.store.get(cid)
-        node = Node.from_ipld(decode(data, cid=cid), cid)
+        node = Node.from_ipld(decode(data, cid=cid), cid, parent)
         self.cache.put(cid, node)
         return node
+
+    def child(self, parent_cid: CID, parent: Node, i: int, hi: str | None) -> tuple[CID, Node]:
+        """The ``i``-th child of ``parent`` (whose subtree ends before ``hi``), checked against it."""
+        cid = parent.values[i]
+        node = self.load(cid, parent_cid)
+        keys, pkeys = node.keys, parent.keys
+        end = pkeys[i + 1] if i + 1 < len(pkeys) else hi
+        if node.level != parent.level - 1 or not keys or keys[0] != pkeys[i] or (end is not None and keys[-1] >= end):
+            _check_span(cid, node.span(), parent_cid, parent.level - 1, pkeys[i], end)
+        return cid, node
 
     def _emit(self, keys: list[str], values: list[Any], level: int) -> tuple[str, CID]:
         node = Node(level, keys, values)
@@ -201,10 +273,18 @@ class ProllyTree:
     # -- reading ------------------------------------------------------------------------------
     def get(self, root: CID, key: str) -> Any | None:
         """The value at ``key``, or None."""
-        node = self.load(root)
+        cid, node, hi = root, self.load(root), None
         while node.level > 0:
-            i = max(bisect_right(node.keys, key) - 1, 0)
-            node = self.load(node.values[i])
+            keys = node.keys
+            i = max(bisect_right(keys, key) - 1, 0)
+            if i + 1 < len(keys):
+                hi = keys[i + 1]
+            child_cid = node.values[i]
+            child = self.load(child_cid, cid)
+            ck = child.keys
+            if child.level != node.level - 1 or not ck or ck[0] != keys[i] or (hi is not None and ck[-1] >= hi):
+                _check_span(child_cid, child.span(), cid, node.level - 1, keys[i], hi)  # raises, naming the rule
+            cid, node = child_cid, child
         i = bisect_right(node.keys, key) - 1
         if i >= 0 and node.keys[i] == key:
             return node.values[i]
@@ -212,9 +292,10 @@ class ProllyTree:
 
     def items(self, root: CID, start: str | None = None, stop: str | None = None) -> Iterator[tuple[str, Any]]:
         """Entries with ``start <= key < stop`` in key order."""
-        yield from self._items(self.load(root), start, stop)
+        yield from self._items(root, self.load(root), None, start, stop)
 
-    def _items(self, node: Node, start: str | None, stop: str | None) -> Iterator[tuple[str, Any]]:
+    def _items(self, cid: CID, node: Node, hi: str | None, start: str | None, stop: str | None
+               ) -> Iterator[tuple[str, Any]]:
         keys = node.keys
         if node.level == 0:
             for k, v in zip(keys, node.values):
@@ -222,10 +303,18 @@ class ProllyTree:
                     yield k, v
             return
         first = 0 if start is None else max(bisect_right(keys, start) - 1, 0)
-        for i in range(first, len(keys)):
-            if stop is not None and keys[i] >= stop:
+        level, n, links = node.level - 1, len(keys), node.values
+        for i in range(first, n):
+            key = keys[i]
+            if stop is not None and key >= stop:
                 break
-            yield from self._items(self.load(node.values[i]), start, stop)
+            end = keys[i + 1] if i + 1 < n else hi
+            child_cid = links[i]
+            child = self.load(child_cid, cid)
+            ck = child.keys
+            if child.level != level or not ck or ck[0] != key or (end is not None and ck[-1] >= end):
+                _check_span(child_cid, child.span(), cid, level, key, end)  # raises, naming the rule
+            yield from self._items(child_cid, child, end, start, stop)
 
     def count(self, root: CID) -> int:
         return sum(1 for _ in self.items(root))
@@ -234,14 +323,42 @@ class ProllyTree:
         return self.load(root).level
 
     def node_cids(self, root: CID) -> Iterator[CID]:
-        """Every node CID of the tree (pre-order)."""
-        stack = [root]
-        while stack:
-            cid = stack.pop()
+        """Every node CID of the tree (pre-order), each checked against its parent."""
+        for cid, _ in self.walk_nodes(root):
             yield cid
-            node = self.load(cid)
+
+    def walk_nodes(self, root: CID, seen: MutableMapping[CID, NodeSpan] | None = None) -> Iterator[tuple[CID, Node]]:
+        """Every node of the tree with its CID (pre-order), each checked against its parent.
+
+        ``seen`` (CID -> :meth:`Node.span`) is shared by walks over several versions of a tree:
+        a node in it is checked against its parent but not walked again (nor yielded), and
+        each node walked is added to it, so a history costs its distinct nodes, once.
+        """
+        spans: MutableMapping[CID, NodeSpan] = {} if seen is None else seen
+        if root in spans:
+            return
+        node = self.load(root)
+        spans[root] = node.span()
+        yield root, node
+        # (parent cid, parent, index of the child, where the parent's subtree ends)
+        stack: list[tuple[CID, Node, int, str | None]] = []
+        if node.level > 0:
+            stack.extend((root, node, i, None) for i in reversed(range(len(node.keys))))
+        while stack:
+            parent_cid, parent, i, hi = stack.pop()
+            cid = parent.values[i]
+            span = spans.get(cid)
+            if span is not None:
+                check_child(parent_cid, parent, i, cid, span, hi)
+                continue
+            node = self.load(cid, parent_cid)
+            span = node.span()
+            check_child(parent_cid, parent, i, cid, span, hi)
+            spans[cid] = span
+            yield cid, node
             if node.level > 0:
-                stack.extend(reversed(node.values))
+                end = parent.keys[i + 1] if i + 1 < len(parent.keys) else hi
+                stack.extend((cid, node, j, end) for j in reversed(range(len(node.keys))))
 
     # -- mutation --------------------------------------------------------------------------
     def mutate(self, root: CID, changes: Mapping[str, Any]) -> CID:
@@ -264,7 +381,7 @@ class ProllyTree:
         level_changes = sorted(changes.items(), key=lambda kv: kv[0])
         top: list[tuple[str, CID]] = []
         for level in range(height + 1):
-            removed, created = self._rewrite_level(root, level, level_changes)
+            removed, created = self._rewrite_level(root_cid, root, level, level_changes)
             if level == height:
                 top = created
                 break
@@ -287,19 +404,19 @@ class ProllyTree:
                 return new_root
             new_root = node.values[0]
 
-    def _descend(self, root: Node, key: str, level: int) -> tuple[list[list[Any]], Node]:
-        path: list[list[Any]] = []  # [node, index] pairs from the root down to level+1
-        node = root
+    def _descend(self, root_cid: CID, root: Node, key: str, level: int) -> tuple[list[list[Any]], Node]:
+        path: list[list[Any]] = []  # [node, index, cid] from the root down to level+1
+        cid, node = root_cid, root
         while node.level > level:
             i = max(bisect_right(node.keys, key) - 1, 0)
-            path.append([node, i])
-            node = self.load(node.values[i])
+            path.append([node, i, cid])
+            cid, node = self.child(cid, node, i, self._upper_bound(path))
         return path, node
 
     @staticmethod
     def _upper_bound(path: list[list[Any]]) -> str | None:
         """First key of the node after the current one at this level (None: it is the last)."""
-        for node, i in reversed(path):
+        for node, i, _ in reversed(path):
             if i + 1 < len(node.keys):
                 return str(node.keys[i + 1])
         return None
@@ -308,27 +425,27 @@ class ProllyTree:
         """Move ``path`` to the next node at ``level`` and return it (None at the end)."""
         depth = len(path) - 1
         while depth >= 0:
-            node, i = path[depth]
+            node, i, cid = path[depth]
             if i + 1 < len(node.keys):
                 path[depth][1] = i + 1
                 del path[depth + 1:]
-                child = self.load(node.values[i + 1])
+                cid, child = self.child(cid, node, i + 1, self._upper_bound(path))
                 while child.level > level:
-                    path.append([child, 0])
-                    child = self.load(child.values[0])
+                    path.append([child, 0, cid])
+                    cid, child = self.child(cid, child, 0, self._upper_bound(path))
                 return child
             depth -= 1
         return None
 
     def _rewrite_level(
-        self, root: Node, level: int, changes: list[tuple[str, Any]]
+        self, root_cid: CID, root: Node, level: int, changes: list[tuple[str, Any]]
     ) -> tuple[list[str], list[tuple[str, CID]]]:
         removed: list[str] = []
         created: list[tuple[str, CID]] = []
         ci = 0
         n = len(changes)
         while ci < n:
-            path, node = self._descend(root, changes[ci][0], level)
+            path, node = self._descend(root_cid, root, changes[ci][0], level)
             removed.append(node.keys[0])
             upper = self._upper_bound(path)
             cj = ci
@@ -355,24 +472,34 @@ class ProllyTree:
         return removed, created
 
     # -- diff ---------------------------------------------------------------------------------
-    def diff(self, old: CID | None, new: CID | None) -> Iterator[Change]:
-        """Changes from ``old`` to ``new`` in key order; equal subtrees are never read."""
+    def diff(self, old: CID | None, new: CID | None, *, old_count: int | None = None,
+             new_count: int | None = None) -> Iterator[Change]:
+        """Changes from ``old`` to ``new`` in key order; equal subtrees are never read.
+
+        Every node read is checked against its parent; ``old_count``/``new_count``, when given,
+        are the entries each tree declares to hold: reading more of either is a
+        :class:`TreeShapeError` (``rule="count"``).
+        """
         if old == new:
             return
         sa = self._stream(old)
         sb = self._stream(new)
+        # each side's budget: [entries it may still read, its root, the entries declared]
+        ba: list[Any] = [(1 << 62) if old_count is None else old_count, old, old_count]
+        bb: list[Any] = [(1 << 62) if new_count is None else new_count, new, new_count]
+        expand = self._expand
         while sa and sb:
             ha, hb = sa[-1], sb[-1]
             ka, kb = ha[1], hb[1]
             if ka < kb:
                 if ha[0] == _NODE:
-                    self._expand(sa)
+                    expand(sa, ba)
                 else:
                     sa.pop()
                     yield Change(ka, ha[2], None)
             elif kb < ka:
                 if hb[0] == _NODE:
-                    self._expand(sb)
+                    expand(sb, bb)
                 else:
                     sb.pop()
                     yield Change(kb, None, hb[2])
@@ -381,16 +508,16 @@ class ProllyTree:
                     sa.pop()
                     sb.pop()
                 elif ha[3] > hb[3]:
-                    self._expand(sa)
+                    expand(sa, ba)
                 elif hb[3] > ha[3]:
-                    self._expand(sb)
+                    expand(sb, bb)
                 else:
-                    self._expand(sa)
-                    self._expand(sb)
+                    expand(sa, ba)
+                    expand(sb, bb)
             elif ha[0] == _NODE:
-                self._expand(sa)
+                expand(sa, ba)
             elif hb[0] == _NODE:
-                self._expand(sb)
+                expand(sb, bb)
             else:
                 sa.pop()
                 sb.pop()
@@ -399,14 +526,14 @@ class ProllyTree:
         while sa:
             h = sa[-1]
             if h[0] == _NODE:
-                self._expand(sa)
+                expand(sa, ba)
             else:
                 sa.pop()
                 yield Change(h[1], h[2], None)
         while sb:
             h = sb[-1]
             if h[0] == _NODE:
-                self._expand(sb)
+                expand(sb, bb)
             else:
                 sb.pop()
                 yield Change(h[1], None, h[2])
@@ -417,17 +544,31 @@ class ProllyTree:
         node = self.load(root)
         if not node.keys:
             return []
-        return [(_NODE, node.keys[0], root, node.level)]
+        # (_NODE, first key, cid, level, where its subtree ends, parent cid); the root's are None
+        return [(_NODE, node.keys[0], root, node.level, None, None)]
 
-    def _expand(self, stack: list[tuple[Any, ...]]) -> None:
-        item = stack.pop()
-        node = self.load(item[2])
-        if node.level == 0:
-            stack.extend((_ENTRY, k, v) for k, v in zip(reversed(node.keys), reversed(node.values)))
-        else:
-            lvl = node.level - 1
-            stack.extend((_NODE, k, c, lvl) for k, c in zip(reversed(node.keys), reversed(node.values)))
-
+    def _expand(self, stack: list[tuple[Any, ...]], budget: list[Any]) -> None:
+        """Replace the node on top of ``stack`` by its entries or its children, checked; entries
+        are taken from ``budget`` (see :meth:`diff`)."""
+        _, key, cid, level, end, parent = stack.pop()
+        node = self.load(cid, parent)
+        keys = node.keys
+        if parent is not None and (node.level != level or not keys or keys[0] != key
+                                   or (end is not None and keys[-1] >= end)):
+            _check_span(cid, node.span(), parent, level, key, end)
+        if level == 0:
+            budget[0] -= len(keys)
+            if budget[0] < 0:
+                raise TreeShapeError(
+                    f"tree {budget[1]} holds more than the {budget[2]} entries its index root declares",
+                    cid=budget[1], rule="count",
+                )
+            stack.extend(zip(repeat(_ENTRY), reversed(keys), reversed(node.values)))
+            return
+        lvl = level - 1
+        ends = keys[1:]
+        ends.append(end)
+        stack.extend(zip(repeat(_NODE), reversed(keys), reversed(node.values), repeat(lvl), reversed(ends), repeat(cid)))
 
 _NODE = 0
 _ENTRY = 1

@@ -20,8 +20,9 @@ from pathlib import Path
 from halodb.blockstore.base import BlockStore
 from halodb.blockstore.car import write_car
 from halodb.index.history import load_commit, walk
-from halodb.index.index import Index
+from halodb.index.index import Index, count_error
 from halodb.index.model import Commit, Entry
+from halodb.index.prolly import NodeSpan
 from halodb.ipld import CID
 
 __all__ = ["export_dag", "reachable"]
@@ -31,24 +32,39 @@ def reachable(
     store: BlockStore, index: Index, head: CID, *, history: bool = True, commits: dict[CID, Commit] | None = None
 ) -> Iterator[CID]:
     """Every block from ``head``: commits (the whole history unless ``history=False``), index
-    roots, tree nodes of the three trees, and the STAC items; each CID once."""
+    roots, tree nodes of the three trees, and the STAC items; each CID once.
+
+    Each tree node is checked against its parent (:meth:`ProllyTree.walk_nodes`), and a subtree
+    two versions share is walked once, so the work is that of the distinct blocks: a malformed
+    tree, a "DAG bomb" among them, is a :class:`~halodb.errors.TreeShapeError`. The datasets
+    trees may not hold more entries than their index roots declare.
+    """
     seen: set[CID] = set()
+    # per kind of tree, every node walked so far (a node is checked as a node of its kind)
+    spans: dict[str, dict[CID, NodeSpan]] = {"datasets": {}, "by_path": {}, "by_data": {}}
     chain = walk(store, head, cache=commits) if history else iter([(head, load_commit(store, head, commits))])
     for cid, commit in chain:
-        yield cid
+        if cid not in seen:
+            seen.add(cid)
+            yield cid
         if commit.index in seen:
             continue
         seen.add(commit.index)
         yield commit.index
         root = index.load_root(commit.index)
-        for tree, tree_root in ((index.datasets, root.datasets), (index.by_path, root.by_path), (index.by_data, root.by_data)):
-            for node_cid in tree.node_cids(tree_root):
-                if node_cid in seen:
-                    continue
-                seen.add(node_cid)
-                yield node_cid
-                node = tree.load(node_cid)
-                if node.level == 0 and tree is index.datasets:
+        trees = (("datasets", index.datasets, root.datasets), ("by_path", index.by_path, root.by_path),
+                 ("by_data", index.by_data, root.by_data))
+        for kind, tree, tree_root in trees:
+            entries = 0
+            for node_cid, node in tree.walk_nodes(tree_root, spans[kind]):
+                if node_cid not in seen:
+                    seen.add(node_cid)
+                    yield node_cid
+                if node.level == 0 and kind == "datasets":
+                    entries += len(node.keys)
+                    if entries > root.count:
+                        raise count_error(root, f"holds more than the {root.count} datasets its index root "
+                                                f"{commit.index} declares")
                     for value in node.values:
                         item = Entry.from_ipld(value, cid=node_cid).item
                         if item not in seen:

@@ -6,6 +6,11 @@ subtrees), and hands everything to :meth:`Cache.apply`, which reads the item blo
 added or changed datasets batch by batch (through ``load_item_columns``, see
 :mod:`halodb.sync.items`) and commits it all in one DuckDB transaction.
 
+An item block that verifies but cannot be materialized (too deep, too large, not a STAC
+item, not DAG-CBOR: see :mod:`halodb.sync.items`) does not fail the sync: the cache records
+it in ``skipped_items`` and :attr:`SyncResult.skipped` lists every skipped version of the
+name's history (current or replaced since), on this sync and on every later one.
+
 If the synced head is not an ancestor of the new one — the name moved back to an older
 version, or to a history that diverged — the sync is refused with :class:`RewindError`
 before the cache is touched: a rollback is never followed silently. With
@@ -16,10 +21,11 @@ before the cache is touched: a rollback is never followed silently. With
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from halodb.blockstore.base import BlockStore
 from halodb.cache import Cache, ChangeRecord, CommitRecord, ItemRecord, SyncPlan
+from halodb.cache.records import SKIPPED_ITEMS_SQL, SkippedItem, skipped_items
 from halodb.cache.stac_columns import ItemColumns
 from halodb.errors import RewindError
 from halodb.index.history import CommitCache, divergence, load_commit, versions, walk
@@ -33,7 +39,11 @@ __all__ = ["SyncResult", "build_plan", "prefetch_changed", "rewind_error", "sync
 
 @dataclass(frozen=True)
 class SyncResult:
-    """What a sync did."""
+    """What a sync did.
+
+    ``skipped``: the versions of the name's synced history whose item block could not be
+    materialized (key, item CID, why), found by this sync or an earlier one; the current
+    ones among them are missing from the ``items`` view."""
 
     name: str
     head: CID
@@ -42,6 +52,7 @@ class SyncResult:
     changes: int
     reset: bool
     blocks_read: int
+    skipped: list[SkippedItem] = field(default_factory=list)
 
     @property
     def up_to_date(self) -> bool:
@@ -137,10 +148,13 @@ def prefetch_changed(store: BlockStore, index: Index, old: CID, new: CID) -> int
     blocks in one concurrent batch (``get_many``), so the diff that follows reads locally.
 
     A subtree whose CID also appears among the old tree's nodes at that level is equal and
-    is not fetched. Returns the number of nodes fetched.
+    is not fetched. Each node is fetched once, however often it is linked, so the work is
+    bounded by the distinct blocks (a "DAG bomb" linking one child many times costs one
+    fetch per level; the checked diff that follows rejects it). Returns the nodes fetched.
     """
     tree = index.datasets
     old_frontier, new_frontier = [old], [new]
+    seen = {new}
     fetched = 0
     while new_frontier:
         store.get_many(new_frontier)  # one concurrent round trip per level
@@ -150,7 +164,12 @@ def prefetch_changed(store: BlockStore, index: Index, old: CID, new: CID) -> int
         if not new_nodes or all(n.level == 0 for n in new_nodes):
             break
         old_children = {c for n in old_nodes if n.level > 0 for c in n.values}
-        new_frontier = [c for n in new_nodes if n.level > 0 for c in n.values if c not in old_children]
+        new_frontier = []
+        for node in new_nodes:
+            for child in node.values if node.level > 0 else ():
+                if child not in old_children and child not in seen:
+                    seen.add(child)
+                    new_frontier.append(child)
         old_frontier = list(old_children)
     return fetched
 
@@ -173,10 +192,11 @@ def sync(
         state = cache.sync_state(name)
         previous = state.head if state is not None else None
         if previous == str(head):
-            return SyncResult(name, head, previous, 0, 0, False, 0)
+            return SyncResult(name, head, previous, 0, 0, False, 0, _skipped(cache, name))
         if plan is None or previous is not None:  # (another process synced it meanwhile)
             plan = build_plan(store, index, name, head, previous, allow_rewind=allow_rewind)
         cache.apply(plan)
+        skipped = _skipped(cache, name)
     return SyncResult(
         name=name,
         head=head,
@@ -185,4 +205,10 @@ def sync(
         changes=sum(len(c.changes) for c in plan.commits),
         reset=plan.reset,
         blocks_read=store.stats.blocks_read - before,
+        skipped=skipped,
     )
+
+
+def _skipped(cache: Cache, name: str) -> list[SkippedItem]:
+    """The skipped item versions of ``name`` the cache records."""
+    return skipped_items(cache.sql(SKIPPED_ITEMS_SQL, [name])[1])
