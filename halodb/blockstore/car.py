@@ -15,7 +15,9 @@ Errors: :class:`~halodb.errors.CarError` for a malformed or truncated file, with
 at fault starts: the header, a section, or a varint); :class:`~halodb.errors.VerificationError` when a block's bytes do not
 match its CID. A CARv1 has no end marker: a file cut exactly at a section boundary is a
 valid, shorter CAR. :func:`import_car` catches that case for DAGs by checking that every
-block reachable from the roots is present.
+block reachable from the roots is present; it streams (one block in memory at a time) and
+stores only the blocks the roots reach. :func:`receive_dag` checks a gateway's CAR of one
+DAG as it arrives (only blocks of that DAG, in depth-first order, each once).
 
 >>> import io
 >>> from halodb.ipld import make_block
@@ -31,16 +33,21 @@ True
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 from halodb.blockstore.base import Block, BlockStore
 from halodb.errors import BlockStoreError, CarError, CIDError, DecodeError
-from halodb.ipld import CID, block_links, decode, encode, verify_block
-from halodb.ipld.protobuf import encode_varint
+from halodb.ipld import CID, DAG_PB, block_links, decode, encode, verify_block
+from halodb.ipld.limits import MAX_BLOCK_SIZE
+from halodb.ipld.protobuf import encode_varint, fields
 from halodb.util.fs import atomic_file
 
 CarSource = str | os.PathLike[str] | BinaryIO
@@ -355,13 +362,25 @@ class CarStore(BlockStore):
 
 
 # -- import --------------------------------------------------------------------------------
-def import_car(store: BlockStore, source: CarSource) -> list[CID]:
-    """Import a whole CAR into ``store`` in one batch and return its roots.
+#: blocks written to the store at once by an import (a batch is also cut at _BATCH_BYTES)
+_BATCH_BLOCKS = 2048
+_BATCH_BYTES = 8 << 20
+_RADIX = 1 << 40  # an index entry is offset * _RADIX + length
 
-    Every block is verified and the CAR must be complete: it parses to its end, and every
-    root and every block linked (through DAG-CBOR links) from the roots is in the CAR or
-    already in ``store``. Otherwise nothing is written and :class:`CarError` (or
-    :class:`~halodb.errors.VerificationError`) is raised.
+
+@dataclass(frozen=True)
+class CarImport:
+    """What :func:`import_reachable` did: the CAR's roots, its blocks, and how many of them
+    were stored (those the roots reach) or left out (those they do not)."""
+
+    roots: list[CID]
+    blocks: int
+    imported: int
+    skipped: int
+
+
+def import_car(store: BlockStore, source: CarSource) -> list[CID]:
+    """Import the DAGs of a CAR into ``store`` and return its roots (see :func:`import_reachable`).
 
     >>> import io
     >>> from halodb.blockstore.memory import MemoryStore
@@ -373,41 +392,233 @@ def import_car(store: BlockStore, source: CarSource) -> list[CID]:
     >>> import_car(store, io.BytesIO(buf.getvalue())) == [cid] and store.has(cid)
     True
     """
-    roots, it = read_car(source)
-    blocks: dict[CID, bytes] = {}
-    for cid, data in it:
-        blocks.setdefault(cid, data)
-    missing = _missing_links(roots, blocks, store)
-    if missing is not None:
-        cid, parent = missing
-        where = f"CAR file {source}" if isinstance(source, (str, os.PathLike)) else "CAR stream"
+    return import_reachable(store, source).roots
+
+
+def import_reachable(store: BlockStore, source: CarSource) -> CarImport:
+    """Import the blocks a CAR's roots reach into ``store``, streaming, all or nothing.
+
+    Three passes over the file, none of which holds more than one block in memory:
+
+    1. every section is parsed and its block verified against its CID; only an index
+       (CID -> offset, length) is kept;
+    2. from the roots, the links of DAG-CBOR and dag-pb blocks are followed, each block read
+       back by its offset: every block reached must be in the CAR or already in ``store``
+       (a CARv1 has no end marker, so this is what catches a file cut between sections);
+    3. the blocks reached are written in batches of at most 2,048 blocks or 8 MiB,
+       verified again as they are written (the file may have changed since pass 1).
+
+    A malformed, corrupt or incomplete CAR raises :class:`CarError` (or
+    :class:`~halodb.errors.VerificationError`, :class:`~halodb.errors.DecodeError`) before
+    anything is written. Blocks the roots do not reach are not stored (``skipped``): a CAR
+    cannot fill the store with blocks nothing links to. A stream that cannot seek is first
+    copied to a temporary file.
+
+    >>> import io
+    >>> from halodb.blockstore.memory import MemoryStore
+    >>> from halodb.ipld import make_block
+    >>> (cid, data), (junk, more) = make_block({"a": 1}), make_block("unlinked")
+    >>> buf = io.BytesIO()
+    >>> _ = write_car(buf, [cid], [(cid, data), (junk, more)])
+    >>> store = MemoryStore()
+    >>> done = import_reachable(store, io.BytesIO(buf.getvalue()))
+    >>> done.roots == [cid], done.blocks, done.imported, done.skipped, store.has(junk)
+    (True, 2, 1, 1, False)
+    """
+    f, path, owned = _open(source)
+    spool: IO[bytes] | None = None
+    try:
+        if not f.seekable():
+            spool = tempfile.TemporaryFile()
+            shutil.copyfileobj(f, spool, _CHUNK)
+            spool.seek(0)
+            f = cast(BinaryIO, spool)
+        car = _IndexedCar(f, path)
+        reached = car.reachable(store)
+        imported = 0
+        batch: list[Block] = []
+        size = 0
+        for cid in car.index:  # in file order: the reads of pass 3 are sequential
+            if cid not in reached:
+                continue
+            data = car.block(cid)
+            batch.append((cid, data))
+            size += len(data)
+            if len(batch) >= _BATCH_BLOCKS or size >= _BATCH_BYTES:
+                imported += store.put_many(batch)
+                batch, size = [], 0
+        if batch:
+            imported += store.put_many(batch)
+        return CarImport(roots=car.roots, blocks=car.sections, imported=imported, skipped=len(car.index) - imported)
+    finally:
+        if spool is not None:
+            spool.close()
+        if owned:
+            f.close()
+
+
+class _IndexedCar:
+    """A seekable CAR parsed and verified once, then read back block by block."""
+
+    def __init__(self, f: BinaryIO, path: Path | None) -> None:
+        self.f = f
+        self.base = f.tell()
+        self.reader = reader = _Reader(f, path)
+        self.roots = reader.header()
+        #: CID -> offset * _RADIX + length of its block (one int, not a tuple: 145,000 blocks
+        #: cost 10 MiB less), in file order
+        self.index: dict[CID, int] = {}
+        self.sections = 0
+        while (sec := reader.section()) is not None:
+            start, cid, size = sec
+            if size > MAX_BLOCK_SIZE:  # IPFS peers neither store nor send such blocks
+                raise reader.error(f"block {cid} is {size} bytes, more than the {MAX_BLOCK_SIZE}-byte block "
+                                   "limit; nothing was imported", start)
+            offset = reader.pos
+            data = reader.read(size, start, "block")
+            if not cid.verify(data):  # name the place only on failure: this loop is hot
+                verify_block(cid, data, source=reader.where(start))
+            self.index.setdefault(cid, offset * _RADIX + size)
+            self.sections += 1
+
+    def block(self, cid: CID) -> bytes:
+        offset, size = divmod(self.index[cid], _RADIX)
+        self.f.seek(self.base + offset)
+        data = self.f.read(size)
+        if len(data) != size:
+            raise self.reader.error("block truncated since the file was read", offset)
+        return data
+
+    def reachable(self, store: BlockStore) -> set[CID]:
+        """The CIDs the roots reach (in this CAR or in ``store``); :class:`CarError` for the
+        first block reached that is neither here nor in ``store``."""
+        seen: set[CID] = set()
+        stack: list[tuple[CID, CID | None]] = [(r, None) for r in reversed(self.roots)]
+        while stack:
+            cid, parent = stack.pop()
+            if cid in seen:
+                continue
+            seen.add(cid)
+            if cid not in self.index:
+                if not store.has(cid):
+                    raise self._incomplete(cid, parent)
+                continue  # already stored: its subtree was imported before
+            for link in reversed(dag_links(cid, self.block(cid))):
+                if link not in seen:
+                    stack.append((link, cid))
+        return seen
+
+    def _incomplete(self, cid: CID, parent: CID | None) -> CarError:
+        path = self.reader.path
+        where = f"CAR file {path}" if path is not None else "CAR stream"
         linked = "is a root" if parent is None else f"is linked from {parent}"
-        raise CarError(
+        return CarError(
             f"{where} is incomplete (truncated?): block {cid} {linked} but is neither in the CAR"
             " nor in the store; nothing was imported",
-            path=Path(source) if isinstance(source, (str, os.PathLike)) else None,
-            offset=None,
-            cid=cid,
+            path=path, offset=None, cid=cid,
         )
-    store.put_many(blocks.items(), verify=False)
-    return roots
 
 
-def _missing_links(roots: list[CID], blocks: dict[CID, bytes], store: BlockStore) -> tuple[CID, CID | None] | None:
-    """The first ``(cid, parent)`` reachable from ``roots`` that is neither in ``blocks`` nor ``store``."""
-    seen: set[CID] = set()
-    stack: list[tuple[CID, CID | None]] = [(r, None) for r in reversed(roots)]
-    while stack:
-        cid, parent = stack.pop()
-        if cid in seen:
-            continue
-        seen.add(cid)
-        data = blocks.get(cid)
-        if data is None:
-            if not store.has(cid):
-                return cid, parent
-            continue  # already stored: its subtree was imported before
-        for link in block_links(cid, data):
-            if link not in seen:
-                stack.append((link, cid))
-    return None
+def dag_links(cid: CID, data: bytes) -> list[CID]:
+    """The CIDs a DAG-CBOR or dag-pb block links to, in order (none for other codecs).
+
+    >>> from halodb.ipld import make_block
+    >>> leaf, _ = make_block("leaf")
+    >>> cid, data = make_block({"a": leaf})
+    >>> dag_links(cid, data) == [leaf]
+    True
+    """
+    if cid.codec != DAG_PB:
+        return block_links(cid, data)
+    links: list[CID] = []
+    for number, _, link in fields(data):
+        if number == 2 and isinstance(link, bytes):
+            for inner, _, value in fields(link):
+                if inner == 1 and isinstance(value, bytes):
+                    try:
+                        links.append(CID.parse(value))
+                    except CIDError as exc:
+                        raise DecodeError(f"dag-pb block {cid}: a link's Hash is not a CID ({exc})", cid=cid) from None
+    return links
+
+
+# -- a gateway's CAR of one DAG, checked as it arrives -------------------------------------
+class _ChunkStream(io.RawIOBase):
+    """A readable file over an iterator of byte chunks (an HTTP body)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = chunks
+        self.rest = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self.rest:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                return 0
+            self.rest = chunk
+        n = min(len(buffer), len(self.rest))
+        buffer[:n] = self.rest[:n]
+        self.rest = self.rest[n:]
+        return n
+
+
+def receive_dag(chunks: Iterable[bytes], root: CID, out: IO[bytes], *, max_block_size: int) -> int:
+    """Copy a CAR of the DAG under ``root`` from ``chunks`` (an HTTP body) to ``out``, checking
+    each section as it arrives; returns the number of blocks.
+
+    The CAR must be what a trustless gateway sends for ``?format=car&dag-scope=all`` with
+    ``order=dfs; dups=n``: its only root is ``root``, and each block is one the blocks before
+    it link to (or ``root`` itself), sent once, at most ``max_block_size`` bytes, and matching
+    its CID. The first section that breaks this raises :class:`CarError` (or
+    :class:`~halodb.errors.VerificationError`) at once, so a gateway cannot make the client
+    read, or spool, more than the requested DAG: no junk blocks, no repeats, no endless body.
+    Whether the DAG is complete is left to :func:`import_reachable`, which ``out`` is meant
+    for.
+
+    >>> import io
+    >>> from halodb.ipld import make_block
+    >>> leaf, leaf_data = make_block("leaf")
+    >>> cid, data = make_block({"a": leaf})
+    >>> car = io.BytesIO()
+    >>> _ = write_car(car, [cid], [(cid, data), (leaf, leaf_data)])
+    >>> receive_dag(iter([car.getvalue()]), cid, io.BytesIO(), max_block_size=1024)
+    2
+    >>> junk = io.BytesIO()
+    >>> _ = write_car(junk, [cid], [(leaf, leaf_data)])  # a block nothing before it links to
+    >>> try:
+    ...     receive_dag(iter([junk.getvalue()]), cid, io.BytesIO(), max_block_size=1024)
+    ... except CarError as exc:
+    ...     print(exc.message.split(": ", 1)[1].replace(str(leaf), "LEAF").replace(str(cid), "ROOT"))
+    block LEAF is not linked from the blocks before it: not part of the DAG of ROOT (or not in the depth-first order asked for)
+    """
+    reader = _Reader(io.BufferedReader(_ChunkStream(iter(chunks)), _CHUNK), None)
+    roots = reader.header()
+    if roots != [root]:
+        raise reader.error(f"the CAR's roots are {', '.join(map(str, roots)) or 'none'}, not the requested {root}", 0)
+    header = encode({"roots": [root], "version": 1})
+    out.write(encode_varint(len(header)) + header)
+    wanted: set[CID] = {root}
+    received: set[CID] = set()
+    while (sec := reader.section()) is not None:
+        start, cid, size = sec
+        if cid in received:
+            raise reader.error(f"block {cid} sent twice", start)
+        if cid not in wanted:
+            raise reader.error(
+                f"block {cid} is not linked from the blocks before it: not part of the DAG of {root}"
+                " (or not in the depth-first order asked for)", start)
+        if size > max_block_size:
+            raise reader.error(f"block {cid} has {size} bytes, more than the {max_block_size} a block may have", start)
+        data = reader.read(size, start, "block")
+        if not cid.verify(data):
+            verify_block(cid, data, source=reader.where(start))
+        received.add(cid)
+        wanted.update(dag_links(cid, data))
+        buf = cid.buffer
+        out.write(encode_varint(len(buf) + len(data)))
+        out.write(buf)
+        out.write(data)
+    return len(received)
