@@ -38,6 +38,8 @@ from halodb.testing.blockstore import BlockStoreTests, absent_cid, cbor_block, r
 
 # == conformance ============================================================================
 class TestMemoryStore(BlockStoreTests):
+    corrupt_damages_storage = True
+
     def make_store(self, tmp_path: Path) -> BlockStore:
         return MemoryStore()
 
@@ -47,6 +49,8 @@ class TestMemoryStore(BlockStoreTests):
 
 
 class TestDirectoryStore(BlockStoreTests):
+    corrupt_damages_storage = True
+
     def make_store(self, tmp_path: Path) -> BlockStore:
         return DirectoryStore(tmp_path / "blocks")
 
@@ -286,6 +290,119 @@ def test_directory_read_error_is_translated(tmp_path: Path) -> None:
     with pytest.raises(BlockStoreError) as info:
         store.get(cid)
     assert info.value.cid == cid
+
+
+def _flip_a_byte(path: Path) -> bytes:
+    """Damage a block file as a bad disk would: same size, one byte changed; returns the damage."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    return bytes(data)
+
+
+def test_directory_damaged_file_of_the_right_size_is_replaced_by_put(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    cid, data = cbor_block(1)
+    store.put_block(cid, data)
+    damage = _flip_a_byte(store.path_of(cid))
+    store.put_many([(cid, data)], verify=False)  # what import-car does
+    assert store.path_of(cid).read_bytes() == data
+    assert (store.quarantine_dir / store.path_of(cid).name).read_bytes() == damage  # the evidence
+    assert store.get(cid) == data
+
+
+def test_directory_damaged_file_read_is_quarantined_and_named(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    (cid, data), other = cbor_block(1), raw_block(2)
+    store.put_many([(cid, data), other])
+    path = store.path_of(cid)
+    damage = _flip_a_byte(path)
+    with pytest.raises(VerificationError) as info:
+        store.get(cid)
+    moved = store.quarantine_dir / path.name
+    assert info.value.cid == cid and info.value.path == str(path)
+    assert str(path) in str(info.value) and str(moved) in str(info.value) and str(cid) in str(info.value)
+    assert "import-car" in str(info.value)
+    assert moved.read_bytes() == damage and not path.exists()
+    assert set(store.iter_cids()) == {other[0]}  # the quarantine is not listed
+    with pytest.raises(BlockNotFoundError):
+        store.get(cid)
+    store.put_block(cid, data)
+    assert store.get(cid) == data
+
+
+def test_directory_quarantine_keeps_every_damaged_copy(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    cid, data = cbor_block(1)
+    for _ in range(2):
+        store.put_block(cid, data)
+        _flip_a_byte(store.path_of(cid))
+        with pytest.raises(VerificationError):
+            store.get(cid)
+    name = store.path_of(cid).name
+    assert sorted(p.name for p in store.quarantine_dir.iterdir()) == [name, f"{name}.2"]
+
+
+def test_directory_quarantine_puts_back_a_copy_repaired_meanwhile(tmp_path: Path) -> None:
+    """A reader saw damaged bytes, a writer repaired the file, then the reader sets it aside."""
+    store = DirectoryStore(tmp_path)
+    cid, data = cbor_block(1)
+    store.put_block(cid, data)
+    _flip_a_byte(store.path_of(cid))
+    store.put_block(cid, data)  # the repair, between the failed read and the move
+    assert store._quarantine(cid) is None  # the move, as the reader makes it: undone
+    assert store.get(cid) == data
+
+
+def _temp_name(store: DirectoryStore, cid: CID, pid: int = 4_000_000, n: int = 0) -> Path:
+    path = store.path_of(cid)
+    return path.with_name(f".{path.name}.{pid}.{n}.tmp")
+
+
+def test_directory_removes_temp_files_no_writer_holds(tmp_path: Path) -> None:
+    import fcntl
+
+    store = DirectoryStore(tmp_path)
+    (cid, data), other = cbor_block(1), raw_block(2)
+    store.put_many([(cid, data), other])
+    killed = _temp_name(store, raw_block(3)[0])
+    killed.parent.mkdir(exist_ok=True)
+    killed.write_bytes(b"half a blo")  # as a writer killed before its rename leaves it
+    live = _temp_name(store, cid, n=1)
+    live.write_bytes(b"being written")
+    foreign = store.path_of(cid).parent / ".DS_Store.tmp"
+    foreign.write_bytes(b"not ours")
+    with open(live, "rb") as writer:
+        fcntl.flock(writer, fcntl.LOCK_EX)  # a writer that is still running holds its lock
+        assert store.remove_stale_temp_files() == 1
+        assert not killed.exists() and live.exists() and foreign.exists()
+    assert store.remove_stale_temp_files() == 1  # its writer is gone now
+    assert not live.exists() and foreign.exists()
+    assert store.get_many([cid, other[0]]) == {cid: data, other[0]: other[1]}
+
+
+def test_directory_writer_starts_over_when_gc_removed_its_file_before_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+
+    store = DirectoryStore(tmp_path)
+    cid, data = cbor_block(1)
+    real_flock = fcntl.flock
+    raced: list[str] = []
+
+    def gc_wins_the_race(fd: int, op: int) -> None:
+        if not raced:  # gc removes the fresh file between the writer's open and its flock
+            (name,) = [p for p in store.path_of(cid).parent.iterdir() if p.name.endswith(".tmp")]
+            raced.append(name.name)
+            assert store.remove_stale_temp_files() == 1
+        real_flock(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", gc_wins_the_race)
+    store.put_block(cid, data)
+    monkeypatch.undo()
+    assert raced and store.get(cid) == data
+    assert [p.name for p in _all_files(tmp_path)] == [store.path_of(cid).name]
 
 
 # == CAR ====================================================================================
@@ -686,6 +803,8 @@ def test_all_is_explicit() -> None:
 class TestCachingStore(BlockStoreTests):
     """A memory 'remote' behind a memory cache: the shared suite, plus caching behaviour."""
 
+    corrupt_damages_storage = True
+
     def make_store(self, tmp_path: Path) -> BlockStore:
         from halodb.blockstore.caching import CachingStore
 
@@ -716,3 +835,66 @@ def test_caching_store_fetches_each_block_once(tmp_path: Path) -> None:
     assert remote.stats.blocks_read == 20  # the second time, all from the local cache
     with pytest.raises(BlockNotFoundError):
         store.get(absent_cid())
+
+
+def test_caching_store_fetches_a_damaged_local_copy_again(tmp_path: Path) -> None:
+    from halodb.blockstore.caching import CachingStore
+
+    remote, local = MemoryStore(), DirectoryStore(tmp_path / "cache")
+    blocks = [cbor_block(1), raw_block(2), raw_block(3)]
+    remote.put_many(blocks)
+    local.put_many(blocks)
+    store = CachingStore(local, remote)
+    (cid, data), (cid2, data2) = blocks[0], blocks[1]
+    damage = _flip_a_byte(local.path_of(cid))
+    _flip_a_byte(local.path_of(cid2))
+    remote.stats.reset()
+    assert store.get(cid) == data
+    assert store.get_many(c for c, _ in blocks) == dict(blocks)
+    assert remote.stats.blocks_read == 2  # only the two damaged blocks came from the remote
+    assert local.path_of(cid).read_bytes() == data and local.path_of(cid2).read_bytes() == data2
+    assert (local.quarantine_dir / local.path_of(cid).name).read_bytes() == damage
+
+
+def test_caching_store_names_the_damaged_local_copy_not_the_remote(tmp_path: Path) -> None:
+    from halodb.blockstore.caching import CachingStore
+
+    remote, local = MemoryStore(), DirectoryStore(tmp_path / "cache")
+    cid, data = cbor_block(1)
+    local.put_block(cid, data)  # the remote never had it
+    _flip_a_byte(local.path_of(cid))
+    store = CachingStore(local, remote)
+    for many in (False, True):
+        with pytest.raises(VerificationError) as info:
+            store.get_many([cid]) if many else store.get(cid)
+        assert info.value.cid == cid
+        assert info.value.source == local.describe()
+        assert str(local.path_of(cid)) in str(info.value)
+        assert remote.describe() not in str(info.value)
+        local.put_block(cid, data)
+        _flip_a_byte(local.path_of(cid))
+
+
+class _UncheckedStore(MemoryStore):
+    """Fault injection: a remote that hands out its blocks without hashing them."""
+
+    trusted_reads = True
+
+    def describe(self) -> str:
+        return "unchecked remote"
+
+
+def test_caching_store_names_the_remote_for_its_damaged_copy(tmp_path: Path) -> None:
+    """A fetched block is verified once, and its error names the remote alone."""
+    from halodb.blockstore.caching import CachingStore
+
+    local = DirectoryStore(tmp_path / "cache")
+    cid, data = cbor_block(1)
+    for remote in (MemoryStore(), _UncheckedStore()):
+        for many in (False, True):
+            remote._blocks[cid] = data[:-1] + b"\x00"
+            store = CachingStore(local, remote)
+            with pytest.raises(VerificationError) as info:
+                store.get_many([cid]) if many else store.get(cid)
+            assert info.value.source == remote.describe() and local.describe() not in str(info.value)
+            assert not local.has(cid)

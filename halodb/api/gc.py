@@ -1,25 +1,65 @@
-"""``halodb gc``: delete the local blocks that no head reaches."""
+"""``halodb gc``: delete the local blocks that no head reaches, and the temporary files that
+killed writes left behind.
+
+What keeps gc away from the temporary file of a writer that is still running, per kind:
+
+* **block writes** (``BLOCKS/<shard>/.<name>.<pid>.<n>.tmp``): the block store's own rule,
+  :meth:`~halodb.blockstore.base.BlockStore.remove_stale_temp_files`. A
+  :class:`~halodb.blockstore.DirectoryStore` writer holds an ``flock`` on its temporary file
+  until it has renamed it, so exactly the files no live writer holds are removed, at once.
+  The home's lock would not do: ``sync`` and ``import-car`` write blocks without it.
+* **the home's state** (``HOME/.state.json.XXXXXXXX.tmp``, from
+  :func:`~halodb.util.fs.atomic_file`): every writer of ``state.json`` holds the home's lock,
+  and so does gc, so every such file is stale.
+* **the other atomic writes in the home** (local names and IPNS sequences in ``names/``,
+  written under ``names/.lock``; the scan cache, written with no lock): removed only once
+  older than :data:`STALE_TEMP_AGE`. Their writers hold no lock gc takes, but such a write
+  of a small file takes milliseconds, and every write moves the file's time.
+
+>>> import tempfile, os
+>>> home = Path(tempfile.mkdtemp())
+>>> for name in (".state.json.abcd_123.tmp", "state.json", ".keep.txt"):
+...     _ = (home / name).write_text("{}")
+>>> remove_stale_temp_files(home), sorted(os.listdir(home))
+(1, ['.keep.txt', 'state.json'])
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+import re
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from halodb.blockstore.base import BlockStore
-from halodb.errors import InputError
+from halodb.errors import InputError, RegistryError
 from halodb.index.index import Index
 from halodb.index.model import Commit
 from halodb.index.reachable import reachable
 from halodb.ipld import CID
 
-__all__ = ["collect_garbage"]
+__all__ = ["STALE_TEMP_AGE", "collect_garbage", "remove_stale_temp_files"]
+
+#: seconds after its last write that an atomic write's temporary file, outside the home's
+#: lock, counts as abandoned
+STALE_TEMP_AGE = 3600.0
+#: ``.NAME.XXXXXXXX.tmp``: the temporary file of ``atomic_file(NAME)`` (``tempfile.mkstemp``)
+_ATOMIC_TEMP = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
+#: the files of the home whose writers all hold the home's lock
+_LOCKED_BY_HOME = frozenset({"state.json"})
+#: the folders of the home that atomic writes outside the home's lock use (recursively)
+_UNLOCKED_FOLDERS = ("names", "scan-cache")
 
 
 def collect_garbage(
     store: BlockStore, index: Index, heads: Iterable[CID], keep: set[CID], *, dry_run: bool = False,
-    commits: dict[CID, Commit] | None = None,
+    commits: dict[CID, Commit] | None = None, home: Path | None = None,
 ) -> tuple[int, int]:
     """Delete the blocks of ``store``'s local part that neither ``keep`` nor the whole history
-    of any of ``heads`` holds; returns (kept, deleted)."""
+    of any of ``heads`` holds; returns (kept, deleted). Unless ``dry_run``, also removes the
+    temporary files killed writes left in the local store and, given the ``home`` (whose lock
+    the caller holds), in the home (:func:`remove_stale_temp_files`)."""
     local = store.local_store()
     if not (local.supports_listing and local.supports_deletes):
         raise InputError(f"{local.describe()} cannot be garbage-collected (no listing or deletes)", source="gc")
@@ -30,5 +70,54 @@ def collect_garbage(
     if not dry_run:
         for cid in doomed:
             local.delete(cid)
+        local.remove_stale_temp_files()
+        if home is not None:
+            remove_stale_temp_files(home)
         local.flush()
     return len(keep), len(doomed)
+
+
+def remove_stale_temp_files(home: Path, *, max_age: float = STALE_TEMP_AGE) -> int:
+    """Remove the temporary files of atomic writes that were killed, in the registry home
+    ``home``; returns how many. Call it holding the home's lock: the temporary files of
+    ``state.json`` go at once, those of ``names/`` and ``scan-cache/`` once ``max_age``
+    seconds old (see the module docstring). Nothing else is touched."""
+    removed = 0
+    for path in _temp_files(home, recursive=False):
+        written = _ATOMIC_TEMP.fullmatch(path.name)
+        if written and written["name"] in _LOCKED_BY_HOME:
+            removed += _remove(path)
+    cutoff = time.time() - max_age
+    for folder in _UNLOCKED_FOLDERS:
+        for path in _temp_files(home / folder, recursive=True):
+            try:
+                old = path.stat().st_mtime < cutoff
+            except FileNotFoundError:
+                continue
+            if old:
+                removed += _remove(path)
+    return removed
+
+
+def _temp_files(folder: Path, *, recursive: bool) -> Iterator[Path]:
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        raise RegistryError(f"cannot list {folder} to remove temporary files: {exc}", path=folder) from exc
+    for entry in entries:
+        if entry.is_file(follow_symlinks=False) and _ATOMIC_TEMP.fullmatch(entry.name):
+            yield Path(entry.path)
+        elif recursive and entry.is_dir(follow_symlinks=False):
+            yield from _temp_files(Path(entry.path), recursive=True)
+
+
+def _remove(path: Path) -> bool:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise RegistryError(f"cannot remove the temporary file {path}: {exc}", path=path) from exc
+    return True

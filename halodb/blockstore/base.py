@@ -6,6 +6,12 @@ CID verification on every read and write, counters, batching defaults, errors â€
 here once. Capability flags say what a backend can do, and the shared conformance suite
 (:mod:`halodb.testing.blockstore`) reads them to pick its tests.
 
+A stored copy that fails verification is never data: ``get`` raises
+:class:`~halodb.errors.VerificationError`. A backend that can set a damaged copy aside
+(``supports_quarantine``: the directory store) does so first, keeping it as evidence, so
+that the next read finds the block missing and the next put writes it anew; a
+:class:`~halodb.blockstore.caching.CachingStore` then fetches it again from its remote.
+
 >>> from halodb.blockstore import MemoryStore
 >>> store = MemoryStore()
 >>> cid = store.put(b"hello", codec=0x55)
@@ -20,7 +26,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar, Self
 
-from halodb.errors import BlockNotFoundError, BlockStoreError, ReadOnlyStoreError
+from halodb.errors import (
+    BlockNotFoundError,
+    BlockStoreError,
+    ReadOnlyStoreError,
+    VerificationError,
+)
 from halodb.ipld import CID, DAG_CBOR, verify_block
 
 Block = tuple[CID, bytes]
@@ -51,8 +62,12 @@ class BlockStore(abc.ABC):
     is_remote: ClassVar[bool] = False
     #: reads may go to the network (a remote, or a cache in front of one): worth batching ahead
     is_remote_backed: ClassVar[bool] = False
-    #: a backend whose bytes are produced by this process (memory) may skip hashing reads
+    #: the backend verified (or made) every byte it returns itself: the base class does not
+    #: hash its reads again
     trusted_reads: ClassVar[bool] = False
+    #: a stored copy that fails verification can be set aside (:meth:`quarantine`): the next
+    #: read finds the block missing, and a put writes it anew
+    supports_quarantine: ClassVar[bool] = False
     #: the backend sends a whole DAG as one CAR (:meth:`fetch_dag`): a gateway, Kubo
     supports_dag_export: ClassVar[bool] = False
 
@@ -89,6 +104,22 @@ class BlockStore(abc.ABC):
     def _iter_cids(self) -> Iterator[CID]:
         raise ReadOnlyStoreError(f"{self.describe()} does not support listing", store=self.describe())
 
+    def _quarantine(self, cid: CID) -> str | None:
+        raise BlockStoreError(f"{self.describe()} cannot quarantine blocks", store=self.describe(), cid=cid)
+
+    def _missing_note(self, cid: CID) -> str:
+        """More on why ``cid`` is missing, for the error (a damaged copy set aside earlier)."""
+        return ""
+
+    def _damaged(self, cid: CID, moved_to: str | None) -> VerificationError:
+        """The error for a stored copy of ``cid`` that fails verification (``moved_to``: where
+        :meth:`quarantine` put it). A backend whose copies live in files names the file."""
+        where = f"; it was moved to {moved_to}" if moved_to else ""
+        return VerificationError(
+            f"the copy of block {cid} in {self.describe()} is damaged: it does not hash to its CID{where}",
+            cid=cid, source=self.describe(),
+        )
+
     def describe(self) -> str:
         """A short human description (used in error messages)."""
         return type(self).__name__
@@ -101,7 +132,7 @@ class BlockStore(abc.ABC):
         """
         data = self._get(cid)
         if data is None:
-            raise BlockNotFoundError(f"block {cid} is not in {self.describe()}", cid=cid)
+            raise BlockNotFoundError(f"block {cid} is not in {self.describe()}{self._missing_note(cid)}", cid=cid)
         self._check(cid, data)
         return data
 
@@ -159,6 +190,36 @@ class BlockStore(abc.ABC):
             raise ReadOnlyStoreError(f"{self.describe()} does not support deletes", store=self.describe())
         self._delete(cid)
 
+    def quarantine(self, cid: CID) -> VerificationError | None:
+        """Set aside the stored copy of ``cid``, which failed verification (only with
+        ``supports_quarantine``): it is kept as evidence where the backend can keep it, and
+        the block counts as missing from now on. Returns the error that says so (naming the
+        damaged copy and where it went), or None when the stored copy verifies after all (a
+        writer repaired it meanwhile) or is gone.
+
+        >>> from halodb.blockstore import MemoryStore
+        >>> store = MemoryStore()
+        >>> cid = store.put(b"x", codec=0x55)
+        >>> store._blocks[cid] = b"y"  # damage it
+        >>> print(store.quarantine(cid))  # doctest: +ELLIPSIS
+        the copy of block bafkrei... in memory store is damaged: it does not hash to its CID; it was moved to the store's quarantine
+        >>> store.has(cid)
+        False
+        """
+        if not self.supports_quarantine:
+            raise BlockStoreError(f"{self.describe()} cannot quarantine blocks", store=self.describe(), cid=cid)
+        data = self._get(cid)
+        if data is None or cid.verify(data):
+            return None
+        moved_to = self._quarantine(cid)
+        return self._damaged(cid, moved_to) if moved_to is not None else None
+
+    def remove_stale_temp_files(self) -> int:
+        """Remove the temporary files that killed writes left behind (never one of a writer
+        that is still running); returns how many. A no-op (0) where writes leave none.
+        ``halodb gc`` calls it on the local store."""
+        return 0
+
     def iter_cids(self) -> Iterator[CID]:
         """Every stored CID, in no particular order (only with ``supports_listing``)."""
         if not self.supports_listing:
@@ -205,5 +266,8 @@ class BlockStore(abc.ABC):
     def _check(self, cid: CID, data: bytes) -> None:
         self.stats.blocks_read += 1
         self.stats.bytes_read += len(data)
-        if not self.trusted_reads:
-            verify_block(cid, data, source=self.describe())
+        if self.trusted_reads or cid.verify(data):
+            return
+        if self.supports_quarantine:  # set the damaged copy aside; the error names it
+            raise self.quarantine(cid) or self._damaged(cid, None)
+        verify_block(cid, data, source=self.describe())  # raises: the bytes do not match

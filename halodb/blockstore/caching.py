@@ -5,6 +5,12 @@ Reads look in ``local`` first and go to ``remote`` only for what is missing; fet
 ``log``, ``diff`` or time travel over old versions needs the network only for new blocks.
 Writes go to ``local`` and, when the remote takes writes, to the remote as well.
 
+Every block is verified once, where it comes from: a local copy here, a fetched one by
+the remote's store. A local copy that fails verification is the local disk's fault, not the
+remote's: it is set aside (:meth:`~halodb.blockstore.base.BlockStore.quarantine`, where
+``local`` supports it) and fetched again; if the remote lacks it too, the error names the
+damaged local copy.
+
 >>> from halodb.blockstore.memory import MemoryStore
 >>> remote, local = MemoryStore(), MemoryStore()
 >>> cid = remote.put(b"x", codec=0x55)
@@ -15,11 +21,14 @@ True
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from halodb.blockstore.base import Block, BlockStore
-from halodb.errors import BlockNotFoundError
-from halodb.ipld import CID, block_links
+from halodb.errors import BlockStoreError, IPLDError, VerificationError
+from halodb.ipld import CID, block_links, verify_block
+
+log = logging.getLogger(__name__)
 
 
 class CachingStore(BlockStore):
@@ -28,35 +37,53 @@ class CachingStore(BlockStore):
     supports_writes = True
     supports_pinning = True
     is_remote_backed = True
+    trusted_reads = True  # verified in _get_many: local copies here, fetched ones by the remote
 
     def __init__(self, local: BlockStore, remote: BlockStore) -> None:
         super().__init__()
         self.local = local
         self.remote = remote
+        #: why CAR prefetches failed (each then fell back to single blocks), in order
+        self.prefetch_failures: list[str] = []
 
     def describe(self) -> str:
         return f"{self.remote.describe()} (cached in {self.local.describe()})"
 
     def _get(self, cid: CID) -> bytes | None:
-        data = self.local._get(cid)
-        if data is not None:
-            return data
-        try:
-            data = self.remote.get(cid)  # verified by the remote store
-        except BlockNotFoundError:
-            return None
-        self.local.put_many([(cid, data)], verify=False)
-        return data
+        return self._get_many([cid]).get(cid)
 
     def _get_many(self, cids: list[CID]) -> dict[CID, bytes]:
         found = self.local._get_many(cids)
+        damaged: dict[CID, VerificationError] = {}
+        for cid, data in list(found.items()):
+            if not cid.verify(data):  # the local copy is damaged: set it aside, fetch it anew
+                del found[cid]
+                damaged[cid] = self._set_aside(cid)
         missing = [c for c in cids if c not in found]
         if missing:
-            fetched = self.remote.get_many(missing)  # verified there
+            fetched = self.remote.get_many(missing)  # verified there, unless it trusts itself:
+            if self.remote.trusted_reads:
+                for cid, data in fetched.items():
+                    verify_block(cid, data, source=self.remote.describe())
             if fetched:
                 self.local.put_many(list(fetched.items()), verify=False)
             found.update(fetched)
+        for cid, error in damaged.items():
+            if cid not in found:  # the remote does not have it either
+                raise error
         return found
+
+    def _set_aside(self, cid: CID) -> VerificationError:
+        """Quarantine the damaged local copy of ``cid`` where ``local`` can; returns the error
+        that names it (raised only when the remote cannot replace it)."""
+        if self.local.supports_quarantine:
+            error = self.local.quarantine(cid)
+            if error is not None:
+                return error
+        return VerificationError(
+            f"the copy of block {cid} cached in {self.local.describe()} is damaged, and"
+            f" {self.remote.describe()} does not have the block", cid=cid, source=self.local.describe(),
+        )
 
     def _has(self, cid: CID) -> bool:
         return self.local.has(cid) or self.remote.has(cid)
@@ -78,8 +105,9 @@ class CachingStore(BlockStore):
         loopback), so by default the top of the DAG is read a whole level at a time until at
         least ``spread`` subtrees of about equal size are missing, and those come as separate
         CARs, ``workers`` at a time (``benchmarks/bench_network.py`` measures the choices).
+        A CAR that fails is reported (:attr:`prefetch_failures`, a warning in the log), not
+        raised: the sync then reads those blocks one by one.
         """
-        fetch_dag = self.remote.fetch_dag
         if not self.remote.supports_dag_export or (spread <= 1 and self.local.has(root)):
             return 0
         frontier, fetched = [root], 0  # (a present root may still have absent children)
@@ -97,9 +125,20 @@ class CachingStore(BlockStore):
                 return fetched
             frontier = grown
         if len(frontier) == 1:
-            return fetched + int(fetch_dag(frontier[0], self.local))
+            return fetched + self._fetch_dag_or_report(frontier[0])
         with ThreadPoolExecutor(min(workers, len(frontier))) as pool:
-            return fetched + sum(pool.map(lambda cid: int(fetch_dag(cid, self.local)), frontier))
+            return fetched + sum(pool.map(self._fetch_dag_or_report, frontier))
+
+    def _fetch_dag_or_report(self, cid: CID) -> int:
+        """One subtree CAR into the local cache; a failed one (HTTP 500, a bad or junk-laden
+        CAR, a deadline) is recorded in :attr:`prefetch_failures` and logged, and its blocks
+        are then read one by one when the sync asks for them."""
+        try:
+            return int(self.remote.fetch_dag(cid, self.local))
+        except (BlockStoreError, IPLDError) as exc:
+            self.prefetch_failures.append(str(exc))
+            log.warning("prefetching %s as a CAR failed, its blocks will be fetched one by one: %s", cid, exc)
+            return 0
 
     def local_store(self) -> BlockStore:
         return self.local

@@ -16,12 +16,28 @@ Layout::
   per directory.
 * Files whose name starts with ``.`` are temporary files of writes in progress (or of a
   write that crashed); they are never read or listed.
+* ``<root>/.quarantine/<name>`` (``<name>.2``, ... when taken) holds damaged copies of
+  blocks, kept as evidence; nothing reads them, ``gc`` leaves them (delete them by hand).
 
 Writes are atomic: the bytes go to a temporary file in the shard directory, which
 ``os.replace`` then renames onto the final name, so a reader sees either no block or the
-whole block, never a partial file. A block that already exists with the right size is not
-rewritten (a file of the wrong size, e.g. left truncated by a crash before a flush, is
-replaced).
+whole block, never a partial file. A block already stored is not rewritten: its file is
+read and compared with the bytes to put (a size check alone would keep a damaged copy
+forever). A file that differs (damaged, or truncated by a crash before a flush) is linked
+into the quarantine and replaced.
+
+Damaged copies: a read whose bytes do not hash to the CID moves the file into the
+quarantine (:meth:`~halodb.blockstore.base.BlockStore.quarantine`), so the block is missing
+from then on and a re-import (or a :class:`~halodb.blockstore.caching.CachingStore`, which
+fetches it again from its remote) writes it anew; the error names the file and where it
+went. The move is checked: if a writer repaired the block just before it, the good copy is
+put back.
+
+Temporary files of killed writers: a writer holds an exclusive ``flock`` on its temporary
+file from just after creating it until it has renamed it, so
+:meth:`DirectoryStore.remove_stale_temp_files` (run by ``gc``) removes exactly the ones no
+live writer holds, in any process, at once, with no age guess. (A writer whose file was
+removed between its ``open`` and its ``flock`` sees the link count 0 and starts over.)
 
 Durability: single writes are not fsync'ed (far too slow for 100k blocks). :meth:`flush`
 makes every write and delete since the last flush durable: it fsyncs each file written,
@@ -43,8 +59,10 @@ b'hello' True
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import os
+import re
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -53,9 +71,14 @@ from pathlib import Path
 import libipld
 
 from halodb.blockstore.base import Block, BlockStore
-from halodb.errors import BlockStoreError, CIDError
+from halodb.errors import BlockStoreError, CIDError, VerificationError
 from halodb.ipld import CID
 
+#: the folder under the root where damaged block files are set aside
+QUARANTINE = ".quarantine"
+#: ``.<name>.<pid>.<n>.tmp``: the temporary file of a block write (in a shard directory)
+_TEMP_NAME = re.compile(r"\.b[a-z2-7]+\.\d+\.\d+\.tmp")
+_WRITE_ATTEMPTS = 5
 _PARALLEL_MIN = 256
 _WRITER_THREADS = 8
 #: bytes asked for by the first read of a block; a shorter result is the whole block
@@ -109,6 +132,7 @@ class DirectoryStore(BlockStore):
 
     supports_deletes = True
     supports_listing = True
+    supports_quarantine = True
     #: above this many pending files, :meth:`flush` on Linux calls ``os.sync()`` once
     sync_all_threshold: int = 1000
 
@@ -135,13 +159,20 @@ class DirectoryStore(BlockStore):
         name = block_name(cid)
         return f"{self._root}/{name[-3:-1]}/{name}"
 
+    @property
+    def quarantine_dir(self) -> Path:
+        """Where damaged block files are set aside."""
+        return self.root / QUARANTINE
+
     def describe(self) -> str:
         return f"directory store {self.root}"
 
     # -- reads ---------------------------------------------------------------------------
     def _get(self, cid: CID) -> bytes | None:
+        return self._read(self._path(cid), cid)
+
+    def _read(self, path: str, cid: CID) -> bytes | None:
         # the hot path of a sync: raw os.open/os.read is ~2x faster than open().read()
-        path = self._path(cid)
         try:
             fd = os.open(path, _O_READ)
         except FileNotFoundError:
@@ -186,19 +217,87 @@ class DirectoryStore(BlockStore):
                 if cid is not None:
                     yield cid
 
+    # -- damaged copies ------------------------------------------------------------------
+    def _quarantine(self, cid: CID) -> str | None:
+        path = self._path(cid)
+        target = self._quarantine_target(cid, path)
+        try:
+            os.rename(path, target)
+        except FileNotFoundError:
+            return None  # gone meanwhile (another reader set it aside)
+        except OSError as exc:
+            raise BlockStoreError(f"cannot move the damaged block file {path} to {target}: {exc}",
+                                  cid=cid, path=path) from exc
+        self._pending_dirs.update((os.path.dirname(path), os.path.dirname(target)))
+        moved = self._read(target, cid)
+        if moved is not None and cid.verify(moved):
+            # a writer repaired the block between the failed read and the rename: put it back
+            try:
+                try:
+                    os.link(target, path)
+                except FileExistsError:
+                    pass  # written yet again meanwhile
+                os.unlink(target)
+            except OSError as exc:
+                raise BlockStoreError(f"cannot move block file {target} back to {path}: {exc}",
+                                      cid=cid, path=path) from exc
+            return None
+        return target
+
+    def _quarantine_target(self, cid: CID, path: str) -> str:
+        """A free name in the quarantine for the file of ``cid`` (``<name>``, ``<name>.2``, ...)."""
+        folder = f"{self._root}/{QUARANTINE}"
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise BlockStoreError(f"cannot create the quarantine folder {folder}: {exc}", cid=cid, path=path) from exc
+        name = block_name(cid)
+        target = f"{folder}/{name}"
+        n = 1
+        while os.path.lexists(target):
+            n += 1
+            target = f"{folder}/{name}.{n}"
+        return target
+
+    def _keep_evidence(self, cid: CID, path: str) -> None:
+        """Hard-link the damaged file of ``cid`` into the quarantine before it is replaced
+        (the block stays readable meanwhile); best effort: the repair matters more."""
+        for _ in range(_WRITE_ATTEMPTS):
+            try:
+                os.link(path, self._quarantine_target(cid, path))
+                return
+            except FileExistsError:
+                continue  # another process took that name meanwhile
+            except (OSError, BlockStoreError):
+                return
+
+    def _missing_note(self, cid: CID) -> str:
+        kept = f"{self._root}/{QUARANTINE}/{block_name(cid)}"
+        if not os.path.lexists(kept):
+            return ""
+        return (f" (a damaged copy of it was set aside in {kept}: re-import the block with halodb import-car,"
+                " or fetch it again from a store that has it with --store)")
+
+    def _damaged(self, cid: CID, moved_to: str | None) -> VerificationError:
+        where = f"; moved it to {moved_to}" if moved_to else ""
+        path = self._path(cid)
+        return VerificationError(
+            f"block file {path} is damaged: it does not hash to its CID {cid}{where}. Re-import the block"
+            " (halodb import-car) or fetch it again from a store that has it (--store with a gateway or Kubo)",
+            cid=cid, source=self.describe(), path=path,
+        )
+
     # -- writes --------------------------------------------------------------------------
     def _put(self, cid: CID, data: bytes) -> None:
         name = block_name(cid)
         shard = name[-3:-1]
         shard_dir = f"{self._root}/{shard}"
         path = f"{shard_dir}/{name}"
-        try:
-            if os.stat(path).st_size == len(data):
+        stored = self._read(path, cid)
+        if stored is not None:
+            if stored == data:
                 return  # already stored (content addressed: same CID, same bytes)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise BlockStoreError(f"cannot write block {cid} to {path}: {exc}", cid=cid, path=path) from exc
+            self._keep_evidence(cid, path)  # a damaged or truncated copy: replaced below
         if shard not in self._shards:
             try:
                 os.makedirs(shard_dir, exist_ok=True)
@@ -208,16 +307,30 @@ class DirectoryStore(BlockStore):
                 ) from exc
             self._shards.add(shard)
             self._pending_dirs.add(self._root)
-        tmp = f"{shard_dir}/.{name}.{os.getpid()}.{next(_tmp_counter)}.tmp"
+        for _ in range(_WRITE_ATTEMPTS):
+            if self._write(cid, path, f"{shard_dir}/.{name}.{os.getpid()}.{next(_tmp_counter)}.tmp", data):
+                self._pending_files.add(path)
+                self._pending_dirs.add(shard_dir)
+                return
+        raise BlockStoreError(f"cannot write block {cid} to {path}: its temporary file was removed"
+                              f" {_WRITE_ATTEMPTS} times while being written", cid=cid, path=path)
+
+    def _write(self, cid: CID, path: str, tmp: str, data: bytes) -> bool:
+        """Write ``data`` to ``tmp``, under its lock, and rename it to ``path``; False when
+        ``gc`` removed ``tmp`` before the lock was taken (start over with a new name)."""
         try:
             fd = os.open(tmp, _O_WRITE, 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-            finally:
-                os.close(fd)
+        except OSError as exc:
+            raise BlockStoreError(f"cannot write block {cid} to {path}: {exc}", cid=cid, path=path) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held until the rename: gc leaves the file alone
+            if os.fstat(fd).st_nlink == 0:
+                return False
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
             os.replace(tmp, path)
+            return True
         except BaseException as exc:
             try:
                 os.unlink(tmp)
@@ -228,8 +341,8 @@ class DirectoryStore(BlockStore):
                     f"cannot write block {cid} to {path}: {exc}", cid=cid, path=path
                 ) from exc
             raise
-        self._pending_files.add(path)
-        self._pending_dirs.add(shard_dir)
+        finally:
+            os.close(fd)
 
     def _put_many(self, blocks: list[Block]) -> None:
         # Creating a file costs a journal round trip on ext4 (~100 us here); the syscalls
@@ -253,6 +366,38 @@ class DirectoryStore(BlockStore):
             raise BlockStoreError(f"cannot delete block {cid} at {path}: {exc}", cid=cid, path=path) from exc
         self._pending_files.discard(path)
         self._pending_dirs.add(os.path.dirname(path))
+
+    def remove_stale_temp_files(self) -> int:
+        """Remove the temporary files of block writes that were killed; returns how many.
+
+        A file is removed only when no writer holds its lock (see the module docstring), so
+        the writes running in other processes meanwhile are not disturbed.
+
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     store = DirectoryStore(Path(tmp))
+        ...     cid = store.put(b"x", codec=0x55)
+        ...     left = store.path_of(cid).with_name(f".{store.path_of(cid).name}.99.0.tmp")
+        ...     _ = left.write_bytes(b"x")  # as a write killed before its rename leaves it
+        ...     print(store.remove_stale_temp_files(), left.exists(), store.has(cid))
+        1 False True
+        """
+        removed = 0
+        try:
+            shards = [e.path for e in os.scandir(self._root) if e.is_dir() and len(e.name) == 2]
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise BlockStoreError(f"cannot list {self.describe()}: {exc}", path=self.root) from exc
+        for shard in shards:
+            try:
+                entries = [e for e in os.scandir(shard) if _TEMP_NAME.fullmatch(e.name)]
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise BlockStoreError(f"cannot list {shard}: {exc}", path=shard) from exc
+            removed += sum(_remove_if_abandoned(e.path) for e in entries)
+        return removed
 
     def flush(self) -> None:
         """Make every write and delete since the last flush durable.
@@ -283,6 +428,36 @@ class DirectoryStore(BlockStore):
     def close(self) -> None:
         """Flush; the store holds no other resources."""
         self.flush()
+
+
+def _remove_if_abandoned(path: str) -> bool:
+    """Remove the temporary file ``path`` unless a live writer holds its lock."""
+    try:
+        fd = os.open(path, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except (FileNotFoundError, PermissionError):
+        return False  # renamed by its writer meanwhile, or not ours to remove
+    except OSError as exc:
+        raise BlockStoreError(f"cannot open the temporary file {path}: {exc}", path=path) from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # its writer is alive
+        locked = os.fstat(fd)
+        try:
+            now = os.stat(path)
+        except FileNotFoundError:
+            return False
+        if (now.st_dev, now.st_ino) != (locked.st_dev, locked.st_ino):
+            return False  # the name moved on to another file meanwhile
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise BlockStoreError(f"cannot remove the temporary file {path}: {exc}", path=path) from exc
+    finally:
+        os.close(fd)
 
 
 def _fsync_path(path: str, *, directory: bool) -> None:

@@ -19,10 +19,13 @@ class MemoryStore(BlockStore):
 
     supports_deletes = True
     supports_listing = True
+    supports_quarantine = True
 
     def __init__(self) -> None:
         super().__init__()
         self._blocks: dict[CID, bytes] = {}
+        #: damaged copies set aside by :meth:`quarantine`
+        self.quarantined: dict[CID, bytes] = {}
 
     def _get(self, cid: CID) -> bytes | None:
         return self._blocks.get(cid)
@@ -39,6 +42,13 @@ class MemoryStore(BlockStore):
 
     def _delete(self, cid: CID) -> None:
         self._blocks.pop(cid, None)
+
+    def _quarantine(self, cid: CID) -> str | None:
+        data = self._blocks.pop(cid, None)
+        if data is None:
+            return None
+        self.quarantined[cid] = data
+        return "the store's quarantine"
 
     def _iter_cids(self) -> Iterator[CID]:
         return iter(list(self._blocks))

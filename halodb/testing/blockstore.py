@@ -6,13 +6,17 @@ Needs pytest (see :mod:`halodb.testing`). Use it from a test module::
 
 Subclass :class:`BlockStoreTests` once per backend and implement :meth:`make_store`
 (an empty store). Read-only backends also override :meth:`populate` (a store pre-filled
-with given blocks); backends whose stored bytes can be damaged override :meth:`corrupt`.
+with given blocks); backends whose stored bytes can be damaged override :meth:`corrupt`,
+and set :attr:`~BlockStoreTests.corrupt_damages_storage` when it damages the stored copy
+itself (not only what reads return): a put of the right bytes must then repair it.
 Tests pick themselves by the store's capability flags (``supports_writes``,
-``supports_deletes``, ``supports_listing``).
+``supports_deletes``, ``supports_listing``, ``supports_quarantine``).
 
 Example::
 
     class TestMemoryStore(BlockStoreTests):
+        corrupt_damages_storage = True
+
         def make_store(self, tmp_path: Path) -> BlockStore:
             return MemoryStore()
 
@@ -48,6 +52,10 @@ def absent_cid() -> CID:
 
 class BlockStoreTests:
     """Shared tests; a subclass named ``Test...`` runs them against one backend."""
+
+    #: :meth:`corrupt` damages the stored copy (a file, a dict entry), not only what reads
+    #: return (a fault on the wire): a put of the right bytes must repair it
+    corrupt_damages_storage = False
 
     # -- hooks -----------------------------------------------------------------------------
     def make_store(self, tmp_path: Path) -> BlockStore:
@@ -167,6 +175,66 @@ class BlockStoreTests:
         self.corrupt(store, cid)
         with pytest.raises(VerificationError):
             store.get_many([other[0], cid])
+
+    # -- damaged copies: repair and quarantine ---------------------------------------------
+    def _damaged(self, tmp_path: Path) -> tuple[BlockStore, Block, Block]:
+        """A store holding two blocks, the first one damaged (skips where that cannot be)."""
+        damaged, intact = cbor_block(1), raw_block(2)
+        store = self.populate(tmp_path, [damaged, intact])
+        self.corrupt(store, damaged[0])
+        return store, damaged, intact
+
+    def _repairable(self, tmp_path: Path) -> tuple[BlockStore, Block, Block]:
+        if not self.corrupt_damages_storage:
+            pytest.skip("corrupt() does not damage the stored copy")
+        store, damaged, intact = self._damaged(tmp_path)
+        if not store.supports_writes:
+            pytest.skip("store does not support writes")
+        return store, damaged, intact
+
+    def test_put_block_over_a_damaged_copy_repairs_it(self, tmp_path: Path) -> None:
+        store, (cid, data), intact = self._repairable(tmp_path)
+        store.put_block(cid, data)
+        assert store.get(cid) == data
+        assert store.get_many([cid, intact[0]]) == {cid: data, intact[0]: intact[1]}
+
+    def test_put_many_over_a_damaged_copy_repairs_it(self, tmp_path: Path) -> None:
+        """What importing a good CAR does: trusted bytes, put without re-hashing."""
+        store, (cid, data), intact = self._repairable(tmp_path)
+        store.put_many([intact, (cid, data)], verify=False)
+        assert store.get_many([cid, intact[0]]) == {cid: data, intact[0]: intact[1]}
+
+    def _quarantining(self, tmp_path: Path) -> tuple[BlockStore, Block, Block]:
+        store, damaged, intact = self._damaged(tmp_path)
+        if not store.supports_quarantine:
+            pytest.skip("store does not support quarantine")
+        return store, damaged, intact
+
+    def test_a_damaged_copy_read_by_get_is_quarantined(self, tmp_path: Path) -> None:
+        store, (cid, data), intact = self._quarantining(tmp_path)
+        with pytest.raises(VerificationError) as info:
+            store.get(cid)
+        assert info.value.cid == cid
+        assert not store.has(cid)  # set aside: missing from now on
+        with pytest.raises(BlockNotFoundError):
+            store.get(cid)
+        assert store.get(intact[0]) == intact[1]
+        if store.supports_writes:
+            store.put_block(cid, data)
+            assert store.get(cid) == data
+
+    def test_a_damaged_copy_read_by_get_many_is_quarantined(self, tmp_path: Path) -> None:
+        store, (cid, _), intact = self._quarantining(tmp_path)
+        with pytest.raises(VerificationError) as info:
+            store.get_many([intact[0], cid])
+        assert info.value.cid == cid
+        assert store.get_many([intact[0], cid]) == {intact[0]: intact[1]}
+
+    def test_quarantine_leaves_an_intact_copy_alone(self, tmp_path: Path) -> None:
+        store, _, (cid, data) = self._quarantining(tmp_path)
+        assert store.quarantine(cid) is None
+        assert store.quarantine(absent_cid()) is None
+        assert store.get(cid) == data
 
     # -- writes ----------------------------------------------------------------------------
     def test_put_returns_cid(self, tmp_path: Path) -> None:
