@@ -15,7 +15,7 @@ from halodb import stac
 from halodb.api.home import Stage
 from halodb.blockstore.base import BlockStore
 from halodb.campaign import flatten_tree
-from halodb.errors import UnknownKeyError
+from halodb.errors import InvalidItemError, UnknownKeyError
 from halodb.index.index import Index
 from halodb.index.model import Entry, IndexRoot
 from halodb.ipld import CID, make_block
@@ -38,15 +38,35 @@ class PreparedItems:
 
 def prepare_items(items: Iterable[ItemInput], collection: str | None) -> PreparedItems:
     """Validate every item and encode its block; nothing is stored. The first invalid item
-    raises (the error names its source)."""
+    raises (the error names its source), and so does a key given twice with different
+    items (:class:`InvalidItemError` naming both sources: which one to stage would be
+    arbitrary); the same item given twice is staged once.
+
+    >>> item = stac.stub_item("a/x.zarr", "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq", "c", None)
+    >>> prepare_items([("a.json", item), ("b.json", item)], None).keys
+    ['c/a/x.zarr']
+    >>> prepare_items([("a.json", item), ("b.json", {**item, "links": [{"rel": "x", "href": "y"}]})], None)
+    Traceback (most recent call last):
+    ...
+    halodb.errors.InvalidItemError: b.json: dataset key 'c/a/x.zarr' is also given by a.json, with another item; which one to stage would be arbitrary, so nothing is staged
+    """
     out = PreparedItems()
+    sources: dict[str, str] = {}
     for n, value in enumerate(items):
         source, raw = value if isinstance(value, tuple) else (f"item #{n + 1}", value)
         item = stac.parse_item(raw, source)
         if collection is not None:
             item["collection"] = collection
         key = stac.dataset_key(item, collection)
-        cid, data = make_block(item)
+        cid, data = stac.item_block(item, source)
+        first = sources.get(key)
+        if first is not None:
+            if out.upserts[key].item == cid:
+                continue  # the same item twice (a file and the folder holding it): staged once
+            detail = (f"dataset key {key!r} is also given by {first}, with another item; which one to stage "
+                      "would be arbitrary, so nothing is staged")
+            raise InvalidItemError(f"{source}: {detail}", source=source, detail=detail, field="id")
+        sources[key] = source
         out.blocks.append((cid, data))
         out.upserts[key] = Entry(item=cid, data=stac.data_cid(item, source=source), path=stac.item_path(item))
         out.keys.append(key)

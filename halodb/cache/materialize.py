@@ -8,11 +8,14 @@ buffers, see :mod:`halodb.cache.arrow_columns`):
    otherwise check that the plan continues the synced head (its first commit is a child of
    the head, no commit is synced already, time does not go back).
 2. ``commits`` (shared, ``INSERT OR IGNORE``) and ``name_commits`` (appended after the old head).
-3. ``stac_items``: only item CIDs the cache does not hold yet are encoded and inserted.
+3. ``stac_items``: only item CIDs the cache does not hold yet are encoded and inserted; an
+   item block the loader could not materialize (``ItemColumns.skipped``) is recorded in
+   ``skipped_items`` with why instead, and the rest of the batch goes on.
 4. ``item_versions``: ONE ``UPDATE ... FROM`` closes the versions the plan changes that were
    open before it; then ONE ``INSERT`` adds every version the plan opens, those that the
    plan itself closes again already carrying their ``valid_to``.
-5. ``sync_state`` upsert; after a reset, items and commits no name uses are deleted.
+5. ``sync_state`` upsert; after a reset, items, skipped items and commits no name uses are
+   deleted.
 
 Everything runs in ONE DuckDB transaction: on any error it is rolled back and a
 :class:`~halodb.errors.CacheError` raised, leaving the cache exactly as before. The SQL
@@ -59,6 +62,7 @@ _T_VERSIONS = "_halodb_plan_versions"
 _T_CLOSES = "_halodb_plan_closes"
 _T_CANDIDATES = "_halodb_plan_item_cids"
 _T_ITEMS = "_halodb_plan_items"
+_T_SKIPPED = "_halodb_plan_skipped"
 _STR: set[type] = {str}
 _STR_OR_NONE: set[type] = {str, type(None)}
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -192,10 +196,12 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime)
         inserts: list[Future[None]] = []
         for lo in range(0, len(new), ITEM_BATCH):
             batch = new[lo : lo + ITEM_BATCH]
-            table = _batch_table(plan, batch)
+            table, skipped = _batch_table(plan, batch)
             if len(inserts) >= 2:
                 inserts[-2].result()  # back-pressure: at most two encoded batches wait for DuckDB
             inserts.append(writer.submit(_insert_items, con, table))
+            if skipped:
+                writer.submit(_record_skipped, con, skipped, now)
         if plan.reset:
             writer.submit(_collect_garbage, con)
         writer.submit(_write_sync_state, con, plan, now)
@@ -223,14 +229,17 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime)
 ITEM_BATCH = 2_048
 
 
-def _batch_table(plan: SyncPlan, batch: list[str]) -> pa.Table:
-    """The Arrow table of one batch of new items, read through ``plan.load_item_columns``."""
+def _batch_table(plan: SyncPlan, batch: list[str]) -> tuple[pa.Table, dict[str, str]]:
+    """The Arrow table of one batch of new items, read through ``plan.load_item_columns``,
+    and the items of the batch it skipped (CID -> why)."""
     if plan.load_item_columns is None:
         raise CacheError(f"sync plan for {plan.name} adds items but cannot load them (no load_item_columns)", name=plan.name)
     columns = plan.load_item_columns(batch)
-    if columns.cids != batch:
+    skipped = columns.skipped
+    expected = [c for c in batch if c not in skipped] if skipped else batch
+    if columns.cids != expected or (skipped and not skipped.keys() <= set(batch)):
         raise CacheError(f"load_item_columns returned other items than the {len(batch)} asked for", name=plan.name)
-    return columns_table(columns)
+    return columns_table(columns), skipped
 
 
 # -- steps (each runs on the writer thread, inside the transaction) ----------------------
@@ -359,6 +368,17 @@ def _insert_items(con: duckdb.DuckDBPyConnection, items: pa.Table) -> None:
         )
 
 
+def _record_skipped(con: duckdb.DuckDBPyConnection, skipped: dict[str, str], now: datetime) -> None:
+    """Record the item blocks of a batch that could not be materialized, and why."""
+    table = pa.table({"item_cid": strings(list(skipped)), "reason": strings(list(skipped.values()))})
+    with _registered(con, _T_SKIPPED, table):
+        con.execute(
+            f"""INSERT INTO skipped_items SELECT item_cid, reason, ? FROM {_T_SKIPPED}
+            ON CONFLICT (item_cid) DO UPDATE SET reason = excluded.reason, seen_at = excluded.seen_at""",
+            [now],
+        )
+
+
 def _close_versions(con: duckdb.DuckDBPyConnection, name: str, commits: pa.Table, closes: pa.Table) -> None:
     """Close, in one UPDATE, the versions open before the plan whose keys the plan changes."""
     if not scalar(con, "SELECT EXISTS (SELECT 1 FROM item_versions WHERE name = ? AND valid_to IS NULL)", [name]):
@@ -390,6 +410,10 @@ def _insert_versions(con: duckdb.DuckDBPyConnection, name: str, commits: pa.Tabl
 def _collect_garbage(con: duckdb.DuckDBPyConnection) -> None:
     """After a reset: drop item blocks and commits no name's history uses any more."""
     con.execute("DELETE FROM stac_items WHERE item_cid NOT IN (SELECT item_cid FROM item_versions)")
+    con.execute(
+        "DELETE FROM skipped_items WHERE item_cid NOT IN (SELECT item_cid FROM item_versions)"
+        " OR item_cid IN (SELECT item_cid FROM stac_items)"
+    )
     con.execute("DELETE FROM commits WHERE cid NOT IN (SELECT cid FROM name_commits)")
 
 

@@ -20,12 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from halodb.cache.stac_columns import ItemColumns
 
-__all__ = ["ChangeRecord", "CommitRecord", "ItemRecord", "SyncPlan", "SyncState"]
+__all__ = ["SKIPPED_ITEMS_SQL", "ChangeRecord", "CommitRecord", "ItemRecord", "SkippedItem", "SyncPlan", "SyncState",
+           "skipped_items"]
 
 
 @dataclass(frozen=True)
@@ -114,3 +115,40 @@ class SyncState:
     synced_at: datetime
     commits: int
     items: int
+
+
+@dataclass(frozen=True)
+class SkippedItem:
+    """A version of a dataset whose STAC item block a sync verified but could not materialize:
+    the key, the item block's CID, why, the commit that introduced the version, and whether
+    it is the current version. The version is in ``item_versions`` (``halodb at`` answers
+    it), but not in the ``items`` view.
+
+    >>> SkippedItem("halo/x", "bafyitem", "nested deeper than 64 levels", "bafyc", True).key
+    'halo/x'
+    """
+
+    key: str
+    item_cid: str
+    reason: str
+    commit: str
+    current: bool
+
+
+#: the skipped item versions of one name (parameter: the name), oldest first; see
+#: :func:`skipped_items`. A block materialized since (``stac_items`` has it) is not skipped.
+SKIPPED_ITEMS_SQL = """
+SELECT v.key, v.item_cid, s.reason, v.valid_from_commit, v.valid_to IS NULL
+FROM item_versions AS v JOIN skipped_items AS s ON s.item_cid = v.item_cid
+WHERE v.name = ? AND NOT EXISTS (SELECT 1 FROM stac_items AS i WHERE i.item_cid = v.item_cid)
+ORDER BY v.valid_from, v.key
+"""
+
+
+def skipped_items(rows: list[tuple[Any, ...]]) -> list[SkippedItem]:
+    """The rows of :data:`SKIPPED_ITEMS_SQL` as :class:`SkippedItem` values.
+
+    >>> skipped_items([("k", "bafyitem", "why", "bafyc", False)])[0].current
+    False
+    """
+    return [SkippedItem(str(r[0]), str(r[1]), str(r[2]), str(r[3]), bool(r[4])) for r in rows]

@@ -5,7 +5,10 @@ whole column at once), the columns become Arrow arrays (:mod:`halodb.cache.arrow
 which DuckDB scans without the GIL) and only the timestamp parsing is left to DuckDB
 (``TRY_CAST`` in SQL). ``benchmarks/bench_cache_apply.py`` compares this with extracting
 the fields in SQL with ``json_extract``. Extraction is lenient: a missing or wrongly typed
-field becomes NULL.
+field becomes NULL. Every DAG-CBOR value within the bounds of :mod:`halodb.ipld.limits` can
+be stored (integers below -2**63, which orjson refuses, go through the stdlib's encoder);
+which item blocks are skipped is decided before, by the sync (:mod:`halodb.sync.items`),
+and carried in :attr:`ItemColumns.skipped`.
 
 >>> table = items_table(["bafyitem"], [{"id": "x", "bbox": [0, 1, 2, 3],
 ...                                    "properties": {"platform": "HALO", "instruments": "radar"}}])
@@ -18,8 +21,9 @@ field becomes NULL.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from itertools import chain
 from typing import Any
@@ -50,10 +54,14 @@ ITEM_COLUMNS = (
 @dataclass(frozen=True)
 class ItemColumns:
     """One batch of items as column buffers (:data:`ITEM_COLUMNS`), what :func:`item_columns`
-    makes: plain bytes, picklable (a worker process can make them), no Arrow yet."""
+    makes: plain bytes, picklable (a worker process can make them), no Arrow yet.
+
+    ``skipped``: the item CIDs of the batch that are not in the columns, with why (an item
+    block that cannot be materialized); ``cids`` are the others, in the order asked."""
 
     cids: list[str]
     columns: dict[str, Buffers]
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 _EMPTY: dict[str, Any] = {}
@@ -90,17 +98,31 @@ def encode_item(item: dict[str, Any]) -> str:
     return _dumps(item).decode()
 
 
+def _dumps_slow(item: Any) -> bytes:
+    """The stdlib's encoder: slower, but it writes integers orjson refuses (below -2**63, which
+    DAG-CBOR allows down to -2**64). Only for those: it would also turn int keys into text.
+
+    >>> _dumps_slow({"n": -2**64})
+    b'{"n":-18446744073709551616}'
+    """
+    return json.dumps(item, default=_json_default, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode()
+
+
 def _encode_all(cids: Sequence[str], items: Sequence[dict[str, Any]]) -> list[bytes]:
     try:
         return list(map(_dumps, items))
     except (TypeError, ValueError, RecursionError):
         pass
-    for cid, item in zip(cids, items):  # slow path, only to name the culprit
+    out: list[bytes] = []
+    for cid, item in zip(cids, items):  # slow path: item by item
         try:
-            _dumps(item)
+            out.append(_dumps(item))
         except (TypeError, ValueError, RecursionError) as exc:
-            raise CacheError(f"STAC item {cid} cannot be stored as JSON: {exc}", cid=cid) from exc
-    raise CacheError("STAC items cannot be stored as JSON")  # pragma: no cover - unreachable
+            if "Integer exceeds 64-bit range" not in str(exc):  # not a DAG-CBOR value (e.g. int keys)
+                raise CacheError(f"STAC item {cid} cannot be stored as JSON: {exc}", cid=cid) from exc
+            out.append(_dumps_slow(item))
+    return out
 
 
 def _types(values: Iterable[Any]) -> set[type]:

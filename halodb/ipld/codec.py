@@ -14,6 +14,14 @@ the reference decoder is used. Values without links take the fast path untouched
 Both paths encode ``-0.0`` as ``0.0`` and :func:`decode` rejects a negative zero, as the
 DAG-CBOR spec requires since ipld/ipld#380 (the dag-cbor 0.3 package predates that rule).
 
+Bounds (:mod:`halodb.ipld.limits`), the same both ways: maps and lists nest at most
+``MAX_NESTING`` deep, integers lie in the 64-bit DAG-CBOR range, and a block holds at most
+``MAX_BLOCK_SIZE`` bytes. :func:`encode` refuses a value outside them (``EncodeError`` with
+the path), :func:`decode` a block outside them (``DecodeError`` with the CID), never a
+``RecursionError`` (libipld raises one from about 1,000 levels; the reference codec too).
+Integers need no check on decode: CBOR's major types 0 and 1 cannot exceed the range and
+bignums (tags 2 and 3) are not DAG-CBOR.
+
 >>> from halodb.ipld.cid import CID
 >>> link = CID.for_bytes(b"x", codec=0x55)
 >>> decode(encode({"a": [1, link], "b": b"raw"})) == {"a": [1, link], "b": b"raw"}
@@ -32,29 +40,113 @@ from multiformats import CID as _MFCID
 
 from halodb.errors import DecodeError, EncodeError
 from halodb.ipld.cid import CID
+from halodb.ipld.limits import MAX_BLOCK_SIZE, MAX_INT, MAX_NESTING, MIN_INT
+
+__all__ = ["decode", "decode_reference", "encode", "encode_reference", "nesting_exceeded"]
 
 _TAG42 = b"\xd8\x2a"
+#: the first byte of every CBOR array (major type 4) or map (major type 5) header
+_CONTAINER_HEADS = bytes(range(0x80, 0xC0))
 
 
-_INT_MIN = -(2**64)
-_INT_MAX = 2**64 - 1
+def nesting_exceeded(value: Any, limit: int = MAX_NESTING) -> list[str | int] | None:
+    """Where ``value`` nests maps and lists deeper than ``limit``: the path (keys and list
+    indices) to the first container past it, or None when it stays within.
+
+    >>> nesting_exceeded({"a": [[1]]}, 2)
+    ['a', 0]
+    >>> nesting_exceeded({"a": [[1]]}, 3) is None
+    True
+    """
+    t = type(value)
+    if t is not dict and t is not list:
+        return None
+    if limit <= 0:
+        return []
+    if not _deeper(value, limit):
+        return None
+    return _deep_path(value, limit)
 
 
-def _to_libipld(value: Any, path: str, raw: list[str]) -> Any:
+def _deeper(value: Any, room: int) -> bool:
+    """Whether the container ``value`` holds containers more than ``room`` levels deep
+    (itself counted); recurses at most ``room`` levels."""
+    room -= 1
+    for x in value.values() if type(value) is dict else value:
+        tx = type(x)
+        if (tx is dict or tx is list) and (room == 0 or _deeper(x, room)):
+            return True
+    return False
+
+
+def _deep_path(value: Any, room: int) -> list[str | int]:
+    """The path to the first container past ``room`` levels (``_deeper`` said there is one)."""
+    path: list[str | int] = []
+    while room > 0:
+        room -= 1
+        for k, x in value.items() if type(value) is dict else enumerate(value):
+            tx = type(x)
+            if (tx is dict or tx is list) and (room == 0 or _deeper(x, room)):
+                path.append(k)
+                value = x
+                break
+    return path
+
+
+def _slash_path(parts: list[str | int]) -> str:
+    return "/" + "/".join(map(str, parts))
+
+
+def _short(path: str) -> str:
+    """A path for a one-line message: the middle of a long one elided."""
+    return path if len(path) <= 60 else f"{path[:40]}...{path[-16:]}"
+
+
+def _check_decoded(value: Any, data: bytes, cid: CID | None) -> None:
+    """Refuse a decoded block that nests deeper than MAX_NESTING.
+
+    A block with at most MAX_NESTING container headers cannot nest deeper, and counting
+    their first bytes is a C-speed pass: most blocks never need the walk."""
+    if len(data) - len(data.translate(None, _CONTAINER_HEADS)) <= MAX_NESTING:
+        return
+    found = nesting_exceeded(value)
+    if found is not None:
+        raise DecodeError(
+            f"block{_where(cid)} nests maps and lists deeper than {MAX_NESTING} levels (at {_short(_slash_path(found))})",
+            cid=cid,
+        )
+
+
+def _check_size(data: bytes, cid: CID | None) -> None:
+    if len(data) > MAX_BLOCK_SIZE:
+        raise DecodeError(
+            f"block{_where(cid)} is {len(data)} bytes, more than the {MAX_BLOCK_SIZE} a block may hold", cid=cid
+        )
+
+
+def _too_deep(path: str) -> EncodeError:
+    return EncodeError(
+        f"cannot encode maps and lists nested deeper than {MAX_NESTING} levels (at {_short(path)})", path=path
+    )
+
+
+def _to_libipld(value: Any, path: str, raw: list[str], depth: int = 0) -> Any:
     """Validate ``value`` and convert its links for libipld.
 
     The whole value is always walked, so an error carries the path of the bad value even
     when the value also holds raw bytes; the path of every raw ``bytes`` value is appended
     to ``raw`` (libipld cannot be trusted to encode those, see the module docstring).
+    ``depth`` is the number of maps and lists around ``value``.
     """
     t = type(value)
     if t is str or t is bool or value is None:
         return value
     if t is int:
-        if _INT_MIN <= value <= _INT_MAX:
+        if MIN_INT <= value <= MAX_INT:
             return value
+        text = str(value) if abs(value) < 10**60 else f"an integer of {value.bit_length()} bits"
         raise EncodeError(
-            f"DAG-CBOR integers must lie in [-2**64, 2**64-1], got {value} at {path or '/'}",
+            f"DAG-CBOR integers must lie in [-2**64, 2**64-1], got {text} at {path or '/'}",
             path=path or "/",
         )
     if t is float:
@@ -62,6 +154,8 @@ def _to_libipld(value: Any, path: str, raw: list[str]) -> Any:
             raise EncodeError(f"DAG-CBOR cannot encode the float {value!r} at {path or '/'}", path=path or "/")
         return value
     if t is dict:
+        if depth >= MAX_NESTING:
+            raise _too_deep(path or "/")
         out = {}
         for k, v in value.items():
             if type(k) is not str:
@@ -69,10 +163,12 @@ def _to_libipld(value: Any, path: str, raw: list[str]) -> Any:
                     f"DAG-CBOR map keys must be strings, got {type(k).__name__} {k!r} at {path or '/'}",
                     path=path or "/",
                 )
-            out[k] = _to_libipld(v, f"{path}/{k}", raw)
+            out[k] = _to_libipld(v, f"{path}/{k}", raw, depth + 1)
         return out
     if t is list or t is tuple:
-        return [_to_libipld(v, f"{path}/{i}", raw) for i, v in enumerate(value)]
+        if depth >= MAX_NESTING:
+            raise _too_deep(path or "/")
+        return [_to_libipld(v, f"{path}/{i}", raw, depth + 1) for i, v in enumerate(value)]
     if t is CID:
         return value.buffer
     if t is bytes or t is bytearray:
@@ -112,24 +208,41 @@ def _from_reference(value: Any) -> Any:
 def encode(value: Any) -> bytes:
     """Encode a data-model value (dict/list/str/int/float/bool/None/bytes/CID) as DAG-CBOR.
 
-    Raises :class:`~halodb.errors.EncodeError` with ``.path`` pointing at the bad value.
+    Raises :class:`~halodb.errors.EncodeError` with ``.path`` pointing at the bad value,
+    also for a value outside the bounds (nesting, integers, block size).
+
+    >>> encode([[[1]]])
+    b'\\x81\\x81\\x81\\x01'
     """
     raw: list[str] = []
     prepared = _to_libipld(value, "", raw)
     if raw:
         return encode_reference(value)
     try:
-        return bytes(libipld.encode_dag_cbor(prepared))
-    except (ValueError, TypeError, OverflowError) as exc:
+        data = bytes(libipld.encode_dag_cbor(prepared))
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise EncodeError(f"cannot encode value as DAG-CBOR: {exc}", path="/") from None
+    return _sized(data)
 
 
 def encode_reference(value: Any) -> bytes:
     """Encode with the pure-Python reference codec (slow; exact for every value)."""
+    found = nesting_exceeded(value)
+    if found is not None:
+        raise _too_deep(_slash_path(found))
     try:
-        return bytes(dag_cbor.encode(_to_reference(value)))
-    except (CBORError, ValueError, TypeError, OverflowError) as exc:
+        data = bytes(dag_cbor.encode(_to_reference(value)))
+    except (CBORError, ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise EncodeError(f"cannot encode value as DAG-CBOR: {exc}", path="/") from None
+    return _sized(data)
+
+
+def _sized(data: bytes) -> bytes:
+    if len(data) > MAX_BLOCK_SIZE:
+        raise EncodeError(
+            f"the DAG-CBOR encoding is {len(data)} bytes, more than the {MAX_BLOCK_SIZE} a block may hold", path="/"
+        )
+    return data
 
 
 def _is_link(value: bytes) -> bool:
@@ -161,31 +274,48 @@ def decode(data: bytes, *, cid: CID | None = None) -> Any:
     """Decode one DAG-CBOR block; links come back as :class:`CID`.
 
     Raises :class:`~halodb.errors.DecodeError` (with ``.cid`` when given) for anything a
-    strict DAG-CBOR decoder must reject.
+    strict DAG-CBOR decoder must reject, and for a block outside the bounds (larger than
+    ``MAX_BLOCK_SIZE``, nested deeper than ``MAX_NESTING``).
     """
+    _check_size(data, cid)
     try:
         value = libipld.decode_dag_cbor(data)
+    except RecursionError:
+        raise DecodeError(
+            f"block{_where(cid)} nests maps and lists deeper than {MAX_NESTING} levels", cid=cid
+        ) from None
     except (ValueError, TypeError, OverflowError) as exc:
         raise DecodeError(f"invalid DAG-CBOR{_where(cid)}: {exc}", cid=cid) from None
-    if _TAG42 not in data:
-        return value  # no link anywhere: every bytes value is raw bytes
-    # libipld encodes exactly the bytes values its CID parser accepts as links. If that
-    # re-encoding reproduces the block, those values were links and all others raw bytes.
+    _check_decoded(value, data, cid)
+    # libipld's decoder is lenient (it takes e.g. non-minimal integers and unsorted keys), its
+    # encoder canonical: a block that re-encodes to itself is strict DAG-CBOR, and any other
+    # goes to the strict reference decoder, which says what is wrong. Re-encoding costs ~1 us
+    # for an item block. libipld also encodes exactly the bytes values its CID parser accepts
+    # as links: the same re-encoding tells those values were links and all others raw bytes.
     try:
         same = bytes(libipld.encode_dag_cbor(value)) == bytes(data)
     except (ValueError, TypeError, OverflowError):
         same = False
     if not same:
         return decode_reference(data, cid=cid)
+    if _TAG42 not in data:
+        return value  # no link anywhere: every bytes value is raw bytes
     return _links_in_place(value)
 
 
 def decode_reference(data: bytes, *, cid: CID | None = None) -> Any:
     """Decode with the pure-Python reference codec (slow; exact for every block)."""
+    _check_size(data, cid)
     try:
-        return _from_reference(dag_cbor.decode(bytes(data)))
-    except (CBORError, ValueError, TypeError) as exc:
+        value = dag_cbor.decode(bytes(data))
+    except RecursionError:
+        raise DecodeError(
+            f"block{_where(cid)} nests maps and lists deeper than {MAX_NESTING} levels", cid=cid
+        ) from None
+    except (CBORError, ValueError, TypeError, OverflowError) as exc:  # Overflow: a length past sys.maxsize
         raise DecodeError(f"invalid DAG-CBOR{_where(cid)}: {exc}", cid=cid) from None
+    _check_decoded(value, bytes(data), cid)
+    return _from_reference(value)
 
 
 def _where(cid: CID | None) -> str:

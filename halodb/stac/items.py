@@ -39,8 +39,10 @@ from urllib.parse import unquote
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from halodb.errors import CIDError, InputError, InvalidItemError
-from halodb.ipld import CID
+from halodb.errors import CIDError, EncodeError, InputError, InvalidItemError
+from halodb.ipld import CID, make_block
+from halodb.ipld.limits import MAX_INT, MAX_ITEM_SIZE, MAX_NESTING, MIN_INT
+from halodb.stac.json_bounds import OUT_OF_RANGE, format_path, locate
 from halodb.util.paths import bad_segment
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "data_cid",
     "dataset_key",
     "format_datetime",
+    "item_block",
     "item_path",
     "parse_datetime",
     "parse_item",
@@ -74,7 +77,6 @@ _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"
 )
 _STAC_1X = re.compile(r"1\.\d+\.\d+(-[0-9A-Za-z.-]+)?")
-_PLAIN_KEY = re.compile(r"[A-Za-z_][\w:-]*")
 _DATE_TOKEN = re.compile(r"(?<!\d)((?:19|20)\d{2})(\d{2})(\d{2})(?!\d)")
 #: the datetime-valued common-metadata properties that parse_item checks and normalizes
 _DATETIME_PROPERTIES = ("datetime", "start_datetime", "end_datetime", "created", "updated")
@@ -309,19 +311,6 @@ class _Item(_Strict):
 
 
 # --- errors -------------------------------------------------------------------------------
-def _format_path(loc: tuple[int | str, ...] | list[int | str]) -> str:
-    """``('assets', 'data', 'href')`` -> ``assets.data.href``; ints become ``[i]``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif _PLAIN_KEY.fullmatch(part):
-            out += f".{part}" if out else part
-        else:
-            out += f"[{json.dumps(part)}]"
-    return out
-
-
 def _clean_loc(loc: tuple[int | str, ...]) -> list[int | str]:
     """Drop the tag pydantic inserts for discriminated unions (``geometry.Point.coordinates``)."""
     out: list[int | str] = []
@@ -392,19 +381,27 @@ def _invalid(source: str, path: str, msg: str, **context: Any) -> InvalidItemErr
 
 # --- parse ---------------------------------------------------------------------------------
 def _json_copy(value: Any, loc: list[int | str], source: str) -> Any:
-    """Deep copy of a JSON value; rejects NaN/Infinity, non-string keys and non-JSON types."""
+    """Deep copy of a JSON value; rejects NaN/Infinity, non-string keys, non-JSON types,
+    integers outside the 64-bit DAG-CBOR range and nesting deeper than ``MAX_NESTING``."""
     t = type(value)
-    if t is str or t is int or t is bool or value is None:
+    if t is str or t is bool or value is None:
         return value
+    if t is int:
+        if MIN_INT <= value <= MAX_INT:
+            return value
+        digits = len(str(abs(value))) if value.bit_length() < 10_000 else f"about {int(value.bit_length() * 0.30103)}"
+        raise _invalid(source, format_path(loc), f"an integer of {digits} digits, {OUT_OF_RANGE}")
     if t is float:
         if not math.isfinite(value):
-            raise _invalid(source, _format_path(loc), f"not a finite number: {value!r} (JSON has no NaN or Infinity)")
+            raise _invalid(source, format_path(loc), f"not a finite number: {value!r} (JSON has no NaN or Infinity)")
         return value
+    if (t is dict or t is list or t is tuple) and len(loc) >= MAX_NESTING:
+        raise _invalid(source, format_path(loc), f"nested deeper than {MAX_NESTING} levels (objects and arrays)")
     if t is dict:
         out: dict[str, Any] = {}
         for k, v in value.items():
             if type(k) is not str:
-                raise _invalid(source, _format_path(loc), f"object keys must be strings, got {_describe(k)}")
+                raise _invalid(source, format_path(loc), f"object keys must be strings, got {_describe(k)}")
             loc.append(k)
             out[k] = _json_copy(v, loc, source)
             loc.pop()
@@ -416,7 +413,7 @@ def _json_copy(value: Any, loc: list[int | str], source: str) -> Any:
             items.append(_json_copy(v, loc, source))
             loc.pop()
         return items
-    raise _invalid(source, _format_path(loc), f"not a JSON value: {_describe(value)}")
+    raise _invalid(source, format_path(loc), f"not a JSON value: {_describe(value)}")
 
 
 def _validate(item: dict[str, Any]) -> _Item | list[tuple[list[int | str], str]]:
@@ -465,9 +462,9 @@ def parse_item(value: Any, source: str) -> dict[str, Any]:
         more = f" (and {extra} more problem{'s' if extra > 1 else ''})" if extra else ""
         raise _invalid(
             source,
-            _format_path(first_loc),
+            format_path(first_loc),
             first_msg + more,
-            problems=[f"{_format_path(loc)}: {msg}" for loc, msg in model],
+            problems=[f"{format_path(loc)}: {msg}" for loc, msg in model],
         )
     props = item["properties"]
     for name in _DATETIME_PROPERTIES:
@@ -564,13 +561,13 @@ def data_cid(item: dict[str, Any], *, source: str = "") -> str | None:
         CID.parse(cid)
     except CIDError as exc:
         raise _invalid(
-            source, _format_path(["assets", key, "href"]), f"does not name a valid CID: {cid!r} ({exc})"
+            source, format_path(["assets", key, "href"]), f"does not name a valid CID: {cid!r} ({exc})"
         ) from None
     segments = unquote(sub).strip("/").split("/")
     bad = next((p for p in segments if bad_segment(p)), None) if any(segments) else None
     if bad is not None:
         raise _invalid(
-            source, _format_path(["assets", key, "href"]),
+            source, format_path(["assets", key, "href"]),
             f"path segment {bad!r} is not allowed (no '.', '..', empty names, NUL or control characters)",
         )
     return cid
@@ -597,12 +594,62 @@ def item_path(item: dict[str, Any]) -> str | None:
     return sub or None
 
 
+def item_block(item: dict[str, Any], source: str) -> tuple[CID, bytes]:
+    """The DAG-CBOR block of a parsed item; :class:`InvalidItemError` naming ``source`` when
+    its encoding is larger than ``MAX_ITEM_SIZE`` (and its largest part) or cannot be made.
+
+    >>> cid, data = item_block({"id": "x"}, "x.json"); len(data)
+    6
+    >>> item_block({"id": "x", "properties": {"blob": "x" * 1_100_000}}, "x.json")
+    Traceback (most recent call last):
+    ...
+    halodb.errors.InvalidItemError: x.json: properties.blob: the item is 1100028 bytes as DAG-CBOR, more than the 1048576 an item may take (this part holds 1100002 bytes of it as JSON)
+    """
+    try:
+        cid, data = make_block(item)
+    except EncodeError as exc:
+        path = str(exc.context.get("path", "/")).strip("/").replace("/", ".")
+        raise _invalid(source, path, str(exc)) from None
+    if len(data) > MAX_ITEM_SIZE:
+        loc, size = _largest_part(item)
+        part = f" (this part holds {size} bytes of it as JSON)" if loc else ""
+        raise _invalid(
+            source, format_path(loc),
+            f"the item is {len(data)} bytes as DAG-CBOR, more than the {MAX_ITEM_SIZE} an item may take{part}",
+        )
+    return cid, data
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def _largest_part(value: Any) -> tuple[list[int | str], int]:
+    """The path to the part of ``value`` that makes most of its size (descending while the
+    largest member holds at least half of its container), and that part's JSON size."""
+    loc: list[int | str] = []
+    size = _json_size(value)
+    while isinstance(value, (dict, list)) and value:
+        members = list(value.items()) if isinstance(value, dict) else list(enumerate(value))
+        sizes = [(_json_size(v), k) for k, v in members]
+        biggest, key = max(sizes, key=lambda s: s[0])
+        if biggest * 2 < size:
+            break
+        loc.append(key)
+        value = value[key]
+        size = biggest
+    return loc, size
+
+
 # --- reading items -------------------------------------------------------------------------
 def _skip_to_log(source: str, reason: str) -> None:
     log.info("skipping %s: %s", source, reason)
 
 
 def _decode_json(text: str, source: str, line: int | None = None) -> Any:
+    """Parse one JSON document; every failure is an :class:`InvalidItemError` naming the file
+    (and line), also the two Python's ``json`` raises without a place: nesting past its
+    recursion limit and integers of more than 4,300 digits (located by :func:`locate`)."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -611,6 +658,17 @@ def _decode_json(text: str, source: str, line: int | None = None) -> Any:
         else:
             where, msg = f"{source}:{line}", f"invalid JSON at column {exc.colno}: {exc.msg}"
         raise InvalidItemError(f"{where}: {msg}", source=where, detail=msg) from None
+    except (RecursionError, ValueError) as exc:
+        failure = "nested too deep" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
+    # slack 2: the items of a FeatureCollection sit two levels down (features[i]), so a place
+    # that deep is too deep inside its item whatever the file holds
+    bound = locate(text, slack=2)
+    if bound is None:  # pragma: no cover - json failed where the scan finds nothing
+        where = source if line is None else f"{source}:{line}"
+        raise InvalidItemError(f"{where}: cannot read JSON: {failure}", source=where, detail=failure)
+    where = f"{source}:{bound.line if line is None else line}"
+    detail = f"{bound.path}: {bound.problem}" if bound.path else bound.problem
+    raise InvalidItemError(f"{where}: {detail}", source=where, detail=detail, field=bound.path)
 
 
 def _expand(

@@ -1,15 +1,26 @@
 """Item blocks of a sync plan, read batch by batch in the syncing process.
 
 Every block is read through :meth:`~halodb.blockstore.base.BlockStore.get_many` (so verified
-against its CID), decoded, and turned into the columns the cache inserts
+against its CID), decoded, checked, and turned into the columns the cache inserts
 (:func:`~halodb.cache.stac_columns.item_columns`). A forked reader process was tried and
 removed: it gained about 6 % on a warm 100,000-item sync (``benchmarks/README.md``).
 
+A block that verifies but is not an item the cache can hold (:func:`item_problem`: larger
+than ``MAX_ITEM_SIZE``, not DAG-CBOR, nested deeper than ``MAX_NESTING``, not a map with
+``type`` "Feature", a string ``id`` and ``properties``) is *skipped*: left out of the
+columns and listed in :attr:`~halodb.cache.stac_columns.ItemColumns.skipped` with why, so
+that one bad item cannot block a sync (issue 10, defect 4). A missing or corrupt block is
+not skipped: its :class:`~halodb.errors.BlockNotFoundError` or
+:class:`~halodb.errors.VerificationError` fails the whole sync.
+
 >>> from halodb.blockstore.memory import MemoryStore
 >>> from halodb.ipld import make_block
->>> store = MemoryStore(); cid, data = make_block({"id": "x"}); store.put_block(cid, data)
->>> read_items(store, [cid])[cid]
-{'id': 'x'}
+>>> store = MemoryStore()
+>>> good, data = make_block({"type": "Feature", "id": "x", "properties": {}}); store.put_block(good, data)
+>>> bad, data = make_block({"id": "y"}); store.put_block(bad, data)
+>>> columns = read_item_columns(store, [good, bad])
+>>> columns.cids == [str(good)], columns.skipped[str(bad)]
+(True, "not a STAC item: 'type' is missing, not 'Feature'")
 """
 
 from __future__ import annotations
@@ -18,15 +29,42 @@ from typing import Any
 
 from halodb.blockstore.base import BlockStore
 from halodb.cache.stac_columns import ItemColumns, item_columns
-from halodb.errors import SchemaError
+from halodb.errors import DecodeError
 from halodb.ipld import CID, decode
+from halodb.ipld.limits import MAX_ITEM_SIZE
 
-__all__ = ["read_item_columns", "read_items"]
+__all__ = ["item_problem", "read_item_columns", "read_items"]
 
 
-def read_items(store: BlockStore, cids: list[CID]) -> dict[CID, dict[str, Any]]:
-    """Decoded STAC item blocks by CID (verified; BlockNotFoundError names a missing one)."""
+def item_problem(value: Any) -> str | None:
+    """Why a decoded item block is not a STAC item the cache can hold, or None.
+
+    Only the shape the cache relies on is checked (the full checks are ``halodb.stac``'s, at
+    ``add``): a map with ``type`` "Feature", a non-empty string ``id`` and a map ``properties``.
+
+    >>> item_problem({"type": "Feature", "id": "x", "properties": {}}) is None
+    True
+    >>> item_problem([1])
+    'not a STAC item: a list, not a map'
+    """
+    if type(value) is not dict:
+        return f"not a STAC item: a {type(value).__name__}, not a map"
+    kind = value.get("type")
+    if kind != "Feature":
+        return f"not a STAC item: 'type' is {'missing' if kind is None else repr(kind)[:40]}, not 'Feature'"
+    item_id = value.get("id")
+    if type(item_id) is not str or not item_id.strip():
+        return "not a STAC item: 'id' is not a non-empty string"
+    if type(value.get("properties")) is not dict:
+        return "not a STAC item: 'properties' is not a map"
+    return None
+
+
+def read_items(store: BlockStore, cids: list[CID]) -> tuple[dict[CID, dict[str, Any]], dict[CID, str]]:
+    """The STAC item blocks ``cids``, decoded, and those skipped with why (see the module
+    docstring). Every block is verified; BlockNotFoundError names a missing one."""
     out: dict[CID, dict[str, Any]] = {}
+    skipped: dict[CID, str] = {}
     batch = 4096
     for i in range(0, len(cids), batch):
         part = cids[i : i + batch]
@@ -35,14 +73,29 @@ def read_items(store: BlockStore, cids: list[CID]) -> dict[CID, dict[str, Any]]:
             data = found.get(cid)
             if data is None:
                 data = store.get(cid)  # raises BlockNotFoundError naming the CID
-            value = decode(data, cid=cid)
-            if not isinstance(value, dict):
-                raise SchemaError(f"item block {cid} is not a STAC item (a map)", cid=cid)
+            if len(data) > MAX_ITEM_SIZE:
+                skipped[cid] = f"the block is {len(data)} bytes, more than the {MAX_ITEM_SIZE} an item may take"
+                continue
+            try:
+                value = decode(data)  # the reason is kept next to the CID: not named again in it
+            except DecodeError as exc:
+                skipped[cid] = str(exc)
+                continue
+            problem = item_problem(value)
+            if problem is not None:
+                skipped[cid] = problem
+                continue
             out[cid] = value
-    return out
+    return out, skipped
 
 
 def read_item_columns(store: BlockStore, cids: list[CID]) -> ItemColumns:
-    """The columns of the STAC item blocks ``cids`` (read, verified, decoded), in that order."""
-    found = read_items(store, cids)
-    return item_columns([str(c) for c in cids], [found[c] for c in cids])
+    """The columns of the STAC item blocks ``cids`` (read, verified, decoded, checked), in
+    that order; the blocks that are not items the cache can hold are in ``.skipped``."""
+    found, skipped = read_items(store, cids)
+    kept = [c for c in cids if c in found] if skipped else cids
+    columns = item_columns([str(c) for c in kept], [found[c] for c in kept])
+    if not skipped:
+        return columns
+    why = {str(c): reason for c, reason in skipped.items()} | columns.skipped
+    return ItemColumns(columns.cids, columns.columns, why)
