@@ -46,9 +46,11 @@ def resolver(server: DnsServer, **kw: Any) -> DNSLinkResolver:
     ("dnslink=//bafkqaaa", "NAMESPACE_MISSING"),
     ("dnslink=/ipfs", "NO_IDENTIFIER"),
     ("dnslink=/ipfs/", "NO_IDENTIFIER"),
-    ("dnslink=/ipfs/   ", "NO_IDENTIFIER"),
-    ("dnslink=/ip fs/bafkqaaa", "INVALID_NAMESPACE"),
+    ("dnslink=/ipfs/   ", "INVALID_CID"),  # a valid entry (identifier "   "), but no CID
+    ("dnslink= /ipfs/bafkqaaa", "WRONG_START"),  # nothing is trimmed: the spec's t06
+    (f"dnslink=/ipfs/{A} ", "INVALID_CID"),
     ("dnslink=/ipfs/bafkqaaa\u00e9", "INVALID_CHARACTER"),
+    ("dnslink=//\x19", "INVALID_CHARACTER"),  # before NAMESPACE_MISSING: the spec's t10
     ("dnslink=/ipfs/not-a-cid", "INVALID_CID"),
     ("dnslink=/ipfs/bafkqaaa/some/path", "UNSUPPORTED_PATH"),
     ("dnslink=/ipns/bad_key!", "INVALID_IPNS_NAME"),
@@ -60,9 +62,9 @@ def test_malformed_entries_have_a_code_and_a_reason(text: str, code: str) -> Non
 
 @pytest.mark.parametrize(("text", "entry"), [
     (f"dnslink=/ipfs/{A}", Entry("ipfs", str(A))),
-    (f"  dnslink=/ipfs/{A}  ", Entry("ipfs", str(A))),
-    (f"dnslink= /ipfs/{A} ", Entry("ipfs", str(A))),
     (f"dnslink=/ipfs/{A}/", Entry("ipfs", str(A))),
+    ("dnslink=/ip fs/bafkqaaa", Entry("ip fs", "bafkqaaa")),
+    ("dnslink=/testnamespace / AB?c=d ", Entry("testnamespace ", " AB?c=d ")),
     ("dnslink=/ipns/latest.orcestra-campaign.org", Entry("ipns", "latest.orcestra-campaign.org")),
     (f"dnslink=/ipns/{IPNS_KEY}", Entry("ipns", IPNS_KEY)),
     ("dnslink=/hyper/a/b", Entry("hyper", "a/b")),
@@ -71,7 +73,7 @@ def test_well_formed_entries(text: str, entry: Entry) -> None:
     assert parse_entry(text) == entry
 
 
-@pytest.mark.parametrize("text", ["v=spf1 -all", "DNSLINK=/ipfs/x", "dnslink /ipfs/x", ""])
+@pytest.mark.parametrize("text", ["v=spf1 -all", "DNSLINK=/ipfs/x", "dnslink /ipfs/x", "", f"  dnslink=/ipfs/{A}"])
 def test_other_txt_records_are_not_dnslink(text: str) -> None:
     assert parse_entry(text) is None
 
@@ -117,6 +119,9 @@ def test_resolver_settings_from_environment() -> None:
             parse_nameserver(bad)
     with pytest.raises(InputError, match="HALODB_DNS_TIMEOUT"):
         ResolverConfig.from_env({"HALODB_DNS_TIMEOUT": "soon"})
+    for seconds in ("nan", "inf", "-1", "0"):
+        with pytest.raises(InputError, match="positive number of seconds"):
+            ResolverConfig.from_env({"HALODB_DNS_TIMEOUT": seconds})
 
 
 # --- resolution against named ---------------------------------------------------------------------
@@ -130,10 +135,20 @@ def test_well_formed_record_gives_cid_ttl_and_links(dns_server: DnsServer) -> No
     assert isinstance(res, Resolution) and res.cid == A and res.ttl == 42 and dns_server.nameserver in res.source
 
 
-def test_strings_of_one_record_are_joined_and_trimmed(dns_server: DnsServer) -> None:
-    text = f"  dnslink=/ipfs/{B}  "
+def test_strings_of_one_record_are_joined(dns_server: DnsServer) -> None:
+    text = f"dnslink=/ipfs/{B}"
     dns_server.set_txt("_dnslink.split.campaign.test", (text[:12], text[12:30], text[30:]))
     assert resolver(dns_server).resolve("split.campaign.test").cid == B
+
+
+def test_spaces_are_not_trimmed(dns_server: DnsServer) -> None:
+    """As the spec says: a record with spaces before ``dnslink=`` is no entry, and spaces inside belong to
+    the identifier, which then is no CID."""
+    dns_server.set_txt("_dnslink.spaces.campaign.test", f"  dnslink=/ipfs/{A}", f"dnslink=/ipfs/{B} ",
+                       f"dnslink=/ipfs/{C}")
+    r = resolver(dns_server).resolve("spaces.campaign.test")
+    assert r.cid == C and [l.value for l in r.links["ipfs"]] == [f"/ipfs/{C}"]
+    assert [(x.entry, x.code) for x in r.rejected] == [(f"dnslink=/ipfs/{B} ", "INVALID_CID")]
 
 
 def test_malformed_entries_are_reported_and_skipped(dns_server: DnsServer) -> None:
@@ -167,15 +182,26 @@ def test_dnslink_subdomain_takes_precedence_over_the_bare_domain(dns_server: Dns
     dns_server.delete("_dnslink.prec.campaign.test")
     r = resolver(dns_server).resolve("prec.campaign.test")
     assert r.cid == B and r.links["ipfs"][0].record == "prec.campaign.test"
-    assert any("no DNSLink at _dnslink.prec.campaign.test" in n for n in r.notes)
+    assert any("no _dnslink.prec.campaign.test (NXDOMAIN)" in n for n in r.notes)
 
 
-def test_malformed_subdomain_entries_fall_back_to_the_bare_domain(dns_server: DnsServer) -> None:
+def test_malformed_subdomain_entries_do_not_fall_back_to_the_bare_domain(dns_server: DnsServer) -> None:
     dns_server.set_txt("_dnslink.fb.campaign.test", "dnslink=ipfs/broken")
     dns_server.set_txt("fb.campaign.test", f"dnslink=/ipfs/{C}")
-    r = resolver(dns_server).resolve("fb.campaign.test")
-    assert r.cid == C
-    assert [(x.record, x.code) for x in r.rejected] == [("_dnslink.fb.campaign.test", "WRONG_START")]
+    with pytest.raises(NameNotFoundError, match="WRONG_START") as e:
+        resolver(dns_server).resolve("fb.campaign.test")
+    assert str(C) not in str(e.value)
+
+
+def test_subdomain_without_dnslink_hides_the_bare_domain(dns_server: DnsServer) -> None:
+    """The spec: when _dnslink.D exists with TXT records but no DNSLink, D itself is not used (t03)."""
+    dns_server.set_txt("_dnslink.hidden.campaign.test", "google-site-verification=xyz")
+    dns_server.set_txt("hidden.campaign.test", f"dnslink=/ipfs/{C}")
+    with pytest.raises(NameNotFoundError, match=r"no DNSLink TXT record at _dnslink.hidden.campaign.test") as e:
+        resolver(dns_server).resolve("hidden.campaign.test")
+    assert "is not asked" in str(e.value) and e.value.name == "hidden.campaign.test"
+    links = resolver(dns_server).links("hidden.campaign.test")
+    assert (links.record, links.links, links.log, links.failure) == ("_dnslink.hidden.campaign.test", {}, (), None)
 
 
 def test_several_ipfs_links_lexicographic_choice_is_reported(dns_server: DnsServer) -> None:
@@ -336,3 +362,64 @@ def test_cli_resolve_errors_exit_2(dns_server: DnsServer, tmp_path: Path) -> Non
     assert r.code == 2 and "SERVFAIL" in r.err and dns_server.nameserver in r.err
     r = run_cli(home, "resolve", "x.campaign.test", "--nameserver", "127.0.0.1:notaport")
     assert r.code == 2 and "notaport" in r.err
+
+
+# --- the spec's lookup: `halodb resolve dnslink:D --links` -------------------------------------------
+def test_cli_links_prints_every_link_verbatim(dns_server: DnsServer, tmp_path: Path) -> None:
+    dns_server.set_txt("_dnslink.spec.campaign.test", f"dnslink=/ipfs/{A}", "dnslink=/ipfs/ ", "dnslink=/hyper/ Ab/c?d ",
+                       "dnslink= /ipfs/x", "dnslink=/\x7f", "v=spf1 -all", ttl=77)
+    dns_server.set_txt("spec.campaign.test", f"dnslink=/ipfs/{B}")  # never asked: _dnslink.spec exists
+    r = run_cli(tmp_path / "home", "resolve", "dnslink:spec.campaign.test", "--links", "--json",
+                "--nameserver", dns_server.nameserver)
+    assert r.code == 0, r.err
+    out = json.loads(r.out)
+    out["log"].sort(key=json.dumps)  # in the order of the DNS answer, which BIND varies
+    assert out == {
+        "links": {"ipfs": [{"identifier": " ", "ttl": 77}, {"identifier": str(A), "ttl": 77}],
+                  "hyper": [{"identifier": " Ab/c?d ", "ttl": 77}]},
+        "txtEntries": [{"value": "/hyper/ Ab/c?d ", "ttl": 77}, {"value": "/ipfs/ ", "ttl": 77},
+                       {"value": f"/ipfs/{A}", "ttl": 77}],
+        "log": sorted([{"code": "INVALID_ENTRY", "entry": "dnslink= /ipfs/x", "reason": "WRONG_START"},
+                       {"code": "INVALID_ENTRY", "entry": "dnslink=/\x7f", "reason": "INVALID_CHARACTER"}],
+                      key=json.dumps),
+    }
+    text = run_cli(tmp_path / "home", "resolve", "_dnslink.Spec.Campaign.Test.", "--links",
+                   "--nameserver", dns_server.nameserver)
+    assert text.code == 0 and "record: _dnslink.Spec.Campaign.Test (ttl 77)" in text.out
+    assert f"link:   /ipfs/{A}" in text.out and "log:    INVALID_ENTRY WRONG_START" in text.out
+
+
+def test_cli_links_fallback_is_logged(dns_server: DnsServer, tmp_path: Path) -> None:
+    dns_server.set_txt("bare.campaign.test", "dnslink=/testnamespace/ABCD", "txtentry=now", ttl=30)
+    r = run_cli(tmp_path / "home", "resolve", "dnslink:bare.campaign.test", "--links", "--json",
+                "--nameserver", dns_server.nameserver)
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["links"] == {"testnamespace": [{"identifier": "ABCD", "ttl": 30}]}
+    assert json.loads(r.out)["log"] == [{"code": "FALLBACK"}]
+
+
+@pytest.mark.parametrize(("name", "code", "reason"), [
+    ("nothing.campaign.test", "DNS_RCODE_3", None),
+    ("x.broken.test", "DNS_RCODE_2", None),
+    ("latest.not-served.example", "DNS_RCODE_5", None),
+    ("a..campaign.test", "INVALID_DOMAIN", "EMPTY_PART"),
+    ("x" * 64 + ".campaign.test", "INVALID_DOMAIN", "TOO_LONG"),
+])
+def test_cli_links_errors_are_json_and_exit_2(dns_server: DnsServer, tmp_path: Path, name: str, code: str,
+                                              reason: str | None) -> None:
+    r = run_cli(tmp_path / "home", "resolve", f"dnslink:{name}", "--links", "--json",
+                "--nameserver", dns_server.nameserver)
+    assert r.code == 2 and r.err.startswith("halodb: error: ") and r.err.count("\n") == 1, r.err
+    error = json.loads(r.out)["error"]
+    assert (error["code"], error.get("reason")) == (code, reason) and error["message"] in r.err
+
+
+def test_domains_are_asked_as_written(dns_server: DnsServer) -> None:
+    """The spec's lookup keeps the labels as they are (no IDNA, no lowercasing): what the server holds
+    for those bytes is found; HaloDB's own names stay lowercased ASCII."""
+    dns_server.set_txt("_dnslink.MiXed.campaign.test", "dnslink=/testnamespace/MIX")
+    found = resolver(dns_server).links("dnslink:MiXed.campaign.test")
+    assert found.record == "_dnslink.MiXed.campaign.test" and found.links["testnamespace"][0].identifier == "MIX"
+    unicode = resolver(dns_server).links("bücher.campaign.test")  # asked as UTF-8 bytes: NXDOMAIN twice
+    assert unicode.failure is not None and unicode.failure.code == "DNS_RCODE_3"
+    assert "bücher.campaign.test" in str(unicode.failure.error)

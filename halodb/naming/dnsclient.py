@@ -16,6 +16,7 @@ raise :class:`~halodb.errors.ResolverError` naming the nameserver and the name.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Mapping
@@ -103,8 +104,8 @@ class ResolverConfig:
                 timeout = float(raw) if raw else DEFAULT_TIMEOUT
             except ValueError:
                 raise InputError(f"HALODB_DNS_TIMEOUT={raw!r} is not a number of seconds", source="HALODB_DNS_TIMEOUT") from None
-        if timeout <= 0:
-            raise InputError(f"DNS timeout must be positive, not {timeout}", source="timeout")
+        if not math.isfinite(timeout) or timeout <= 0:
+            raise InputError(f"DNS timeout must be a positive number of seconds, not {timeout}", source="timeout")
         return cls(servers, float(timeout), doh if doh is not None else (env.get("HALODB_DOH") or None))
 
     def describe(self) -> str:
@@ -145,10 +146,13 @@ class TxtAnswer:
     nxdomain: bool = False
 
 
-def lookup_txt(resolver: dns.resolver.Resolver, name: str, *, where: str) -> TxtAnswer:
-    """Ask ``resolver`` for the TXT records of ``name``; ``where`` names the nameserver in errors."""
-    qname = dns.name.from_text(name)
-    shown = qname.to_text(omit_final_dot=True)
+def lookup_txt(resolver: dns.resolver.Resolver, name: str | dns.name.Name, *, where: str,
+               shown: str | None = None) -> TxtAnswer:
+    """Ask ``resolver`` for the TXT records of ``name``; ``where`` names the nameserver in errors,
+    ``shown`` the name (default: ``name`` as text). A :class:`dns.name.Name` is asked as it is
+    (its labels are bytes: no IDNA, no escapes), text is parsed by dnspython."""
+    qname = name if isinstance(name, dns.name.Name) else dns.name.from_text(name)
+    shown = shown if shown is not None else qname.to_text(omit_final_dot=True)
     try:
         answer = resolver.resolve(qname, dns.rdatatype.TXT, raise_on_no_answer=False, search=False)
     except dns.resolver.NXDOMAIN:  # an answer, not an error
@@ -157,6 +161,9 @@ def lookup_txt(resolver: dns.resolver.Resolver, name: str, *, where: str) -> Txt
         if isinstance(exc, dns.resolver.LifetimeTimeout):
             rcode = "TIMEOUT"
             message = f"DNS lookup of {shown} TXT timed out after {resolver.lifetime:g} s (nameserver {where}){_detail(exc)}"
+        elif isinstance(exc, dns.resolver.YXDOMAIN):
+            rcode = "YXDOMAIN"
+            message = f"DNS lookup of {shown} TXT failed: nameserver {where} answered YXDOMAIN"
         elif isinstance(exc, dns.resolver.NoNameservers):
             rcode = _rcode(exc)
             message = f"DNS lookup of {shown} TXT failed: nameserver {where} answered {rcode}{_detail(exc)}"
