@@ -35,7 +35,7 @@ _PREFIX = {
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    return read_varint(data, pos, error=CIDError, where="CID: ")
+    return read_varint(data, pos, error=CIDError, where="CID: ", minimal=True)
 
 
 class CID:

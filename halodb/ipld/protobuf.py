@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from halodb.errors import DecodeError, HaloDBError
+from halodb.errors import DecodeError, EncodeError, HaloDBError
 
 VARINT, I64, LEN, I32 = 0, 1, 2, 5  #: protobuf wire types
 
@@ -25,7 +25,14 @@ __all__ = ["I32", "I64", "LEN", "VARINT", "encode_field", "encode_varint", "fiel
 
 
 def encode_varint(n: int) -> bytes:
-    """The unsigned LEB128 varint of ``n`` (minimal)."""
+    """The unsigned LEB128 varint of ``n`` (minimal); ``n`` must lie in [0, 2**64).
+
+    Raises :class:`~halodb.errors.EncodeError` for any other ``n`` (a negative one would
+    never end).
+    """
+    if n < 0 or n >> 64:
+        shown = str(n) if n.bit_length() <= 128 else f"an integer of {n.bit_length()} bits"
+        raise EncodeError(f"a varint holds an integer in [0, 2**64), not {shown}", path="/")
     out = bytearray()
     while True:
         b, n = n & 0x7F, n >> 7
@@ -35,11 +42,14 @@ def encode_varint(n: int) -> bytes:
 
 
 def read_varint(
-    buf: bytes, pos: int, end: int | None = None, *, error: type[HaloDBError] = DecodeError, where: str = ""
+    buf: bytes, pos: int, end: int | None = None, *, error: type[HaloDBError] = DecodeError, where: str = "",
+    minimal: bool = False,
 ) -> tuple[int, int]:
     """An unsigned varint (at most 64 bits, 10 bytes) at ``pos``: ``(value, next position)``.
 
-    A truncated or overlong varint raises ``error``, its message prefixed with ``where``.
+    A truncated or overlong varint raises ``error``, its message prefixed with ``where``;
+    with ``minimal`` so does one with needless trailing zero groups (multiformats varints,
+    as in CIDs and multihashes, must be minimal; protobuf's need not be).
     """
     end = len(buf) if end is None else end
     value = shift = 0
@@ -52,6 +62,8 @@ def read_varint(
         if not b & 0x80:
             if value >> 64:
                 raise error(f"{where}varint larger than 64 bits")
+            if minimal and b == 0 and shift:
+                raise error(f"{where}varint not minimally encoded")
             return value, pos
         shift += 7
         if shift >= 70:

@@ -45,6 +45,7 @@ from multiformats import multibase
 from halodb.blockstore._boundary import HTTPX_EXCEPTIONS
 from halodb.blockstore.gateway import GatewayStore
 from halodb.errors import (
+    BlockStoreError,
     CIDError,
     DecodeError,
     ErrorMap,
@@ -121,7 +122,7 @@ def public_key_of(name: str) -> bytes:
                 raise _fail(name, f"the name is a {cid.codec.name} CID, not a libp2p-key one")
             mh = bytes(cid.digest)
         code, size, start = _multihash_header(mh)
-    except (ValueError, KeyError, DecodeError) as exc:
+    except (ValueError, LookupError, DecodeError) as exc:  # multiformats raises IndexError for "k", "0"
         raise _fail(name, f"not an IPNS name ({exc})") from None
     if code != 0x00:
         raise _fail(name, "the key is only hashed into the name (RSA?); HaloDB verifies Ed25519 names only")
@@ -194,11 +195,20 @@ def verify_record(name: str, raw: bytes, *, now: datetime | None = None) -> IPNS
         cid = CID.parse(value[len(b"/ipfs/"):].decode().split("/")[0])
     except (UnicodeDecodeError, CIDError) as exc:
         raise _fail(name, f"Value {value!r}: {exc}") from None
-    sequence, ttl = fields_.get("Sequence"), fields_.get("TTL")
+    sequence, ttl = fields_.get("Sequence", 0), fields_.get("TTL")
+    if not _uint64(sequence):
+        raise _fail(name, f"Sequence {sequence!r} is not an unsigned 64-bit integer")
+    if ttl is not None and not _uint64(ttl):
+        raise _fail(name, f"TTL {ttl!r} is not an unsigned 64-bit integer (nanoseconds)")
     return IPNSRecord(
-        name=name, cid=cid, sequence=sequence if isinstance(sequence, int) else 0,
-        ttl=(ttl + 999_999_999) // 1_000_000_000 if isinstance(ttl, int) else None, validity=eol,
+        name=name, cid=cid, sequence=sequence,
+        ttl=(ttl + 999_999_999) // 1_000_000_000 if ttl is not None else None, validity=eol,
     )
+
+
+def _uint64(value: Any) -> bool:
+    """Whether a signed field holds a uint64, as the record specification types Sequence and TTL."""
+    return type(value) is int and 0 <= value < 1 << 64
 
 
 def key_pb_of(key: bytes) -> bytes:
@@ -238,15 +248,26 @@ class SequenceMemory:
         if not isinstance(data, dict) or not isinstance(data.get("names", {}), dict):
             raise NamingError(f"{self.path} is not a file of IPNS sequences (a JSON object with 'names')")
         names: dict[str, Any] = data.get("names", {})
+        for key, entry in names.items():  # a malformed entry would silently turn replay protection off
+            sequence = entry.get("sequence") if isinstance(entry, dict) else None
+            value = entry.get("value") if isinstance(entry, dict) else None
+            if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 0:
+                raise NamingError(f"{self.path} is corrupt: the entry for key {key[:16]}... has no sequence number "
+                                  "(a whole number, 0 or more)")
+            if value is not None:
+                try:
+                    CID.parse(value)
+                except CIDError as exc:
+                    raise NamingError(f"{self.path} is corrupt: the entry for key {key[:16]}...: {exc}") from None
         return names
 
     def last(self, key: bytes) -> tuple[int, CID | None] | None:
         """The highest sequence accepted for the name of public key ``key``, and its value."""
         entry = self._read().get(key.hex())
-        if not isinstance(entry, dict) or not isinstance(entry.get("sequence"), int):
+        if entry is None:
             return None
         value = entry.get("value")
-        return entry["sequence"], CID.parse(value) if isinstance(value, str) else None
+        return entry["sequence"], None if value is None else CID.parse(value)
 
     def accept(self, key: bytes, name: str, sequence: int, value: CID) -> None:
         """Record that a record of ``sequence`` was accepted (a no-op unless it is higher)."""
@@ -256,7 +277,7 @@ class SequenceMemory:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 names = self._read()
                 entry = names.get(key.hex())
-                if isinstance(entry, dict) and isinstance(entry.get("sequence"), int) and entry["sequence"] >= sequence:
+                if entry is not None and entry["sequence"] >= sequence:
                     return
                 names[key.hex()] = {"name": name, "sequence": sequence, "value": str(value)}
                 write_json_atomic(self.path, {"version": 1, "names": names}, indent=1)
@@ -288,16 +309,17 @@ class GatewayIPNS(NameStore):
         stale: list[tuple[str, IPNSRecord]] = []  # valid records older than one accepted before
         last: tuple[int, CID | None] | None = None
         for gateway in self.gateways.gateways:
-            try:
-                r = self.gateways.client.get(f"{gateway}ipns/{name}", headers={"Accept": IPNS_RECORD})
-            except HTTPX.caught as exc:
-                failures.append(f"{gateway}: {type(exc).__name__}: {exc}")
+            try:  # within the gateway store's deadline, and never more than MAX_RECORD_SIZE bytes read
+                status, raw = self.gateways.ask(gateway, f"ipns/{name}", accept=IPNS_RECORD, limit=MAX_RECORD_SIZE,
+                                                what="an IPNS record")
+            except BlockStoreError as exc:
+                failures.append(str(exc))
                 continue
-            if r.status_code != 200:
-                failures.append(f"{gateway}: HTTP {r.status_code}")
+            if status != 200:
+                failures.append(f"{gateway}: HTTP {status}")
                 continue
             try:
-                record = verify_record(name, r.content)
+                record = verify_record(name, raw)
             except VerificationError as exc:
                 failures.append(f"{gateway}: {exc}")
                 continue

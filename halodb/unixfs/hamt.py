@@ -23,15 +23,24 @@ _HEX = "0123456789ABCDEF"
 
 
 def hash_name(name: str) -> bytes:
-    """The murmur3-x64-64 digest UnixFS uses: the first 64 bits of murmur3 x64 128, big-endian."""
-    h1, _ = mmh3.hash64(name.encode("utf-8"), signed=False)
+    """The murmur3-x64-64 digest UnixFS uses: the first 64 bits of murmur3 x64 128, big-endian.
+
+    A name that is not Unicode text UTF-8 can spell (a lone surrogate, as Python makes of
+    undecodable bytes in a command line) names no entry: :class:`~halodb.errors.UnixFSError`.
+    """
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnixFSError(f"HAMT: the name {name!r} is not valid Unicode (it has a lone surrogate)") from None
+    h1, _ = mmh3.hash64(encoded, signed=False)
     return int(h1).to_bytes(8, "big")
 
 
 def fanout_bits(fanout: int | None) -> int:
     """log2 of a shard's fanout; :class:`~halodb.errors.UnixFSError` unless a power of two."""
     if fanout is None or not MIN_FANOUT <= fanout <= MAX_FANOUT or fanout & (fanout - 1):
-        raise UnixFSError(f"HAMT shard fanout {fanout} is not a power of two in [{MIN_FANOUT}, {MAX_FANOUT}]")
+        shown = fanout if fanout is None or fanout.bit_length() <= 64 else f"of {fanout.bit_length()} bits"
+        raise UnixFSError(f"HAMT shard fanout {shown} is not a power of two in [{MIN_FANOUT}, {MAX_FANOUT}]")
     return fanout.bit_length() - 1
 
 
