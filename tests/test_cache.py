@@ -22,7 +22,8 @@ from .test_cache_helpers import PYTHON, T0, Rec, cid, commit, drop, dump, plan, 
 
 
 def test_public_api_is_pinned() -> None:
-    assert sorted(halodb.cache.__all__) == ["Cache", "ChangeRecord", "CommitRecord", "ItemRecord", "SyncPlan", "SyncState"]
+    assert sorted(halodb.cache.__all__) == ["Cache", "ChangeRecord", "CommitRecord", "ItemRecord", "SyncPlan", "SyncState",
+                                          "open_for_queries"]
 
 
 # -- migrations -------------------------------------------------------------------------------
@@ -188,7 +189,8 @@ def test_every_table_view_and_column_is_documented(tmp_path: Path) -> None:
     ).fetchall()
     macros = con.execute("SELECT function_name, comment FROM duckdb_functions() WHERE function_name = 'items_at'").fetchall()
     con.close()
-    assert {r[0] for r in relations} == {"schema_migrations", "commits", "name_commits", "stac_items", "item_versions", "sync_state", "items"}
+    assert {r[0] for r in relations} == {"schema_migrations", "commits", "name_commits", "stac_items", "item_versions",
+                                      "sync_state", "items", "skipped_items"}
     assert [r for r in relations if not r[1]] == []
     assert [r for r in columns if not r[2]] == []
     assert len(macros) == 2 and all(m[1] for m in macros)  # items_at(ts) and items_at(ts, name)

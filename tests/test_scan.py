@@ -23,7 +23,7 @@ import yaml
 
 import halodb
 from halodb.errors import InputError
-from halodb.scan.scan_cache import ScanCache
+from halodb.scan.scan_cache import Extracted, ScanCache
 from halodb.scan.scanner import ScanReport, scan
 
 from . import zarr_datasets as zd
@@ -432,3 +432,16 @@ def test_progress_bar_only_on_a_terminal(campaign: Campaign, tmp_path: Path) -> 
     os.close(master)
     assert proc.returncode == 0, out
     assert b"extracting" in seen and b"2 dataset(s)" in out
+
+
+@pytest.mark.parametrize("body", [
+    {"found": ["not", "a", "map"]}, {"problems": "oops"}, {"problems": [1, 2]}, {"item": "not an item"},
+])
+def test_a_scan_cache_entry_of_the_wrong_shape_is_a_miss(tmp_path: Path, body: dict[str, object]) -> None:
+    cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+    cache = ScanCache(tmp_path)
+    cache.put(Extracted(cid, {"type": "Feature"}, [], {}), max_coordinate_bytes=1)
+    assert cache.get(cid, max_coordinate_bytes=1) is not None
+    path = cache._file(cid)
+    path.write_text(json.dumps({**json.loads(path.read_text()), **body}))
+    assert cache.get(cid, max_coordinate_bytes=1) is None

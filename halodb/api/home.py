@@ -8,6 +8,11 @@ serializes its writers (``.lock``), and its defaults.
 (None, False)
 >>> with home.locked("commit"), home.locked("add"):  # re-entrant within one Home
 ...     home.save(None, Stage())
+>>> _ = home.state_file.write_text('{"head": 5}')
+>>> home.head()  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+halodb.errors.RegistryError: .../state.json is corrupt: head: expected a CID, got int
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from halodb.errors import HomeLockedError, InputError, RegistryError
+from halodb.errors import CIDError, HomeLockedError, InputError, RegistryError
 from halodb.index.model import Entry
 from halodb.ipld import CID
 from halodb.util.fs import FileLock, LockHolder, write_json_atomic
@@ -160,14 +165,56 @@ class Home:
         )
 
     def read(self) -> dict[str, Any]:
+        """The state, its shape checked: :class:`~halodb.errors.RegistryError` naming the file and
+        what is wrong when it is not UTF-8 JSON of the shape :meth:`save` writes."""
         try:
             with builtins.open(self.state_file, encoding="utf-8") as f:
-                data: dict[str, Any] = json.load(f)
-                return data
+                data: Any = json.load(f)
         except FileNotFoundError:
             raise self._missing() from None
-        except json.JSONDecodeError as exc:
-            raise RegistryError(f"{self.state_file} is corrupt: {exc}", home=self.path) from None
+        except ValueError as exc:  # not JSON, or not UTF-8
+            raise self._corrupt(f"not UTF-8 JSON ({exc})") from None
+        except OSError as exc:
+            raise RegistryError(f"cannot read {self.state_file}: {exc.strerror or exc}", home=self.path) from None
+        self._check_shape(data)
+        checked: dict[str, Any] = data
+        return checked
+
+    def _corrupt(self, what: str) -> RegistryError:
+        return RegistryError(f"{self.state_file} is corrupt: {what}", home=self.path)
+
+    def _check_shape(self, data: Any) -> None:
+        """Raise unless ``data`` is ``{"head": CID|null, "staged": {"upserts": {key: {"item": CID,
+        "data": str|null, "path": str|null}}, "removals": [key]}}`` (other keys are kept)."""
+        if not isinstance(data, dict):
+            raise self._corrupt(f"expected a JSON object, found {type(data).__name__}")
+        self._check_cid(data.get("head"), "head", optional=True)
+        staged = data.get("staged")
+        if staged is None:
+            return
+        if not isinstance(staged, dict):
+            raise self._corrupt(f"'staged' is {type(staged).__name__}, not an object")
+        upserts, removals = staged.get("upserts", {}), staged.get("removals", [])
+        if not isinstance(upserts, dict):
+            raise self._corrupt(f"'staged.upserts' is {type(upserts).__name__}, not an object")
+        for key, entry in upserts.items():
+            where = f"staged.upserts[{key!r}]"
+            if not isinstance(entry, dict):
+                raise self._corrupt(f"{where} is {type(entry).__name__}, not an object")
+            self._check_cid(entry.get("item"), f"{where}.item", optional=False)
+            for field_ in ("data", "path"):
+                if not isinstance(entry.get(field_), (str, type(None))):
+                    raise self._corrupt(f"{where}.{field_} is {type(entry[field_]).__name__}, not a string")
+        if not isinstance(removals, list) or not all(isinstance(k, str) for k in removals):
+            raise self._corrupt("'staged.removals' is not a list of keys")
+
+    def _check_cid(self, value: Any, where: str, *, optional: bool) -> None:
+        if value is None and optional:
+            return
+        try:
+            CID.parse(value)
+        except CIDError as exc:
+            raise self._corrupt(f"{where}: {exc}") from None
 
     def write(self, state: dict[str, Any]) -> None:
         write_json_atomic(self.state_file, state)
@@ -176,6 +223,7 @@ class Home:
         """Create the home (idempotent)."""
         self.path.mkdir(parents=True, exist_ok=True)
         if self.state_file.exists():
+            self.read()  # a corrupt state is reported, not declared ready
             return
         with self._hold("init", None, create=True):
             if not self.state_file.exists():
@@ -186,7 +234,7 @@ class Home:
         return CID.parse(head) if head else None
 
     def stage(self) -> Stage:
-        raw = self.read().get("staged") or {}
+        raw = self.read().get("staged") or {}  # shape checked by read()
         return Stage(
             upserts={k: Entry(CID.parse(v["item"]), v.get("data"), v.get("path")) for k, v in raw.get("upserts", {}).items()},
             removals=set(raw.get("removals", [])),

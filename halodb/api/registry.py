@@ -35,7 +35,7 @@ from halodb.api.syncing import sync_name
 from halodb.blockstore import BlockStore, DirectoryStore, import_car, open_store
 from halodb.blockstore.caching import CachingStore
 from halodb.blockstore.gateway import GatewayStore
-from halodb.cache import Cache
+from halodb.cache import Cache, open_for_queries
 from halodb.errors import BlockNotFoundError, InputError, NameNotFoundError, NothingToCommitError, UnknownKeyError
 from halodb.errors import RewindError
 from halodb.index.commit import commit_changes
@@ -70,6 +70,7 @@ class Registry:
         self.index = Index(store, self.node_cache)
         self._commits: dict[CID, Commit] = {}
         self._cache: Cache | None = None
+        self._queries: Cache | None = None
         #: initial syncs over the network ask for up to this many subtree CARs, about one per
         #: 40 datasets (1: one CAR in all; 0: no CARs, every block is asked for on its own)
         self.prefetch_spread = 256
@@ -333,21 +334,36 @@ class Registry:
     # -- the cache ---------------------------------------------------------------------------------
     @property
     def cache(self) -> Cache:
+        """The cache file as a sync writes it. Inside :meth:`session` the file is held read-only
+        (DuckDB allows one mode per file and process), so this is then :attr:`queries`: its
+        reads work, and a sync there is refused."""
+        if self._queries is not None and self._queries.in_session:
+            return self._queries
         if self._cache is None:
             self.cache_path.parent.mkdir(parents=True, exist_ok=True)
             # created on first use, so a call follows at once: it reuses the opening connection
             self._cache = Cache(self.cache_path, keep_open=True)
         return self._cache
 
+    @property
+    def queries(self) -> Cache:
+        """The cache as ``sql`` and ``cid_at`` read it: read-only, without file or network access,
+        its configuration locked (:func:`halodb.cache.open_for_queries`); made, or migrated, first
+        when needed."""
+        if self._queries is None:
+            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+            self._queries = open_for_queries(self.cache_path, create=True)
+        return self._queries
+
     @contextmanager
     def session(self) -> Iterator[Registry]:
-        """Keep the cache file open across many calls (a loop of ``cid_at`` or ``sql``).
+        """Keep the cache file open, read-only, across many calls (a loop of ``cid_at`` or ``sql``;
+        not ``sync``, which writes it).
 
         Outside a session each call opens and closes the DuckDB file (~15 ms), so that other
-        processes can sync or query between calls; inside one, calls are fast but other
-        processes wait.
+        processes can sync or query between calls; inside one, calls are fast but syncs wait.
         """
-        with self.cache.session():
+        with self.queries.session():
             yield self
 
     def canonical_name(self, name: str) -> str:
@@ -367,8 +383,10 @@ class Registry:
                          allow_rewind=allow_rewind)
 
     def sql(self, query: str, params: list[Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run SQL on the cache: ``items``, ``item_versions``, ``commits``, ``items_at(ts)``..."""
-        return self.cache.sql(query, params)
+        """Run one query on the cache: ``items``, ``item_versions``, ``commits``, ``items_at(ts)``...
+        Read-only (:attr:`queries`): anything but a SELECT, EXPLAIN or PRAGMA that reads, and any
+        file or network access, is a :class:`~halodb.errors.QueryError`."""
+        return self.queries.sql(query, params)
 
     def cid_at(self, key_or_path: str, when: TimeLike, name: str | None = None) -> str | None:
         """The data CID a dataset (by key or path) had at ``when``; None if it had none.
@@ -378,10 +396,10 @@ class Registry:
         """
         t = to_time(when, what="date")
         if name is not None and self.cache_path.exists():
-            with self.cache.session():
-                state = self.cache.sync_state(self.canonical_name(name))
+            with self.queries.session():
+                state = self.queries.sync_state(self.canonical_name(name))
                 if state is not None and state.head == str(self.resolve(name)):
-                    return self.cache.cid_at(key_or_path, t, state.name)
+                    return self.queries.cid_at(key_or_path, t, state.name)
         return self.cid_at_dag(key_or_path, t, name or "HEAD")
 
     def cid_at_dag(self, key_or_path: str, when: TimeLike, ref: str | CID = "HEAD") -> str | None:
@@ -409,7 +427,8 @@ class Registry:
             if self.cache_path.exists():
                 heads.update(CID.parse(st.head) for st in self.cache.sync_states() if st.head)
             keep = {e.item for e in self.staged().upserts.values()}
-            return collect_garbage(self.store, self.index, heads, keep, dry_run=dry_run, commits=self._commits)
+            return collect_garbage(self.store, self.index, heads, keep, dry_run=dry_run, commits=self._commits,
+                                   home=self.home)
 
     def reachable(self, head: CID, *, history: bool = True) -> Iterator[CID]:
         """Every block of the index DAG from ``head``: commits, roots, tree nodes, items."""
@@ -426,9 +445,10 @@ class Registry:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
-        if self._cache is not None:
-            self._cache.close()
-            self._cache = None
+        for cache in (self._cache, self._queries):
+            if cache is not None:
+                cache.close()
+        self._cache = self._queries = None
         self.store.close()
         self.names.close()
 

@@ -90,10 +90,14 @@ def open_store(url: str | None, home: Path) -> BlockStore:
     if scheme in ("http", "https"):
         from halodb.blockstore.gateway import GatewayStore
 
-        return GatewayStore([u.strip() for u in url.split(",") if u.strip()])
+        gateways = [u.strip() for u in url.split(",") if u.strip()]
+        for gateway in gateways:
+            _check_http_url(gateway, url)
+        return GatewayStore(gateways)
     if scheme in ("kubo+http", "kubo+https"):
         from halodb.blockstore.kubo import KuboStore
 
+        _check_http_url(url, url)
         return KuboStore(url)
     if scheme == "car":
         rest = url[len(scheme) + 1:]
@@ -102,6 +106,23 @@ def open_store(url: str | None, home: Path) -> BlockStore:
         if rest:
             return CarStore(Path(unquote(rest)).expanduser())
     raise _unsupported(url)
+
+
+def _check_http_url(url: str, original: str) -> None:
+    """Refuse an HTTP(S) URL without a host, or whose host or port cannot be parsed, before
+    anything is asked of it (a store is opened lazily: a bad URL would otherwise surface
+    only when a block is missing locally)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535", ...
+        why = str(exc)
+    else:
+        if parts.hostname and port != 0:
+            return
+        why = "no host" if not parts.hostname else "port 0"
+    shown = "" if url == original else f" ({url!r})"
+    raise StoreURLError(f"invalid block store URL {original!r}{shown}: {why}", url=original)
 
 
 def _file_url_path(url: str, original: str | None = None) -> Path:

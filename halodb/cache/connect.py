@@ -1,4 +1,5 @@
-"""Opening the cache file: short-lived connections, retried while another process holds it.
+"""Opening the cache file: short-lived connections, retried while another process holds it,
+and read-only connections locked down for queries.
 
 DuckDB lets ONE process open a database file read-write, or any number of processes open
 it read-only, never both at once (an OS file lock; see the DuckDB concurrency docs). The
@@ -14,6 +15,21 @@ that finds the file locked retries with backoff until ``timeout`` and then raise
 >>> scalar(con, "SELECT current_setting('TimeZone')")
 'UTC'
 >>> con.close()
+
+A read-only connection is what every reader of the cache gets (``halodb sql``, ``halodb at``,
+:func:`halodb.cache.open_for_queries` for a server): besides refusing every write (DuckDB's
+``read_only``), it has :data:`QUERY_SETTINGS`: no file or network access (no ``COPY ... TO``,
+``read_text``, ``ATTACH``, ``INSTALL``, ``LOAD``, replacement scans of Python objects), no
+automatic extension installs or loads, and then its configuration locked, so no query can
+``SET`` any of it back. The cache needs no loadable extension: JSON, ICU (time zones) and
+Parquet are built into the duckdb wheel.
+
+>>> con = open_connection(path, read_only=True, timeout=1.0)
+>>> con.execute("SET enable_external_access = true")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+_duckdb.InvalidInputException: Invalid Input Error: Cannot change configuration option "enable_external_access" - the configuration has been locked
+>>> con.close()
 """
 
 from __future__ import annotations
@@ -27,9 +43,18 @@ import duckdb
 from halodb.cache._boundary import DUCKDB
 from halodb.errors import CacheError
 
-__all__ = ["is_lock_conflict", "open_connection", "rollback_quietly", "scalar"]
+__all__ = ["QUERY_SETTINGS", "is_lock_conflict", "open_connection", "rollback_quietly", "scalar"]
 
 _LOCK_MARKERS = ("could not set lock on file", "conflicting lock is held")
+
+#: DuckDB settings of every read-only connection (given when the database is opened; then
+#: ``lock_configuration`` is set, so a query cannot change them or any other setting)
+QUERY_SETTINGS: dict[str, str | bool | int | float | list[str]] = {
+    "enable_external_access": False,  # files, URLs, ATTACH, INSTALL/LOAD, scans of Python objects
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+}
 
 
 def is_lock_conflict(exc: BaseException) -> bool:
@@ -46,7 +71,8 @@ def open_connection(path: Path, *, read_only: bool, timeout: float) -> duckdb.Du
     """Connect to the cache file, retrying for up to ``timeout`` seconds while it is locked.
 
     The session time zone is set to UTC so that TIMESTAMPTZ values and bare date literals
-    mean the same on every machine.
+    mean the same on every machine. A read-only connection is locked down for queries (see
+    the module's docstring).
 
     >>> import tempfile, pathlib
     >>> open_connection(pathlib.Path(tempfile.mkdtemp()) / "absent.duckdb", read_only=True, timeout=0.1)  # doctest: +ELLIPSIS
@@ -60,7 +86,7 @@ def open_connection(path: Path, *, read_only: bool, timeout: float) -> duckdb.Du
         if read_only and not path.exists():
             raise CacheError(f"no cache at {path}", path=path, locked=False)
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only, config=QUERY_SETTINGS if read_only else {})
         except DUCKDB.caught as exc:
             remaining = deadline - time.monotonic()
             if not is_lock_conflict(exc):
@@ -79,7 +105,13 @@ def open_connection(path: Path, *, read_only: bool, timeout: float) -> duckdb.Du
             delay = min(delay * 2, 0.2)
             continue
         try:
-            con.execute("SET TimeZone = 'UTC'")
+            if not read_only:
+                con.execute("SET TimeZone = 'UTC'")
+            elif not scalar(con, "SELECT current_setting('lock_configuration')"):
+                # the first connection to the database in this process (later ones share it, locked):
+                # UTC for every connection, then nothing can be changed any more
+                con.execute("SET GLOBAL TimeZone = 'UTC'")
+                con.execute("SET lock_configuration = true")
         except DUCKDB.caught as exc:
             con.close()
             raise DUCKDB.translate(exc, f"cannot configure cache connection to {path}: {exc}", path=path) from exc

@@ -43,12 +43,45 @@ from halodb.cache._boundary import DUCKDB_QUERY
 from halodb.cache.connect import open_connection, scalar
 from halodb.cache.migrate import latest_version, load_migrations, migrate, pending
 from halodb.cache.records import SyncPlan, SyncState
-from halodb.errors import CacheError
+from halodb.errors import CacheError, MigrationError, QueryError
 
-__all__ = ["Cache"]
+__all__ = ["QUERY_STATEMENTS", "Cache", "open_for_queries"]
 
 #: default seconds to wait for another process to release the file
 DEFAULT_LOCK_TIMEOUT = 30.0
+
+#: the kinds of statement :meth:`Cache.sql` runs: queries (``DESCRIBE``, ``SHOW``, ``SUMMARIZE``
+#: and ``FROM ...`` are SELECTs too), their plans, and PRAGMAs that read (one that changes a
+#: setting meets a locked configuration)
+QUERY_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN, duckdb.StatementType.PRAGMA})
+
+
+def open_for_queries(path: Path | str, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT, create: bool = False) -> Cache:
+    """The cache as every reader should open it — ``halodb sql``, ``halodb at``, a server
+    answering queries: read-only, with no file or network access and no extensions, its
+    DuckDB configuration locked (see :mod:`halodb.cache.connect`), and :meth:`Cache.sql`
+    running one query statement at a time.
+
+    ``create``: make the file, or migrate an old one, first (opening it read-write once);
+    without it a missing file or an old schema is a :class:`~halodb.errors.CacheError`. The
+    connection that checked the schema serves the first call (one open, not two); until that
+    call, or :meth:`Cache.close`, it holds the file.
+
+    >>> import tempfile, pathlib
+    >>> with open_for_queries(pathlib.Path(tempfile.mkdtemp()) / "c.duckdb", create=True) as cache:
+    ...     cache.sql("SELECT count(*) FROM items")
+    (['count_star()'], [(0,)])
+    """
+    path = Path(path)
+    if create and not path.exists():
+        Cache(path, lock_timeout=lock_timeout).close()
+    try:
+        return Cache(path, read_only=True, lock_timeout=lock_timeout, keep_open=True)._opened()
+    except MigrationError:
+        if not create:
+            raise
+    Cache(path, lock_timeout=lock_timeout).close()  # migrates
+    return Cache(path, read_only=True, lock_timeout=lock_timeout, keep_open=True)._opened()
 
 
 class Cache:
@@ -107,10 +140,10 @@ class Cache:
             if self.read_only:
                 todo = pending(con, migrations)
                 if todo:
-                    raise CacheError(
+                    raise MigrationError(
                         f"cache {self.path} has an old schema (needs migration {todo[0].version:03d}"
                         f"..{latest_version(migrations):03d}); open it read-write once to migrate",
-                        path=self.path,
+                        path=self.path, version=todo[0].version,
                     )
             else:
                 migrate(con, migrations)
@@ -118,6 +151,15 @@ class Cache:
             con.close()
             raise
         return con
+
+    def _opened(self) -> Cache:
+        """Wait for a ``keep_open`` opening and raise its error now, not at the first call."""
+        opening = self._opening
+        if opening is not None and opening.exception() is not None:
+            self._opening = None
+            self._closed = True
+            opening.result()  # raises
+        return self
 
     def _open_into(self, future: Future[duckdb.DuckDBPyConnection]) -> None:
         try:
@@ -150,6 +192,11 @@ class Cache:
     def __repr__(self) -> str:
         mode = "read-only" if self.read_only else "read-write"
         return f"Cache({str(self.path)!r}, {mode})"
+
+    @property
+    def in_session(self) -> bool:
+        """Whether a :meth:`session` holds the file open now."""
+        return self._held is not None
 
     @contextmanager
     def session(self) -> Iterator[Cache]:
@@ -217,14 +264,26 @@ class Cache:
 
     # -- reading --------------------------------------------------------------------------
     def sql(self, query: str, params: list[Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run one SQL statement; return (column names, rows). QueryError (``.sql``) on failure.
+        """Run SQL; return (column names, rows). :class:`QueryError` (``.sql``) on failure.
+
+        On a read-only cache (:func:`open_for_queries`: how ``halodb sql`` and servers read it)
+        that is one query statement (see :data:`QUERY_STATEMENTS`), and anything else is a
+        :class:`QueryError` too: the cache is derived from the synced index, and only a sync
+        changes it. A read-write cache (the sync's own) runs any SQL.
 
         >>> import tempfile, pathlib
-        >>> Cache(pathlib.Path(tempfile.mkdtemp()) / "c.duckdb").sql("SELECT ? + 1 AS n", [41])
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "c.duckdb"
+        >>> Cache(path).sql("SELECT ? + 1 AS n", [41])
         (['n'], [(42,)])
+        >>> open_for_queries(path).sql("DELETE FROM items")
+        Traceback (most recent call last):
+        ...
+        halodb.errors.QueryError: DELETE statements are not run: the cache is read-only for SQL (it holds what syncs derived from the verified index); halodb sql runs one SELECT, EXPLAIN or PRAGMA
         """
         with self._connection() as con:
             try:
+                if self.read_only:
+                    _check_query(con, query)
                 cursor = con.execute(query, params)
                 if cursor.description is None:
                     return [], []
@@ -322,6 +381,23 @@ class Cache:
                 names=sorted({r[0] for r in rows}),
             )
         return None if not rows else rows[0][1]
+
+
+def _check_query(con: duckdb.DuckDBPyConnection, query: str) -> None:
+    """Raise :class:`QueryError` unless ``query`` is exactly one statement of :data:`QUERY_STATEMENTS`."""
+    try:
+        statements = con.extract_statements(query)
+    except ValueError as exc:  # a statement the duckdb module cannot name (UPDATE EXTENSIONS)
+        raise QueryError(f"not a query: {exc}", sql=query) from None
+    if not statements:
+        raise QueryError("no SQL statement given", sql=query)
+    if len(statements) > 1:
+        raise QueryError(f"{len(statements)} statements given; halodb sql runs one at a time", sql=query)
+    kind = statements[0].type
+    if kind not in QUERY_STATEMENTS:
+        raise QueryError(
+            f"{kind.name} statements are not run: the cache is read-only for SQL (it holds what syncs derived "
+            "from the verified index); halodb sql runs one SELECT, EXPLAIN or PRAGMA", sql=query)
 
 
 def _utc(value: Any) -> datetime:

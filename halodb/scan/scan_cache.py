@@ -5,7 +5,8 @@ errors) holds until the extractor changes. One JSON file per CID under
 ``HOME/scan-cache/<version>/``, where the version is :data:`EXTRACTOR_VERSION` and the
 HaloDB version: an upgrade reads an empty folder and re-extracts. Files are written to a
 temporary name, synced and renamed, so a crash leaves either the old file or the new one;
-a file that does not parse is treated as missing.
+a file that does not parse, or does not have the shape :meth:`ScanCache.put` writes, is
+treated as missing.
 
 The cached item is *placeless*: its ``id`` is a placeholder and it has no collection or
 ``halodb:path``; the scanner sets those from the dataset's path in the tree (the same CID
@@ -73,7 +74,11 @@ class ScanCache:
             return None
         if not isinstance(raw, dict) or raw.get("cid") != cid or raw.get("max_coordinate_bytes") != max_coordinate_bytes:
             return None
-        return Extracted(cid, raw.get("item"), list(raw.get("problems") or []), dict(raw.get("found") or {}))
+        item, problems, found = raw.get("item"), raw.get("problems") or [], raw.get("found") or {}
+        if (not isinstance(item, (dict, type(None))) or not isinstance(found, dict) or not isinstance(problems, list)
+                or not all(isinstance(p, dict) for p in problems)):
+            return None  # not what put() writes (edited by hand, or by another tool): extract again
+        return Extracted(cid, item, problems, found)
 
     def put(self, result: Extracted, *, max_coordinate_bytes: int) -> None:
         """Store ``result`` (replacing any earlier one) atomically."""
