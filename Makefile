@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install kubo dns demo test typecheck lint bench bench-quick clean
+.PHONY: install kubo dns dnslink-test demo test fuzz typecheck lint bench bench-quick clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,11 +24,19 @@ kubo: tools/bin/ipfs
 dns:
 	scripts/install-dns.sh
 
+# the DNSLink spec's test suite (@dnslink/test, pinned in scripts/dnslink-test) into tools/dnslink-test
+dnslink-test:
+	scripts/install-dnslink-test.sh
+
 # tests run in a random order (pytest-randomly prints the seed; `pytest --randomly-seed=N` repeats an order)
-test: install tools/bin/ipfs dns
+test: install tools/bin/ipfs dns dnslink-test
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
+
+# the fuzz tests (tests/fuzz, also in `make test`) with 25x the inputs, random and with Hypothesis' database
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -p no:randomly tests/fuzz
 
 typecheck: install
 	$(BIN)/mypy

@@ -200,6 +200,15 @@ class StoreURLError(BlockStoreError):
     url: str | None = None
 
 
+class GatewayError(BlockStoreError):
+    """One gateway's answer was refused: past its deadline (``.deadline``, seconds), larger
+    than its cap (``.limit``, bytes), or not what was asked (``.url`` is the request)."""
+
+    url: str | None = None
+    limit: int | None = None
+    deadline: float | None = None
+
+
 # --- index ------------------------------------------------------------------------------
 class DAGError(HaloDBError):
     """The index DAG is malformed or an operation on it is invalid."""
@@ -209,6 +218,16 @@ class SchemaError(DAGError):
     """A block does not have the shape the IPLD schema requires (``.cid``, ``.path``)."""
 
     cid: CIDLike | None = None
+
+
+class TreeShapeError(SchemaError):
+    """A prolly-tree node breaks a rule of the tree's shape (``.cid`` the node, ``.parent`` the
+    node that links it when known, ``.rule`` the rule: ``map``, ``shape``, ``level``, ``order``,
+    ``separator``, ``range``, ``count``), or a tree holds more or fewer entries than its index
+    root declares (``.cid`` the tree's root, ``.rule`` ``count``)."""
+
+    parent: CIDLike | None = None
+    rule: str | None = None
 
 
 class MissingParentError(DAGError):

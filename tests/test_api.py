@@ -11,11 +11,11 @@ import halodb.errors
 def test_all_is_pinned() -> None:
     assert sorted(halodb.__all__) == sorted([
         "BlockNotFoundError", "BlockStoreError", "CID", "CIDError", "CacheError", "CarError", "DAGError", "DatasetError", "NotADatasetError",
-        "DecodeError", "EncodeError", "HaloDBError", "HomeLockedError", "IPLDError", "InputError", "InvalidItemError",
+        "DecodeError", "EncodeError", "GatewayError", "HaloDBError", "HomeLockedError", "IPLDError", "InputError", "InvalidItemError",
         "InvalidNameError", "LogEntry", "MigrationError", "MissingParentError", "NameConflictError",
         "NameNotFoundError", "NameUpdateError", "NamingError", "NothingToCommitError", "PathConflictError", "QueryError",
         "ReadOnlyStoreError", "Registry", "RegistryError", "ResolverError", "RewindError", "SchemaError", "Stage", "StoreURLError",
-        "TimeOrderError", "TreePathError", "UnixFSError", "UnknownKeyError", "VerificationError", "__version__", "default_home", "open",
+        "TimeOrderError", "TreePathError", "TreeShapeError", "UnixFSError", "UnknownKeyError", "VerificationError", "__version__", "default_home", "open",
     ])
     for name in halodb.__all__:
         assert getattr(halodb, name) is not None

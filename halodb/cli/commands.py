@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,26 @@ class Context:
 
 
 pass_ctx = click.make_pass_decorator(Context)
+
+
+class FiniteFloat(click.FloatRange):
+    """A number option within a range and finite: click's FloatRange lets ``nan`` and ``inf`` through.
+
+    >>> FiniteFloat(min=0).convert("1e400", None, None)
+    Traceback (most recent call last):
+    ...
+    click.exceptions.BadParameter: '1e400' is not a finite number.
+    """
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+SECONDS = FiniteFloat(min=0, min_open=True)  #: a positive, finite number of seconds
+MEGABYTES = FiniteFloat(min=0)  #: a finite number of MiB, 0 or more
 
 
 def _emit_json(value: Any) -> None:
@@ -159,10 +180,14 @@ def log(ctx: Context, ref: str, limit: int | None, as_json: bool) -> None:
 
 def _sync(ctx: Context, name: str, as_json: bool, allow_rewind: bool) -> None:
     r = ctx.registry().sync(name, allow_rewind=allow_rewind)
+    for s in r.skipped:  # item blocks the cache could not materialize (issue 10, defect 4)
+        click.echo(f"skipped {s.key} ({s.item_cid}{'' if s.current else ', an older version'}): {s.reason}", err=True)
     if as_json:
         _emit_json({
             "name": r.name, "head": str(r.head), "previous": r.previous, "commits": r.commits,
             "changes": r.changes, "reset": r.reset, "blocks_read": r.blocks_read,
+            "skipped": [{"key": s.key, "item_cid": s.item_cid, "reason": s.reason, "commit": s.commit,
+                         "current": s.current} for s in r.skipped],
         })
     elif r.up_to_date:
         click.echo(f"{name} is up to date at {r.head}")
@@ -177,9 +202,9 @@ def _sync(ctx: Context, name: str, as_json: bool, allow_rewind: bool) -> None:
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (with --watch: one JSON object per event).")
 @click.option("--watch", is_flag=True, help="Keep running: re-sync whenever NAME moves (polls as its TTL allows).")
-@click.option("--min-interval", type=float, default=5.0, show_default=True, help="--watch: never poll more often (seconds).")
-@click.option("--max-interval", type=float, default=3600.0, show_default=True, help="--watch: never poll less often (seconds).")
-@click.option("--interval", type=float, default=60.0, show_default=True, help="--watch: the wait when NAME has no TTL (local names, IPNS through Kubo).")
+@click.option("--min-interval", type=SECONDS, default=5.0, show_default=True, help="--watch: never poll more often (seconds).")
+@click.option("--max-interval", type=SECONDS, default=3600.0, show_default=True, help="--watch: never poll less often (seconds).")
+@click.option("--interval", type=SECONDS, default=60.0, show_default=True, help="--watch: the wait when NAME has no TTL (local names, IPNS through Kubo).")
 @click.option("--cars", type=click.IntRange(min=0), envvar="HALODB_INITIAL_CARS", default=256, show_default=True,
               help="An initial sync over the network asks for up to this many subtree CARs (1: the whole index "
                    "as one CAR, fastest from a gateway that holds the blocks; 0: block by block) [env HALODB_INITIAL_CARS].")
@@ -230,15 +255,35 @@ def sync_cmd(ctx: Context, name: str, as_json: bool, watch: bool, min_interval: 
 @cli.command()
 @click.argument("name")
 @click.option("--nameserver", envvar="HALODB_NAMESERVER", help="DNS server HOST:PORT, comma-separated for several [env HALODB_NAMESERVER; default: the system's].")
-@click.option("--timeout", type=float, envvar="HALODB_DNS_TIMEOUT", help="Seconds to wait for DNS [env HALODB_DNS_TIMEOUT; default 5].")
+@click.option("--timeout", type=SECONDS, envvar="HALODB_DNS_TIMEOUT", help="Seconds to wait for DNS [env HALODB_DNS_TIMEOUT; default 5].")
 @click.option("--doh", envvar="HALODB_DOH", help="Ask this DNS-over-HTTPS URL instead of a nameserver [env HALODB_DOH].")
 @click.option("--json", "as_json", is_flag=True, help="Also every link per namespace with its TTL, and the rejected entries with why.")
+@click.option("--links", "spec_links", is_flag=True,
+              help="The DNSLink spec's lookup of the domain NAME (dnslink:DOMAIN): every link per namespace exactly "
+                   "as found, and the log (FALLBACK, INVALID_ENTRY); no CID is chosen. With --json, the reference "
+                   "implementations' JSON ({\"links\", \"txtEntries\", \"log\"}, or {\"error\": {\"code\": \"DNS_RCODE_2\"...}} and exit 2).")
 @pass_ctx
-def resolve(ctx: Context, name: str, nameserver: str | None, timeout: float | None, doh: str | None, as_json: bool) -> None:
+def resolve(ctx: Context, name: str, nameserver: str | None, timeout: float | None, doh: str | None, as_json: bool,
+            spec_links: bool) -> None:
     """Resolve NAME to a CID: a DNSLink domain (dnslink:DOMAIN, ipns://DOMAIN), a local name, or a CID."""
     from halodb.naming.dnsclient import ResolverConfig
 
     dns = ResolverConfig.from_env(nameserver=nameserver, timeout=timeout, doh=doh)
+    if spec_links:
+        from halodb.naming.dnslink import DNSLinkResolver
+
+        found = DNSLinkResolver(dns).links(name)
+        if as_json:
+            _emit_json(found.to_json())
+        elif found.failure is None:
+            click.echo(f"record: {found.record} (ttl {found.ttl if found.ttl is not None else '-'})")
+            for ns in sorted(found.links):
+                for link in found.links[ns]:
+                    click.echo(f"link:   /{ns}/{link.identifier}")
+            for entry in found.log:
+                click.echo(f"log:    {entry.code}" + (f" {entry.reason} {entry.entry!r}" if entry.entry is not None else ""))
+        found.check()
+        return
     out = ctx.registry().names.explain(name, dns=dns)
     if as_json:
         _emit_json(out)
@@ -372,7 +417,8 @@ def import_tree(ctx: Context, tree: str, when: str | None, message: str | None, 
 @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
 @pass_ctx
 def gc(ctx: Context, dry_run: bool) -> None:
-    """Delete local blocks no head reaches (local head, names, synced names, the stage)."""
+    """Delete local blocks no head reaches (local head, names, synced names, the stage), and
+    temporary files of killed writes."""
     kept, deleted = ctx.registry().gc(dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     click.echo(f"kept {kept} block(s), {verb} {deleted}")
@@ -407,7 +453,7 @@ def status(ctx: Context, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("folder")
-@click.option("--max-coordinate-mb", type=float, default=128.0, show_default=True, help="Refuse to load more coordinate data (time, lat, lon) than this.")
+@click.option("--max-coordinate-mb", type=MEGABYTES, default=128.0, show_default=True, help="Refuse to load more coordinate data (time, lat, lon) than this.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def check(ctx: Context, folder: str, max_coordinate_mb: float, as_json: bool) -> None:
@@ -454,7 +500,7 @@ def check(ctx: Context, folder: str, max_coordinate_mb: float, as_json: bool) ->
 @click.option("--workers", type=click.IntRange(1, 256), default=8, show_default=True, help="Datasets read at once.")
 @click.option("--retry-errors", is_flag=True, help="Read datasets again whose errors are cached.")
 @click.option("--no-remove", is_flag=True, help="Keep datasets under the prefix that the tree no longer holds.")
-@click.option("--max-coordinate-mb", type=float, default=128.0, show_default=True, help="Per dataset: refuse to load more coordinate data than this.")
+@click.option("--max-coordinate-mb", type=MEGABYTES, default=128.0, show_default=True, help="Per dataset: refuse to load more coordinate data than this.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def scan(ctx: Context, root: str, prefix: str | None, collection: str | None, workers: int, retry_errors: bool,
@@ -567,20 +613,30 @@ def demo(ctx: Context, demo_home: str | None) -> None:
     run_demo(Path(demo_home) if demo_home else None, echo=click.echo)
 
 
-def main() -> None:
-    """Entry point: run the CLI, turning HaloDB errors into a message and exit code 2."""
+def _one_line(text: str) -> str:
+    """An error message as the one line the CLI prints (lines of a longer one joined by "; ")."""
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point: run the CLI on ``args`` (default ``sys.argv[1:]``), turning HaloDB errors and
+    bad arguments into one line on stderr and exit code 2."""
     try:
-        cli.main(standalone_mode=False)
+        cli.main(args, prog_name="halodb", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.UsageError as exc:  # a bad option or argument: which command, and where its help is
+        where = exc.ctx.command_path if exc.ctx is not None else "halodb"
+        click.echo(f"halodb: error: {_one_line(exc.format_message())} (see `{where} --help`)", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"halodb: error: {_one_line(exc.format_message())}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(2)
     except HaloDBError as exc:
-        click.echo(f"halodb: error: {exc}", err=True)
+        click.echo(f"halodb: error: {_one_line(str(exc))}", err=True)
         sys.exit(2)
     except BrokenPipeError:
         sys.exit(0)
