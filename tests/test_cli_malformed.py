@@ -283,6 +283,18 @@ def cases() -> list[Case]:
     c += [Case("tree export", ["tree", "export", r]) for r in ["bad name!", "bafyNOTACID", ABSENT_CID, "ipfs://"]]
     c += [Case("tree export", ["tree", "export", ABSENT_CID, "-o", beside("export-dir", None)])]
     c += files("tree export", ["tree", "export", "latest"], name_files()[:4])
+    # export / export stac
+    def full_folder(home: Path) -> str:
+        (home.parent / "export-full").mkdir(exist_ok=True)
+        (home.parent / "export-full" / "mine.txt").write_text("keep")
+        return str(home.parent / "export-full")
+
+    c += [Case("export", ["export", "no-such"]), Case("export stac", ["export", "stac"])]
+    c += [Case("export stac", ["export", "stac", d]) for d in [beside("export-file", b"x"), full_folder,
+                                                               beside("no-such-folder/stac", b"-")]]
+    c += [Case("export stac", ["export", "stac", beside("stac-t", b"-"), "--at", t]) for t in [*BAD_TIMES, "2024-01-01"]]
+    c += [Case("export stac", ["export", "stac", beside("stac-n", b"-"), "--name", n]) for n in ["no-such-name", *BAD_NAMES]]
+    c += files("export stac", ["export", "stac", beside("stac-c", b"-")], cache_files())
     # demo (only its arguments: a demo with good ones builds a whole campaign)
     c += [Case("demo", ["demo", "--home", beside("demo-file", b"x")]), Case("demo", ["demo", "extra"])]
     # `tree` itself: the group, without or with an unknown subcommand

@@ -603,6 +603,31 @@ def tree_export(ctx: Context, root: str, output: str | None) -> None:
         click.echo(text, nl=False)
 
 
+@cli.group()
+def export() -> None:
+    """Write what the cache holds as files other tools read (a static STAC catalog)."""
+
+
+@export.command("stac")
+@click.argument("folder", metavar="DIR", type=click.Path(file_okay=False))
+@click.option("--name", help="Synced name to export (default: the only synced one).")
+@click.option("--at", "when", metavar="T", help="Export the items as they were at T (ISO 8601; default: as synced).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def export_stac(ctx: Context, folder: str, name: str | None, when: str | None, as_json: bool) -> None:
+    """Write a self-contained static STAC catalog (relative links) of a synced name into DIR (new or empty)."""
+    from halodb.export import export_static_stac, pick_source
+
+    reg = ctx.registry()
+    source = pick_source(reg, name, when)
+    counts = export_static_stac(reg, source, Path(folder))
+    if as_json:
+        _emit_json({"folder": folder, "name": source.name, "commit": source.commit, **counts})
+    else:
+        click.echo(f"exported {counts['items']} item(s) in {counts['collections']} collection(s) of "
+                   f"{source.describe()} to {folder}")
+
+
 @cli.command()
 @click.option("--home", "demo_home", type=click.Path(file_okay=False), help="Where to build the demo (default: a new temporary folder).")
 @pass_ctx
