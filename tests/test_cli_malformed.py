@@ -295,6 +295,15 @@ def cases() -> list[Case]:
     c += [Case("export stac", ["export", "stac", beside("stac-t", b"-"), "--at", t]) for t in [*BAD_TIMES, "2024-01-01"]]
     c += [Case("export stac", ["export", "stac", beside("stac-n", b"-"), "--name", n]) for n in ["no-such-name", *BAD_NAMES]]
     c += files("export stac", ["export", "stac", beside("stac-c", b"-")], cache_files())
+    # export geoparquet: no FILE, an existing file, a folder, a missing folder, bad --at/--name, broken caches
+    c += [Case("export geoparquet", ["export", "geoparquet"])]
+    c += [Case("export geoparquet", ["export", "geoparquet", f]) for f in [beside("existing.parquet", b"mine"), full_folder,
+                                                                           beside("no-such-folder/items.parquet", b"-")]]
+    c += [Case("export geoparquet", ["export", "geoparquet", beside("gp-t.parquet", b"-"), "--at", t])
+          for t in [*BAD_TIMES, "2024-01-01"]]
+    c += [Case("export geoparquet", ["export", "geoparquet", beside("gp-n.parquet", b"-"), "--name", n])
+          for n in ["no-such-name", *BAD_NAMES]]
+    c += files("export geoparquet", ["export", "geoparquet", beside("gp-c.parquet", b"-")], cache_files())
     # demo (only its arguments: a demo with good ones builds a whole campaign)
     c += [Case("demo", ["demo", "--home", beside("demo-file", b"x")]), Case("demo", ["demo", "extra"])]
     # `tree` itself: the group, without or with an unknown subcommand

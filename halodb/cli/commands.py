@@ -605,7 +605,7 @@ def tree_export(ctx: Context, root: str, output: str | None) -> None:
 
 @cli.group()
 def export() -> None:
-    """Write what the cache holds as files other tools read (a static STAC catalog)."""
+    """Write what the cache holds as files other tools read (a static STAC catalog, stac-geoparquet)."""
 
 
 @export.command("stac")
@@ -626,6 +626,26 @@ def export_stac(ctx: Context, folder: str, name: str | None, when: str | None, a
     else:
         click.echo(f"exported {counts['items']} item(s) in {counts['collections']} collection(s) of "
                    f"{source.describe()} to {folder}")
+
+
+@export.command("geoparquet")
+@click.argument("file", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option("--name", help="Synced name to export (default: the only synced one).")
+@click.option("--at", "when", metavar="T", help="Export the items as they were at T (ISO 8601; default: as synced).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def export_geoparquet(ctx: Context, file: str, name: str | None, when: str | None, as_json: bool) -> None:
+    """Write the items of a synced name as a new stac-geoparquet FILE (an existing FILE is refused)."""
+    from halodb.export import export_geoparquet, pick_source
+
+    reg = ctx.registry()
+    source = pick_source(reg, name, when)
+    counts = export_geoparquet(reg, source, Path(file))
+    if as_json:
+        _emit_json({"file": file, "name": source.name, "commit": source.commit, **counts})
+    else:
+        click.echo(f"exported {counts['items']} item(s) in {counts['collections']} collection(s) of "
+                   f"{source.describe()} to {file}")
 
 
 @cli.command()
