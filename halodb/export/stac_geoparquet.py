@@ -7,8 +7,9 @@ geometry, bbox struct, one column per property). The Parquet key-value metadata 
 records which version was exported: ``halodb:name``, ``halodb:commit``,
 ``halodb:commit_time`` (and ``halodb:as_of`` with ``--at``).
 
-All or nothing: written to a temporary file beside FILE and renamed to FILE at the end;
-an existing FILE is refused and left as it was.
+All or nothing: written to a temporary file beside FILE and linked to FILE at the end
+(``os.link``: atomic like a rename, but it fails rather than replace a FILE that appeared
+meanwhile); an existing FILE is refused and left as it was.
 
 >>> # reg = halodb.open(); export_geoparquet(reg, pick_source(reg, None, None), Path("items.parquet"))
 """
