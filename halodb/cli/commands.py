@@ -608,44 +608,46 @@ def export() -> None:
     """Write what the cache holds as files other tools read (a static STAC catalog, stac-geoparquet)."""
 
 
-@export.command("stac")
-@click.argument("folder", metavar="DIR", type=click.Path(file_okay=False))
-@click.option("--name", help="Synced name to export (default: the only synced one).")
-@click.option("--at", "when", metavar="T", help="Export the items as they were at T (ISO 8601; default: as synced).")
-@click.option("--json", "as_json", is_flag=True)
-@pass_ctx
-def export_stac(ctx: Context, folder: str, name: str | None, when: str | None, as_json: bool) -> None:
-    """Write a self-contained static STAC catalog (relative links) of a synced name into DIR (new or empty)."""
-    from halodb.export import export_static_stac, pick_source
+def _export_options(f: Any) -> Any:
+    """The options every ``export`` command takes: which synced name, as of when, JSON output."""
+    f = click.option("--json", "as_json", is_flag=True)(f)
+    f = click.option("--at", "when", metavar="T",
+                     help="Export the items as they were at T (ISO 8601; default: as synced).")(f)
+    return click.option("--name", help="Synced name to export (default: the only synced one).")(f)
+
+
+def _run_export(ctx: Context, kind: str, target: str, name: str | None, when: str | None, as_json: bool) -> None:
+    """Pick the synced version, write it as ``kind`` (``stac`` or ``geoparquet``) to ``target``, report."""
+    from halodb.export import export_geoparquet, export_static_stac, pick_source
 
     reg = ctx.registry()
     source = pick_source(reg, name, when)
-    counts = export_static_stac(reg, source, Path(folder))
+    write = export_static_stac if kind == "stac" else export_geoparquet
+    counts = write(reg, source, Path(target))
     if as_json:
-        _emit_json({"folder": folder, "name": source.name, "commit": source.commit, **counts})
+        where = "folder" if kind == "stac" else "file"
+        _emit_json({where: target, "name": source.name, "commit": source.commit, **counts})
     else:
         click.echo(f"exported {counts['items']} item(s) in {counts['collections']} collection(s) of "
-                   f"{source.describe()} to {folder}")
+                   f"{source.describe()} to {target}")
+
+
+@export.command("stac")
+@click.argument("folder", metavar="DIR", type=click.Path(file_okay=False))
+@_export_options
+@pass_ctx
+def export_stac(ctx: Context, folder: str, name: str | None, when: str | None, as_json: bool) -> None:
+    """Write a self-contained static STAC catalog (relative links) of a synced name into DIR (new or empty)."""
+    _run_export(ctx, "stac", folder, name, when, as_json)
 
 
 @export.command("geoparquet")
 @click.argument("file", metavar="FILE", type=click.Path(dir_okay=False))
-@click.option("--name", help="Synced name to export (default: the only synced one).")
-@click.option("--at", "when", metavar="T", help="Export the items as they were at T (ISO 8601; default: as synced).")
-@click.option("--json", "as_json", is_flag=True)
+@_export_options
 @pass_ctx
 def export_geoparquet(ctx: Context, file: str, name: str | None, when: str | None, as_json: bool) -> None:
     """Write the items of a synced name as a new stac-geoparquet FILE (an existing FILE is refused)."""
-    from halodb.export import export_geoparquet, pick_source
-
-    reg = ctx.registry()
-    source = pick_source(reg, name, when)
-    counts = export_geoparquet(reg, source, Path(file))
-    if as_json:
-        _emit_json({"file": file, "name": source.name, "commit": source.commit, **counts})
-    else:
-        click.echo(f"exported {counts['items']} item(s) in {counts['collections']} collection(s) of "
-                   f"{source.describe()} to {file}")
+    _run_export(ctx, "geoparquet", file, name, when, as_json)
 
 
 @cli.command()
