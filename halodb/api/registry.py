@@ -202,8 +202,11 @@ class Registry:
         two commits never build on the same head. A stage whose item blocks are not all in the
         store is refused (:class:`BlockNotFoundError`, naming them), and nothing is committed.
         """
-        when = to_time(time, what="--time")
+        given = None if time is None else to_time(time, what="--time")  # a bad --time fails before the lock
         with paused_gc(), self.state.locked("commit"):
+            # "now" is read holding the lock: read before it, a commit that waited for another
+            # one would carry an earlier time than the head that commit made
+            when = given if given is not None else to_time(None, what="--time")
             head, stage = self.head, self.staged()
             if not stage and not allow_empty:
                 raise NothingToCommitError("nothing staged: use `halodb add` or `halodb rm` first")
