@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install kubo dns dnslink-test demo test fuzz typecheck lint bench bench-quick clean
+.PHONY: install kubo dns browser dnslink-test demo test fuzz typecheck lint bench bench-quick bench-serve clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +24,16 @@ kubo: tools/bin/ipfs
 dns:
 	scripts/install-dns.sh
 
+# headless Chromium from the distribution (Debian: chromium) for the landing pages' real-browser tests
+browser:
+	scripts/install-chromium.sh
+
 # the DNSLink spec's test suite (@dnslink/test, pinned in scripts/dnslink-test) into tools/dnslink-test
 dnslink-test:
 	scripts/install-dnslink-test.sh
 
 # tests run in a random order (pytest-randomly prints the seed; `pytest --randomly-seed=N` repeats an order)
-test: install tools/bin/ipfs dns dnslink-test
+test: install tools/bin/ipfs dns browser dnslink-test
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
@@ -50,6 +54,9 @@ bench: install
 
 bench-quick: install
 	$(BIN)/python benchmarks/bench_index.py --sizes 2000 10000
+
+bench-serve: install
+	$(BIN)/python benchmarks/bench_serve.py --items 100000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache build dist *.egg-info

@@ -383,6 +383,15 @@ class InputError(HaloDBError):
     source: str | None = None
 
 
+class RequestError(InputError):
+    """A request to ``halodb serve`` is invalid: ``.parameter`` names the query parameter, body
+    field or path part that was wrong; ``.status`` is the HTTP status it gets: 404 for an
+    unknown collection, item or version, 400 when not given)."""
+
+    parameter: str | None = None
+    status: int | None = None
+
+
 # --- datasets / trees -----------------------------------------------------------------
 class TreePathError(InputError):
     """A path that does not exist in a file tree, or is a folder where a file was expected (``.path``)."""

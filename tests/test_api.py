@@ -14,7 +14,7 @@ def test_all_is_pinned() -> None:
         "DecodeError", "EncodeError", "GatewayError", "HaloDBError", "HomeLockedError", "IPLDError", "InputError", "InvalidItemError",
         "InvalidNameError", "LogEntry", "MigrationError", "MissingParentError", "NameConflictError",
         "NameNotFoundError", "NameUpdateError", "NamingError", "NothingToCommitError", "PathConflictError", "QueryError",
-        "ReadOnlyStoreError", "Registry", "RegistryError", "ResolverError", "RewindError", "SchemaError", "Stage", "StoreURLError",
+        "ReadOnlyStoreError", "Registry", "RequestError", "RegistryError", "ResolverError", "RewindError", "SchemaError", "Stage", "StoreURLError",
         "TimeOrderError", "TreePathError", "TreeShapeError", "UnixFSError", "UnknownKeyError", "VerificationError", "__version__", "default_home", "open",
     ])
     for name in halodb.__all__:

@@ -304,6 +304,12 @@ def cases() -> list[Case]:
     c += [Case("export geoparquet", ["export", "geoparquet", beside("gp-n.parquet", b"-"), "--name", n])
           for n in ["no-such-name", *BAD_NAMES]]
     c += files("export geoparquet", ["export", "geoparquet", beside("gp-c.parquet", b"-")], cache_files())
+    # serve: every case must fail before listening (a good one would serve until stopped)
+    c += [Case("serve", ["serve", n, "--port", "0"]) for n in ["no-such-name", *BAD_NAMES]]
+    c += [Case("serve", ["serve", "latest", "--port", p]) for p in ["-1", "70000", "http"]]
+    c += [Case("serve", ["serve", "latest", "--port", "0", "--host", "203.0.113.1"])]  # TEST-NET-3: not ours to bind
+    c += [Case("serve", ["serve", "latest", "--port", "0", "--deadline", d]) for d in ["0", "nan", "-5"]]
+    c += files("serve", ["serve", "latest", "--port", "0"], cache_files())
     # demo (only its arguments: a demo with good ones builds a whole campaign)
     c += [Case("demo", ["demo", "--home", beside("demo-file", b"x")]), Case("demo", ["demo", "extra"])]
     # `tree` itself: the group, without or with an unknown subcommand

@@ -292,6 +292,22 @@ class Cache:
             except DUCKDB_QUERY.caught as exc:
                 raise DUCKDB_QUERY.translate(exc, f"query failed: {exc}", sql=query, params=params) from exc
 
+    def sql_arrow(self, query: str, params: list[Any] | None = None) -> Any:
+        """Run one query (as :meth:`sql`) and return its result as a ``pyarrow.Table``: columnar,
+        without a Python object per value (how a server copies a name's rows out of the file).
+
+        >>> import tempfile, pathlib
+        >>> Cache(pathlib.Path(tempfile.mkdtemp()) / "c.duckdb").sql_arrow("SELECT ? AS n", [42]).to_pylist()
+        [{'n': 42}]
+        """
+        with self._connection() as con:
+            try:
+                if self.read_only:
+                    _check_query(con, query)
+                return con.sql(query, params=params).to_arrow_table()
+            except DUCKDB_QUERY.caught as exc:
+                raise DUCKDB_QUERY.translate(exc, f"query failed: {exc}", sql=query, params=params) from exc
+
     def sync_state(self, name: str) -> SyncState | None:
         """What the cache holds for ``name``, or None if it was never synced.
 

@@ -651,6 +651,48 @@ def export_geoparquet(ctx: Context, file: str, name: str | None, when: str | Non
 
 
 @cli.command()
+@click.argument("name", required=False)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; only this machine can connect unless you open it up (e.g. 0.0.0.0).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port (0: any free one).")
+@click.option("--watch", is_flag=True, help="Follow NAME: re-sync whenever it moves and answer from the new version.")
+@click.option("--min-interval", type=SECONDS, default=5.0, show_default=True, help="--watch: never poll more often (seconds).")
+@click.option("--max-interval", type=SECONDS, default=3600.0, show_default=True, help="--watch: never poll less often (seconds).")
+@click.option("--interval", type=SECONDS, default=60.0, show_default=True, help="--watch: the wait when NAME has no TTL.")
+@click.option("--gateway", default="https://ipfs.io", show_default=True, help="IPFS gateway the HTML pages link data to.")
+@click.option("--deadline", type=SECONDS, default=10.0, show_default=True,
+              help="Seconds a request's queries may run before they are stopped (503).")
+@pass_ctx
+def serve(ctx: Context, name: str | None, host: str, port: int, watch: bool, min_interval: float, max_interval: float,
+          interval: float, gateway: str, deadline: float) -> None:
+    """Serve a synced name as a STAC API (with time travel and HTML pages) until interrupted.
+
+    NAME defaults to the only synced name. Every endpoint also answers as of a date
+    (?as_of=2024-09-15T00:00:00Z) or a version (/versions/COMMIT/...). With --watch the
+    server syncs NAME whenever it moves and answers from the new version without dropping
+    requests.
+    """
+    from halodb.api.watch import WatchEvent, WatchPolicy
+    from halodb.serve import ServeConfig, ServeOptions, Snapshot
+    from halodb.serve import serve as run_server
+
+    policy = WatchPolicy(floor=min_interval, ceiling=max_interval, default=interval)
+    config = ServeConfig(host=host, port=port, watch=watch, policy=policy,
+                         options=ServeOptions(deadline=deadline, gateway=gateway))
+
+    def ready(url: str, snap: Snapshot) -> None:
+        click.echo(f"serving {snap.name} (commit {snap.head.cid}, {len(snap.versions)} version(s)) at {url}", err=True)
+        click.echo(f"  STAC API: {url}   search: {url}search   browse: open {url} in a browser", err=True)
+        sys.stderr.flush()
+
+    def report(event: WatchEvent) -> None:
+        click.echo(str(event), err=True)
+        sys.stderr.flush()
+
+    run_server(ctx.registry(), name, config, on_ready=ready, on_event=report)
+
+
+@cli.command()
 @click.option("--home", "demo_home", type=click.Path(file_okay=False), help="Where to build the demo (default: a new temporary folder).")
 @pass_ctx
 def demo(ctx: Context, demo_home: str | None) -> None:

@@ -103,6 +103,11 @@ def run_demo(home: Path | None, echo: Callable[[str], Any] = print) -> dict[str,
         echo(f"\n{total} datasets now, {distinct} over the whole history; demo took {elapsed:.1f} s "
              f"(build+sync {t_build:.1f} s).")
         echo(f"Try:  HALODB_HOME={home} halodb sql \"SELECT * FROM items LIMIT 5\"")
+        echo(f"Serve it as a STAC API with HTML pages (127.0.0.1 only; Ctrl-C stops it):\n"
+             f"      HALODB_HOME={home} halodb serve {NAME}\n"
+             f"    then open http://127.0.0.1:8000/ in a browser, or search it:\n"
+             f"      python -c \"from pystac_client import Client; "
+             f"print(len(list(Client.open('http://127.0.0.1:8000/').search(collections=['HALO']).items())))\"")
         return {"home": home, "versions": len(versions), "items": total, "distinct": distinct,
                 "seconds": elapsed, "answers": answers}
     finally:

@@ -1,0 +1,198 @@
+"""Item search over a snapshot: checked :class:`~halodb.serve.params.SearchParams` to SQL, run
+against one version of the history.
+
+Every query reads the items valid in one commit (``v.from_seq <= seq < v.to_seq``), so the
+head and any past version are answered the same way; and every page is ordered totally (the
+sort keys, then the dataset key, which is unique in a version), so paging with a token —
+which names the commit and the offset — is stable even when the served name moves between
+two pages.
+
+>>> where, params = conditions(SearchParams(ids=["a"], q=[["sea"]]), collection="HALO")
+>>> where
+['i.collection = ?', 'list_contains(?, i.id)', '((contains(i.text, ?)))']
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+from halodb.errors import RequestError
+from halodb.serve import cql2_sql, spatial
+from halodb.serve.params import SearchParams
+from halodb.serve.snapshot import Snapshot, Version
+
+__all__ = ["Hit", "Page", "conditions", "count", "decode_token", "encode_token", "run_search"]
+
+#: the deepest offset a token may ask for: deeper pages need a narrower search
+MAX_OFFSET = 10_000_000
+DEFAULT_ORDER = "i.t_start DESC NULLS LAST, i.collection NULLS FIRST, i.id"
+_IN_VERSION = "v.from_seq <= ? AND (v.to_seq IS NULL OR ? < v.to_seq)"
+_JOINED = "FROM versions AS v JOIN items AS i ON i.item_cid = v.item_cid"
+_JSON_COLUMNS = re.compile(r"\bi\.(item|geometry)\b")  # only in `items`, not in `search_rows`
+_VERSION_COLUMN = re.compile(r"\bv\.(?=\w)")
+_ITEM_ROW = "i.item_row"  # the row of `items` holding the item's JSON (`i.rowid` when joined)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One item of a result page, with what the index says about its dataset."""
+
+    key: str
+    data_cid: str | None
+    path: str | None
+    item_cid: str
+    item: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a search, answered from ``version``."""
+
+    version: Version
+    hits: list[Hit]
+    matched: int
+    offset: int
+    limit: int
+
+    @property
+    def next_offset(self) -> int | None:
+        end = self.offset + len(self.hits)
+        return end if end < self.matched else None
+
+    @property
+    def prev_offset(self) -> int | None:
+        return max(self.offset - self.limit, 0) if self.offset > 0 else None
+
+
+def encode_token(version: Version, offset: int) -> str:
+    """The ``token`` of the page at ``offset`` of a search answered from ``version``."""
+    return f"{version.cid}:{offset}"
+
+
+def decode_token(snap: Snapshot, token: str) -> tuple[Version, int]:
+    """The version and offset a token names; a 400 for one this snapshot did not make."""
+    cid, _, offset = token.partition(":")
+    version = snap.version(cid)
+    if version is None or not offset.isdigit() or int(offset) > MAX_OFFSET:
+        raise RequestError("token is not one this server made (take it from a next link)", parameter="token")
+    return version, int(offset)
+
+
+def conditions(p: SearchParams, *, collection: str | None = None) -> tuple[list[str], list[Any]]:
+    """The WHERE conditions (over ``i`` and ``v``) of a search, with their parameters."""
+    where: list[str] = []
+    params: list[Any] = []
+
+    def add(sql: str, values: list[Any]) -> None:
+        where.append(sql)
+        params.extend(values)
+
+    if collection is not None:
+        add("i.collection = ?", [collection])
+    if p.collections is not None:
+        add("list_contains(?, i.collection)", [p.collections])
+    if p.ids is not None:
+        add("list_contains(?, i.id)", [p.ids])
+    if p.bbox is not None:
+        add(*spatial.bbox_sql(p.bbox))
+    if p.intersects is not None:
+        add(*spatial.intersects_sql(p.intersects))
+    if p.interval is not None:
+        start, end = p.interval
+        if start is not None:
+            add("i.t_end >= ?", [start])
+        if end is not None:
+            add("i.t_start <= ?", [end])
+    if p.filter is not None:
+        add(*cql2_sql.filter_sql(p.filter))
+    if p.q is not None:
+        alternatives = ["(" + " AND ".join("contains(i.text, ?)" for _ in words) + ")" for words in p.q]
+        add("(" + " OR ".join(alternatives) + ")", [w for words in p.q for w in words])
+    return where, params
+
+
+def _query(select: str, where: list[str], tail: str = "") -> str:
+    """``SELECT select FROM (the items of a version) WHERE where tail``, over ``v`` and ``i``.
+
+    It reads the table ``search_rows`` (``versions`` with its items' columns, no join) unless
+    the query needs the item's JSON, which only ``items`` holds; then it joins the two.
+
+    >>> _query("count(*)", ["i.platform = ?"])
+    'SELECT count(*) FROM search_rows AS i WHERE i.from_seq <= ? AND (i.to_seq IS NULL OR ? < i.to_seq) AND i.platform = ?'
+    """
+    text = f"SELECT {select} {_JOINED} WHERE {' AND '.join([_IN_VERSION, *where])}{tail}"
+    if _JSON_COLUMNS.search(text):
+        return text.replace(_ITEM_ROW, "i.rowid")
+    return _VERSION_COLUMN.sub("i.", text.replace(_JOINED, "FROM search_rows AS i"))
+
+
+def count(cur: duckdb.DuckDBPyConnection, version: Version, where: list[str], params: list[Any]) -> int:
+    """How many items of ``version`` the conditions match."""
+    rows = cur.execute(_query("count(*)", where), [version.seq, version.seq, *params]).fetchall()
+    return int(rows[0][0])
+
+
+def run_search(
+    cur: duckdb.DuckDBPyConnection, version: Version, p: SearchParams, *, offset: int = 0,
+    collection: str | None = None,
+) -> Page:
+    """One page of the items of ``version`` that ``p`` matches."""
+    where, params = conditions(p, collection=collection)
+    order = ", ".join(f"{s.sql} {'DESC' if s.descending else 'ASC'} NULLS LAST" for s in p.sortby)
+    order = f"{order + ', ' if order else ''}{DEFAULT_ORDER}, v.key"
+    matched = count(cur, version, where, params)
+    rows = cur.execute(
+        _query(f"v.key, v.data_cid, v.path, v.item_cid, {_ITEM_ROW}", where, f" ORDER BY {order} LIMIT ? OFFSET ?"),
+        [version.seq, version.seq, *params, p.limit, offset],
+    ).fetchall() if offset < matched else []
+    # the JSON of the page's items only: sorting and paging never carry it
+    texts = dict(cur.execute("SELECT rowid, item FROM items WHERE rowid IN (SELECT unnest(?::BIGINT[]))",
+                             [[row[4] for row in rows]]).fetchall()) if rows else {}
+    hits = [Hit(key, data_cid, path, item_cid, json.loads(texts[row])) for key, data_cid, path, item_cid, row in rows]
+    return Page(version, hits, matched, offset, p.limit)
+
+
+def select_fields(item: dict[str, Any], include: list[str] | None, exclude: list[str] | None) -> dict[str, Any]:
+    """The fields extension: keep only ``include`` paths (when given), then drop ``exclude`` paths.
+
+    ``type``, ``id`` and ``links`` stay unless excluded by name, so results remain features.
+
+    >>> item = {"type": "Feature", "id": "a", "links": [], "properties": {"title": "t", "platform": "HALO"}}
+    >>> select_fields(item, ["properties.title"], None)
+    {'type': 'Feature', 'id': 'a', 'links': [], 'properties': {'title': 't'}}
+    >>> select_fields(item, None, ["properties"])
+    {'type': 'Feature', 'id': 'a', 'links': []}
+    """
+    if include:
+        kept: dict[str, Any] = {k: item[k] for k in ("type", "id", "links") if k in item}
+        for path in include:
+            _copy_path(item, kept, path.split("."))
+        item = kept
+    for path in exclude or []:
+        _drop_path(item, path.split("."))
+    return item
+
+
+def _copy_path(source: dict[str, Any], target: dict[str, Any], parts: list[str]) -> None:
+    head = parts[0]
+    if head not in source:
+        return
+    if len(parts) == 1 or not isinstance(source[head], dict):
+        target[head] = source[head]
+        return
+    child = target.setdefault(head, {})
+    if isinstance(child, dict):
+        _copy_path(source[head], child, parts[1:])
+
+
+def _drop_path(item: dict[str, Any], parts: list[str]) -> None:
+    node: Any = item
+    for part in parts[:-1]:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(parts[-1], None)

@@ -1,0 +1,201 @@
+"""A serving snapshot: one name's synced history, copied out of the cache into memory.
+
+``halodb serve`` answers every request from a :class:`Snapshot`: an in-memory DuckDB database
+(``snapshot_schema.sql``) holding the name's commits, every item block of its history and
+which item each dataset key had in which commits. Building one reads the cache file once
+(read-only, for as long as three queries take) and then never touches it again, so a
+``halodb sync`` of the same cache — by this server's watcher or by another process — is never
+blocked by readers, and readers are never blocked by it: a new snapshot is built beside the
+old one and replaces it whole (:class:`SnapshotHolder`); a request that started on the old
+one finishes on it.
+
+>>> # with halodb.open() as reg: snap = Snapshot.build(reg.queries, "orcestra")
+>>> # snap.head.cid, snap.version_at(datetime(2024, 9, 1, tzinfo=timezone.utc))
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib.resources import files
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import shapely
+
+from halodb.cache import Cache
+from halodb.errors import InputError
+from halodb.serve import spatial
+
+__all__ = ["Snapshot", "SnapshotHolder", "Version"]
+
+SCHEMA = files("halodb.serve").joinpath("snapshot_schema.sql").read_text(encoding="utf-8")
+
+_COMMITS = """
+SELECT n.seq, c.cid, c.time, c.parents, c.author, c.message
+FROM name_commits AS n JOIN commits AS c ON c.cid = n.cid
+WHERE n.name = ? ORDER BY n.seq"""
+
+_VERSIONS = """
+SELECT v.key, v.item_cid, v.data_cid, v.path, f.seq AS from_seq, t.seq AS to_seq
+FROM item_versions AS v
+JOIN name_commits AS f ON f.name = v.name AND f.cid = v.valid_from_commit
+LEFT JOIN name_commits AS t ON t.name = v.name AND t.cid = v.valid_to_commit
+WHERE v.name = ?"""
+
+_ITEMS = """
+SELECT s.item_cid, s.id, s.collection, s.datetime, s.start_datetime, s.end_datetime, s.bbox,
+       s.platform, s.instruments, s.title,
+       json_extract_string(s.item, '$.properties.description') AS description, s.keywords,
+       CAST(json_extract(s.item, '$.geometry') AS VARCHAR) AS geometry, CAST(s.item AS VARCHAR) AS item
+FROM stac_items AS s
+WHERE s.item_cid IN (SELECT item_cid FROM item_versions WHERE name = ?)"""
+
+# the source rows (registered as `src`) into the items table: spans, 2D bbox (the item's, or
+# else its geometry's bounds), search text
+_FILL_ITEMS = """
+INSERT INTO items
+SELECT item_cid, id, collection, datetime, start_datetime, end_datetime,
+       coalesce(start_datetime, datetime, end_datetime), coalesce(end_datetime, datetime, start_datetime),
+       CASE WHEN len(bbox) IN (4, 6) THEN bbox[1] ELSE gxmin END,
+       CASE WHEN len(bbox) IN (4, 6) THEN bbox[2] ELSE gymin END,
+       CASE len(bbox) WHEN 4 THEN bbox[3] WHEN 6 THEN bbox[4] ELSE gxmax END,
+       CASE len(bbox) WHEN 4 THEN bbox[4] WHEN 6 THEN bbox[5] ELSE gymax END,
+       platform, instruments, title, description, keywords,
+       lower(concat_ws(' ', title, description, array_to_string(keywords, ' '))),
+       CASE WHEN geometry IS NULL OR geometry = 'null' THEN NULL ELSE geometry END, wkb, item
+FROM src"""
+
+# what searches read (halodb/serve/search.py): each row of `versions` with the columns of its
+# item, so that a search filters one table instead of joining 100,000 rows on item_cid per
+# query; ordered by time, so that DuckDB's zone maps skip row groups for time conditions. The
+# JSON (item, geometry) stays in `items` only: a page fetches its items by `item_row`.
+_FILL_SEARCH_ROWS = """
+CREATE TABLE search_rows AS
+SELECT v.key, v.data_cid, v.path, v.from_seq, v.to_seq, i.rowid AS item_row, i.* EXCLUDE (geometry, item)
+FROM versions AS v JOIN items AS i ON i.item_cid = v.item_cid
+ORDER BY i.t_start NULLS LAST, i.t_end"""
+
+
+@dataclass(frozen=True)
+class Version:
+    """One commit of the served name's history (``seq`` 0 = the oldest)."""
+
+    seq: int
+    cid: str
+    time: datetime
+    parents: tuple[str, ...]
+    author: str
+    message: str
+
+
+class Snapshot:
+    """One name's history in memory, answering queries through :meth:`cursor`."""
+
+    def __init__(self, name: str, versions: list[Version], con: duckdb.DuckDBPyConnection) -> None:
+        if not versions:
+            raise InputError(f"{name} has no synced version to serve; run `halodb sync {name}` first", source=name)
+        self.name = name
+        self.versions = versions
+        self.head = versions[-1]
+        self.built_at = datetime.now(timezone.utc)
+        self._con = con
+        self._by_cid = {v.cid: v for v in versions}
+        self._times = [v.time for v in versions]
+        self._memo: dict[tuple[str, Any], Any] = {}
+        self._memo_lock = threading.Lock()
+
+    @classmethod
+    def build(cls, cache: Cache, name: str) -> Snapshot:
+        """Copy ``name``'s history out of ``cache`` (read with :meth:`Cache.sql_arrow`)."""
+        commits = cache.sql_arrow(_COMMITS, [name])
+        versions_rows = cache.sql_arrow(_VERSIONS, [name])
+        items_rows = cache.sql_arrow(_ITEMS, [name])
+        geometries = shapely.from_geojson(items_rows.column("geometry").to_pylist(), on_invalid="ignore")
+        wkb = pa.array(shapely.to_wkb(geometries).tolist(), type=pa.binary())
+        bounds = shapely.bounds(geometries)  # NaN for no geometry; the item's own bbox comes first
+        src = items_rows.append_column("wkb", wkb)
+        for n, column in enumerate(("gxmin", "gymin", "gxmax", "gymax")):
+            src = src.append_column(column, pa.array(bounds[:, n], type=pa.float64(), from_pandas=True))
+        con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
+                                                 "autoload_known_extensions": False})
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            con.execute(SCHEMA)
+            con.register("src", src)
+            con.execute(_FILL_ITEMS)
+            con.unregister("src")
+            con.register("src", versions_rows)
+            con.execute("INSERT INTO versions SELECT * FROM src")
+            con.unregister("src")
+            con.register("src", commits)
+            con.execute("INSERT INTO commits SELECT * FROM src")
+            con.unregister("src")
+            con.execute(_FILL_SEARCH_ROWS)
+            spatial.register(con)  # added to the database: every cursor of it has the function
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+        except BaseException:
+            con.close()
+            raise
+        versions = [Version(int(r["seq"]), r["cid"], _utc(r["time"]), tuple(r["parents"]), r["author"], r["message"])
+                    for r in commits.to_pylist()]
+        return cls(name, versions, con)
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection of its own for one request (close it after)."""
+        return self._con.cursor()
+
+    def version(self, cid: str) -> Version | None:
+        """The commit ``cid`` of this history, or None."""
+        return self._by_cid.get(cid)
+
+    def version_at(self, when: datetime) -> Version | None:
+        """The commit current at ``when`` (the last one at or before it), or None before the first."""
+        at = bisect.bisect_right(self._times, when)
+        return self.versions[at - 1] if at else None
+
+    def memo(self, key: tuple[str, Any], compute: Any) -> Any:
+        """``compute()`` once per ``key`` for this snapshot (collections, counts: they never change)."""
+        with self._memo_lock:
+            if key in self._memo:
+                return self._memo[key]
+        value = compute()
+        with self._memo_lock:
+            if len(self._memo) > 4096:
+                self._memo.clear()
+            self._memo[key] = value
+        return value
+
+    def close(self) -> None:
+        self._con.close()
+
+
+class SnapshotHolder:
+    """The snapshot requests read now; :meth:`replace` swaps in a new one atomically.
+
+    A request takes :attr:`current` once and uses that snapshot to its end; the replaced one
+    is freed when its last request lets go of it.
+    """
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self._current = snapshot
+        self._lock = threading.Lock()
+
+    @property
+    def current(self) -> Snapshot:
+        with self._lock:
+            return self._current
+
+    def replace(self, snapshot: Snapshot) -> Snapshot:
+        """Serve ``snapshot`` from now on; returns the old one (not closed: requests may use it)."""
+        with self._lock:
+            old, self._current = self._current, snapshot
+        return old
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
