@@ -23,6 +23,7 @@ import shapely.geometry
 from pystac_client import Client
 
 import halodb
+from halodb.serve import search
 
 from .serve_fixture import Catalog, ServerProcess, build_catalog, start_server
 
@@ -215,7 +216,15 @@ def test_sortby_and_fields(http: httpx.Client) -> None:
     body = http.get("/search", params={"sortby": "-id", "fields": "id,properties.title,-links", "limit": "5"}).json()
     ids = [f["id"] for f in body["features"]]
     assert ids == sorted(ids, reverse=True)
-    assert all(set(f) == {"type", "id", "properties"} and set(f["properties"]) == {"title"} for f in body["features"])
+    assert all(set(f) == {"type", "stac_version", "id", "properties"} and set(f["properties"]) == {"title"}
+               for f in body["features"])
+    default = http.post("/search", json={"fields": {}, "limit": 3}).json()["features"]
+    assert all(set(f) <= set(search.DEFAULT_FIELDS) | {"properties"} and "geometry" in f and "title" not in f["properties"]
+               for f in default)
+    nested = http.get("/search", params={"fields": "-properties,+properties.platform", "limit": "3"}).json()
+    assert all(set(f) == {"type", "stac_version", "id", "links", "properties"} and set(f["properties"]) == {"platform"}
+               for f in nested["features"])
+    assert http.post("/search", json={"fields": None}).status_code == 400
 
 
 def test_changes_between_versions_as_json_and_atom(http: httpx.Client, catalog: Catalog) -> None:

@@ -307,7 +307,10 @@ def _conformance(ask: Ask) -> Response:
 
 def _openapi(ask: Ask) -> Response:
     _no_params(ask, {"f", "as_of"})
-    return ask.json(documents.openapi(ask.base, ask.snap.name), media_type="application/vnd.oai.openapi+json;version=3.0")
+    doc = documents.openapi(ask.base, ask.snap.name)
+    if ask.fmt == "html":
+        return ask.html(pages.render_api(doc, ask.page_context()))
+    return ask.json(doc, media_type="application/vnd.oai.openapi+json;version=3.0")
 
 
 def _collection_document(ask: Ask, stats: collections_mod.CollectionStats) -> dict[str, Any]:
@@ -387,7 +390,7 @@ def _feature_collection(ask: Ask, p: params.SearchParams, *, collection: str | N
         version, offset = search.decode_token(ask.snap, p.token)
     with _cursor(ask) as cur:
         page = search.run_search(cur, version, p, offset=offset, collection=collection)
-    features = [search.select_fields(documents.item_document(h, ask.base), p.include, p.exclude) for h in page.hits]
+    features = [search.select_fields(documents.item_document(h, ask.base), p.fields) for h in page.hits]
     here = ask.base.url("collections", collection, "items") if collection else ask.base.url("search")
     links = [link("root", ask.base.url(), JSON, "Landing page")]
     if collection:

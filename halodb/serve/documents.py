@@ -78,6 +78,7 @@ def landing(base: Base, *, name: str, commit: str, commit_time: str, collections
         link("root", base.url(), JSON, f"HaloDB: {name}"),
         link("conformance", base.url("conformance"), JSON, "Conformance classes"),
         link("service-desc", base.url("api"), "application/vnd.oai.openapi+json;version=3.0", "OpenAPI description"),
+        link("service-doc", base.url("api", query="f=html"), "text/html", "The API, for people"),
         link("data", base.url("collections"), JSON, "Collections"),
         link("search", base.url("search"), GEOJSON, "Item search (GET)", method="GET"),
         link("search", base.url("search"), GEOJSON, "Item search (POST)", method="POST"),

@@ -37,6 +37,7 @@ __all__ = [
     "SearchChoices",
     "SearchForm",
     "SearchResults",
+    "render_api",
     "render_collection",
     "render_item",
     "render_search",
@@ -518,3 +519,16 @@ def _search_json_params(form: SearchForm) -> dict[str, str]:
     except RequestError:
         return {}
 
+
+
+def render_api(openapi: Mapping[str, Any], ctx: PageContext) -> str:
+    """The human-readable description of the API (the landing page's ``service-doc``): every
+    path of the OpenAPI document with its methods, summary and query parameters."""
+    endpoints = []
+    for path, methods in (openapi.get("paths") or {}).items():
+        for method, operation in methods.items():
+            endpoints.append({"method": method.upper(), "path": path, "summary": _text(operation.get("summary", "")),
+                              "parameters": [_text(p.get("name")) for p in operation.get("parameters") or []]})
+    title = _text((openapi.get("info") or {}).get("title", "HaloDB STAC API"))
+    return _render("api.html", ctx, title=title, endpoints=endpoints, json_url=ctx.url("/api", f="json"),
+                   page_title="API")

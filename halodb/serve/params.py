@@ -29,7 +29,7 @@ from halodb.errors import RequestError
 from halodb.serve import cql2_sql, spatial
 from halodb.serve.queryables import lookup
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "SearchParams", "Sort", "from_body", "from_query", "parse_datetime_interval"]
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "Fields", "SearchParams", "Sort", "from_body", "from_query", "parse_datetime_interval"]
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 10_000
@@ -56,6 +56,18 @@ class Sort:
     descending: bool
 
 
+@dataclass(frozen=True)
+class Fields:
+    """The fields extension's choice: ``include`` paths (None: not given), ``exclude`` paths,
+    and whether to start from the default set (``type``, ``stac_version``, ``id``, ``geometry``,
+    ``bbox``, ``links``, ``assets``, ``collection`` and the item's times) instead of the
+    whole item when nothing is included."""
+
+    include: tuple[str, ...] | None
+    exclude: tuple[str, ...]
+    default: bool
+
+
 @dataclass
 class SearchParams:
     """A checked search: every field is already valid."""
@@ -69,8 +81,7 @@ class SearchParams:
     token: str | None = None
     filter: dict[str, Any] | None = None
     sortby: list[Sort] = field(default_factory=list)
-    include: list[str] | None = None
-    exclude: list[str] | None = None
+    fields: Fields | None = None
     q: list[list[str]] | None = None
     #: the parameters as given (for next links), without the token
     echo: dict[str, Any] = field(default_factory=dict)
@@ -106,7 +117,10 @@ def from_query(query: Mapping[str, str], *, extra: frozenset[str] = frozenset())
     if "sortby" in query:
         p.sortby = _sortby([s.strip() for s in query["sortby"].split(",")])
     if "fields" in query:
-        p.include, p.exclude = _fields([f.strip() for f in query["fields"].split(",") if f.strip()])
+        entries = [f.strip() for f in query["fields"].split(",") if f.strip()]
+        include, exclude = _fields(entries)
+        # GET: "" is the default set; only exclusions (-geometry) are everything but them
+        p.fields = Fields(tuple(include) or None, tuple(exclude), default=not entries)
     if "q" in query:
         p.q = _free_text(query["q"])
     p.echo = {k: v for k, v in query.items() if k in KNOWN and k not in ("token", "f")}
@@ -133,9 +147,9 @@ def from_body(body: Any) -> SearchParams:
     if body.get("datetime") is not None:
         p.interval = parse_datetime_interval(_string(body["datetime"], "datetime"))
     if body.get("ids") is not None:
-        p.ids = _names(_string_list(body["ids"], "ids"), "ids")
+        p.ids = _names(_string_or_list(body["ids"], "ids"), "ids")
     if body.get("collections") is not None:
-        p.collections = _names(_string_list(body["collections"], "collections"), "collections")
+        p.collections = _names(_string_or_list(body["collections"], "collections"), "collections")
     if body.get("limit") is not None:
         p.limit = _limit(body["limit"])
     if body.get("token") is not None:
@@ -146,13 +160,14 @@ def from_body(body: Any) -> SearchParams:
     _filter_crs(body.get("filter-crs"))
     if body.get("sortby") is not None:
         p.sortby = _sortby_body(body["sortby"])
-    if body.get("fields") is not None:
+    if "fields" in body:
         fields = body["fields"]
         if not isinstance(fields, dict) or set(fields) - {"include", "exclude"}:
             raise RequestError("fields must be an object with include and/or exclude lists", parameter="fields")
-        include = _string_list(fields.get("include") or [], "fields")
-        exclude = _string_list(fields.get("exclude") or [], "fields")
-        p.include, p.exclude = _fields(include + [f"-{e}" for e in exclude])
+        include, _ = _fields(_string_list(fields.get("include") or [], "fields"))
+        exclude, _ = _fields(_string_list(fields.get("exclude") or [], "fields"))
+        # include absent: everything but the exclusions; include null or []: the default set
+        p.fields = Fields(tuple(include) or None, tuple(exclude), default="include" in fields or not exclude)
     if body.get("q") is not None:
         q = body["q"]
         p.q = _free_text(q if isinstance(q, str) else ",".join(_string_list(q, "q")))
@@ -218,6 +233,11 @@ def _string_list(value: Any, parameter: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise RequestError(f"{parameter} must be a list of strings", parameter=parameter)
     return value
+
+
+def _string_or_list(value: Any, parameter: str) -> list[str]:
+    """A list of strings, or one comma-separated string (as some clients send in a POST)."""
+    return value.split(",") if isinstance(value, str) else _string_list(value, parameter)
 
 
 def _names(values: list[str], parameter: str) -> list[str]:
@@ -291,6 +311,7 @@ def _check_sorts(sorts: list[Sort]) -> list[Sort]:
 
 
 def _fields(entries: list[str]) -> tuple[list[str], list[str]]:
+    """``entries`` (``a``, ``+a``, ``-b``) as (include, exclude) paths; unknown members are refused."""
     if len(entries) > MAX_LIST:
         raise RequestError(f"fields lists {len(entries)} entries; at most {MAX_LIST}", parameter="fields")
     include: list[str] = []

@@ -23,7 +23,7 @@ import duckdb
 
 from halodb.errors import RequestError
 from halodb.serve import cql2_sql, spatial
-from halodb.serve.params import SearchParams
+from halodb.serve.params import Fields, SearchParams
 from halodb.serve.snapshot import Snapshot, Version
 
 __all__ = ["Hit", "Page", "conditions", "count", "decode_token", "encode_token", "run_search"]
@@ -157,24 +157,40 @@ def run_search(
     return Page(version, hits, matched, offset, p.limit)
 
 
-def select_fields(item: dict[str, Any], include: list[str] | None, exclude: list[str] | None) -> dict[str, Any]:
-    """The fields extension: keep only ``include`` paths (when given), then drop ``exclude`` paths.
+#: what an item keeps whatever ``fields`` include: it stays an identifiable, linked feature
+MINIMAL_FIELDS = ("type", "stac_version", "id", "links")
+#: what a search returns of an item when ``fields`` is given empty (the fields extension's default)
+DEFAULT_FIELDS = ("type", "stac_version", "stac_extensions", "id", "collection", "geometry", "bbox", "links", "assets",
+                  "properties.datetime", "properties.start_datetime", "properties.end_datetime")
 
-    ``type``, ``id`` and ``links`` stay unless excluded by name, so results remain features.
+
+def select_fields(item: dict[str, Any], fields: Fields | None) -> dict[str, Any]:
+    """The fields extension: the included paths (with :data:`MINIMAL_FIELDS`; or the default
+    set; or the whole item), then without the excluded ones — except where an included path is
+    the same or deeper, since inclusion wins (``-properties,+properties.platform`` keeps the
+    platform of the properties alone).
 
     >>> item = {"type": "Feature", "id": "a", "links": [], "properties": {"title": "t", "platform": "HALO"}}
-    >>> select_fields(item, ["properties.title"], None)
+    >>> select_fields(item, Fields(("properties.title",), (), default=False))
     {'type': 'Feature', 'id': 'a', 'links': [], 'properties': {'title': 't'}}
-    >>> select_fields(item, None, ["properties"])
+    >>> select_fields(item, Fields(None, ("properties",), default=False))
     {'type': 'Feature', 'id': 'a', 'links': []}
+    >>> select_fields(item, Fields(("properties.platform",), ("properties", "links"), default=False))
+    {'type': 'Feature', 'id': 'a', 'properties': {'platform': 'HALO'}}
     """
-    if include:
-        kept: dict[str, Any] = {k: item[k] for k in ("type", "id", "links") if k in item}
+    if fields is None:
+        return item
+    include = (MINIMAL_FIELDS + fields.include) if fields.include else (DEFAULT_FIELDS if fields.default else None)
+    if include is not None:
+        kept: dict[str, Any] = {}
         for path in include:
             _copy_path(item, kept, path.split("."))
         item = kept
-    for path in exclude or []:
-        _drop_path(item, path.split("."))
+    else:
+        item = dict(item)
+    for path in fields.exclude:
+        if not any(i == path or i.startswith(path + ".") for i in fields.include or ()):
+            _drop_path(item, path.split("."))
     return item
 
 
