@@ -29,8 +29,8 @@ from hypothesis import strategies as st
 
 from halodb.errors import RequestError
 from halodb.serve import cql2_sql, spatial
+from halodb.serve.snapshot import FILL_SEARCH_ROWS, SCHEMA
 
-SCHEMA = (Path(__file__).resolve().parents[1] / "halodb" / "serve" / "snapshot_schema.sql").read_text()
 T0 = datetime(2024, 8, 1, tzinfo=timezone.utc)
 
 PLATFORMS = ["HALO", "HALO-2", "P3", "halo", "Hälo", "it's", 'a"b', "50%_x", "a\\b"]
@@ -137,6 +137,11 @@ def make_items(count: int, seed: int = 11) -> list[Item]:
     return items
 
 
+def _number(value: Any) -> float | None:
+    """``eo:cloud_cover`` as the snapshot reads it (TRY_CAST to DOUBLE: a non-number is NULL)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def snapshot(items: list[Item]) -> duckdb.DuckDBPyConnection:
     """An in-memory snapshot database holding ``items`` (one version each), with
     ``halodb_spatial`` registered."""
@@ -153,7 +158,7 @@ def snapshot(items: list[Item]) -> duckdb.DuckDBPyConnection:
         rows.append((
             f"cid-{item.n}", item.id, p["collection"], item.instant, item.start, item.end, t_start, t_end,
             xmin, ymin, xmax, ymax, p["platform"], p["instruments"], p["title"], p["description"], p["keywords"],
-            "", json.dumps(item.geometry) if item.geometry else None,
+            p.get("mission"), _number(p.get("eo:cloud_cover")), "", json.dumps(item.geometry) if item.geometry else None,
             shapely.to_wkb(shape) if shape is not None else None, json.dumps(item.stac()),
         ))
     columns = [name for name, *_ in con.execute("DESCRIBE items").fetchall()]
@@ -163,6 +168,7 @@ def snapshot(items: list[Item]) -> duckdb.DuckDBPyConnection:
         {"key": i.props["halodb:key"], "item_cid": f"cid-{i.n}", "data_cid": i.props["halodb:data_cid"],
          "path": i.props["halodb:path"]} for i in items])
     con.execute("INSERT INTO versions SELECT key, item_cid, data_cid, path, 0, NULL FROM version_rows")
+    con.execute(FILL_SEARCH_ROWS)
     spatial.register(con)
     return con
 
@@ -171,7 +177,7 @@ def select(con: duckdb.DuckDBPyConnection, where: str, params: list[Any]) -> set
     """The ids of the items ``where`` selects, through a fresh cursor (as the server does)."""
     cur = con.cursor()
     try:
-        rows = cur.execute(f"SELECT i.id FROM items i JOIN versions v USING (item_cid) WHERE {where}", params).fetchall()
+        rows = cur.execute(f"SELECT i.id FROM search_rows AS i WHERE {where}", params).fetchall()
     finally:
         cur.close()
     return {r[0] for r in rows}

@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 
 from halodb.errors import RequestError
 from halodb.serve import spatial
+from halodb.serve.snapshot import SCHEMA
 
-from .test_serve_cql2 import ITEMS, SCHEMA, Item, select, snapshot
+from .test_serve_cql2 import ITEMS, Item, select, snapshot
 
 SHAPES = {i.id: shapely.geometry.shape(i.geometry) for i in ITEMS if i.geometry is not None}
 
@@ -139,8 +140,8 @@ def test_function_survives_unreadable_and_invalid_geometry() -> None:
     db = snapshot([_point(1, 0.5, 0.5), _point(2, 0.2, 0.2)])
     try:
         bowtie = shapely.Polygon([(0, 0), (1, 1), (1, 0), (0, 1), (0, 0)])
-        db.execute("UPDATE items SET wkb = ? WHERE id = 'item-0001'", [shapely.to_wkb(bowtie)])
-        db.execute("UPDATE items SET wkb = ? WHERE id = 'item-0002'", [b"\x01\x02garbage"])
+        db.execute("UPDATE search_rows SET wkb = ? WHERE id = 'item-0001'", [shapely.to_wkb(bowtie)])
+        db.execute("UPDATE search_rows SET wkb = ? WHERE id = 'item-0002'", [b"\x01\x02garbage"])
         assert select(db, *spatial.intersects_sql(shapely.box(0, 0, 1, 1))) == {"item-0001"}
     finally:
         db.close()

@@ -19,9 +19,7 @@ deadline is interrupted (503), never left running.
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import duckdb
+import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -40,6 +39,7 @@ from halodb.errors import HaloDBError, RequestError
 from halodb.serve import changes as changes_mod
 from halodb.serve import collections as collections_mod
 from halodb.serve import documents, pages, params, search
+from halodb.serve.deadlines import WATCHDOG
 from halodb.serve.documents import GEOJSON, JSON, Base, link
 from halodb.serve.queryables import queryables_document
 from halodb.serve.snapshot import Snapshot, SnapshotHolder, Version
@@ -82,7 +82,7 @@ class Ask:
                 "HaloDB-Commit-Time": _time(self.version.time)}
 
     def json(self, body: Any, media_type: str = JSON, status: int = 200) -> Response:
-        return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(), status_code=status,
+        return Response(orjson.dumps(body), status_code=status,
                         media_type=media_type, headers=self.headers())
 
     def html(self, text: str, status: int = 200) -> Response:
@@ -188,16 +188,14 @@ def _format(request: Request) -> str:
 def _cursor(ask: Ask) -> Iterator[duckdb.DuckDBPyConnection]:
     """A cursor for this request, interrupted if its queries outlast the deadline."""
     cur = ask.snap.cursor()
-    timer = threading.Timer(ask.options.deadline, cur.interrupt)
-    timer.daemon = True
-    timer.start()
+    ticket = WATCHDOG.watch(cur, ask.options.deadline)
     try:
         yield cur
     except duckdb.InterruptException:
         raise RequestError(f"the query ran longer than {ask.options.deadline:g} s and was stopped; narrow the search",
                            status=503) from None
     finally:
-        timer.cancel()
+        WATCHDOG.release(ticket)
         cur.close()
 
 
@@ -209,7 +207,7 @@ async def _read_body(request: Request) -> Any:
             raise RequestError(f"the request body is larger than {MAX_BODY} bytes", parameter="body", status=413)
         chunks.append(chunk)
     try:
-        return json.loads(b"".join(chunks) or b"{}")
+        return orjson.loads(b"".join(chunks) or b"{}")
     except ValueError as exc:
         raise RequestError(f"the request body is not JSON: {exc}", parameter="body") from None
 

@@ -1,7 +1,7 @@
 """The properties a search may filter and sort on, and the SQL each one reads.
 
-Every query of the server reads one snapshot (``snapshot_schema.sql``) with the items table
-aliased ``i`` and the versions table aliased ``v``. A CQL2 ``filter``, a ``sortby`` and the
+Every search of the server reads one snapshot's ``search_rows`` (``snapshot.py``: each
+version of a dataset with its item's columns) aliased ``i``. A CQL2 ``filter``, a ``sortby`` and the
 ``/queryables`` documents all come from :data:`QUERYABLES`: a property not listed here is
 refused with a 400 naming it, never passed to SQL.
 
@@ -44,21 +44,20 @@ QUERYABLES: dict[str, Queryable] = {q.name: q for q in (
     Queryable("datetime", "i.t_start", "interval", "Acquisition time (or start of the time range)", _TIME),
     Queryable("start_datetime", "i.start_datetime", "timestamp", "Start of the time range", _TIME),
     Queryable("end_datetime", "i.end_datetime", "timestamp", "End of the time range", _TIME),
-    Queryable("geometry", "i.geometry", "geometry", "Footprint",
+    Queryable("geometry", "i.wkb", "geometry", "Footprint",
               {"$ref": "https://geojson.org/schema/Geometry.json"}, sortable=False),
     Queryable("platform", "i.platform", "string", "Platform (e.g. HALO)", _STRING),
     Queryable("instruments", "i.instruments", "array", "Instruments", _STRINGS, sortable=False),
     Queryable("title", "i.title", "string", "Title", _STRING),
     Queryable("description", "i.description", "string", "Description", _STRING),
     Queryable("keywords", "i.keywords", "array", "Keywords", _STRINGS, sortable=False),
-    # read from the item's JSON: STAC common metadata and the eo extension, which
-    # stac-api-validator's filter checks name whatever /queryables says
-    Queryable("mission", "json_extract_string(i.item, '$.properties.mission')", "string", "Mission", _STRING),
-    Queryable("eo:cloud_cover", "TRY_CAST(json_extract_string(i.item, '$.properties.\"eo:cloud_cover\"') AS DOUBLE)",
-              "number", "Cloud cover (%)", {"type": "number", "minimum": 0, "maximum": 100}),
-    Queryable("halodb:key", "v.key", "string", "Dataset key in the HaloDB index", _STRING),
-    Queryable("halodb:data_cid", "v.data_cid", "string", "CID of the dataset's data (e.g. its Zarr store)", _STRING),
-    Queryable("halodb:path", "v.path", "string", "Path of the dataset in the campaign tree", _STRING),
+    # STAC common metadata and the eo extension, which stac-api-validator's filter checks
+    # name whatever /queryables says
+    Queryable("mission", "i.mission", "string", "Mission", _STRING),
+    Queryable("eo:cloud_cover", "i.cloud_cover", "number", "Cloud cover (%)", {"type": "number", "minimum": 0, "maximum": 100}),
+    Queryable("halodb:key", "i.key", "string", "Dataset key in the HaloDB index", _STRING),
+    Queryable("halodb:data_cid", "i.data_cid", "string", "CID of the dataset's data (e.g. its Zarr store)", _STRING),
+    Queryable("halodb:path", "i.path", "string", "Path of the dataset in the campaign tree", _STRING),
 )}
 
 

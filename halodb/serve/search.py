@@ -1,7 +1,8 @@
 """Item search over a snapshot: checked :class:`~halodb.serve.params.SearchParams` to SQL, run
 against one version of the history.
 
-Every query reads the items valid in one commit (``v.from_seq <= seq < v.to_seq``), so the
+Every query reads the items valid in one commit (``i.from_seq <= seq < i.to_seq`` in the
+snapshot's ``search_rows``), so the
 head and any past version are answered the same way; and every page is ordered totally (the
 sort keys, then the dataset key, which is unique in a version), so paging with a token —
 which names the commit and the offset — is stable even when the served name moves between
@@ -14,12 +15,11 @@ two pages.
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import orjson
 
 from halodb.errors import RequestError
 from halodb.serve import cql2_sql, spatial
@@ -31,11 +31,7 @@ __all__ = ["Hit", "Page", "conditions", "count", "decode_token", "encode_token",
 #: the deepest offset a token may ask for: deeper pages need a narrower search
 MAX_OFFSET = 10_000_000
 DEFAULT_ORDER = "i.t_start DESC NULLS LAST, i.collection NULLS FIRST, i.id"
-_IN_VERSION = "v.from_seq <= ? AND (v.to_seq IS NULL OR ? < v.to_seq)"
-_JOINED = "FROM versions AS v JOIN items AS i ON i.item_cid = v.item_cid"
-_JSON_COLUMNS = re.compile(r"\bi\.(item|geometry)\b")  # only in `items`, not in `search_rows`
-_VERSION_COLUMN = re.compile(r"\bv\.(?=\w)")
-_ITEM_ROW = "i.item_row"  # the row of `items` holding the item's JSON (`i.rowid` when joined)
+_IN_VERSION = "i.from_seq <= ? AND (i.to_seq IS NULL OR ? < i.to_seq)"
 
 
 @dataclass(frozen=True)
@@ -117,18 +113,12 @@ def conditions(p: SearchParams, *, collection: str | None = None) -> tuple[list[
 
 
 def _query(select: str, where: list[str], tail: str = "") -> str:
-    """``SELECT select FROM (the items of a version) WHERE where tail``, over ``v`` and ``i``.
-
-    It reads the table ``search_rows`` (``versions`` with its items' columns, no join) unless
-    the query needs the item's JSON, which only ``items`` holds; then it joins the two.
+    """``SELECT select FROM search_rows AS i WHERE (in the version) AND where tail``.
 
     >>> _query("count(*)", ["i.platform = ?"])
     'SELECT count(*) FROM search_rows AS i WHERE i.from_seq <= ? AND (i.to_seq IS NULL OR ? < i.to_seq) AND i.platform = ?'
     """
-    text = f"SELECT {select} {_JOINED} WHERE {' AND '.join([_IN_VERSION, *where])}{tail}"
-    if _JSON_COLUMNS.search(text):
-        return text.replace(_ITEM_ROW, "i.rowid")
-    return _VERSION_COLUMN.sub("i.", text.replace(_JOINED, "FROM search_rows AS i"))
+    return f"SELECT {select} FROM search_rows AS i WHERE {' AND '.join([_IN_VERSION, *where])}{tail}"
 
 
 def count(cur: duckdb.DuckDBPyConnection, version: Version, where: list[str], params: list[Any]) -> int:
@@ -144,16 +134,16 @@ def run_search(
     """One page of the items of ``version`` that ``p`` matches."""
     where, params = conditions(p, collection=collection)
     order = ", ".join(f"{s.sql} {'DESC' if s.descending else 'ASC'} NULLS LAST" for s in p.sortby)
-    order = f"{order + ', ' if order else ''}{DEFAULT_ORDER}, v.key"
+    order = f"{order + ', ' if order else ''}{DEFAULT_ORDER}, i.key"
     matched = count(cur, version, where, params)
     rows = cur.execute(
-        _query(f"v.key, v.data_cid, v.path, v.item_cid, {_ITEM_ROW}", where, f" ORDER BY {order} LIMIT ? OFFSET ?"),
+        _query("i.key, i.data_cid, i.path, i.item_cid, i.item_row", where, f" ORDER BY {order} LIMIT ? OFFSET ?"),
         [version.seq, version.seq, *params, p.limit, offset],
     ).fetchall() if offset < matched else []
     # the JSON of the page's items only: sorting and paging never carry it
     texts = dict(cur.execute("SELECT rowid, item FROM items WHERE rowid IN (SELECT unnest(?::BIGINT[]))",
                              [[row[4] for row in rows]]).fetchall()) if rows else {}
-    hits = [Hit(key, data_cid, path, item_cid, json.loads(texts[row])) for key, data_cid, path, item_cid, row in rows]
+    hits = [Hit(key, data_cid, path, item_cid, orjson.loads(texts[row])) for key, data_cid, path, item_cid, row in rows]
     return Page(version, hits, matched, offset, p.limit)
 
 

@@ -30,7 +30,7 @@ from halodb.cache import Cache
 from halodb.errors import InputError
 from halodb.serve import spatial
 
-__all__ = ["Snapshot", "SnapshotHolder", "Version"]
+__all__ = ["FILL_SEARCH_ROWS", "SCHEMA", "Snapshot", "SnapshotHolder", "Version"]
 
 SCHEMA = files("halodb.serve").joinpath("snapshot_schema.sql").read_text(encoding="utf-8")
 
@@ -50,6 +50,8 @@ _ITEMS = """
 SELECT s.item_cid, s.id, s.collection, s.datetime, s.start_datetime, s.end_datetime, s.bbox,
        s.platform, s.instruments, s.title,
        json_extract_string(s.item, '$.properties.description') AS description, s.keywords,
+       json_extract_string(s.item, '$.properties.mission') AS mission,
+       TRY_CAST(json_extract_string(s.item, '$.properties."eo:cloud_cover"') AS DOUBLE) AS cloud_cover,
        CAST(json_extract(s.item, '$.geometry') AS VARCHAR) AS geometry, CAST(s.item AS VARCHAR) AS item
 FROM stac_items AS s
 WHERE s.item_cid IN (SELECT item_cid FROM item_versions WHERE name = ?)"""
@@ -64,7 +66,7 @@ SELECT item_cid, id, collection, datetime, start_datetime, end_datetime,
        CASE WHEN len(bbox) IN (4, 6) THEN bbox[2] ELSE gymin END,
        CASE len(bbox) WHEN 4 THEN bbox[3] WHEN 6 THEN bbox[4] ELSE gxmax END,
        CASE len(bbox) WHEN 4 THEN bbox[4] WHEN 6 THEN bbox[5] ELSE gymax END,
-       platform, instruments, title, description, keywords,
+       platform, instruments, title, description, keywords, mission, cloud_cover,
        lower(concat_ws(' ', title, description, array_to_string(keywords, ' '))),
        CASE WHEN geometry IS NULL OR geometry = 'null' THEN NULL ELSE geometry END, wkb, item
 FROM src"""
@@ -73,7 +75,7 @@ FROM src"""
 # item, so that a search filters one table instead of joining 100,000 rows on item_cid per
 # query; ordered by time, so that DuckDB's zone maps skip row groups for time conditions. The
 # JSON (item, geometry) stays in `items` only: a page fetches its items by `item_row`.
-_FILL_SEARCH_ROWS = """
+FILL_SEARCH_ROWS = """
 CREATE TABLE search_rows AS
 SELECT v.key, v.data_cid, v.path, v.from_seq, v.to_seq, i.rowid AS item_row, i.* EXCLUDE (geometry, item)
 FROM versions AS v JOIN items AS i ON i.item_cid = v.item_cid
@@ -134,7 +136,7 @@ class Snapshot:
             con.register("src", commits)
             con.execute("INSERT INTO commits SELECT * FROM src")
             con.unregister("src")
-            con.execute(_FILL_SEARCH_ROWS)
+            con.execute(FILL_SEARCH_ROWS)
             spatial.register(con)  # added to the database: every cursor of it has the function
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")

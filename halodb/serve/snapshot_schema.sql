@@ -29,6 +29,8 @@ CREATE TABLE items (
     title          VARCHAR,
     description    VARCHAR,
     keywords       VARCHAR[],
+    mission        VARCHAR,         -- properties.mission (STAC common metadata)
+    cloud_cover    DOUBLE,          -- properties."eo:cloud_cover"
     text           VARCHAR,         -- lower-case title, description and keywords: for q
     geometry       VARCHAR,         -- the GeoJSON geometry as JSON text (NULL when null)
     wkb            BLOB,            -- the same geometry as WKB (shapely), for exact spatial tests
