@@ -37,6 +37,7 @@ from halodb.errors import (
     MigrationError,
     NameUpdateError,
     QueryError,
+    RequestError,
     ResolverError,
     UnixFSError,
     VerificationError,
@@ -219,7 +220,7 @@ LIBRARIES = {  # library -> the top-level packages its exceptions are defined in
 }
 
 BOUNDARY_MODULES = ["halodb.blockstore._boundary", "halodb.naming._boundary", "halodb.naming.ipns_record",
-                    "halodb.cache._boundary", "halodb.scan._boundary"]
+                    "halodb.cache._boundary", "halodb.scan._boundary", "halodb.serve._boundary"]
 
 # every map, and the one HaloDB error class it gives (the class users saw before the maps)
 EXPECTED_MAPS: dict[str, tuple[str, type[HaloDBError]]] = {
@@ -234,6 +235,7 @@ EXPECTED_MAPS: dict[str, tuple[str, type[HaloDBError]]] = {
     "halodb.cache._boundary.DUCKDB_QUERY": ("duckdb", QueryError),
     "halodb.cache._boundary.DUCKDB_MIGRATION": ("duckdb", MigrationError),
     "halodb.scan._boundary.ZARR": ("zarr", DatasetError),
+    "halodb.serve._boundary.DUCKDB_REQUEST": ("duckdb", RequestError),
 }
 
 

@@ -1,6 +1,6 @@
 """``halodb serve``: the STAC API answers what the cache holds, as of any version.
 
-A real home with 2,000 generated items in three versions (tests/serve_fixture.py), synced
+A real home with 3,000 generated items in three versions (tests/serve_fixture.py), synced
 into a real DuckDB cache and served by the CLI in a subprocess. Searches made with
 ``pystac-client`` (the client this field uses) are compared with the same question asked in
 SQL of the cache (``halodb sql``'s read-only path), with shapely as the oracle of exact
@@ -27,7 +27,7 @@ from halodb.serve import search
 
 from .serve_fixture import Catalog, ServerProcess, build_catalog, start_server
 
-N_ITEMS = 2000
+N_ITEMS = 3000
 
 
 @pytest.fixture(scope="module")

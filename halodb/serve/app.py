@@ -20,8 +20,8 @@ deadline is interrupted (503), never left running.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,7 +39,7 @@ from halodb.errors import HaloDBError, RequestError
 from halodb.serve import changes as changes_mod
 from halodb.serve import collections as collections_mod
 from halodb.serve import documents, pages, params, search
-from halodb.serve.deadlines import WATCHDOG
+from halodb.serve.deadlines import bounded
 from halodb.serve.documents import GEOJSON, JSON, Base, link
 from halodb.serve.queryables import queryables_document
 from halodb.serve.snapshot import Snapshot, SnapshotHolder, Version
@@ -184,19 +184,9 @@ def _format(request: Request) -> str:
     return "json"
 
 
-@contextmanager
-def _cursor(ask: Ask) -> Iterator[duckdb.DuckDBPyConnection]:
+def _cursor(ask: Ask) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
     """A cursor for this request, interrupted if its queries outlast the deadline."""
-    cur = ask.snap.cursor()
-    ticket = WATCHDOG.watch(cur, ask.options.deadline)
-    try:
-        yield cur
-    except duckdb.InterruptException:
-        raise RequestError(f"the query ran longer than {ask.options.deadline:g} s and was stopped; narrow the search",
-                           status=503) from None
-    finally:
-        WATCHDOG.release(ticket)
-        cur.close()
+    return bounded(ask.snap.cursor(), ask.options.deadline)
 
 
 async def _read_body(request: Request) -> Any:

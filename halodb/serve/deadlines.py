@@ -6,7 +6,6 @@ whose deadline passed and that are still held (a thread per request cost ~5 % of
 server's time). A cursor is never interrupted after it was released: both happen under one
 lock.
 
->>> import duckdb
 >>> dog = Watchdog()
 >>> cur = duckdb.connect().cursor()
 >>> ticket = dog.watch(cur, 0.05)
@@ -21,11 +20,20 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
-__all__ = ["WATCHDOG", "Interruptible", "Ticket", "Watchdog"]
+import duckdb
+
+from halodb.serve._boundary import DUCKDB_REQUEST
+
+__all__ = ["WATCHDOG", "Interruptible", "Ticket", "Watchdog", "bounded"]
+
+log = logging.getLogger("halodb.serve")
 
 
 class Interruptible(Protocol):
@@ -82,3 +90,29 @@ class Watchdog:
 
 #: the watchdog of this process's server
 WATCHDOG = Watchdog()
+
+
+@contextmanager
+def bounded(cursor: duckdb.DuckDBPyConnection, seconds: float) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Use ``cursor`` for at most ``seconds``, then close it: a query still running then is
+    interrupted and becomes a :class:`~halodb.errors.RequestError` with status 503 (any other
+    DuckDB failure one with status 400: see :mod:`halodb.serve._boundary`).
+
+    >>> with bounded(duckdb.connect().cursor(), 0.05) as cur:  # doctest: +ELLIPSIS
+    ...     cur.execute("SELECT count(*) FROM range(100000000000) AS a")
+    Traceback (most recent call last):
+    ...
+    halodb.errors.RequestError: the query ran longer than 0.05 s and was stopped; narrow the search
+    """
+    ticket = WATCHDOG.watch(cursor, seconds)
+    try:
+        yield cursor
+    except DUCKDB_REQUEST.caught as exc:
+        if isinstance(exc, duckdb.InterruptException):
+            raise DUCKDB_REQUEST.translate(exc, f"the query ran longer than {seconds:g} s and was stopped; narrow "
+                                           "the search", status=503) from None
+        log.warning("a query of a request failed: %s", exc)
+        raise DUCKDB_REQUEST.translate(exc, f"the search could not be run: {exc}") from None
+    finally:
+        WATCHDOG.release(ticket)
+        cursor.close()

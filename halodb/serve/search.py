@@ -135,11 +135,14 @@ def run_search(
     where, params = conditions(p, collection=collection)
     order = ", ".join(f"{s.sql} {'DESC' if s.descending else 'ASC'} NULLS LAST" for s in p.sortby)
     order = f"{order + ', ' if order else ''}{DEFAULT_ORDER}, i.key"
-    matched = count(cur, version, where, params)
     rows = cur.execute(
         _query("i.key, i.data_cid, i.path, i.item_cid, i.item_row", where, f" ORDER BY {order} LIMIT ? OFFSET ?"),
         [version.seq, version.seq, *params, p.limit, offset],
-    ).fetchall() if offset < matched else []
+    ).fetchall()
+    # a page that is not full is the last one, so it tells how many matched: most searches
+    # (a box, a day, a collection) are one such page and need no second scan to count
+    matched = offset + len(rows) if 0 < len(rows) < p.limit or (offset == 0 and not rows) \
+        else count(cur, version, where, params)
     # the JSON of the page's items only: sorting and paging never carry it
     texts = dict(cur.execute("SELECT rowid, item FROM items WHERE rowid IN (SELECT unnest(?::BIGINT[]))",
                              [[row[4] for row in rows]]).fetchall()) if rows else {}
