@@ -36,9 +36,7 @@ import json
 import os
 import platform
 import random
-import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -55,6 +53,7 @@ from typing import Any
 import httpx
 
 import halodb
+from halodb.testing.servers import ServerProcess
 from halodb.demo.campaign import COLLECTIONS, generate_items, mutate_items
 from halodb.serve import params as params_mod
 from halodb.serve import search
@@ -98,55 +97,9 @@ def build_home(home: Path, n: int) -> dict[str, float]:
 
 
 # --- the servers ------------------------------------------------------------------------------
-class Server:
-    """A server in a subprocess, stopped by SIGINT; ``url`` once it answers."""
-
-    def __init__(self, label: str, argv: list[str], url: str | None = None, timeout: float = 600.0) -> None:
-        self.label = label
-        started = time.perf_counter()
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                        env={**os.environ, "PYTHONUNBUFFERED": "1", "HALODB_AUTHOR": "bench"})
-        self.lines: list[str] = []
-        self.url = url or ""
-        found = threading.Event()
-
-        def read() -> None:
-            assert self.process.stderr is not None
-            for line in self.process.stderr:
-                self.lines.append(line.rstrip("\n"))
-                match = re.search(r" at (http://\S+/)$", line.strip())
-                if match and not self.url:
-                    self.url = match.group(1)
-                    found.set()
-            found.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        deadline = time.monotonic() + timeout
-        if url is None and not found.wait(timeout):
-            self.stop()
-            raise RuntimeError(f"{label} did not start:\n" + "\n".join(self.lines[-20:]))
-        while time.monotonic() < deadline:  # until it answers
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{label} exited:\n" + "\n".join(self.lines[-20:]))
-            try:
-                if self.url and httpx.get(self.url, timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        else:
-            self.stop()
-            raise RuntimeError(f"{label} did not answer within {timeout:g} s")
-        self.startup_s = time.perf_counter() - started
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+def start_server(label: str, argv: list[str], url: str | None = None, timeout: float = 600.0) -> ServerProcess:
+    """A server in a subprocess (``halodb.testing.servers``), stopped by SIGINT; ``url`` once it answers."""
+    return ServerProcess(label, argv, url=url, timeout=timeout, env={"HALODB_AUTHOR": "bench"})
 
 
 def free_port() -> int:
@@ -333,7 +286,7 @@ def main() -> None:
           f"{os.cpu_count()} CPUs), {args.items:,} items, workdir {workdir}", flush=True)
     results: dict[str, Any] = {"items": args.items}
     home = workdir / f"home-{args.items}"
-    servers: list[Server] = []
+    servers: list[ServerProcess] = []
     try:
         built = workdir / f"home-{args.items}.built"
         if not built.exists():
@@ -359,16 +312,16 @@ def main() -> None:
             print(f"export geoparquet {results['export_s']:.1f} s ({parquet.stat().st_size / 1e6:.1f} MB)", flush=True)
 
         launcher = [str(args.server_script)] if args.server_script else ["-m", "halodb"]
-        ours = Server("halodb serve", [sys.executable, *launcher, "--home", str(home), "serve", NAME, "--port", "0"])
+        ours = start_server("halodb serve", [sys.executable, *launcher, "--home", str(home), "serve", NAME, "--port", "0"])
         servers.append(ours)
         results["halodb_startup_s"] = ours.startup_s
         print(f"halodb serve answering after {ours.startup_s:.2f} s (process start + snapshot build)", flush=True)
-        theirs: Server | None = None
+        theirs: ServerProcess | None = None
         if not args.no_rustac and rustac:
             port = free_port()
             # --use-duckdb false: its DuckDB backend INSTALLs the spatial extension from the
             # internet at the first search and hangs offline; the memory backend loads the file
-            theirs = Server("rustac serve", [rustac, "serve", "--use-duckdb", "false", str(parquet),
+            theirs = start_server("rustac serve", [rustac, "serve", "--use-duckdb", "false", str(parquet),
                                              "--addr", f"127.0.0.1:{port}"],
                             url=f"http://127.0.0.1:{port}/")
             servers.append(theirs)

@@ -14,18 +14,8 @@ if path=$(find_chromium); then
   echo "$path: $("$path" --version 2>/dev/null || echo 'version unknown')"
   exit 0
 fi
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "install-chromium: Chromium is missing and apt-get is not available; install chromium with your package manager" >&2
-  exit 1
-fi
-if [ "$(id -u)" -eq 0 ]; then
-  sudo=()
-elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-  sudo=(sudo -n)
-else
-  echo "install-chromium: Chromium is missing; run as root or install it: apt-get install chromium" >&2
-  exit 1
-fi
+. "$(dirname "$0")/apt-privileges.sh"
+apt_privileges install-chromium Chromium chromium
 echo "install-chromium: installing Chromium from apt (chromium)" >&2
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq

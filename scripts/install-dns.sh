@@ -9,18 +9,8 @@ have() { command -v named >/dev/null 2>&1 && command -v named-checkconf >/dev/nu
 if have; then
   exit 0
 fi
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "install-dns: BIND 9 (named) is missing and apt-get is not available; install bind9 with your package manager" >&2
-  exit 1
-fi
-if [ "$(id -u)" -eq 0 ]; then
-  sudo=()
-elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-  sudo=(sudo -n)
-else
-  echo "install-dns: BIND 9 (named) is missing; run as root or install it: apt-get install bind9" >&2
-  exit 1
-fi
+. "$(dirname "$0")/apt-privileges.sh"
+apt_privileges install-dns "BIND 9 (named)" bind9
 echo "install-dns: installing BIND 9 from apt (bind9, without the service started)" >&2
 # policy-rc.d 101 keeps the package's maintainer scripts from starting the service
 policy=/usr/sbin/policy-rc.d

@@ -16,13 +16,8 @@ version, so a test can compute what any search must return.
 
 from __future__ import annotations
 
-import os
 import random
-import re
-import signal
-import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -30,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import halodb
+from halodb.testing import servers
 
 from .conftest import cid_for
 
@@ -144,41 +140,12 @@ def build_catalog(home: Path, n: int, *, seed: int = 0) -> Catalog:
     return catalog
 
 
-class ServerProcess:
-    """``halodb --home HOME serve NAME --port 0`` in a subprocess; :attr:`url` once it listens."""
+class ServerProcess(servers.ServerProcess):
+    """``halodb --home HOME serve ARGS --port 0`` in a subprocess; :attr:`url` once it answers."""
 
     def __init__(self, home: Path, *args: str, timeout: float = 120.0) -> None:
-        env = {**os.environ, "HALODB_AUTHOR": "tester", "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "halodb", "--home", str(home), "serve", *args, "--port", "0"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        self.lines: list[str] = []
-        ready = threading.Event()
-        self.url = ""
-
-        def read() -> None:
-            assert self.process.stderr is not None
-            for line in self.process.stderr:
-                self.lines.append(line.rstrip("\n"))
-                found = re.search(r" at (http://\S+/)$", line.strip())
-                if found and not self.url:
-                    self.url = found.group(1)
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not ready.wait(timeout) or not self.url:
-            self.stop()
-            raise RuntimeError("halodb serve did not start:\n" + "\n".join(self.lines))
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        super().__init__("halodb serve", [sys.executable, "-m", "halodb", "--home", str(home), "serve", *args, "--port", "0"],
+                         timeout=timeout, env={"HALODB_AUTHOR": "tester"})
 
 
 def start_server(home: Path, *args: str) -> Iterator[ServerProcess]:

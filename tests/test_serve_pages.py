@@ -167,7 +167,7 @@ def test_hostile_collections_and_search_results_render_as_text() -> None:
     html = render_collection(collection, items, Paging(matched=1), CTX)
     assert "<script" not in html and HOSTILE in _Dom(html).all_text
     form = SearchForm(q=HOSTILE, platform=HOSTILE, collection=HOSTILE)
-    html = render_search(form, SearchResults(items, 1), SearchChoices([HOSTILE], [(HOSTILE, HOSTILE)]), CTX,
+    html = render_search(form, SearchResults(items=items, matched=1), SearchChoices([HOSTILE], [(HOSTILE, HOSTILE)]), CTX,
                          error=HOSTILE)
     assert "<script" not in html and HOSTILE in _Dom(html).all_text
 
@@ -200,7 +200,7 @@ def test_a_collection_page_shows_extents_summaries_count_and_paged_items() -> No
 def test_the_search_page_has_a_plain_form_results_paging_and_api_links() -> None:
     form = SearchForm(q="HALO", start="2024-09-01", platform="HALO", collection="halo-flights")
     choices = SearchChoices(platforms=["HALO", "METEOR"], collections=[("halo-flights", "HALO research flights")])
-    results = SearchResults([halo_item()], matched=12, next_url="http://127.0.0.1:8000/?q=HALO&token=n1",
+    results = SearchResults(items=[halo_item()], matched=12, next_url="http://127.0.0.1:8000/?q=HALO&token=n1",
                             prev_url="http://127.0.0.1:8000/?q=HALO&token=p1", first=6)
     html = render_search(form, results, choices, CTX)
     dom = _Dom(html)

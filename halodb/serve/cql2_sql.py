@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 from typing import Any
@@ -210,40 +210,50 @@ def _prescan_text(text: str) -> None:
             raise _error(f"the filter has more than {MAX_NODES} terms")
 
 
-def _check_json(value: Any) -> None:
-    """Bound a JSON filter's nesting and size (iteratively: never a RecursionError)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    count = 0
-    while stack:
-        item, depth = stack.pop()
-        count += 1
-        if depth > _MAX_JSON_DEPTH:
-            raise _error(f"the cql2-json filter nests deeper than {MAX_DEPTH} levels")
-        if count > _MAX_JSON_VALUES:
-            raise _error(f"the cql2-json filter holds more than {_MAX_JSON_VALUES} values")
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-        elif isinstance(item, float) and not math.isfinite(item):
-            raise _error(f"the cql2-json filter holds the number {item}")
-
-
-def _check_tree(tree: Any) -> None:
-    """Bound the operator nesting and the node count of a parsed filter."""
-    stack: list[tuple[Any, int]] = [(tree, 1)]
+def _walk_bounded(root: Any, children: Callable[[Any], Iterable[Any]], max_depth: int, max_count: int,
+                  too_deep: str, too_many: str) -> Iterator[Any]:
+    """Every node under ``root`` (iteratively: never a RecursionError), refusing a tree deeper
+    than ``max_depth`` (``too_deep``) or larger than ``max_count`` nodes (``too_many``)."""
+    stack: list[tuple[Any, int]] = [(root, 1)]
     count = 0
     while stack:
         node, depth = stack.pop()
         count += 1
-        if count > MAX_NODES:
-            raise _error(f"the filter has more than {MAX_NODES} nodes")
-        if depth > MAX_DEPTH:
-            raise _error(f"the filter nests deeper than {MAX_DEPTH} levels")
+        if count > max_count:
+            raise _error(too_many)
+        if depth > max_depth:
+            raise _error(too_deep)
+        yield node
+        stack.extend((child, depth + 1) for child in children(node))
+
+
+def _check_json(value: Any) -> None:
+    """Bound a JSON filter's nesting and size, and refuse non-finite numbers."""
+    def children(item: Any) -> Iterable[Any]:
+        found: Iterable[Any] = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        return found
+
+    for item in _walk_bounded(value, children, _MAX_JSON_DEPTH, _MAX_JSON_VALUES,
+                              f"the cql2-json filter nests deeper than {MAX_DEPTH} levels",
+                              f"the cql2-json filter holds more than {_MAX_JSON_VALUES} values"):
+        if isinstance(item, float) and not math.isfinite(item):
+            raise _error(f"the cql2-json filter holds the number {item}")
+
+
+def _check_tree(tree: Any) -> None:
+    """Bound the operator nesting and the node count of a parsed filter (an array literal's
+    members are nodes too)."""
+    def children(node: Any) -> Iterable[Any]:
+        found: Iterable[Any] = ()
         if isinstance(node, dict) and "op" in node and isinstance(node.get("args"), list):
-            stack.extend((arg, depth + 1) for arg in node["args"])
-        elif isinstance(node, list):  # an array literal: its members are nodes
-            stack.extend((member, depth + 1) for member in node)
+            found = node["args"]
+        elif isinstance(node, list):
+            found = node
+        return found
+
+    for _ in _walk_bounded(tree, children, MAX_DEPTH, MAX_NODES, f"the filter nests deeper than {MAX_DEPTH} levels",
+                           f"the filter has more than {MAX_NODES} nodes"):
+        pass
 
 
 # --- typed values ------------------------------------------------------------------------

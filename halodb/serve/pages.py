@@ -126,14 +126,10 @@ class Paging:
 
 
 @dataclass(frozen=True)
-class SearchResults:
-    """The items a search found (STAC item dicts), with :class:`Paging`'s fields."""
+class SearchResults(Paging):
+    """The items a search found (STAC item dicts), and where they stand (:class:`Paging`)."""
 
-    items: Sequence[Mapping[str, Any]]
-    matched: int | None = None
-    next_url: str | None = None
-    prev_url: str | None = None
-    first: int = 1
+    items: Sequence[Mapping[str, Any]] = ()
 
 
 @dataclass(frozen=True)
