@@ -386,7 +386,7 @@ class InputError(HaloDBError):
 class RequestError(InputError):
     """A request to ``halodb serve`` is invalid: ``.parameter`` names the query parameter, body
     field or path part that was wrong; ``.status`` is the HTTP status it gets: 404 for an
-    unknown collection, item or version, 400 when not given)."""
+    unknown collection, item or version, 400 when not given."""
 
     parameter: str | None = None
     status: int | None = None

@@ -259,6 +259,8 @@ def test_changes_between_versions_as_json_and_atom(http: httpx.Client, catalog: 
     ("/search", {"token": "bafyforged:10"}, "token", 400),
     ("/search", {"colections": "typo"}, "colections", 400),
     ("/search", {"as_of": "2020-01-01T00:00:00Z"}, "as_of", 404),
+    ("/search", {"as_of": "yesterday"}, "as_of", 400),
+    ("/collections", {"as_of": "2024-09-01T00:00:00Z/.."}, "as_of", 400),
     ("/search", {"intersects": "{not json"}, "intersects", 400),
     ("/search", {"bbox": "0,0,1,1", "intersects": '{"type": "Point", "coordinates": [0, 0]}'}, "intersects", 400),
     ("/collections/nosuch", {}, "collection", 404),

@@ -107,7 +107,7 @@ def run_demo(home: Path | None, echo: Callable[[str], Any] = print) -> dict[str,
              f"      HALODB_HOME={home} halodb serve {NAME}\n"
              f"    then open http://127.0.0.1:8000/ in a browser, or search it:\n"
              f"      python -c \"from pystac_client import Client; "
-             f"print(len(list(Client.open('http://127.0.0.1:8000/').search(collections=['HALO']).items())))\"")
+             f"print(len(list(Client.open('http://127.0.0.1:8000/').search(collections=['halo-flights']).items())))\"")
         return {"home": home, "versions": len(versions), "items": total, "distinct": distinct,
                 "seconds": elapsed, "answers": answers}
     finally:

@@ -72,6 +72,7 @@ class Ask:
     pinned: bool  # asked under /versions/{cid}/
     as_of: datetime | None
     fmt: str  # json, html or atom
+    options: ServeOptions
 
     @property
     def query(self) -> dict[str, str]:
@@ -94,14 +95,12 @@ class Ask:
             root_url=self.base.root, as_of=None if self.as_of is None else _time(self.as_of), pinned=self.pinned,
             gateway=self.options.gateway)
 
-    options: ServeOptions = ServeOptions()
-
 
 def create_app(holder: SnapshotHolder, options: ServeOptions | None = None) -> Starlette:
     """The Starlette application answering from ``holder``'s current snapshot."""
     options = options or ServeOptions()
 
-    def handler(fn: Callable[[Ask], Response], *, extra: frozenset[str] = frozenset()) -> Callable[[Request], Awaitable[Response]]:
+    def handler(fn: Callable[[Ask], Response]) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             try:
                 ask = _resolve(request, holder.current, options)
@@ -156,18 +155,21 @@ def _resolve(request: Request, snap: Snapshot, options: ServeOptions) -> Ask:
     if "as_of" in request.query_params:
         if travelled:
             raise RequestError("give as_of or /versions/{commit}/, not both", parameter="as_of")
-        as_of = params.parse_datetime_interval(request.query_params["as_of"])[0]
-        if as_of is None or "/" in request.query_params["as_of"]:
-            raise RequestError("as_of must be one RFC 3339 date-time such as 2024-09-15T00:00:00Z", parameter="as_of")
+        text = request.query_params["as_of"]
+        try:
+            as_of = None if "/" in text else params.parse_datetime_interval(text)[0]
+        except RequestError:
+            as_of = None
+        if as_of is None:
+            raise RequestError(f"as_of must be one RFC 3339 date-time such as 2024-09-15T00:00:00Z, not {text[:40]!r}",
+                               parameter="as_of")
         found = snap.version_at(as_of)
         if found is None:
             raise RequestError(f"{snap.name} had no version at {_time(as_of)}; its first is {_time(snap.versions[0].time)}",
                                parameter="as_of", status=404)
         version, travelled = found, True
     base = Base(root, f"{root}versions/{version.cid}/" if travelled else root)
-    ask = Ask(request, snap, version, base, travelled, cid is not None, as_of, fmt)
-    ask.options = options
-    return ask
+    return Ask(request, snap, version, base, travelled, cid is not None, as_of, fmt, options)
 
 
 def _format(request: Request) -> str:

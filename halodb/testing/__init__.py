@@ -1,7 +1,8 @@
 """Conformance suites that an outside backend can run against its own implementation.
 
-Owns the suites every implementation of an interface must pass. May import every layer
-below (it uses blockstore, ipld and errors); never cli, its sibling; nothing imports it.
+Owns the suites every implementation of an interface must pass, and the harness that runs a
+server for tests. May import every layer below (it uses blockstore, ipld and errors); never
+cli, its sibling; nothing imports it.
 
 HaloDB's own backends are tested with these suites, and a third-party backend (a block
 store for some other system) imports the same classes and runs them in its own test
@@ -9,6 +10,8 @@ suite: whatever passes them behaves as the registry expects.
 
 * :mod:`halodb.testing.blockstore` -- :class:`~halodb.testing.blockstore.BlockStoreTests`,
   the suite every :class:`~halodb.blockstore.BlockStore` backend must pass.
+* :mod:`halodb.testing.servers` -- :class:`~halodb.testing.servers.ServerProcess`, a server
+  (``halodb serve``, or a peer STAC API) in a subprocess for tests and benchmarks.
 
 The suites are pytest test classes, so ``halodb.testing`` needs **pytest** (a test
 dependency: ``pip install 'halodb[test]'`` or just ``pytest``); the rest of HaloDB never
