@@ -112,10 +112,15 @@ class Snapshot:
 
     @classmethod
     def build(cls, cache: Cache, name: str) -> Snapshot:
-        """Copy ``name``'s history out of ``cache`` (read with :meth:`Cache.sql_arrow`)."""
-        commits = cache.sql_arrow(_COMMITS, [name])
-        versions_rows = cache.sql_arrow(_VERSIONS, [name])
-        items_rows = cache.sql_arrow(_ITEMS, [name])
+        """Copy ``name``'s history out of ``cache`` (read with :meth:`Cache.sql_arrow`).
+
+        The three reads share one connection (:meth:`Cache.session`): while it is open no
+        other process can write the file, so a sync elsewhere cannot slip between them and
+        leave versions pointing at commits the copy does not have."""
+        with cache.session():
+            commits = cache.sql_arrow(_COMMITS, [name])
+            versions_rows = cache.sql_arrow(_VERSIONS, [name])
+            items_rows = cache.sql_arrow(_ITEMS, [name])
         geometries = shapely.from_geojson(items_rows.column("geometry").to_pylist(), on_invalid="ignore")
         wkb = pa.array(shapely.to_wkb(geometries).tolist(), type=pa.binary())
         bounds = shapely.bounds(geometries)  # NaN for no geometry; the item's own bbox comes first
