@@ -31,6 +31,18 @@ def server(catalog: Catalog) -> Iterator[ServerProcess]:
     yield from start_server(catalog.home, NAME, "--watch", "--min-interval", "0.1", "--interval", "0.2")
 
 
+def test_a_name_that_cannot_be_resolved_at_start_serves_the_cached_version(tmp_path: Path) -> None:
+    catalog = build_catalog(tmp_path / "home", 30, seed=12)
+    (catalog.home / "names" / f"{NAME}.json").unlink()  # the name is gone; the cache still holds it
+    server = ServerProcess(catalog.home, NAME, "--watch", "--min-interval", "0.1", "--interval", "0.2")
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            assert http.get("/").headers["HaloDB-Commit"] == catalog.versions[-1][0]
+        assert any(" failed " in line and "serving the version the cache holds" in line for line in server.lines)
+    finally:
+        server.stop()
+
+
 def test_a_move_is_served_without_dropping_requests(catalog: Catalog, server: ServerProcess) -> None:
     old_head = catalog.versions[-1][0]
     with httpx.Client(base_url=server.url, timeout=60) as http:

@@ -15,12 +15,13 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import uvicorn
 
 from halodb.api import Registry
 from halodb.api.watch import WatchEvent, WatchPolicy, watch
-from halodb.errors import InputError
+from halodb.errors import HaloDBError, InputError
 from halodb.serve.app import ServeOptions, create_app
 from halodb.serve.snapshot import Snapshot, SnapshotHolder
 
@@ -58,7 +59,16 @@ def serve(
     """Serve ``name`` until interrupted (SIGINT/SIGTERM). ``on_ready(url, snapshot)`` is called
     once the socket listens; ``on_event`` with each watch event (with ``watch``)."""
     if config.watch and name is not None:
-        reg.sync(name)  # the first version to serve; later ones come from the watcher
+        try:
+            reg.sync(name)  # the newest version to serve first; later ones come from the watcher
+        except HaloDBError as exc:
+            # unreachable, moved back, ...: serve what the cache holds (if anything) and let
+            # the watcher retry, as `halodb sync --watch` keeps the cache on a failed poll
+            if reg.queries.sync_state(reg.canonical_name(name)) is None:
+                raise
+            on_event(WatchEvent("failed", reg.canonical_name(name), datetime.now(timezone.utc),
+                                wait=config.policy.floor,
+                                detail=f"{type(exc).__name__}: {exc}; serving the version the cache holds"))
     key = pick_name(reg, name)
     if reg.queries.sync_state(key) is None:
         raise InputError(f"serve: {name!r} is not synced into the cache {reg.cache_path}; run `halodb sync {name}` "
