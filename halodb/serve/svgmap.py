@@ -195,25 +195,31 @@ def _step(span: float) -> float:
     return next((s for s in _STEPS if span / s <= 7), 90.0)
 
 
+def _lines(low: float, high: float, step: float) -> list[float]:
+    """The multiples of ``step`` from ``low`` to ``high``, where the grid draws its lines.
+
+    >>> _lines(-23.5, -10.0, 5.0)
+    [-20.0, -15.0, -10.0]
+    """
+    first = math.ceil(low / step)
+    return [n * step for n in range(first, math.floor(high / step) + 1)]
+
+
 def _graticule(frame: _Frame, labels: bool) -> list[str]:
     out: list[str] = []
     step = _step(max(frame.east - frame.west, frame.north - frame.south))
     d: list[str] = []
     texts: list[str] = []
-    lon = math.ceil(frame.west / step) * step
-    while lon <= frame.east:
+    for lon in _lines(frame.west, frame.east, step):
         x = frame.x(lon)
         d.append(f"M{_number(x)} 0V{frame.height}")
         if labels and 20 < x < frame.width - 30:
             texts.append(f'<text x="{_number(x + 3)}" y="{frame.height - 4}">{_label(lon, step, "E", "W")}</text>')
-        lon += step
-    lat = math.ceil(frame.south / step) * step
-    while lat <= frame.north:
+    for lat in _lines(frame.south, frame.north, step):
         y = frame.y(lat)
         d.append(f"M0 {_number(y)}H{frame.width}")
         if labels and 20 < y < frame.height - 20:
             texts.append(f'<text x="3" y="{_number(y - 3)}">{_label(lat, step, "N", "S")}</text>')
-        lat += step
     if d:
         out.append(f'<path class="graticule" d="{"".join(d)}" fill="none" stroke="#9fb3c8" stroke-width="0.6"/>')
     if texts:
