@@ -309,6 +309,7 @@ def cases() -> list[Case]:
     c += [Case("serve", ["serve", "latest", "--port", p]) for p in ["-1", "70000", "http"]]
     c += [Case("serve", ["serve", "latest", "--port", "0", "--host", "203.0.113.1"])]  # TEST-NET-3: not ours to bind
     c += [Case("serve", ["serve", "latest", "--port", "0", "--deadline", d]) for d in ["0", "nan", "-5"]]
+    c += [Case("serve", ["serve", "latest", "--port", "0", "--workers", w]) for w in ["0", "65", "two"]]
     c += files("serve", ["serve", "latest", "--port", "0"], cache_files())
     # demo (only its arguments: a demo with good ones builds a whole campaign)
     c += [Case("demo", ["demo", "--home", beside("demo-file", b"x")]), Case("demo", ["demo", "extra"])]

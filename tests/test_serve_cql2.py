@@ -153,13 +153,14 @@ def snapshot(items: list[Item]) -> duckdb.DuckDBPyConnection:
         shape = shapely.geometry.shape(item.geometry) if item.geometry else None
         t_start = item.start or item.instant
         t_end = item.end or item.instant
-        xmin, ymin, xmax, ymax = item.bbox or (None, None, None, None)
+        # as Snapshot.build: the item's bbox, or else its geometry's bounds
+        xmin, ymin, xmax, ymax = item.bbox or (shape.bounds if shape is not None else (None, None, None, None))
         p = item.props
         rows.append((
             f"cid-{item.n}", item.id, p["collection"], item.instant, item.start, item.end, t_start, t_end,
             xmin, ymin, xmax, ymax, p["platform"], p["instruments"], p["title"], p["description"], p["keywords"],
             p.get("mission"), _number(p.get("eo:cloud_cover")), "", json.dumps(item.geometry) if item.geometry else None,
-            shapely.to_wkb(shape) if shape is not None else None, json.dumps(item.stac()),
+            shapely.to_wkb(shape) if shape is not None else None,
         ))
     columns = [name for name, *_ in con.execute("DESCRIBE items").fetchall()]
     item_rows = pa.Table.from_pylist([dict(zip(columns, row, strict=True)) for row in rows])  # noqa: F841 - read by DuckDB

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pytest
 import shapely
 import shapely.geometry
@@ -22,6 +23,8 @@ from hypothesis import strategies as st
 
 from halodb.errors import RequestError
 from halodb.serve import spatial
+from halodb.serve.arrays import SearchArrays
+from halodb.serve.params import SearchParams
 from halodb.serve.snapshot import SCHEMA
 
 from .test_serve_cql2 import ITEMS, Item, select, snapshot
@@ -171,7 +174,7 @@ def test_register_on_cursors_of_one_database() -> None:
         other = db.cursor()
         spatial.register(other)
         other.execute(SCHEMA)
-        other.execute("INSERT INTO items (item_cid, xmin, ymin, xmax, ymax, wkb, item) VALUES ('c', 0, 0, 2, 2, ?, '{}')",
+        other.execute("INSERT INTO items (item_cid, xmin, ymin, xmax, ymax, wkb) VALUES ('c', 0, 0, 2, 2, ?)",
                       [shapely.to_wkb(shapely.box(0, 0, 2, 2))])
         query = spatial.predicate_sql("contains", shapely.Point(1, 1))
         assert other.execute(f"SELECT {query.text} FROM items i", list(query.params)).fetchall() == [(True,)]
@@ -271,3 +274,39 @@ def test_parse_geometry_accepts() -> None:
     collection = spatial.parse_geometry({"type": "GeometryCollection", "geometries": [
         {"type": "Point", "coordinates": [0, 0]}, {"type": "Polygon", "coordinates": [_ring(5)]}]}, "intersects")
     assert shapely.get_type_id(collection) == 7
+
+
+# --- the arrays (halodb/serve/arrays.py) answer as the SQL does ---------------------------------
+@pytest.fixture(scope="module")
+def arrays(con: duckdb.DuckDBPyConnection) -> SearchArrays:
+    wkb = pa.array([row[0] for row in con.execute("SELECT wkb FROM items ORDER BY rowid").fetchall()], type=pa.binary())
+    return SearchArrays.build(con, wkb)
+
+
+def _array_ids(con: duckdb.DuckDBPyConnection, arrays: SearchArrays, p: SearchParams) -> set[str]:
+    rows, matched = arrays.search(0, p, 0)
+    assert matched == len(rows)
+    keys = [row[0] for row in rows]
+    found = con.execute("SELECT key, id FROM search_rows").fetchall()
+    by_key = dict(found)
+    return {by_key[k] for k in keys}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(west=st.floats(-180, 180), east=st.floats(-180, 180), south=st.floats(-90, 90), north=st.floats(-90, 90))
+def test_arrays_bbox_is_the_sql_bbox(con: duckdb.DuckDBPyConnection, arrays: SearchArrays, west: float, east: float,
+                                     south: float, north: float) -> None:
+    """Also across the antimeridian, for items whose own bbox crosses it."""
+    south, north = sorted([south, north])
+    bbox = [west, south, east, north]
+    assert _array_ids(con, arrays, SearchParams(bbox=bbox, limit=10_000)) == select(con, *spatial.bbox_sql(bbox))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(query=QUERIES)
+def test_arrays_intersects_is_the_sql_intersects(con: duckdb.DuckDBPyConnection, arrays: SearchArrays,
+                                                 query: shapely.Geometry) -> None:
+    if not shapely.is_valid(query) or shapely.is_empty(query):
+        return
+    found = _array_ids(con, arrays, SearchParams(intersects=query, limit=10_000))
+    assert found == select(con, *spatial.intersects_sql(query)) == expected("intersects", query)

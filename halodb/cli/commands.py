@@ -662,9 +662,12 @@ def export_geoparquet(ctx: Context, file: str, name: str | None, when: str | Non
 @click.option("--gateway", default="https://ipfs.io", show_default=True, help="IPFS gateway the HTML pages link data to.")
 @click.option("--deadline", type=SECONDS, default=10.0, show_default=True,
               help="Seconds a request's queries may run before they are stopped (503).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Processes answering requests, each with the whole history in memory: more use more cores "
+                   "(and more memory) under many clients.")
 @pass_ctx
 def serve(ctx: Context, name: str | None, host: str, port: int, watch: bool, min_interval: float, max_interval: float,
-          interval: float, gateway: str, deadline: float) -> None:
+          interval: float, gateway: str, deadline: float, workers: int) -> None:
     """Serve a synced name as a STAC API (with time travel and HTML pages) until interrupted.
 
     NAME defaults to the only synced name. Every endpoint also answers as of a date
@@ -677,11 +680,13 @@ def serve(ctx: Context, name: str | None, host: str, port: int, watch: bool, min
     from halodb.serve import serve as run_server
 
     policy = WatchPolicy(floor=min_interval, ceiling=max_interval, default=interval)
-    config = ServeConfig(host=host, port=port, watch=watch, policy=policy,
+    config = ServeConfig(host=host, port=port, watch=watch, policy=policy, workers=workers,
                          options=ServeOptions(deadline=deadline, gateway=gateway))
 
     def ready(url: str, snap: Snapshot) -> None:
-        click.echo(f"serving {snap.name} (commit {snap.head.cid}, {len(snap.versions)} version(s)) at {url}", err=True)
+        processes = f", {workers} processes" if workers > 1 else ""
+        click.echo(f"serving {snap.name} (commit {snap.head.cid}, {len(snap.versions)} version(s){processes}) at {url}",
+                   err=True)
         click.echo(f"  STAC API: {url}   search: {url}search   browse: open {url} in a browser", err=True)
         sys.stderr.flush()
 

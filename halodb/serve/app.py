@@ -39,7 +39,7 @@ from halodb.errors import HaloDBError, RequestError
 from halodb.serve import changes as changes_mod
 from halodb.serve import collections as collections_mod
 from halodb.serve import documents, pages, params, search
-from halodb.serve.deadlines import bounded
+from halodb.serve.deadlines import Deadline, bounded
 from halodb.serve.documents import GEOJSON, JSON, Base, link
 from halodb.serve.queryables import queryables_document
 from halodb.serve.snapshot import Snapshot, SnapshotHolder, Version
@@ -186,6 +186,11 @@ def _format(request: Request) -> str:
     return "json"
 
 
+def _deadline(ask: Ask) -> Deadline:
+    """The deadline of this request's work in Python (its queries have the watchdog)."""
+    return Deadline(ask.options.deadline)
+
+
 def _cursor(ask: Ask) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
     """A cursor for this request, interrupted if its queries outlast the deadline."""
     return bounded(ask.snap.cursor(), ask.options.deadline)
@@ -262,7 +267,7 @@ def _landing(ask: Ask) -> Response:
                 p.limit = 20
                 offset = _page_offset(ask.query)
                 with _cursor(ask) as cur:
-                    page = search.run_search(cur, ask.version, p, offset=offset)
+                    page = search.run_search(ask.snap, cur, ask.version, p, offset=offset, deadline=_deadline(ask))
             except RequestError as exc:
                 return ask.html(pages.render_search(form, None, choices, ask.page_context(), error=str(exc)), status=400)
             results = pages.SearchResults(
@@ -336,7 +341,8 @@ def _collection(ask: Ask) -> Response:
     if ask.fmt == "html":
         p = params.SearchParams(limit=50)
         with _cursor(ask) as cur:
-            page = search.run_search(cur, ask.version, p, offset=_page_offset(ask.query), collection=stats.id)
+            page = search.run_search(ask.snap, cur, ask.version, p, offset=_page_offset(ask.query),
+                                       collection=stats.id, deadline=_deadline(ask))
         paging = pages.Paging(matched=page.matched, next_url=_html_page_url(ask, page.next_offset),
                               prev_url=_html_page_url(ask, page.prev_offset), first=page.offset + 1)
         return ask.html(pages.render_collection(doc, [documents.item_document(h, ask.base) for h in page.hits],
@@ -379,7 +385,8 @@ def _feature_collection(ask: Ask, p: params.SearchParams, *, collection: str | N
     if p.token is not None:
         version, offset = search.decode_token(ask.snap, p.token)
     with _cursor(ask) as cur:
-        page = search.run_search(cur, version, p, offset=offset, collection=collection)
+        page = search.run_search(ask.snap, cur, version, p, offset=offset, collection=collection,
+                                  deadline=_deadline(ask))
     features = [search.select_fields(documents.item_document(h, ask.base), p.fields) for h in page.hits]
     here = ask.base.url("collections", collection, "items") if collection else ask.base.url("search")
     links = [link("root", ask.base.url(), JSON, "Landing page")]
@@ -415,7 +422,7 @@ def _item(ask: Ask) -> Response:
     collection, item_id = ask.request.path_params["collection"], ask.request.path_params["item"]
     p = params.SearchParams(ids=[item_id], limit=1)
     with _cursor(ask) as cur:
-        page = search.run_search(cur, ask.version, p, collection=collection)
+        page = search.run_search(ask.snap, cur, ask.version, p, collection=collection, deadline=_deadline(ask))
         if not page.hits:
             _stats_of(ask, collection)
             raise RequestError(f"no item {item_id[:80]!r} in collection {collection[:80]!r} at commit {ask.version.cid}",

@@ -29,9 +29,10 @@ from typing import Protocol
 
 import duckdb
 
+from halodb.errors import RequestError
 from halodb.serve._boundary import DUCKDB_REQUEST
 
-__all__ = ["WATCHDOG", "Interruptible", "Ticket", "Watchdog", "bounded"]
+__all__ = ["WATCHDOG", "Deadline", "Interruptible", "Ticket", "Watchdog", "bounded"]
 
 log = logging.getLogger("halodb.serve")
 
@@ -90,6 +91,28 @@ class Watchdog:
 
 #: the watchdog of this process's server
 WATCHDOG = Watchdog()
+
+
+class Deadline:
+    """The deadline of work that runs in Python, not in DuckDB (no cursor to interrupt): the
+    work calls :meth:`check` now and then, which stops it as the watchdog stops a query.
+
+    >>> Deadline(0.0).check()  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    halodb.errors.RequestError: the query ran longer than 0 s and was stopped; narrow the search
+    """
+
+    __slots__ = ("end", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+
+    def check(self) -> None:
+        if time.monotonic() >= self.end:
+            raise RequestError(f"the query ran longer than {self.seconds:g} s and was stopped; narrow the search",
+                               status=503)
 
 
 @contextmanager

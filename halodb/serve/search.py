@@ -2,7 +2,7 @@
 against one version of the history.
 
 Every query reads the items valid in one commit (``i.from_seq <= seq < i.to_seq`` in the
-snapshot's ``search_rows``), so the
+snapshot's ``search_rows``, where a current row's ``to_seq`` is past every commit), so the
 head and any past version are answered the same way; and every page is ordered totally (the
 sort keys, then the dataset key, which is unique in a version), so paging with a token —
 which names the commit and the offset — is stable even when the served name moves between
@@ -15,6 +15,7 @@ two pages.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,14 +25,18 @@ import orjson
 from halodb.errors import RequestError
 from halodb.serve import cql2_sql, spatial
 from halodb.serve.params import Fields, SearchParams
-from halodb.serve.snapshot import Snapshot, Version
+from halodb.serve.arrays import answers
+from halodb.serve.deadlines import Deadline
+from halodb.serve.snapshot import DEFAULT_ORDER, Snapshot, Version
 
 __all__ = ["Hit", "Page", "conditions", "count", "decode_token", "encode_token", "run_search"]
 
 #: the deepest offset a token may ask for: deeper pages need a narrower search
 MAX_OFFSET = 10_000_000
-DEFAULT_ORDER = "i.t_start DESC NULLS LAST, i.collection NULLS FIRST, i.id"
-_IN_VERSION = "i.from_seq <= ? AND (i.to_seq IS NULL OR ? < i.to_seq)"
+#: a search matching at most this many items is ordered, counted and paged in one query
+COUNTED_IN_PAGE = 2000
+_PAGE_COLUMNS = ("i.key", "i.data_cid", "i.path", "i.item_cid", "i.item_row")
+_IN_VERSION = "i.from_seq <= ? AND ? < i.to_seq"  # search_rows.to_seq of a current row is past every seq
 
 
 @dataclass(frozen=True)
@@ -90,8 +95,9 @@ def conditions(p: SearchParams, *, collection: str | None = None) -> tuple[list[
 
     if collection is not None:
         add("i.collection = ?", [collection])
-    if p.collections is not None:
-        add("list_contains(?, i.collection)", [p.collections])
+    if p.collections is not None:  # IN, not list_contains: DuckDB pushes it into the scan
+        add(f"i.collection IN ({', '.join('?' * len(p.collections))})" if p.collections else "false",
+            list(p.collections))
     if p.ids is not None:
         add("list_contains(?, i.id)", [p.ids])
     if p.bbox is not None:
@@ -116,7 +122,7 @@ def _query(select: str, where: list[str], tail: str = "") -> str:
     """``SELECT select FROM search_rows AS i WHERE (in the version) AND where tail``.
 
     >>> _query("count(*)", ["i.platform = ?"])
-    'SELECT count(*) FROM search_rows AS i WHERE i.from_seq <= ? AND (i.to_seq IS NULL OR ? < i.to_seq) AND i.platform = ?'
+    'SELECT count(*) FROM search_rows AS i WHERE i.from_seq <= ? AND ? < i.to_seq AND i.platform = ?'
     """
     return f"SELECT {select} FROM search_rows AS i WHERE {' AND '.join([_IN_VERSION, *where])}{tail}"
 
@@ -128,26 +134,47 @@ def count(cur: duckdb.DuckDBPyConnection, version: Version, where: list[str], pa
 
 
 def run_search(
-    cur: duckdb.DuckDBPyConnection, version: Version, p: SearchParams, *, offset: int = 0,
-    collection: str | None = None,
+    snap: Snapshot, cur: duckdb.DuckDBPyConnection, version: Version, p: SearchParams, *, offset: int = 0,
+    collection: str | None = None, deadline: Deadline | None = None,
 ) -> Page:
-    """One page of the items of ``version`` that ``p`` matches."""
+    """One page of the items of ``version`` that ``p`` matches (``cur`` is a cursor of ``snap``;
+    ``deadline`` bounds the work done in Python, as the watchdog bounds the cursor's).
+
+    A search that asks only for the core parameters (version, collections, ids, bbox,
+    intersects, datetime, q; no filter or sortby) is answered by the snapshot's arrays
+    (``arrays.py``) without SQL. In SQL, most searches match a few hundred items: one scan
+    gathers up to :data:`COUNTED_IN_PAGE` of them, and one query orders that set, counts it
+    and cuts the page. A broader search is paged by a top-N scan of the table and counted by
+    a second.
+    """
+    if answers(p):  # the core of a search: arrays, no SQL (arrays.py)
+        found, matched = snap.arrays.search(version.seq, p, offset, collection=collection, deadline=deadline)
+        return Page(version, _hits(snap, found), matched, offset, p.limit)
     where, params = conditions(p, collection=collection)
     order = ", ".join(f"{s.sql} {'DESC' if s.descending else 'ASC'} NULLS LAST" for s in p.sortby)
     order = f"{order + ', ' if order else ''}{DEFAULT_ORDER}, i.key"
+    args = [version.seq, version.seq, *params]
+    # the gathered rows carry the page's columns and every sort key (all plain columns of i)
+    columns = list(dict.fromkeys([*_PAGE_COLUMNS, "i.t_start", "i.collection", "i.id", *(s.sql for s in p.sortby)]))
+    gathered = _query(", ".join(columns), where, f" LIMIT {COUNTED_IN_PAGE + 1}")
     rows = cur.execute(
-        _query("i.key, i.data_cid, i.path, i.item_cid, i.item_row", where, f" ORDER BY {order} LIMIT ? OFFSET ?"),
-        [version.seq, version.seq, *params, p.limit, offset],
-    ).fetchall()
-    # a page that is not full is the last one, so it tells how many matched: most searches
-    # (a box, a day, a collection) are one such page and need no second scan to count
-    matched = offset + len(rows) if 0 < len(rows) < p.limit or (offset == 0 and not rows) \
-        else count(cur, version, where, params)
-    # the JSON of the page's items only: sorting and paging never carry it
-    texts = dict(cur.execute("SELECT rowid, item FROM items WHERE rowid IN (SELECT unnest(?::BIGINT[]))",
-                             [[row[4] for row in rows]]).fetchall()) if rows else {}
-    hits = [Hit(key, data_cid, path, item_cid, orjson.loads(texts[row])) for key, data_cid, path, item_cid, row in rows]
-    return Page(version, hits, matched, offset, p.limit)
+        f"WITH i AS ({gathered}) SELECT {', '.join(_PAGE_COLUMNS)}, count(*) OVER () FROM i "
+        f"ORDER BY {order} LIMIT ? OFFSET ?", [*args, p.limit, offset]).fetchall()
+    if rows and rows[0][-1] <= COUNTED_IN_PAGE:
+        matched = int(rows[0][-1])
+    elif not rows and offset == 0:
+        matched = 0
+    else:  # more matches than one scan gathers, or a page past the end
+        rows = cur.execute(_query(", ".join(_PAGE_COLUMNS), where, f" ORDER BY {order} LIMIT ? OFFSET ?"),
+                           [*args, p.limit, offset]).fetchall()
+        # a page that is not full is the last one, so it tells how many matched
+        matched = offset + len(rows) if 0 < len(rows) < p.limit else count(cur, version, where, params)
+    return Page(version, _hits(snap, rows), matched, offset, p.limit)
+
+
+def _hits(snap: Snapshot, rows: Sequence[Sequence[Any]]) -> list[Hit]:
+    """The hits of page rows ``(key, data_cid, path, item_cid, item_row, ...)``, with their items."""
+    return [Hit(row[0], row[1], row[2], row[3], orjson.loads(snap.item_json(row[4]))) for row in rows]
 
 
 #: what an item keeps whatever ``fields`` include: it stays an identifiable, linked feature

@@ -24,6 +24,7 @@ from halodb.api.watch import WatchEvent, WatchPolicy, watch
 from halodb.errors import HaloDBError, InputError
 from halodb.serve.app import ServeOptions, create_app
 from halodb.serve.snapshot import Snapshot, SnapshotHolder
+from halodb.serve.workers import Workers
 
 __all__ = ["ServeConfig", "pick_name", "serve"]
 
@@ -37,6 +38,7 @@ class ServeConfig:
     watch: bool = False
     policy: WatchPolicy = WatchPolicy()
     options: ServeOptions = ServeOptions()
+    workers: int = 1  #: processes answering requests (this one and workers - 1 more)
 
 
 def pick_name(reg: Registry, name: str | None) -> str:
@@ -73,32 +75,64 @@ def serve(
     if reg.queries.sync_state(key) is None:
         raise InputError(f"serve: {name!r} is not synced into the cache {reg.cache_path}; run `halodb sync {name}` "
                          "first, or serve it with --watch", source=name)
-    holder = SnapshotHolder(Snapshot.build(reg.queries, key))
-    app = create_app(holder, config.options)
     sock = _listen(config.host, config.port)
+    # the workers build their snapshots while this process builds its own
+    workers = Workers.spawn(reg.cache_path, key, config.workers - 1, sock, config.options)
+    try:
+        holder = SnapshotHolder(Snapshot.build(reg.queries, key))
+        workers.wait_ready()
+        _run(reg, key, config, sock, holder, workers, on_ready, on_event)
+    finally:
+        workers.close()
+        sock.close()
+
+
+def _run(reg: Registry, key: str, config: ServeConfig, sock: socket.socket, holder: SnapshotHolder,
+         workers: Workers, on_ready: Callable[[str, Snapshot], None], on_event: Callable[[WatchEvent], None]) -> None:
+    app = create_app(holder, config.options)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
     stop = threading.Event()
-    watcher = None
+    failures: list[str] = []
+    threads = [threading.Thread(target=_mind, args=(workers, server, stop, failures), name="halodb-serve-workers",
+                                daemon=True)] if len(workers) else []
     if config.watch:
         def follow(event: WatchEvent) -> None:
             on_event(event)
             if event.cid is not None and event.cid != holder.current.head.cid:
-                holder.replace(Snapshot.build(reg.queries, key))
+                workers.build()  # all processes build, then all swap: they move together
+                snapshot = Snapshot.build(reg.queries, key)
+                problems = workers.swap()
+                holder.replace(snapshot)
+                for problem in problems:
+                    on_event(WatchEvent("failed", key, datetime.now(timezone.utc), cid=event.cid,
+                                        detail=f"{problem}; it answers from its previous version"))
 
-        watcher = threading.Thread(target=watch, args=(reg, key), name="halodb-serve-watch", daemon=True,
-                                   kwargs={"policy": config.policy, "on_event": follow, "stop": stop})
+        threads.append(threading.Thread(target=watch, args=(reg, key), name="halodb-serve-watch", daemon=True,
+                                        kwargs={"policy": config.policy, "on_event": follow, "stop": stop}))
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     on_ready(f"http://{shown}:{port}/", holder.current)
-    if watcher is not None:
-        watcher.start()
+    for thread in threads:
+        thread.start()
     try:
         server.run(sockets=[sock])
     finally:
         stop.set()
-        sock.close()
-        if watcher is not None:
-            watcher.join(timeout=30)
+        for thread in threads:
+            thread.join(timeout=30)
+    if failures:
+        raise InputError(f"serve: stopped: {failures[0]}", source="--workers")
+
+
+def _mind(workers: Workers, server: uvicorn.Server, stop: threading.Event, failures: list[str]) -> None:
+    """Stop the server when a worker process ends on its own (its share of the connections
+    would go unanswered): better a loud exit a supervisor restarts than a server half down."""
+    while not stop.wait(1.0):
+        ended = workers.ended()
+        if ended:
+            failures.extend(ended)
+            server.should_exit = True
+            return
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -33,8 +33,8 @@ CREATE TABLE items (
     cloud_cover    DOUBLE,          -- properties."eo:cloud_cover"
     text           VARCHAR,         -- lower-case title, description and keywords: for q
     geometry       VARCHAR,         -- the GeoJSON geometry as JSON text (NULL when null)
-    wkb            BLOB,            -- the same geometry as WKB (shapely), for exact spatial tests
-    item           VARCHAR NOT NULL -- the whole STAC item as JSON text
+    wkb            BLOB             -- the same geometry as WKB (shapely), for exact spatial tests
+    -- (the whole item's JSON is kept beside the database, in Snapshot.item_json, by rowid)
 );
 
 -- versions: which item each dataset key had in which commits (alias v in queries):

@@ -10,7 +10,10 @@ a vectorized shapely function that :func:`register` adds to a connection::
          ELSE halodb_spatial('intersects', i.wkb, ?) END
 
 DuckDB evaluates a CASE branch only for the rows that reach it, so the exact test runs on
-the few rows whose bbox overlaps the query. Geometry is planar in longitude/latitude, as
+the few rows whose bbox overlaps the query. The ``bbox`` and ``intersects`` search
+parameters, never negated, put the overlap before the CASE as plain comparisons DuckDB
+pushes into its scan (:class:`IntersectsQuery`); the snapshot's arrays answer them the same
+way without SQL (``halodb/serve/arrays.py``, with :func:`intersects_exactly`). Geometry is planar in longitude/latitude, as
 GeoJSON (RFC 7946) says; an item that crosses the antimeridian should be split at it (a
 bbox column pair with ``xmin > xmax`` is understood as crossing, too), and a ``bbox`` whose
 west is east of its east crosses the antimeridian.
@@ -45,10 +48,12 @@ from halodb.errors import RequestError
 __all__ = [
     "MAX_POSITIONS",
     "SPATIAL_OPERATORS",
+    "IntersectsQuery",
     "Sql",
     "bbox_geometry",
     "bbox_sql",
     "evaluate",
+    "intersects_exactly",
     "intersects_sql",
     "parse_bbox",
     "parse_geometry",
@@ -362,7 +367,7 @@ def intersects_sql(geometry: shapely.Geometry) -> tuple[str, list[Any]]:
     >>> FUNCTION in text, len(params)
     (True, 7)
     """
-    query = predicate_sql("intersects", geometry)
+    query = _intersects_conjunct(IntersectsQuery.of_geometry(geometry))
     return query.text, list(query.params)
 
 
@@ -375,9 +380,56 @@ def bbox_sql(bbox: list[float]) -> tuple[str, list[Any]]:
     >>> params[:4]
     [10.0, -10.0, 180.0, 170.0]
     """
-    boxes = _boxes(bbox)
-    query = _prefiltered("intersects", bbox_geometry(bbox), boxes, inside_is_true=True)
+    query = _intersects_conjunct(IntersectsQuery.of_bbox(bbox))
     return query.text, list(query.params)
+
+
+@dataclass(frozen=True)
+class IntersectsQuery:
+    """What the ``bbox`` and ``intersects`` search parameters ask: items whose geometry
+    intersects ``geometry``. ``boxes``: the bbox prefilter (one box per part, none crossing
+    the antimeridian); ``inside_is_true``: an item whose own bbox lies inside a box matches
+    without the exact test (true for ``bbox``, whose geometry is the boxes themselves).
+
+    >>> IntersectsQuery.of_bbox([170, -10, -170, 10]).boxes
+    [(170.0, -10.0, 180.0, 10.0), (-180.0, -10.0, -170.0, 10.0)]
+    """
+
+    geometry: shapely.Geometry
+    boxes: list[tuple[float, float, float, float]]
+    inside_is_true: bool
+
+    @classmethod
+    def of_bbox(cls, bbox: Sequence[float]) -> IntersectsQuery:
+        return cls(bbox_geometry(bbox), [tuple(float(v) for v in b) for b in _boxes(bbox)],  # type: ignore[misc]
+                   inside_is_true=True)
+
+    @classmethod
+    def of_geometry(cls, geometry: shapely.Geometry) -> IntersectsQuery:
+        return cls(geometry, _geometry_boxes(geometry), inside_is_true=False)
+
+
+def _intersects_conjunct(query: IntersectsQuery) -> Sql:
+    """``intersects(item geometry, geometry)`` for a condition ANDed with the others of a
+    search (never negated): the bbox overlap as plain comparisons, which DuckDB pushes into
+    the scan, then the CASE of the exact test for the rows that pass (an item with no
+    geometry is NULL there: not matched)."""
+    shortcut = sql(" WHEN {} THEN true", _any([_inside_box(b) for b in query.boxes])) if query.inside_is_true \
+        else Sql("")
+    return sql("{} AND (CASE WHEN i.wkb IS NULL THEN NULL{} ELSE " + FUNCTION + "('intersects', i.wkb, {}) END)",
+               _any([_overlaps_box(b) for b in query.boxes]), shortcut, shapely.to_wkb(query.geometry))
+
+
+def intersects_exactly(wkb: np.ndarray[Any, Any], geometry: shapely.Geometry) -> np.ndarray[Any, Any]:
+    """For each WKB value, whether its geometry intersects ``geometry``; False for a NULL, an
+    unreadable value, or one GEOS cannot test (as ``halodb_spatial`` answers NULL for them).
+
+    >>> intersects_exactly(np.array([shapely.to_wkb(shapely.Point(1, 1)), None], dtype=object), shapely.box(0, 0, 2, 2))
+    array([ True, False])
+    """
+    result, _ = _test(SPATIAL_OPERATORS["intersects"], shapely.from_wkb(wkb, on_invalid="ignore"),
+                      _query_geometry(shapely.to_wkb(geometry)))
+    return result  # False where unknown
 
 
 def evaluate(op: str, left: shapely.Geometry, right: shapely.Geometry) -> bool:
@@ -431,18 +483,26 @@ def _spatial_udf(op: pa.Array, wkb: pa.Array, query: pa.Array) -> pa.Array:
         if name is None or query_wkb is None:
             valid[rows] = False
             continue
-        predicate = SPATIAL_OPERATORS[name]
         index = np.asarray(rows)
-        try:
-            result[index] = predicate(items[index], _query_geometry(query_wkb))
-        except shapely.errors.GEOSException:  # an item geometry GEOS cannot test: unknown
-            for n in rows:
-                try:
-                    result[n] = predicate(items[n], _query_geometry(query_wkb))
-                except shapely.errors.GEOSException:
-                    valid[n] = False
-    valid &= ~shapely.is_missing(items)  # NULL or unreadable WKB: unknown
+        result[index], valid[index] = _test(SPATIAL_OPERATORS[name], items[index], _query_geometry(query_wkb))
     return pa.array(result, mask=~valid)
+
+
+def _test(predicate: Callable[..., Any], items: np.ndarray[Any, Any],
+          query: shapely.Geometry) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """``predicate(item, query)`` for each item geometry, and which answers are known (not
+    for a missing or unreadable geometry, nor one GEOS cannot test)."""
+    valid = ~shapely.is_missing(items)
+    try:
+        result = np.asarray(predicate(items, query), dtype=bool)
+    except shapely.errors.GEOSException:  # an item geometry GEOS cannot test: unknown
+        result = np.zeros(len(items), dtype=bool)
+        for n in range(len(items)):
+            try:
+                result[n] = bool(predicate(items[n], query))
+            except shapely.errors.GEOSException:
+                valid[n] = False
+    return result & valid, valid
 
 
 _register_lock = threading.Lock()

@@ -1,0 +1,3 @@
+module halodb.org/benchmarks/loadgen
+
+go 1.22
