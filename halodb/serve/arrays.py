@@ -152,10 +152,14 @@ class SearchArrays:
 
         The conditions narrow an array of positions one after the other, each tested on the
         positions left: first the rows whose time can meet the interval (a binary search:
-        the rows are in ``t_start`` order), or the rows of the ``ids``. Free text, the one
+        the rows are in ``t_start`` order), or the rows of the ``ids``, or of the items the
+        free text matched. Free text, the one
         part whose work grows with the request, stops at ``deadline``."""
+        text = None if p.q is None else self._free_text(p.q, deadline or Deadline(float("inf")))
         if p.ids is not None:  # a few rows: test only those
             pos = np.unique(np.fromiter((n for i in p.ids for n in self.positions_of_id.get(i, ())), dtype=np.int64))
+        elif p.interval is None and text is not None:  # the rows of the items the text matched
+            pos, text = np.flatnonzero(text[self.item_row]), None
         else:
             pos = np.arange(*self._time_window(p.interval), dtype=np.int64)
         pos = pos[(self.from_seq[pos] <= seq) & (seq < self.to_seq[pos])]
@@ -169,8 +173,8 @@ class SearchArrays:
                 pos = pos[self.t_end[pos] >= _micros(start)]
             if end is not None:
                 pos = pos[self.t_start[pos] <= _micros(end)]
-        if p.q is not None:
-            pos = pos[self._free_text(p.q, deadline or Deadline(float("inf")))[self.item_row[pos]]]
+        if text is not None:
+            pos = pos[text[self.item_row[pos]]]
         if p.bbox is not None:
             pos = pos[self._intersects(spatial.IntersectsQuery.of_bbox(p.bbox), pos)]
         if p.intersects is not None:
