@@ -56,6 +56,7 @@ from halodb.ipld import CID
 
 if TYPE_CHECKING:
     from halodb.api.registry import LogEntry, Registry, Stage, default_home, open
+    from halodb.data import open_dataset
 
 _LAZY = {"LogEntry", "Registry", "Stage", "default_home", "open"}
 
@@ -67,6 +68,10 @@ def __getattr__(name: str) -> Any:
         from halodb import api
 
         return getattr(api, name)
+    if name == "open_dataset":  # xarray, fsspec: only for those who read data
+        from halodb.data import open_dataset
+
+        return open_dataset
     raise AttributeError(f"module 'halodb' has no attribute {name!r}")
 
 from halodb.util.version import VERSION as __version__  # noqa: E402
@@ -118,4 +123,5 @@ __all__ = [
     "__version__",
     "default_home",
     "open",
+    "open_dataset",
 ]

@@ -15,7 +15,7 @@ def test_all_is_pinned() -> None:
         "InvalidNameError", "LogEntry", "MigrationError", "MissingParentError", "NameConflictError",
         "NameNotFoundError", "NameUpdateError", "NamingError", "NothingToCommitError", "PathConflictError", "QueryError",
         "ReadOnlyStoreError", "Registry", "RequestError", "RegistryError", "ResolverError", "RewindError", "SchemaError", "Stage", "StoreURLError",
-        "TimeOrderError", "TreePathError", "TreeShapeError", "UnixFSError", "UnknownKeyError", "VerificationError", "__version__", "default_home", "open",
+        "TimeOrderError", "TreePathError", "TreeShapeError", "UnixFSError", "UnknownKeyError", "VerificationError", "__version__", "default_home", "open", "open_dataset",
     ])
     for name in halodb.__all__:
         assert getattr(halodb, name) is not None

@@ -235,6 +235,16 @@ def cases() -> list[Case]:
     c += files("at", ["at", "halo/f1", "2024-08-15"], state_files())
     c += files("at", ["at", "halo/f1", "2024-08-15", "--name", "latest"], name_files())
     c += files("at", ["at", "halo/f1", "2024-08-15", "--name", "latest"], cache_files())
+    c += [Case("show", ["show", "halo/f1", "--at", t]) for t in BAD_TIMES]
+    c += [Case("show", ["show", "halo/f1", "--name", n]) for n in ["no-such-name", *BAD_NAMES[:2]]]
+    c += [Case("show", ["show", k]) for k in ["halo/no-such", "", "halodb://", "halodb://latest@/halo/f1",
+                                               "halodb://latest/halo/no-such", "ipfs://bafyNOTACID"]]
+    c += [Case("show", ["show", "halo/f1", "--name", "latest", "--at", "2024-01-01"]),  # before the first version
+          Case("show", ["show", "halo/f1"]),  # its data is not in the store: nothing to read
+          Case("show", ["show", "halo/f1", "--at", "2024-09-01", "--version", "bafyNOTACID"]),
+          Case("show", ["show", "halo/f1", "--version", "bafyNOTACID"])]
+    c += files("show", ["show", "halo/f1"], state_files())
+    c += files("show", ["show", "halo/f1", "--name", "latest"], name_files())
     # diff
     c += [Case("diff", ["diff", r]) for r in [*BAD_CIDS, ABSENT_CID, "no-such-name", "latest@" + BAD_TIMES[3]]]
     c += [Case("diff", ["diff", "latest", r]) for r in BAD_CIDS[:1]] + [Case("diff", ["diff"])]

@@ -313,6 +313,11 @@ class Registry:
             raise NameNotFoundError(f"{ref!r}: no version at or before {format_time(when)}", name=ref)
         return found[0]
 
+    def version(self, ref: str | CID) -> tuple[CID, Commit]:
+        """The commit a reference names (as :meth:`resolve`), with its time, author and message."""
+        cid = self.resolve(ref)
+        return cid, load_commit(self.store, cid, self._commits)
+
     def log(self, ref: str | CID = "HEAD", limit: int | None = None) -> Iterator[LogEntry]:
         """The history of ``ref``, newest first, with per-version change counts."""
         return log(self.store, self.index, self.resolve(ref), limit, self._commits)

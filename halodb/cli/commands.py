@@ -325,6 +325,30 @@ def sql(ctx: Context, query: str, fmt: str, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("key_or_path")
+@click.option("--at", "when", metavar="T", help="The version current at T (ISO 8601; default: the newest).")
+@click.option("--name", help="Name whose history to ask (default: the local head).")
+@click.option("--version", "commit", metavar="COMMIT", help="The version with this commit CID (instead of --at).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def show(ctx: Context, key_or_path: str, when: str | None, name: str | None, commit: str | None, as_json: bool) -> None:
+    """Summarize a dataset as it was at a version: dimensions, coordinates with their ranges,
+    variables with units, attributes, and which version and data CID it is.
+
+    KEY_OR_PATH is a dataset key, its path in the campaign tree, or a halodb:// URL.
+    """
+    from halodb.data import locate_dataset
+    from halodb.data.summary import render, summarize
+
+    reg = ctx.registry()
+    summary = summarize(reg, locate_dataset(reg, key_or_path, at=when, name=name, version=commit))
+    if as_json:
+        _emit_json(summary)
+    else:
+        click.echo(render(summary))
+
+
+@cli.command()
+@click.argument("key_or_path")
 @click.argument("when")
 @click.option("--name", help="Name whose history to ask (default: the local head).")
 @click.option("--json", "as_json", is_flag=True)

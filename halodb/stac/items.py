@@ -51,6 +51,7 @@ __all__ = [
     "STAC_VERSION",
     "ZARR_MEDIA_TYPE",
     "data_cid",
+    "data_location",
     "dataset_key",
     "format_datetime",
     "item_block",
@@ -571,6 +572,20 @@ def data_cid(item: dict[str, Any], *, source: str = "") -> str | None:
             f"path segment {bad!r} is not allowed (no '.', '..', empty names, NUL or control characters)",
         )
     return cid
+
+
+def data_location(item: dict[str, Any]) -> tuple[str, str] | None:
+    """``(cid text, sub-path)`` of the dataset's data: the CID its IPFS asset names and the
+    (URL-decoded) path inside it — empty when the CID is the dataset itself, as for the
+    items ``halodb scan`` makes. None when no asset is on IPFS.
+
+    >>> data_location({"assets": {"data": {"href": "ipfs://bafyroot/products/HALO/x.zarr"}}})
+    ('bafyroot', 'products/HALO/x.zarr')
+    """
+    found = _data_asset(item)
+    if found is None:
+        return None
+    return found[1], unquote(found[2]).strip("/")
 
 
 def item_path(item: dict[str, Any]) -> str | None:

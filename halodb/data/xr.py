@@ -1,0 +1,111 @@
+"""``halodb.open_dataset``: a dataset as an xarray ``Dataset``, as the index held it at a date.
+
+>>> # ds = halodb.open_dataset("products/HALO/dropsondes/Level_3/PERCUSION_Level_3.zarr",
+>>> #                          at="2024-09-15", name="latest.orcestra-campaign.org")
+>>> # ds.attrs["halodb:commit"], ds.attrs["halodb:data_cid"], ds.attrs["halodb:version_time"]
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from halodb.api import Registry
+from halodb.data.locate import Located, locate, parse_url
+from halodb.errors import InputError
+from halodb.scan.roots import parse_root
+from halodb.scan.zarr_store import TreeStore
+from halodb.unixfs import UnixFSTree
+from halodb.util.times import TimeLike, format_time, to_time
+
+if TYPE_CHECKING:
+    import xarray
+
+__all__ = ["locate_dataset", "open_dataset", "reference"]
+
+#: the largest file (chunk) read whole: datasets hold chunks far larger than metadata
+MAX_CHUNK_BYTES = 1 << 30
+
+
+def reference(name: str | None, at: TimeLike | None = None, version: str | None = None) -> str:
+    """The version reference of ``name`` (default: this home's HEAD) at a time or commit.
+
+    >>> reference("latest", "2024-09-15")
+    'latest@2024-09-15T00:00:00Z'
+    >>> reference(None)
+    'HEAD'
+    """
+    if version is not None and at is not None:
+        raise InputError("give a time (at) or a version, not both", source="at")
+    if version is not None:
+        return version
+    base = name or "HEAD"
+    return base if at is None else f"{base}@{format_time(to_time(at, what='at'))}"
+
+
+def locate_dataset(reg: Registry, key_or_path: str, *, at: TimeLike | None = None, name: str | None = None,
+                   version: str | None = None) -> Located:
+    """The dataset a key, path or ``halodb://`` URL names, at the version asked."""
+    if key_or_path.startswith("halodb://"):
+        if at is not None or name is not None or version is not None:
+            raise InputError(f"{key_or_path!r}: a halodb:// URL names its version itself; drop at/name/version",
+                             source=key_or_path)
+        target = parse_url(key_or_path)
+        located = locate(reg, target.path, target.ref, inner=True)
+        if located.inner:
+            raise InputError(f"{key_or_path!r} names a file inside the dataset {located.key!r}, not a dataset",
+                             source=key_or_path)
+        return located
+    return locate(reg, key_or_path, reference(name, at, version))
+
+
+def open_dataset(key_or_path: str, *, at: TimeLike | None = None, name: str | None = None, version: str | None = None,
+                 home: str | None = None, store: str | None = None, registry: Registry | None = None,
+                 **kwargs: Any) -> xarray.Dataset:
+    """The dataset ``key_or_path`` (a key, a path in the campaign tree, a ``halodb://`` URL,
+    or ``ipfs://CID[/PATH]`` for bytes by their CID, outside any version) of ``name`` (default: this home's HEAD) as it was at ``at`` (the version current
+    then) or at the commit ``version``, opened lazily with xarray (``kwargs`` go to
+    ``xarray.open_zarr``). Its attributes gain ``halodb:key``, ``halodb:commit``,
+    ``halodb:data_cid`` and ``halodb:version_time``: where the values came from.
+    """
+    import halodb
+
+    try:
+        import xarray
+    except ImportError:
+        raise InputError("open_dataset needs xarray: pip install 'halodb[data]'", source="xarray") from None
+    reg = registry or halodb.open(home, store=store)
+    if key_or_path.startswith(("ipfs://", "/ipfs/")):  # a dataset by its CID: no index, no version
+        if at is not None or name is not None or version is not None:
+            raise InputError(f"{key_or_path!r} names bytes by their CID: it has no versions; drop at/name/version",
+                             source=key_or_path)
+        root = parse_root(key_or_path)
+        if root.cid is None:
+            raise InputError(f"{key_or_path!r}: expected ipfs://CID[/PATH]", source=key_or_path)
+        data_cid, data_path, attrs = str(root.cid), root.subpath, {"halodb:data_cid": str(root.cid)}
+    else:
+        located = locate_dataset(reg, key_or_path, at=at, name=name, version=version)
+        data_cid, data_path, attrs = located.data_cid, located.data_path, located.attrs
+    tree = UnixFSTree(reg.store, data_cid)
+    kwargs.setdefault("consolidated", _consolidated(tree, data_path))
+    zarr_store = TreeStore(tree, data_path, max_file_bytes=MAX_CHUNK_BYTES)
+    ds: xarray.Dataset = xarray.open_zarr(zarr_store, **kwargs)
+    ds.attrs.update(attrs)
+    return ds
+
+
+def _consolidated(tree: UnixFSTree, path: str) -> bool:
+    """Whether the store has consolidated metadata (Zarr v2 ``.zmetadata``, or a v3 root
+    ``zarr.json`` holding ``consolidated_metadata``): xarray is told, instead of probing and
+    warning."""
+    join = (lambda name: f"{path}/{name}") if path else (lambda name: name)
+    if tree.stat(join(".zmetadata")) is not None:
+        return True
+    root = tree.stat(join("zarr.json"))
+    if root is None or root.is_dir or (root.size or 0) > 64 << 20:
+        return False
+    try:
+        document = json.loads(tree.read(join("zarr.json")))
+    except ValueError:
+        return False  # zarr says what is wrong with it
+    return isinstance(document, dict) and bool(document.get("consolidated_metadata"))
