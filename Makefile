@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install kubo dns browser dnslink-test demo test fuzz typecheck lint bench bench-quick bench-serve clean
+.PHONY: install kubo dns browser dnslink-test demo test fuzz typecheck lint bench bench-quick bench-serve bench-open clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ bench-quick: install
 
 bench-serve: install
 	$(BIN)/python benchmarks/bench_serve.py --items 100000
+
+bench-open: install kubo
+	$(BIN)/pip install -q '.[bench]'
+	$(BIN)/python benchmarks/bench_open.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache build dist *.egg-info

@@ -236,3 +236,20 @@ def test_cached_blocks_are_read_offline(kubo: Any, tmp_path: Path) -> None:
         assert np.array_equal(halodb.open_dataset(f"ipfs://{cid}", registry=offline).ta.values, dataset(1).ta.values)
     finally:
         offline.close()
+
+
+def test_prefetch_brings_the_whole_dataset_in_one_car(kubo: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "ta.zarr"
+    dataset(0).to_zarr(folder, zarr_format=2, consolidated=True, encoding={"ta": {"chunks": 100}})
+    cid = kubo.ipfs("add", "-r", "-Q", "-H", "--cid-version=1", "--chunker=size-2048", str(folder)).decode().strip()
+    total = len(kubo.ipfs("refs", "-r", "-u", cid).decode().split()) + 1  # and the root
+    home = tmp_path / "reader"
+    reg = halodb.open(home, store=kubo.gateway, create=True)
+    try:
+        halodb.open_dataset(f"ipfs://{cid}", registry=reg, prefetch=True)
+        assert sum(1 for p in (home / "blocks").rglob("*") if p.is_file()) == total
+        requests = reg.store.remote.requests  # type: ignore[attr-defined]
+        assert np.array_equal(halodb.open_dataset(f"ipfs://{cid}", registry=reg).ta.values, dataset(0).ta.values)
+        assert reg.store.remote.requests == requests  # type: ignore[attr-defined]  # all from the cache
+    finally:
+        reg.close()

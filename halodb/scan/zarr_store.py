@@ -31,6 +31,7 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
@@ -44,6 +45,9 @@ __all__ = ["METADATA_NAMES", "TreeStore", "check_metadata_document"]
 #: the file names that hold Zarr metadata (v2 and v3)
 METADATA_NAMES = frozenset({".zgroup", ".zattrs", ".zarray", ".zmetadata", "zarr.json"})
 DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
+#: the threads that read files for zarr (shared by every store of the process): reads from a
+#: remote block store mostly wait on the network, so more run at once than there are cores
+_READERS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="halodb-zarr-read")
 
 
 def _join(*parts: str) -> str:
@@ -188,7 +192,8 @@ class TreeStore(Store):
         return self._read(key, max(0, entry.size - byte_range.suffix), None)
 
     async def get(self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None) -> Buffer | None:
-        data = await asyncio.to_thread(self._get_sync, key, byte_range)
+        # chunks wait on the network: more threads than asyncio's default pool (cores + 4)
+        data = await asyncio.get_running_loop().run_in_executor(_READERS, self._get_sync, key, byte_range)
         return None if data is None else prototype.buffer.from_bytes(data)
 
     async def get_partial_values(

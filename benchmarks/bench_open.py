@@ -1,0 +1,141 @@
+"""Reading a whole Zarr store through a Kubo gateway: ``halodb.open_dataset`` against
+``ipfsspec`` and ``ipfs get`` on the same data, in the same run (issue 13).
+
+A Zarr v2 store of about 100 MB (random float32, zstd through blosc, a few hundred chunks of
+~0.5 MB) is added to a Kubo node (closed to the outside, as the test nodes; loopback only).
+Then, each in a fresh process and a fresh empty home, each read three times (the median is
+reported):
+
+* ``halodb``: ``halodb.open_dataset("ipfs://CID")`` with the store ``GATEWAY/`` (blocks
+  fetched by the gateway store, each verified against its CID) and ``.load()``;
+* ``halodb (cached)``: the same read again in the same home: every block from the block cache;
+* ``halodb (prefetch)``: ``open_dataset(..., prefetch=True)`` in a new home: the dataset's
+  whole DAG first, as one CAR from the gateway (verified block by block), then the read;
+* ``ipfsspec``: ``xr.open_dataset("ipfs://CID", engine="zarr")`` with ``IPFS_GATEWAY`` set
+  to the same gateway (trustless gateway requests, a CAR per block) and ``.load()``;
+* ``ipfs get``: ``ipfs get CID`` through the node's RPC: every byte out of the node the
+  fastest way it has, written to disk; the floor.
+
+Targets of issue 13: at least as fast as ipfsspec, and within 2x of ``ipfs get``, while
+verifying every block. The exit code is 0 even when a target is missed (the report says so).
+
+    python benchmarks/bench_open.py             # ~100 MB
+    python benchmarks/bench_open.py --mb 20     # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.kubo_node import KuboNode  # noqa: E402
+
+READ_HALODB = """
+import sys, time, halodb, halodb.data, xarray
+t = time.perf_counter()
+reg = halodb.open(sys.argv[2], store=sys.argv[3], create=True)
+ds = halodb.open_dataset("ipfs://" + sys.argv[1], registry=reg, prefetch=sys.argv[4] == "prefetch").load()
+print(time.perf_counter() - t, float(ds.x.sum()))
+"""
+
+READ_IPFSSPEC = """
+import sys, time, xarray as xr
+t = time.perf_counter()
+ds = xr.open_dataset("ipfs://" + sys.argv[1], engine="zarr").load()
+print(time.perf_counter() - t, float(ds.x.sum()))
+"""
+
+
+def write_store(path: Path, mb: int) -> int:
+    """A Zarr v2 store of about ``mb`` MB of random float32 in ~0.5 MB chunks; its chunk count."""
+    import numpy as np
+    import xarray as xr
+
+    depth = max(1, mb * (1 << 20) // (500 * 500 * 4))  # 1 MB per step of t, two chunks of 0.5 MB
+    rng = np.random.default_rng(13)
+    data = rng.random((depth, 500, 500), dtype=np.float32)
+    xr.Dataset({"x": (("t", "y", "z"), data)}).to_zarr(path, zarr_format=2, consolidated=True,
+                                                        encoding={"x": {"chunks": (1, 250, 500)}})
+    return depth * 2
+
+
+def run_python(code: str, *args: str, env: dict[str, str] | None = None) -> tuple[float, float]:
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=1800,
+                         env={**os.environ, **(env or {})})
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr.strip()[-1000:])
+    seconds, total = out.stdout.split()
+    return float(seconds), float(total)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mb", type=int, default=100, help="Size of the Zarr store (MB).")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--json", type=Path, help="Also write the figures as JSON here.")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="halodb-bench-open-"))
+    node = KuboNode(work / "kubo").start()
+    try:
+        store = work / "x.zarr"
+        chunks = write_store(store, args.mb)
+        size = sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
+        cid = node.ipfs("add", "-r", "-Q", "-H", "--cid-version=1", str(store)).decode().strip()
+        blocks = len(node.ipfs("refs", "-r", "-u", cid).decode().split())
+        print(f"# bench_open: a Zarr v2 store of {size / 1e6:.1f} MB, {chunks} chunks, {blocks} blocks "
+              f"(ipfs add -r --cid-version=1), read through the gateway {node.gateway} on loopback", flush=True)
+        results: dict[str, list[float]] = {"halodb": [], "halodb (cached)": [], "halodb (prefetch)": [], "ipfsspec": [],
+                                           "ipfs get": []}
+        sums = set()
+        for n in range(args.runs):
+            home = work / f"home-{n}"
+            for label in ("halodb", "halodb (cached)"):
+                seconds, total = run_python(READ_HALODB, cid, str(home), node.gateway, "lazy")
+                results[label].append(seconds)
+                sums.add(round(total))
+            shutil.rmtree(home)
+            seconds, total = run_python(READ_HALODB, cid, str(home), node.gateway, "prefetch")
+            results["halodb (prefetch)"].append(seconds)
+            sums.add(round(total))
+            shutil.rmtree(home)
+            seconds, total = run_python(READ_IPFSSPEC, cid, env={"IPFS_GATEWAY": node.gateway.rstrip("/")})
+            results["ipfsspec"].append(seconds)
+            sums.add(round(total))
+            target = work / f"get-{n}"
+            t = time.perf_counter()
+            node.ipfs("get", "-o", str(target), cid)
+            results["ipfs get"].append(time.perf_counter() - t)
+            shutil.rmtree(target)
+            print(f"run {n + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in results.items()), flush=True)
+        assert len(sums) == 1, f"the readers disagree on the data: {sums}"
+        medians = {k: statistics.median(v) for k, v in results.items()}
+        print(f"\n{size / 1e6:.1f} MB, median of {args.runs} runs (s, MB/s):")
+        for label, seconds in medians.items():
+            print(f"  {label:16s} {seconds:7.2f} s  {size / 1e6 / seconds:7.1f} MB/s")
+        theirs, floor = medians["ipfsspec"], medians["ipfs get"]
+        print("\ntargets (issue 13):")
+        for label in ("halodb", "halodb (prefetch)"):
+            ours = medians[label]
+            print(f"  {label}: at least as fast as ipfsspec: {ours:.2f} s vs {theirs:.2f} s "
+                  f"{'MET' if ours <= theirs else 'MISSED'}; within 2x of ipfs get: {ours / floor:.2f}x "
+                  f"{'MET' if ours <= 2 * floor else 'MISSED'}")
+        if args.json:
+            args.json.write_text(json.dumps({"bytes": size, "chunks": chunks, "blocks": blocks, "runs": results,
+                                             "medians": medians}, indent=2))
+    finally:
+        node.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
