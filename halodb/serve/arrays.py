@@ -153,8 +153,8 @@ class SearchArrays:
         The conditions narrow an array of positions one after the other, each tested on the
         positions left: first the rows whose time can meet the interval (a binary search:
         the rows are in ``t_start`` order), or the rows of the ``ids``, or of the items the
-        free text matched. Free text, the one
-        part whose work grows with the request, stops at ``deadline``."""
+        free text matched. Free text, the one part whose work grows with the request, stops
+        at ``deadline``."""
         text = None if p.q is None else self._free_text(p.q, deadline or Deadline(float("inf")))
         if p.ids is not None:  # a few rows: test only those
             pos = np.unique(np.fromiter((n for i in p.ids for n in self.positions_of_id.get(i, ())), dtype=np.int64))
