@@ -16,6 +16,10 @@ reported):
 * ``ipfs get``: ``ipfs get CID`` through the node's RPC: every byte out of the node the
   fastest way it has, written to disk; the floor.
 
+Then the HTTP clients alone, on the same blocks (why the gateway store uses aiohttp): every
+block of the store fetched as ``?format=raw`` and hashed, 16 at a time, with aiohttp, with
+httpx's async client, and with httpx on 16 threads.
+
 Targets of issue 13: at least as fast as ipfsspec, and within 2x of ``ipfs get``, while
 verifying every block. The exit code is 0 even when a target is missed (the report says so).
 
@@ -67,6 +71,51 @@ def write_store(path: Path, mb: int) -> int:
     xr.Dataset({"x": (("t", "y", "z"), data)}).to_zarr(path, zarr_format=2, consolidated=True,
                                                         encoding={"x": {"chunks": (1, 250, 500)}})
     return depth * 2
+
+
+def compare_clients(gateway: str, blocks: list[str], width: int = 16) -> dict[str, float]:
+    """Seconds to fetch and hash every block (``?format=raw``), ``width`` at a time, per client."""
+    import asyncio
+    import hashlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    import aiohttp
+    import httpx
+
+    urls = [f"{gateway.rstrip('/')}/ipfs/{b}?format=raw" for b in blocks]
+    headers = {"Accept": "application/vnd.ipld.raw"}
+
+    async def with_aiohttp() -> None:
+        slots = asyncio.Semaphore(width)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=width)) as session:
+            async def one(url: str) -> None:
+                async with slots, session.get(url, headers=headers) as r:
+                    hashlib.sha256(await r.read()).digest()
+            await asyncio.gather(*(one(u) for u in urls))
+
+    async def with_httpx_async() -> None:
+        slots = asyncio.Semaphore(width)
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=width)) as client:
+            async def one(url: str) -> None:
+                async with slots:
+                    hashlib.sha256((await client.get(url, headers=headers)).content).digest()
+            await asyncio.gather(*(one(u) for u in urls))
+
+    def with_httpx_threads() -> None:
+        with httpx.Client(limits=httpx.Limits(max_connections=width)) as client, ThreadPoolExecutor(width) as pool:
+            list(pool.map(lambda u: hashlib.sha256(client.get(u, headers=headers).content).digest(), urls))
+
+    out = {}
+    t = time.perf_counter()
+    asyncio.run(with_aiohttp())
+    out["aiohttp"] = time.perf_counter() - t
+    t = time.perf_counter()
+    asyncio.run(with_httpx_async())
+    out["httpx (async)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    with_httpx_threads()
+    out["httpx (16 threads)"] = time.perf_counter() - t
+    return out
 
 
 def run_python(code: str, *args: str, env: dict[str, str] | None = None) -> tuple[float, float]:
@@ -129,9 +178,14 @@ def main() -> None:
             print(f"  {label}: at least as fast as ipfsspec: {ours:.2f} s vs {theirs:.2f} s "
                   f"{'MET' if ours <= theirs else 'MISSED'}; within 2x of ipfs get: {ours / floor:.2f}x "
                   f"{'MET' if ours <= 2 * floor else 'MISSED'}")
+        refs = node.ipfs("refs", "-r", "-u", cid).decode().split()
+        clients = compare_clients(node.gateway, refs)
+        print(f"\nthe HTTP clients alone: {len(refs)} blocks fetched and hashed, 16 at a time:")
+        for label, seconds in clients.items():
+            print(f"  {label:20s} {seconds:7.2f} s")
         if args.json:
             args.json.write_text(json.dumps({"bytes": size, "chunks": chunks, "blocks": blocks, "runs": results,
-                                             "medians": medians}, indent=2))
+                                             "medians": medians, "clients": clients}, indent=2))
     finally:
         node.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -17,10 +17,13 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import httpx
 
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -72,3 +75,49 @@ def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class Relay(QuietHandler):
+    """Relays GETs to the Kubo gateway ``upstream``, with faults: answers for CIDs in ``bad``
+    get a flipped byte, ``status(n)`` forces the status of the n-th request (None: relay),
+    and with ``cut_cars`` a CAR answer loses its last third."""
+
+    upstream: ClassVar[str] = ""
+    bad: ClassVar[set[str]] = set()
+    status: ClassVar[Callable[[int], int | None] | None] = None
+    cut_cars: ClassVar[bool] = False
+    calls: ClassVar[list[str]] = []
+    lock: ClassVar[threading.Lock] = threading.Lock()
+    client: ClassVar[httpx.Client] = httpx.Client(limits=httpx.Limits(max_keepalive_connections=32))
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
+    protocol_version = "HTTP/1.1"  # connections kept alive (every answer has a Content-Length)
+
+    def do_GET(self) -> None:
+        with self.lock:
+            self.calls.append(self.path)
+            n = len(self.calls)
+        status = type(self).status
+        forced = status(n) if status is not None else None
+        if forced is not None:
+            respond(self, b"injected", "text/plain", forced)
+            return
+        answer = self.client.get(self.upstream.rstrip("/") + self.path, headers={"Accept": self.headers.get("Accept", "*/*")})
+        body = answer.content
+        if urlsplit(self.path).path.rsplit("/", 1)[-1] in self.bad and answer.status_code == 200:
+            flipped = bytearray(body)
+            flipped[len(flipped) // 2] ^= 0xFF
+            body = bytes(flipped)
+        if self.cut_cars and "format=car" in self.path:
+            body = body[: len(body) * 2 // 3]
+        respond(self, body, answer.headers.get("content-type", "application/octet-stream"), answer.status_code)
+
+
+@contextmanager
+def relay(upstream: str, *, bad: set[str] | None = None, status: Callable[[int], int | None] | None = None,
+          cut_cars: bool = False) -> Iterator[tuple[str, type[Relay]]]:
+    """A :class:`Relay` in front of the gateway ``upstream``: ``(its URL, its class)``."""
+    handler = type("ARelay", (Relay,), {"upstream": upstream, "bad": bad if bad is not None else set(),
+                                         "status": staticmethod(status) if status else None, "cut_cars": cut_cars,
+                                         "calls": []})
+    with serve(handler) as url:
+        yield url, handler

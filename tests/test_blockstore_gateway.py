@@ -1,11 +1,11 @@
-"""The trustless-gateway backend against a real Kubo gateway; faults injected on the wire."""
+"""The trustless-gateway backend against a real Kubo gateway; faults injected on the wire by a
+real HTTP relay in front of it (:class:`tests.loopback.Relay`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from halodb.blockstore import open_store
@@ -17,12 +17,17 @@ from halodb.ipld import CID, make_block
 from halodb.testing.blockstore import BlockStoreTests
 
 from .kubo_node import KuboNode
+from .loopback import relay
 
 
 class TestGatewayStore(BlockStoreTests):
     @pytest.fixture(autouse=True)
-    def _node(self, kubo_local_only: KuboNode) -> None:
+    def _node(self, kubo_local_only: KuboNode) -> Iterator[None]:
         self.node = kubo_local_only
+        self.bad: set[str] = set()
+        with relay(kubo_local_only.gateway, bad=self.bad) as (url, _):
+            self.url = url
+            yield
 
     def make_store(self, tmp_path: Path) -> BlockStore:
         return self.populate(tmp_path, [])
@@ -31,33 +36,11 @@ class TestGatewayStore(BlockStoreTests):
         self.node.ipfs("repo", "gc", "--silent")
         if blocks:
             KuboStore(self.node.api).put_many(blocks)
-        self.bad: set[str] = set()
-        return GatewayStore([self.node.gateway], client=httpx.Client(transport=Rewriting(self.bad)))
+        self.bad.clear()
+        return GatewayStore([self.url])
 
     def corrupt(self, store: BlockStore, cid: CID) -> None:
         self.bad.add(str(cid))
-
-
-class Rewriting(httpx.HTTPTransport):
-    """The real transport; answers for CIDs in ``bad`` get a flipped byte."""
-
-    def __init__(self, bad: set[str], status: Callable[[int], int | None] | None = None) -> None:
-        super().__init__()
-        self.bad = bad
-        self.status = status
-        self.calls = 0
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.calls += 1
-        forced = self.status(self.calls) if self.status else None
-        if forced is not None:
-            return httpx.Response(forced, content=b"injected")
-        response = super().handle_request(request)
-        if request.url.path.rsplit("/", 1)[-1] in self.bad and response.status_code == 200:
-            body = bytearray(response.read())
-            body[len(body) // 2] ^= 0xFF
-            return httpx.Response(200, headers=response.headers, content=bytes(body))
-        return response
 
 
 def stored(kubo_local_only: KuboNode, value: object) -> tuple[CID, bytes]:
@@ -68,32 +51,32 @@ def stored(kubo_local_only: KuboNode, value: object) -> tuple[CID, bytes]:
 
 def test_wrong_bytes_fall_back_to_the_next_gateway(kubo_local_only: KuboNode) -> None:
     cid, data = stored(kubo_local_only, {"fallback": 1})
-    liar = httpx.Client(transport=Rewriting({str(cid)}))
-    store = GatewayStore([kubo_local_only.gateway, kubo_local_only.gateway.replace("127.0.0.1", "localhost")], client=liar)
-    # both names reach the same liar transport: every answer is corrupt -> a clear error
-    with pytest.raises(VerificationError) as info:
-        store.get(cid)
-    assert "do not match" in str(info.value) and str(cid) in str(info.value)
+    with relay(kubo_local_only.gateway, bad={str(cid)}) as (liar, _), relay(kubo_local_only.gateway, bad={str(cid)}) as (liar2, _):
+        store = GatewayStore([liar, liar2])  # every answer is corrupt -> a clear error
+        with pytest.raises(VerificationError) as info:
+            store.get(cid)
+        assert "do not match" in str(info.value) and str(cid) in str(info.value)
+        assert GatewayStore([liar, kubo_local_only.gateway]).get(cid) == data  # the next gateway answers
     honest = GatewayStore([kubo_local_only.gateway])
-    mixed = GatewayStore(["http://127.0.0.1:9/", kubo_local_only.gateway], client=httpx.Client(timeout=2))
+    mixed = GatewayStore(["http://127.0.0.1:9/", kubo_local_only.gateway], timeout=2)
     assert honest.get(cid) == data and mixed.get(cid) == data
 
 
 def test_http_500_is_retried_then_succeeds(kubo_local_only: KuboNode) -> None:
     cid, data = stored(kubo_local_only, {"retry": 1})
-    flaky = Rewriting(set(), status=lambda n: 500 if n <= 2 else None)
-    store = GatewayStore([kubo_local_only.gateway], retries=2, backoff=0.01, client=httpx.Client(transport=flaky))
-    assert store.get(cid) == data and flaky.calls == 3
+    with relay(kubo_local_only.gateway, status=lambda n: 500 if n <= 2 else None) as (flaky, handler):
+        store = GatewayStore([flaky], retries=2, backoff=0.01)
+        assert store.get(cid) == data and len(handler.calls) == 3
 
 
 def test_persistent_errors_and_timeouts_end_in_a_clear_error(kubo_local_only: KuboNode) -> None:
     cid, _ = stored(kubo_local_only, {"down": 1})
-    down = Rewriting(set(), status=lambda n: 503)
-    store = GatewayStore([kubo_local_only.gateway], retries=1, backoff=0.01, client=httpx.Client(transport=down))
-    with pytest.raises(BlockStoreError) as info:
-        store.get(cid)
-    assert "HTTP 503" in str(info.value)
-    unreachable = GatewayStore(["http://127.0.0.1:9/"], retries=0, client=httpx.Client(timeout=1))
+    with relay(kubo_local_only.gateway, status=lambda n: 503) as (down, handler):
+        store = GatewayStore([down], retries=1, backoff=0.01)
+        with pytest.raises(BlockStoreError) as info:
+            store.get(cid)
+        assert "HTTP 503" in str(info.value) and len(handler.calls) == 2
+    unreachable = GatewayStore(["http://127.0.0.1:9/"], retries=0, timeout=1)
     with pytest.raises(BlockStoreError) as info:
         unreachable.get(cid)
     assert "127.0.0.1:9" in str(info.value)
@@ -149,9 +132,9 @@ def test_a_gateway_that_times_out_falls_back(kubo_local_only: KuboNode) -> None:
     thread.start()
     try:
         silent = f"http://127.0.0.1:{server.getsockname()[1]}/"
-        store = GatewayStore([silent, kubo_local_only.gateway], retries=0, client=httpx.Client(timeout=0.5))
+        store = GatewayStore([silent, kubo_local_only.gateway], retries=0, timeout=0.5)
         assert store.get(cid) == data
-        alone = GatewayStore([silent], retries=1, backoff=0.01, client=httpx.Client(timeout=0.3))
+        alone = GatewayStore([silent], retries=1, backoff=0.01, timeout=0.3)
         with pytest.raises(BlockStoreError) as info:
             alone.get(cid)
         assert "Timeout" in str(info.value)
@@ -163,17 +146,6 @@ def test_a_gateway_that_times_out_falls_back(kubo_local_only: KuboNode) -> None:
         server.close()
 
 
-class Truncating(httpx.HTTPTransport):
-    """The real transport, cutting CAR answers short."""
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = super().handle_request(request)
-        if request.url.params.get("format") == "car":
-            body = response.read()
-            return httpx.Response(200, headers={"content-type": "application/vnd.ipld.car"}, content=body[: len(body) * 2 // 3])
-        return response
-
-
 def test_whole_dag_as_one_car_and_a_truncated_car(kubo_local_only: KuboNode, tmp_path: Path) -> None:
     from halodb.blockstore import DirectoryStore
 
@@ -182,11 +154,12 @@ def test_whole_dag_as_one_car_and_a_truncated_car(kubo_local_only: KuboNode, tmp
     root_cid, root = make_block({"child": mid_cid, "name": "root"})
     KuboStore(kubo_local_only.api).put_many([(leaf_cid, leaf), (mid_cid, mid), (root_cid, root)])
 
-    cut = GatewayStore([kubo_local_only.gateway], client=httpx.Client(transport=Truncating()))
-    local = DirectoryStore(tmp_path / "cut")
-    with pytest.raises(BlockStoreError) as info:
-        cut.fetch_dag(root_cid, local)
-    assert str(root_cid) in str(info.value)
+    with relay(kubo_local_only.gateway, cut_cars=True) as (cut_url, _):
+        cut = GatewayStore([cut_url])
+        local = DirectoryStore(tmp_path / "cut")
+        with pytest.raises(BlockStoreError) as info:
+            cut.fetch_dag(root_cid, local)
+        assert str(root_cid) in str(info.value)
     assert not any(local.has(c) for c in (leaf_cid, mid_cid, root_cid))  # nothing half-written
 
     store = GatewayStore([kubo_local_only.gateway])

@@ -213,6 +213,7 @@ def test_every_translation_uses_context_each_class_of_its_map_declares() -> None
 # --- the maps --------------------------------------------------------------------------------
 LIBRARIES = {  # library -> the top-level packages its exceptions are defined in
     "httpx": ("httpx",),
+    "aiohttp": ("aiohttp",),
     "dnspython": ("dns",),
     "duckdb": ("duckdb", "_duckdb"),
     "zarr": ("zarr", "numcodecs"),
@@ -225,7 +226,7 @@ BOUNDARY_MODULES = ["halodb.blockstore._boundary", "halodb.naming._boundary", "h
 # every map, and the one HaloDB error class it gives (the class users saw before the maps)
 EXPECTED_MAPS: dict[str, tuple[str, type[HaloDBError]]] = {
     "halodb.blockstore._boundary.HTTPX": ("httpx", BlockStoreError),
-    "halodb.naming.ipns_record.HTTPX": ("httpx", ResolverError),
+    "halodb.blockstore._boundary.AIOHTTP": ("aiohttp", BlockStoreError),
     "halodb.naming.ipns_record.CRYPTOGRAPHY": ("cryptography", VerificationError),
     "halodb.naming._boundary.DNS_LOOKUP": ("dnspython", ResolverError),
     "halodb.naming._boundary.DNS_QUERY": ("dnspython", ResolverError),
@@ -286,6 +287,12 @@ def library_exceptions(library: str) -> set[type[BaseException]]:
         return _defined_in(packages) | _subclasses(
             [getattr(httpx, n) for n in httpx.__all__
              if inspect.isclass(getattr(httpx, n)) and issubclass(getattr(httpx, n), BaseException)], packages)
+    if library == "aiohttp":  # what a client request can raise: websockets, multipart, servers are not used
+        import aiohttp
+        import aiohttp.http_exceptions
+
+        client_side = [aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError]
+        return {c for c in _defined_in(packages) if issubclass(c, tuple(client_side))} | _subclasses(client_side, packages)
     if library == "dnspython":
         for m in ("exception", "message", "name", "nameserver", "query", "rcode", "rdata", "rdataclass",
                   "rdatatype", "resolver", "rrset", "tsig", "update"):
@@ -326,7 +333,7 @@ def test_every_exception_of_the_library_is_mapped(name: str) -> None:
     library, expected = EXPECTED_MAPS[name]
     emap = _maps()[name]
     exceptions = library_exceptions(library)
-    assert len(exceptions) >= {"httpx": 25, "dnspython": 50, "duckdb": 30, "zarr": 20, "cryptography": 8}[library]
+    assert len(exceptions) >= {"httpx": 25, "aiohttp": 25, "dnspython": 50, "duckdb": 30, "zarr": 20, "cryptography": 8}[library]
     unmapped = sorted(f"{c.__module__}.{c.__qualname__}" for c in exceptions if not issubclass(c, emap.caught))
     assert not unmapped, f"{name} does not catch {unmapped}"
     for exc in exceptions:
@@ -410,16 +417,14 @@ def test_a_kubo_url_that_does_not_parse_is_a_block_store_error() -> None:
         store.close()
 
 
-def test_a_gateway_url_that_does_not_parse_is_a_failed_gateway() -> None:
+def test_a_gateway_url_that_does_not_parse_is_refused_at_once() -> None:
     from halodb.blockstore.gateway import GatewayStore
+    from halodb.errors import StoreURLError
 
-    store = GatewayStore(["http://127.0.0.1:notaport"], retries=0)
-    try:
-        with pytest.raises(BlockStoreError, match="InvalidURL") as info:
-            store.get(CID.for_bytes(b"x"))
-        assert type(info.value) is BlockStoreError
-    finally:
-        store.close()
+    for url in ("http://127.0.0.1:notaport", "ftp://127.0.0.1/", "http:///ipfs"):
+        with pytest.raises(StoreURLError, match="not a gateway URL") as info:
+            GatewayStore([url], retries=0)
+        assert info.value.url is not None and info.value.url.startswith(url.rstrip("/"))
 
 
 def test_a_primary_that_is_no_ip_address_is_a_resolver_error() -> None:

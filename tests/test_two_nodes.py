@@ -3,7 +3,9 @@ syncs through node B's gateway, so every block travels A -> B by bitswap over lo
 
 from __future__ import annotations
 
+import itertools
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from halodb.blockstore.gateway import GatewayStore
 
 from .conftest import cid_for, make_item
 from .kubo_node import KuboNode
+from .loopback import relay
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +81,6 @@ def test_publish_on_a_sync_through_b(nodes: tuple[KuboNode, KuboNode], tmp_path:
 def test_a_gateway_node_that_disappears_mid_sync(nodes: tuple[KuboNode, KuboNode], tmp_path: Path) -> None:
     """Node C dies during an incremental sync: a clear error, the cache keeps the old head,
     and the next sync (through another gateway) completes."""
-    import httpx
-
     a, _ = nodes
     c = KuboNode(tmp_path / "node-c").start()
     try:
@@ -99,24 +100,25 @@ def test_a_gateway_node_that_disappears_mid_sync(nodes: tuple[KuboNode, KuboNode
         assert isinstance(client.store, CachingStore) and isinstance(client.store.remote, GatewayStore)
         gateway = client.store.remote
 
-        class Dying(httpx.HTTPTransport):
-            calls = 0
+        armed = threading.Event()
+        calls = itertools.count(1)
 
-            def handle_request(self, request: httpx.Request) -> httpx.Response:
-                Dying.calls += 1
-                if Dying.calls == 6:
-                    c.stop()  # the node goes away in the middle of the sync
-                return super().handle_request(request)
+        def dying(_: int) -> None:  # the node goes away in the middle of the sync
+            if armed.is_set() and next(calls) == 6:
+                c.stop()
 
-        gateway._client = httpx.Client(transport=Dying(), timeout=5)
-        gateway.retries = 0
-        client.names.publish("latest", c2, expected=c1)
-        with pytest.raises(halodb.HaloDBError) as info:
-            client.sync("latest")
-        assert "127.0.0.1" in str(info.value)
-        state = client.cache.sync_state("latest")
-        assert state is not None and state.head == str(c1)
-        assert client.sql("SELECT count(*) FROM items WHERE data_cid LIKE 'bafk%'")[1][0][0] == 200
+        with relay(c.gateway, status=dying) as (url, _):
+            gateway.gateways = [url]
+            gateway.proxies = {url: None}
+            gateway.retries = 0
+            armed.set()
+            client.names.publish("latest", c2, expected=c1)
+            with pytest.raises(halodb.HaloDBError) as info:
+                client.sync("latest")
+            assert "127.0.0.1" in str(info.value)
+            state = client.cache.sync_state("latest")
+            assert state is not None and state.head == str(c1)
+            assert client.sql("SELECT count(*) FROM items WHERE data_cid LIKE 'bafk%'")[1][0][0] == 200
         client.close()
 
         again = halodb.open(tmp_path / "client", store=a.gateway)

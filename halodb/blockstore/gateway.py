@@ -23,20 +23,24 @@ next one is asked, and it is asked last from then on.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import os
 import re
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+import urllib.parse
+import urllib.request
+import weakref
+from collections.abc import Coroutine, Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO, Generic, TypeVar, cast
+from typing import Any, BinaryIO, TypeVar, cast
 
-import httpx
+import aiohttp
+import yarl
 
-from halodb.blockstore._boundary import HTTPX
+from halodb.blockstore._boundary import AIOHTTP
 from halodb.blockstore.base import BlockStore
 from halodb.blockstore.car import import_reachable, receive_dag
 from halodb.errors import (
@@ -50,14 +54,18 @@ from halodb.errors import (
 )
 from halodb.ipld import CID
 from halodb.ipld.limits import MAX_BLOCK_SIZE
+from halodb.util.background_loop import BackgroundLoop
 
 RAW_BLOCK = "application/vnd.ipld.raw"
 CAR_V1 = "application/vnd.ipld.car; version=1; order=dfs; dups=n"
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _ABSENT_STATUS = {404, 410}
 _MISMATCH = "answered with bytes that do not match the CID"
+#: the most bytes of a streamed body handed from the loop to the reading thread at a time
+#: (only what has arrived: a hostile body is not read ahead of the checks)
+_PIECE = 1 << 20
 #: Why a gateway's CAR of a whole DAG is not taken (the next gateway is asked).
-_DAG_FAILURES: tuple[type[BaseException], ...] = (*HTTPX.caught, GatewayError, CarError, VerificationError, DecodeError)
+_DAG_FAILURES: tuple[type[BaseException], ...] = (GatewayError, CarError, VerificationError, DecodeError)
 
 #: seconds a request to a gateway may take in all, unless ``$HALODB_GATEWAY_DEADLINE`` says otherwise
 DEFAULT_DEADLINE = 60.0
@@ -114,60 +122,18 @@ def discover_gateways(env: Mapping[str, str] | None = None, home: Path | None = 
     return []
 
 
-class _Bounded(Generic[T]):
-    """One request run on a daemon thread, waited for at most ``seconds``.
-
-    The work gets a ``check`` to call between chunks: it raises once the caller has given
-    up, so an abandoned request stops reading at its next chunk (or at httpx's read timeout
-    when nothing arrives). A result that comes too late goes to ``discard`` (closing a file).
-    """
-
-    def __init__(self, work: Callable[[Callable[[], None]], T], discard: Callable[[T], None] | None) -> None:
-        self.work = work
-        self.discard = discard
-        self.lock = threading.Lock()
-        self.done = threading.Event()
-        self.abandoned = False
-        self.value: T | None = None
-        self.error: BaseException | None = None
-
-    def check(self) -> None:
-        if self.abandoned:
-            raise GatewayError("request abandoned after its deadline")
-
-    def _run(self) -> None:
-        value: T | None = None
-        error: BaseException | None = None
-        try:
-            value = self.work(self.check)
-        except BaseException as exc:  # handed to the caller's thread below
-            error = exc
-        with self.lock:
-            late = self.abandoned
-            self.value, self.error = value, error
-            self.done.set()
-        if late and value is not None and self.discard is not None:
-            self.discard(value)
-
-    def run(self, seconds: float) -> T | None:
-        """The work's result; ``None`` when the deadline passed first (the work is abandoned)."""
-        threading.Thread(target=self._run, name="halodb-gateway-request", daemon=True).start()
-        self.done.wait(seconds)
-        with self.lock:
-            if not self.done.is_set():
-                self.abandoned = True
-                return None
-        if self.error is not None:
-            raise self.error
-        return self.value
-
-
 class GatewayStore(BlockStore):
-    """Read-only blocks from one or more trustless gateways, tried in order."""
+    """Read-only blocks from one or more trustless gateways, tried in order.
+
+    ``timeout`` bounds each connect and each read of a socket; ``deadline`` the whole
+    request. At most ``concurrency`` requests are in flight at once (connections are kept
+    alive and shared by every thread using the store).
+    """
 
     supports_writes = False
     is_remote = True
     supports_dag_export = True
+    trusted_reads = True  # every block is verified against its CID as it arrives (_fetch)
 
     def __init__(
         self,
@@ -177,20 +143,22 @@ class GatewayStore(BlockStore):
         deadline: float | None = None,
         retries: int = 2,
         backoff: float = 0.25,
-        concurrency: int = 8,
-        client: httpx.Client | None = None,
+        concurrency: int = 16,
     ) -> None:
         super().__init__()
         if not gateways:
             raise StoreURLError("no gateway given", url="")
-        self.gateways = [g.rstrip("/") + "/" for g in gateways]
+        self.gateways = [_checked_url(g.rstrip("/") + "/") for g in gateways]
         #: seconds one request may take in all (connecting, waiting, reading the whole body)
         self.deadline = gateway_deadline() if deadline is None else deadline
+        self.timeout = min(timeout, self.deadline)
         self.retries = retries
         self.backoff = backoff
-        self.concurrency = concurrency
-        self._client = client or httpx.Client(timeout=min(timeout, self.deadline), follow_redirects=False)
-        self._own_client = client is None
+        self.concurrency = max(1, concurrency)
+        #: the HTTP proxy of each gateway, from the environment (``https_proxy``, ``no_proxy``...)
+        self.proxies = {g: _proxy_for(g) for g in self.gateways}
+        self._sessions = _Sessions(self.timeout, self.concurrency)
+        self._finalizer = weakref.finalize(self, self._sessions.close)
         self._demoted: set[str] = set()  # gateways that broke a deadline or a cap: asked last
         self.requests = 0  #: HTTP requests made (benchmarks)
         self.bytes_received = 0  #: response bytes received
@@ -198,68 +166,59 @@ class GatewayStore(BlockStore):
     def describe(self) -> str:
         return "gateway " + ", ".join(self.gateways)
 
-    @property
-    def client(self) -> httpx.Client:
-        """The HTTP client."""
-        return self._client
-
     def ordered(self) -> list[str]:
         """The gateways in the order to ask them: those that broke a deadline or a cap last."""
         return [g for g in self.gateways if g not in self._demoted] + [g for g in self.gateways if g in self._demoted]
 
     # -- one bounded request ------------------------------------------------------------
-    def _request(
-        self, gateway: str, path: str, *, accept: str, limit: int | None, what: str,
-        consume: Callable[[Iterator[bytes]], T], discard: Callable[[T], object] | None = None,
-        params: dict[str, str] | None = None,
-    ) -> tuple[int, T | None]:
-        """GET ``gateway + path``: ``(status, consume(body chunks))`` for HTTP 200, else
+    async def _aget(self, gateway: str, path: str, *, accept: str, limit: int, what: str,
+                    params: dict[str, str] | None = None) -> tuple[int, bytes | None]:
+        """GET ``gateway + path`` within the deadline: ``(status, body)`` for HTTP 200, else
         ``(status, None)`` without reading the body.
 
-        Raises :class:`GatewayError` past the deadline, when the body (or its
-        Content-Length) exceeds ``limit`` bytes (``what`` names the thing capped), or when
-        it comes encoded although identity was asked; httpx's errors pass through.
+        Raises :class:`GatewayError` past the deadline, when the body (or its Content-Length)
+        exceeds ``limit`` bytes (``what`` names the thing capped), or when it comes encoded
+        although identity was asked; aiohttp's errors pass through.
         """
         url = f"{gateway}{path}"
-
-        def work(check: Callable[[], None]) -> tuple[int, T | None]:
-            headers = {"Accept": accept, "Accept-Encoding": "identity"}
-            with self._client.stream("GET", url, params=params, headers=headers) as r:
-                if r.status_code != 200:
-                    return r.status_code, None
-                encoding = r.headers.get("content-encoding", "identity").strip().lower()
-                if encoding not in ("", "identity"):
-                    raise GatewayError(f"{gateway}: answered with Content-Encoding {encoding!r}, not identity", url=url)
-                declared = r.headers.get("content-length", "").strip()
-                if limit is not None and declared.isdigit() and int(declared) > limit:
-                    raise self._over(gateway, url, limit, what, f"announces {declared} bytes, more")
-
-                def chunks() -> Iterator[bytes]:
-                    got = 0
-                    for chunk in r.iter_bytes():  # identity-encoded (checked above): the bytes as sent
-                        check()
-                        got += len(chunk)
-                        self.bytes_received += len(chunk)
-                        if limit is not None and got > limit:
+        session, slots = self._sessions.session(), self._sessions.slots
+        try:
+            async with slots, asyncio.timeout(self.deadline):  # the deadline runs from when a slot is free
+                self.requests += 1
+                async with session.get(url, params=params, headers=_headers(accept), proxy=self.proxies[gateway]) as r:
+                    if r.status != 200:
+                        return r.status, None
+                    self._check_head(gateway, url, r, limit, what)
+                    pieces, got = [], 0
+                    while piece := await r.content.readany():
+                        got += len(piece)
+                        self.bytes_received += len(piece)
+                        if got > limit:
                             raise self._over(gateway, url, limit, what, "sent more")  # and read no further
-                        yield chunk
-
-                return 200, consume(chunks())
-
-        self.requests += 1
-        bounded: _Bounded[tuple[int, T | None]] = _Bounded(
-            work, None if discard is None else lambda answer: _discard_value(answer, discard))
-        answer = bounded.run(self.deadline)
-        if answer is None:
+                        pieces.append(piece)
+                    return 200, b"".join(pieces)
+        except TimeoutError as exc:
+            if isinstance(exc, AIOHTTP.caught):
+                raise  # a socket's own timeout (``timeout``), not the deadline
             self._demoted.add(gateway)
             raise GatewayError(
                 f"{gateway}: no whole answer within the {self.deadline:g} s deadline ({DEADLINE_ENV})",
-                url=url, deadline=self.deadline)
-        return answer
+                url=url, deadline=self.deadline) from None
+
+    def _check_head(self, gateway: str, url: str, r: aiohttp.ClientResponse, limit: int | None, what: str) -> None:
+        encoding = r.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise GatewayError(f"{gateway}: answered with Content-Encoding {encoding!r}, not identity", url=url)
+        declared = r.headers.get("content-length", "").strip()
+        if limit is not None and declared.isdigit() and int(declared) > limit:
+            raise self._over(gateway, url, limit, what, f"announces {declared} bytes, more")
 
     def _over(self, gateway: str, url: str, limit: int, what: str, how: str) -> GatewayError:
         self._demoted.add(gateway)
         return GatewayError(f"{gateway}: {how} than the {limit} bytes {what} may have", url=url, limit=limit)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return BackgroundLoop.shared().run(coro)
 
     def ask(self, gateway: str, path: str, *, accept: str, limit: int, what: str) -> tuple[int, bytes]:
         """One bounded GET of a small document (an IPNS record): ``(status, body)``, the body
@@ -267,26 +226,25 @@ class GatewayStore(BlockStore):
         message starts with the gateway (:class:`GatewayError` past the deadline or the cap).
         """
         try:
-            status, body = self._request(gateway, path, accept=accept, limit=limit, what=what, consume=b"".join)
-        except HTTPX.caught as exc:
-            raise HTTPX.translate(exc, f"{gateway}: {type(exc).__name__}: {exc}", store=self.describe()) from None
+            status, body = self._run(self._aget(gateway, path, accept=accept, limit=limit, what=what))
+        except AIOHTTP.caught as exc:
+            raise AIOHTTP.translate(exc, f"{gateway}: {_why(exc)}", store=self.describe()) from None
         return status, body or b""
 
     # -- blocks -------------------------------------------------------------------------
-    def _fetch(self, gateway: str, cid: CID) -> tuple[bytes | None, str]:
+    async def _fetch(self, gateway: str, cid: CID) -> tuple[bytes | None, str]:
         """Ask one gateway (with retries): (verified bytes | None, why not)."""
         why = ""
         for attempt in range(self.retries + 1):
             if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
+                await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
             try:
-                status, data = self._request(
-                    gateway, f"ipfs/{cid}", params={"format": "raw"}, accept=RAW_BLOCK, limit=MAX_BLOCK_SIZE,
-                    what="a block", consume=b"".join)
+                status, data = await self._aget(gateway, f"ipfs/{cid}", params={"format": "raw"}, accept=RAW_BLOCK,
+                                                limit=MAX_BLOCK_SIZE, what="a block")
             except GatewayError as exc:  # past the deadline or the cap: not asked again now
                 return None, exc.message.removeprefix(f"{gateway}: ")
-            except HTTPX.caught as exc:  # recorded; the failures of every gateway become one BlockStoreError
-                why = f"{type(exc).__name__}: {exc}"
+            except AIOHTTP.caught as exc:  # recorded; the failures of every gateway become one BlockStoreError
+                why = _why(exc)
                 continue
             if status == 200:
                 assert data is not None
@@ -300,10 +258,10 @@ class GatewayStore(BlockStore):
                 break
         return None, why
 
-    def _get(self, cid: CID) -> bytes | None:
+    async def _aget_block(self, cid: CID) -> bytes | None:
         failures = []
         for gateway in self.ordered():
-            data, why = self._fetch(gateway, cid)
+            data, why = await self._fetch(gateway, cid)
             if data is not None:
                 return data
             if why != "absent":
@@ -318,6 +276,27 @@ class GatewayStore(BlockStore):
             )
         return None
 
+    async def _aget_many(self, cids: list[CID]) -> dict[CID, bytes]:
+        async with asyncio.TaskGroup() as group:  # the first failure cancels the rest
+            tasks = [group.create_task(self._aget_block(cid)) for cid in cids]
+        return {cid: data for cid, task in zip(cids, tasks) if (data := task.result()) is not None}
+
+    def _get(self, cid: CID) -> bytes | None:
+        return self._run(self._aget_block(cid))
+
+    def _get_many(self, cids: list[CID]) -> dict[CID, bytes]:
+        try:
+            return self._run(self._aget_many(cids))
+        except BaseExceptionGroup as group:  # one block's failure is the answer
+            raise group.exceptions[0] from None
+
+    def _has(self, cid: CID) -> bool:
+        return self._get(cid) is not None
+
+    def close(self) -> None:
+        self._finalizer()
+
+    # -- a whole DAG as one CAR ----------------------------------------------------------
     def fetch_dag(self, root: CID, into: BlockStore, *, max_bytes: int | None = None) -> int:
         """Fetch the whole DAG under ``root`` as ONE CAR request and import it into ``into``.
 
@@ -331,52 +310,141 @@ class GatewayStore(BlockStore):
         """
         failures = []
         for gateway in self.ordered():
-
-            def spool(chunks: Iterator[bytes]) -> BinaryIO:
-                f = cast(BinaryIO, tempfile.TemporaryFile())
-                try:
-                    receive_dag(chunks, root, f, max_block_size=MAX_BLOCK_SIZE)
-                except BaseException:
-                    f.close()
-                    raise
-                f.seek(0)
-                return f
-
             try:
-                status, car = self._request(
-                    gateway, f"ipfs/{root}", params={"format": "car", "dag-scope": "all"}, accept=CAR_V1,
-                    limit=max_bytes, what="this CAR", consume=spool, discard=_close)
-                if car is None:
-                    failures.append(f"{gateway}: HTTP {status}")
-                    continue
-                with car:
-                    return import_reachable(into, car).imported
+                with self._stream(gateway, f"ipfs/{root}", params={"format": "car", "dag-scope": "all"},
+                                  accept=CAR_V1, limit=max_bytes, what="this CAR") as (status, chunks):
+                    if status != 200:
+                        failures.append(f"{gateway}: HTTP {status}")
+                        continue
+                    with cast(BinaryIO, tempfile.TemporaryFile()) as car:
+                        receive_dag(chunks, root, car, max_block_size=MAX_BLOCK_SIZE)
+                        car.seek(0)
+                        return import_reachable(into, car).imported
+            except AIOHTTP.caught as exc:
+                failures.append(f"{gateway}: {_why(exc)}")
             except _DAG_FAILURES as exc:
                 message = exc.message if isinstance(exc, GatewayError) else f"{gateway}: {exc}"
                 failures.append(message)
         raise BlockStoreError(f"no gateway returned the DAG of {root} whole: " + "; ".join(failures),
                               cid=root, store=self.describe())
 
-    def _has(self, cid: CID) -> bool:
-        return self._get(cid) is not None
+    @contextlib.contextmanager
+    def _stream(self, gateway: str, path: str, *, params: dict[str, str], accept: str, limit: int | None,
+                what: str) -> Iterator[tuple[int, Iterator[bytes]]]:
+        """GET ``gateway + path`` for a body read piece by piece in this thread: ``(status,
+        chunks)``; the chunks stop at the deadline (or past ``limit`` bytes) with a
+        :class:`GatewayError`. The body of an answer other than 200 is not read."""
+        url = f"{gateway}{path}"
+        loop = BackgroundLoop.shared()
+        ends = time.monotonic() + self.deadline
+        self.requests += 1
 
-    def _get_many(self, cids: list[CID]) -> dict[CID, bytes]:
-        if len(cids) <= 1 or self.concurrency <= 1:
-            return super()._get_many(cids)
-        with ThreadPoolExecutor(self.concurrency) as pool:
-            found = list(pool.map(self._get, cids))
-        return {cid: data for cid, data in zip(cids, found) if data is not None}
+        def wait(coro: Coroutine[Any, Any, T]) -> T:
+            try:
+                return loop.run(coro, max(ends - time.monotonic(), 0.0))
+            except TimeoutError as exc:
+                if isinstance(exc, AIOHTTP.caught):
+                    raise  # a socket's own timeout
+                self._demoted.add(gateway)
+                raise GatewayError(
+                    f"{gateway}: no whole answer within the {self.deadline:g} s deadline ({DEADLINE_ENV})",
+                    url=url, deadline=self.deadline) from None
+
+        async def start() -> aiohttp.ClientResponse:
+            return await self._sessions.session().get(url, params=params, headers=_headers(accept),
+                                                      proxy=self.proxies[gateway])
+
+        response = wait(start())
+        try:
+            if response.status == 200:
+                self._check_head(gateway, url, response, limit, what)
+
+            async def piece() -> bytes:  # what has arrived (up to _PIECE bytes) per trip between the threads
+                parts = [await response.content.readany()]
+                size = len(parts[0])
+                while parts[-1] and size < _PIECE and (more := response.content.read_nowait(_PIECE - size)):
+                    parts.append(more)
+                    size += len(more)
+                return b"".join(parts)
+
+            def chunks() -> Iterator[bytes]:
+                got = 0
+                while chunk := wait(piece()):
+                    got += len(chunk)
+                    self.bytes_received += len(chunk)
+                    if limit is not None and got > limit:
+                        raise self._over(gateway, url, limit, what, "sent more")  # and read no further
+                    yield chunk
+
+            yield response.status, chunks()
+        finally:
+            loop.loop.call_soon_threadsafe(response.close)  # (on its loop) a body not read to its end drops the connection
+
+
+class _Sessions:
+    """The aiohttp session of one store, made on the shared loop on first use (again in a
+    forked child): keep-alive connections, at most ``limit`` at once."""
+
+    def __init__(self, timeout: float, limit: int) -> None:
+        self.timeout = timeout
+        self.limit = limit
+        self._session: aiohttp.ClientSession | None = None
+        self._pid = 0
+        #: at most ``limit`` requests at once (made with the session, on its loop)
+        self.slots = asyncio.Semaphore(limit)
+
+    def session(self) -> aiohttp.ClientSession:
+        """The session (called on the loop)."""
+        if self._session is None or self._pid != os.getpid():
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=self.timeout),
+                connector=aiohttp.TCPConnector(limit=self.limit),
+                auto_decompress=False, raise_for_status=False)  # (proxies: _proxy_for, read once)
+            self.slots = asyncio.Semaphore(self.limit)
+            self._pid = os.getpid()
+        return self._session
 
     def close(self) -> None:
-        if self._own_client:
-            self._client.close()
+        session, self._session = self._session, None
+        if session is None or self._pid != os.getpid():
+            return
+        loop = BackgroundLoop.shared()
+        if loop.alive:
+            with contextlib.suppress(Exception):
+                loop.run(session.close(), timeout=5)
 
 
-def _close(f: BinaryIO | None) -> None:
-    if f is not None:
-        f.close()
+def _headers(accept: str) -> dict[str, str]:
+    return {"Accept": accept, "Accept-Encoding": "identity"}
 
 
-def _discard_value(answer: tuple[int, T | None], discard: Callable[[T], object]) -> None:
-    if answer[1] is not None:
-        discard(answer[1])
+def _why(exc: BaseException) -> str:
+    """An aiohttp failure in words (its class name first: ``ClientConnectorError: ...``)."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _proxy_for(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``http_proxy``, ``https_proxy``, ``all_proxy``,
+    minus ``no_proxy``), as curl and httpx read it; None for none. Read once per store:
+    aiohttp's own ``trust_env`` reads it (and ``~/.netrc``) again on every request.
+
+    >>> _proxy_for("http://127.0.0.1:8080/") is None or True
+    True
+    """
+    parsed = urllib.parse.urlsplit(url)
+    if urllib.request.proxy_bypass(parsed.hostname or ""):
+        return None
+    proxies = urllib.request.getproxies()
+    return proxies.get(parsed.scheme) or proxies.get("all")
+
+
+def _checked_url(url: str) -> str:
+    """``url`` if it is an http(s) URL with a host (and a numeric port); else StoreURLError."""
+    try:
+        parsed = yarl.URL(url)
+        port = parsed.port
+    except ValueError as exc:
+        raise StoreURLError(f"{url}: not a gateway URL: {exc}", url=url) from None
+    if parsed.scheme not in ("http", "https") or not parsed.host or port is None:
+        raise StoreURLError(f"{url}: not a gateway URL: expected http(s)://HOST[:PORT]/", url=url)
+    return url

@@ -42,7 +42,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from multiformats import CID as MFCID
 from multiformats import multibase
 
-from halodb.blockstore._boundary import HTTPX_EXCEPTIONS
 from halodb.blockstore.gateway import GatewayStore
 from halodb.errors import (
     BlockStoreError,
@@ -70,12 +69,6 @@ ED25519 = 1  # libp2p KeyType
 MAX_RECORD_SIZE = 10 * 1024  # the specification's limit
 
 # --- where httpx's and cryptography's exceptions become HaloDB errors ------------------------
-#: Fetching a record from a gateway: whatever httpx raises is that gateway's failure, and when
-#: no gateway gives a valid record the failures become one :class:`ResolverError` (or
-#: :class:`NameNotFoundError` when the gateways answered 404 or 500).
-HTTPX: ErrorMap[ResolverError] = ErrorMap(
-    "httpx", "IPNS records fetched from trustless gateways", dict.fromkeys(HTTPX_EXCEPTIONS, ResolverError)
-)
 #: Checking a record's Ed25519 signature: a signature that does not verify, or a key or
 #: algorithm cryptography cannot use (its deprecation warning too, when warnings are errors),
 #: means the record is not accepted.
