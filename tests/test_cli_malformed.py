@@ -242,7 +242,10 @@ def cases() -> list[Case]:
     c += [Case("show", ["show", "halo/f1", "--name", "latest", "--at", "2024-01-01"]),  # before the first version
           Case("show", ["show", "halo/f1"]),  # its data is not in the store: nothing to read
           Case("show", ["show", "halo/f1", "--at", "2024-09-01", "--version", "bafyNOTACID"]),
-          Case("show", ["show", "halo/f1", "--version", "bafyNOTACID"])]
+          Case("show", ["show", "halo/f1", "--version", "bafyNOTACID"]),
+          Case("show", ["show", f"ipfs://{ABSENT_CID}"]),  # by CID: not in the store
+          Case("show", ["show", f"ipfs://{ABSENT_CID}", "--at", "2024-09-01"]),  # by CID: no versions
+          Case("show", ["show", "/ipfs/"]), Case("show", ["show", "ipfs://"])]
     c += files("show", ["show", "halo/f1"], state_files())
     c += files("show", ["show", "halo/f1", "--name", "latest"], name_files())
     # diff

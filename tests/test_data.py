@@ -127,6 +127,48 @@ def test_errors_name_what_was_asked(campaign: Campaign) -> None:
         halodb.open_dataset(PATHS["v2"], name="no-such-name", home=home)
 
 
+def test_a_dnslink_name_is_resolved_through_dns(campaign: Campaign, dns_server: Any,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """``halodb://DOMAIN@DATE/...`` with the name published as DNSLink on a real BIND 9: the
+    name comes from DNS (the home has no local name of that spelling), the date picks the
+    version; a domain without a DNSLink record is an error naming it."""
+    domain = "data.campaign.test"
+    dns_server.delete(f"_dnslink.{domain}")
+    monkeypatch.setenv("HALODB_NAMESERVER", dns_server.nameserver)
+    monkeypatch.setenv("HALODB_TSIG_KEY", dns_server.key_env)
+    home = str(campaign.home)
+    with halodb.open(home) as reg:
+        reg.publish(f"dnslink:{domain}", campaign.commits[1])
+    assert dns_server.txt(f"_dnslink.{domain}") == [f"dnslink=/ipfs/{campaign.commits[1]}"]
+    for at, version in (("@2024-08-20", 0), ("", 1)):
+        url = f"halodb://{domain}{at}/{PATHS['v2']}"
+        ds = xr.open_dataset(url, engine="zarr", storage_options={"home": home})
+        assert float(ds.ta[0]) == 280.0 + version
+        assert halodb.open_dataset(url, home=home).attrs["halodb:commit"] == campaign.commits[version]
+    with pytest.raises(NameNotFoundError, match="nothing.campaign.test"):
+        halodb.open_dataset(f"halodb://nothing.campaign.test/{PATHS['v2']}", home=home)
+
+
+def test_an_ipns_name_is_resolved_through_the_node(kubo_offline: Any, tmp_path: Path) -> None:
+    """``name="ipns://KEY"`` and ``halodb://ipns:KEY/...``: the name is resolved by Kubo (a key of
+    the node, published as an IPNS record), and the version it names is read."""
+    reg = halodb.open(tmp_path / "home", store=kubo_offline.api, create=True)
+    try:
+        folder = tmp_path / "ta.zarr"
+        dataset(0).to_zarr(folder, zarr_format=2, consolidated=True)
+        data = put_tree(reg.store, folder)
+        commit = reg.import_tree({"products": {"HALO": {"ta.zarr": str(data)}}}, time=DATES[0])
+        reg.publish("ipns://data-test", commit)
+        by_name = halodb.open_dataset(PATHS["v2"], name="ipns://data-test", registry=reg)
+        by_url = halodb.open_dataset(f"halodb://ipns:data-test@2024-08-20/{PATHS['v2']}", registry=reg)
+        for ds in (by_name, by_url):
+            assert float(ds.ta[0]) == 280.0 and ds.attrs["halodb:commit"] == str(commit)
+        with pytest.raises(halodb.HaloDBError, match="no-such-key"):
+            halodb.open_dataset(f"halodb://ipns:no-such-key/{PATHS['v2']}", registry=reg)
+    finally:
+        reg.close()
+
+
 def test_the_filesystem_lists_stats_and_reads_ranges(campaign: Campaign) -> None:
     fs = HaloDBFileSystem(home=str(campaign.home))
     base = f"latest@2024-08-20/{PATHS['v2']}"
@@ -190,6 +232,12 @@ def test_show(campaign: Campaign) -> None:
     lat = next(c for c in summary["coordinates"] if c["name"] == "lat")
     assert (lat["min"], lat["max"], lat["units"]) == (10.0, 14.0, "degrees_north")
     assert {v["name"] for v in summary["data_variables"]} == {"ta", "rh"}
+    by_cid = [sys.executable, "-m", "halodb", "--home", str(campaign.home), "show", f"ipfs://{campaign.cids[0][PATHS['v2']]}"]
+    text = subprocess.run(by_cid, capture_output=True, text=True, check=True).stdout
+    assert text.startswith("(by its CID: outside any version)") and "ta (time) float64 [K]" in text
+    summary = json.loads(subprocess.run([*by_cid, "--json"], capture_output=True, text=True, check=True).stdout)
+    assert summary["commit"] is None and summary["data_cid"] == campaign.cids[0][PATHS["v2"]]
+    assert summary["zarr_format"] == 2 and summary["consolidated"]
 
 
 # --- through a real Kubo node: only the blocks asked for, by RPC and by gateway ---------------

@@ -334,13 +334,19 @@ def show(ctx: Context, key_or_path: str, when: str | None, name: str | None, com
     """Summarize a dataset as it was at a version: dimensions, coordinates with their ranges,
     variables with units, attributes, and which version and data CID it is.
 
-    KEY_OR_PATH is a dataset key, its path in the campaign tree, or a halodb:// URL.
+    KEY_OR_PATH is a dataset key, its path in the campaign tree, a halodb:// URL, or
+    ipfs://CID[/PATH] (bytes by their CID, outside any version).
     """
     from halodb.data import locate_dataset
+    from halodb.data.locate import by_cid, is_cid_url
     from halodb.data.summary import render, summarize
 
     reg = ctx.registry()
-    summary = summarize(reg, locate_dataset(reg, key_or_path, at=when, name=name, version=commit))
+    if is_cid_url(key_or_path):
+        data_cid, data_path = by_cid(key_or_path, versioned=(when, name, commit) != (None, None, None))
+        summary = summarize(reg, None, data_cid=data_cid, data_path=data_path)
+    else:
+        summary = summarize(reg, locate_dataset(reg, key_or_path, at=when, name=name, version=commit))
     if as_json:
         _emit_json(summary)
     else:

@@ -11,6 +11,12 @@ leading part of the path that names a dataset is the dataset and the rest is the
 Target(name='latest.orcestra-campaign.org', at='2024-09-15', path='products/x.zarr/.zattrs')
 >>> parse_url("halodb://HEAD/halo/f1")
 Target(name='HEAD', at=None, path='halo/f1')
+
+An IPNS name is written ``ipns:NAME`` there (a URL's authority holds no slashes), a DNSLink
+domain may be written ``dnslink:DOMAIN``:
+
+>>> parse_url("halodb://ipns:k51qzi5uqu5dl@2024-09-15/x.zarr").name
+'ipns://k51qzi5uqu5dl'
 """
 
 from __future__ import annotations
@@ -22,10 +28,11 @@ from typing import Any
 from halodb.api import Registry
 from halodb.errors import CIDError, InputError, UnknownKeyError
 from halodb.ipld import CID
+from halodb.scan.roots import parse_root
 from halodb.stac.items import data_location
 from halodb.util.times import format_time
 
-__all__ = ["Located", "Target", "locate", "parse_url", "split_path"]
+__all__ = ["Located", "Target", "by_cid", "is_cid_url", "locate", "parse_url", "split_path"]
 
 SCHEME = "halodb://"
 
@@ -52,8 +59,10 @@ def parse_url(url: str) -> Target:
     rest = url[len(SCHEME):] if url.startswith(SCHEME) else url
     authority, _, path = rest.lstrip("/").partition("/")
     name, sep, at = authority.partition("@")
-    if not name or (sep and not at):
+    if not name or (sep and not at) or name in ("ipns:", "dnslink:"):
         raise InputError(f"{url!r}: expected halodb://NAME[@DATE-TIME|@COMMIT]/KEY_OR_PATH", source=url)
+    if name.startswith("ipns:"):  # an IPNS name in the URL's authority: ipns:KEY (no slashes there)
+        name = "ipns://" + name[len("ipns:"):]
     return Target(name, at or None, path.strip("/"))
 
 
@@ -121,3 +130,28 @@ def _is_cid(text: str) -> bool:
     except (CIDError, ValueError):
         return False
     return True
+
+
+def is_cid_url(text: str) -> bool:
+    """Whether ``text`` names bytes by their CID (``ipfs://CID[/PATH]`` or ``/ipfs/CID[/PATH]``).
+
+    >>> is_cid_url("ipfs://bafy.../x.zarr"), is_cid_url("halodb://latest/x.zarr")
+    (True, False)
+    """
+    return text.startswith(("ipfs://", "/ipfs/"))
+
+
+def by_cid(text: str, *, versioned: bool = False) -> tuple[str, str]:
+    """``(CID, PATH)`` of ``ipfs://CID[/PATH]``; ``versioned`` says a time, a name or a version
+    was given as well, which bytes by their CID cannot have (an :class:`InputError`).
+
+    >>> by_cid("ipfs://bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq/a/b")
+    ('bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq', 'a/b')
+    """
+    if versioned:
+        raise InputError(f"{text!r} names bytes by their CID: it has no versions; drop the time, name or version",
+                         source=text)
+    root = parse_root(text)
+    if root.cid is None:
+        raise InputError(f"{text!r}: expected ipfs://CID[/PATH]", source=text)
+    return str(root.cid), root.subpath

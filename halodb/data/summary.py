@@ -25,9 +25,16 @@ __all__ = ["render", "summarize"]
 COORDINATE_BYTES = 64 << 20
 
 
-def summarize(reg: Registry, located: Located) -> dict[str, Any]:
-    """The summary of the dataset ``located`` names, as JSON-ready data."""
-    ds = open_zarr(UnixFSTree(reg.store, located.data_cid), located.data_path)
+def summarize(reg: Registry, located: Located | None, *, data_cid: str | None = None,
+              data_path: str = "") -> dict[str, Any]:
+    """The summary of the dataset ``located`` names, as JSON-ready data; with ``located``
+    None, of the dataset at ``data_path`` under ``data_cid`` (bytes by their CID, outside any
+    version: ``key``, ``commit`` and ``version_time`` are None)."""
+    if located is not None:
+        data_cid, data_path = located.data_cid, located.data_path
+    if data_cid is None:
+        raise ValueError("summarize needs a located dataset or a data_cid")
+    ds = open_zarr(UnixFSTree(reg.store, data_cid), data_path)
     dims: dict[str, int] = {}
     for var in ds.variables.values():
         for name, size in zip(var.dims, var.shape, strict=False):
@@ -41,8 +48,9 @@ def summarize(reg: Registry, located: Located) -> dict[str, Any]:
                   "units": _text(v.attrs.get("units")), "long_name": _text(v.attrs.get("long_name"))}
                  for name, v in sorted(ds.variables.items()) if name not in coordinate_names]
     return {
-        "key": located.key, "commit": str(located.commit), "version_time": format_time(located.commit_time),
-        "data_cid": located.data_cid, "data_path": located.data_path, "zarr_format": ds.zarr_format,
+        "key": located.key if located else None, "commit": str(located.commit) if located else None,
+        "version_time": format_time(located.commit_time) if located else None,
+        "data_cid": data_cid, "data_path": data_path, "zarr_format": ds.zarr_format,
         "consolidated": ds.consolidated, "dimensions": dims, "coordinates": coordinates,
         "data_variables": variables, "attributes": {k: _jsonable(v) for k, v in sorted(ds.attrs.items())},
     }
@@ -70,7 +78,8 @@ def render(summary: dict[str, Any]) -> str:
     """The summary as text for a terminal."""
     where = f"/{summary['data_path']}" if summary["data_path"] else ""
     lines = [
-        f"{summary['key']}  (commit {summary['commit']}, {summary['version_time']})",
+        (f"{summary['key']}  (commit {summary['commit']}, {summary['version_time']})" if summary["key"] is not None
+         else "(by its CID: outside any version)"),
         f"data: ipfs://{summary['data_cid']}{where}  (Zarr v{summary['zarr_format']}"
         f"{', consolidated' if summary['consolidated'] else ''})",
         "dimensions: " + (", ".join(f"{k}={v}" for k, v in summary["dimensions"].items()) or "none"),

@@ -11,9 +11,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from halodb.api import Registry
-from halodb.data.locate import Located, locate, parse_url
+from halodb.data.locate import Located, by_cid, is_cid_url, locate, parse_url
 from halodb.errors import InputError
-from halodb.scan.roots import parse_root
 from halodb.scan.zarr_store import TreeStore
 from halodb.unixfs import UnixFSTree
 from halodb.util.times import TimeLike, format_time, to_time
@@ -79,14 +78,9 @@ def open_dataset(key_or_path: str, *, at: TimeLike | None = None, name: str | No
     except ImportError:
         raise InputError("open_dataset needs xarray: pip install 'halodb[data]'", source="xarray") from None
     reg = registry or halodb.open(home, store=store)
-    if key_or_path.startswith(("ipfs://", "/ipfs/")):  # a dataset by its CID: no index, no version
-        if at is not None or name is not None or version is not None:
-            raise InputError(f"{key_or_path!r} names bytes by their CID: it has no versions; drop at/name/version",
-                             source=key_or_path)
-        root = parse_root(key_or_path)
-        if root.cid is None:
-            raise InputError(f"{key_or_path!r}: expected ipfs://CID[/PATH]", source=key_or_path)
-        data_cid, data_path, attrs = str(root.cid), root.subpath, {"halodb:data_cid": str(root.cid)}
+    if is_cid_url(key_or_path):  # a dataset by its CID: no index, no version
+        data_cid, data_path = by_cid(key_or_path, versioned=(at, name, version) != (None, None, None))
+        attrs = {"halodb:data_cid": data_cid}
     else:
         located = locate_dataset(reg, key_or_path, at=at, name=name, version=version)
         data_cid, data_path, attrs = located.data_cid, located.data_path, located.attrs
