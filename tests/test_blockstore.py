@@ -852,6 +852,7 @@ def test_caching_store_fetches_a_damaged_local_copy_again(tmp_path: Path) -> Non
     assert store.get(cid) == data
     assert store.get_many(c for c, _ in blocks) == dict(blocks)
     assert remote.stats.blocks_read == 2  # only the two damaged blocks came from the remote
+    store.flush()  # (fetched blocks are written behind the reader)
     assert local.path_of(cid).read_bytes() == data and local.path_of(cid2).read_bytes() == data2
     assert (local.quarantine_dir / local.path_of(cid).name).read_bytes() == damage
 
@@ -898,3 +899,89 @@ def test_caching_store_names_the_remote_for_its_damaged_copy(tmp_path: Path) -> 
                 store.get_many([cid]) if many else store.get(cid)
             assert info.value.source == remote.describe() and local.describe() not in str(info.value)
             assert not local.has(cid)
+
+
+# --- write-behind: fetched blocks reach the local store from a background thread -------------------
+class _FailingDisk(MemoryStore):
+    """Fault injection: a local store whose writes fail (a full disk)."""
+
+    def _put_many(self, blocks: list[tuple[CID, bytes]]) -> None:
+        raise BlockStoreError("No space left on device", store="failing disk")
+
+
+class _SlowDisk(MemoryStore):
+    """Fault injection: a local store that takes its time for each batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    def _put_many(self, blocks: list[tuple[CID, bytes]]) -> None:
+        import time
+
+        time.sleep(0.05)
+        self.batches.append(len(blocks))
+        super()._put_many(blocks)
+
+
+def test_fetched_blocks_are_served_until_written_and_flush_waits_for_them(tmp_path: Path) -> None:
+    from halodb.blockstore.caching import CachingStore
+
+    remote, local = MemoryStore(), _SlowDisk()
+    blocks = [raw_block(i, 1000) for i in range(50)]
+    remote.put_many(blocks)
+    store = CachingStore(local, remote)
+    assert store.get_many(c for c, _ in blocks) == dict(blocks)
+    assert store.get_many(c for c, _ in blocks[:5]) == dict(blocks[:5])  # from memory or disk, never refetched
+    assert remote.stats.blocks_read == 50
+    store.flush()
+    assert all(local.has(c) for c, _ in blocks) and sum(local.batches) == 50
+    assert store.local_store() is local
+
+
+def test_a_failed_cache_write_does_not_fail_the_read_and_is_raised_at_flush() -> None:
+    from halodb.blockstore.caching import CachingStore
+
+    remote = MemoryStore()
+    cid, data = cbor_block(7)
+    remote.put_many([(cid, data)])
+    store = CachingStore(_FailingDisk(), remote)
+    assert store.get(cid) == data
+    with pytest.raises(BlockStoreError, match="No space left on device"):
+        store.flush()
+    store.flush()  # raised once
+    assert store.get(cid) == data and remote.stats.blocks_read == 2  # not cached: fetched again
+    with pytest.raises(BlockStoreError, match="No space left on device"):
+        store.close()
+
+
+def test_write_behind_waits_for_the_disk_past_its_memory_bound() -> None:
+    from halodb.blockstore.write_behind import WriteBehind
+
+    local = _SlowDisk()
+    behind = WriteBehind(local, max_bytes=2000)
+    for i in range(10):
+        behind.add([raw_block(i, 1000)])
+        assert behind._bytes <= 3000  # the bound, plus what one add brings
+    behind.drain()
+    assert sum(local.batches) == 10 and behind.get([raw_block(3, 1000)[0]]) == {}
+
+
+def test_blocks_still_queued_are_written_when_the_process_exits(tmp_path: Path) -> None:
+    """No close, no flush: the process ends right after its read, and the blocks are on disk."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from halodb.blockstore import DirectoryStore, MemoryStore\n"
+        "from halodb.blockstore.caching import CachingStore\n"
+        "from halodb.testing.blockstore import raw_block\n"
+        "remote = MemoryStore(); blocks = [raw_block(i, 100_000) for i in range(40)]; remote.put_many(blocks)\n"
+        "store = CachingStore(DirectoryStore(Path(sys.argv[1])), remote)\n"
+        "assert len(store.get_many(c for c, _ in blocks)) == 40\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "cache")], check=True, timeout=60)
+    cache = DirectoryStore(tmp_path / "cache")
+    assert {c for c, _ in (raw_block(i, 100_000) for i in range(40))} == set(cache.iter_cids())

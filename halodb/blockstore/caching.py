@@ -3,6 +3,8 @@
 Reads look in ``local`` first and go to ``remote`` only for what is missing; fetched blocks
 (already verified by the remote's base class) are kept in ``local``, so a second sync,
 ``log``, ``diff`` or time travel over old versions needs the network only for new blocks.
+They are written there behind the reader's back (:mod:`~halodb.blockstore.write_behind`):
+served from memory until on disk; ``flush``, ``close`` and ``local_store`` wait for them.
 Writes go to ``local`` and, when the remote takes writes, to the remote as well.
 
 Every block is verified once, where it comes from: a local copy here, a fetched one by
@@ -15,7 +17,9 @@ damaged local copy.
 >>> remote, local = MemoryStore(), MemoryStore()
 >>> cid = remote.put(b"x", codec=0x55)
 >>> store = CachingStore(local, remote)
->>> store.get(cid) == b"x" and local.has(cid)
+>>> store.get(cid) == b"x"
+True
+>>> store.flush(); local.has(cid)
 True
 """
 
@@ -25,6 +29,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from halodb.blockstore.base import Block, BlockStore
+from halodb.blockstore.write_behind import WriteBehind
 from halodb.errors import BlockStoreError, IPLDError, VerificationError
 from halodb.ipld import CID, block_links, verify_block
 
@@ -45,6 +50,7 @@ class CachingStore(BlockStore):
         self.remote = remote
         #: why CAR prefetches failed (each then fell back to single blocks), in order
         self.prefetch_failures: list[str] = []
+        self._behind = WriteBehind(local)
 
     def describe(self) -> str:
         return f"{self.remote.describe()} (cached in {self.local.describe()})"
@@ -53,12 +59,14 @@ class CachingStore(BlockStore):
         return self._get_many([cid]).get(cid)
 
     def _get_many(self, cids: list[CID]) -> dict[CID, bytes]:
-        found = self.local._get_many(cids)
+        waiting = self._behind.get(cids)  # fetched moments ago (verified), not on disk yet
+        found = self.local._get_many([c for c in cids if c not in waiting] if waiting else cids)
         damaged: dict[CID, VerificationError] = {}
         for cid, data in list(found.items()):
             if not cid.verify(data):  # the local copy is damaged: set it aside, fetch it anew
                 del found[cid]
                 damaged[cid] = self._set_aside(cid)
+        found.update(waiting)
         missing = [c for c in cids if c not in found]
         if missing:
             fetched = self.remote.get_many(missing)  # verified there, unless it trusts itself:
@@ -66,7 +74,7 @@ class CachingStore(BlockStore):
                 for cid, data in fetched.items():
                     verify_block(cid, data, source=self.remote.describe())
             if fetched:
-                self.local.put_many(list(fetched.items()), verify=False)
+                self._behind.add(list(fetched.items()))
             found.update(fetched)
         for cid, error in damaged.items():
             if cid not in found:  # the remote does not have it either
@@ -86,7 +94,10 @@ class CachingStore(BlockStore):
         )
 
     def _has(self, cid: CID) -> bool:
-        return self.local.has(cid) or self.remote.has(cid)
+        return self._cached(cid) or self.remote.has(cid)
+
+    def _cached(self, cid: CID) -> bool:
+        return self._behind.has(cid) or self.local.has(cid)
 
     def _put(self, cid: CID, data: bytes) -> None:
         self._put_many([(cid, data)])
@@ -108,7 +119,7 @@ class CachingStore(BlockStore):
         A CAR that fails is reported (:attr:`prefetch_failures`, a warning in the log), not
         raised: the sync then reads those blocks one by one.
         """
-        if not self.remote.supports_dag_export or (spread <= 1 and self.local.has(root)):
+        if not self.remote.supports_dag_export or (spread <= 1 and self._cached(root)):
             return 0
         frontier, fetched = [root], 0  # (a present root may still have absent children)
         while spread > 1 and len(frontier) < spread:
@@ -118,7 +129,7 @@ class CachingStore(BlockStore):
             grown: list[CID] = []
             for cid in frontier:  # whole levels, so that the subtrees are about equally big
                 for link in block_links(cid, blocks.get(cid, b"")):
-                    if link not in seen and not self.local.has(link):
+                    if link not in seen and not self._cached(link):
                         seen.add(link)
                         grown.append(link)
             if not grown:
@@ -141,15 +152,20 @@ class CachingStore(BlockStore):
             return 0
 
     def local_store(self) -> BlockStore:
+        self._behind.drain()
         return self.local
 
     def pin(self, cid: CID, *, replaces: CID | None = None) -> None:
         self.remote.pin(cid, replaces=replaces)
 
     def flush(self) -> None:
+        self._behind.drain()
         self.remote.flush()
         self.local.flush()
 
     def close(self) -> None:
-        self.remote.close()
-        self.local.close()
+        try:
+            self._behind.drain()
+        finally:
+            self.remote.close()
+            self.local.close()

@@ -64,7 +64,8 @@ import itertools
 import os
 import re
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -149,6 +150,7 @@ class DirectoryStore(BlockStore):
         self._shards: set[str] = set()
         self._pending_files: set[str] = set()
         self._pending_dirs: set[str] = set()
+        self._pending_lock = threading.Lock()  # writers in many threads, and flush
 
     # -- paths ---------------------------------------------------------------------------
     def path_of(self, cid: CID) -> Path:
@@ -228,7 +230,7 @@ class DirectoryStore(BlockStore):
         except OSError as exc:
             raise BlockStoreError(f"cannot move the damaged block file {path} to {target}: {exc}",
                                   cid=cid, path=path) from exc
-        self._pending_dirs.update((os.path.dirname(path), os.path.dirname(target)))
+        self._note(dirs=(os.path.dirname(path), os.path.dirname(target)))
         moved = self._read(target, cid)
         if moved is not None and cid.verify(moved):
             # a writer repaired the block between the failed read and the rename: put it back
@@ -306,11 +308,10 @@ class DirectoryStore(BlockStore):
                     f"cannot create shard directory {shard_dir}: {exc}", cid=cid, path=shard_dir
                 ) from exc
             self._shards.add(shard)
-            self._pending_dirs.add(self._root)
+            self._note(dirs=(self._root,))
         for _ in range(_WRITE_ATTEMPTS):
             if self._write(cid, path, f"{shard_dir}/.{name}.{os.getpid()}.{next(_tmp_counter)}.tmp", data):
-                self._pending_files.add(path)
-                self._pending_dirs.add(shard_dir)
+                self._note(files=(path,), dirs=(shard_dir,))
                 return
         raise BlockStoreError(f"cannot write block {cid} to {path}: its temporary file was removed"
                               f" {_WRITE_ATTEMPTS} times while being written", cid=cid, path=path)
@@ -364,8 +365,9 @@ class DirectoryStore(BlockStore):
             return
         except OSError as exc:
             raise BlockStoreError(f"cannot delete block {cid} at {path}: {exc}", cid=cid, path=path) from exc
-        self._pending_files.discard(path)
-        self._pending_dirs.add(os.path.dirname(path))
+        with self._pending_lock:
+            self._pending_files.discard(path)
+            self._pending_dirs.add(os.path.dirname(path))
 
     def remove_stale_temp_files(self) -> int:
         """Remove the temporary files of block writes that were killed; returns how many.
@@ -408,7 +410,9 @@ class DirectoryStore(BlockStore):
         ...     _ = store.put(b"x", codec=0x55)
         ...     store.flush()
         """
-        files, dirs = self._pending_files, self._pending_dirs
+        with self._pending_lock:  # what was written until now; later writes wait for the next flush
+            files, dirs = self._pending_files, self._pending_dirs
+            self._pending_files, self._pending_dirs = set(), set()
         if not files and not dirs:
             return
         try:
@@ -421,9 +425,14 @@ class DirectoryStore(BlockStore):
                     for path in sorted(dirs, key=len, reverse=True):
                         _fsync_path(path, directory=True)
         except OSError as exc:
+            self._note(files=files, dirs=dirs)  # still not durable: the next flush tries again
             raise BlockStoreError(f"cannot flush {self.describe()}: {exc}", path=self.root) from exc
-        self._pending_files = set()
-        self._pending_dirs = set()
+
+    def _note(self, *, files: Iterable[str] = (), dirs: Iterable[str] = ()) -> None:
+        """Remember files and folders written since the last flush."""
+        with self._pending_lock:
+            self._pending_files.update(files)
+            self._pending_dirs.update(dirs)
 
     def close(self) -> None:
         """Flush; the store holds no other resources."""
