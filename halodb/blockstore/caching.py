@@ -145,7 +145,7 @@ class CachingStore(BlockStore):
         CAR, a deadline) is recorded in :attr:`prefetch_failures` and logged, and its blocks
         are then read one by one when the sync asks for them."""
         try:
-            return int(self.remote.fetch_dag(cid, self.local))
+            return int(self.remote.fetch_dag(cid, _Queued(self)))
         except (BlockStoreError, IPLDError) as exc:
             self.prefetch_failures.append(str(exc))
             log.warning("prefetching %s as a CAR failed, its blocks will be fetched one by one: %s", cid, exc)
@@ -169,3 +169,28 @@ class CachingStore(BlockStore):
         finally:
             self.remote.close()
             self.local.close()
+
+
+class _Queued(BlockStore):
+    """The local side of a caching store as the target of a CAR import: what it already
+    holds (on disk or queued) counts as present, and imported blocks join the write-behind
+    queue, so the read that follows a prefetch need not wait for the disk."""
+
+    def __init__(self, store: CachingStore) -> None:
+        super().__init__()
+        self.store = store
+
+    def describe(self) -> str:
+        return self.store.local.describe()
+
+    def _get(self, cid: CID) -> bytes | None:
+        return self.store._behind.get([cid]).get(cid) or self.store.local._get(cid)
+
+    def _has(self, cid: CID) -> bool:
+        return self.store._cached(cid)
+
+    def _put(self, cid: CID, data: bytes) -> None:
+        self.store._behind.add([(cid, data)])
+
+    def _put_many(self, blocks: list[Block]) -> None:
+        self.store._behind.add(blocks)

@@ -319,7 +319,7 @@ class GatewayStore(BlockStore):
                     with cast(BinaryIO, tempfile.TemporaryFile()) as car:
                         receive_dag(chunks, root, car, max_block_size=MAX_BLOCK_SIZE)
                         car.seek(0)
-                        return import_reachable(into, car).imported
+                        return import_reachable(into, car, verified=True).imported  # (verified as received)
             except AIOHTTP.caught as exc:
                 failures.append(f"{gateway}: {_why(exc)}")
             except _DAG_FAILURES as exc:
