@@ -45,7 +45,7 @@ from typing import IO, Any, BinaryIO, cast
 
 from halodb.blockstore.base import Block, BlockStore
 from halodb.errors import BlockStoreError, CarError, CIDError, DecodeError
-from halodb.ipld import CID, DAG_PB, block_links, decode, encode, verify_block
+from halodb.ipld import CID, DAG_CBOR, DAG_PB, block_links, decode, encode, verify_block
 from halodb.ipld.limits import MAX_BLOCK_SIZE
 from halodb.ipld.protobuf import encode_varint, fields
 from halodb.util.fs import atomic_file
@@ -507,6 +507,8 @@ class _IndexedCar:
                 if not store.has(cid):
                     raise self._incomplete(cid, parent)
                 continue  # already stored: its subtree was imported before
+            if cid.codec not in (DAG_PB, DAG_CBOR):
+                continue  # a raw leaf (or another codec without links): nothing to read back
             for link in reversed(dag_links(cid, self.block(cid))):
                 if link not in seen:
                     stack.append((link, cid))

@@ -353,9 +353,15 @@ class DirectoryStore(BlockStore):
             for cid, data in blocks:
                 self._put(cid, data)
             return
-        with ThreadPoolExecutor(_WRITER_THREADS) as pool:
-            for _ in pool.map(lambda b: self._put(b[0], b[1]), blocks, chunksize=64):
-                pass
+        try:
+            with ThreadPoolExecutor(_WRITER_THREADS) as pool:
+                for _ in pool.map(lambda b: self._put(b[0], b[1]), blocks, chunksize=64):
+                    pass
+        except RuntimeError as exc:  # at exit no new pool threads start: write them here (puts repeat harmlessly)
+            if "shutdown" not in str(exc):
+                raise
+            for cid, data in blocks:
+                self._put(cid, data)
 
     def _delete(self, cid: CID) -> None:
         path = self._path(cid)

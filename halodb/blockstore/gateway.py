@@ -64,6 +64,9 @@ _MISMATCH = "answered with bytes that do not match the CID"
 #: the most bytes of a streamed body handed from the loop to the reading thread at a time
 #: (only what has arrived: a hostile body is not read ahead of the checks)
 _PIECE = 1 << 20
+#: bytes aiohttp buffers of a body before it stops reading the socket (at twice this): its
+#: default, 64 KiB, stalls a CAR stream whenever the reading thread is busy checking blocks
+_READ_BUFFER = 1 << 20
 #: Why a gateway's CAR of a whole DAG is not taken (the next gateway is asked).
 _DAG_FAILURES: tuple[type[BaseException], ...] = (GatewayError, CarError, VerificationError, DecodeError)
 
@@ -399,7 +402,8 @@ class _Sessions:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=self.timeout),
                 connector=aiohttp.TCPConnector(limit=self.limit),
-                auto_decompress=False, raise_for_status=False)  # (proxies: _proxy_for, read once)
+                auto_decompress=False, raise_for_status=False,  # (proxies: _proxy_for, read once)
+                read_bufsize=_READ_BUFFER)
             self.slots = asyncio.Semaphore(self.limit)
             self._pid = os.getpid()
         return self._session
