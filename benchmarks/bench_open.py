@@ -20,6 +20,9 @@ Then the HTTP clients alone, on the same blocks (why the gateway store uses aioh
 block of the store fetched as ``?format=raw`` and hashed, 16 at a time, with aiohttp, with
 httpx's async client, and with httpx on 16 threads.
 
+Before each timed read the disk is synced (``os.sync``): a reader that writes (HaloDB's block
+cache, ``ipfs get``) would otherwise be slowed by the write-back of the one before it.
+
 Targets of issue 13: at least as fast as ipfsspec, and within 2x of ``ipfs get``, while
 verifying every block. The exit code is 0 even when a target is missed (the report says so).
 
@@ -119,6 +122,7 @@ def compare_clients(gateway: str, blocks: list[str], width: int = 16) -> dict[st
 
 
 def run_python(code: str, *args: str, env: dict[str, str] | None = None) -> tuple[float, float]:
+    os.sync()  # each reader starts with no dirty pages of the one before it being written back
     out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=1800,
                          env={**os.environ, **(env or {})})
     if out.returncode != 0:
@@ -161,6 +165,7 @@ def main() -> None:
             results["ipfsspec"].append(seconds)
             sums.add(round(total))
             target = work / f"get-{n}"
+            os.sync()
             t = time.perf_counter()
             node.ipfs("get", "-o", str(target), cid)
             results["ipfs get"].append(time.perf_counter() - t)
