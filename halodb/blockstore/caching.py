@@ -184,7 +184,8 @@ class _Queued(BlockStore):
         return self.store.local.describe()
 
     def _get(self, cid: CID) -> bytes | None:
-        return self.store._behind.get([cid]).get(cid) or self.store.local._get(cid)
+        queued = self.store._behind.get([cid]).get(cid)
+        return queued if queued is not None else self.store.local._get(cid)
 
     def _has(self, cid: CID) -> bool:
         return self.store._cached(cid)
