@@ -416,6 +416,24 @@ class NotADatasetError(DatasetError):
     """A folder is neither a Zarr store nor described by a ``dataset_meta.yaml`` (``.path``, ``.detail``)."""
 
 
+# --- pins -------------------------------------------------------------------------------
+class PinListError(InputError):
+    """A pin list (``pinlist.yaml``, Pin objects) is malformed: ``.source`` names the file,
+    ``.entry`` the 1-based entry that was wrong (when one was), ``.cid`` its CID when known."""
+
+    entry: int | None = None
+    cid: str | None = None
+
+
+class PinError(HaloDBError):
+    """A pinning node or service refused, failed or did not answer in time: ``.node`` is
+    its URL; ``.cid`` the CID asked for, ``.status`` the HTTP status, when known."""
+
+    node: str | None = None
+    cid: str | None = None
+    status: int | None = None
+
+
 # --- translating third-party exceptions -------------------------------------------------
 E = TypeVar("E", bound=HaloDBError)
 

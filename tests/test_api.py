@@ -11,7 +11,7 @@ import halodb.errors
 def test_all_is_pinned() -> None:
     assert sorted(halodb.__all__) == sorted([
         "BlockNotFoundError", "BlockStoreError", "CID", "CIDError", "CacheError", "CarError", "DAGError", "DatasetError", "NotADatasetError",
-        "DecodeError", "EncodeError", "GatewayError", "HaloDBError", "HomeLockedError", "IPLDError", "InputError", "InvalidItemError",
+        "DecodeError", "EncodeError", "GatewayError", "HaloDBError", "HomeLockedError", "IPLDError", "InputError", "InvalidItemError", "PinError", "PinListError",
         "InvalidNameError", "LogEntry", "MigrationError", "MissingParentError", "NameConflictError",
         "NameNotFoundError", "NameUpdateError", "NamingError", "NothingToCommitError", "PathConflictError", "QueryError",
         "ReadOnlyStoreError", "Registry", "RequestError", "RegistryError", "ResolverError", "RewindError", "SchemaError", "Stage", "StoreURLError",

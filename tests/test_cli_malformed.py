@@ -326,6 +326,28 @@ def cases() -> list[Case]:
     c += files("serve", ["serve", "latest", "--port", "0"], cache_files())
     # demo (only its arguments: a demo with good ones builds a whole campaign)
     c += [Case("demo", ["demo", "--home", beside("demo-file", b"x")]), Case("demo", ["demo", "extra"])]
+    # pins: names that do not resolve, versions that exclude each other, pin lists that are not
+    # ones, nodes that are not Kubo URLs or not there, durations and timeouts that are not
+    c += [Case("pins", ["pins"]), Case("pins", ["pins", "no-such"])]
+    c += [Case("pins plan", ["pins", "plan", n]) for n in ["no-such-name", "bafyNOTACID", *BAD_NAMES[:2]]]
+    c += [Case("pins plan", ["pins", "plan", "latest", "--current", "--all-versions"])]
+    c += files("pins plan", ["pins", "plan", "latest"], name_files()[:3])
+    c += [Case("pins export", ["pins", "export", "latest"]), Case("pins export", ["pins", "export", "no-such-name", "-o", "x.yaml"])]
+    c += [Case("pins export", ["pins", "export", "latest", "-o", d]) for d in [beside("pins-dir", None), beside("no-dir/p.yaml", b"-")]]
+    pin = b"- cid: %s\n" % cid_for("p").encode()
+    c += [Case("pins import", ["pins", "import", f]) for f in [
+        *input_files("pinlist.yaml"), beside("pins-dir2", None), beside("pl-map.yaml", b"cid: x\n"),
+        beside("pl-dup.yaml", pin * 2), beside("pl-prev.yaml", pin + b"  meta: {prev: %s}\n" % ABSENT_CID.encode()),
+        beside("pl-notcid.yaml", b"- cid: Qm123\n"), beside("pl-alias.yaml", b"- &a {cid: x}\n- *a\n")]]
+    c += [Case("pins follow", ["pins", "follow", "latest"])]
+    c += [Case("pins follow", ["pins", "follow", "latest", "--node", u]) for u in
+          ["http://127.0.0.1:5001", "kubo+http://127.0.0.1:9", "kubo+http://[::1", "kubo+ftp://x"]]
+    c += [Case("pins follow", ["pins", "follow", "no-such-name", "--node", "kubo+http://127.0.0.1:9"])]
+    c += [Case("pins follow", ["pins", "follow", "latest", "--node", "kubo+http://127.0.0.1:9", *o]) for o in [
+        ["--unpin-after", "soon"], ["--unpin-after", "-1d"], ["--concurrency", "0"], ["--pin-timeout", "nan"],
+        ["--current", "--all-versions"]]]
+    c += [Case("pins status", ["pins", "status", "latest"]), Case("pins status", ["pins", "status", "no-such-name", "--node", "kubo+http://127.0.0.1:9"])]
+    c += [Case("pins status", ["pins", "status", "latest", "--node", u]) for u in ["http://x", "kubo+http://127.0.0.1:9"]]
     # `tree` itself: the group, without or with an unknown subcommand
     c += [Case("tree", ["tree", "no-such"]), Case("tree", ["tree", "build"])]
     return c

@@ -26,6 +26,7 @@ import halodb
 import halodb.errors
 from halodb.errors import (
     ERROR_MAPS,
+    PinError,
     BlockNotFoundError,
     BlockStoreError,
     CacheError,
@@ -221,7 +222,8 @@ LIBRARIES = {  # library -> the top-level packages its exceptions are defined in
 }
 
 BOUNDARY_MODULES = ["halodb.blockstore._boundary", "halodb.naming._boundary", "halodb.naming.ipns_record",
-                    "halodb.cache._boundary", "halodb.scan._boundary", "halodb.serve._boundary"]
+                    "halodb.cache._boundary", "halodb.scan._boundary", "halodb.serve._boundary",
+                    "halodb.pins._boundary"]
 
 # every map, and the one HaloDB error class it gives (the class users saw before the maps)
 EXPECTED_MAPS: dict[str, tuple[str, type[HaloDBError]]] = {
@@ -237,6 +239,7 @@ EXPECTED_MAPS: dict[str, tuple[str, type[HaloDBError]]] = {
     "halodb.cache._boundary.DUCKDB_MIGRATION": ("duckdb", MigrationError),
     "halodb.scan._boundary.ZARR": ("zarr", DatasetError),
     "halodb.serve._boundary.DUCKDB_REQUEST": ("duckdb", RequestError),
+    "halodb.pins._boundary.HTTPX": ("httpx", PinError),
 }
 
 

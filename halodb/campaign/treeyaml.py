@@ -99,7 +99,7 @@ class _TreeLoader(yaml.SafeLoader):
         event: Any = self.peek_event()  # type: ignore[no-untyped-call]
         mark: Any = event.start_mark
         if isinstance(event, AliasEvent):
-            raise ComposerError(None, None, f"YAML aliases (*{event.anchor}) are not allowed in a tree", mark)
+            raise ComposerError(None, None, f"YAML aliases (*{event.anchor}) are not allowed here", mark)
         if self._depth > MAX_DEPTH + 1:
             raise ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", mark)
         self._depth += 1
@@ -109,19 +109,26 @@ class _TreeLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
-def load_tree(path: Path) -> dict[str, Any]:
-    """Read a ``tree.yaml`` (YAML aliases and nesting deeper than :data:`MAX_DEPTH` are refused)."""
+def load_yaml(path: Path, *, what: str = "tree") -> Any:
+    """Read a YAML file from outside, bounded: YAML aliases and nesting deeper than
+    :data:`MAX_DEPTH` are refused; anything malformed is an :class:`InputError` naming the
+    file (``what`` says what it should have been)."""
     try:
         with open(path, encoding="utf-8") as f:
-            tree = yaml.load(f, Loader=_TreeLoader)  # noqa: S506 - a SafeLoader subclass
+            return yaml.load(f, Loader=_TreeLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: not valid YAML: {exc}", source=str(path)) from None
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text (byte {exc.start})", source=str(path)) from None
     except ValueError as exc:  # a value PyYAML's constructors cannot build (a 5000-digit integer, 2024-13-45)
-        raise InputError(f"{path}: not a valid tree: {exc}", source=str(path)) from None
+        raise InputError(f"{path}: not a valid {what}: {exc}", source=str(path)) from None
     except OSError as exc:
         raise InputError(f"{path}: {exc.strerror}", source=str(path)) from None
+
+
+def load_tree(path: Path) -> dict[str, Any]:
+    """Read a ``tree.yaml`` (YAML aliases and nesting deeper than :data:`MAX_DEPTH` are refused)."""
+    tree = load_yaml(path, what="tree")
     if not isinstance(tree, dict):
         raise InputError(f"{path}: a tree must be a mapping at the top level", source=str(path))
     return tree

@@ -66,7 +66,7 @@ SECONDS = FiniteFloat(min=0, min_open=True)  #: a positive, finite number of sec
 MEGABYTES = FiniteFloat(min=0)  #: a finite number of MiB, 0 or more
 
 
-def _emit_json(value: Any) -> None:
+def emit_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=json_default, ensure_ascii=False))
 
 
@@ -101,7 +101,7 @@ def add(ctx: Context, sources: tuple[str, ...], collection: str | None, as_json:
     reg = ctx.registry()
     keys = reg.add(stac.read_items(list(sources), sys.stdin), collection=collection)
     if as_json:
-        _emit_json({"staged": keys})
+        emit_json({"staged": keys})
     else:
         click.echo(f"staged {len(keys)} item(s)")
 
@@ -125,7 +125,7 @@ def commit(ctx: Context, message: str, when: str | None, author: str | None, as_
     """Commit the staged changes as a new version; prints the commit CID."""
     cid = ctx.registry().commit(message, time=when, author=author)
     if as_json:
-        _emit_json({"commit": str(cid)})
+        emit_json({"commit": str(cid)})
     else:
         click.echo(str(cid))
 
@@ -175,7 +175,7 @@ def log(ctx: Context, ref: str, limit: int | None, as_json: bool) -> None:
                 f"+{e.added} ~{e.changed} -{e.removed}  ({e.count})  {e.commit.message}"
             )
     if as_json:
-        _emit_json(rows)
+        emit_json(rows)
 
 
 def _sync(ctx: Context, name: str, as_json: bool, allow_rewind: bool) -> None:
@@ -183,7 +183,7 @@ def _sync(ctx: Context, name: str, as_json: bool, allow_rewind: bool) -> None:
     for s in r.skipped:  # item blocks the cache could not materialize (issue 10, defect 4)
         click.echo(f"skipped {s.key} ({s.item_cid}{'' if s.current else ', an older version'}): {s.reason}", err=True)
     if as_json:
-        _emit_json({
+        emit_json({
             "name": r.name, "head": str(r.head), "previous": r.previous, "commits": r.commits,
             "changes": r.changes, "reset": r.reset, "blocks_read": r.blocks_read,
             "skipped": [{"key": s.key, "item_cid": s.item_cid, "reason": s.reason, "commit": s.commit,
@@ -274,7 +274,7 @@ def resolve(ctx: Context, name: str, nameserver: str | None, timeout: float | No
 
         found = DNSLinkResolver(dns).links(name)
         if as_json:
-            _emit_json(found.to_json())
+            emit_json(found.to_json())
         elif found.failure is None:
             click.echo(f"record: {found.record} (ttl {found.ttl if found.ttl is not None else '-'})")
             for ns in sorted(found.links):
@@ -286,7 +286,7 @@ def resolve(ctx: Context, name: str, nameserver: str | None, timeout: float | No
         return
     out = ctx.registry().names.explain(name, dns=dns)
     if as_json:
-        _emit_json(out)
+        emit_json(out)
         return
     click.echo(out["cid"])
     click.echo(f"ttl:    {out['ttl'] if out['ttl'] is not None else '-'}")
@@ -309,7 +309,7 @@ def sql(ctx: Context, query: str, fmt: str, as_json: bool) -> None:
     if as_json:
         fmt = "json"
     if fmt == "json":
-        _emit_json([dict(zip(columns, r)) for r in rows])
+        emit_json([dict(zip(columns, r)) for r in rows])
     elif fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
@@ -348,7 +348,7 @@ def show(ctx: Context, key_or_path: str, when: str | None, name: str | None, com
     else:
         summary = summarize(reg, locate_dataset(reg, key_or_path, at=when, name=name, version=commit))
     if as_json:
-        _emit_json(summary)
+        emit_json(summary)
     else:
         click.echo(render(summary))
 
@@ -363,7 +363,7 @@ def at(ctx: Context, key_or_path: str, when: str, name: str | None, as_json: boo
     """Print the data CID KEY_OR_PATH had at WHEN (ISO 8601); exit 1 if it had none."""
     cid = ctx.registry().cid_at(key_or_path, when, name=name)
     if as_json:
-        _emit_json({"key_or_path": key_or_path, "when": when, "cid": cid})
+        emit_json({"key_or_path": key_or_path, "when": when, "cid": cid})
     elif cid is not None:
         click.echo(cid)
     else:
@@ -381,7 +381,7 @@ def diff(ctx: Context, old: str, new: str, as_json: bool) -> None:
     """Changes between two versions (CIDs, names, NAME@DATETIME, HEAD)."""
     changes = ctx.registry().diff(old, new)
     if as_json:
-        _emit_json([
+        emit_json([
             {"key": c.key, "change": c.kind,
              "old": None if c.old is None else {"item": str(c.old.item), "data": c.old.data, "path": c.old.path},
              "new": None if c.new is None else {"item": str(c.new.item), "data": c.new.data, "path": c.new.path}}
@@ -472,7 +472,7 @@ def status(ctx: Context, as_json: bool) -> None:
     info = {"home": str(reg.home), "head": str(reg.head) if reg.head else None,
             "staged": {"upserts": len(stage.upserts), "removals": len(stage.removals)}, "names": names}
     if as_json:
-        _emit_json(info)
+        emit_json(info)
         return
     click.echo(f"home:   {info['home']}\nhead:   {info['head'] or '(no commits)'}")
     click.echo(f"staged: {len(stage.upserts)} upsert(s), {len(stage.removals)} removal(s)")
@@ -514,7 +514,7 @@ def check(ctx: Context, folder: str, max_coordinate_mb: float, as_json: bool) ->
         tree, path = UnixFSTree(store, root.top), root.subpath
     report = check_dataset(tree, path, max_coordinate_bytes=limit)
     if as_json:
-        _emit_json(report.to_dict())
+        emit_json(report.to_dict())
     else:
         click.echo(str(report))
         for key, value in report.found.items():
@@ -560,7 +560,7 @@ def scan(ctx: Context, root: str, prefix: str | None, collection: str | None, wo
         if bar is not None:
             bar.__exit__(None, None, None)
     if as_json:
-        _emit_json(report.to_dict())
+        emit_json(report.to_dict())
     else:
         for line in report.lines():
             click.echo(line)
@@ -606,7 +606,7 @@ def tree_build(ctx: Context, tree_file: str, pin: bool, publish_name: str | None
     if reg is not None and publish_name is not None:
         reg.publish_folder(publish_name, root)
     if as_json:
-        _emit_json({"root": str(root), "pinned": pin, "published": publish_name})
+        emit_json({"root": str(root), "pinned": pin, "published": publish_name})
     else:
         click.echo(str(root))
         if publish_name:
@@ -656,7 +656,7 @@ def _run_export(ctx: Context, kind: str, target: str, name: str | None, when: st
     counts = write(reg, source, Path(target))
     if as_json:
         where = "folder" if kind == "stac" else "file"
-        _emit_json({where: target, "name": source.name, "commit": source.commit, **counts})
+        emit_json({where: target, "name": source.name, "commit": source.commit, **counts})
     else:
         click.echo(f"exported {counts['items']} item(s) in {counts['collections']} collection(s) of "
                    f"{source.describe()} to {target}")
@@ -735,6 +735,16 @@ def demo(ctx: Context, demo_home: str | None) -> None:
     from halodb.demo.run import run_demo
 
     run_demo(Path(demo_home) if demo_home else None, echo=click.echo)
+
+
+def _add_groups() -> None:
+    """The command groups that live in modules of their own."""
+    from halodb.cli.pins import pins
+
+    cli.add_command(pins)
+
+
+_add_groups()
 
 
 def _one_line(text: str) -> str:
