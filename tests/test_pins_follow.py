@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -218,9 +219,10 @@ def local_campaign(publisher: KuboNode, tmp_path: Path, texts: dict[str, str], *
     return reg, data
 
 
-def follower_registry(node: KuboNode, tmp_path: Path, head: CID) -> Registry:
-    """A follower's registry on ``node`` whose local name ``latest`` points at ``head``."""
-    reg = halodb.open(tmp_path / "fol-home", store=node.api, create=True)
+def follower_registry(node: KuboNode, tmp_path: Path, head: CID, *, store: bool = True) -> Registry:
+    """A follower's registry (on ``node``'s store, or with ``store=False`` the home's own)
+    whose local name ``latest`` points at ``head``."""
+    reg = halodb.open(tmp_path / "fol-home", store=node.api if store else None, create=True)
     reg.names.publish("latest", head)
     return reg
 
@@ -239,9 +241,10 @@ def test_a_follower_killed_mid_way_resumes(pair: tuple[KuboNode, KuboNode], tmp_
     reg, data = local_campaign(publisher, tmp_path, {f"d{i:02d}": f"dataset {i}" for i in range(12) if i != 6},
                                unserved={"d06": stalled_text})
     assert reg.head is not None
-    follower_registry(follower, tmp_path, reg.head).close()
+    follower_registry(follower, tmp_path, reg.head, store=False).close()
     env = {**os.environ, "HALODB_AUTHOR": "tester"}
-    argv = [sys.executable, "-m", "halodb", "--home", str(tmp_path / "fol-home"), "--store", follower.api,
+    # the follower's home has only the name: its store is the local one, the index comes from the node
+    argv = [sys.executable, "-m", "halodb", "--home", str(tmp_path / "fol-home"),
             "pins", "follow", "latest", "--node", follower.api, "--concurrency", "1", "--pin-timeout", "120"]
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:  # d00 to d05 pinned, in key order; then d06 waits for a peer that has it
@@ -254,8 +257,7 @@ def test_a_follower_killed_mid_way_resumes(pair: tuple[KuboNode, KuboNode], tmp_
     assert data["d06"] not in before and str(reg.head) in before
     assert {data[f"d{i:02d}"] for i in range(6)} <= set(before)
     publisher.ipfs("add", "--pin=false", "--cid-version=1", "--raw-leaves", input=stalled_text.encode())
-    result = run_cli(tmp_path / "fol-home", "--store", follower.api, "pins", "follow", "latest", "--node",
-                     follower.api, "--json")
+    result = run_cli(tmp_path / "fol-home", "pins", "follow", "latest", "--node", follower.api, "--json")
     assert result.code == 0, result.err
     report = json.loads(result.out)
     after = ours(follower)
@@ -345,3 +347,18 @@ def test_a_node_that_is_not_there(tmp_path: Path, registry: Registry) -> None:
     with pytest.raises(PinError, match="cannot be reached") as e:
         follow_once(registry, "latest", KuboPinNode("kubo+http://127.0.0.1:9", timeout=2))
     assert e.value.node == "kubo+http://127.0.0.1:9"
+
+
+def test_a_node_that_does_not_answer(tmp_path: Path, registry: Registry) -> None:
+    """A node that accepts the connection and never answers: bounded by the node's timeout."""
+    registry.add([make_item("a", "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku")])
+    registry.commit("v", time="2024-08-10T00:00:00Z")
+    registry.publish("latest")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"kubo+http://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(PinError, match="did not answer in time") as e:
+            follow_once(registry, "latest", KuboPinNode(url, timeout=1))
+        assert time.monotonic() - started < 30 and e.value.node == url

@@ -3,7 +3,8 @@
 One run (:func:`follow_once`):
 
 1. resolve the name to its head and pin the head commit recursively on the node (the node
-   fetches what it lacks from its peers): that keeps the index DAG of every version;
+   fetches what it lacks from its peers): that keeps the index DAG of every version, which
+   the rest then reads from the node (the registry is used for names only);
 2. refuse a head that does not descend from the one this follower pinned before (a name
    moved back, or to a forged history: :class:`~halodb.errors.RewindError`), unless
    ``allow_rewind``; the previous head's pin goes only once the new one holds;
@@ -38,8 +39,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from halodb.blockstore.base import BlockStore
+from halodb.blockstore.kubo import KuboStore
 from halodb.errors import HaloDBError, InputError, PinError, RewindError
 from halodb.index.history import walk
+from halodb.index.index import Index
 from halodb.ipld import CID
 from halodb.pins.model import Pin
 from halodb.pins.node import KuboPinNode, NodePin
@@ -148,9 +152,15 @@ def follow_once(registry: Registry, name: str, node: KuboPinNode, policy: Follow
     if pinned_head:
         node.pin(str(head), head_name)  # the index DAG of every version, fetched from peers
         pins[head.multihash] = NodePin(str(head), head_name)
-    if before is not None and before != head and not policy.allow_rewind:
-        _check_descends(registry, name, head, before, node, unpin=pinned_head)
-    plan = plan_pins(registry.store, registry.index, head, label=label, current_only=policy.current_only)
+    # the head's pin brought the index of every version to the node: read it there, whatever
+    # the registry's own store is (its local store has none of it on a fresh follower)
+    store = KuboStore(node.url)
+    try:
+        if before is not None and before != head and not policy.allow_rewind:
+            _check_descends(store, name, head, before, node, unpin=pinned_head)
+        plan = plan_pins(store, Index(store), head, label=label, current_only=policy.current_only)
+    finally:
+        store.close()
     report = FollowReport(name=label, node=node.url, head=str(head), versions=plan.versions,
                           wanted=len(plan.data))
     state = {**state, "name": label, "head": str(head), "policy": policy.to_json(),
@@ -189,11 +199,11 @@ def _previous_head(state: dict[str, Any]) -> CID | None:
         return None
 
 
-def _check_descends(registry: Registry, name: str, head: CID, before: CID, node: KuboPinNode, *,
+def _check_descends(store: BlockStore, name: str, head: CID, before: CID, node: KuboPinNode, *,
                     unpin: bool) -> None:
     """Refuse ``head`` unless ``before`` is on its first-parent chain; with ``unpin``, the pin
     of ``head`` made for the check goes again."""
-    for cid, _ in walk(registry.store, head):
+    for cid, _ in walk(store, head):
         if cid == before:
             return
     if unpin:

@@ -64,11 +64,12 @@ class KuboPinNode:
     def _post(self, command: str, params: dict[str, Any], *, timeout: float | None = None,
               content: bytes | None = None, cid: str | None = None) -> httpx.Response:
         files = {"file": ("data", content, "application/octet-stream")} if content is not None else None
-        wait = timeout or self.timeout
-        if timeout is not None:  # Kubo stops the command itself at the deadline, and says so
+        wait = self.timeout
+        if timeout is not None:  # Kubo stops the command itself at the deadline, and says so: wait a little longer
             params = {**params, "timeout": f"{int(timeout * 1000)}ms"}
+            wait = timeout + 5.0
         try:
-            return self._client.post(self.base + command, params=params, files=files, timeout=wait + 5.0)
+            return self._client.post(self.base + command, params=params, files=files, timeout=wait)
         except HTTPX.caught as exc:
             what = "did not answer in time" if isinstance(exc, httpx.TimeoutException) else f"cannot be reached: {exc}"
             raise HTTPX.translate(exc, f"Kubo node {self.url} {what} ({command}{' ' + cid if cid else ''})",
