@@ -54,11 +54,10 @@ from halodb.errors import (
 )
 from typing import TYPE_CHECKING, Any
 
-from halodb.ipld import CID
-
 if TYPE_CHECKING:
     from halodb.api.registry import LogEntry, Registry, Stage, default_home, open
     from halodb.data import open_dataset
+    from halodb.ipld import CID
 
 _LAZY = {"LogEntry", "Registry", "Stage", "default_home", "open"}
 
@@ -70,6 +69,10 @@ def __getattr__(name: str) -> Any:
         from halodb import api
 
         return getattr(api, name)
+    if name == "CID":  # the codec's multiformats tables: not for `halodb --version`
+        from halodb.ipld import CID
+
+        return CID
     if name == "open_dataset":  # xarray, fsspec: only for those who read data
         from halodb.data import open_dataset
 

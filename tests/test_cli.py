@@ -162,3 +162,32 @@ def test_sync_killed_at_any_point_leaves_the_cache_whole(tmp_path: Path) -> None
     reg = halodb.open(home)
     assert reg.sql("SELECT count(*) FROM items")[1][0][0] == 30_500
     reg.close()
+
+
+HEAVY = ("pyarrow", "numpy", "zarr", "xarray", "aiohttp", "multiformats", "pydantic", "pystac")
+
+
+def heavy_modules(code: str) -> list[str]:
+    """The heavy third-party modules a fresh interpreter has imported after running ``code``."""
+    probe = f"{code}\nimport sys\nprint(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True, timeout=120)
+    return list(json.loads(out.stdout.strip().splitlines()[-1].replace("'", '"')))
+
+
+def test_the_cli_imports_only_what_a_command_needs(tmp_path: Path) -> None:
+    """`import halodb.cli` (what `halodb --version` pays) and `halodb at` on a synced name load no
+    Arrow, NumPy, Zarr, aiohttp or codec tables; `halodb sync` does (it writes the cache)."""
+    assert heavy_modules("import halodb.cli") == []
+    home = tmp_path / "home"
+    write_items(tmp_path / "items")
+    for args in (["init"], ["add", str(tmp_path / "items")], ["commit", "-m", "first", "--time", "2024-08-12T10:00:00Z"],
+                 ["publish", "latest"], ["sync", "latest"]):
+        assert run_cli(home, *args).code == 0
+    run = (f"import sys\nfrom halodb.cli import main\nsys.argv = ['halodb', '--home', {str(home)!r}, 'at', 'halo/f1', "
+           "'2024-09-01', '--name', 'latest']\ntry:\n    main()\nexcept SystemExit as exc:\n    assert exc.code in (0, None), exc")
+    assert heavy_modules(run) == []
+    assert run_cli(home, "at", "halo/f1", "2024-09-01", "--name", "latest").out.strip() == cid_for("a1")
+    # not synced at the name's head any more: the answer comes from the DAG, the same
+    assert run_cli(home, "publish", "other").code == 0
+    assert run_cli(home, "at", "halo/f1", "2024-09-01", "--name", "other").out.strip() == cid_for("a1")
+    assert "pyarrow" in heavy_modules(run.replace("'at', 'halo/f1', '2024-09-01', '--name', 'latest'", "'sync', 'latest'"))

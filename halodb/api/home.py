@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from halodb.api.location import default_home
 from halodb.errors import CIDError, HomeLockedError, InputError, RegistryError
 from halodb.index.model import Entry
 from halodb.ipld import CID
@@ -39,15 +40,6 @@ __all__ = ["DEFAULT_LOCK_TIMEOUT", "Home", "Stage", "default_author", "default_h
 
 #: seconds a writer waits for the home's lock unless ``$HALODB_LOCK_TIMEOUT`` says otherwise
 DEFAULT_LOCK_TIMEOUT = 60.0
-
-
-def default_home() -> Path:
-    """``$HALODB_HOME``, else ``$XDG_DATA_HOME/halodb``, else ``~/.local/share/halodb``."""
-    env = os.environ.get("HALODB_HOME")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "halodb"
 
 
 def default_author() -> str:

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from halodb.api.gc import collect_garbage
 from halodb.api.home import Home, Stage, default_author, default_home
+from halodb.api.location import where
+from halodb.api.lookup import synced_cid_at
 from halodb.api.scanning import current_view
 from halodb.api.staging import ItemInput, prepare_items, stage_prepared, stage_removals, stage_tree
 from halodb.api.syncing import sync_name
@@ -404,10 +406,9 @@ class Registry:
         """
         t = to_time(when, what="date")
         if name is not None and self.cache_path.exists():
-            with self.queries.session():
-                state = self.queries.sync_state(self.canonical_name(name))
-                if state is not None and state.head == str(self.resolve(name)):
-                    return self.queries.cid_at(key_or_path, t, state.name)
+            answered, cid = synced_cid_at(self.queries, self.names, name, key_or_path, t)
+            if answered:
+                return cid
         return self.cid_at_dag(key_or_path, t, name or "HEAD")
 
     def cid_at_dag(self, key_or_path: str, when: TimeLike, ref: str | CID = "HEAD") -> str | None:
@@ -480,9 +481,8 @@ def open(  # noqa: A001 - the API mirrors builtins.open / zarr.open
     ``$HALODB_STORE``); ``cache`` the DuckDB file (default ``home/cache.duckdb``).
     With ``create=True`` the home is initialized when missing.
     """
-    home_path = Path(home).expanduser() if home is not None else default_home()
-    store_url = store if store is not None else os.environ.get("HALODB_STORE")
-    cache_path = Path(cache) if cache is not None else Path(os.environ.get("HALODB_CACHE") or home_path / "cache.duckdb")
+    location = where(home, store, cache)
+    home_path, store_url, cache_path = location.home, location.store, location.cache
     remote = open_store(store_url, home_path)
     # a remote store is read through a local block cache: the network is asked only for new blocks
     store_ = CachingStore(DirectoryStore(home_path / "blocks"), remote) if remote.is_remote else remote

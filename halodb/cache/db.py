@@ -38,7 +38,6 @@ from typing import Any
 
 import duckdb
 
-from halodb.cache import materialize
 from halodb.cache._boundary import DUCKDB_QUERY
 from halodb.cache.connect import open_connection, scalar
 from halodb.cache.migrate import latest_version, load_migrations, migrate, pending
@@ -260,6 +259,8 @@ class Cache:
             raise CacheError(f"cache {self.path} is open read-only; cannot apply a sync", path=self.path)
         with self._connection() as con:
             self._fresh = False
+            from halodb.cache import materialize  # Arrow: only for those who write
+
             materialize.apply_plan(con, plan, now=datetime.now(timezone.utc))
 
     # -- reading --------------------------------------------------------------------------

@@ -16,16 +16,19 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-import halodb
-from halodb import stac
 from halodb.errors import HaloDBError, RewindError
-from halodb.api.registry import Registry
-from halodb.campaign import load_tree, load_tree_history
 from halodb.util.textout import format_table, format_value, json_default
+from halodb.util.version import VERSION
+
+if TYPE_CHECKING:
+    from halodb.api.registry import Registry
+
+# Each command imports what it needs when it runs: `halodb --version` and `halodb at` do not
+# pay for pyarrow, numpy, zarr, aiohttp or the codec's tables (tests/test_cli.py checks it).
 
 
 class Context:
@@ -35,7 +38,9 @@ class Context:
 
     def registry(self, create: bool = False) -> Registry:
         if self._reg is None:
-            self._reg = halodb.open(self.home, store=self.store, cache=self.cache, create=create)
+            import halodb.api.registry
+
+            self._reg = halodb.api.registry.open(self.home, store=self.store, cache=self.cache, create=create)
         return self._reg
 
     def close(self) -> None:
@@ -74,7 +79,7 @@ def emit_json(value: Any) -> None:
 @click.option("--home", envvar="HALODB_HOME", type=click.Path(file_okay=False), help="Registry home [env HALODB_HOME; default ~/.local/share/halodb].")
 @click.option("--store", envvar="HALODB_STORE", help="Block-store URL [env HALODB_STORE; default: the local store in the home].")
 @click.option("--cache", envvar="HALODB_CACHE", type=click.Path(dir_okay=False), help="DuckDB cache file [env HALODB_CACHE; default HOME/cache.duckdb].")
-@click.version_option(halodb.__version__, prog_name="halodb")
+@click.version_option(VERSION, prog_name="halodb")
 @click.pass_context
 def cli(ctx: click.Context, home: str | None, store: str | None, cache: str | None) -> None:
     """HaloDB: a versioned registry of field-campaign datasets, stored on IPFS, queried with SQL."""
@@ -98,6 +103,8 @@ def init(ctx: Context) -> None:
 @pass_ctx
 def add(ctx: Context, sources: tuple[str, ...], collection: str | None, as_json: bool) -> None:
     """Stage STAC items: JSON files, folders, or - for newline-delimited JSON on stdin."""
+    from halodb import stac
+
     reg = ctx.registry()
     keys = reg.add(stac.read_items(list(sources), sys.stdin), collection=collection)
     if as_json:
@@ -361,7 +368,13 @@ def show(ctx: Context, key_or_path: str, when: str | None, name: str | None, com
 @pass_ctx
 def at(ctx: Context, key_or_path: str, when: str, name: str | None, as_json: bool) -> None:
     """Print the data CID KEY_OR_PATH had at WHEN (ISO 8601); exit 1 if it had none."""
-    cid = ctx.registry().cid_at(key_or_path, when, name=name)
+    from halodb.api.lookup import cid_at_in_home
+    from halodb.util.times import to_time
+
+    t = to_time(when, what="date")
+    answered, cid = cid_at_in_home(ctx.home, ctx.store, ctx.cache, name, key_or_path, t) if name else (False, None)
+    if not answered:  # not synced, or synced at another head: the registry asks the DAG
+        cid = ctx.registry().cid_at(key_or_path, t, name=name)
     if as_json:
         emit_json({"key_or_path": key_or_path, "when": when, "cid": cid})
     elif cid is not None:
@@ -428,6 +441,8 @@ def import_car(ctx: Context, car: str) -> None:
 @pass_ctx
 def import_tree(ctx: Context, tree: str, when: str | None, message: str | None, collection: str) -> None:
     """Commit a campaign tree.yaml as the new dataset set (a .jsonl history: every version)."""
+    from halodb.campaign import load_tree, load_tree_history
+
     reg = ctx.registry()
     path = Path(tree)
     if path.suffix in (".jsonl", ".ndjson"):
@@ -595,6 +610,7 @@ def _kubo_url(ctx: Context) -> str:
 @pass_ctx
 def tree_build(ctx: Context, tree_file: str, pin: bool, publish_name: str | None, as_json: bool) -> None:
     """Assemble TREE.yaml as one folder in the Kubo node's MFS; prints the root CID."""
+    from halodb.campaign import load_tree
     from halodb.unixfs.mfs import build_tree
 
     mapping = load_tree(Path(tree_file))

@@ -12,11 +12,27 @@ True
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from halodb.errors import VerificationError
 from halodb.ipld.cid import CID, DAG_CBOR, DAG_PB, RAW, SHA2_256
-from halodb.ipld.codec import decode, decode_reference, encode, encode_reference
+
+if TYPE_CHECKING:
+    from halodb.ipld.codec import decode, decode_reference, encode, encode_reference
+
+# The codec (dag_cbor and multiformats' tables, ~40 ms) loads on first use: naming a block
+# by its CID does not need it, and `halodb at` on a synced name never decodes one.
+_CODEC = frozenset({"decode", "decode_reference", "encode", "encode_reference"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CODEC:
+        from halodb.ipld import codec
+
+        value = getattr(codec, name)
+        globals()[name] = value  # once loaded, a plain module attribute
+        return value
+    raise AttributeError(f"module 'halodb.ipld' has no attribute {name!r}")
 
 __all__ = [
     "CID",
@@ -36,6 +52,8 @@ __all__ = [
 
 def make_block(value: Any) -> tuple[CID, bytes]:
     """Encode ``value`` as DAG-CBOR and return ``(cid, bytes)``."""
+    from halodb.ipld.codec import encode
+
     data = encode(value)
     return CID.for_bytes(data, DAG_CBOR), data
 
@@ -53,6 +71,8 @@ def block_links(cid: CID, data: bytes) -> list[CID]:
     """
     if cid.codec != DAG_CBOR or _TAG42 not in data:
         return []
+    from halodb.ipld.codec import decode
+
     out: list[CID] = []
     stack: list[Any] = [decode(data, cid=cid)]
     while stack:

@@ -1,0 +1,64 @@
+"""Answers from a synced cache without opening the whole registry: ``halodb at --name``.
+
+A tool asking "which CID held X on date Y" a thousand times should pay for DuckDB and the
+name, not for the block stores, the codec, Arrow or the scanner. :func:`synced_cid_at` is
+the question as :meth:`Registry.cid_at` asks the cache; :func:`cid_at_in_home` asks it
+with only the home's names and its cache file opened, and says when it could not answer
+(the cache is not current for the name, or the name needs a gateway to resolve), so the
+caller falls back to the registry.
+
+>>> import tempfile
+>>> from datetime import datetime, timezone
+>>> cid_at_in_home(tempfile.mkdtemp(), None, None, "latest", "halo/f1", datetime.now(timezone.utc))
+(False, None)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from halodb.api.location import where
+from halodb.naming import LocalNames, parse_ref
+from halodb.naming.base import NameStore
+from halodb.naming.router import NameRouter, kubo_of
+
+if TYPE_CHECKING:
+    from halodb.cache import Cache
+
+__all__ = ["cid_at_in_home", "synced_cid_at"]
+
+
+def synced_cid_at(queries: Cache, names: NameStore, name: str, key_or_path: str,
+                  when: datetime) -> tuple[bool, str | None]:
+    """``(True, cid or None)`` when the cache holds ``name`` at the head the name resolves to
+    now (one indexed query); ``(False, None)`` when it does not (ask the DAG)."""
+    ref = parse_ref(name)
+    if ref.name is None or ref.when is not None:
+        return False, None
+    with queries.session():
+        state = queries.sync_state(names.canonical(name))
+        if state is None or state.head != str(names.resolve(name).cid):
+            return False, None
+        return True, queries.cid_at(key_or_path, when, state.name)
+
+
+def cid_at_in_home(home: str | Path | None, store: str | None, cache: str | Path | None, name: str,
+                   key_or_path: str, when: datetime) -> tuple[bool, str | None]:
+    """:func:`synced_cid_at` in the home (paths and store URL as :func:`halodb.open` takes
+    them), opening only its names and its cache file; ``(False, None)`` when there is no
+    cache, or the name is an IPNS name that only a gateway store could resolve."""
+    from halodb.cache import open_for_queries
+
+    location = where(home, store, cache)
+    if not location.cache.exists():
+        return False, None
+    names = NameRouter(LocalNames(location.home / "names"), kubo=kubo_of(location.store))
+    if names.kind(name) == "ipns" and names.kubo_url is None:
+        return False, None
+    queries = open_for_queries(location.cache)
+    try:
+        return synced_cid_at(queries, names, name, key_or_path, when)
+    finally:
+        queries.close()
