@@ -35,7 +35,7 @@ def synced_cid_at(queries: Cache, names: NameStore, name: str, key_or_path: str,
     """``(True, cid or None)`` when the cache holds ``name`` at the head the name resolves to
     now (one indexed query); ``(False, None)`` when it does not (ask the DAG)."""
     ref = parse_ref(name)
-    if ref.name is None or ref.when is not None:
+    if ref.name is None or ref.when is not None or ref.back:
         return False, None
     with queries.session():
         state = queries.sync_state(names.canonical(name))

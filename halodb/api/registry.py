@@ -41,7 +41,7 @@ from halodb.cache import Cache, open_for_queries
 from halodb.errors import BlockNotFoundError, InputError, NameNotFoundError, NothingToCommitError, UnknownKeyError
 from halodb.errors import RewindError
 from halodb.index.commit import commit_changes
-from halodb.index.history import commit_at, load_commit
+from halodb.index.history import commit_at, load_commit, walk
 from halodb.index.history import divergence, versions
 from halodb.index.index import Index
 from halodb.index.model import Change, Commit, Entry, IndexRoot
@@ -50,6 +50,7 @@ from halodb.index.log import LogEntry, log
 from halodb.index.reachable import export_dag, reachable
 from halodb.ipld import CID, decode
 from halodb.naming import LocalNames, NameStore, Resolution, parse_ref
+from halodb.naming.refs import split_back
 from halodb.naming.router import NameRouter, kubo_of
 from halodb.sync import SyncResult
 from halodb.util.perf import paused_gc
@@ -295,10 +296,20 @@ class Registry:
 
     # -- reading ----------------------------------------------------------------------------------
     def resolve(self, ref: str | CID) -> CID:
-        """The commit a reference names: CID, ``ipfs://CID``, NAME, NAME@TIME, or HEAD."""
+        """The commit a reference names: CID, ``ipfs://CID``, NAME, NAME@TIME, or HEAD; any of
+        them followed by ``~N``, N versions back along first parents (``HEAD~1``)."""
         if isinstance(ref, CID):
             return ref
-        text = ref.strip()
+        text, back = split_back(ref.strip())
+        found = self._resolve_exact(text, ref)
+        if not back:
+            return found
+        for steps, (cid, _) in enumerate(walk(self.store, found, cache=self._commits)):
+            if steps == back:
+                return cid
+        raise NameNotFoundError(f"{ref!r}: {text} has {steps} version(s) before it, not {back}", name=ref)
+
+    def _resolve_exact(self, text: str, ref: str) -> CID:
         if text.upper() == "HEAD" or text.upper().startswith("HEAD@"):
             head = self.head
             if head is None:

@@ -17,11 +17,21 @@ the registry decides), ``"dnslink"`` or ``"ipns"``.
 (False, True)
 >>> parse_ref("orcestra@2024-09-15").when.isoformat()
 '2024-09-15T00:00:00+00:00'
+
+A reference may end in ``~N`` (``~`` alone is ``~1``, and they add up, ``HEAD~2~1`` is
+``HEAD~3``): N versions back along the first parents of the commit the rest names, as in
+git. Names cannot contain ``~``, so this is never ambiguous.
+
+>>> r = parse_ref("latest@2024-09-15~2"); (r.name, r.when.day, r.back)
+('latest', 15, 2)
+>>> split_back("HEAD~~3")
+('HEAD', 4)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from halodb.errors import CIDError, InvalidNameError
@@ -41,6 +51,7 @@ class Ref:
     name: str | None = None
     when: datetime | None = None
     scheme: str | None = None
+    back: int = 0  #: versions back along first parents (``~N``)
 
     @property
     def maybe_dnslink(self) -> bool:
@@ -52,11 +63,34 @@ def _looks_like_cid(text: str) -> bool:
     return (text.startswith("Qm") and len(text) == 46) or (text.startswith("b") and len(text) > 50)
 
 
+#: ``~N`` suffixes at the end of a reference
+_BACK = re.compile(r"(?:~\d*)+$")
+#: the most versions back a reference may ask for (a longer walk is a typo, not a question)
+MAX_BACK = 10_000_000
+
+
+def split_back(text: str) -> tuple[str, int]:
+    """``(the reference without its ~N suffixes, N)``."""
+    found = _BACK.search(text)
+    if found is None:
+        return text, 0
+    steps = 0
+    for part in found.group(0).split("~")[1:]:
+        if len(part) > 8 or (steps := steps + (int(part) if part else 1)) > MAX_BACK:
+            raise InvalidNameError(f"{text!r}: more than {MAX_BACK} versions back", name=text)
+    return text[:found.start()], steps
+
+
 def parse_ref(text: str) -> Ref:
     """Parse a reference; :class:`InvalidNameError` says what is wrong with it."""
     raw = text.strip()
     if not raw:
         raise InvalidNameError("empty version reference", name=text)
+    rest, back = split_back(raw)
+    if back:
+        if not rest:
+            raise InvalidNameError(f"{text!r}: ~N follows a reference (HEAD~1, latest~2)", name=text)
+        return replace(parse_ref(rest), text=raw, back=back)
     when: datetime | None = None
     base = raw
     if "@" in raw:

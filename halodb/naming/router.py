@@ -20,7 +20,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from halodb.errors import InputError, NameNotFoundError, StoreURLError
+from halodb.errors import InputError, InvalidNameError, NameNotFoundError, StoreURLError
 from halodb.ipld import CID
 from halodb.naming.base import NameRecord, NameStore, Resolution
 from halodb.naming.domains import is_domain
@@ -87,6 +87,9 @@ class NameRouter(NameStore):
         ref = parse_ref(name) if isinstance(name, str) else name
         if ref.name is None:
             raise NameNotFoundError(f"{ref.text!r} is a CID, not a name", name=ref.text)
+        if ref.back:
+            raise InvalidNameError(f"{ref.text!r} names a version, not a name: ~N goes where a version is asked "
+                                   "(log, diff, show --version, export-car, pins plan)", name=ref.text)
         if ref.scheme == "dnslink" or (ref.scheme == "ipns" and is_domain(ref.name)):
             return "dnslink"
         if ref.scheme == "ipns":
