@@ -187,13 +187,16 @@ def test_every_table_view_and_column_is_documented(tmp_path: Path) -> None:
     columns = con.execute(
         "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE NOT internal AND schema_name = 'main'"
     ).fetchall()
-    macros = con.execute("SELECT function_name, comment FROM duckdb_functions() WHERE function_name = 'items_at'").fetchall()
+    macros = con.execute("SELECT function_name, comment FROM duckdb_functions() "
+                         "WHERE function_name IN ('items_at', 'items_as_of', 'changes')").fetchall()
     con.close()
     assert {r[0] for r in relations} == {"schema_migrations", "commits", "name_commits", "stac_items", "item_versions",
                                       "sync_state", "items", "skipped_items"}
     assert [r for r in relations if not r[1]] == []
     assert [r for r in columns if not r[2]] == []
-    assert len(macros) == 2 and all(m[1] for m in macros)  # items_at(ts) and items_at(ts, name)
+    # items_at(ts [, name]), items_as_of(commit [, name]), changes(from, to [, name])
+    assert sorted(m[0] for m in macros) == ["changes", "changes", "items_as_of", "items_as_of", "items_at", "items_at"]
+    assert all(m[1] for m in macros)
 
 
 def test_items_view_and_items_at_have_the_contract_columns(tmp_path: Path) -> None:
@@ -203,6 +206,43 @@ def test_items_view_and_items_at_have_the_contract_columns(tmp_path: Path) -> No
         assert cache.sql("SELECT * FROM items")[0] == expected
         assert cache.sql("SELECT * FROM items_at('2024-09-01')")[0] == expected
         assert cache.sql("SELECT * FROM items_at('2024-09-01', 'n')")[0] == expected
+        assert cache.sql("SELECT * FROM items_as_of('bafyx')")[0] == expected
+        assert cache.sql("SELECT * FROM items_as_of('bafyx', 'n')")[0] == expected
+        assert cache.sql("SELECT * FROM changes('bafyx', 'bafyy')")[0] == [
+            "name", "key", "op", "old_data_cid", "new_data_cid", "old_item_cid", "new_item_cid", "old_path", "new_path",
+            "commit", "time", "seq"]
+
+
+def test_items_as_of_and_changes_order_commits_by_history_not_time(tmp_path: Path) -> None:
+    """Two commits in one second (ORCESTRA has such a pair): items_at shows the state after the
+    later one; items_as_of and changes tell them apart; changes lists every intermediate change."""
+    one_second = T0 + timedelta(days=1)
+    c1 = commit("c1", [put(rec("a")), put(rec("b"))])
+    c2 = commit("c2", [put(rec("a", 1))], at=one_second, after="c1")
+    c3 = commit("c3", [put(rec("a", 2)), drop("b")], at=one_second, after="c2")
+    c4 = commit("c4", [put(rec("c"))], day=2, after="c3")
+    with Cache(tmp_path / "c.duckdb") as cache:
+        cache.apply(plan("n", [c1, c2, c3, c4]))
+        cache.apply(plan("m", [c1]))
+        at_second = cache.sql("SELECT key, item_cid FROM items_at(?, 'n') ORDER BY key", [one_second])[1]
+        assert at_second == [("a", cid("item:a:2"))]  # the later of the two
+        as_of = "SELECT key, item_cid FROM items_as_of(?, 'n') ORDER BY key"
+        assert cache.sql(as_of, [c2.cid])[1] == [("a", cid("item:a:1")), ("b", cid("item:b:0"))]
+        assert cache.sql(as_of, [c3.cid])[1] == [("a", cid("item:a:2"))]
+        assert cache.sql("SELECT name, key FROM items_as_of(?) ORDER BY ALL", [c1.cid])[1] == [
+            ("m", "a"), ("m", "b"), ("n", "a"), ("n", "b")]
+        rows = cache.sql("SELECT key, op, old_data_cid, new_data_cid, \"commit\", seq FROM changes(?, ?, 'n')",
+                         [c1.cid, c4.cid])[1]
+        assert rows == [
+            ("a", "changed", cid("data:a:0"), cid("data:a:1"), c2.cid, 1),
+            ("a", "changed", cid("data:a:1"), cid("data:a:2"), c3.cid, 2),
+            ("b", "removed", cid("data:b:0"), None, c3.cid, 2),
+            ("c", "added", None, cid("data:c:0"), c4.cid, 3),
+        ]
+        assert cache.sql("SELECT count(*) FROM changes(?, ?)", [c4.cid, c1.cid])[1] == [(0,)]  # backwards: none
+        assert cache.sql("SELECT count(*) FROM changes(?, ?)", [c2.cid, c2.cid])[1] == [(0,)]
+        assert cache.sql("SELECT count(*) FROM changes(?, ?, 'm')", [c1.cid, c4.cid])[1] == [(0,)]
+        assert cache.sql("SELECT key, op FROM changes(?, ?)", [c2.cid, c3.cid])[1] == [("a", "changed"), ("b", "removed")]
 
 
 def test_macros_work_after_reopen_and_from_plain_duckdb(tmp_path: Path) -> None:
