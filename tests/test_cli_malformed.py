@@ -213,6 +213,13 @@ def cases() -> list[Case]:
     c += [Case("log", ["log", r]) for r in ["no-such-name", *BAD_NAMES[:3], *BAD_CIDS, ABSENT_CID,
                                             *("latest@" + t for t in BAD_TIMES), "HEAD@" + BAD_TIMES[3]]]
     c += [Case("log", ["log", "-n", n]) for n in ["abc", "1.5", ""]]
+    c += [Case("log", ["log", r]) for r in ["HEAD~1", "latest~5", "~1", "HEAD~99999999999", "HEAD~x", "latest@2024-08-11~1"]]
+    c += [Case("sync", ["sync", "latest~1"])]
+    c += [Case("get", ["get"]), Case("get", ["get", "halo/nothing"]), Case("get", ["get", "halo/f1", "--version", "HEAD~1"])]
+    c += [Case("get", ["get", "halo/f1", "--at", t]) for t in [*BAD_TIMES[:3], "2024-01-01"]]
+    c += [Case("get", ["get", "halo/f1", "--name", n]) for n in ["no-such-name", *BAD_NAMES[:2]]]
+    c += [Case("get", ["get", "halo/f1", "--version", v]) for v in [*BAD_CIDS[:2], ABSENT_CID]]
+    c += [Case("get", ["get", "halo/f1", "--version", "HEAD", "--at", "2024-09-01"])]
     c += files("log", ["log"], state_files()) + files("log", ["log", "latest"], name_files())
     # sync
     c += [Case("sync", ["sync", n]) for n in ["no-such-name", *BAD_NAMES, *BAD_CIDS, ABSENT_CID]]

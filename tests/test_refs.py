@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -66,5 +67,9 @@ def test_the_cli_takes_them_everywhere_a_version_goes(registry: Registry, home: 
     assert car.code == 0, car.err
     show = run_cli(home, "pins", "plan", "latest~1", "--current", "--json")
     assert show.code == 0 and c[2] in show.out and c[3] not in show.out
+    got = run_cli(home, "get", "halo/a", "--version", "HEAD~3")
+    assert got.code == 0 and json.loads(got.out)["assets"]["data"]["href"] == f"ipfs://{cid_for('a0')}"
+    by_path = run_cli(home, "get", "HALO/a.zarr", "--name", "latest", "--at", "2024-08-25")
+    assert by_path.code == 0 and json.loads(by_path.out)["assets"]["data"]["href"] == f"ipfs://{cid_for('a1')}"
     bad = run_cli(home, "sync", "latest~1")
     assert bad.code == 2 and "names a version, not a name" in bad.err

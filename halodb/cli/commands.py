@@ -362,6 +362,24 @@ def show(ctx: Context, key_or_path: str, when: str | None, name: str | None, com
 
 @cli.command()
 @click.argument("key_or_path")
+@click.option("--at", "when", metavar="T", help="The version current at T (ISO 8601; default: the newest).")
+@click.option("--name", help="Name whose history to ask (default: the local head).")
+@click.option("--version", "commit", metavar="REF", help="This version (a commit CID, HEAD~1, NAME~2...) instead of --at.")
+@pass_ctx
+def get(ctx: Context, key_or_path: str, when: str | None, name: str | None, commit: str | None) -> None:
+    """Print the STAC item of a dataset (by key or path) as it was at a version, as JSON.
+
+    Read from the blocks (verified), not from the cache: no sync is needed.
+    """
+    if commit is not None and (when is not None or name is not None):
+        raise click.UsageError("--version names the version itself: give it without --at and --name")
+    ref = commit if commit is not None else (name or "HEAD") + (f"@{when}" if when is not None else "")
+    _, _, item = ctx.registry().get(key_or_path, ref)
+    emit_json(item)
+
+
+@cli.command()
+@click.argument("key_or_path")
 @click.argument("when")
 @click.option("--name", help="Name whose history to ask (default: the local head).")
 @click.option("--json", "as_json", is_flag=True)
