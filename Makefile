@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install kubo dns browser dnslink-test demo test fuzz typecheck lint bench bench-quick bench-serve bench-open clean
+.PHONY: install kubo dns browser dnslink-test pinning-compliance demo test fuzz typecheck lint bench bench-quick bench-serve bench-open clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,13 @@ browser:
 dnslink-test:
 	scripts/install-dnslink-test.sh
 
+# the IPFS Pinning Service API's compliance checker and mock service (npm, pinned in
+# scripts/pinning-compliance) into tools/pinning-compliance
+pinning-compliance:
+	scripts/install-pinning-compliance.sh
+
 # tests run in a random order (pytest-randomly prints the seed; `pytest --randomly-seed=N` repeats an order)
-test: install tools/bin/ipfs dns browser dnslink-test
+test: install tools/bin/ipfs dns browser dnslink-test pinning-compliance
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q

@@ -355,6 +355,18 @@ def cases() -> list[Case]:
         ["--current", "--all-versions"]]]
     c += [Case("pins status", ["pins", "status", "latest"]), Case("pins status", ["pins", "status", "no-such-name", "--node", "kubo+http://127.0.0.1:9"])]
     c += [Case("pins status", ["pins", "status", "latest", "--node", u]) for u in ["http://x", "kubo+http://127.0.0.1:9"]]
+    token = beside("token.txt", b"a-token-long-enough-to-pass\n")
+    c += [Case("pins push", ["pins", "push", "latest"]), Case("pins push", ["pins", "push", "--service", "http://127.0.0.1:9"])]
+    c += [Case("pins push", ["pins", "push", "latest", "--service", "http://127.0.0.1:9", "--token-file", t])
+          for t in [beside("no-token", b"-"), beside("short-token", b"short"), beside("token-dir", None),
+                    beside("binary-token", b"\xff\xfe-token-token-token")]]
+    c += [Case("pins push", ["pins", "push", "latest", "--service", u, "--token-file", token])
+          for u in ["ftp://x", "http://127.0.0.1:9"]]
+    c += [Case("pins push", ["pins", "push", "latest", "--pinlist", beside("pl-ok.yaml", b"- cid: %s\n" % cid_for("p").encode()),
+                             "--service", "http://127.0.0.1:9", "--token-file", token])]
+    c += [Case("pins push", ["pins", "push", "--pinlist", f, "--service", "http://127.0.0.1:9", "--token-file", token])
+          for f in input_files("push.yaml")[:3]]
+    c += [Case("pins push", ["pins", "push", "no-such-name", "--service", "http://127.0.0.1:9", "--token-file", token])]
     # `tree` itself: the group, without or with an unknown subcommand
     c += [Case("tree", ["tree", "no-such"]), Case("tree", ["tree", "build"])]
     return c

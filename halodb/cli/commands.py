@@ -729,29 +729,60 @@ def export_geoparquet(ctx: Context, file: str, name: str | None, when: str | Non
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Processes answering requests, each with the whole history in memory: more use more cores "
                    "(and more memory) under many clients.")
+@click.option("--pinning", is_flag=True,
+              help="Also answer the IPFS Pinning Service API under /pins, pinning on the Kubo node --node; the "
+                   "access token comes from HALODB_PINNING_TOKEN or --pinning-token-file, never the command line.")
+@click.option("--node", "pinning_node", metavar="URL", envvar="HALODB_PINNING_NODE",
+              help="--pinning: the Kubo node that pins (kubo+http://host:port) [env HALODB_PINNING_NODE].")
+@click.option("--pinning-token-file", type=click.Path(dir_okay=False), metavar="PATH",
+              help="--pinning: a file holding the access token [env HALODB_PINNING_TOKEN_FILE].")
+@click.option("--pinning-workers", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="--pinning: requests pinned at once.")
+@click.option("--pin-timeout", type=SECONDS, default=600.0, show_default=True,
+              help="--pinning: seconds one pin may take (fetching included) before its request fails.")
 @pass_ctx
 def serve(ctx: Context, name: str | None, host: str, port: int, watch: bool, min_interval: float, max_interval: float,
-          interval: float, gateway: str, deadline: float, workers: int) -> None:
+          interval: float, gateway: str, deadline: float, workers: int, pinning: bool, pinning_node: str | None,
+          pinning_token_file: str | None, pinning_workers: int, pin_timeout: float) -> None:
     """Serve a synced name as a STAC API (with time travel and HTML pages) until interrupted.
 
     NAME defaults to the only synced name. Every endpoint also answers as of a date
     (?as_of=2024-09-15T00:00:00Z) or a version (/versions/COMMIT/...). With --watch the
     server syncs NAME whenever it moves and answers from the new version without dropping
-    requests.
+    requests. With --pinning it is also an IPFS Pinning Service API (/pins) pinning on a Kubo
+    node; with no name synced it serves that alone.
     """
     from halodb.api.watch import WatchEvent, WatchPolicy
     from halodb.serve import ServeConfig, ServeOptions, Snapshot
     from halodb.serve import serve as run_server
+    from halodb.serve.pinning import PinningOptions, load_token
 
+    pinning_options = None
+    if pinning:
+        if not pinning_node:
+            raise click.UsageError("--pinning needs --node kubo+http://HOST:PORT (the Kubo node that pins)")
+        pinning_options = PinningOptions(node=pinning_node, token=load_token(pinning_token_file),
+                                         workers=pinning_workers, pin_timeout=pin_timeout)
+    elif pinning_token_file or (pinning_node and click.get_current_context().get_parameter_source("pinning_node")
+                                 == click.core.ParameterSource.COMMANDLINE):
+        raise click.UsageError("--node and --pinning-token-file are options of --pinning")
     policy = WatchPolicy(floor=min_interval, ceiling=max_interval, default=interval)
     config = ServeConfig(host=host, port=port, watch=watch, policy=policy, workers=workers,
-                         options=ServeOptions(deadline=deadline, gateway=gateway))
+                         options=ServeOptions(deadline=deadline, gateway=gateway), pinning=pinning_options)
 
-    def ready(url: str, snap: Snapshot) -> None:
-        processes = f", {workers} processes" if workers > 1 else ""
-        click.echo(f"serving {snap.name} (commit {snap.head.cid}, {len(snap.versions)} version(s){processes}) at {url}",
-                   err=True)
-        click.echo(f"  STAC API: {url}   search: {url}search   browse: open {url} in a browser", err=True)
+    def ready(url: str, snap: Snapshot | None) -> None:
+        if snap is None:
+            click.echo(f"serving the IPFS Pinning Service API (pinning on {pinning_node}) at {url}", err=True)
+            click.echo(f"  endpoint: {url.rstrip('/')}   e.g. ipfs pin remote service add halodb {url.rstrip('/')} TOKEN",
+                       err=True)
+        else:
+            processes = f", {workers} processes" if workers > 1 else ""
+            click.echo(f"serving {snap.name} (commit {snap.head.cid}, {len(snap.versions)} version(s){processes}) at {url}",
+                       err=True)
+            click.echo(f"  STAC API: {url}   search: {url}search   browse: open {url} in a browser", err=True)
+            if pinning_options is not None:
+                click.echo(f"  Pinning Service API: endpoint {url.rstrip('/')} (/pins), pinning on {pinning_node}",
+                           err=True)
         sys.stderr.flush()
 
     def report(event: WatchEvent) -> None:

@@ -277,3 +277,62 @@ def pins_status(ctx: Context, name: str, node_urls: tuple[str, ...], only_missin
                      if follower else "; no follower of this name")
         click.echo(f"node {n} {summary.node}: {summary.counts['pinned']} pinned, {summary.counts['queued']} queued, "
                    f"{summary.counts['missing']} missing{following}")
+
+
+@pins.command("push")
+@click.argument("name", required=False)
+@click.option("--service", "service_url", required=True, metavar="URL",
+              help="The Pinning Service API endpoint (as Kubo takes it: /pins is appended).")
+@click.option("--pinlist", type=click.Path(dir_okay=False), help="Push this pin list instead of NAME's plan.")
+@click.option("--allow-duplicate-names", is_flag=True, help="--pinlist: accept two entries with one name.")
+@click.option("--token-file", type=click.Path(dir_okay=False), metavar="PATH",
+              help="A file holding the service's access token [env HALODB_PINNING_SERVICE_TOKEN_FILE; or the "
+                   "token itself in HALODB_PINNING_SERVICE_TOKEN]; never on the command line.")
+@_versions
+@click.option("--retries", type=click.IntRange(0, 20), default=4, show_default=True,
+              help="Retries of an answer 429 or 5xx, with backoff, before a pin fails.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def pins_push(ctx: Context, name: str | None, service_url: str, pinlist: str | None, allow_duplicate_names: bool,
+              token_file: str | None, current_only: bool, all_versions: bool, tags: tuple[str, ...], retries: int,
+              as_json: bool) -> None:
+    """Ask a pinning service to pin what NAME references (its head and every version's data;
+    --current: the newest's), or a pin list; only what it does not hold yet, never removing.
+
+    Works with any service that speaks the IPFS Pinning Service API (halodb serve --pinning too).
+    Exit 1 when some pin was refused (the rest is pushed).
+    """
+    from halodb.pins import load_pinlist
+    from halodb.pins.service import PinningServiceClient, PushOutcome, push
+    from halodb.pins.tokens import SERVICE_TOKEN, read_token
+
+    if (name is None) == (pinlist is None):
+        raise click.UsageError("give NAME or --pinlist FILE (one of the two)")
+    token = read_token(SERVICE_TOKEN, file=token_file)
+    if pinlist is not None:
+        wanted = load_pinlist(pinlist, allow_duplicate_names=allow_duplicate_names)
+    else:
+        assert name is not None
+        plan = _plan(ctx, name, current_only, all_versions, tags)
+        wanted = [plan.head_pin, *plan.data]  # the newest head holds every older one
+    with PinningServiceClient(service_url, token, retries=retries) as client, \
+            _progress_bar("pushing", not as_json) as progress:
+        done = 0
+
+        def step(_: PushOutcome) -> None:
+            nonlocal done
+            done += 1
+            progress(done, len(wanted))
+
+        report = push(wanted, client, progress=step)
+    if as_json:
+        emit_json({"service": service_url, "added": [o.pin.cid for o in report.added],
+                   "already": [o.pin.cid for o in report.already],
+                   "failed": {o.pin.cid: o.detail for o in report.failed}})
+    else:
+        click.echo(f"{service_url}: {len(report.added)} pin(s) added, {len(report.already)} held already, "
+                   f"{len(report.failed)} refused")
+        for outcome in report.failed:
+            click.echo(f"  refused {outcome.pin.cid} ({outcome.pin.name}): {outcome.detail}")
+    if report.failed:
+        sys.exit(1)

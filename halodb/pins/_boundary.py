@@ -8,7 +8,7 @@ RPC API and to Pinning Service API servers both mean "the node or service failed
 
 from __future__ import annotations
 
-import httpx
+import httpx  # noqa: F401 - the doctest names its exceptions
 
 from halodb.blockstore._boundary import HTTPX_EXCEPTIONS
 from halodb.errors import ErrorMap, PinError

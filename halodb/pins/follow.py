@@ -47,7 +47,7 @@ from halodb.index.index import Index
 from halodb.ipld import CID
 from halodb.pins.model import Pin
 from halodb.pins.node import KuboPinNode, NodePin
-from halodb.pins.plan import Plan, plan_pins
+from halodb.pins.plan import plan_pins
 from halodb.util.times import format_time, parse_time
 
 if TYPE_CHECKING:

@@ -1,10 +1,12 @@
-"""Running the STAC API: ``halodb serve [NAME] [--host] [--port] [--watch]``.
+"""Running the STAC API: ``halodb serve [NAME] [--host] [--port] [--watch] [--pinning]``.
 
 The server answers from a :class:`~halodb.serve.snapshot.Snapshot` of NAME's synced history.
 With ``watch`` a thread runs :func:`halodb.api.watch.watch` (as ``halodb sync --watch``
 does): whenever NAME moves it syncs the cache, builds a new snapshot from it, and swaps it in;
 requests keep being answered from the old snapshot until then, and none is dropped. It
-binds 127.0.0.1 unless told otherwise.
+binds 127.0.0.1 unless told otherwise. With ``pinning`` it also answers the IPFS Pinning
+Service API under ``/pins`` (:mod:`halodb.serve.pinning`), and serves that alone when no name
+is synced.
 
 >>> # with halodb.open() as reg: serve(reg, "orcestra", port=8000)
 """
@@ -13,16 +15,19 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from halodb.api import Registry
 from halodb.api.watch import WatchEvent, WatchPolicy, watch
 from halodb.errors import HaloDBError, InputError
 from halodb.serve.app import ServeOptions, create_app
+from halodb.serve.pinning import PinningOptions, PinningService, combine, create_pinning_app
 from halodb.serve.snapshot import Snapshot, SnapshotHolder
 from halodb.serve.workers import Workers
 
@@ -39,6 +44,7 @@ class ServeConfig:
     policy: WatchPolicy = WatchPolicy()
     options: ServeOptions = ServeOptions()
     workers: int = 1  #: processes answering requests (this one and workers - 1 more)
+    pinning: PinningOptions | None = None  #: also answer the Pinning Service API under /pins
 
 
 def pick_name(reg: Registry, name: str | None) -> str:
@@ -55,11 +61,21 @@ def pick_name(reg: Registry, name: str | None) -> str:
 
 def serve(
     reg: Registry, name: str | None, config: ServeConfig, *,
-    on_ready: Callable[[str, Snapshot], None] = lambda url, snap: None,
+    on_ready: Callable[[str, Snapshot | None], None] = lambda url, snap: None,
     on_event: Callable[[WatchEvent], None] = lambda event: None,
 ) -> None:
     """Serve ``name`` until interrupted (SIGINT/SIGTERM). ``on_ready(url, snapshot)`` is called
-    once the socket listens; ``on_event`` with each watch event (with ``watch``)."""
+    once the socket listens (snapshot None when only the Pinning Service API is served: with
+    ``pinning``, no NAME and no name synced); ``on_event`` with each watch event (with ``watch``)."""
+    if config.pinning is not None:
+        if config.workers > 1:
+            raise InputError("serve: --pinning runs in one process (its workers and request store are "
+                             "this process's); give --workers 1", source="--workers")
+        if name is None and not reg.queries.sync_states():
+            if config.watch:
+                raise InputError("serve: --watch follows a NAME; give one", source="--watch")
+            _serve_pinning_only(reg, config, on_ready)
+            return
     if config.watch and name is not None:
         try:
             reg.sync(name)  # the newest version to serve first; later ones come from the watcher
@@ -87,9 +103,51 @@ def serve(
         sock.close()
 
 
+@contextmanager
+def _pinning(reg: Registry, config: ServeConfig) -> Iterator[PinningService | None]:
+    """The pinning service of the home, its workers running, while the block runs (None without ``pinning``)."""
+    if config.pinning is None:
+        yield None
+        return
+    service = PinningService.open(reg.home, config.pinning)
+    try:
+        service.start()
+        yield service
+    finally:
+        service.stop()
+
+
+def _serve_pinning_only(reg: Registry, config: ServeConfig, on_ready: Callable[[str, Snapshot | None], None]) -> None:
+    sock = _listen(config.host, config.port)
+    try:
+        with _pinning(reg, config) as service:
+            assert service is not None
+            server = uvicorn.Server(uvicorn.Config(combine(create_pinning_app(service), None), log_level="warning",
+                                                   access_log=False, lifespan="off"))
+            on_ready(_url(sock), None)
+            server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
 def _run(reg: Registry, key: str, config: ServeConfig, sock: socket.socket, holder: SnapshotHolder,
-         workers: Workers, on_ready: Callable[[str, Snapshot], None], on_event: Callable[[WatchEvent], None]) -> None:
-    app = create_app(holder, config.options)
+         workers: Workers, on_ready: Callable[[str, Snapshot | None], None],
+         on_event: Callable[[WatchEvent], None]) -> None:
+    with _pinning(reg, config) as service:
+        app = create_app(holder, config.options)
+        _run_app(reg, key, config, sock, holder, workers, on_ready, on_event,
+                 app if service is None else combine(create_pinning_app(service), app))
+
+
+def _run_app(reg: Registry, key: str, config: ServeConfig, sock: socket.socket, holder: SnapshotHolder,
+             workers: Workers, on_ready: Callable[[str, Snapshot | None], None], on_event: Callable[[WatchEvent], None],
+             app: ASGIApp) -> None:
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
     stop = threading.Event()
     failures: list[str] = []
@@ -109,9 +167,7 @@ def _run(reg: Registry, key: str, config: ServeConfig, sock: socket.socket, hold
 
         threads.append(threading.Thread(target=watch, args=(reg, key), name="halodb-serve-watch", daemon=True,
                                         kwargs={"policy": config.policy, "on_event": follow, "stop": stop}))
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    on_ready(f"http://{shown}:{port}/", holder.current)
+    on_ready(_url(sock), holder.current)
     for thread in threads:
         thread.start()
     try:
