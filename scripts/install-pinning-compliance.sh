@@ -11,7 +11,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 src="$root/scripts/pinning-compliance"
 dest="$root/tools/pinning-compliance"
 pins=(package.json package-lock.json)
-extras=(offline.cjs mock-server.cjs)
+extras=(offline.cjs mock-server.cjs pace.mjs)
 installed() {
   [ -f "$dest/node_modules/@ipfs-shipyard/pinning-service-compliance/dist/src/index.js" ] || return 1
   [ -f "$dest/node_modules/mock-ipfs-pinning-service/index.js" ] || return 1

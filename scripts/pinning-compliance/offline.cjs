@@ -1,14 +1,18 @@
 'use strict'
 // Preloaded (`node --require`) by tests/test_pinning_service.py into the Pinning Service API's
-// compliance checker and the mock service. Two things:
+// compliance checker and the mock service. Three things:
 //  1. The checker reads the API's OpenAPI document (v1.0.0) from GitHub (oas2joi, through
 //     swagger-parser); this hands swagger-parser a local copy instead (HALODB_PSA_SPEC): the one
 //     the mock-ipfs-pinning-service package ships (api/oas-doc.yaml, v0.1.2, whose paths and
 //     schemas are those of v1.0.0: only descriptions differ), so the run needs no network.
 //  2. Every TCP connection to a host other than the loopback is refused: the run can only
 //     talk to the servers the test started on 127.0.0.1 (a refused connection fails the run).
+//  3. With HALODB_PSA_PACE_MS, the checker's pace of one request a second goes (pace.mjs).
 const Module = require('module')
 const net = require('net')
+const { pathToFileURL } = require('url')
+
+if (process.env.HALODB_PSA_PACE_MS) Module.register('./pace.mjs', pathToFileURL(__filename))
 
 const SPEC = process.env.HALODB_PSA_SPEC
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]'])
