@@ -75,6 +75,17 @@ def emit_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=json_default, ensure_ascii=False))
 
 
+def emit_report(report: Any, as_json: bool) -> None:
+    """Print a report (``to_dict()`` with ``--json``, else its ``lines()``); exit 1 unless ``report.ok``."""
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        for line in report.lines():
+            click.echo(line)
+    if not report.ok:
+        sys.exit(1)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--home", envvar="HALODB_HOME", type=click.Path(file_okay=False), help="Registry home [env HALODB_HOME; default ~/.local/share/halodb].")
 @click.option("--store", envvar="HALODB_STORE", help="Block-store URL [env HALODB_STORE; default: the local store in the home].")
@@ -592,13 +603,7 @@ def scan(ctx: Context, root: str, prefix: str | None, collection: str | None, wo
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
-    if as_json:
-        emit_json(report.to_dict())
-    else:
-        for line in report.lines():
-            click.echo(line)
-    if not report.ok:
-        sys.exit(1)
+    emit_report(report, as_json)
 
 
 @cli.group()

@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from halodb.cli.commands import SECONDS, Context, emit_json, pass_ctx
+from halodb.cli.commands import SECONDS, Context, emit_json, emit_report, pass_ctx
 from halodb.util.textout import format_table
 
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -200,14 +200,7 @@ def pins_follow(ctx: Context, name: str, node_url: str, all_versions: bool, curr
     reg = ctx.registry()
     with _node(node_url, pin_timeout) as node, _progress_bar("pinning", not as_json) as progress:
         if not watch:
-            report = follow_once(reg, name, node, policy, progress=progress)
-            if as_json:
-                emit_json(report.to_dict())
-            else:
-                for line in report.lines():
-                    click.echo(line)
-            if not report.ok:
-                sys.exit(1)
+            emit_report(follow_once(reg, name, node, policy, progress=progress), as_json)
             return
         from halodb.api.watch import WatchEvent, WatchPolicy
 

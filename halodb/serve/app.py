@@ -39,6 +39,7 @@ from halodb.errors import HaloDBError, RequestError
 from halodb.serve import changes as changes_mod
 from halodb.serve import collections as collections_mod
 from halodb.serve import documents, pages, params, search
+from halodb.serve.bodies import read_json_body
 from halodb.serve.deadlines import Deadline, bounded
 from halodb.serve.documents import GEOJSON, JSON, Base, link
 from halodb.serve.queryables import queryables_document
@@ -48,8 +49,6 @@ __all__ = ["ServeOptions", "create_app"]
 
 log = logging.getLogger("halodb.serve")
 
-#: the largest POST body read (a search's JSON); larger ones are refused with 413
-MAX_BODY = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -112,7 +111,7 @@ def create_app(holder: SnapshotHolder, options: ServeOptions | None = None) -> S
     async def post_search(request: Request) -> Response:
         try:
             ask = _resolve(request, holder.current, options)
-            body = await _read_body(request)
+            body = await read_json_body(request, empty=b"{}")
             return await run_in_threadpool(_search_post, ask, body)
         except RequestError as exc:
             return _error(exc)
@@ -194,19 +193,6 @@ def _deadline(ask: Ask) -> Deadline:
 def _cursor(ask: Ask) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
     """A cursor for this request, interrupted if its queries outlast the deadline."""
     return bounded(ask.snap.cursor(), ask.options.deadline)
-
-
-async def _read_body(request: Request) -> Any:
-    size, chunks = 0, []
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise RequestError(f"the request body is larger than {MAX_BODY} bytes", parameter="body", status=413)
-        chunks.append(chunk)
-    try:
-        return orjson.loads(b"".join(chunks) or b"{}")
-    except ValueError as exc:
-        raise RequestError(f"the request body is not JSON: {exc}", parameter="body") from None
 
 
 # -- errors --------------------------------------------------------------------------------

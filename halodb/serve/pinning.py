@@ -49,6 +49,7 @@ from halodb.pins.node import MAX_PIN_NAME, KuboPinNode
 from halodb.pins.requests import PinQuery, RequestRow, RequestStore
 from halodb.pins.service import MATCHES, MAX_CIDS_PER_QUERY, MAX_LIMIT, PinStatus, parse_rfc3339
 from halodb.pins.tokens import SERVER_TOKEN, read_token
+from halodb.serve.bodies import MAX_BODY, read_json_body
 from halodb.ipld import CID
 
 __all__ = ["LABEL_PREFIX", "PinningOptions", "PinningService", "combine", "create_pinning_app", "load_token",
@@ -57,7 +58,6 @@ __all__ = ["LABEL_PREFIX", "PinningOptions", "PinningService", "combine", "creat
 log = logging.getLogger("halodb.serve.pinning")
 
 LABEL_PREFIX = "halodb-psa["  #: how the node's pins this service made are named
-MAX_BODY = 1 << 20  #: bytes of a request body (a Pin); larger ones get 413
 MAX_QUERY = 16 << 10  #: bytes of a query string of GET /pins
 MAX_REQUESTID = 64  #: characters of a request id in a path (ours are 36)
 DELEGATES_TTL = 60.0  #: seconds the node's addresses are reused before they are asked again
@@ -397,19 +397,7 @@ def parse_query(params: QueryParams) -> PinQuery:
 
 async def _read_pin(request: Request) -> Pin:
     """The request body: a Pin object (a :class:`RequestError` naming what is wrong)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-        raise RequestError(f"the request body is larger than {MAX_BODY} bytes", parameter="body", status=413)
-    size, chunks = 0, []
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise RequestError(f"the request body is larger than {MAX_BODY} bytes", parameter="body", status=413)
-        chunks.append(chunk)
-    try:
-        body = orjson.loads(b"".join(chunks))
-    except orjson.JSONDecodeError as exc:
-        raise RequestError(f"the request body is not JSON: {exc}", parameter="body") from None
+    body = await read_json_body(request, limit=MAX_BODY)
     try:
         return Pin.from_json(body, where="request body")
     except PinListError as exc:
