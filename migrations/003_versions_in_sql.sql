@@ -5,6 +5,9 @@
 -- time alone: two commits may share a time (ORCESTRA's history has two in one second).
 -- items_at(ts) shows, for such a pair, the state after the later of the two; items_as_of
 -- and changes are exact.
+--
+-- Each macro's overload with a name repeats the body of the one without: a DuckDB table
+-- macro cannot call another overload of itself (as items_at in 001 does the same).
 
 -- items_as_of (table MACRO) ----------------------------------------------------------------
 -- items_as_of(commit_cid): the items as they were in that version, for every synced name
