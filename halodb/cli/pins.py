@@ -57,15 +57,15 @@ def _versions(f: Any) -> Any:
 
 
 def _plan(ctx: Context, name: str, current_only: bool, all_versions: bool, tags: tuple[str, ...]) -> Any:
-    from halodb.naming import parse_ref
+    from halodb.naming.refs import split_back
     from halodb.pins.plan import plan_pins
 
     if current_only and all_versions:
         raise click.UsageError("--current and --all-versions exclude each other")
     reg = ctx.registry()
     head = reg.resolve(name)
-    ref = parse_ref(name) if name.upper() != "HEAD" else None
-    label = reg.canonical_name(ref.name) if ref is not None and ref.name is not None else name
+    base = split_back(name.strip())[0]  # the HEAD pins are labelled by the name, as written canonically
+    label = base if base.upper().partition("@")[0] == "HEAD" else reg.canonical_name(base)
     return plan_pins(reg.store, reg.index, head, label=label, current_only=current_only, tags=tags)
 
 
