@@ -48,8 +48,10 @@ def cid_at_in_home(home: str | Path | None, store: str | None, cache: str | Path
                    key_or_path: str, when: datetime) -> tuple[bool, str | None]:
     """:func:`synced_cid_at` in the home (paths and store URL as :func:`halodb.open` takes
     them), opening only its names and its cache file; ``(False, None)`` when there is no
-    cache, or the name is an IPNS name that only a gateway store could resolve."""
+    cache, the cache's schema is older than this HaloDB's (the registry migrates it), or the
+    name is an IPNS name that only a gateway store could resolve."""
     from halodb.cache import open_for_queries
+    from halodb.errors import MigrationError
 
     location = where(home, store, cache)
     if not location.cache.exists():
@@ -57,7 +59,10 @@ def cid_at_in_home(home: str | Path | None, store: str | None, cache: str | Path
     names = NameRouter(LocalNames(location.home / "names"), kubo=kubo_of(location.store))
     if names.kind(name) == "ipns" and names.kubo_url is None:
         return False, None
-    queries = open_for_queries(location.cache)
+    try:
+        queries = open_for_queries(location.cache)
+    except MigrationError:
+        return False, None
     try:
         return synced_cid_at(queries, names, name, key_or_path, when)
     finally:
