@@ -37,11 +37,12 @@ dnslink-test:
 pinning-compliance:
 	scripts/install-pinning-compliance.sh
 
-# tests run in a random order (pytest-randomly prints the seed; `pytest --randomly-seed=N` repeats an order)
+# tests run in a random order (pytest-randomly prints the seed; `pytest --randomly-seed=N` repeats an order);
+# the 30 slowest are listed at the end: make test should stay well under 20 minutes
 test: install tools/bin/ipfs dns browser dnslink-test pinning-compliance
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=30
 
 # the fuzz tests (tests/fuzz, also in `make test`) with 25x the inputs, random and with Hypothesis' database
 fuzz: install
