@@ -72,6 +72,32 @@ class Result:
     err: str
 
 
+def run_cli_on_a_terminal(home: Path, *args: str) -> Result:
+    """Run ``python -m halodb --home HOME ARGS`` with stderr on a pseudo-terminal (what a progress
+    bar needs to show) and stdout a pipe; ``err`` is what the terminal received."""
+    import pty
+
+    main, secondary = pty.openpty()
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "halodb", "--home", str(home), *args],
+                                   stdout=subprocess.PIPE, stderr=secondary,
+                                   env={**os.environ, "HALODB_AUTHOR": "tester"})
+        os.close(secondary)
+        out, _ = process.communicate(timeout=300)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # the process's side is closed: everything was read
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(main)
+    return Result(process.returncode, out.decode(errors="replace"), seen.decode(errors="replace"))
+
+
 def run_cli(home: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> Result:
     """Run ``python -m halodb --home HOME ARGS`` in a subprocess."""
     full_env = {**os.environ, "HALODB_AUTHOR": "tester", **(env or {})}

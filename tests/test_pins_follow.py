@@ -32,7 +32,7 @@ from halodb.pins.follow import FollowPolicy, follow_once, follow_watch, state_pa
 from halodb.pins.node import KuboPinNode
 from halodb.pins.status import pin_status
 
-from .conftest import make_item, run_cli
+from .conftest import make_item, run_cli, run_cli_on_a_terminal
 from .dns_server import DnsServer
 from .kubo_node import KuboNode
 from .waiting import wait_until
@@ -367,32 +367,13 @@ def test_a_node_that_does_not_answer(tmp_path: Path, registry: Registry) -> None
 def test_progress_shows_on_a_terminal_only(pair: tuple[KuboNode, KuboNode], tmp_path: Path) -> None:
     """`pins follow` draws a progress bar on stderr when it is a terminal (a pty here), and
     prints none when it is not, or with --json."""
-    import pty
-
     publisher, follower = pair
     reg, data = local_campaign(publisher, tmp_path, {f"p{i}": f"progress {i}" for i in range(5)})
     assert reg.head is not None
     follower_registry(follower, tmp_path, reg.head, store=False).close()
-    argv = [sys.executable, "-m", "halodb", "--home", str(tmp_path / "fol-home"), "pins", "follow", "latest",
-            "--node", follower.api]
-    main, secondary = pty.openpty()
-    try:
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=secondary, env={**os.environ})
-        os.close(secondary)
-        out, _ = process.communicate(timeout=120)
-        seen = b""
-        while True:
-            try:
-                chunk = os.read(main, 4096)
-            except OSError:  # the other side closed: everything was read
-                break
-            if not chunk:
-                break
-            seen += chunk
-    finally:
-        os.close(main)
-    assert process.returncode == 0, seen
-    assert b"pinning" in seen and b"100%" in seen and b"5 pinned now" in out
+    shown = run_cli_on_a_terminal(tmp_path / "fol-home", "pins", "follow", "latest", "--node", follower.api)
+    assert shown.code == 0, shown.err
+    assert "pinning" in shown.err and "100%" in shown.err and "5 pinned now" in shown.out
     unpin = [follower.ipfs("pin", "rm", cid) for cid in data.values()]
     assert len(unpin) == 5
     quiet = run_cli(tmp_path / "fol-home", "pins", "follow", "latest", "--node", follower.api)

@@ -27,7 +27,7 @@ from halodb.scan.scan_cache import Extracted, ScanCache
 from halodb.scan.scanner import ScanReport, scan
 
 from . import zarr_datasets as zd
-from .conftest import run_cli
+from .conftest import run_cli, run_cli_on_a_terminal
 
 #: the ``scanned`` fixture: the registry, its first scan's report and the progress calls
 Scanned = tuple[halodb.Registry, ScanReport, list[tuple[int, int]]]
@@ -403,35 +403,15 @@ def test_missing_blocks_are_a_per_dataset_error_that_is_not_cached(campaign: Cam
 
 
 def test_progress_bar_only_on_a_terminal(campaign: Campaign, tmp_path: Path) -> None:
-    import os
-    import pty
-    import subprocess
-    import sys
-
     home = tmp_path / "home"
     api = campaign.kubo.api
     assert run_cli(home, "--store", api, "init").code == 0
     root = f"ipfs://{campaign.root}/products/HALO"
     plain = run_cli(home, "--store", api, "scan", root)
     assert plain.code == 0 and "extracting" not in plain.err, plain.err
-    master, slave = pty.openpty()
-    env = {**os.environ, "HALODB_AUTHOR": "tester"}
-    proc = subprocess.Popen([sys.executable, "-m", "halodb", "--home", str(home), "--store", api, "scan", root],
-                            stdout=subprocess.PIPE, stderr=slave, env=env)
-    os.close(slave)
-    out, _ = proc.communicate(timeout=120)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(master)
-    assert proc.returncode == 0, out
-    assert b"extracting" in seen and b"2 dataset(s)" in out
+    shown = run_cli_on_a_terminal(home, "--store", api, "scan", root)
+    assert shown.code == 0, shown.out
+    assert "extracting" in shown.err and "2 dataset(s)" in shown.out
 
 
 @pytest.mark.parametrize("body", [

@@ -95,10 +95,7 @@ class Pin:
         cid = value.get("cid")
         if not isinstance(cid, str):
             raise fail("'cid' is missing or not text")
-        try:
-            CID.parse(cid)
-        except CIDError:
-            raise fail(f"'cid' is not a CID: {cid[:100]!r}") from None
+        _check_cid(cid, "'cid'", fail)
         name = value.get("name")
         if name is not None and not isinstance(name, str):
             raise fail("'name' is not text")
@@ -134,8 +131,12 @@ def _check_meta(meta: Any, fail: Any) -> dict[str, MetaValue]:
         prev = out["prev"]
         if not isinstance(prev, str):
             raise fail("'meta.prev' is not a CID")
-        try:
-            CID.parse(prev)
-        except CIDError:
-            raise fail(f"'meta.prev' is not a CID: {prev[:100]!r}") from None
+        _check_cid(prev, "'meta.prev'", fail)
     return out
+
+
+def _check_cid(text: str, field: str, fail: Any) -> None:
+    try:
+        CID.parse(text)
+    except CIDError:
+        raise fail(f"{field} is not a CID: {text[:100]!r}") from None
