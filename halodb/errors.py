@@ -267,6 +267,15 @@ class PathConflictError(DAGError):
     path: str
 
 
+class DoiConflictError(DAGError):
+    """Two datasets claim one DOI (``sci:doi``) in one version (``.key``, ``.doi``; ``.other``
+    the dataset that has it)."""
+
+    key: str | None = None
+    doi: str | None = None
+    other: str | None = None
+
+
 class NothingToCommitError(DAGError):
     """A commit was requested with nothing staged."""
 
@@ -410,6 +419,16 @@ class DatasetError(InputError):
     # The scan's report of every problem (halodb.scan.report); typed loosely because errors
     # sits below every layer and imports none of them.
     report: Any = None
+
+
+class DataCiteError(InputError):
+    """DataCite metadata cannot be made from a dataset's STAC item: ``.key`` the dataset,
+    ``.missing`` the mandatory DataCite properties the item does not give (``creators``,
+    ``titles``...), ``.detail`` what else is wrong."""
+
+    key: str | None = None
+    missing: list[str] | None = None
+    detail: str | None = None
 
 
 class NotADatasetError(DatasetError):

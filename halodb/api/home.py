@@ -34,6 +34,7 @@ from halodb.api.location import default_home
 from halodb.errors import CIDError, HomeLockedError, InputError, RegistryError
 from halodb.index.model import Entry
 from halodb.ipld import CID
+from halodb.util.doi import is_normal_doi
 from halodb.util.fs import FileLock, LockHolder, write_json_atomic
 
 __all__ = ["DEFAULT_LOCK_TIMEOUT", "Home", "Stage", "default_author", "default_home", "lock_timeout"]
@@ -177,7 +178,8 @@ class Home:
 
     def _check_shape(self, data: Any) -> None:
         """Raise unless ``data`` is ``{"head": CID|null, "staged": {"upserts": {key: {"item": CID,
-        "data": str|null, "path": str|null}}, "removals": [key]}}`` (other keys are kept)."""
+        "data": str|null, "path": str|null, "doi": DOI (optional)}}, "removals": [key]}}`` (other keys
+        are kept)."""
         if not isinstance(data, dict):
             raise self._corrupt(f"expected a JSON object, found {type(data).__name__}")
         self._check_cid(data.get("head"), "head", optional=True)
@@ -194,9 +196,12 @@ class Home:
             if not isinstance(entry, dict):
                 raise self._corrupt(f"{where} is {type(entry).__name__}, not an object")
             self._check_cid(entry.get("item"), f"{where}.item", optional=False)
-            for field_ in ("data", "path"):
+            for field_ in ("data", "path", "doi"):
                 if not isinstance(entry.get(field_), (str, type(None))):
                     raise self._corrupt(f"{where}.{field_} is {type(entry[field_]).__name__}, not a string")
+            doi = entry.get("doi")
+            if doi is not None and not is_normal_doi(doi):
+                raise self._corrupt(f"{where}.doi is not a lower-case DOI: {doi[:80]!r}")
         if not isinstance(removals, list) or not all(isinstance(k, str) for k in removals):
             raise self._corrupt("'staged.removals' is not a list of keys")
 
@@ -228,7 +233,8 @@ class Home:
     def stage(self) -> Stage:
         raw = self.read().get("staged") or {}  # shape checked by read()
         return Stage(
-            upserts={k: Entry(CID.parse(v["item"]), v.get("data"), v.get("path")) for k, v in raw.get("upserts", {}).items()},
+            upserts={k: Entry(CID.parse(v["item"]), v.get("data"), v.get("path"), v.get("doi"))
+                     for k, v in raw.get("upserts", {}).items()},
             removals=set(raw.get("removals", [])),
         )
 
@@ -239,7 +245,8 @@ class Home:
         state["head"] = str(head) if head else None
         state["staged"] = {
             "upserts": {
-                k: {"item": str(e.item), "data": e.data, "path": e.path} for k, e in sorted(stage.upserts.items())
+                k: {"item": str(e.item), "data": e.data, "path": e.path, **({"doi": e.doi} if e.doi else {})}
+                for k, e in sorted(stage.upserts.items())
             },
             "removals": sorted(stage.removals),
         }

@@ -68,7 +68,8 @@ def prepare_items(items: Iterable[ItemInput], collection: str | None) -> Prepare
             raise InvalidItemError(f"{source}: {detail}", source=source, detail=detail, field="id")
         sources[key] = source
         out.blocks.append((cid, data))
-        out.upserts[key] = Entry(item=cid, data=stac.data_cid(item, source=source), path=stac.item_path(item))
+        out.upserts[key] = Entry(item=cid, data=stac.data_cid(item, source=source), path=stac.item_path(item),
+                                 doi=stac.item_doi(item, source=source))
         out.keys.append(key)
     return out
 

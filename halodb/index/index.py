@@ -1,9 +1,11 @@
-"""One version of the index: the datasets tree plus its two lookup trees.
+"""One version of the index: the datasets tree plus its lookup trees.
 
 * ``datasets``: dataset key (``collection/item-id``) -> :class:`~halodb.index.model.Entry`
 * ``by_path``: path in the campaign tree -> dataset key
 * ``by_data``: ``"<data cid>/<dataset key>"`` -> null (a CID never holds ``/``, so a
   prefix scan over ``"<data cid>/"`` lists every dataset holding that data)
+* ``by_doi``: DOI (lower-case, ``10.x/y``) -> dataset key; absent from a root whose
+  datasets have no DOI (and from every root written before there were DOIs)
 
 The root declares ``count``, the datasets it holds; walks are bounded by it (a tree that
 yields more entries, or a full walk or diff that finds another number, is a
@@ -16,6 +18,9 @@ yields more entries, or a full walk or diff that finds another number, is a
 >>> root = idx.apply(idx.empty(), {"c/a": Entry(item, "bafkqaaa", "p/a.zarr")}, [])
 >>> idx.key_for_path(root, "p/a.zarr"), idx.keys_for_data(root, "bafkqaaa")
 ('c/a', ['c/a'])
+>>> root = idx.apply(root, {"c/b": Entry(item, "bafkqaaa", doi="10.82246/b")}, [])
+>>> idx.key_for_doi(root, "10.82246/b"), list(idx.dois(root))
+('c/b', [('10.82246/b', 'c/b')])
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from halodb.blockstore.base import BlockStore
-from halodb.errors import PathConflictError, SchemaError, TreeShapeError, UnknownKeyError
+from halodb.errors import DoiConflictError, PathConflictError, SchemaError, TreeShapeError, UnknownKeyError
 from halodb.index.model import Change, Entry, IndexRoot
 from halodb.index.prolly import DELETE, NodeCache, ProllyTree, TreeParams
 from halodb.ipld import CID, decode, make_block
@@ -42,6 +47,7 @@ class Index:
         self.datasets = ProllyTree(store, DATASET_PARAMS, cache)
         self.by_path = ProllyTree(store, LOOKUP_PARAMS, cache)
         self.by_data = ProllyTree(store, LOOKUP_PARAMS, cache)
+        self.by_doi = ProllyTree(store, LOOKUP_PARAMS, cache)
         self._roots: dict[CID, IndexRoot] = {}
 
     # -- roots ---------------------------------------------------------------------------------
@@ -87,6 +93,30 @@ class Index:
             raise SchemaError(f"by_path tree {root.by_path} maps {path!r} to a non-string", cid=root.by_path)
         return value
 
+    def key_for_doi(self, root: IndexRoot, doi: str) -> str | None:
+        """The dataset that has ``doi`` (normalized: lower-case, no ``doi:``) in this version."""
+        if root.by_doi is None:
+            return None
+        value = self.by_doi.get(root.by_doi, doi)
+        if value is not None and not isinstance(value, str):
+            raise SchemaError(f"by_doi tree {root.by_doi} maps {doi!r} to a non-string", cid=root.by_doi)
+        return value
+
+    def dois(self, root: IndexRoot) -> Iterator[tuple[str, str]]:
+        """Every ``(DOI, dataset key)`` of this version in DOI order; at most ``root.count``
+        (each dataset has at most one DOI)."""
+        if root.by_doi is None:
+            return
+        n = 0
+        for doi, key in self.by_doi.items(root.by_doi):
+            n += 1
+            if n > root.count:
+                raise count_error(root, f"lists more than the {root.count} datasets its index root declares",
+                                  tree=root.by_doi, name="by_doi")
+            if not isinstance(key, str):
+                raise SchemaError(f"by_doi tree {root.by_doi} maps {doi!r} to a non-string", cid=root.by_doi)
+            yield doi, key
+
     def keys_for_data(self, root: IndexRoot, data_cid: str) -> list[str]:
         prefix = data_cid + "/"
         keys: list[str] = []
@@ -113,8 +143,9 @@ class Index:
     def apply(self, root: IndexRoot, upserts: Mapping[str, Entry], removals: Iterable[str]) -> IndexRoot:
         """A new version with ``upserts`` set and ``removals`` deleted.
 
-        Raises :class:`UnknownKeyError` when a removal names a key that is not present.
-        Only the paths to touched entries are rewritten (``O(k log n)`` new blocks).
+        Raises :class:`UnknownKeyError` when a removal names a key that is not present, and
+        :class:`PathConflictError` (:class:`DoiConflictError`) when two datasets would have one
+        path (one DOI). Only the paths to touched entries are rewritten (``O(k log n)`` new blocks).
         """
         removals = [k for k in removals if k not in upserts]
         touched = sorted(set(upserts) | set(removals))
@@ -122,10 +153,12 @@ class Index:
         for k in removals:
             if old[k] is None:
                 raise UnknownKeyError(f"cannot remove {k!r}: no dataset with that key", key=k)
-        self._check_paths(root, upserts, old)
+        self._check_claims(root, upserts, old, "path")
+        self._check_claims(root, upserts, old, "doi")
         ds_changes: dict[str, Any] = {}
         path_changes: dict[str, Any] = {}
         data_changes: dict[str, Any] = {}
+        doi_changes: dict[str, Any] = {}
         count = root.count
         for k in touched:
             before = old[k]
@@ -142,45 +175,61 @@ class Index:
                     path_changes.setdefault(before.path, DELETE)
                 if before.data is not None and (after is None or after.data != before.data):
                     data_changes.setdefault(f"{before.data}/{k}", DELETE)
+                if before.doi is not None and (after is None or after.doi != before.doi):
+                    doi_changes.setdefault(before.doi, DELETE)
             if after is not None:
                 if after.path is not None:
                     path_changes[after.path] = k
                 if after.data is not None:
                     data_changes[f"{after.data}/{k}"] = None
+                if after.doi is not None:
+                    doi_changes[after.doi] = k
         if not ds_changes:
             return root
+        by_doi = root.by_doi
+        if doi_changes:
+            empty = self.by_doi.empty()
+            by_doi = self.by_doi.mutate(empty if by_doi is None else by_doi, doi_changes)
+            by_doi = None if by_doi == empty else by_doi  # no DOI left: the root is written as before DOIs
         return IndexRoot(
             datasets=self.datasets.mutate(root.datasets, ds_changes),
             by_path=self.by_path.mutate(root.by_path, path_changes),
             by_data=self.by_data.mutate(root.by_data, data_changes),
             count=count,
+            by_doi=by_doi,
         )
 
-    def _check_paths(self, root: IndexRoot, upserts: Mapping[str, Entry], old: Mapping[str, Entry | None]) -> None:
-        """A path holds one dataset: refuse an upsert onto a path another dataset keeps."""
+    def _check_claims(self, root: IndexRoot, upserts: Mapping[str, Entry], old: Mapping[str, Entry | None],
+                      field: str) -> None:
+        """A path (``field="path"``) or a DOI (``"doi"``) belongs to one dataset: refuse an upsert
+        onto one that another dataset keeps (unless that one moves away in the same change)."""
+        lookup = self.key_for_path if field == "path" else self.key_for_doi
         claimed: dict[str, str] = {}
         for k, after in upserts.items():
-            if after.path is None:
+            value: str | None = getattr(after, field)
+            if value is None:
                 continue
-            other = claimed.get(after.path)
+            other = claimed.get(value)
             if other is not None and other != k:
-                raise PathConflictError(
-                    f"datasets {other!r} and {k!r} both claim the path {after.path!r}", key=k, path=after.path
-                )
-            claimed[after.path] = k
+                raise self._conflict(field, value, k, other, f"datasets {other!r} and {k!r} both claim the {field} {value!r}")
+            claimed[value] = k
             before = old.get(k)
-            if before is not None and before.path == after.path:
+            if before is not None and getattr(before, field) == value:
                 continue
-            holder = self.key_for_path(root, after.path)
+            holder = lookup(root, value)
             if holder is None or holder == k:
                 continue
             moved = holder in old and (old[holder] is not None) and (
-                holder not in upserts or upserts[holder].path != after.path
+                holder not in upserts or getattr(upserts[holder], field) != value
             )
             if not moved:
-                raise PathConflictError(
-                    f"cannot give {k!r} the path {after.path!r}: dataset {holder!r} has it", key=k, path=after.path
-                )
+                raise self._conflict(field, value, k, holder, f"cannot give {k!r} the {field} {value!r}: dataset {holder!r} has it")
+
+    @staticmethod
+    def _conflict(field: str, value: str, key: str, other: str, message: str) -> PathConflictError | DoiConflictError:
+        if field == "path":
+            return PathConflictError(message, key=key, path=value)
+        return DoiConflictError(message.replace("the doi", "the DOI"), key=key, doi=value, other=other)
 
     # -- comparing -------------------------------------------------------------------------
     def diff(self, old: IndexRoot | None, new: IndexRoot) -> Iterator[Change]:
@@ -207,8 +256,8 @@ class Index:
                                    f"{net:+d}), but its index root declares {new.count}")
 
 
-def count_error(root: IndexRoot, problem: str, tree: CID | None = None) -> TreeShapeError:
+def count_error(root: IndexRoot, problem: str, tree: CID | None = None, name: str = "by_data") -> TreeShapeError:
     """``datasets tree <cid> <problem>``: a tree that does not hold what its index root declares."""
     cid = root.datasets if tree is None else tree
-    name = "datasets" if tree is None else "by_data"
+    name = "datasets" if tree is None else name
     return TreeShapeError(f"{name} tree {cid} {problem}", cid=cid, rule="count")

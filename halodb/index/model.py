@@ -15,16 +15,19 @@ from typing import Any
 
 from halodb.errors import SchemaError
 from halodb.ipld import CID
+from halodb.util.doi import is_normal_doi
 from halodb.util.times import format_time, parse_time
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One dataset in the index: its STAC item block, data CID and path in the campaign tree."""
+    """One dataset in the index: its STAC item block, data CID, path in the campaign tree and
+    DOI (the item's ``sci:doi``, lower-case: :func:`halodb.util.doi.normalize_doi`)."""
 
     item: CID
     data: str | None = None
     path: str | None = None
+    doi: str | None = None
 
     def to_ipld(self) -> dict[str, Any]:
         out: dict[str, Any] = {"item": self.item}
@@ -32,6 +35,8 @@ class Entry:
             out["data"] = self.data
         if self.path is not None:
             out["path"] = self.path
+        if self.doi is not None:
+            out["doi"] = self.doi
         return out
 
     @classmethod
@@ -44,7 +49,10 @@ class Entry:
             raise SchemaError(f"dataset entry 'data' in block {cid} is not a string", cid=cid)
         if path is not None and not isinstance(path, str):
             raise SchemaError(f"dataset entry 'path' in block {cid} is not a string", cid=cid)
-        return cls(item=value["item"], data=data, path=path)
+        doi = value.get("doi")
+        if doi is not None and not is_normal_doi(doi):
+            raise SchemaError(f"dataset entry 'doi' in block {cid} is not a lower-case DOI", cid=cid)
+        return cls(item=value["item"], data=data, path=path, doi=doi)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,37 +74,56 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class IndexRoot:
-    """The roots of the three trees that make one version of the index."""
+    """The roots of the trees that make one version of the index.
+
+    ``by_doi`` is None when no dataset of the version has a DOI: such a root is written as
+    before there were DOIs (``version`` 1, no ``by_doi`` field), byte for byte; a root with
+    DOIs is ``version`` 2. A reader takes both, and refuses a version it does not know.
+
+    >>> e = CID.for_bytes(b"x")
+    >>> IndexRoot(e, e, e, 0).to_ipld()["version"], IndexRoot(e, e, e, 1, by_doi=e).to_ipld()["version"]
+    (1, 2)
+    """
 
     datasets: CID  #: key -> Entry
     by_path: CID  #: path -> key
     by_data: CID  #: "<data cid>/<key>" -> null
-    count: int  #: number of datasets: the entries of ``datasets``, and a bound on those of the other two
+    count: int  #: number of datasets: the entries of ``datasets``, and a bound on those of the other trees
+    by_doi: CID | None = None  #: DOI -> key (None: no dataset has a DOI)
 
     def to_ipld(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "type": "halodb/index",
-            "version": 1,
+            "version": 1 if self.by_doi is None else 2,
             "datasets": self.datasets,
             "by_path": self.by_path,
             "by_data": self.by_data,
             "count": self.count,
         }
+        if self.by_doi is not None:
+            out["by_doi"] = self.by_doi
+        return out
 
     @classmethod
     def from_ipld(cls, value: Any, *, cid: CID | None) -> IndexRoot:
         if not isinstance(value, dict) or value.get("type") != "halodb/index":
             raise SchemaError(f"block {cid} is not a HaloDB index root", cid=cid)
+        version = value.get("version", 1)
+        if type(version) is not int or version not in (1, 2):
+            raise SchemaError(f"index root {cid} has version {version!r}; this HaloDB reads versions 1 and 2 "
+                              "(a newer HaloDB wrote it?)", cid=cid)
         try:
             roots = {k: value[k] for k in ("datasets", "by_path", "by_data")}
             count = value["count"]
         except KeyError as exc:
             raise SchemaError(f"index root {cid} lacks field {exc}", cid=cid) from None
-        if not all(isinstance(v, CID) for v in roots.values()) or type(count) is not int:
+        by_doi = value.get("by_doi")
+        if not all(isinstance(v, CID) for v in roots.values()) or type(count) is not int or not (
+                by_doi is None or isinstance(by_doi, CID)):
             raise SchemaError(f"index root {cid} has fields of the wrong kind", cid=cid)
         if count < 0:
             raise SchemaError(f"index root {cid} declares {count} datasets", cid=cid)
-        return cls(count=count, **roots)
+        return cls(count=count, by_doi=by_doi, **roots)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ def reachable(
     store: BlockStore, index: Index, head: CID, *, history: bool = True, commits: dict[CID, Commit] | None = None
 ) -> Iterator[CID]:
     """Every block from ``head``: commits (the whole history unless ``history=False``), index
-    roots, tree nodes of the three trees, and the STAC items; each CID once.
+    roots, tree nodes of every tree (``by_doi`` too), and the STAC items; each CID once.
 
     Each tree node is checked against its parent (:meth:`ProllyTree.walk_nodes`), and a subtree
     two versions share is walked once, so the work is that of the distinct blocks: a malformed
@@ -41,7 +41,7 @@ def reachable(
     """
     seen: set[CID] = set()
     # per kind of tree, every node walked so far (a node is checked as a node of its kind)
-    spans: dict[str, dict[CID, NodeSpan]] = {"datasets": {}, "by_path": {}, "by_data": {}}
+    spans: dict[str, dict[CID, NodeSpan]] = {"datasets": {}, "by_path": {}, "by_data": {}, "by_doi": {}}
     chain = walk(store, head, cache=commits) if history else iter([(head, load_commit(store, head, commits))])
     for cid, commit in chain:
         if cid not in seen:
@@ -52,8 +52,10 @@ def reachable(
         seen.add(commit.index)
         yield commit.index
         root = index.load_root(commit.index)
-        trees = (("datasets", index.datasets, root.datasets), ("by_path", index.by_path, root.by_path),
-                 ("by_data", index.by_data, root.by_data))
+        trees = [("datasets", index.datasets, root.datasets), ("by_path", index.by_path, root.by_path),
+                 ("by_data", index.by_data, root.by_data)]
+        if root.by_doi is not None:
+            trees.append(("by_doi", index.by_doi, root.by_doi))
         for kind, tree, tree_root in trees:
             entries = 0
             for node_cid, node in tree.walk_nodes(tree_root, spans[kind]):

@@ -442,6 +442,7 @@ def scan(
         try:
             coll, item_id = place_key(path, collection, holders.get(path))
             item = stac.parse_item(place_item(got.item, path, coll, item_id), path)
+            doi = stac.item_doi(item, source=path)
         except (InputError, InvalidItemError) as exc:
             res.errors = [_error(str(exc.context.get("field") or "(key)"), str(exc))]
             res.message = _message(path, res.errors)
@@ -449,7 +450,7 @@ def scan(
         res.key, res.item = f"{coll}/{item_id}", item
         if current is None:
             continue
-        entry = Entry(make_block(item)[0], stac.data_cid(item), path)
+        entry = Entry(make_block(item)[0], stac.data_cid(item), path, doi)
         old = entries.get(res.key)
         res.change = "unchanged" if old == entry else "changed" if old is not None else "added"
         if res.change != "unchanged":

@@ -43,6 +43,7 @@ from halodb.errors import CIDError, EncodeError, InputError, InvalidItemError
 from halodb.ipld import CID, make_block
 from halodb.ipld.limits import MAX_INT, MAX_ITEM_SIZE, MAX_NESTING, MIN_INT
 from halodb.stac.json_bounds import OUT_OF_RANGE, format_path, locate
+from halodb.util.doi import normalize_doi
 from halodb.util.paths import bad_segment
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "dataset_key",
     "format_datetime",
     "item_block",
+    "item_doi",
     "item_path",
     "parse_datetime",
     "parse_item",
@@ -607,6 +609,30 @@ def item_path(item: dict[str, Any]) -> str | None:
         return None
     sub = unquote(found[2]).strip("/")
     return sub or None
+
+
+def item_doi(item: dict[str, Any], *, source: str = "") -> str | None:
+    """The dataset's DOI, ``properties["sci:doi"]`` (the STAC scientific extension), as the
+    index keys it (lower-case, no ``doi:`` or ``https://doi.org/``); None without one.
+    Anything else there is an :class:`InvalidItemError` naming the field.
+
+    >>> item_doi({"properties": {"sci:doi": "https://doi.org/10.82246/ORCESTRA.X"}})
+    '10.82246/orcestra.x'
+    >>> item_doi({"properties": {"sci:doi": "n/a"}}, source="x.json")
+    Traceback (most recent call last):
+    ...
+    halodb.errors.InvalidItemError: x.json: properties.sci:doi: 'n/a' is not a DOI (10.PREFIX/SUFFIX: a prefix of 4 to 9 digits, a suffix without spaces)
+    """
+    props = item.get("properties")
+    value = props.get("sci:doi") if isinstance(props, dict) else None
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _invalid(source, "properties.sci:doi", f"expected a DOI string, got {_describe(value)}")
+    try:
+        return normalize_doi(value, "properties.sci:doi")
+    except InputError as exc:
+        raise _invalid(source, "properties.sci:doi", str(exc).removeprefix("properties.sci:doi: ")) from None
 
 
 def item_block(item: dict[str, Any], source: str) -> tuple[CID, bytes]:

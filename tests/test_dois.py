@@ -1,0 +1,198 @@
+"""DOIs: their syntax, the index's ``by_doi`` tree, and what a registry does with ``sci:doi``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from halodb.api.registry import Registry
+from halodb.blockstore import MemoryStore
+from halodb.errors import DoiConflictError, InputError, InvalidItemError, RegistryError, SchemaError
+from halodb.index.index import Index
+from halodb.index.model import Entry, IndexRoot
+from halodb.index.reachable import reachable
+from halodb.index.history import load_commit
+from halodb.ipld import CID, decode, make_block
+from halodb.stac import item_doi
+from halodb.util.doi import MAX_DOI_LENGTH, normalize_doi
+
+from .conftest import cid_for, make_item
+
+ITEM = CID.for_bytes(b"{}")
+
+
+def with_doi(item_id: str, cid: str, doi: str | None, **kw: Any) -> dict[str, Any]:
+    item = make_item(item_id, cid, **kw)
+    if doi is not None:
+        item["properties"]["sci:doi"] = doi
+    return item
+
+
+# -- syntax ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("text", ["10.82246/orcestra.halo", "doi:10.82246/ORCESTRA.HALO", "DOI:10.82246/orcestra.halo",
+                                  "https://doi.org/10.82246/Orcestra.Halo", "http://dx.doi.org/10.82246/orcestra.halo",
+                                  "  10.82246/orcestra.halo\n"])
+def test_every_spelling_of_a_doi_is_one_doi(text: str) -> None:
+    assert normalize_doi(text, "t") == "10.82246/orcestra.halo"
+
+
+def test_only_ascii_letters_are_folded() -> None:
+    assert normalize_doi("10.1234/ÄB", "t") == "10.1234/Äb"
+    assert Entry.from_ipld({"item": ITEM, "doi": "10.1234/Äb"}, cid=None).doi == "10.1234/Äb"
+
+
+@pytest.mark.parametrize("text", ["", "10.82246", "10.82246/", "11.82246/x", "10.123/x", "10.1234567890/x", "10.1234/a b",
+                                  "10.1234/a\x00b", "10.1234/a\x85b", "doi:", "https://example.org/10.1234/x",
+                                  "10.1234/" + "x" * MAX_DOI_LENGTH, "x" * 10_000_000])
+def test_what_is_no_doi_is_refused_naming_where(text: str) -> None:
+    with pytest.raises(InputError) as info:
+        normalize_doi(text, "--the-option")
+    assert str(info.value).startswith("--the-option: ") and info.value.source == "--the-option"
+    assert len(str(info.value)) < 300  # a huge input is not echoed whole
+
+
+def test_a_doi_that_is_no_text_is_refused() -> None:
+    with pytest.raises(InputError):
+        normalize_doi(42, "x")  # type: ignore[arg-type]
+
+
+def test_an_items_doi_is_read_from_sci_doi() -> None:
+    assert item_doi(with_doi("a", cid_for("a"), "https://doi.org/10.5061/DRYAD.s2v81.2/27.2")) == "10.5061/dryad.s2v81.2/27.2"
+    assert item_doi(make_item("a", cid_for("a"))) is None
+    for bad in [17, ["10.1234/x"], "see the paper", "10.1234/x y"]:
+        with pytest.raises(InvalidItemError) as info:
+            item_doi(with_doi("a", cid_for("a"), bad), source="a.json")  # type: ignore[arg-type]
+        assert info.value.field == "properties.sci:doi" and str(info.value).startswith("a.json: properties.sci:doi: ")
+
+
+# -- the by_doi tree -----------------------------------------------------------------------------
+def test_a_root_without_dois_is_written_as_before() -> None:
+    idx = Index(MemoryStore())
+    plain = idx.apply(idx.empty(), {"c/a": Entry(ITEM, "bafkqaaa", "p/a")}, [])
+    assert plain.by_doi is None and plain.to_ipld()["version"] == 1 and "by_doi" not in plain.to_ipld()
+    with_one = idx.apply(plain, {"c/a": Entry(ITEM, "bafkqaaa", "p/a", "10.1234/a")}, [])
+    assert with_one.by_doi is not None and with_one.to_ipld()["version"] == 2
+    # the DOI gone again: the very root (and block) of the version that never had one
+    back = idx.apply(with_one, {"c/a": Entry(ITEM, "bafkqaaa", "p/a")}, [])
+    assert back == plain and idx.write_root(back) == idx.write_root(plain)
+
+
+def test_by_doi_follows_every_change() -> None:
+    idx = Index(MemoryStore())
+    root = idx.apply(idx.empty(), {"c/a": Entry(ITEM, "d1", doi="10.1234/a"), "c/b": Entry(ITEM, "d2")}, [])
+    assert list(idx.dois(root)) == [("10.1234/a", "c/a")]
+    root = idx.apply(root, {"c/b": Entry(ITEM, "d2", doi="10.1234/b")}, [])  # a DOI added
+    root = idx.apply(root, {"c/a": Entry(ITEM, "d3", doi="10.1234/a")}, [])  # new data, same DOI
+    assert list(idx.dois(root)) == [("10.1234/a", "c/a"), ("10.1234/b", "c/b")]
+    root = idx.apply(root, {"c/a": Entry(ITEM, "d3", doi="10.1234/a2")}, [])  # the DOI replaced
+    assert idx.key_for_doi(root, "10.1234/a") is None and idx.key_for_doi(root, "10.1234/a2") == "c/a"
+    root = idx.apply(root, {}, ["c/b"])  # the dataset withdrawn
+    assert list(idx.dois(root)) == [("10.1234/a2", "c/a")]
+    # the same entries in one go give the same root: history independence holds for by_doi too
+    assert root == idx.apply(idx.empty(), {"c/a": Entry(ITEM, "d3", doi="10.1234/a2")}, [])
+
+
+def test_two_datasets_cannot_claim_one_doi() -> None:
+    idx = Index(MemoryStore())
+    with pytest.raises(DoiConflictError) as info:
+        idx.apply(idx.empty(), {"c/a": Entry(ITEM, doi="10.1234/x"), "c/b": Entry(ITEM, doi="10.1234/x")}, [])
+    assert info.value.doi == "10.1234/x" and {info.value.key, info.value.other} == {"c/a", "c/b"}
+    root = idx.apply(idx.empty(), {"c/a": Entry(ITEM, doi="10.1234/x")}, [])
+    with pytest.raises(DoiConflictError) as info:
+        idx.apply(root, {"c/b": Entry(ITEM, doi="10.1234/x")}, [])
+    assert (info.value.key, info.value.other) == ("c/b", "c/a")
+    assert str(info.value) == "cannot give 'c/b' the DOI '10.1234/x': dataset 'c/a' has it"
+    # it may move when its holder lets go of it in the same change: removed, or given another DOI
+    moved = idx.apply(root, {"c/b": Entry(ITEM, doi="10.1234/x")}, ["c/a"])
+    assert idx.key_for_doi(moved, "10.1234/x") == "c/b"
+    swapped = idx.apply(root, {"c/b": Entry(ITEM, doi="10.1234/x"), "c/a": Entry(ITEM, doi="10.1234/y")}, [])
+    assert list(idx.dois(swapped)) == [("10.1234/x", "c/b"), ("10.1234/y", "c/a")]
+
+
+def test_a_root_of_before_dois_reads_and_grows_a_by_doi_tree() -> None:
+    store = MemoryStore()
+    idx = Index(store)
+    old = idx.apply(idx.empty(), {"c/a": Entry(ITEM, "d1")}, [])
+    raw = old.to_ipld()
+    del raw["version"]  # the oldest roots were read without looking at it, too
+    cid, data = make_block(raw)
+    store.put_block(cid, data)
+    read = idx.load_root(cid)
+    assert read.by_doi is None and idx.key_for_doi(read, "10.1234/a") is None and list(idx.dois(read)) == []
+    grown = idx.apply(read, {"c/b": Entry(ITEM, "d2", doi="10.1234/b")}, [])
+    assert idx.key_for_doi(grown, "10.1234/b") == "c/b"
+
+
+@pytest.mark.parametrize("change", [{"version": 3}, {"version": "2"}, {"by_doi": "bafy"}, {"by_doi": 5}])
+def test_a_root_of_an_unknown_version_or_shape_is_refused(change: dict[str, Any]) -> None:
+    raw = {**IndexRoot(ITEM, ITEM, ITEM, 0).to_ipld(), **change}
+    with pytest.raises(SchemaError):
+        IndexRoot.from_ipld(raw, cid=None)
+
+
+@pytest.mark.parametrize("doi", [5, "10.1234/A", "not a doi", "10.1234/" + "x" * 300])
+def test_an_entry_whose_doi_is_malformed_is_refused(doi: Any) -> None:
+    with pytest.raises(SchemaError):
+        Entry.from_ipld({"item": ITEM, "doi": doi}, cid=None)
+
+
+def test_a_by_doi_tree_longer_than_the_count_is_refused() -> None:
+    idx = Index(MemoryStore())
+    root = idx.apply(idx.empty(), {"c/a": Entry(ITEM, doi="10.1234/a"), "c/b": Entry(ITEM, doi="10.1234/b")}, [])
+    lying = IndexRoot(root.datasets, root.by_path, root.by_data, 1, by_doi=root.by_doi)
+    with pytest.raises(SchemaError) as info:
+        list(idx.dois(lying))
+    assert "by_doi tree" in str(info.value)
+
+
+# -- through a registry --------------------------------------------------------------------------
+def test_a_registry_records_the_dois_it_commits(registry: Registry) -> None:
+    registry.add([with_doi("f1", cid_for("a1"), "doi:10.82246/HALO.F1"), with_doi("f2", cid_for("b1"), None)])
+    assert registry.staged().upserts["halo/f1"].doi == "10.82246/halo.f1"  # kept in state.json meanwhile
+    head = registry.commit("two flights", time="2024-08-12T00:00:00Z")
+    root = registry.index.load_root(load_commit(registry.store, head).index)
+    assert list(registry.index.dois(root)) == [("10.82246/halo.f1", "halo/f1")]
+    # gc keeps the by_doi tree: it is reachable from the head
+    assert root.by_doi in set(reachable(registry.store, registry.index, head))
+    registry.publish("latest")
+    registry.gc()
+    assert list(Index(registry.store).dois(root)) == [("10.82246/halo.f1", "halo/f1")]
+
+
+def test_a_bad_doi_stages_nothing(registry: Registry) -> None:
+    with pytest.raises(InvalidItemError) as info:
+        registry.add([make_item("ok", cid_for("ok")), with_doi("f1", cid_for("a1"), "10.82246/a b")])
+    assert info.value.field == "properties.sci:doi"
+    assert not registry.staged()
+
+
+def test_a_doi_conflict_commits_nothing(registry: Registry) -> None:
+    registry.add([with_doi("f1", cid_for("a1"), "10.82246/x")])
+    first = registry.commit("one", time="2024-08-12T00:00:00Z")
+    registry.add([with_doi("f2", cid_for("b1"), "10.82246/X")])
+    with pytest.raises(DoiConflictError) as info:
+        registry.commit("two", time="2024-08-13T00:00:00Z")
+    assert (info.value.key, info.value.doi, info.value.other) == ("halo/f2", "10.82246/x", "halo/f1")
+    assert registry.head == first
+
+
+@pytest.mark.parametrize("doi", [5, "10.1234/A", "nonsense"])
+def test_a_state_file_with_a_bad_doi_is_reported(registry: Registry, home: Path, doi: Any) -> None:
+    registry.add([with_doi("f1", cid_for("a1"), "10.82246/x")])
+    state = json.loads((home / "state.json").read_text())
+    state["staged"]["upserts"]["halo/f1"]["doi"] = doi
+    (home / "state.json").write_text(json.dumps(state))
+    with pytest.raises(RegistryError) as info:
+        registry.staged()
+    assert "doi" in str(info.value)
+
+
+def test_the_item_keeps_its_doi_as_written(registry: Registry) -> None:
+    registry.add([with_doi("f1", cid_for("a1"), "https://doi.org/10.82246/HALO.F1")])
+    registry.commit("one", time="2024-08-12T00:00:00Z")
+    _, entry, item = registry.get("halo/f1")
+    assert entry.doi == "10.82246/halo.f1" and item["properties"]["sci:doi"] == "https://doi.org/10.82246/HALO.F1"
+    assert decode(registry.store.get(entry.item))["properties"]["sci:doi"] == "https://doi.org/10.82246/HALO.F1"
