@@ -242,6 +242,20 @@ def cases() -> list[Case]:
     c += files("at", ["at", "halo/f1", "2024-08-15"], state_files())
     c += files("at", ["at", "halo/f1", "2024-08-15", "--name", "latest"], name_files())
     c += files("at", ["at", "halo/f1", "2024-08-15", "--name", "latest"], cache_files())
+    # at doi:, doi ls, doi datacite (the base home's items have no DOI, no creators, no publisher)
+    c += [Case("at", ["at", d]) for d in ["doi:", "doi:nope", "doi:10.1/x", "doi:10.1234/a b", "doi:10.1234/\x00", "doi:" + "x" * 400]]
+    c += [Case("at", ["at", "doi:10.1234/x", t]) for t in BAD_TIMES[:3]]
+    c += [Case("at", ["at", "doi:10.1234/x", "--name", n]) for n in ["no-such-name", *BAD_NAMES[:2]]]
+    c += files("at", ["at", "doi:10.1234/x"], state_files()[:3])
+    c += [Case("doi", ["doi"]), Case("doi", ["doi", "no-such"])]
+    c += [Case("doi ls", ["doi", "ls", n]) for n in ["no-such-name", "bafyNOTACID", ABSENT_CID, *BAD_NAMES[:2], "latest~5"]]
+    c += files("doi ls", ["doi", "ls", "latest"], name_files()[:3])
+    c += [Case("doi datacite", ["doi", "datacite", k]) for k in ["halo/f1", "halo/nothing", "products/HALO/f1.zarr"]]
+    c += [Case("doi datacite", ["doi", "datacite", "halo/f1", *o]) for o in [
+        ["--at", "yesterday"], ["--at", "2024-01-01"], ["--name", "no-such-name"], ["--version", "bafyNOTACID"],
+        ["--version", ABSENT_CID], ["--version", "HEAD", "--at", "2024-09-01"], ["--publisher", "ORCESTRA"]]]
+    c += [Case("doi datacite", ["doi", "datacite"])]
+    c += files("doi datacite", ["doi", "datacite", "halo/f1"], state_files()[:3])
     c += [Case("show", ["show", "halo/f1", "--at", t]) for t in BAD_TIMES]
     c += [Case("show", ["show", "halo/f1", "--name", n]) for n in ["no-such-name", *BAD_NAMES[:2]]]
     c += [Case("show", ["show", k]) for k in ["halo/no-such", "", "halodb://", "halodb://latest@/halo/f1",

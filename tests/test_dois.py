@@ -196,3 +196,74 @@ def test_the_item_keeps_its_doi_as_written(registry: Registry) -> None:
     _, entry, item = registry.get("halo/f1")
     assert entry.doi == "10.82246/halo.f1" and item["properties"]["sci:doi"] == "https://doi.org/10.82246/HALO.F1"
     assert decode(registry.store.get(entry.item))["properties"]["sci:doi"] == "https://doi.org/10.82246/HALO.F1"
+
+
+# -- the DOI log, `at doi:` ------------------------------------------------------------------------
+def three_versions(registry: Registry) -> list[CID]:
+    """f1 minted as 10.82246/f1 with data a1, reprocessed (a2) under that DOI, then given a new DOI
+    (a3); f2 minted 10.82246/f2, then withdrawn; f3 never has one."""
+    registry.add([with_doi("f1", cid_for("a1"), "10.82246/F1"), with_doi("f2", cid_for("b1"), "doi:10.82246/f2"),
+                  with_doi("f3", cid_for("c1"), None)])
+    c1 = registry.commit("mint", time="2024-09-01T00:00:00Z")
+    registry.add([with_doi("f1", cid_for("a2"), "10.82246/f1")])
+    c2 = registry.commit("reprocess f1", time="2024-09-10T00:00:00Z")
+    registry.add([with_doi("f1", cid_for("a3"), "10.82246/f1.v2")])
+    registry.remove(["halo/f2"])
+    c3 = registry.commit("f1 version 2, withdraw f2", time="2024-09-20T00:00:00Z")
+    return [c1, c2, c3]
+
+
+def test_the_doi_log_names_the_version_and_data_each_doi_was_minted_for(registry: Registry) -> None:
+    c1, c2, c3 = three_versions(registry)
+    rows = [(r.doi, r.key, r.commit, r.version, r.data, r.last_version, r.state) for r in registry.dois()]
+    assert rows == [
+        ("10.82246/f1", "halo/f1", c1, 1, cid_for("a1"), 2, "withdrawn"),
+        ("10.82246/f1.v2", "halo/f1", c3, 3, cid_for("a3"), 3, "current"),
+        ("10.82246/f2", "halo/f2", c1, 1, cid_for("b1"), 2, "withdrawn"),
+    ]
+    # as of the second version: f1's DOI still on f1, whose data moved on
+    assert [(r.doi, r.state) for r in registry.dois(c2)] == [("10.82246/f1", "superseded"), ("10.82246/f2", "current")]
+    for spelling in ["10.82246/F1", "doi:10.82246/f1", "https://doi.org/10.82246/f1"]:
+        found = registry.resolve_doi(spelling)
+        assert found is not None and (found.key, found.data, found.commit) == ("halo/f1", cid_for("a1"), c1)
+    assert registry.resolve_doi("10.82246/nobody") is None
+    with pytest.raises(InputError):
+        registry.resolve_doi("not-a-doi")
+
+
+def test_a_doi_moved_to_another_dataset_resolves_to_its_holder(registry: Registry) -> None:
+    registry.add([with_doi("old", cid_for("o1"), "10.82246/x")])
+    first = registry.commit("one", time="2024-09-01T00:00:00Z")
+    registry.remove(["halo/old"])
+    registry.add([with_doi("new", cid_for("n1"), "10.82246/x")])
+    second = registry.commit("re-keyed", time="2024-09-02T00:00:00Z")
+    assert [(r.key, r.commit, r.state) for r in registry.dois()] == [
+        ("halo/old", first, "withdrawn"), ("halo/new", second, "current")]
+    found = registry.resolve_doi("10.82246/x")
+    assert found is not None and (found.key, found.data) == ("halo/new", cid_for("n1"))
+    found = registry.resolve_doi("10.82246/x", first)
+    assert found is not None and found.key == "halo/old"
+
+
+def test_a_history_without_dois_has_an_empty_log(registry: Registry) -> None:
+    registry.add([make_item("f1", cid_for("a1"))])
+    registry.commit("one", time="2024-09-01T00:00:00Z")
+    assert registry.dois() == [] and registry.resolve_doi("10.82246/f1") is None
+
+
+def test_the_cli_resolves_and_lists_dois(registry: Registry, home: Path) -> None:
+    from .conftest import run_cli
+
+    c1, _, c3 = three_versions(registry)
+    registry.publish("latest", c3)
+    result = run_cli(home, "at", "doi:10.82246/F1", "--name", "latest")
+    assert (result.code, result.out.strip()) == (0, cid_for("a1"))
+    result = run_cli(home, "at", "doi:https://doi.org/10.82246/f1.v2", "--json")
+    assert result.code == 0 and json.loads(result.out)["cid"] == cid_for("a3")
+    result = run_cli(home, "at", "doi:10.82246/f1.v2", "2024-09-15", "--name", "latest")  # the history before it
+    assert result.code == 1 and "no dataset of latest@2024-09-15 ever had this DOI" in result.err
+    result = run_cli(home, "doi", "ls", "latest")
+    assert result.code == 0 and "3 DOIs" in result.out and str(c1) in result.out and "superseded" not in result.out
+    listed = json.loads(run_cli(home, "doi", "ls", "latest@2024-09-12", "--json").out)
+    assert [(r["doi"], r["state"], r["data"]) for r in listed] == [
+        ("10.82246/f1", "superseded", cid_for("a1")), ("10.82246/f2", "current", cid_for("b1"))]

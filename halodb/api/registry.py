@@ -26,6 +26,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from halodb import stac
 from halodb.api.gc import collect_garbage
 from halodb.api.home import Home, Stage, default_author, default_home
 from halodb.api.location import where
@@ -40,6 +41,7 @@ from halodb.cache import Cache, open_for_queries
 from halodb.errors import BlockNotFoundError, InputError, NameNotFoundError, NothingToCommitError, UnknownKeyError
 from halodb.errors import RewindError
 from halodb.index.commit import commit_changes
+from halodb.index.dois import DoiRecord, doi_log, find_doi
 from halodb.index.history import commit_at, load_commit, walk
 from halodb.index.history import divergence, versions
 from halodb.index.index import Index
@@ -52,6 +54,7 @@ from halodb.naming import LocalNames, NameStore, Resolution, parse_ref
 from halodb.naming.refs import split_back
 from halodb.naming.router import NameRouter, kubo_of
 from halodb.sync import SyncResult
+from halodb.util.doi import normalize_doi
 from halodb.util.perf import paused_gc
 from halodb.util.times import TimeLike, format_time, to_time
 
@@ -350,6 +353,42 @@ class Registry:
         key, entry = found
         item: dict[str, Any] = decode(self.store.get(entry.item), cid=entry.item)
         return key, entry, item
+
+    # -- DOIs ---------------------------------------------------------------------------------------
+    def dois(self, ref: str | CID = "HEAD") -> list[DoiRecord]:
+        """Every DOI the history of ``ref`` held, per dataset: the version it was minted for (the
+        first that had it), the data CID there, and its state at ``ref`` (``current``,
+        ``superseded``, ``withdrawn``); read from the blocks, no sync needed."""
+        return doi_log(self.store, self.index, self.resolve(ref), self._commits)
+
+    def resolve_doi(self, doi: str, ref: str | CID = "HEAD") -> DoiRecord | None:
+        """The dataset and data CID ``doi`` (``10.x/y``, ``doi:10.x/y`` or a doi.org URL) was
+        minted for in the history of ``ref``; None for a DOI it never held. :class:`InputError`
+        for text that is no DOI."""
+        return find_doi(self.dois(ref), normalize_doi(doi, "DOI"))
+
+    def datacite(self, key_or_path: str, ref: str | CID = "HEAD", *, history: str | CID | None = None,
+                 publisher: str | None = None) -> dict[str, Any]:
+        """DataCite 4.5 JSON for a dataset's STAC item at version ``ref``, checked against the
+        DataCite schema (:func:`halodb.stac.datacite.datacite_metadata`; a
+        :class:`~halodb.errors.DataCiteError` names what the item lacks). ``history`` (default
+        ``ref``) is the head whose log gives the DOIs of the dataset's later versions."""
+        from halodb.stac.datacite import datacite_metadata
+
+        key, _, item = self.get(key_or_path, ref)
+        version, commit = self.version(ref)
+        head = self.resolve(history) if history is not None else version
+        chain = [cid for cid, _ in walk(self.store, head, cache=self._commits)]
+        if version not in chain:
+            raise InputError(f"version {version} is not on the history of {history}", source=str(history))
+        number = len(chain) - chain.index(version)
+        mine = [r for r in self.dois(head) if r.key == key]
+        doi = stac.item_doi(item, source=key)
+        minted = next((r for r in mine if r.doi == doi and r.version <= number), None)
+        return datacite_metadata(
+            item, key=key, year=(minted.time if minted else commit.time).year, version=str(version),
+            version_time=commit.time, publisher=publisher,
+            previous_dois=[r.doi for r in mine if r.version <= number], later_dois=[r.doi for r in mine if r.version > number])
 
     # -- the cache ---------------------------------------------------------------------------------
     @property

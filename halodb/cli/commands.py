@@ -391,15 +391,23 @@ def get(ctx: Context, key_or_path: str, when: str | None, name: str | None, comm
 
 @cli.command()
 @click.argument("key_or_path")
-@click.argument("when")
+@click.argument("when", required=False)
 @click.option("--name", help="Name whose history to ask (default: the local head).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def at(ctx: Context, key_or_path: str, when: str, name: str | None, as_json: bool) -> None:
-    """Print the data CID KEY_OR_PATH had at WHEN (ISO 8601); exit 1 if it had none."""
+def at(ctx: Context, key_or_path: str, when: str | None, name: str | None, as_json: bool) -> None:
+    """Print the data CID KEY_OR_PATH had at WHEN (ISO 8601); exit 1 if it had none.
+
+    With doi:DOI instead, the data CID the DOI was minted for (the dataset's data in the
+    first version that had the DOI; WHEN, if given, ends the history asked)."""
     from halodb.api.lookup import cid_at_in_home
     from halodb.util.times import to_time
 
+    if key_or_path[:4].lower() == "doi:":
+        _at_doi(ctx, key_or_path, when, name, as_json)
+        return
+    if when is None:
+        raise click.UsageError("Missing argument 'WHEN'.")
     t = to_time(when, what="date")
     answered, cid = cid_at_in_home(ctx.home, ctx.store, ctx.cache, name, key_or_path, t) if name else (False, None)
     if not answered:  # not synced, or synced at another head: the registry asks the DAG
@@ -410,6 +418,22 @@ def at(ctx: Context, key_or_path: str, when: str, name: str | None, as_json: boo
         click.echo(cid)
     else:
         click.echo(f"{key_or_path} had no data CID at {when}", err=True)
+    if cid is None:
+        sys.exit(1)
+
+
+def _at_doi(ctx: Context, doi: str, when: str | None, name: str | None, as_json: bool) -> None:
+    ref = (name or "HEAD") + (f"@{when}" if when is not None else "")
+    found = ctx.registry().resolve_doi(doi[4:], ref)
+    cid = found.data if found is not None else None
+    if as_json:
+        emit_json({"doi": doi[4:], "cid": cid, **({} if found is None else found.to_dict())})
+    elif cid is not None:
+        click.echo(cid)
+    elif found is not None:
+        click.echo(f"{doi}: dataset {found.key} had no data CID in version {found.commit}", err=True)
+    else:
+        click.echo(f"{doi}: no dataset of {ref} ever had this DOI", err=True)
     if cid is None:
         sys.exit(1)
 
@@ -809,8 +833,10 @@ def demo(ctx: Context, demo_home: str | None) -> None:
 
 def _add_groups() -> None:
     """The command groups that live in modules of their own."""
+    from halodb.cli.dois import doi
     from halodb.cli.pins import pins
 
+    cli.add_command(doi)
     cli.add_command(pins)
 
 
