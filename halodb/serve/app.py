@@ -6,7 +6,7 @@ from a past version of the name):
 ``/`` landing page · ``/conformance`` · ``/api`` (OpenAPI) · ``/collections`` ·
 ``/collections/{id}`` · ``/collections/{id}/items`` · ``/collections/{id}/items/{item}`` ·
 ``/collections/{id}/queryables`` · ``/queryables`` · ``/search`` (GET, POST) ·
-``/versions`` · ``/changes``.
+``/versions`` · ``/changes`` · ``/doi/{doi}`` (what a DOI was minted for).
 
 Every response carries the commit it was answered from (``HaloDB-Commit`` and
 ``HaloDB-Commit-Time`` headers; ``halodb:commit`` in the JSON of pages that are not items).
@@ -32,12 +32,13 @@ import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
 from halodb.errors import HaloDBError, RequestError
 from halodb.serve import changes as changes_mod
 from halodb.serve import collections as collections_mod
+from halodb.serve import dois as dois_mod
 from halodb.serve import documents, pages, params, search
 from halodb.serve.bodies import read_json_body
 from halodb.serve.deadlines import Deadline, bounded
@@ -130,6 +131,7 @@ def create_app(holder: SnapshotHolder, options: ServeOptions | None = None) -> S
         Route("/search", post_search, methods=["POST"]),
         Route("/versions", handler(_versions)),
         Route("/changes", handler(_changes)),
+        Route("/doi/{doi:path}", handler(_doi)),
     ]
     app = Starlette(routes=[*routes, Mount("/versions/{version}", routes=routes)])
     app.add_exception_handler(404, _not_found)
@@ -441,6 +443,16 @@ def _history(cur: duckdb.DuckDBPyConnection, snap: Snapshot, key: str, shown: Ve
                                               item_cid=None, change="removed"))
         previous_end = to_seq
     return list(reversed(entries))
+
+
+def _doi(ask: Ask) -> Response:
+    """What a DOI was minted for (JSON); a browser is sent to that version's item page."""
+    _no_params(ask, {"f", "as_of"})
+    with _cursor(ask) as cur:
+        found = dois_mod.resolve_doi(ask.snap, cur, ask.version, ask.request.path_params["doi"], ask.base.root)
+    if ask.fmt == "html" and found["links"]:
+        return RedirectResponse(found["links"][0]["href"], status_code=303, headers=ask.headers())
+    return ask.json({**found, "halodb:commit": ask.version.cid})
 
 
 def _versions(ask: Ask) -> Response:
