@@ -26,7 +26,7 @@ import pytest
 import halodb
 from halodb.api.registry import Registry
 from halodb.api.watch import WatchEvent, WatchPolicy
-from halodb.errors import BlockNotFoundError, PinError, RewindError
+from halodb.errors import BlockNotFoundError, MissingParentError, PinError, RewindError
 from halodb.ipld import CID
 from halodb.pins.follow import FollowPolicy, follow_once, follow_watch, state_path
 from halodb.pins.node import KuboPinNode
@@ -157,7 +157,7 @@ def test_the_field_scenario(nodes: Field, dns_env: None, tmp_path: Path) -> None
         def converged() -> bool:
             try:  # dkrz's registry reads the index from dkrz's node: not there before its follower pins it
                 report = pin_status(dkrz_reg, name, [dkrz_node, laptop_node])
-            except BlockNotFoundError:
+            except (BlockNotFoundError, MissingParentError):  # the head's block, or an older commit's, not yet
                 return False
             held = {node: {r.pin.parsed_cid.multihash for r in report.rows if r.states[node] == "pinned"}
                     for node in (f.dkrz.api, f.laptop.api)}
