@@ -24,6 +24,8 @@ done
 mkdir -p "$dest"
 for f in "${pins[@]}" loopback.cjs; do cp "$src/$f" "$dest/$f"; done
 echo "install-dnslink-test: installing @dnslink/test from the npm registry into tools/dnslink-test" >&2
-(cd "$dest" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+# --prefer-offline: tarballs already in npm's cache (~/.npm) are used without asking the registry
+# again; the lock file's integrity hashes are checked either way
+(cd "$dest" && npm ci --prefer-offline --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
 installed || { echo "install-dnslink-test: npm ci finished but @dnslink/test is not in $dest" >&2; exit 1; }
 node -e 'console.log("@dnslink/test " + require(process.argv[1]).version)' "$dest/node_modules/@dnslink/test/package.json"

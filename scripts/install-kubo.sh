@@ -11,6 +11,21 @@ if [ -x "$bin" ] && "$bin" version 2>/dev/null | grep -q "${KUBO_VERSION#v}"; th
   exit 0
 fi
 command -v go >/dev/null || { echo "install-kubo: Go is needed to build Kubo (apt-get install golang, or see go.dev)" >&2; exit 1; }
+# A binary this script built before, on this machine, from the same Kubo version with the same Go, is
+# copied rather than linked again (a fresh clone has no tools/: the build took ~40 s even with Go's caches
+# warm). KUBO_CACHE= (empty) turns this off.
+cache_dir="${KUBO_CACHE-${XDG_CACHE_HOME:-$HOME/.cache}/halodb/kubo}"
+cached=""
+if [ -n "$cache_dir" ]; then
+  cached="$cache_dir/ipfs-$KUBO_VERSION-$(go env GOVERSION GOOS GOARCH | tr '\n' '-')bin"
+  if [ -x "$cached" ] && "$cached" version 2>/dev/null | grep -q "${KUBO_VERSION#v}"; then
+    mkdir -p "$root/tools/bin"
+    cp "$cached" "$bin.tmp" && mv "$bin.tmp" "$bin"
+    echo "install-kubo: Kubo $KUBO_VERSION copied from $cached (built here before)" >&2
+    "$bin" version
+    exit 0
+  fi
+fi
 build="$root/tools/kubo-build"
 rm -rf "$build"
 mkdir -p "$build" "$root/tools/bin"
@@ -20,4 +35,7 @@ echo "install-kubo: building Kubo $KUBO_VERSION (about two minutes the first tim
 go get "github.com/ipfs/kubo/cmd/ipfs@$KUBO_VERSION" >/dev/null 2>&1 || go get "github.com/ipfs/kubo/cmd/ipfs@$KUBO_VERSION"
 go build -trimpath -o "$bin.tmp" github.com/ipfs/kubo/cmd/ipfs
 mv "$bin.tmp" "$bin"
+if [ -n "$cached" ] && mkdir -p "$cache_dir" 2>/dev/null && cp "$bin" "$cached.tmp.$$" 2>/dev/null; then
+  mv "$cached.tmp.$$" "$cached"
+fi
 "$bin" version

@@ -27,7 +27,9 @@ done
 mkdir -p "$dest"
 for f in "${pins[@]}" "${extras[@]}"; do cp "$src/$f" "$dest/$f"; done
 echo "install-pinning-compliance: installing the compliance checker and mock service from the npm registry into tools/pinning-compliance" >&2
-(cd "$dest" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+# --prefer-offline: tarballs already in npm's cache (~/.npm) are used without asking the registry
+# again; the lock file's integrity hashes are checked either way
+(cd "$dest" && npm ci --prefer-offline --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
 installed || { echo "install-pinning-compliance: npm ci finished but the packages are not in $dest" >&2; exit 1; }
 node -e 'for (const p of process.argv.slice(1)) { const j = require(p); console.log(j.name + " " + j.version) }' \
   "$dest/node_modules/@ipfs-shipyard/pinning-service-compliance/package.json" "$dest/node_modules/mock-ipfs-pinning-service/package.json"
