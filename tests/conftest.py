@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,6 +104,36 @@ def run_cli(home: Path, *args: str, stdin: str | None = None, env: dict[str, str
     p = subprocess.run([sys.executable, "-m", "halodb", "--home", str(home), *args], input=stdin,
                        capture_output=True, text=True, env=full_env, timeout=300)
     return Result(p.returncode, p.stdout, p.stderr)
+
+
+def run_cli_in_process(home: Path, *args: str, stdin: str | bytes | None = None,
+                       env: Mapping[str, str | None] | None = None) -> Result:
+    """``halodb --home HOME ARGS`` in this process, through :func:`halodb.cli.commands.main` as the
+    entry point runs it: no interpreter to start, so about a second faster than :func:`run_cli`.
+    ``env`` is set for the call (``None`` removes a variable) and restored after it. The exit code
+    is the one ``python -m halodb`` would have: ``SystemExit``'s, and 1 after an uncaught exception,
+    whose traceback goes to ``err`` as the interpreter would print it. For what is about the real
+    process (signals, a pty, imports of a fresh interpreter, two processes racing) use :func:`run_cli`."""
+    import traceback
+
+    from click.testing import CliRunner
+
+    from halodb.cli.commands import main
+
+    with CliRunner().isolation(input=stdin, env={"HALODB_AUTHOR": "tester", **(env or {})}) as (out, err, _):
+        code = 0
+        try:
+            main(["--home", str(home), *args])
+        except SystemExit as exc:
+            if exc.code is None or isinstance(exc.code, int):
+                code = exc.code or 0
+            else:  # as the interpreter does: the message on stderr, exit 1
+                err.write(f"{exc.code}\n".encode())
+                code = 1
+        except BaseException:  # the real entry point would print it as a traceback
+            err.write(traceback.format_exc().encode())
+            code = 1
+        return Result(code, out.getvalue().decode(errors="replace"), err.getvalue().decode(errors="replace"))
 
 
 @pytest.fixture(scope="module")

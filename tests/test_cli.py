@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from halodb.cli.commands import cli
 
-from .conftest import ROOT, cid_for, make_item, run_cli
+from .conftest import ROOT, cid_for, make_item, run_cli, run_cli_in_process
 
 
 def all_commands() -> list[str]:
@@ -41,86 +41,86 @@ def write_items(folder: Path) -> None:
 
 def test_full_flow(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    assert run_cli(home, "init").code == 0
+    assert run_cli_in_process(home, "init").code == 0
     write_items(tmp_path / "items")
-    r = run_cli(home, "add", str(tmp_path / "items"))
+    r = run_cli_in_process(home, "add", str(tmp_path / "items"))
     assert r.code == 0 and "staged 2" in r.out, r.err
-    r = run_cli(home, "commit", "-m", "first", "--time", "2024-08-12T10:00:00Z")
+    r = run_cli_in_process(home, "commit", "-m", "first", "--time", "2024-08-12T10:00:00Z")
     assert r.code == 0, r.err
     c1 = r.out.strip()
     assert c1.startswith("bafyrei")
     ndjson = json.dumps(make_item("f1", cid_for("a2"), path="products/HALO/f1.zarr")) + "\n" + json.dumps(make_item("f3", cid_for("c1"))) + "\n"
-    assert run_cli(home, "add", "-", stdin=ndjson).code == 0
-    assert run_cli(home, "rm", "halo/f2").code == 0
-    r = run_cli(home, "commit", "-m", "second", "--time", "2024-08-20T10:00:00Z", "--json")
+    assert run_cli_in_process(home, "add", "-", stdin=ndjson).code == 0
+    assert run_cli_in_process(home, "rm", "halo/f2").code == 0
+    r = run_cli_in_process(home, "commit", "-m", "second", "--time", "2024-08-20T10:00:00Z", "--json")
     c2 = json.loads(r.out)["commit"]
-    assert run_cli(home, "publish", "latest").code == 0
-    r = run_cli(home, "log", "latest")
+    assert run_cli_in_process(home, "publish", "latest").code == 0
+    r = run_cli_in_process(home, "log", "latest")
     lines = r.out.strip().splitlines()
     assert len(lines) == 2 and "+1 ~1 -1" in lines[0] and "second" in lines[0] and "tester" in lines[0]
-    r = run_cli(home, "sync", "latest", "--json")
+    r = run_cli_in_process(home, "sync", "latest", "--json")
     assert json.loads(r.out)["commits"] == 2
-    r = run_cli(home, "sql", "SELECT key, data_cid FROM items ORDER BY key", "--format", "csv")
+    r = run_cli_in_process(home, "sql", "SELECT key, data_cid FROM items ORDER BY key", "--format", "csv")
     rows = list(csv.reader(io.StringIO(r.out)))
     assert rows == [["key", "data_cid"], ["halo/f1", cid_for("a2")], ["halo/f3", cid_for("c1")]]
-    r = run_cli(home, "sql", "SELECT count(*) AS n FROM items_at(TIMESTAMPTZ '2024-08-15')", "--json")
+    r = run_cli_in_process(home, "sql", "SELECT count(*) AS n FROM items_at(TIMESTAMPTZ '2024-08-15')", "--json")
     assert json.loads(r.out) == [{"n": 2}]
-    r = run_cli(home, "sql", "SELECT key FROM items ORDER BY key")
+    r = run_cli_in_process(home, "sql", "SELECT key FROM items ORDER BY key")
     assert "halo/f1" in r.out and "(2 rows)" in r.out
-    r = run_cli(home, "at", "products/HALO/f1.zarr", "2024-08-15T00:00Z", "--name", "latest")
+    r = run_cli_in_process(home, "at", "products/HALO/f1.zarr", "2024-08-15T00:00Z", "--name", "latest")
     assert (r.code, r.out.strip()) == (0, cid_for("a1"))
-    r = run_cli(home, "at", "halo/f2", "2024-08-25T00:00Z", "--name", "latest")
+    r = run_cli_in_process(home, "at", "halo/f2", "2024-08-25T00:00Z", "--name", "latest")
     assert r.code == 1 and r.out == ""
-    r = run_cli(home, "diff", c1, c2)
+    r = run_cli_in_process(home, "diff", c1, c2)
     assert r.out.splitlines() == [f"~ halo/f1  {cid_for('a1')} -> {cid_for('a2')}", f"- halo/f2  {cid_for('b1')}", f"+ halo/f3  {cid_for('c1')}"]
-    r = run_cli(home, "diff", "latest@2024-08-13T00:00Z", "latest", "--json")
+    r = run_cli_in_process(home, "diff", "latest@2024-08-13T00:00Z", "latest", "--json")
     assert [c["change"] for c in json.loads(r.out)] == ["changed", "removed", "added"]
-    r = run_cli(home, "status", "--json")
+    r = run_cli_in_process(home, "status", "--json")
     st = json.loads(r.out)
     assert st["head"] == c2 and st["names"][0]["up_to_date"] is True
     car = tmp_path / "x.car"
-    assert run_cli(home, "export-car", "latest", str(car)).code == 0
+    assert run_cli_in_process(home, "export-car", "latest", str(car)).code == 0
     other = tmp_path / "other"
-    run_cli(other, "init")
-    r = run_cli(other, "import-car", str(car))
+    run_cli_in_process(other, "init")
+    r = run_cli_in_process(other, "import-car", str(car))
     assert r.out.strip() == c2
 
 
 def test_errors_exit_2_with_a_message(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    r = run_cli(home, "log")
+    r = run_cli_in_process(home, "log")
     assert r.code == 2 and "halodb init" in r.err
-    run_cli(home, "init")
+    run_cli_in_process(home, "init")
     bad = tmp_path / "bad.json"
     bad.write_text('{"type": "Feature", "id": ')
-    r = run_cli(home, "add", str(bad))
+    r = run_cli_in_process(home, "add", str(bad))
     assert r.code == 2 and "bad.json" in r.err
-    r = run_cli(home, "rm", "halo/none")
+    r = run_cli_in_process(home, "rm", "halo/none")
     assert r.code == 2 and "halo/none" in r.err
-    r = run_cli(home, "sync", "no-such-name")
+    r = run_cli_in_process(home, "sync", "no-such-name")
     assert r.code == 2 and "no-such-name" in r.err
-    r = run_cli(home, "commit", "-m", "x")
+    r = run_cli_in_process(home, "commit", "-m", "x")
     assert r.code == 2 and "nothing staged" in r.err
-    r = run_cli(home, "at", "x", "not-a-date")
+    r = run_cli_in_process(home, "at", "x", "not-a-date")
     assert r.code == 2 and "not-a-date" in r.err
-    r = run_cli(home, "--store", "ftp://x", "log")
+    r = run_cli_in_process(home, "--store", "ftp://x", "log")
     assert r.code == 2 and "ftp://x" in r.err
     assert "Traceback" not in r.err
-    r = run_cli(home, "sql", "SELECT * FROM no_such_table")
+    r = run_cli_in_process(home, "sql", "SELECT * FROM no_such_table")
     assert r.code == 2 and "no_such_table" in r.err
 
 
 def test_import_tree_yaml(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    run_cli(home, "init")
+    run_cli_in_process(home, "init")
     tree = tmp_path / "tree.yaml"
     tree.write_text(f"products:\n  HALO:\n    a.zarr: {cid_for('a')}\n    empty: null\n  b.zarr: {cid_for('b')}\n")
-    r = run_cli(home, "import-tree", str(tree), "--time", "2024-09-01T00:00Z", "-m", "tree v1")
+    r = run_cli_in_process(home, "import-tree", str(tree), "--time", "2024-09-01T00:00Z", "-m", "tree v1")
     assert r.code == 0, r.err
-    r = run_cli(home, "at", "products/HALO/a.zarr", "2024-09-02")
+    r = run_cli_in_process(home, "at", "products/HALO/a.zarr", "2024-09-02")
     assert r.out.strip() == cid_for("a")
     tree.write_text("products: [1, 2]\n")
-    r = run_cli(home, "import-tree", str(tree))
+    r = run_cli_in_process(home, "import-tree", str(tree))
     assert r.code == 2 and "tree" in r.err
 
 
@@ -182,14 +182,14 @@ def test_the_cli_imports_only_what_a_command_needs(tmp_path: Path) -> None:
     write_items(tmp_path / "items")
     for args in (["init"], ["add", str(tmp_path / "items")], ["commit", "-m", "first", "--time", "2024-08-12T10:00:00Z"],
                  ["publish", "latest"], ["sync", "latest"]):
-        assert run_cli(home, *args).code == 0
+        assert run_cli_in_process(home, *args).code == 0
     run = (f"import sys\nfrom halodb.cli import main\nsys.argv = ['halodb', '--home', {str(home)!r}, 'at', 'halo/f1', "
            "'2024-09-01', '--name', 'latest']\ntry:\n    main()\nexcept SystemExit as exc:\n    assert exc.code in (0, None), exc")
     assert heavy_modules(run) == []
-    assert run_cli(home, "at", "halo/f1", "2024-09-01", "--name", "latest").out.strip() == cid_for("a1")
+    assert run_cli_in_process(home, "at", "halo/f1", "2024-09-01", "--name", "latest").out.strip() == cid_for("a1")
     # not synced at the name's head any more: the answer comes from the DAG, the same
-    assert run_cli(home, "publish", "other").code == 0
-    assert run_cli(home, "at", "halo/f1", "2024-09-01", "--name", "other").out.strip() == cid_for("a1")
+    assert run_cli_in_process(home, "publish", "other").code == 0
+    assert run_cli_in_process(home, "at", "halo/f1", "2024-09-01", "--name", "other").out.strip() == cid_for("a1")
     assert "pyarrow" in heavy_modules(run.replace("'at', 'halo/f1', '2024-09-01', '--name', 'latest'", "'sync', 'latest'"))
 
 
@@ -204,14 +204,14 @@ def test_at_on_a_cache_of_an_older_schema_migrates_it(tmp_path: Path) -> None:
     write_items(tmp_path / "items")
     for args in (["init"], ["add", str(tmp_path / "items")], ["commit", "-m", "first", "--time", "2024-08-12T10:00:00Z"],
                  ["publish", "latest"], ["sync", "latest"]):
-        assert run_cli(home, *args).code == 0
+        assert run_cli_in_process(home, *args).code == 0
     last = migrate.latest_version()  # 003: undone by hand below (a new migration must adapt these lines)
     con = duckdb.connect(str(home / "cache.duckdb"))
     con.execute("DROP MACRO TABLE IF EXISTS items_as_of")
     con.execute("DROP MACRO TABLE IF EXISTS changes")
     con.execute("DELETE FROM schema_migrations WHERE version = ?", [last])
     con.close()
-    result = run_cli(home, "at", "halo/f1", "2024-09-01", "--name", "latest")
+    result = run_cli_in_process(home, "at", "halo/f1", "2024-09-01", "--name", "latest")
     assert result.code == 0 and result.out.strip() == cid_for("a1"), result.err
     con = duckdb.connect(str(home / "cache.duckdb"), read_only=True)
     assert con.execute("SELECT max(version) FROM schema_migrations").fetchone() == (last,)

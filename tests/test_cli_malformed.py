@@ -14,18 +14,16 @@ import os
 import shutil
 import subprocess
 import sys
-import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner
 
-from halodb.cli.commands import cli, main
+from halodb.cli.commands import cli
 
-from .conftest import cid_for, make_item
+from .conftest import Result, cid_for, make_item, run_cli_in_process
 
 #: a well-formed CID of a block that is in no store, and one that is no CID at all
 ABSENT_CID = cid_for("absent")
@@ -36,31 +34,20 @@ BAD_NAMES = ["bad name!", "..", "-leading-dash", "x" * 300, "a\x00b", "ünïcöd
 HUGE = str(10**40)
 
 
-@dataclass
-class Run:
-    code: int | str | None
-    out: str
-    err: str
+#: the environment of every case: nothing from the caller's, no DNS server or Kubo node that answers
+ISOLATED: dict[str, str | None] = {
+    "HALODB_AUTHOR": "tester", "HALODB_STORE": None, "HALODB_CACHE": None, "HALODB_HOME": None,
+    "HALODB_LOCK_TIMEOUT": "5", "HALODB_NAMESERVER": "127.0.0.1:9", "HALODB_DNS_TIMEOUT": "1",
+    "HALODB_DOH": None, "HALODB_KUBO": None, "IPFS_GATEWAY": None}
 
 
-def run(home: Path, *args: str, stdin: str | bytes | None = None) -> Run:
-    """``halodb --home HOME ARGS`` in this process, through :func:`main` as the entry point runs it."""
-    env = {"HALODB_AUTHOR": "tester", "HALODB_STORE": None, "HALODB_CACHE": None, "HALODB_HOME": None,
-           "HALODB_LOCK_TIMEOUT": "5", "HALODB_NAMESERVER": "127.0.0.1:9", "HALODB_DNS_TIMEOUT": "1",
-           "HALODB_DOH": None, "HALODB_KUBO": None, "IPFS_GATEWAY": None}
-    with CliRunner().isolation(input=stdin, env=env) as (out, err, _):
-        code: int | str | None = 0
-        try:
-            main(["--home", str(home), *args])
-        except SystemExit as exc:
-            code = exc.code
-        except BaseException:  # what the real entry point would print as a traceback
-            err.write(traceback.format_exc().encode())
-            code = "traceback"
-        return Run(code, out.getvalue().decode(errors="replace"), err.getvalue().decode(errors="replace"))
+def run(home: Path, *args: str, stdin: str | bytes | None = None) -> Result:
+    """``halodb --home HOME ARGS`` in this process, through :func:`halodb.cli.commands.main` as the
+    entry point runs it (a traceback: exit 1 and the traceback on stderr)."""
+    return run_cli_in_process(home, *args, stdin=stdin, env=ISOLATED)
 
 
-def assert_one_line_error(result: Run, what: str) -> None:
+def assert_one_line_error(result: Result, what: str) -> None:
     lines = result.err.splitlines()
     assert "Traceback" not in result.err, f"{what}: traceback\n{result.err}"
     assert result.code == 2, f"{what}: exit {result.code}, expected 2\nstdout: {result.out}\nstderr: {result.err}"
@@ -374,7 +361,8 @@ def cases() -> list[Case]:
     c += [Case("pins push", ["pins", "push", "latest", "--service", "http://127.0.0.1:9", "--token-file", t])
           for t in [beside("no-token", b"-"), beside("short-token", b"short"), beside("token-dir", None),
                     beside("binary-token", b"\xff\xfe-token-token-token")]]
-    c += [Case("pins push", ["pins", "push", "latest", "--service", u, "--token-file", token])
+    # (one retry, not the default four: the path through the retries is the same, the backoff 0.5 s, not 7.5 s)
+    c += [Case("pins push", ["pins", "push", "latest", "--service", u, "--token-file", token, "--retries", "1"])
           for u in ["ftp://x", "http://127.0.0.1:9"]]
     c += [Case("pins push", ["pins", "push", "latest", "--pinlist", beside("pl-ok.yaml", b"- cid: %s\n" % cid_for("p").encode()),
                              "--service", "http://127.0.0.1:9", "--token-file", token])]
@@ -445,4 +433,4 @@ def test_the_real_entry_point_prints_one_line(args: list[str], setup: Setup | No
     env = {k: v for k, v in os.environ.items() if not k.startswith("HALODB_")}
     p = subprocess.run([sys.executable, "-m", "halodb", "--home", str(home), *args], capture_output=True, text=True,
                        env={**env, "HALODB_AUTHOR": "tester"}, timeout=120)
-    assert_one_line_error(Run(p.returncode, p.stdout, p.stderr), " ".join(args))
+    assert_one_line_error(Result(p.returncode, p.stdout, p.stderr), " ".join(args))

@@ -41,7 +41,7 @@ from halodb.ipld.limits import (
 )
 from halodb.util.times import to_time
 
-from .conftest import cid_for, make_item, run_cli
+from .conftest import cid_for, make_item, run_cli_in_process
 
 
 def nested(depth: int, leaf: Any = 1) -> Any:
@@ -140,10 +140,10 @@ def test_add_refuses_an_item_out_of_bounds_in_one_line_naming_file_and_path(
     tmp_path: Path, case: str, text: str, expected: str
 ) -> None:
     home = tmp_path / "home"
-    assert run_cli(home, "init").code == 0
+    assert run_cli_in_process(home, "init").code == 0
     path = tmp_path / f"{case}.json"
     path.write_text(text)
-    r = run_cli(home, "add", str(path))
+    r = run_cli_in_process(home, "add", str(path))
     line = one_line(r.err)
     assert r.code == 2, r.err
     assert str(path) in line and expected in line, line
@@ -153,9 +153,9 @@ def test_add_refuses_an_item_out_of_bounds_in_one_line_naming_file_and_path(
 
 def test_an_ndjson_line_too_deep_is_named_by_its_line(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    assert run_cli(home, "init").code == 0
+    assert run_cli_in_process(home, "init").code == 0
     good = json.dumps(feature())
-    r = run_cli(home, "add", "-", stdin=f"{good}\n{deep_json(2_000)}\n")
+    r = run_cli_in_process(home, "add", "-", stdin=f"{good}\n{deep_json(2_000)}\n")
     assert r.code == 2 and "<stdin>:2: properties.deep[0]" in one_line(r.err), r.err
 
 
@@ -185,17 +185,17 @@ def test_the_too_deep_item_of_a_feature_collection_is_the_one_named(tmp_path: Pa
 
 def test_duplicate_keys_in_one_add_are_refused_naming_both_files(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    assert run_cli(home, "init").code == 0
+    assert run_cli_in_process(home, "init").code == 0
     a, b, c = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
     a.write_text(json.dumps(make_item("x", cid_for("one"))))
     b.write_text(json.dumps(make_item("x", cid_for("two"))))
     c.write_text(json.dumps(make_item("y", cid_for("three"))))
-    r = run_cli(home, "add", str(c), str(a), str(b))
+    r = run_cli_in_process(home, "add", str(c), str(a), str(b))
     line = one_line(r.err)
     assert r.code == 2 and str(b) in line and str(a) in line and "'halo/x'" in line, r.err
     with halodb.open(home) as reg:
         assert not reg.staged()
-    r = run_cli(home, "add", str(a), str(c), str(a), "--json")  # the same item twice: staged once
+    r = run_cli_in_process(home, "add", str(a), str(c), str(a), "--json")  # the same item twice: staged once
     assert r.code == 0 and json.loads(r.out)["staged"] == ["halo/x", "halo/y"], r.err
 
 
@@ -248,7 +248,7 @@ def poisoned(tmp_path: Path) -> Path:
 
 
 def test_sync_skips_the_items_it_cannot_materialize_and_reports_them(poisoned: Path) -> None:
-    r = run_cli(poisoned, "sync", "n", "--json")
+    r = run_cli_in_process(poisoned, "sync", "n", "--json")
     assert r.code == 0, r.err
     out = json.loads(r.out)
     bad = bad_blocks()
@@ -271,8 +271,8 @@ def test_sync_skips_the_items_it_cannot_materialize_and_reports_them(poisoned: P
 
 
 def test_a_later_sync_still_reports_the_skipped_items(poisoned: Path) -> None:
-    assert run_cli(poisoned, "sync", "n").code == 0
-    r = run_cli(poisoned, "sync", "n", "--json")  # up to date: the report stays
+    assert run_cli_in_process(poisoned, "sync", "n").code == 0
+    r = run_cli_in_process(poisoned, "sync", "n", "--json")  # up to date: the report stays
     assert r.code == 0 and len(json.loads(r.out)["skipped"]) == len(bad_blocks()), r.err
     with halodb.open(poisoned) as reg:
         reg.remove(["halo/deep"])
@@ -284,7 +284,7 @@ def test_a_later_sync_still_reports_the_skipped_items(poisoned: Path) -> None:
         assert ("halo/deep", False) in by_key and ("halo/deep", True) not in by_key
         assert ("halo/huge", True) in by_key
         assert ("halo/deep",) in reg.sql("SELECT key FROM items")[1]
-    r = run_cli(poisoned, "sync", "n")
+    r = run_cli_in_process(poisoned, "sync", "n")
     assert "skipped halo/deep (" in r.err and "an older version" in r.err
 
 
@@ -307,7 +307,7 @@ def test_a_missing_or_corrupt_block_still_fails_the_sync(poisoned: Path, tmp_pat
     cid = CID.for_bytes(data, DAG_CBOR)
     path = DirectoryStore(poisoned / "blocks").path_of(cid)
     path.write_bytes(path.read_bytes()[:-1] + b"\x00")
-    r = run_cli(poisoned, "--cache", str(tmp_path / "c.duckdb"), "sync", "n")
+    r = run_cli_in_process(poisoned, "--cache", str(tmp_path / "c.duckdb"), "sync", "n")
     assert r.code == 2 and str(cid) in one_line(r.err), r.err
     with halodb.open(poisoned, cache=tmp_path / "c.duckdb") as reg:
         assert reg.sql("SELECT count(*) FROM commits")[1] == [(0,)]
@@ -320,8 +320,8 @@ def test_import_car_refuses_a_block_too_deep_to_follow(tmp_path: Path) -> None:
     car = tmp_path / "deep.car"
     write_car(car, [root], [(root, deep), (leaf, leaf_data)])
     home = tmp_path / "home"
-    assert run_cli(home, "init").code == 0
-    r = run_cli(home, "import-car", str(car))
+    assert run_cli_in_process(home, "init").code == 0
+    r = run_cli_in_process(home, "import-car", str(car))
     assert r.code == 2 and str(root) in one_line(r.err) and "deeper than" in r.err, r.err
 
 

@@ -99,7 +99,7 @@ def test_cid_at_sample_agrees(history: list[TreeVersion], imported: Any) -> None
     rnd = random.Random(1)
     times = probe_times(history)
     with imported.session():
-        for _ in range(3000):
+        for _ in range(1000):  # every path at every version date is checked through items_at (the cache test above)
             path, when = rnd.choice(paths), rnd.choice(times)
             assert imported.cid_at(path, when, name="latest.orcestra-campaign.org") == expected_at(history, flats, path, when)
 

@@ -21,7 +21,7 @@ import pytest
 from halodb.blockstore import DirectoryStore
 from halodb.ipld import CID
 
-from .conftest import cid_for, make_item, run_cli
+from .conftest import cid_for, make_item, run_cli_in_process
 from .kubo_node import KuboNode
 
 
@@ -29,11 +29,11 @@ def _publish_a_version(home: Path, tmp_path: Path, *store: str) -> CID:
     """A home whose name ``latest`` points at a commit of one item; returns the commit."""
     item = tmp_path / "a1.json"
     item.write_text(json.dumps(make_item("A1", cid_for("a1"))))
-    assert run_cli(home, *store, "init").code == 0
-    assert run_cli(home, *store, "add", str(item)).code == 0
-    r = run_cli(home, *store, "commit", "-m", "one", "--time", "2024-08-12T10:00:00Z")
+    assert run_cli_in_process(home, *store, "init").code == 0
+    assert run_cli_in_process(home, *store, "add", str(item)).code == 0
+    r = run_cli_in_process(home, *store, "commit", "-m", "one", "--time", "2024-08-12T10:00:00Z")
     assert r.code == 0, r.err
-    assert run_cli(home, *store, "publish", "latest").code == 0
+    assert run_cli_in_process(home, *store, "publish", "latest").code == 0
     return CID.parse(r.out.strip())
 
 
@@ -49,15 +49,15 @@ def _damage(path: Path) -> tuple[bytes, bytes]:
 def test_import_car_repairs_a_damaged_block_file(home: Path, tmp_path: Path) -> None:
     head = _publish_a_version(home, tmp_path)
     car = tmp_path / "latest.car"
-    assert run_cli(home, "export-car", "latest", str(car)).code == 0
+    assert run_cli_in_process(home, "export-car", "latest", str(car)).code == 0
     blocks = DirectoryStore(home / "blocks")
     good, bad = _damage(blocks.path_of(head))
 
-    r = run_cli(home, "import-car", str(car))
+    r = run_cli_in_process(home, "import-car", str(car))
     assert r.code == 0, r.err
     assert blocks.path_of(head).read_bytes() == good
     assert (blocks.quarantine_dir / blocks.path_of(head).name).read_bytes() == bad  # the evidence
-    r = run_cli(home, "sync", "latest")
+    r = run_cli_in_process(home, "sync", "latest")
     assert r.code == 0, r.err
 
 
@@ -69,7 +69,7 @@ def test_sync_fetches_a_damaged_block_again_from_the_remote(
     blocks = DirectoryStore(home / "blocks")
     good, bad = _damage(blocks.path_of(head))
 
-    r = run_cli(home, "--store", kubo.api if via == "rpc" else kubo.gateway, "sync", "latest")
+    r = run_cli_in_process(home, "--store", kubo.api if via == "rpc" else kubo.gateway, "sync", "latest")
     assert r.code == 0, r.err
     assert blocks.path_of(head).read_bytes() == good
     assert (blocks.quarantine_dir / blocks.path_of(head).name).read_bytes() == bad
@@ -78,12 +78,12 @@ def test_sync_fetches_a_damaged_block_again_from_the_remote(
 def test_sync_without_a_remote_names_the_damaged_file_and_sets_it_aside(home: Path, tmp_path: Path) -> None:
     head = _publish_a_version(home, tmp_path)
     car = tmp_path / "latest.car"
-    assert run_cli(home, "export-car", "latest", str(car)).code == 0
+    assert run_cli_in_process(home, "export-car", "latest", str(car)).code == 0
     blocks = DirectoryStore(home / "blocks")
     path = blocks.path_of(head)
     _, bad = _damage(path)
 
-    r = run_cli(home, "sync", "latest")
+    r = run_cli_in_process(home, "sync", "latest")
     assert r.code == 2
     moved = blocks.quarantine_dir / path.name
     message = r.err.strip()
@@ -92,8 +92,8 @@ def test_sync_without_a_remote_names_the_damaged_file_and_sets_it_aside(home: Pa
     assert "import-car" in message
     assert moved.read_bytes() == bad and not path.exists()
 
-    r = run_cli(home, "sync", "latest")  # missing now: the error still says why
+    r = run_cli_in_process(home, "sync", "latest")  # missing now: the error still says why
     assert r.code == 2 and str(head) in r.err and str(moved) in r.err
-    assert run_cli(home, "import-car", str(car)).code == 0
-    r = run_cli(home, "sync", "latest")
+    assert run_cli_in_process(home, "import-car", str(car)).code == 0
+    r = run_cli_in_process(home, "sync", "latest")
     assert r.code == 0, r.err

@@ -11,7 +11,7 @@ from halodb.api.registry import Registry
 from halodb.errors import InvalidNameError, NameNotFoundError
 from halodb.naming.refs import parse_ref, split_back
 
-from .conftest import cid_for, make_item, run_cli
+from .conftest import cid_for, make_item, run_cli_in_process
 
 DATES = ["2024-08-10T00:00:00Z", "2024-08-20T00:00:00Z", "2024-09-01T00:00:00Z", "2024-09-10T00:00:00Z"]
 
@@ -59,17 +59,17 @@ def test_every_kind_of_reference_goes_back(registry: Registry) -> None:
 def test_the_cli_takes_them_everywhere_a_version_goes(registry: Registry, home: Path, tmp_path: Path) -> None:
     c = four_versions(registry)
     registry.close()
-    log = run_cli(home, "log", "HEAD~1", "-n", "1")
+    log = run_cli_in_process(home, "log", "HEAD~1", "-n", "1")
     assert log.code == 0 and c[2] in log.out and c[3] not in log.out
-    diff = run_cli(home, "diff", "latest~3", "latest~2", "--json")
+    diff = run_cli_in_process(home, "diff", "latest~3", "latest~2", "--json")
     assert diff.code == 0 and cid_for("a1") in diff.out and cid_for("a0") in diff.out
-    car = run_cli(home, "export-car", "HEAD~2", str(tmp_path / "v1.car"), "--head-only")
+    car = run_cli_in_process(home, "export-car", "HEAD~2", str(tmp_path / "v1.car"), "--head-only")
     assert car.code == 0, car.err
-    show = run_cli(home, "pins", "plan", "latest~1", "--current", "--json")
+    show = run_cli_in_process(home, "pins", "plan", "latest~1", "--current", "--json")
     assert show.code == 0 and c[2] in show.out and c[3] not in show.out
-    got = run_cli(home, "get", "halo/a", "--version", "HEAD~3")
+    got = run_cli_in_process(home, "get", "halo/a", "--version", "HEAD~3")
     assert got.code == 0 and json.loads(got.out)["assets"]["data"]["href"] == f"ipfs://{cid_for('a0')}"
-    by_path = run_cli(home, "get", "HALO/a.zarr", "--name", "latest", "--at", "2024-08-25")
+    by_path = run_cli_in_process(home, "get", "HALO/a.zarr", "--name", "latest", "--at", "2024-08-25")
     assert by_path.code == 0 and json.loads(by_path.out)["assets"]["data"]["href"] == f"ipfs://{cid_for('a1')}"
-    bad = run_cli(home, "sync", "latest~1")
+    bad = run_cli_in_process(home, "sync", "latest~1")
     assert bad.code == 2 and "names a version, not a name" in bad.err

@@ -19,7 +19,7 @@ from halodb.api.watch import WatchPolicy
 from halodb.errors import NameConflictError, RewindError
 from halodb.ipld import CID
 
-from .conftest import cid_for, make_item, run_cli
+from .conftest import cid_for, make_item, run_cli_in_process
 from .test_cache_helpers import dump
 from .waiting import wait_until, watching
 
@@ -96,18 +96,18 @@ def test_cli_publish_refuses_an_older_commit_and_force_says_what_it_discarded(ho
     reg = halodb.open(home, create=True)
     c1, c2, c3 = three_versions(reg)
     reg.close()
-    assert run_cli(home, "publish", "latest").code == 0
-    r = run_cli(home, "publish", "latest", "--cid", str(c1))
+    assert run_cli_in_process(home, "publish", "latest").code == 0
+    r = run_cli_in_process(home, "publish", "latest", "--cid", str(c1))
     assert r.code == 2 and r.out == ""
     assert len(r.err.strip().splitlines()) == 1, r.err
     assert f"2 versions behind the name's current target {c3}" in r.err and str(c1) in r.err
-    assert run_cli(home, "resolve", "latest").out.split()[0] == str(c3)
-    r = run_cli(home, "publish", "latest", "--cid", str(c1), "--force")
+    assert run_cli_in_process(home, "resolve", "latest").out.split()[0] == str(c3)
+    r = run_cli_in_process(home, "publish", "latest", "--cid", str(c1), "--force")
     assert r.code == 0, r.err
     assert r.out.strip() == f"latest -> {c1}"
     assert f"from {c3} to {c1}" in r.err and "discarding 2 versions" in r.err
-    assert run_cli(home, "resolve", "latest").out.split()[0] == str(c1)
-    r = run_cli(home, "publish", "latest", "--cid", str(c2))  # a descendant of c1: no --force needed
+    assert run_cli_in_process(home, "resolve", "latest").out.split()[0] == str(c1)
+    r = run_cli_in_process(home, "publish", "latest", "--cid", str(c2))  # a descendant of c1: no --force needed
     assert r.code == 0 and r.err == "", r.err
 
 
@@ -126,7 +126,7 @@ def test_sync_refuses_a_name_moved_back_and_leaves_the_cache_unchanged(registry:
     assert keys(registry, "latest") == ["halo/f1", "halo/f3"]
 
     # the command line: exit 2, one line naming both heads and how far back, cache unchanged
-    r = run_cli(home, "sync", "latest")
+    r = run_cli_in_process(home, "sync", "latest")
     assert r.code == 2 and r.out == ""
     assert len(r.err.strip().splitlines()) == 1, r.err
     assert f"refusing to sync latest to {c1}" in r.err and f"2 versions behind the synced head {c3}" in r.err
@@ -134,7 +134,7 @@ def test_sync_refuses_a_name_moved_back_and_leaves_the_cache_unchanged(registry:
     assert dump(registry.cache_path) == before
 
     # allowed: today's reset-and-replay, the cache rebuilt at c1
-    r = run_cli(home, "sync", "latest", "--allow-rewind", "--json")
+    r = run_cli_in_process(home, "sync", "latest", "--allow-rewind", "--json")
     assert r.code == 0, r.err
     assert '"reset": true' in r.out
     state = registry.cache.sync_state("latest")
@@ -206,33 +206,33 @@ def test_a_dnslink_record_moved_back_is_not_followed(home: Path, dns_server: Any
     reg = halodb.open(home, create=True)
     c1, c2, c3 = three_versions(reg)
     reg.close()
-    r = run_cli(home, "publish", f"dnslink:{domain}", env=env)
+    r = run_cli_in_process(home, "publish", f"dnslink:{domain}", env=env)
     assert r.code == 0, r.err
-    r = run_cli(home, "sync", f"dnslink:{domain}", env=env)
+    r = run_cli_in_process(home, "sync", f"dnslink:{domain}", env=env)
     assert r.code == 0, r.err
     cache = home / "cache.duckdb"
     before = dump(cache)
 
     # whoever controls the zone moves the record back to c2
     dns_server.set_txt(record, f"dnslink=/ipfs/{c2}")
-    r = run_cli(home, "sync", f"dnslink:{domain}", env=env)
+    r = run_cli_in_process(home, "sync", f"dnslink:{domain}", env=env)
     assert r.code == 2 and len(r.err.strip().splitlines()) == 1, r.err
     assert f"refusing to sync {domain} to {c2}" in r.err and f"1 version behind the synced head {c3}" in r.err
     assert dump(cache) == before
 
     # publishing an older commit over RFC 2136 is refused too, and the record stays
     dns_server.set_txt(record, f"dnslink=/ipfs/{c3}")
-    r = run_cli(home, "publish", f"dnslink:{domain}", "--cid", str(c1), env=env)
+    r = run_cli_in_process(home, "publish", f"dnslink:{domain}", "--cid", str(c1), env=env)
     assert r.code == 2 and f"2 versions behind the name's current target {c3}" in r.err, r.err
     assert dns_server.txt(record) == [f"dnslink=/ipfs/{c3}"]
-    r = run_cli(home, "publish", f"dnslink:{domain}", "--cid", str(c1), "--force", env=env)
+    r = run_cli_in_process(home, "publish", f"dnslink:{domain}", "--cid", str(c1), "--force", env=env)
     assert r.code == 0 and "discarding 2 versions" in r.err, r.err
     assert dns_server.txt(record) == [f"dnslink=/ipfs/{c1}"]
 
     # following it on purpose rebuilds the cache at c1
-    r = run_cli(home, "sync", f"dnslink:{domain}", "--allow-rewind", env=env)
+    r = run_cli_in_process(home, "sync", f"dnslink:{domain}", "--allow-rewind", env=env)
     assert r.code == 0 and "rewound: full rebuild" in r.out, r.err
-    r = run_cli(home, "sql", "SELECT name, head FROM sync_state", "--format", "csv")
+    r = run_cli_in_process(home, "sql", "SELECT name, head FROM sync_state", "--format", "csv")
     assert r.out.split() == ["name,head", f"{domain},{c1}"]
 
 

@@ -27,7 +27,7 @@ from halodb.scan.scan_cache import Extracted, ScanCache
 from halodb.scan.scanner import ScanReport, scan
 
 from . import zarr_datasets as zd
-from .conftest import run_cli, run_cli_on_a_terminal
+from .conftest import run_cli, run_cli_in_process, run_cli_on_a_terminal
 
 #: the ``scanned`` fixture: the registry, its first scan's report and the progress calls
 Scanned = tuple[halodb.Registry, ScanReport, list[tuple[int, int]]]
@@ -331,51 +331,51 @@ def test_scan_through_the_nodes_http_gateway_gives_the_same_items(campaign: Camp
 def test_cli_scan_check_tree(campaign: Campaign, tmp_path: Path) -> None:
     home = tmp_path / "home"
     api = campaign.kubo.api
-    assert run_cli(home, "--store", api, "init").code == 0
-    r = run_cli(home, "--store", api, "scan", campaign.root, "--json", "--workers", "3")
+    assert run_cli_in_process(home, "--store", api, "init").code == 0
+    r = run_cli_in_process(home, "--store", api, "scan", campaign.root, "--json", "--workers", "3")
     assert r.code == 1, r.err  # the broken datasets failed; the rest was staged
     doc = json.loads(r.out)
     assert doc["summary"]["failed"] == len(BROKEN) and doc["summary"]["added"] == len(PLACES) + N_SHARDED
-    c1 = json.loads(run_cli(home, "--store", api, "commit", "-m", "scan", "--json").out)["commit"]
+    c1 = json.loads(run_cli_in_process(home, "--store", api, "commit", "-m", "scan", "--json").out)["commit"]
     tree = json.loads(json.dumps(campaign.tree))
     del tree["products"]["ATR"]
-    r = run_cli(home, "--store", api, "scan", campaign.build(tree))
+    r = run_cli_in_process(home, "--store", api, "scan", campaign.build(tree))
     assert r.code == 1 and "removed  products/ATR/CORE_NAV_1HZ_L2.zarr" in r.out, r.out + r.err
     assert "0 extracted" in r.out
-    c2 = json.loads(run_cli(home, "--store", api, "commit", "-m", "ATR withdrawn", "--json").out)["commit"]
-    r = run_cli(home, "--store", api, "diff", c1, c2, "--json")
+    c2 = json.loads(run_cli_in_process(home, "--store", api, "commit", "-m", "ATR withdrawn", "--json").out)["commit"]
+    r = run_cli_in_process(home, "--store", api, "diff", c1, c2, "--json")
     assert [(c["key"], c["change"]) for c in json.loads(r.out)] == [(PLACES["atr_v3"], "removed")]
-    r = run_cli(home, "--store", api, "scan", f"ipfs://{campaign.root}/products", "--collection", "orcestra")
+    r = run_cli_in_process(home, "--store", api, "scan", f"ipfs://{campaign.root}/products", "--collection", "orcestra")
     assert r.code == 0, r.err
     assert "0 extracted" in r.out and f"{len(PLACES) + N_SHARDED} from cache" in r.out
-    r = run_cli(home, "--store", api, "commit", "-m", "rekey")  # new keys take the paths over in one commit
+    r = run_cli_in_process(home, "--store", api, "commit", "-m", "rekey")  # new keys take the paths over in one commit
     assert r.code == 0, r.err
-    r = run_cli(home, "--store", api, "log", "-n", "1", "--json")
+    r = run_cli_in_process(home, "--store", api, "log", "-n", "1", "--json")
     (rekey,) = json.loads(r.out)
     n = len(PLACES) + N_SHARDED
     assert (rekey["added"], rekey["removed"], rekey["datasets"]) == (n, n - 1, n), rekey  # ATR was gone already
     # check through the store: a good and a broken dataset on IPFS
-    r = run_cli(home, "--store", api, "check", f"ipfs://{campaign.root}/{PLACES['atr_v3']}", "--json")
+    r = run_cli_in_process(home, "--store", api, "check", f"ipfs://{campaign.root}/{PLACES['atr_v3']}", "--json")
     assert r.code == 0 and json.loads(r.out)["ok"] is True, r.out + r.err
     bad = f"/ipfs/{campaign.root}/broken/{campaign.specs['bad_units'].name}"
-    r = run_cli(home, "--store", api, "check", bad, "--json")
+    r = run_cli_in_process(home, "--store", api, "check", bad, "--json")
     assert r.code == 1 and "time" in {p["attribute"] for p in json.loads(r.out)["problems"]}
-    r = run_cli(home, "--store", api, "check", "no-such-folder")
+    r = run_cli_in_process(home, "--store", api, "check", "no-such-folder")
     assert r.code == 2 and "not a CID" in r.err
     # tree build / export
     (tmp_path / "tree.yaml").write_text(yaml.safe_dump(campaign.tree))
-    r = run_cli(home, "--store", api, "tree", "build", str(tmp_path / "tree.yaml"), "--json")
+    r = run_cli_in_process(home, "--store", api, "tree", "build", str(tmp_path / "tree.yaml"), "--json")
     assert r.code == 0 and json.loads(r.out)["root"] == campaign.root, r.err
-    r = run_cli(home, "tree", "build", str(tmp_path / "tree.yaml"), env={"HALODB_KUBO": api})
+    r = run_cli_in_process(home, "tree", "build", str(tmp_path / "tree.yaml"), env={"HALODB_KUBO": api})
     assert r.code == 0 and r.out.strip() == campaign.root, r.err
-    r = run_cli(home, "tree", "build", str(tmp_path / "tree.yaml"), env={"HALODB_KUBO": ""})
+    r = run_cli_in_process(home, "tree", "build", str(tmp_path / "tree.yaml"), env={"HALODB_KUBO": ""})
     assert r.code == 2 and "needs a Kubo node" in r.err
-    r = run_cli(home, "--store", api, "tree", "export", campaign.root, "-o", str(tmp_path / "out.yaml"))
+    r = run_cli_in_process(home, "--store", api, "tree", "export", campaign.root, "-o", str(tmp_path / "out.yaml"))
     assert r.code == 0, r.err
     expected = json.loads(json.dumps(campaign.tree))
     expected["products"]["BCO"]["sondes"] = campaign.sondes  # not a dataset: exported folder by folder
     assert yaml.safe_load((tmp_path / "out.yaml").read_text()) == expected
-    r = run_cli(home, "--store", api, "tree", "export", f"ipfs://{campaign.root}/products/BCO")
+    r = run_cli_in_process(home, "--store", api, "tree", "export", f"ipfs://{campaign.root}/products/BCO")
     assert yaml.safe_load(r.out) == expected["products"]["BCO"]
 
 
