@@ -37,12 +37,15 @@ dnslink-test:
 pinning-compliance:
 	scripts/install-pinning-compliance.sh
 
-# tests run in a random order (pytest-randomly prints the seed; `pytest --randomly-seed=N` repeats an order);
-# the 30 slowest are listed at the end: make test should stay well under 20 minutes
+# tests run in a random order (pytest-randomly prints the seed; `pytest --randomly-seed=N` repeats an order),
+# in two processes (pytest-xdist; --dist loadfile: a module's tests, and so its Kubo nodes, BIND servers and
+# other module fixtures, stay in one process); the 30 slowest are listed at the end: make test should stay
+# well under 20 minutes. PYTEST_WORKERS=0 runs them in this one process.
+PYTEST_WORKERS ?= 2
 test: install tools/bin/ipfs dns browser dnslink-test pinning-compliance
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q --durations=30
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=30
 
 # the fuzz tests (tests/fuzz, also in `make test`) with 25x the inputs, random and with Hypothesis' database
 fuzz: install
