@@ -339,6 +339,17 @@ class RewindError(NamingError):
     last_sequence: int | None = None
 
 
+class TrustError(NamingError):
+    """A name's head is not signed as its trust policy asks: ``.head`` the commit, ``.signers``
+    the keys whose valid signatures it carries, ``.allowed`` the keys the policy allows at that
+    version, ``.threshold`` how many of them must sign."""
+
+    head: CIDLike | None = None
+    signers: list[str] | None = None
+    allowed: list[str] | None = None
+    threshold: int | None = None
+
+
 # --- cache ------------------------------------------------------------------------------
 class CacheError(HaloDBError):
     """The DuckDB cache failed (``.path`` of the cache file; ``.name``, ``.head``, ``.cid``, ``.key`` of
@@ -399,6 +410,11 @@ class RequestError(InputError):
 
     parameter: str | None = None
     status: int | None = None
+
+
+class SigningKeyError(InputError):
+    """A signing key cannot be created or read: unknown name, bad file, or a file others may
+    read (``.source`` the key's name or file)."""
 
 
 # --- datasets / trees -----------------------------------------------------------------

@@ -243,6 +243,19 @@ def cases() -> list[Case]:
         ["--version", ABSENT_CID], ["--version", "HEAD", "--at", "2024-09-01"], ["--publisher", "ORCESTRA"]]]
     c += [Case("doi datacite", ["doi", "datacite"])]
     c += files("doi datacite", ["doi", "datacite", "halo/f1"], state_files()[:3])
+    # key, trust, commit --sign
+    c += [Case("key", ["key"]), Case("key", ["key", "no-such"]), Case("key ls", ["key", "ls", "--nope"])]
+    c += [Case("key create", ["key", "create", n]) for n in ["", "../x", "a" * 65, "-x", "a b", "\x00"]]
+    c += [Case("trust", ["trust"]), Case("trust ls", ["trust", "ls", "extra"])]
+    c += [Case("trust add", ["trust", "add", "latest", d]) for d in [
+        "", "did:key:", "did:key:zzz", "did:web:example.org", "did:key:z" + "1" * 200,
+        "did:key:z6LSbysY2xFMRpGMhb7tFTLMpeuPRaqaWM1yECx2AtzE3KCc"]]  # an X25519 key, not Ed25519
+    c += [Case("trust add", ["trust", "add", "latest", "did:key:z6MkeTG3bFFSLYVU7VqhgZxqr6YzpaGrQtFMh1uvqGy1vDnP",
+                             "--threshold", t]) for t in ["0", "2", "x"]]
+    c += [Case("trust rm", ["trust", "rm", "latest"]), Case("trust rm", ["trust", "rm", "no-such", "did:key:z"])]
+    c += [Case("commit", ["commit", "-m", "x", "--sign", k]) for k in ["no-such-key", "../x", ""]]
+    c += [Case("commit", ["commit", "-m", "x", o, d]) for o in ["--add-key", "--retire-key"]
+          for d in ["did:key:zzz", "nope"]]
     c += [Case("show", ["show", "halo/f1", "--at", t]) for t in BAD_TIMES]
     c += [Case("show", ["show", "halo/f1", "--name", n]) for n in ["no-such-name", *BAD_NAMES[:2]]]
     c += [Case("show", ["show", k]) for k in ["halo/no-such", "", "halodb://", "halodb://latest@/halo/f1",

@@ -15,6 +15,7 @@ caller falls back to the registry.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,20 +27,23 @@ from halodb.naming.router import NameRouter, kubo_of
 
 if TYPE_CHECKING:
     from halodb.cache import Cache
+    from halodb.ipld import CID
 
 __all__ = ["cid_at_in_home", "synced_cid_at"]
 
 
 def synced_cid_at(queries: Cache, names: NameStore, name: str, key_or_path: str,
-                  when: datetime) -> tuple[bool, str | None]:
+                  when: datetime, *, trusted: Callable[[CID], bool] | None = None) -> tuple[bool, str | None]:
     """``(True, cid or None)`` when the cache holds ``name`` at the head the name resolves to
-    now (one indexed query); ``(False, None)`` when it does not (ask the DAG)."""
+    now (one indexed query); ``(False, None)`` when it does not (ask the DAG), or when
+    ``trusted`` (given the head) says the cache may not answer for it."""
     ref = parse_ref(name)
     if ref.name is None or ref.when is not None or ref.back:
         return False, None
     with queries.session():
         state = queries.sync_state(names.canonical(name))
-        if state is None or state.head != str(names.resolve(name).cid):
+        head = names.resolve(name).cid
+        if state is None or state.head != str(head) or (trusted is not None and not trusted(head)):
             return False, None
         return True, queries.cid_at(key_or_path, when, state.name)
 
@@ -63,7 +67,19 @@ def cid_at_in_home(home: str | Path | None, store: str | None, cache: str | Path
         queries = open_for_queries(location.cache)
     except MigrationError:
         return False, None
+    from halodb.api.trust import TrustStore
+
+    trust = TrustStore(location.home)
+
+    def trusted(head: CID) -> bool:  # verified already: else the registry verifies it
+        canonical = names.canonical(name)
+        policy = trust.policy(canonical)
+        if policy is None:
+            return True
+        checkpoint = trust.checkpoint(canonical)
+        return checkpoint is not None and checkpoint.head == str(head) and checkpoint.policy == policy.digest()
+
     try:
-        return synced_cid_at(queries, names, name, key_or_path, when)
+        return synced_cid_at(queries, names, name, key_or_path, when, trusted=trusted)
     finally:
         queries.close()

@@ -21,7 +21,7 @@ beside it (:mod:`~halodb.api.home`, :mod:`~halodb.api.staging`, :mod:`~halodb.ap
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,11 +29,13 @@ from typing import TYPE_CHECKING, Any
 from halodb import stac
 from halodb.api.gc import collect_garbage
 from halodb.api.home import Home, Stage, default_author, default_home
+from halodb.api.keys import load_key
 from halodb.api.location import where
 from halodb.api.lookup import synced_cid_at
 from halodb.api.scanning import current_view
 from halodb.api.staging import ItemInput, prepare_items, stage_prepared, stage_removals, stage_tree
 from halodb.api.syncing import sync_name
+from halodb.api.trust import TrustStore, key_changes
 from halodb.blockstore import BlockStore, DirectoryStore, import_car, open_store
 from halodb.blockstore.caching import CachingStore
 from halodb.blockstore.gateway import GatewayStore
@@ -47,6 +49,7 @@ from halodb.index.history import divergence, versions
 from halodb.index.index import Index
 from halodb.index.model import Change, Commit, Entry, IndexRoot
 from halodb.index.prolly import NodeCache
+from halodb.index.signing import Checkpoint, verify_head
 from halodb.index.log import LogEntry, log
 from halodb.index.reachable import export_dag, reachable
 from halodb.ipld import CID, decode
@@ -71,6 +74,7 @@ class Registry:
         self.names = names
         self.cache_path = cache_path
         self.state = Home(home)
+        self.trust = TrustStore(home)  #: per-name trust policies: who may sign a name's versions
         self.node_cache = NodeCache()
         self.index = Index(store, self.node_cache)
         self._commits: dict[CID, Commit] = {}
@@ -199,15 +203,23 @@ class Registry:
 
     # -- committing and publishing ------------------------------------------------------------------
     def commit(
-        self, message: str, *, time: TimeLike = None, author: str | None = None, allow_empty: bool = False
+        self, message: str, *, time: TimeLike = None, author: str | None = None, allow_empty: bool = False,
+        sign: Sequence[str] = (), add_keys: Sequence[str] = (), retire_keys: Sequence[str] = (),
     ) -> CID:
         """Commit the stage as a new version on top of the local head; returns the commit CID.
+
+        ``sign``: names of the home's signing keys (:mod:`halodb.api.keys`) that sign it;
+        ``add_keys`` / ``retire_keys``: ``did:key`` identities it allows, or stops allowing, to
+        sign later versions (they count for readers only when the commit is signed by keys
+        they trust).
 
         The home's lock is held from reading the head and stage to recording the new head, so
         two commits never build on the same head. A stage whose item blocks are not all in the
         store is refused (:class:`BlockNotFoundError`, naming them), and nothing is committed.
         """
         given = None if time is None else to_time(time, what="--time")  # a bad --time fails before the lock
+        signers = [load_key(self.home, name) for name in sign]  # so does a missing key
+        changes = key_changes(add_keys, retire_keys)
         with paused_gc(), self.state.locked("commit"):
             # "now" is read holding the lock: read before it, a commit that waited for another
             # one would carry an earlier time than the head that commit made
@@ -217,7 +229,8 @@ class Registry:
                 raise NothingToCommitError("nothing staged: use `halodb add` or `halodb rm` first")
             self._check_staged_blocks(stage)
             cid = commit_changes(self.store, self.index, head, stage.upserts, stage.removals, time=when,
-                                 author=author or default_author(), message=message, commits=self._commits)
+                                 author=author or default_author(), message=message, commits=self._commits,
+                                 sign=signers, keys=changes)
             self.store.flush()
             self.state.save(cid, Stage())
             return cid
@@ -319,7 +332,7 @@ class Registry:
             base, when = head, (to_time(text.split("@", 1)[1]) if "@" in text else None)
         else:
             parsed = parse_ref(text)
-            base = parsed.cid if parsed.cid is not None else self.names.resolve(text.rpartition("@")[0] if parsed.when else text).cid
+            base = parsed.cid if parsed.cid is not None else self.name_head(text.rpartition("@")[0] if parsed.when else text)
             when = parsed.when
         if when is None:
             return base
@@ -327,6 +340,28 @@ class Registry:
         if found is None:
             raise NameNotFoundError(f"{ref!r}: no version at or before {format_time(when)}", name=ref)
         return found[0]
+
+    def name_head(self, name: str, *, allow_rewind: bool = False) -> CID:
+        """The commit ``name`` points at now; with a trust policy for the name, checked
+        against it first (see :meth:`verify_trust`)."""
+        head = self.names.resolve(name).cid
+        self.verify_trust(name, head, allow_rewind=allow_rewind)
+        return head
+
+    def verify_trust(self, name: str, head: CID, *, allow_rewind: bool = False) -> Checkpoint | None:
+        """Check ``head`` against ``name``'s trust policy (None: the name has none).
+
+        :class:`~halodb.errors.TrustError` when it is not signed by enough allowed keys;
+        :class:`~halodb.errors.RewindError` when it does not descend from the last head
+        trusted for the name, unless ``allow_rewind``."""
+        canonical = self.canonical_name(name)
+        policy = self.trust.policy(canonical)
+        if policy is None:
+            return None
+        checkpoint = verify_head(self.store, canonical, head, policy, self.trust.checkpoint(canonical),
+                                 allow_rewind=allow_rewind, commits=self._commits)
+        self.trust.save_checkpoint(canonical, checkpoint)
+        return checkpoint
 
     def version(self, ref: str | CID) -> tuple[CID, Commit]:
         """The commit a reference names (as :meth:`resolve`), with its time, author and message."""
@@ -435,8 +470,13 @@ class Registry:
 
         A head that does not descend from the one the cache last synced for the name (the
         name moved back, or to another history) is refused with :class:`RewindError` and the
-        cache left as it was, unless ``allow_rewind``: then the name is rebuilt at that head."""
-        head = head if head is not None else self.resolve(name)
+        cache left as it was, unless ``allow_rewind``: then the name is rebuilt at that head.
+        With a trust policy for the name, a head not signed as it asks is refused first
+        (:class:`~halodb.errors.TrustError`, see :meth:`verify_trust`)."""
+        if head is None:
+            head = self.name_head(name, allow_rewind=allow_rewind)
+        else:
+            self.verify_trust(name, head, allow_rewind=allow_rewind)
         return sync_name(self.store, self.index, self.cache, self.canonical_name(name), head,
                          prefetch_spread=self.prefetch_spread, prefetch_workers=self.prefetch_workers,
                          allow_rewind=allow_rewind)
@@ -455,7 +495,11 @@ class Registry:
         """
         t = to_time(when, what="date")
         if name is not None and self.cache_path.exists():
-            answered, cid = synced_cid_at(self.queries, self.names, name, key_or_path, t)
+            def trusted(head: CID) -> bool:
+                self.verify_trust(name, head)  # raises when the head is not trusted
+                return True
+
+            answered, cid = synced_cid_at(self.queries, self.names, name, key_or_path, t, trusted=trusted)
             if answered:
                 return cid
         return self.cid_at_dag(key_or_path, t, name or "HEAD")

@@ -137,11 +137,18 @@ def rm(ctx: Context, keys: tuple[str, ...]) -> None:
 @click.option("-m", "--message", required=True, help="What this version changes.")
 @click.option("--time", "when", help="Version time (ISO 8601; default now, UTC). May not go backwards.")
 @click.option("--author", help="Author [env HALODB_AUTHOR; default user@host].")
+@click.option("--sign", "sign", multiple=True, envvar="HALODB_SIGN", metavar="KEY",
+              help="Sign with the home's key KEY (repeatable) [env HALODB_SIGN]; with $HALODB_SIGNING_KEY_FILE "
+                   "the key is read from that file.")
+@click.option("--add-key", multiple=True, metavar="DID", help="Allow this did:key to sign later versions (repeatable).")
+@click.option("--retire-key", multiple=True, metavar="DID", help="Stop allowing this did:key to sign later versions.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def commit(ctx: Context, message: str, when: str | None, author: str | None, as_json: bool) -> None:
+def commit(ctx: Context, message: str, when: str | None, author: str | None, sign: tuple[str, ...],
+           add_key: tuple[str, ...], retire_key: tuple[str, ...], as_json: bool) -> None:
     """Commit the staged changes as a new version; prints the commit CID."""
-    cid = ctx.registry().commit(message, time=when, author=author)
+    cid = ctx.registry().commit(message, time=when, author=author, sign=sign, add_keys=add_key,
+                                retire_keys=retire_key)
     if as_json:
         emit_json({"commit": str(cid)})
     else:
@@ -180,18 +187,24 @@ def publish(ctx: Context, name: str, target: str | None, force: bool) -> None:
 @pass_ctx
 def log(ctx: Context, ref: str, limit: int | None, as_json: bool) -> None:
     """History of a name (or CID, or HEAD): CID, time, author, message, +added ~changed -removed."""
+    from halodb.index.signing import valid_signers
+
     rows = []
     for e in ctx.registry().log(ref, limit=limit):
+        signers = valid_signers(e.commit)
         if as_json:
             rows.append({
                 "cid": str(e.cid), "time": e.commit.time, "author": e.commit.author, "message": e.commit.message,
                 "added": e.added, "changed": e.changed, "removed": e.removed, "datasets": e.count,
+                "signed_by": signers,
             })
         else:
             click.echo(
                 f"{e.cid}  {e.commit.time:%Y-%m-%d %H:%M:%S}Z  {e.commit.author}  "
                 f"+{e.added} ~{e.changed} -{e.removed}  ({e.count})  {e.commit.message}"
             )
+            for did in signers:
+                click.echo(f"    signed by {did}")
     if as_json:
         emit_json(rows)
 
@@ -529,14 +542,17 @@ def status(ctx: Context, as_json: bool) -> None:
     """Local head, staged changes, and per synced name its head and whether the cache is current."""
     reg = ctx.registry()
     stage = reg.staged()
-    names = []
+    names: list[dict[str, Any]] = []
     for st in reg.cache.sync_states() if reg.cache_path.exists() else []:
         try:
             current = str(reg.resolve(st.name))
         except HaloDBError:
             current = None
+        checkpoint = reg.trust.checkpoint(st.name) if reg.trust.policy(st.name) is not None else None
         names.append({"name": st.name, "synced_head": st.head, "synced_at": st.synced_at,
-                      "current_head": current, "up_to_date": current == st.head})
+                      "current_head": current, "up_to_date": current == st.head,
+                      "signed_by": list(checkpoint.signers) if checkpoint is not None and checkpoint.head == st.head
+                      else None})
     info = {"home": str(reg.home), "head": str(reg.head) if reg.head else None,
             "staged": {"upserts": len(stage.upserts), "removals": len(stage.removals)}, "names": names}
     if as_json:
@@ -547,6 +563,8 @@ def status(ctx: Context, as_json: bool) -> None:
     for n in names:
         flag = "current" if n["up_to_date"] else f"behind (name now at {n['current_head']})"
         click.echo(f"name {n['name']}: synced {n['synced_head']} at {n['synced_at']:%Y-%m-%d %H:%M:%S} — {flag}")
+        if n["signed_by"]:
+            click.echo(f"  signed by {', '.join(n['signed_by'])} (trusted)")
 
 
 @cli.command()
@@ -835,9 +853,12 @@ def _add_groups() -> None:
     """The command groups that live in modules of their own."""
     from halodb.cli.dois import doi
     from halodb.cli.pins import pins
+    from halodb.cli.signing import key, trust
 
     cli.add_command(doi)
     cli.add_command(pins)
+    cli.add_command(key)
+    cli.add_command(trust)
 
 
 _add_groups()

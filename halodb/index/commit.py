@@ -16,16 +16,20 @@ halodb.errors.TimeOrderError: commit time 2024-08-11T00:00:00Z is before the hea
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from halodb.blockstore.base import BlockStore
 from halodb.errors import TimeOrderError
 from halodb.index.history import CommitCache, load_commit, write_commit
 from halodb.index.index import Index
-from halodb.index.model import Commit, Entry
+from halodb.index.model import Commit, Entry, KeyChanges
 from halodb.ipld import CID
 from halodb.util.times import format_time
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 __all__ = ["commit_changes"]
 
@@ -33,9 +37,11 @@ __all__ = ["commit_changes"]
 def commit_changes(
     store: BlockStore, index: Index, parent: CID | None, upserts: Mapping[str, Entry], removals: Set[str], *,
     time: datetime, author: str, message: str, commits: CommitCache | None = None,
+    sign: Sequence[Ed25519PrivateKey] = (), keys: KeyChanges | None = None,
 ) -> CID:
     """Write the version ``parent`` + changes as a commit whose only parent is ``parent``;
-    returns its CID. :class:`TimeOrderError` if ``time`` is before the parent's."""
+    returns its CID. :class:`TimeOrderError` if ``time`` is before the parent's.
+    ``sign``: keys that sign it; ``keys``: keys it adds or retires for later versions."""
     base = load_commit(store, parent, commits) if parent is not None else None
     if base is not None and time < base.time:
         raise TimeOrderError(
@@ -45,5 +51,9 @@ def commit_changes(
     root = index.load_root(base.index) if base is not None else index.empty()
     index_cid = index.write_root(index.apply(root, dict(upserts), set(removals)))
     commit = Commit(index=index_cid, time=time, author=author, message=message,
-                    parents=(parent,) if parent is not None else ())
+                    parents=(parent,) if parent is not None else (), keys=keys)
+    if sign:
+        from halodb.index.signing import sign_commit
+
+        commit = sign_commit(commit, sign)
     return write_commit(store, commit)

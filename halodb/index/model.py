@@ -9,6 +9,8 @@ True
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -126,31 +128,72 @@ class IndexRoot:
         return cls(count=count, by_doi=by_doi, **roots)
 
 
+MAX_SIGNATURES = 16  #: signatures one commit may carry
+MAX_KEY_CHANGES = 64  #: keys one commit may add, and retire
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """An Ed25519 signature by ``key`` (a ``did:key``) over a commit's signed bytes."""
+
+    key: str
+    sig: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KeyChanges:
+    """Keys a signed commit adds to, or retires from, those allowed to sign later versions."""
+
+    add: tuple[str, ...] = ()
+    retire: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Commit:
-    """One version in the history: ``{parents, index, time, author, message}``."""
+    """One version in the history: ``{parents, index, time, author, message}``.
+
+    Format version 2 adds ``signatures`` (see :mod:`halodb.index.signing`) and ``keys``
+    (key changes for later versions); a commit with neither is written as version 1, so
+    unsigned histories keep their CIDs.
+    """
 
     index: CID
     time: datetime
     author: str
     message: str
     parents: tuple[CID, ...] = field(default=())
+    signatures: tuple[Signature, ...] = field(default=())
+    keys: KeyChanges | None = None
 
-    def to_ipld(self) -> dict[str, Any]:
-        return {
+    @property
+    def version(self) -> int:
+        return 2 if self.signatures or self.keys is not None else 1
+
+    def to_ipld(self, *, signatures: bool = True) -> dict[str, Any]:
+        """The block's value; without its ``signatures`` when ``signatures`` is False (the signed bytes)."""
+        out: dict[str, Any] = {
             "type": "halodb/commit",
-            "version": 1,
+            "version": self.version,
             "parents": list(self.parents),
             "index": self.index,
             "time": format_time(self.time),
             "author": self.author,
             "message": self.message,
         }
+        if self.keys is not None:
+            out["keys"] = {"add": list(self.keys.add), "retire": list(self.keys.retire)}
+        if signatures and self.signatures:
+            out["signatures"] = [{"key": s.key, "sig": s.sig} for s in self.signatures]
+        return out
 
     @classmethod
     def from_ipld(cls, value: Any, *, cid: CID | None) -> Commit:
         if not isinstance(value, dict) or value.get("type") != "halodb/commit":
             raise SchemaError(f"block {cid} is not a HaloDB commit", cid=cid)
+        version = value.get("version", 1)
+        if version not in (1, 2) or type(version) is not int:
+            raise SchemaError(f"commit {cid} has format version {version!r}; this HaloDB reads versions 1 and 2",
+                              cid=cid)
         try:
             parents = value["parents"]
             index = value["index"]
@@ -163,4 +206,64 @@ class Commit:
             raise SchemaError(f"commit {cid}: parents must be a list of links", cid=cid)
         if not isinstance(index, CID):
             raise SchemaError(f"commit {cid}: index must be a link", cid=cid)
-        return cls(index=index, time=time, author=str(author), message=str(message), parents=tuple(parents))
+        if version == 1 and ("signatures" in value or "keys" in value):
+            raise SchemaError(f"commit {cid}: signatures and key changes need format version 2", cid=cid)
+        signatures = _signatures(value.get("signatures", []), cid)
+        keys = _key_changes(value["keys"], cid) if "keys" in value else None
+        if version == 2 and not signatures and keys is None:
+            raise SchemaError(f"commit {cid}: format version 2 without signatures or key changes", cid=cid)
+        return cls(index=index, time=time, author=str(author), message=str(message), parents=tuple(parents),
+                   signatures=signatures, keys=keys)
+
+
+def _dids(value: Any, what: str, cid: CID | None, limit: int) -> tuple[str, ...]:
+    from halodb.ipld.didkey import MAX_DID_LENGTH
+
+    if not isinstance(value, list) or len(value) > limit:
+        raise SchemaError(f"commit {cid}: {what} must be a list of at most {limit} did:key strings", cid=cid)
+    for did in value:
+        if not isinstance(did, str) or not did.startswith("did:key:") or len(did) > MAX_DID_LENGTH:
+            raise SchemaError(f"commit {cid}: {what} holds {str(did)[:80]!r}, not a did:key", cid=cid)
+    return tuple(value)
+
+
+def _signatures(value: Any, cid: CID | None) -> tuple[Signature, ...]:
+    if not isinstance(value, list) or len(value) > MAX_SIGNATURES:
+        raise SchemaError(f"commit {cid}: signatures must be a list of at most {MAX_SIGNATURES}", cid=cid)
+    out = []
+    for entry in value:
+        if not isinstance(entry, dict) or set(entry) != {"key", "sig"} or not isinstance(entry["sig"], bytes) \
+                or len(entry["sig"]) != 64:
+            raise SchemaError(f"commit {cid}: a signature must be {{key: did:key, sig: 64 bytes}}", cid=cid)
+        out.append(Signature(_dids([entry["key"]], "a signature's key", cid, 1)[0], entry["sig"]))
+    return tuple(out)
+
+
+def _key_changes(value: Any, cid: CID | None) -> KeyChanges:
+    if not isinstance(value, dict) or not set(value) <= {"add", "retire"}:
+        raise SchemaError(f"commit {cid}: keys must be {{add: [did:key], retire: [did:key]}}", cid=cid)
+    return KeyChanges(add=_dids(value.get("add", []), "keys.add", cid, MAX_KEY_CHANGES),
+                      retire=_dids(value.get("retire", []), "keys.retire", cid, MAX_KEY_CHANGES))
+
+
+@dataclass(frozen=True)
+class TrustPolicy:
+    """Whom a reader trusts to sign a name's versions: ``keys`` (``did:key``) and how many must sign."""
+
+    keys: frozenset[str]
+    threshold: int = 1
+
+    def digest(self) -> str:
+        """A short hash of the policy: a checkpoint made under another policy does not count."""
+        text = json.dumps({"keys": sorted(self.keys), "threshold": self.threshold})
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The last head verified under a policy, and the keys allowed after it."""
+
+    head: str
+    keys: frozenset[str]
+    policy: str  #: :meth:`TrustPolicy.digest`
+    signers: tuple[str, ...] = ()  #: who signed ``head``
