@@ -417,6 +417,11 @@ class SigningKeyError(InputError):
     read (``.source`` the key's name or file)."""
 
 
+class ProofError(InputError):
+    """A proof file does not prove what it claims: a changed byte, a missing block, a wrong
+    path, an untrusted signer (``.source`` the file)."""
+
+
 # --- datasets / trees -----------------------------------------------------------------
 class TreePathError(InputError):
     """A path that does not exist in a file tree, or is a folder where a file was expected (``.path``)."""

@@ -11,7 +11,7 @@ import halodb.errors
 def test_all_is_pinned() -> None:
     assert sorted(halodb.__all__) == sorted([
         "BlockNotFoundError", "BlockStoreError", "CID", "CIDError", "CacheError", "CarError", "DAGError", "DataCiteError", "DatasetError", "DoiConflictError", "NotADatasetError",
-        "DecodeError", "EncodeError", "GatewayError", "HaloDBError", "HomeLockedError", "IPLDError", "InputError", "InvalidItemError", "PinError", "PinListError", "SigningKeyError", "TrustError",
+        "DecodeError", "EncodeError", "GatewayError", "HaloDBError", "HomeLockedError", "IPLDError", "InputError", "InvalidItemError", "PinError", "PinListError", "ProofError", "SigningKeyError", "TrustError",
         "InvalidNameError", "LogEntry", "MigrationError", "MissingParentError", "NameConflictError",
         "NameNotFoundError", "NameUpdateError", "NamingError", "NothingToCommitError", "PathConflictError", "QueryError",
         "ReadOnlyStoreError", "Registry", "RequestError", "RegistryError", "ResolverError", "RewindError", "SchemaError", "Stage", "StoreURLError",

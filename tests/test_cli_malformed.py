@@ -243,6 +243,14 @@ def cases() -> list[Case]:
         ["--version", ABSENT_CID], ["--version", "HEAD", "--at", "2024-09-01"], ["--publisher", "ORCESTRA"]]]
     c += [Case("doi datacite", ["doi", "datacite"])]
     c += files("doi datacite", ["doi", "datacite", "halo/f1"], state_files()[:3])
+    # prove, verify
+    c += [Case("prove", ["prove", "halo/f1", "-o", beside("p.car", b"-"), *o]) for o in [
+        ["--at", "yesterday"], ["--at", "2024-01-01"], ["--name", "no-such-name"], ["--name", "bafyNOTACID"]]]
+    c += [Case("prove", ["prove", "halo/f1"]), Case("prove", ["prove", "halo/f1", "-o", beside("p-dir", None)]),
+          Case("prove", ["prove", "halo/f1", "-o", beside("no-such-folder/p.car", b"-")])]
+    c += [Case("verify", ["verify", f]) for f in input_files("proof.car")]
+    c += [Case("verify", ["verify", beside("varint-proof.car", b"\xff" * 12)])]
+    c += [Case("verify", ["verify", beside("v.car", b"-"), "--trust", f]) for f in input_files("policy.json")]
     # key, trust, commit --sign
     c += [Case("key", ["key"]), Case("key", ["key", "no-such"]), Case("key ls", ["key", "ls", "--nope"])]
     c += [Case("key create", ["key", "create", n]) for n in ["", "../x", "a" * 65, "-x", "a b", "\x00"]]

@@ -541,6 +541,15 @@ class Registry:
         head = self.resolve(ref)
         return head, export_dag(self.store, self.index, head, path, history=history, commits=self._commits)
 
+    def prove(self, key_or_path: str, when: TimeLike, path: str | Path, ref: str | CID = "HEAD") -> int:
+        """Write an inclusion proof (a CAR, see :mod:`halodb.index.proof`) of the data CID
+        ``key_or_path`` had at ``when`` on the history of ``ref``; returns its blocks. The proof
+        file is written whole or not at all."""
+        from halodb.index.proof import write_proof
+
+        head = self.resolve(ref)
+        return write_proof(self.store, head, key_or_path, to_time(when, what="--at"), str(path))
+
     def import_car(self, path: str | Path) -> list[CID]:
         """Verify a CAR completely, then store its blocks; returns its roots."""
         return import_car(self.store, Path(path))

@@ -386,6 +386,46 @@ def show(ctx: Context, key_or_path: str, when: str | None, name: str | None, com
 
 @cli.command()
 @click.argument("key_or_path")
+@click.option("--at", "when", metavar="T", help="The version current at T (ISO 8601; default: now).")
+@click.option("--name", help="Name whose history to prove from (default: the local head).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The proof CAR to write.")
+@pass_ctx
+def prove(ctx: Context, key_or_path: str, when: str | None, name: str | None, output: str) -> None:
+    """Write a proof that KEY_OR_PATH had its data CID in the version current at T: a small CAR
+    anyone can check offline with `halodb verify`."""
+    from halodb.index.proof import verify_proof
+
+    blocks = ctx.registry().prove(key_or_path, when, output, name or "HEAD")
+    answer = verify_proof(output)
+    click.echo(f"{output}: {blocks} blocks, {Path(output).stat().st_size} bytes; "
+               f"{answer.key or key_or_path} -> {answer.data or '(no such dataset)'} in {answer.version}")
+
+
+@cli.command()
+@click.argument("proof", type=click.Path(dir_okay=False))
+@click.option("--trust", "policy_file", type=click.Path(dir_okay=False),
+              help="A trust policy file ({\"keys\": [did:key...], \"threshold\": K}): the head must be signed by it.")
+@click.option("--json", "as_json", is_flag=True)
+def verify(proof: str, policy_file: str | None, as_json: bool) -> None:
+    """Check a proof offline (no home, no network); print what it proves. Exit 2 if it does not."""
+    from halodb.api.trust import load_policy_file
+    from halodb.index.proof import verify_proof
+
+    policy = load_policy_file(Path(policy_file))[1] if policy_file else None
+    a = verify_proof(proof, policy)
+    info = {"key_or_path": a.key_or_path, "at": a.at, "dataset": a.key, "data": a.data,
+            "item": str(a.item) if a.item else None, "version": str(a.version), "version_time": a.time,
+            "head": str(a.head), "signed_by": a.signers, "trusted": policy is not None, "blocks": a.blocks}
+    if as_json:
+        emit_json(info)
+        return
+    click.echo(f"{a.key or a.key_or_path} at {a.at:%Y-%m-%dT%H:%M:%SZ}: {a.data or '(no such dataset)'}")
+    click.echo(f"version {a.version} ({a.time:%Y-%m-%dT%H:%M:%SZ}) of head {a.head}")
+    click.echo("signed by " + (", ".join(a.signers) if a.signers else "nobody") + (" (trusted)" if policy else ""))
+
+
+@cli.command()
+@click.argument("key_or_path")
 @click.option("--at", "when", metavar="T", help="The version current at T (ISO 8601; default: the newest).")
 @click.option("--name", help="Name whose history to ask (default: the local head).")
 @click.option("--version", "commit", metavar="REF", help="This version (a commit CID, HEAD~1, NAME~2...) instead of --at.")
