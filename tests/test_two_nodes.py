@@ -128,3 +128,35 @@ def test_a_gateway_node_that_disappears_mid_sync(nodes: tuple[KuboNode, KuboNode
         again.close()
     finally:
         c.stop()
+
+
+def test_a_signed_head_travels_through_a_gateway_and_a_strangers_does_not_pass(
+        nodes: tuple[KuboNode, KuboNode], tmp_path: Path) -> None:
+    """The signature lives in the commit block: a client with nothing but B's gateway and a
+    trust policy verifies it offline, and refuses a head signed by another key."""
+    from halodb.api.keys import create_key
+    from halodb.errors import TrustError
+
+    a, b = nodes
+    publisher = halodb.open(tmp_path / "publisher", store=a.api, create=True)
+    alice = create_key(publisher.home, "alice")
+    create_key(publisher.home, "mallory")
+    publisher.add([make_item("f1", cid_for("signed-1"))])
+    c1 = publisher.commit("signed by alice", time="2024-08-12T00:00:00Z", sign=["alice"])
+    publisher.add([make_item("f2", cid_for("signed-2"))])
+    forged = publisher.commit("signed by a stranger", time="2024-08-13T00:00:00Z", sign=["mallory"])
+    publisher.close()
+
+    client = halodb.open(tmp_path / "client", store=b.gateway, create=True)
+    try:
+        client.trust.add("latest", alice)
+        client.names.publish("latest", c1)
+        assert client.sync("latest").head == c1
+        assert (client.home / "trust").is_dir() and not (client.home / "keys").exists()
+        client.names.publish("latest", forged)
+        with pytest.raises(TrustError, match=f"refusing latest -> {forged}: signed by did:key"):
+            client.sync("latest")
+        state = client.cache.sync_state("latest")
+        assert state is not None and state.head == str(c1)
+    finally:
+        client.close()
