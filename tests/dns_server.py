@@ -121,6 +121,17 @@ class DnsServer:
     def other_key_env(self) -> str:
         return f"{ALGORITHM}:{OTHER_KEY_NAME}:{self.other_secret}"
 
+    @property
+    def client_env(self) -> dict[str, str]:
+        """What a HaloDB client needs to resolve and publish here: nameserver and TSIG key."""
+        return {"HALODB_NAMESERVER": self.nameserver, "HALODB_TSIG_KEY": self.key_env}
+
+    def fresh_dnslink(self, domain: str) -> str:
+        """``_dnslink.DOMAIN``, emptied of what an earlier test left: the record to move."""
+        record = f"_dnslink.{domain}"
+        self.delete(record)
+        return record
+
     # --- lifecycle --------------------------------------------------------------------
     def _write_config(self) -> Path:
         d = self.dir

@@ -200,9 +200,7 @@ def test_watch_reports_a_rewound_name_as_a_failure_and_keeps_watching(registry: 
 # --- DNSLink on a real BIND 9 -----------------------------------------------------------------
 def test_a_dnslink_record_moved_back_is_not_followed(home: Path, dns_server: Any) -> None:
     domain = "rewind.campaign.test"
-    record = f"_dnslink.{domain}"
-    dns_server.delete(record)
-    env = {"HALODB_NAMESERVER": dns_server.nameserver, "HALODB_TSIG_KEY": dns_server.key_env}
+    record, env = dns_server.fresh_dnslink(domain), dns_server.client_env
     reg = halodb.open(home, create=True)
     c1, c2, c3 = three_versions(reg)
     reg.close()

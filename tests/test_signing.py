@@ -237,9 +237,7 @@ def test_the_key_never_reaches_the_output(home: Path) -> None:
 # --- a real BIND 9: an attacker moves the DNSLink record to a commit a stranger signed ------------
 def test_a_dnslink_record_moved_to_a_strangers_commit_is_refused(home: Path, dns_server: Any) -> None:
     domain = "signed.campaign.test"
-    record = f"_dnslink.{domain}"
-    dns_server.delete(record)
-    env = {"HALODB_NAMESERVER": dns_server.nameserver, "HALODB_TSIG_KEY": dns_server.key_env}
+    record, env = dns_server.fresh_dnslink(domain), dns_server.client_env
     reg = halodb.open(home, create=True)
     try:
         alice = create_key(home, "alice")

@@ -358,9 +358,11 @@ class Registry:
         policy = self.trust.policy(canonical)
         if policy is None:
             return None
-        checkpoint = verify_head(self.store, canonical, head, policy, self.trust.checkpoint(canonical),
+        before = self.trust.checkpoint(canonical)
+        checkpoint = verify_head(self.store, canonical, head, policy, before,
                                  allow_rewind=allow_rewind, commits=self._commits)
-        self.trust.save_checkpoint(canonical, checkpoint)
+        if checkpoint != before:
+            self.trust.save_checkpoint(canonical, checkpoint)
         return checkpoint
 
     def version(self, ref: str | CID) -> tuple[CID, Commit]:
