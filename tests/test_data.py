@@ -254,7 +254,8 @@ def test_only_the_chunks_read_are_fetched(kubo: Any, tmp_path: Path, via: str) -
     try:
         ds = halodb.open_dataset(f"ipfs://{cid}", registry=reg, consolidated=True)
 
-        def fetched() -> int:
+        def fetched() -> int:  # blocks on disk, once the cache's write-behind has written them
+            reg.store.local_store()
             return sum(1 for p in (home / "blocks").rglob("*") if p.is_file())
 
         opened = fetched()
@@ -295,6 +296,8 @@ def test_prefetch_brings_the_whole_dataset_in_one_car(kubo: Any, tmp_path: Path)
     reg = halodb.open(home, store=kubo.gateway, create=True)
     try:
         halodb.open_dataset(f"ipfs://{cid}", registry=reg, prefetch=True)
+        assert reg.store.prefetch_failures == []  # type: ignore[attr-defined]  # the CAR came whole
+        reg.store.local_store()  # the fetched blocks are written to disk behind the reader: wait for them
         assert sum(1 for p in (home / "blocks").rglob("*") if p.is_file()) == total
         requests = reg.store.remote.requests  # type: ignore[attr-defined]
         assert np.array_equal(halodb.open_dataset(f"ipfs://{cid}", registry=reg).ta.values, dataset(0).ta.values)
