@@ -32,6 +32,8 @@ from halodb.errors import (
     CacheError,
     CIDLike,
     DatasetError,
+    DecodeError,
+    EncodeError,
     ErrorMap,
     HaloDBError,
     InputError,
@@ -219,11 +221,12 @@ LIBRARIES = {  # library -> the top-level packages its exceptions are defined in
     "duckdb": ("duckdb", "_duckdb"),
     "zarr": ("zarr", "numcodecs"),
     "cryptography": ("cryptography",),
+    "multiformats": ("multiformats",),
 }
 
 BOUNDARY_MODULES = ["halodb.blockstore._boundary", "halodb.naming._boundary", "halodb.naming.ipns_record",
                     "halodb.cache._boundary", "halodb.scan._boundary", "halodb.serve._boundary",
-                    "halodb.pins._boundary"]
+                    "halodb.pins._boundary", "halodb.ipld._boundary"]
 
 # every map, and the one HaloDB error class it gives (the class users saw before the maps)
 EXPECTED_MAPS: dict[str, tuple[str, type[HaloDBError]]] = {
@@ -240,6 +243,8 @@ EXPECTED_MAPS: dict[str, tuple[str, type[HaloDBError]]] = {
     "halodb.scan._boundary.ZARR": ("zarr", DatasetError),
     "halodb.serve._boundary.DUCKDB_REQUEST": ("duckdb", RequestError),
     "halodb.pins._boundary.HTTPX": ("httpx", PinError),
+    "halodb.ipld._boundary.MULTIFORMATS_DECODE": ("multiformats", DecodeError),
+    "halodb.ipld._boundary.MULTIFORMATS_ENCODE": ("multiformats", EncodeError),
 }
 
 
@@ -319,6 +324,14 @@ def library_exceptions(library: str) -> set[type[BaseException]]:
         import cryptography.exceptions
 
         return _defined_in(packages)
+    if library == "multiformats":
+        import pkgutil
+
+        import multiformats
+
+        for info in pkgutil.walk_packages(multiformats.__path__, "multiformats."):
+            importlib.import_module(info.name)
+        return _defined_in(packages)
     raise AssertionError(library)
 
 
@@ -336,7 +349,8 @@ def test_every_exception_of_the_library_is_mapped(name: str) -> None:
     library, expected = EXPECTED_MAPS[name]
     emap = _maps()[name]
     exceptions = library_exceptions(library)
-    assert len(exceptions) >= {"httpx": 25, "aiohttp": 25, "dnspython": 50, "duckdb": 30, "zarr": 20, "cryptography": 8}[library]
+    assert len(exceptions) >= {"httpx": 25, "aiohttp": 25, "dnspython": 50, "duckdb": 30, "zarr": 20, "cryptography": 8,
+                                 "multiformats": 8}[library]
     unmapped = sorted(f"{c.__module__}.{c.__qualname__}" for c in exceptions if not issubclass(c, emap.caught))
     assert not unmapped, f"{name} does not catch {unmapped}"
     for exc in exceptions:

@@ -219,6 +219,41 @@ def test_link_and_raw_bytes_in_one_value() -> None:
     assert [type(v) for v in back["both"]] == [CID, bytes, bytes]
 
 
+@pytest.mark.parametrize("hash_code, why", [(0x39, "No multicodec is known with unwrapped code 0x39"),
+                                             (0x55, "Multicodec 0x55 is not a multihash")])
+def test_a_link_with_a_code_multiformats_does_not_know(hash_code: int, why: str) -> None:
+    """Fuzz find: multiformats' MulticodecKeyError / MultihashKeyError escaped decode_reference
+    (and encode_reference). Such a link is a well-formed CID: the fast codec reads and writes it;
+    the reference codec cannot represent it and refuses it with HaloDB's errors."""
+    link = CID.parse(bytes([0x01, 0x00, hash_code, 0x13]) + bytes(19))  # hash ``hash_code``, 19-byte digest
+    data = bytes.fromhex("a160d82a5818") + b"\x00" + link.buffer  # {"": link}
+    assert decode(data) == {"": link} and encode({"": link}) == data
+    block = CID.for_bytes(data)
+    with pytest.raises(DecodeError, match=why) as info:
+        decode_reference(data, cid=block)
+    assert info.value.cid == block
+    with pytest.raises(DecodeError):  # keys out of order: decode itself asks the reference decoder
+        decode(bytes.fromhex("a2616101") + data[1:])
+    with pytest.raises(EncodeError, match=why) as error:  # raw bytes send the value to the reference encoder
+        encode({"": link, "raw": b"x"})
+    assert error.value.path == "/"
+
+
+@pytest.mark.parametrize("link_hex", [
+    "01003900" + "00" * 19,  # the fuzz find: an empty digest of hash 0x39, then 19 bytes more
+    "01711220" + "ab" * 32 + "010203",  # a whole sha2-256 CID, then 3 bytes more
+])
+def test_a_link_with_bytes_after_its_multihash_is_refused_by_both_decoders(link_hex: str) -> None:
+    """libipld's CID parser ignores bytes after the multihash; a link is exactly one CID."""
+    buf = bytes.fromhex(link_hex)
+    data = bytes.fromhex("a160d82a58") + bytes([len(buf) + 1, 0]) + buf
+    with pytest.raises(CIDError):
+        CID.parse(buf)
+    for decoder in (decode, decode_reference):
+        with pytest.raises(DecodeError):
+            decoder(data)
+
+
 def test_make_block() -> None:
     cid, data = make_block({"x": LINK})
     assert cid == CID.for_bytes(data, DAG_CBOR) and decode(data) == {"x": LINK}

@@ -11,6 +11,13 @@ A decoded block that contains tag 42 is checked by re-encoding it: when the byte
 identical, the interpretation of every ``bytes`` value as a link is proven right; otherwise
 the reference decoder is used. Values without links take the fast path untouched.
 
+The two agree on every block but one kind: a link whose multicodec or multihash code is
+missing from the ``multiformats`` tables the reference codec looks codes up in (an unknown
+hash function, say). libipld, like :class:`~halodb.ipld.cid.CID`, reads any well-formed CID,
+so :func:`decode` takes such a link; :func:`decode_reference` and :func:`encode_reference`
+cannot represent it and refuse it with a ``DecodeError`` / ``EncodeError``
+(:mod:`halodb.ipld._boundary`), never with multiformats' own ``KeyError``.
+
 Both paths encode ``-0.0`` as ``0.0`` and :func:`decode` rejects a negative zero, as the
 DAG-CBOR spec requires since ipld/ipld#380 (the dag-cbor 0.3 package predates that rule).
 
@@ -38,7 +45,8 @@ import libipld
 from dag_cbor.encoding.err import CBORError
 from multiformats import CID as _MFCID
 
-from halodb.errors import DecodeError, EncodeError
+from halodb.errors import CIDError, DecodeError, EncodeError
+from halodb.ipld._boundary import MULTIFORMATS_DECODE, MULTIFORMATS_ENCODE
 from halodb.ipld.cid import CID
 from halodb.ipld.limits import MAX_BLOCK_SIZE, MAX_INT, MAX_NESTING, MIN_INT
 
@@ -232,6 +240,10 @@ def encode_reference(value: Any) -> bytes:
         raise _too_deep(_slash_path(found))
     try:
         data = bytes(dag_cbor.encode(_to_reference(value)))
+    except MULTIFORMATS_ENCODE.caught as exc:  # a link that is malformed, or whose codes multiformats lacks (a KeyError)
+        raise MULTIFORMATS_ENCODE.translate(
+            exc, "cannot encode value with the reference DAG-CBOR codec: a link in it is not a CID it can"
+                 f" write ({_detail(exc)})", path="/") from None
     except (CBORError, ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise EncodeError(f"cannot encode value as DAG-CBOR: {exc}", path="/") from None
     return _sized(data)
@@ -255,19 +267,29 @@ def _is_link(value: bytes) -> bool:
 
 
 def _links_in_place(value: Any) -> Any:
-    """Turn every ``bytes`` that libipld takes for a CID into a :class:`CID`, in place."""
+    """Turn every ``bytes`` that libipld takes for a CID into a :class:`CID`, in place;
+    :class:`~halodb.errors.CIDError` for one that is not a whole CID."""
     t = type(value)
     if t is dict or t is list:
         for k, v in value.items() if t is dict else enumerate(value):  # values replaced, keys kept
             tv = type(v)
             if tv is bytes:
                 if _is_link(v):
-                    value[k] = CID(v)
+                    value[k] = _whole_cid(v)
             elif tv is dict or tv is list:
                 _links_in_place(v)
     elif t is bytes and _is_link(value):
-        return CID(value)
+        return _whole_cid(value)
     return value
+
+
+def _whole_cid(buf: bytes) -> CID:
+    """``buf`` as a CID, if it is exactly one: libipld's CID parser stops after the multihash
+    its header announces and ignores any bytes left over (``01 00 39 00`` and 19 more bytes
+    reads as a CID with an empty digest), which ``CID.parse`` and the reference decoder refuse."""
+    if len(buf) == 36 and buf[0] == 0x01 and buf[1] < 0x80 and buf[2] == 0x12 and buf[3] == 0x20:
+        return CID(buf)  # the common case, whole: CIDv1, a one-byte codec, sha2-256
+    return CID.parse(buf)  # anything else is checked in full
 
 
 def decode(data: bytes, *, cid: CID | None = None) -> Any:
@@ -300,7 +322,10 @@ def decode(data: bytes, *, cid: CID | None = None) -> Any:
         return decode_reference(data, cid=cid)
     if _TAG42 not in data:
         return value  # no link anywhere: every bytes value is raw bytes
-    return _links_in_place(value)
+    try:
+        return _links_in_place(value)
+    except CIDError as exc:  # a link with bytes left over after its multihash
+        raise DecodeError(f"invalid DAG-CBOR{_where(cid)}: a link is not a valid CID: {exc}", cid=cid) from None
 
 
 def decode_reference(data: bytes, *, cid: CID | None = None) -> Any:
@@ -312,10 +337,19 @@ def decode_reference(data: bytes, *, cid: CID | None = None) -> Any:
         raise DecodeError(
             f"block{_where(cid)} nests maps and lists deeper than {MAX_NESTING} levels", cid=cid
         ) from None
+    except MULTIFORMATS_DECODE.caught as exc:  # a link that is malformed, or whose codes multiformats lacks (a KeyError)
+        raise MULTIFORMATS_DECODE.translate(
+            exc, f"cannot decode block{_where(cid)} with the reference DAG-CBOR codec: a link in it is not"
+                 f" a CID it can read ({_detail(exc)})", cid=cid) from None
     except (CBORError, ValueError, TypeError, OverflowError) as exc:  # Overflow: a length past sys.maxsize
         raise DecodeError(f"invalid DAG-CBOR{_where(cid)}: {exc}", cid=cid) from None
     _check_decoded(value, bytes(data), cid)
     return _from_reference(value)
+
+
+def _detail(exc: BaseException) -> str:
+    """An exception's message without the quotes ``str`` puts around a KeyError's."""
+    return str(exc.args[0]) if len(exc.args) == 1 else str(exc)
 
 
 def _where(cid: CID | None) -> str:

@@ -4,7 +4,8 @@ Inputs: raw bytes; valid encodings (of generated values and of the ipld/codec-fi
 blocks) with bytes flipped, cut and spliced; hostile headers (lengths far beyond the
 input, nesting thousands deep). Claims: ``decode`` gives a value or a ``DecodeError`` within
 memory linear in the input; a block it accepts is canonical (re-encodes to the same bytes)
-and reads the same through the reference decoder; ``decode(encode(x)) == x``; ``encode``
+and reads the same through the reference decoder (which refuses, with a ``DecodeError``, only
+links whose codes the multiformats tables lack); ``decode(encode(x)) == x``; ``encode``
 of anything gives bytes or an ``EncodeError``; a CID parses or is a ``CIDError``, and one
 that parses has one text form.
 """
@@ -81,6 +82,10 @@ def test_decode_gives_a_value_or_a_decode_error(data: bytes) -> None:
 @fuzz(100)
 @given(BLOCKS)
 @example(b"[\x80\x00\x00\x00\x00\x00\x00\x00")  # a byte string of 2**63 bytes: an OverflowError from decode_reference
+# links whose hash code multiformats does not know: its MulticodecKeyError / MultihashKeyError escaped decode_reference
+@example(b"\xa1\x60\xd8\x2a\x58\x18\x00\x01\x00\x39\x13" + bytes(19))  # hash 0x39, 19-byte digest: fast decode reads it
+@example(b"\xa1\x60\xd8\x2a\x58\x18\x00\x01\x00\x55\x13" + bytes(19))  # 0x55 (raw) is a multicodec, no hash
+@example(b"\xa1\x60\xd8\x2a\x58\x18\x00\x01\x00\x39\x00" + bytes(19))  # the find itself: an empty digest, 19 bytes more
 def test_the_fast_decoder_and_the_reference_agree(data: bytes) -> None:
     fast = outcome(decode, data)
     reference = outcome(decode_reference, data)
