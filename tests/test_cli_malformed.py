@@ -264,6 +264,21 @@ def cases() -> list[Case]:
     c += [Case("commit", ["commit", "-m", "x", "--sign", k]) for k in ["no-such-key", "../x", ""]]
     c += [Case("commit", ["commit", "-m", "x", o, d]) for o in ["--add-key", "--retire-key"]
           for d in ["did:key:zzz", "nope"]]
+    # tag create, tag ls, and NAME@TAG references
+    c += [Case("tag", ["tag"]), Case("tag", ["tag", "no-such"])]
+    c += [Case("tag create", ["tag", "create", "latest", t]) for t in ["", "1.0", "-x", "a b", "a" * 65, "v1\x00",
+                                                                      "ü1", "2024-09-01", "a/b"]]
+    c += [Case("tag create", ["tag", "create", n, "v1"]) for n in ["no-such-name", *BAD_NAMES[:3], *BAD_CIDS[:2]]]
+    c += [Case("tag create", ["tag", "create", "latest", "v1", *o]) for o in [
+        ["--at", t] for t in [*BAD_TIMES[:3], "2024-01-01"]] + [
+        ["--cid", x] for x in [*BAD_CIDS, ABSENT_CID]] + [
+        ["--at", "2024-09-01", "--cid", ABSENT_CID], ["--sign", "no-such-key"], ["--sign", "../x"]]]
+    c += [Case("tag create", ["tag", "create", "latest"])]
+    c += [Case("tag ls", ["tag", "ls", r]) for r in ["no-such-name", *BAD_NAMES[:2], *BAD_CIDS[:2], ABSENT_CID,
+                                                     "latest@v9", "HEAD@nope~1"]]
+    c += [Case("tag ls", ["tag", "ls", "--nope"])]
+    c += [Case("log", ["log", r]) for r in ["latest@v9", "HEAD@v9", "latest@v9~1", "@v1", "latest@1.0x"]]
+    c += files("tag create", ["tag", "create", "HEAD", "v1"], state_files()[:3])
     c += [Case("show", ["show", "halo/f1", "--at", t]) for t in BAD_TIMES]
     c += [Case("show", ["show", "halo/f1", "--name", n]) for n in ["no-such-name", *BAD_NAMES[:2]]]
     c += [Case("show", ["show", k]) for k in ["halo/no-such", "", "halodb://", "halodb://latest@/halo/f1",

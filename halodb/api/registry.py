@@ -47,7 +47,8 @@ from halodb.index.dois import DoiRecord, doi_log, find_doi
 from halodb.index.history import commit_at, load_commit, walk
 from halodb.index.history import divergence, versions
 from halodb.index.index import Index
-from halodb.index.model import Change, Commit, Entry, IndexRoot
+from halodb.index.model import TAG_NAME, Change, Commit, Entry, IndexRoot, Tag
+from halodb.index.tags import load_tag, load_tags, write_tag, write_tags
 from halodb.index.prolly import NodeCache
 from halodb.index.signing import Checkpoint, verify_head
 from halodb.index.log import LogEntry, log
@@ -325,15 +326,25 @@ class Registry:
         raise NameNotFoundError(f"{ref!r}: {text} has {steps} version(s) before it, not {back}", name=ref)
 
     def _resolve_exact(self, text: str, ref: str) -> CID:
+        tag: str | None = None
         if text.upper() == "HEAD" or text.upper().startswith("HEAD@"):
             head = self.head
             if head is None:
                 raise NameNotFoundError("HEAD: the registry has no commits yet", name="HEAD")
-            base, when = head, (to_time(text.split("@", 1)[1]) if "@" in text else None)
+            at = text.split("@", 1)[1] if "@" in text else None
+            tag = at if at is not None and TAG_NAME.fullmatch(at) and not _is_time(at) else None
+            base, when = head, (to_time(at) if at is not None and tag is None else None)
         else:
             parsed = parse_ref(text)
-            base = parsed.cid if parsed.cid is not None else self.name_head(text.rpartition("@")[0] if parsed.when else text)
+            tag = parsed.tag
+            base = parsed.cid if parsed.cid is not None else self.name_head(
+                text.rpartition("@")[0] if parsed.when or tag else text)
             when = parsed.when
+        if tag is not None:
+            found_tag = self.tags(base).get(tag)
+            if found_tag is None:
+                raise NameNotFoundError(f"{ref!r}: no tag {tag} in {text.rpartition('@')[0]}", name=ref)
+            return found_tag[1].target
         if when is None:
             return base
         found = commit_at(self.store, base, when, self._commits)
@@ -364,6 +375,62 @@ class Registry:
         if checkpoint != before:
             self.trust.save_checkpoint(canonical, checkpoint)
         return checkpoint
+
+    def tags(self, ref: str | CID = "HEAD") -> dict[str, tuple[CID, Tag]]:
+        """The tags the version ``ref`` carries: ``tag -> (tag block CID, Tag)``, by name."""
+        commit = load_commit(self.store, self.resolve(ref), self._commits)
+        return {name: (cid, load_tag(self.store, cid)) for name, cid in sorted(load_tags(self.store, commit).items())}
+
+    def tag(
+        self, name_ref: str, tag: str, *, at: TimeLike = None, cid: str | CID | None = None, message: str = "",
+        sign: Sequence[str] = (), time: TimeLike = None, author: str | None = None,
+    ) -> CID:
+        """Tag a version of ``name_ref`` (a name, or HEAD) as ``tag``; returns the tag block's CID.
+
+        The version is ``name_ref``'s head, the one current at ``at``, or the commit ``cid``;
+        it must be on the local head's first-parent line. The tag is kept by a new commit on the
+        local head (same index, message ``tag TAG``) whose tags block adds it; ``sign``: names
+        of the home's keys that sign the tag, and that commit. A tag name is taken once:
+        :class:`InputError` for one that exists already.
+        """
+        if TAG_NAME.fullmatch(tag) is None or _is_time(tag):
+            raise InputError(f"{tag!r} is not a tag name: a letter, then up to 63 letters, digits, '.', '_' or '-'")
+        if at is not None and cid is not None:
+            raise InputError("tag one version: give --at or --cid, not both")
+        when = None if time is None else to_time(time, what="--time")
+        signers = [load_key(self.home, key) for key in sign]
+        if cid is not None:
+            target = self.resolve(cid)
+        elif at is not None:
+            target = self.resolve(f"{name_ref}@{format_time(to_time(at, what='--at'))}")
+        else:
+            target = self.resolve(name_ref)
+        with paused_gc(), self.state.locked("tag"):
+            head = self.head
+            if head is None:
+                raise InputError("nothing to tag: the registry has no commits yet")
+            if not any(c == target for c, _ in walk(self.store, head, cache=self._commits)):
+                raise InputError(f"cannot tag {target}: it is not on the local head's history ({head}); "
+                                 "sync or import it first")
+            base = load_commit(self.store, head, self._commits)
+            tags = load_tags(self.store, base)
+            if tag in tags:
+                raise InputError(f"tag {tag} exists already (tag block {tags[tag]}); tags are immutable")
+            now = when if when is not None else to_time(None, what="--time")
+            who = author or default_author()
+            tag_block = Tag(tag=tag, target=target, time=now, tagger=who, message=message)
+            if signers:
+                from halodb.index.signing import sign_tag
+
+                tag_block = sign_tag(tag_block, signers)
+            tag_cid = write_tag(self.store, tag_block)
+            tags_cid = write_tags(self.store, {**tags, tag: tag_cid})
+            commit_cid = commit_changes(self.store, self.index, head, {}, set(), time=max(now, base.time),
+                                        author=who, message=f"tag {tag}", commits=self._commits, sign=signers,
+                                        tags=tags_cid)
+            self.store.flush()
+            self.state.save(commit_cid, self.staged())
+            return tag_cid
 
     def version(self, ref: str | CID) -> tuple[CID, Commit]:
         """The commit a reference names (as :meth:`resolve`), with its time, author and message."""
@@ -570,6 +637,14 @@ class Registry:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _is_time(text: str) -> bool:
+    try:
+        to_time(text)
+    except (ValueError, InputError):
+        return False
+    return True
 
 
 def open(  # noqa: A001 - the API mirrors builtins.open / zarr.open

@@ -449,7 +449,7 @@ def get(ctx: Context, key_or_path: str, when: str | None, name: str | None, comm
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def at(ctx: Context, key_or_path: str, when: str | None, name: str | None, as_json: bool) -> None:
-    """Print the data CID KEY_OR_PATH had at WHEN (ISO 8601); exit 1 if it had none.
+    """Print the data CID KEY_OR_PATH had at WHEN (ISO 8601, or a tag: v1.0); exit 1 if it had none.
 
     With doi:DOI instead, the data CID the DOI was minted for (the dataset's data in the
     first version that had the DOI; WHEN, if given, ends the history asked)."""
@@ -461,10 +461,30 @@ def at(ctx: Context, key_or_path: str, when: str | None, name: str | None, as_js
         return
     if when is None:
         raise click.UsageError("Missing argument 'WHEN'.")
+    if when[:1].isalpha():  # a tag (v1.0): the version it names
+        from halodb.index.model import is_tag_name
+
+        if is_tag_name(when):
+            from halodb.errors import InputError, NameNotFoundError
+
+            reg = ctx.registry()
+            try:
+                version = reg.version(f"{name or 'HEAD'}@{when}")[1]
+            except NameNotFoundError as exc:
+                raise InputError(f"date: {when!r} is neither an ISO 8601 date-time (e.g. 2024-09-15T00:00Z) "
+                                 f"nor a tag of {name or 'HEAD'} ({exc})", source="date") from None
+            root = reg.index.load_root(version.index)
+            found = reg.index.resolve(root, key_or_path)
+            _print_at(key_or_path, when, None if found is None else found[1].data, as_json)
+            return
     t = to_time(when, what="date")
     answered, cid = cid_at_in_home(ctx.home, ctx.store, ctx.cache, name, key_or_path, t) if name else (False, None)
     if not answered:  # not synced, or synced at another head: the registry asks the DAG
         cid = ctx.registry().cid_at(key_or_path, t, name=name)
+    _print_at(key_or_path, when, cid, as_json)
+
+
+def _print_at(key_or_path: str, when: str, cid: str | None, as_json: bool) -> None:
     if as_json:
         emit_json({"key_or_path": key_or_path, "when": when, "cid": cid})
     elif cid is not None:
@@ -894,11 +914,13 @@ def _add_groups() -> None:
     from halodb.cli.dois import doi
     from halodb.cli.pins import pins
     from halodb.cli.signing import key, trust
+    from halodb.cli.tags import tag
 
     cli.add_command(doi)
     cli.add_command(pins)
     cli.add_command(key)
     cli.add_command(trust)
+    cli.add_command(tag)
 
 
 _add_groups()

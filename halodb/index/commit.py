@@ -37,11 +37,12 @@ __all__ = ["commit_changes"]
 def commit_changes(
     store: BlockStore, index: Index, parent: CID | None, upserts: Mapping[str, Entry], removals: Set[str], *,
     time: datetime, author: str, message: str, commits: CommitCache | None = None,
-    sign: Sequence[Ed25519PrivateKey] = (), keys: KeyChanges | None = None,
+    sign: Sequence[Ed25519PrivateKey] = (), keys: KeyChanges | None = None, tags: CID | None = None,
 ) -> CID:
     """Write the version ``parent`` + changes as a commit whose only parent is ``parent``;
     returns its CID. :class:`TimeOrderError` if ``time`` is before the parent's.
-    ``sign``: keys that sign it; ``keys``: keys it adds or retires for later versions."""
+    ``sign``: keys that sign it; ``keys``: keys it adds or retires for later versions;
+    ``tags``: its tags block (default: the parent's, carried forward unchanged)."""
     base = load_commit(store, parent, commits) if parent is not None else None
     if base is not None and time < base.time:
         raise TimeOrderError(
@@ -51,7 +52,8 @@ def commit_changes(
     root = index.load_root(base.index) if base is not None else index.empty()
     index_cid = index.write_root(index.apply(root, dict(upserts), set(removals)))
     commit = Commit(index=index_cid, time=time, author=author, message=message,
-                    parents=(parent,) if parent is not None else (), keys=keys)
+                    parents=(parent,) if parent is not None else (), keys=keys,
+                    tags=tags if tags is not None else (base.tags if base is not None else None))
     if sign:
         from halodb.index.signing import sign_commit
 

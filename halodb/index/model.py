@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -164,10 +165,11 @@ class Commit:
     parents: tuple[CID, ...] = field(default=())
     signatures: tuple[Signature, ...] = field(default=())
     keys: KeyChanges | None = None
+    tags: CID | None = None  #: the version's tags block (:class:`Tags`), format version 2
 
     @property
     def version(self) -> int:
-        return 2 if self.signatures or self.keys is not None else 1
+        return 2 if self.signatures or self.keys is not None or self.tags is not None else 1
 
     def to_ipld(self, *, signatures: bool = True) -> dict[str, Any]:
         """The block's value; without its ``signatures`` when ``signatures`` is False (the signed bytes)."""
@@ -182,6 +184,8 @@ class Commit:
         }
         if self.keys is not None:
             out["keys"] = {"add": list(self.keys.add), "retire": list(self.keys.retire)}
+        if self.tags is not None:
+            out["tags"] = self.tags
         if signatures and self.signatures:
             out["signatures"] = [{"key": s.key, "sig": s.sig} for s in self.signatures]
         return out
@@ -206,14 +210,92 @@ class Commit:
             raise SchemaError(f"commit {cid}: parents must be a list of links", cid=cid)
         if not isinstance(index, CID):
             raise SchemaError(f"commit {cid}: index must be a link", cid=cid)
-        if version == 1 and ("signatures" in value or "keys" in value):
-            raise SchemaError(f"commit {cid}: signatures and key changes need format version 2", cid=cid)
+        if version == 1 and ("signatures" in value or "keys" in value or "tags" in value):
+            raise SchemaError(f"commit {cid}: signatures, key changes and tags need format version 2", cid=cid)
         signatures = _signatures(value.get("signatures", []), cid)
         keys = _key_changes(value["keys"], cid) if "keys" in value else None
-        if version == 2 and not signatures and keys is None:
-            raise SchemaError(f"commit {cid}: format version 2 without signatures or key changes", cid=cid)
+        tags = value.get("tags")
+        if tags is not None and not isinstance(tags, CID):
+            raise SchemaError(f"commit {cid}: tags must be a link", cid=cid)
+        if version == 2 and not signatures and keys is None and tags is None:
+            raise SchemaError(f"commit {cid}: format version 2 without signatures, key changes or tags", cid=cid)
         return cls(index=index, time=time, author=str(author), message=str(message), parents=tuple(parents),
-                   signatures=signatures, keys=keys)
+                   signatures=signatures, keys=keys, tags=tags)
+
+
+#: a tag's name: starts with a letter, so ``NAME@v1.0`` is never read as a time
+TAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,63}")
+MAX_TAGS = 10_000  #: tags one tags block may hold
+
+
+def is_tag_name(text: str) -> bool:
+    """Whether ``text`` may name a tag (``v1.0``, ``release-2024``)."""
+    return TAG_NAME.fullmatch(text) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Tag:
+    """An immutable, optionally signed name for one commit: ``{tag, target, time, tagger, message}``.
+
+    Signatures cover ``b"halodb-tag:"`` + the block without them (:func:`halodb.index.signing.sign_tag`).
+
+    >>> t = Tag("v1.0", CID.for_bytes(b"c"), parse_time("2024-08-12"), "me", "first release")
+    >>> Tag.from_ipld(t.to_ipld(), cid=None) == t
+    True
+    """
+
+    tag: str
+    target: CID
+    time: datetime
+    tagger: str
+    message: str = ""
+    signatures: tuple[Signature, ...] = field(default=())
+
+    def to_ipld(self, *, signatures: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "halodb/tag", "version": 1, "tag": self.tag, "target": self.target,
+                               "time": format_time(self.time), "tagger": self.tagger, "message": self.message}
+        if signatures and self.signatures:
+            out["signatures"] = [{"key": s.key, "sig": s.sig} for s in self.signatures]
+        return out
+
+    @classmethod
+    def from_ipld(cls, value: Any, *, cid: CID | None) -> Tag:
+        if not isinstance(value, dict) or value.get("type") != "halodb/tag":
+            raise SchemaError(f"block {cid} is not a HaloDB tag", cid=cid)
+        if value.get("version") != 1 or type(value.get("version")) is not int:
+            raise SchemaError(f"tag {cid} has format version {value.get('version')!r}; this HaloDB reads version 1",
+                              cid=cid)
+        try:
+            name, target, time = value["tag"], value["target"], parse_time(value["time"])
+            tagger, message = value["tagger"], value["message"]
+        except (KeyError, ValueError, AttributeError, TypeError) as exc:
+            raise SchemaError(f"tag {cid} is malformed: {exc}", cid=cid) from None
+        if not isinstance(name, str) or not is_tag_name(name):
+            raise SchemaError(f"tag {cid}: {str(name)[:80]!r} is not a tag name", cid=cid)
+        if not isinstance(target, CID):
+            raise SchemaError(f"tag {cid}: target must be a link", cid=cid)
+        if not isinstance(tagger, str) or not isinstance(message, str):
+            raise SchemaError(f"tag {cid}: tagger and message must be strings", cid=cid)
+        return cls(tag=name, target=target, time=time, tagger=tagger, message=message,
+                   signatures=_signatures(value.get("signatures", []), cid))
+
+
+def tags_to_ipld(tags: dict[str, CID]) -> dict[str, Any]:
+    """A tags block's value: ``{type: "halodb/tags", tags: {name: &Tag}}``."""
+    return {"type": "halodb/tags", "tags": dict(sorted(tags.items()))}
+
+
+def tags_from_ipld(value: Any, *, cid: CID | None) -> dict[str, CID]:
+    """The ``name -> tag block`` map of a tags block; :class:`SchemaError` when malformed."""
+    if not isinstance(value, dict) or value.get("type") != "halodb/tags" or not isinstance(value.get("tags"), dict):
+        raise SchemaError(f"block {cid} is not a HaloDB tags block", cid=cid)
+    tags = value["tags"]
+    if len(tags) > MAX_TAGS:
+        raise SchemaError(f"tags block {cid} holds more than {MAX_TAGS} tags", cid=cid)
+    for name, link in tags.items():
+        if not isinstance(name, str) or not is_tag_name(name) or not isinstance(link, CID):
+            raise SchemaError(f"tags block {cid}: {str(name)[:80]!r} is not a tag name with a link", cid=cid)
+    return dict(tags)
 
 
 def _dids(value: Any, what: str, cid: CID | None, limit: int) -> tuple[str, ...]:

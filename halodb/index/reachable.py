@@ -23,6 +23,7 @@ from halodb.index.history import load_commit, walk
 from halodb.index.index import Index, count_error
 from halodb.index.model import Commit, Entry
 from halodb.index.prolly import NodeSpan
+from halodb.index.tags import load_tags
 from halodb.ipld import CID
 
 __all__ = ["export_dag", "reachable"]
@@ -31,8 +32,8 @@ __all__ = ["export_dag", "reachable"]
 def reachable(
     store: BlockStore, index: Index, head: CID, *, history: bool = True, commits: dict[CID, Commit] | None = None
 ) -> Iterator[CID]:
-    """Every block from ``head``: commits (the whole history unless ``history=False``), index
-    roots, tree nodes of every tree (``by_doi`` too), and the STAC items; each CID once.
+    """Every block from ``head``: commits (the whole history unless ``history=False``), their
+    tags blocks and tag blocks, index roots, tree nodes of every tree (``by_doi`` too), and the STAC items; each CID once.
 
     Each tree node is checked against its parent (:meth:`ProllyTree.walk_nodes`), and a subtree
     two versions share is walked once, so the work is that of the distinct blocks: a malformed
@@ -47,6 +48,13 @@ def reachable(
         if cid not in seen:
             seen.add(cid)
             yield cid
+        if commit.tags is not None and commit.tags not in seen:
+            seen.add(commit.tags)
+            yield commit.tags
+            for tag in load_tags(store, commit).values():
+                if tag not in seen:
+                    seen.add(tag)
+                    yield tag
         if commit.index in seen:
             continue
         seen.add(commit.index)

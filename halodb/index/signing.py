@@ -32,16 +32,18 @@ from typing import TYPE_CHECKING
 from halodb.blockstore.base import BlockStore
 from halodb.errors import CIDError, RewindError, TrustError
 from halodb.index.history import CommitCache, divergence, versions, walk
-from halodb.index.model import Checkpoint, Commit, Signature, TrustPolicy
+from halodb.index.model import Checkpoint, Commit, Signature, Tag, TrustPolicy
 from halodb.ipld import CID
 from halodb.ipld.didkey import did_key, ed25519_public_key
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-__all__ = ["Checkpoint", "TrustPolicy", "identity", "sign_commit", "signed_bytes", "valid_signers", "verify_head"]
+__all__ = ["Checkpoint", "TrustPolicy", "identity", "sign_commit", "sign_tag", "signed_bytes", "tag_signers",
+           "valid_signers", "verify_head"]
 
 DOMAIN = b"halodb-commit:"
+TAG_DOMAIN = b"halodb-tag:"
 
 
 def identity(key: Ed25519PrivateKey) -> str:
@@ -60,7 +62,7 @@ def signed_bytes(commit: Commit) -> bytes:
 
 def sign_commit(commit: Commit, keys: Sequence[Ed25519PrivateKey]) -> Commit:
     """``commit`` with a signature by each of ``keys`` added (format version 2)."""
-    draft = commit if commit.signatures or commit.keys is not None else replace(
+    draft = commit if commit.version == 2 else replace(
         commit, signatures=(Signature("did:key:z", b"\0" * 64),))  # any v2 marker: the bytes say version 2
     payload = signed_bytes(draft)
     have = {s.key for s in commit.signatures}
@@ -70,14 +72,36 @@ def sign_commit(commit: Commit, keys: Sequence[Ed25519PrivateKey]) -> Commit:
 
 def valid_signers(commit: Commit) -> list[str]:
     """The keys whose signatures on ``commit`` verify, each once, in the commit's order."""
+    if not commit.signatures:
+        return []
+    return _verified(commit.signatures, signed_bytes(commit))
+
+
+def _tag_bytes(tag: Tag) -> bytes:
+    from halodb.ipld import encode
+
+    return TAG_DOMAIN + encode(tag.to_ipld(signatures=False))
+
+
+def sign_tag(tag: Tag, keys: Sequence[Ed25519PrivateKey]) -> Tag:
+    """``tag`` with a signature by each of ``keys`` over ``b"halodb-tag:"`` + its block without signatures."""
+    payload = _tag_bytes(tag)
+    have = {s.key for s in tag.signatures}
+    added = tuple(Signature(identity(k), k.sign(payload)) for k in keys if identity(k) not in have)
+    return replace(tag, signatures=tag.signatures + added)
+
+
+def tag_signers(tag: Tag) -> list[str]:
+    """The keys whose signatures on ``tag`` verify, each once, in the tag's order."""
+    return _verified(tag.signatures, _tag_bytes(tag)) if tag.signatures else []
+
+
+def _verified(signatures: Sequence[Signature], payload: bytes) -> list[str]:
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    if not commit.signatures:
-        return []
-    payload = signed_bytes(commit)
     found: list[str] = []
-    for sig in commit.signatures:
+    for sig in signatures:
         if sig.key in found:
             continue
         try:

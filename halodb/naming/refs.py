@@ -18,6 +18,12 @@ the registry decides), ``"dnslink"`` or ``"ipns"``.
 >>> parse_ref("orcestra@2024-09-15").when.isoformat()
 '2024-09-15T00:00:00+00:00'
 
+After ``@``, a word that starts with a letter is a tag (``latest@v1.0``): the version the
+tag, kept in the name's head, names.
+
+>>> r = parse_ref("latest@v1.0~1"); (r.name, r.tag, r.when, r.back)
+('latest', 'v1.0', None, 1)
+
 A reference may end in ``~N`` (``~`` alone is ``~1``, and they add up, ``HEAD~2~1`` is
 ``HEAD~3``): N versions back along the first parents of the commit the rest names, as in
 git. Names cannot contain ``~``, so this is never ambiguous.
@@ -52,6 +58,7 @@ class Ref:
     when: datetime | None = None
     scheme: str | None = None
     back: int = 0  #: versions back along first parents (``~N``)
+    tag: str | None = None  #: a tag of the name's (``latest@v1.0``): the version it names
 
     @property
     def maybe_dnslink(self) -> bool:
@@ -62,6 +69,9 @@ class Ref:
 def _looks_like_cid(text: str) -> bool:
     return (text.startswith("Qm") and len(text) == 46) or (text.startswith("b") and len(text) > 50)
 
+
+#: a tag's name (as :data:`halodb.index.model.TAG_NAME`): starts with a letter, so never a time
+TAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,63}")
 
 #: ``~N`` suffixes at the end of a reference
 _BACK = re.compile(r"(?:~\d*)+$")
@@ -92,18 +102,24 @@ def parse_ref(text: str) -> Ref:
             raise InvalidNameError(f"{text!r}: ~N follows a reference (HEAD~1, latest~2)", name=text)
         return replace(parse_ref(rest), text=raw, back=back)
     when: datetime | None = None
+    tag: str | None = None
     base = raw
     if "@" in raw:
         base, _, at = raw.rpartition("@")
         try:
             when = parse_time(at)
         except ValueError:
-            raise InvalidNameError(f"{text!r}: {at!r} is not an ISO 8601 date-time", name=text) from None
+            if TAG_NAME.fullmatch(at) is None:
+                raise InvalidNameError(f"{text!r}: {at!r} is neither an ISO 8601 date-time nor a tag name",
+                                       name=text) from None
+            tag = at
+        if tag is not None and not base:
+            raise InvalidNameError(f"{text!r}: a tag follows a name (latest@{tag})", name=text)
     for prefix, scheme in (("dnslink:", "dnslink"), ("ipns://", "ipns"), ("/ipns/", "ipns")):
         if base.lower().startswith(prefix):
             rest = base[len(prefix):].split("/")[0]
             name = dnslink_domain(rest) if scheme == "dnslink" else check_name(rest)
-            return Ref(text=raw, name=name, when=when, scheme=scheme)
+            return Ref(text=raw, name=name, when=when, scheme=scheme, tag=tag)
     for prefix in ("ipfs://", "/ipfs/"):
         if base.startswith(prefix):
             cid_text, _, sub_path = base[len(prefix):].partition("/")
@@ -112,12 +128,12 @@ def parse_ref(text: str) -> Ref:
                     f"{text!r}: a version reference names a commit, not a path inside one (drop /{sub_path})",
                     name=text)
             try:
-                return Ref(text=raw, cid=CID.parse(cid_text), when=when)
+                return Ref(text=raw, cid=CID.parse(cid_text), when=when, tag=tag)
             except CIDError as exc:
                 raise InvalidNameError(f"{text!r}: {exc}", name=text) from None
     if _looks_like_cid(base):
         try:
-            return Ref(text=raw, cid=CID.parse(base), when=when)
+            return Ref(text=raw, cid=CID.parse(base), when=when, tag=tag)
         except CIDError:
             pass
-    return Ref(text=raw, name=check_name(base), when=when)
+    return Ref(text=raw, name=check_name(base), when=when, tag=tag)

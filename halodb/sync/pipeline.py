@@ -31,6 +31,7 @@ from halodb.errors import RewindError
 from halodb.index.history import CommitCache, divergence, load_commit, versions, walk
 from halodb.index.index import Index
 from halodb.index.model import Commit, IndexRoot
+from halodb.index.tags import check_kept
 from halodb.ipld import CID
 from halodb.sync.items import read_item_columns
 
@@ -81,6 +82,10 @@ def build_plan(
         assert previous is not None
         raise rewind_error(store, name, previous, head, {cid for cid, _ in chain}, commits)
     chain.reverse()
+    older: Commit | None = load_commit(store, previous, commits) if reached and previous is not None else None
+    for cid, commit in chain:  # tags are immutable: refused before the cache is touched
+        check_kept(store, older, commit, cid)
+        older = commit
     reset = not reached
     base: IndexRoot | None = None
     if not reset and previous is not None:
