@@ -3,7 +3,7 @@
 Owns the cache file, its migrations (``migrations/``: ``items``, ``items_at(ts)``, ...) and the
 one-transaction apply of a :class:`SyncPlan`; readers (``halodb sql``, a server) open it with
 :func:`open_for_queries`: read-only, no file or network access, configuration locked. May
-import blockstore, ipld, util and errors (it uses errors only): never index or naming (the three are independent), nor sync or above.
+import blockstore, ipld, util and errors (it uses errors and ipld's CIDs): never index or naming (the three are independent), nor sync or above.
 
 >>> import tempfile, pathlib
 >>> with Cache(pathlib.Path(tempfile.mkdtemp()) / "cache.duckdb") as cache:

@@ -35,15 +35,20 @@ _duckdb.InvalidInputException: Invalid Input Error: Cannot change configuration 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 from halodb.cache._boundary import DUCKDB
 from halodb.errors import CacheError
 
-__all__ = ["QUERY_SETTINGS", "is_lock_conflict", "open_connection", "rollback_quietly", "scalar"]
+__all__ = ["QUERY_SETTINGS", "is_lock_conflict", "open_connection", "registered", "rollback_quietly", "scalar"]
 
 _LOCK_MARKERS = ("could not set lock on file", "conflicting lock is held")
 
@@ -138,3 +143,23 @@ def rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
         con.rollback()
     except duckdb.Error:
         pass
+
+
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[None]:
+    """``table`` visible to SQL on ``con`` as ``name`` for the duration of the block.
+
+    >>> import pyarrow as pa
+    >>> con = duckdb.connect()
+    >>> with registered(con, "t", pa.table({"x": [1, 2]})):
+    ...     con.execute("SELECT sum(x) FROM t").fetchall()
+    [(3,)]
+    """
+    con.register(name, table)
+    try:
+        yield
+    finally:
+        try:
+            con.unregister(name)
+        except duckdb.Error:
+            pass  # the connection is gone; nothing to clean up

@@ -38,8 +38,8 @@ from typing import Any
 
 import duckdb
 
-from halodb.cache._boundary import DUCKDB_QUERY
-from halodb.cache.connect import open_connection, scalar
+from halodb.cache._boundary import DUCKDB, DUCKDB_QUERY
+from halodb.cache.connect import open_connection, rollback_quietly, scalar
 from halodb.cache.migrate import latest_version, load_migrations, migrate, pending
 from halodb.cache.records import SyncPlan, SyncState
 from halodb.errors import CacheError, MigrationError, QueryError
@@ -146,6 +146,7 @@ class Cache:
                     )
             else:
                 migrate(con, migrations)
+                _check_respellings(con, self.path)
         except BaseException:
             con.close()
             raise
@@ -398,6 +399,21 @@ class Cache:
                 names=sorted({r[0] for r in rows}),
             )
         return None if not rows else rows[0][1]
+
+
+def _check_respellings(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Mark the rows a cache older than migration 004 holds unchecked (one transaction)."""
+    if not scalar(con, "SELECT EXISTS (SELECT 1 FROM item_versions WHERE respelled IS NULL)"):
+        return
+    from halodb.cache.respellings import mark_respellings  # Arrow: only for an old cache
+
+    try:
+        con.begin()
+        mark_respellings(con)
+        con.commit()
+    except DUCKDB.caught as exc:
+        rollback_quietly(con)
+        raise DUCKDB.translate(exc, f"cache {path}: marking respelled CIDs failed: {exc}", path=path) from exc
 
 
 def _check_query(con: duckdb.DuckDBPyConnection, query: str) -> None:

@@ -13,7 +13,8 @@ buffers, see :mod:`halodb.cache.arrow_columns`):
    ``skipped_items`` with why instead, and the rest of the batch goes on.
 4. ``item_versions``: ONE ``UPDATE ... FROM`` closes the versions the plan changes that were
    open before it; then ONE ``INSERT`` adds every version the plan opens, those that the
-   plan itself closes again already carrying their ``valid_to``.
+   plan itself closes again already carrying their ``valid_to``; then the versions that only
+   respell a data CID are marked (:mod:`halodb.cache.respellings`).
 5. ``sync_state`` upsert; after a reset, items, skipped items and commits no name uses are
    deleted.
 
@@ -39,9 +40,7 @@ one batch of STAC items while Python encodes the next.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -49,8 +48,9 @@ import duckdb
 import pyarrow as pa
 
 from halodb.cache.arrow_columns import int32s, string_lists, strings, timestamps
-from halodb.cache.connect import rollback_quietly, scalar
+from halodb.cache.connect import registered, rollback_quietly, scalar
 from halodb.cache.records import SyncPlan
+from halodb.cache.respellings import mark_respellings
 from halodb.cache.stac_columns import columns_table
 from halodb.cache.writer import OrderedWriter
 from halodb.errors import CacheError, HaloDBError
@@ -202,6 +202,8 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime)
             inserts.append(writer.submit(_insert_items, con, table))
             if skipped:
                 writer.submit(_record_skipped, con, skipped, now)
+        if cols.version_key:  # after the items: they are compared
+            writer.submit(mark_respellings, con, plan.name)
         if plan.reset:
             writer.submit(_collect_garbage, con)
         writer.submit(_write_sync_state, con, plan, now)
@@ -318,7 +320,7 @@ def _next_seq(con: duckdb.DuckDBPyConnection, plan: SyncPlan, commits: pa.Table)
                 name=name,
                 cid=plan.commits[0].cid,
             )
-    with _registered(con, _T_COMMITS, commits):
+    with registered(con, _T_COMMITS, commits):
         dup = scalar(
             con,
             f"SELECT p.cid FROM {_T_COMMITS} AS p JOIN name_commits AS n ON n.cid = p.cid AND n.name = ?"
@@ -335,7 +337,7 @@ def _next_seq(con: duckdb.DuckDBPyConnection, plan: SyncPlan, commits: pa.Table)
 
 
 def _insert_commits(con: duckdb.DuckDBPyConnection, name: str, commits: pa.Table, start: Future[int]) -> None:
-    with _registered(con, _T_COMMITS, commits):
+    with registered(con, _T_COMMITS, commits):
         con.execute(
             f"""INSERT OR IGNORE INTO commits
             SELECT cid, CAST(parents AS VARCHAR[]), index_cid, CAST(time AS TIMESTAMPTZ), author, message FROM {_T_COMMITS}"""
@@ -347,7 +349,7 @@ def _present_items(con: duckdb.DuckDBPyConnection, candidates: list[str]) -> set
     """Which of the plan's item CIDs the cache holds already (those are not encoded again)."""
     if not candidates:
         return set()
-    with _registered(con, _T_CANDIDATES, pa.table({"item_cid": strings(candidates)})):
+    with registered(con, _T_CANDIDATES, pa.table({"item_cid": strings(candidates)})):
         rows = con.execute(
             f"SELECT c.item_cid FROM {_T_CANDIDATES} AS c SEMI JOIN stac_items AS s ON s.item_cid = c.item_cid"
         ).fetchall()
@@ -356,7 +358,7 @@ def _present_items(con: duckdb.DuckDBPyConnection, candidates: list[str]) -> set
 
 def _insert_items(con: duckdb.DuckDBPyConnection, items: pa.Table) -> None:
     """Insert one batch of new item blocks (a :func:`~halodb.cache.stac_columns.items_table`)."""
-    with _registered(con, _T_ITEMS, items):
+    with registered(con, _T_ITEMS, items):
         con.execute(
             f"""INSERT INTO stac_items
             SELECT item_cid, id, collection,
@@ -371,7 +373,7 @@ def _insert_items(con: duckdb.DuckDBPyConnection, items: pa.Table) -> None:
 def _record_skipped(con: duckdb.DuckDBPyConnection, skipped: dict[str, str], now: datetime) -> None:
     """Record the item blocks of a batch that could not be materialized, and why."""
     table = pa.table({"item_cid": strings(list(skipped)), "reason": strings(list(skipped.values()))})
-    with _registered(con, _T_SKIPPED, table):
+    with registered(con, _T_SKIPPED, table):
         con.execute(
             f"""INSERT INTO skipped_items SELECT item_cid, reason, ? FROM {_T_SKIPPED}
             ON CONFLICT (item_cid) DO UPDATE SET reason = excluded.reason, seen_at = excluded.seen_at""",
@@ -383,7 +385,7 @@ def _close_versions(con: duckdb.DuckDBPyConnection, name: str, commits: pa.Table
     """Close, in one UPDATE, the versions open before the plan whose keys the plan changes."""
     if not scalar(con, "SELECT EXISTS (SELECT 1 FROM item_versions WHERE name = ? AND valid_to IS NULL)", [name]):
         return  # a new (or emptied) name: nothing to close
-    with _registered(con, _T_COMMITS, commits), _registered(con, _T_CLOSES, closes):
+    with registered(con, _T_COMMITS, commits), registered(con, _T_CLOSES, closes):
         con.execute(
             f"""UPDATE item_versions SET valid_to_commit = c.cid, valid_to = c.time
             FROM (SELECT x.key, p.cid, CAST(p.time AS TIMESTAMPTZ) AS time
@@ -395,9 +397,10 @@ def _close_versions(con: duckdb.DuckDBPyConnection, name: str, commits: pa.Table
 
 def _insert_versions(con: duckdb.DuckDBPyConnection, name: str, commits: pa.Table, versions: pa.Table) -> None:
     """Insert, in one INSERT, every version the plan opens (closed ones with their valid_to)."""
-    with _registered(con, _T_COMMITS, commits), _registered(con, _T_VERSIONS, versions):
+    with registered(con, _T_COMMITS, commits), registered(con, _T_VERSIONS, versions):
         con.execute(
-            f"""INSERT INTO item_versions
+            f"""INSERT INTO item_versions (name, key, item_cid, data_cid, path, valid_from_commit, valid_from,
+                                       valid_to_commit, valid_to)
             SELECT ?, v.key, v.item_cid, v.data_cid, v.path, f.cid, CAST(f.time AS TIMESTAMPTZ),
                    t.cid, CAST(t.time AS TIMESTAMPTZ)
             FROM {_T_VERSIONS} AS v
@@ -436,19 +439,6 @@ def _strings(values: list[str] | list[str | None], what: str, *, nullable: bool 
         bad = next(v for v in values if type(v) not in allowed)
         raise CacheError(f"a {what} in the plan is not a string: {bad!r}")
     return strings(values)
-
-
-@contextmanager
-def _registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[None]:
-    """``table`` visible to SQL on ``con`` as ``name`` for the duration of the block."""
-    con.register(name, table)
-    try:
-        yield
-    finally:
-        try:
-            con.unregister(name)
-        except duckdb.Error:
-            pass  # the connection is gone; nothing to clean up
 
 
 def _reset_checkpoint_threshold(con: duckdb.DuckDBPyConnection) -> None:

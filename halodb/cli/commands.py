@@ -186,7 +186,10 @@ def publish(ctx: Context, name: str, target: str | None, force: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def log(ctx: Context, ref: str, limit: int | None, as_json: bool) -> None:
-    """History of a name (or CID, or HEAD): CID, time, author, message, +added ~changed -removed."""
+    """History of a name (or CID, or HEAD): CID, time, author, message, +added ~changed -removed.
+
+    A data CID only respelled (Qm… to the bafy… of the same multihash, nothing else changed)
+    is not a change: it is counted apart, as "N respelled"."""
     from halodb.index.signing import valid_signers
 
     rows = []
@@ -195,13 +198,15 @@ def log(ctx: Context, ref: str, limit: int | None, as_json: bool) -> None:
         if as_json:
             rows.append({
                 "cid": str(e.cid), "time": e.commit.time, "author": e.commit.author, "message": e.commit.message,
-                "added": e.added, "changed": e.changed, "removed": e.removed, "datasets": e.count,
+                "added": e.added, "changed": e.changed, "removed": e.removed, "respelled": e.respelled,
+                "datasets": e.count,
                 "signed_by": signers,
             })
         else:
+            respelled = f"; {e.respelled} respelled" if e.respelled else ""
             click.echo(
                 f"{e.cid}  {e.commit.time:%Y-%m-%d %H:%M:%S}Z  {e.commit.author}  "
-                f"+{e.added} ~{e.changed} -{e.removed}  ({e.count})  {e.commit.message}"
+                f"+{e.added} ~{e.changed} -{e.removed}  ({e.count}{respelled})  {e.commit.message}"
             )
             for did in signers:
                 click.echo(f"    signed by {did}")
@@ -517,25 +522,32 @@ def _at_doi(ctx: Context, doi: str, when: str | None, name: str | None, as_json:
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def diff(ctx: Context, old: str, new: str, as_json: bool) -> None:
-    """Changes between two versions (CIDs, names, NAME@DATETIME, HEAD)."""
-    changes = ctx.registry().diff(old, new)
+    """Changes between two versions (CIDs, names, NAME@DATETIME, HEAD).
+
+    A data CID only respelled (Qm… to the bafy… of the same multihash, nothing else changed)
+    is the same content: marked = and not counted as a change."""
+    from halodb.index.respelling import is_respelled
+
+    reg = ctx.registry()
+    changes = [(c, c.kind == "changed" and is_respelled(reg.store, c.old, c.new)) for c in reg.diff(old, new)]
     if as_json:
         emit_json([
-            {"key": c.key, "change": c.kind,
+            {"key": c.key, "change": "respelled" if respelled else c.kind,
              "old": None if c.old is None else {"item": str(c.old.item), "data": c.old.data, "path": c.old.path},
              "new": None if c.new is None else {"item": str(c.new.item), "data": c.new.data, "path": c.new.path}}
-            for c in changes
+            for c, respelled in changes
         ])
         return
     sign = {"added": "+", "changed": "~", "removed": "-"}
-    for c in changes:
+    for c, respelled in changes:
         detail = ""
         if c.kind == "changed" and c.old.data != c.new.data:
             detail = f"  {c.old.data} -> {c.new.data}"
         elif c.kind != "changed":
             detail = f"  {(c.new or c.old).data}"
-        click.echo(f"{sign[c.kind]} {c.key}{detail}")
-    click.echo(f"{len(changes)} change(s)", err=True)
+        click.echo(f"{'=' if respelled else sign[c.kind]} {c.key}{detail}")
+    respellings = sum(respelled for _, respelled in changes)
+    click.echo(f"{len(changes) - respellings} change(s)" + (f", {respellings} respelled" if respellings else ""), err=True)
 
 
 @cli.command("export-car")

@@ -25,13 +25,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from halodb.blockstore.base import BlockStore
-from halodb.errors import CIDError, SchemaError
+from halodb.errors import SchemaError
 from halodb.index.history import CommitCache, walk
 from halodb.index.index import Index
 from halodb.index.model import IndexRoot
 from halodb.ipld import CID
+from halodb.ipld.spelling import same_multihash
 
-__all__ = ["DoiRecord", "doi_log", "find_doi", "same_data"]
+__all__ = ["DoiRecord", "doi_log", "find_doi"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,22 +55,6 @@ class DoiRecord:
     def to_dict(self) -> dict[str, object]:
         return {"doi": self.doi, "key": self.key, "commit": str(self.commit), "time": self.time,
                 "version": self.version, "data": self.data, "last_version": self.last_version, "state": self.state}
-
-
-def same_data(a: str | None, b: str | None) -> bool:
-    """Whether two data CIDs name the same bytes (a CIDv0 and its CIDv1 do).
-
-    >>> same_data("QmQg1v4o9xdT3Q14wh4S7dxZkDjyZ9ssFzFzyep1YrVJBY", "bafybeibcvvrry2potayjlnnyvtict74uv7y5y3ciqn4hqwe2sk4q37vdc4")
-    True
-    >>> same_data("QmQg1v4o9xdT3Q14wh4S7dxZkDjyZ9ssFzFzyep1YrVJBY", "bafkqaaa"), same_data(None, None)
-    (False, True)
-    """
-    if a is None or b is None or a == b:
-        return a == b
-    try:
-        return CID.parse(a).multihash == CID.parse(b).multihash
-    except CIDError:
-        return False
 
 
 def doi_log(store: BlockStore, index: Index, head: CID, commits: CommitCache | None = None) -> list[DoiRecord]:
@@ -105,7 +90,7 @@ def doi_log(store: BlockStore, index: Index, head: CID, commits: CommitCache | N
         state = "withdrawn"
         if held and head_root is not None:
             entry = index.get(head_root, key)
-            state = "current" if entry is not None and same_data(entry.data, data) else "superseded"
+            state = "current" if entry is not None and same_multihash(entry.data, data) else "superseded"
         records.append(DoiRecord(doi, key, cid, time, number, data, len(chain) if held else last[(doi, key)], state))
     records.sort(key=lambda r: (r.doi, r.version, r.key))
     return records

@@ -22,6 +22,7 @@ from halodb.blockstore.base import BlockStore
 from halodb.index.history import CommitCache, load_commit, walk
 from halodb.index.index import Index
 from halodb.index.model import Commit
+from halodb.index.respelling import is_respelled
 from halodb.ipld import CID
 
 __all__ = ["LogEntry", "log"]
@@ -29,7 +30,9 @@ __all__ = ["LogEntry", "log"]
 
 @dataclass(frozen=True)
 class LogEntry:
-    """One version of ``halodb log``: its commit and how many datasets it added, changed, removed."""
+    """One version of ``halodb log``: its commit and how many datasets it added, changed,
+    removed, and respelled (data CID rewritten in another spelling of the same multihash,
+    nothing else changed: not a change, :mod:`halodb.index.respelling`)."""
 
     cid: CID
     commit: Commit
@@ -37,6 +40,7 @@ class LogEntry:
     changed: int
     removed: int
     count: int  #: datasets in the version
+    respelled: int = 0
 
 
 def log(store: BlockStore, index: Index, head: CID, limit: int | None = None,
@@ -47,7 +51,11 @@ def log(store: BlockStore, index: Index, head: CID, limit: int | None = None,
             return
         root = index.load_root(commit.index)
         parent_root = index.load_root(load_commit(store, commit.parents[0], commits).index) if commit.parents else None
-        counts = {"added": 0, "changed": 0, "removed": 0}
+        counts = {"added": 0, "changed": 0, "removed": 0, "respelled": 0}
         for change in index.diff(parent_root, root):
-            counts[change.kind] += 1
-        yield LogEntry(cid, commit, counts["added"], counts["changed"], counts["removed"], root.count)
+            kind = change.kind
+            if kind == "changed" and is_respelled(store, change.old, change.new):
+                kind = "respelled"
+            counts[kind] += 1
+        yield LogEntry(cid, commit, counts["added"], counts["changed"], counts["removed"], root.count,
+                       counts["respelled"])

@@ -124,7 +124,7 @@ def create_app(holder: SnapshotHolder, options: ServeOptions | None = None) -> S
         Route("/collections", handler(_collections)),
         Route("/collections/{collection}", handler(_collection)),
         Route("/collections/{collection}/items", handler(_collection_items)),
-        Route("/collections/{collection}/items/{item}", handler(_item)),
+        Route("/collections/{collection}/items/{item:path}", handler(_item)),  # ids may hold "/"
         Route("/collections/{collection}/queryables", handler(_queryables)),
         Route("/queryables", handler(_queryables)),
         Route("/search", handler(_search_get), methods=["GET"]),
@@ -424,16 +424,17 @@ def _item(ask: Ask) -> Response:
 
 
 def _history(cur: duckdb.DuckDBPyConnection, snap: Snapshot, key: str, shown: Version) -> list[pages.HistoryEntry]:
-    """Every version of dataset ``key``: when it was added, changed and removed (newest first);
-    the one valid in ``shown`` is marked current."""
-    rows = cur.execute("SELECT item_cid, data_cid, from_seq, to_seq FROM versions WHERE key = ? ORDER BY from_seq",
+    """Every version of dataset ``key``: when it was added, changed, respelled (its data CID
+    written in another spelling, same content) and removed (newest first); the one valid in
+    ``shown`` is marked current."""
+    rows = cur.execute("SELECT item_cid, data_cid, from_seq, to_seq, respelled FROM versions WHERE key = ? ORDER BY from_seq",
                        [key]).fetchall()
     starts = {r[2] for r in rows}
     entries: list[pages.HistoryEntry] = []
     previous_end: int | None = None
-    for item_cid, data_cid, from_seq, to_seq in rows:
+    for item_cid, data_cid, from_seq, to_seq, respelled in rows:
         commit = snap.versions[from_seq]
-        kind = "changed" if previous_end == from_seq else "added"
+        kind = ("respelled" if respelled else "changed") if previous_end == from_seq else "added"
         current = from_seq <= shown.seq and (to_seq is None or shown.seq < to_seq)
         entries.append(pages.HistoryEntry(commit=commit.cid, time=_time(commit.time), data_cid=data_cid,
                                           item_cid=item_cid, change=kind, current=current))

@@ -4,7 +4,9 @@ A change is the difference between the state of a dataset key in version ``old``
 version ``new``: added (absent before), removed (absent after) or changed (another item,
 data CID or path), with the old and the new data, and the commit (and its time) that made
 the last change of that key within ``old..new``. Keys that changed and changed back are not
-listed: the net difference is what a client that last looked at ``old`` needs.
+listed: the net difference is what a client that last looked at ``old`` needs. Nor are keys
+whose data CID was only respelled (``Qm…`` to the ``bafy…`` of the same multihash): the same
+content (the snapshot's ``versions.content``).
 
 >>> # list_changes(cursor, snapshot, old, new) -> [Change(key=..., kind="added", ...), ...]
 """
@@ -23,9 +25,9 @@ from halodb.serve.snapshot import Snapshot, Version
 __all__ = ["Change", "atom_feed", "list_changes"]
 
 _CHANGES = """
-WITH a AS (SELECT key, item_cid, data_cid, path, to_seq FROM versions
+WITH a AS (SELECT key, item_cid, data_cid, path, content, to_seq FROM versions
            WHERE from_seq <= $old AND (to_seq IS NULL OR $old < to_seq)),
-     b AS (SELECT key, item_cid, data_cid, path, from_seq FROM versions
+     b AS (SELECT key, item_cid, data_cid, path, content, from_seq FROM versions
            WHERE from_seq <= $new AND (to_seq IS NULL OR $new < to_seq))
 SELECT coalesce(b.key, a.key) AS key,
        CASE WHEN a.key IS NULL THEN 'added' WHEN b.key IS NULL THEN 'removed' ELSE 'changed' END AS kind,
@@ -35,15 +37,17 @@ SELECT coalesce(b.key, a.key) AS key,
 FROM a FULL OUTER JOIN b ON a.key = b.key
 LEFT JOIN items AS ia ON ia.item_cid = a.item_cid
 LEFT JOIN items AS ib ON ib.item_cid = b.item_cid
-WHERE a.item_cid IS DISTINCT FROM b.item_cid OR a.data_cid IS DISTINCT FROM b.data_cid
-   OR a.path IS DISTINCT FROM b.path
+WHERE a.content IS DISTINCT FROM b.content
+  AND (a.item_cid IS DISTINCT FROM b.item_cid OR a.data_cid IS DISTINCT FROM b.data_cid
+       OR a.path IS DISTINCT FROM b.path)
 ORDER BY seq DESC, key
 LIMIT $limit OFFSET $offset"""
 
 _COUNT = _CHANGES.split("SELECT coalesce(b.key")[0] + """
 SELECT count(*) FROM a FULL OUTER JOIN b ON a.key = b.key
-WHERE a.item_cid IS DISTINCT FROM b.item_cid OR a.data_cid IS DISTINCT FROM b.data_cid
-   OR a.path IS DISTINCT FROM b.path"""
+WHERE a.content IS DISTINCT FROM b.content
+  AND (a.item_cid IS DISTINCT FROM b.item_cid OR a.data_cid IS DISTINCT FROM b.data_cid
+       OR a.path IS DISTINCT FROM b.path)"""
 
 
 @dataclass(frozen=True)

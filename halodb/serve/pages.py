@@ -103,7 +103,7 @@ class PageContext:
 @dataclass(frozen=True)
 class HistoryEntry:
     """One version of a dataset: the ``commit`` (CID) and its ``time``, the ``data_cid`` and
-    ``item_cid`` it had from then (None when removed), and ``change``: added, changed or
+    ``item_cid`` it had from then (None when removed), and ``change``: added, changed, respelled or
     removed. ``current`` marks the version the page shows."""
 
     commit: str

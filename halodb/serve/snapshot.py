@@ -41,7 +41,9 @@ FROM name_commits AS n JOIN commits AS c ON c.cid = n.cid
 WHERE n.name = ? ORDER BY n.seq"""
 
 _VERSIONS = """
-SELECT v.key, v.item_cid, v.data_cid, v.path, f.seq AS from_seq, t.seq AS to_seq
+SELECT v.key, v.item_cid, v.data_cid, v.path, f.seq AS from_seq, t.seq AS to_seq,
+       coalesce(v.respelled, false) AS respelled,
+       CAST(sum(CASE WHEN v.respelled THEN 0 ELSE 1 END) OVER (PARTITION BY v.key ORDER BY f.seq) AS INTEGER) AS content
 FROM item_versions AS v
 JOIN name_commits AS f ON f.name = v.name AND f.cid = v.valid_from_commit
 LEFT JOIN name_commits AS t ON t.name = v.name AND t.cid = v.valid_to_commit

@@ -38,12 +38,16 @@ CREATE TABLE items (
 );
 
 -- versions: which item each dataset key had in which commits (alias v in queries):
--- valid in the commits with from_seq <= seq < to_seq (to_seq NULL: still current).
+-- valid in the commits with from_seq <= seq < to_seq (to_seq NULL: still current). A row that
+-- only respells its data CID (cache item_versions.respelled) keeps the content number of the
+-- row before it: two versions of a key with one content number are the same content.
 CREATE TABLE versions (
     key      VARCHAR NOT NULL,
     item_cid VARCHAR NOT NULL,
     data_cid VARCHAR,
     path     VARCHAR,
     from_seq INTEGER NOT NULL,
-    to_seq   INTEGER
+    to_seq   INTEGER,
+    respelled BOOLEAN NOT NULL, -- only respells the data CID of the row before it (Qm... to bafy...)
+    content  INTEGER NOT NULL   -- the key's rows with one content number hold the same content
 );
