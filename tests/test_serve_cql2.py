@@ -168,7 +168,7 @@ def snapshot(items: list[Item]) -> duckdb.DuckDBPyConnection:
     version_rows = pa.Table.from_pylist([  # noqa: F841 - read by DuckDB
         {"key": i.props["halodb:key"], "item_cid": f"cid-{i.n}", "data_cid": i.props["halodb:data_cid"],
          "path": i.props["halodb:path"]} for i in items])
-    con.execute("INSERT INTO versions SELECT key, item_cid, data_cid, path, 0, NULL FROM version_rows")
+    con.execute("INSERT INTO versions SELECT key, item_cid, data_cid, path, 0, NULL, false, 1 FROM version_rows")
     con.execute(FILL_SEARCH_ROWS)
     spatial.register(con)
     return con

@@ -181,19 +181,25 @@ def test_key_changes_in_a_commit_not_signed_by_an_allowed_key_do_not_count(
         verify_head(registry.store, "camp", c3, policy, None)
 
 
-def test_commits_without_signatures_keep_format_version_1(registry: halodb.Registry, ids: dict[str, str]) -> None:
+def test_only_signed_commits_carry_signatures(registry: halodb.Registry, ids: dict[str, str]) -> None:
+    """Both are format 3 (history trees); format 1, unsigned and without history, stays
+    readable (tests/test_vectors.py) and refuses signature fields."""
     plain = version(registry, None, 1, None)
-    assert decode(registry.store.get(plain))["version"] == 1
+    value = decode(registry.store.get(plain))
+    assert value["version"] == 3 and "signatures" not in value
+    with pytest.raises(SchemaError, match="need format version 2"):
+        Commit.from_ipld({k: v for k, v in value.items() if k not in ("history", "height")}
+                         | {"version": 1, "signatures": []}, cid=None)
     signed = version(registry, plain, 2, "alice")
     value = decode(registry.store.get(signed))
-    assert value["version"] == 2 and value["signatures"][0]["key"] == ids["alice"]
+    assert value["version"] == 3 and value["signatures"][0]["key"] == ids["alice"]
     # the signed bytes are the block without its signatures, behind a domain prefix
     del value["signatures"]
     assert signed_bytes(load_commit(registry.store, signed)) == b"halodb-commit:" + encode(value)
 
 
 @pytest.mark.parametrize("change, problem", [
-    ({"version": 3}, "format version 3"),
+    ({"version": 4}, "format version 4"),
     ({"version": 1, "signatures": []}, "need format version 2"),
     ({"signatures": [{"key": "did:key:z6Mk", "sig": b"short"}]}, "64 bytes"),
     ({"signatures": [{"key": "not-a-did", "sig": bytes(64)}]}, "not a did:key"),

@@ -56,7 +56,7 @@ def test_create_ls_and_resolve(registry: halodb.Registry, history: list[CID], ho
     # the tagging commit keeps the index; its parent is the tagged line's head
     assert registry.head is not None
     head = load_commit(registry.store, registry.head)
-    assert head.message == "tag v1.0" and head.parents == (history[1],) and head.version == 2
+    assert head.message == "tag v1.0" and head.parents == (history[1],) and head.version == 3
     assert head.index == load_commit(registry.store, history[1]).index
 
 
@@ -132,14 +132,16 @@ def test_export_and_import_keep_the_tags(registry: halodb.Registry, history: lis
     other.close()
 
 
-def test_untagged_unsigned_commits_keep_format_1(registry: halodb.Registry, history: list[CID]) -> None:
+def test_only_tagged_commits_link_tags(registry: halodb.Registry, history: list[CID]) -> None:
     for cid in history:
         value = decode(registry.store.get(cid), cid=cid)
-        assert value["version"] == 1 and "tags" not in value
+        assert value["version"] == 3 and "tags" not in value
     registry.tag("HEAD", "v1")
     head = registry.head
     assert head is not None
     value = decode(registry.store.get(head), cid=head)
-    assert value["version"] == 2 and isinstance(value["tags"], CID)
+    assert value["version"] == 3 and isinstance(value["tags"], CID)
+    without_history = {k: v for k, v in value.items() if k not in ("history", "height")}
     with pytest.raises(SchemaError, match="need format version 2"):
-        Commit.from_ipld({**value, "version": 1}, cid=None)
+        Commit.from_ipld({**without_history, "version": 1}, cid=None)
+    assert Commit.from_ipld({**without_history, "version": 2}, cid=None).tags == value["tags"]

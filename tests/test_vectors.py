@@ -32,6 +32,7 @@ from halodb.index.history import load_commit, write_commit
 from halodb.index.index import Index
 from halodb.index.model import Commit, Entry, IndexRoot
 from halodb.index.prolly import ProllyTree
+from halodb.index.timeline import history_for_child
 from halodb.ipld import CID, RAW, decode, encode_reference, make_block
 from halodb.util.times import format_time, parse_time
 
@@ -80,7 +81,9 @@ def compute_format_versions(_: Vector) -> Vector:
     cid = CID.for_bytes(b"", RAW)
     commit = Commit(index=cid, time=parse_time("2024-01-01T00:00:00Z"), author="", message="")
     root = IndexRoot(datasets=cid, by_path=cid, by_data=cid, count=0)
-    return {"commit": commit.to_ipld()["version"], "index_root": root.to_ipld()["version"]}
+    with_history = Commit(index=cid, time=commit.time, author="", message="", history=cid, height=0)
+    return {"commit": commit.to_ipld()["version"], "commit_with_history": with_history.to_ipld()["version"],
+            "index_root": root.to_ipld()["version"]}
 
 
 def compute_fanouts(_: Vector) -> Vector:
@@ -162,9 +165,11 @@ def build_commits(vectors: dict[str, Any], store: MemoryStore) -> dict[str, CID]
     indexes = {"index": root_cid, "empty": index.write_root(index.empty())}
     cids: dict[str, CID] = {}
     for vec in vectors["commits"]:
+        parents = tuple(cids[p] for p in vec["parents"])
+        history, height = history_for_child(store, parents[0] if parents else None) if vec.get("history") else (None, None)
         commit = Commit(
             index=indexes[vec["index"]], time=parse_time(vec["time"]), author=vec["author"],
-            message=vec["message"], parents=tuple(cids[p] for p in vec["parents"]),
+            message=vec["message"], parents=parents, history=history, height=height,
         )
         cids[vec["name"]] = write_commit(store, commit)
     return cids
@@ -280,10 +285,11 @@ def test_chunking_vectors_cover_both_answers() -> None:
 
 def test_registry_writes_the_recorded_commits(tmp_path: Path) -> None:
     """End to end: a registry importing the tree and then removing everything writes exactly
-    the recorded commits (the same blocks the index layer gives)."""
+    the recorded commits (the same blocks the index layer gives), in format 3 (with history
+    trees); the format-1 vectors stay readable (:func:`compute_commits` reads them back)."""
     import halodb
 
-    first, second = VECTORS_DATA["commits"]
+    first, second = (vec for vec in VECTORS_DATA["commits"] if vec.get("history"))
     with halodb.open(tmp_path / "home", create=True) as reg:
         cid = reg.import_tree(VECTORS_DATA["index"]["tree"], time=first["time"], message=first["message"],
                               collection=VECTORS_DATA["index"]["collection"], author=first["author"])

@@ -44,7 +44,8 @@ from halodb.errors import BlockNotFoundError, InputError, NameNotFoundError, Not
 from halodb.errors import RewindError
 from halodb.index.commit import commit_changes
 from halodb.index.dois import DoiRecord, doi_log, find_doi
-from halodb.index.history import commit_at, load_commit, walk
+from halodb.index.history import load_commit, walk
+from halodb.index.timeline import version_at
 from halodb.index.history import divergence, versions
 from halodb.index.index import Index
 from halodb.index.model import TAG_NAME, Change, Commit, Entry, IndexRoot, Tag
@@ -347,7 +348,7 @@ class Registry:
             return found_tag[1].target
         if when is None:
             return base
-        found = commit_at(self.store, base, when, self._commits)
+        found = version_at(self.store, base, when, self._commits)
         if found is None:
             raise NameNotFoundError(f"{ref!r}: no version at or before {format_time(when)}", name=ref)
         return found[0]
@@ -575,7 +576,7 @@ class Registry:
 
     def cid_at_dag(self, key_or_path: str, when: TimeLike, ref: str | CID = "HEAD") -> str | None:
         """:meth:`cid_at` answered from the DAG alone (no cache)."""
-        found = commit_at(self.store, self.resolve(ref), to_time(when, what="date"), self._commits)
+        found = version_at(self.store, self.resolve(ref), to_time(when, what="date"), self._commits)
         if found is None:
             return None
         hit = self.index.resolve(self.index.load_root(found[1].index), key_or_path)

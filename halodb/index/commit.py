@@ -25,6 +25,7 @@ from halodb.errors import TimeOrderError
 from halodb.index.history import CommitCache, load_commit, write_commit
 from halodb.index.index import Index
 from halodb.index.model import Commit, Entry, KeyChanges
+from halodb.index.timeline import history_for_child
 from halodb.ipld import CID
 from halodb.util.times import format_time
 
@@ -51,9 +52,11 @@ def commit_changes(
         )
     root = index.load_root(base.index) if base is not None else index.empty()
     index_cid = index.write_root(index.apply(root, dict(upserts), set(removals)))
+    history, height = history_for_child(store, parent, commits)
     commit = Commit(index=index_cid, time=time, author=author, message=message,
                     parents=(parent,) if parent is not None else (), keys=keys,
-                    tags=tags if tags is not None else (base.tags if base is not None else None))
+                    tags=tags if tags is not None else (base.tags if base is not None else None),
+                    history=history, height=height)
     if sign:
         from halodb.index.signing import sign_commit
 

@@ -95,16 +95,6 @@ def walk(
         cid = commit.parents[0] if commit.parents else None
 
 
-def commit_at(
-    store: BlockStore, head: CID, when: datetime, cache: CommitCache | None = None
-) -> tuple[CID, Commit] | None:
-    """The newest commit on the main line whose time is ``<= when`` (None: none that old)."""
-    for cid, commit in walk(store, head, cache=cache):
-        if commit.time <= when:
-            return cid, commit
-    return None
-
-
 @dataclass(frozen=True)
 class Divergence:
     """How a head ``new`` stands to a head ``old`` it does not descend from (see :func:`divergence`)."""

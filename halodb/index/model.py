@@ -153,9 +153,12 @@ class KeyChanges:
 class Commit:
     """One version in the history: ``{parents, index, time, author, message}``.
 
-    Format version 2 adds ``signatures`` (see :mod:`halodb.index.signing`) and ``keys``
-    (key changes for later versions); a commit with neither is written as version 1, so
-    unsigned histories keep their CIDs.
+    Format version 2 adds ``signatures`` (see :mod:`halodb.index.signing`), ``keys`` (key
+    changes for later versions) and ``tags``. Format version 3 adds ``history`` and
+    ``height``: the root of a tree of every earlier version on the main line, keyed by time
+    and height (:mod:`halodb.index.timeline`), so that the version current at a date is
+    found in O(log n) blocks; ``height`` is the number of versions before this one. A
+    commit with none of these is written as version 1, with no history as version 2.
     """
 
     index: CID
@@ -166,9 +169,13 @@ class Commit:
     signatures: tuple[Signature, ...] = field(default=())
     keys: KeyChanges | None = None
     tags: CID | None = None  #: the version's tags block (:class:`Tags`), format version 2
+    history: CID | None = None  #: tree of the earlier versions (:mod:`halodb.index.timeline`), format 3
+    height: int | None = None  #: versions before this one on the main line, format 3
 
     @property
     def version(self) -> int:
+        if self.history is not None:
+            return 3
         return 2 if self.signatures or self.keys is not None or self.tags is not None else 1
 
     def to_ipld(self, *, signatures: bool = True) -> dict[str, Any]:
@@ -186,6 +193,9 @@ class Commit:
             out["keys"] = {"add": list(self.keys.add), "retire": list(self.keys.retire)}
         if self.tags is not None:
             out["tags"] = self.tags
+        if self.history is not None:
+            out["history"] = self.history
+            out["height"] = self.height
         if signatures and self.signatures:
             out["signatures"] = [{"key": s.key, "sig": s.sig} for s in self.signatures]
         return out
@@ -195,8 +205,8 @@ class Commit:
         if not isinstance(value, dict) or value.get("type") != "halodb/commit":
             raise SchemaError(f"block {cid} is not a HaloDB commit", cid=cid)
         version = value.get("version", 1)
-        if version not in (1, 2) or type(version) is not int:
-            raise SchemaError(f"commit {cid} has format version {version!r}; this HaloDB reads versions 1 and 2",
+        if version not in (1, 2, 3) or type(version) is not int:
+            raise SchemaError(f"commit {cid} has format version {version!r}; this HaloDB reads versions 1 to 3",
                               cid=cid)
         try:
             parents = value["parents"]
@@ -219,8 +229,19 @@ class Commit:
             raise SchemaError(f"commit {cid}: tags must be a link", cid=cid)
         if version == 2 and not signatures and keys is None and tags is None:
             raise SchemaError(f"commit {cid}: format version 2 without signatures, key changes or tags", cid=cid)
+        history, height = value.get("history"), value.get("height")
+        if version < 3 and ("history" in value or "height" in value):
+            raise SchemaError(f"commit {cid}: a history and a height need format version 3", cid=cid)
+        if version == 3:
+            if not isinstance(history, CID):
+                raise SchemaError(f"commit {cid}: format version 3 needs history, a link", cid=cid)
+            if type(height) is not int or not 0 <= height < 10**10:
+                raise SchemaError(f"commit {cid}: height must be an integer from 0 to 9999999999, not {height!r}",
+                                  cid=cid)
+            if (height == 0) != (not parents):
+                raise SchemaError(f"commit {cid}: height {height} with {len(parents)} parent(s)", cid=cid)
         return cls(index=index, time=time, author=str(author), message=str(message), parents=tuple(parents),
-                   signatures=signatures, keys=keys, tags=tags)
+                   signatures=signatures, keys=keys, tags=tags, history=history, height=height)
 
 
 #: a tag's name: starts with a letter, so ``NAME@v1.0`` is never read as a time

@@ -273,10 +273,38 @@ class ProllyTree:
     # -- reading ------------------------------------------------------------------------------
     def get(self, root: CID, key: str) -> Any | None:
         """The value at ``key``, or None."""
+        leaf = self._leaf_for(root, key)
+        if leaf is None:
+            return None
+        i = bisect_right(leaf.keys, key) - 1
+        return leaf.values[i] if i >= 0 and leaf.keys[i] == key else None
+
+    def floor(self, root: CID, key: str) -> tuple[str, Any] | None:
+        """The entry with the greatest key ``<= key``, or None.
+
+        >>> from halodb.blockstore import MemoryStore
+        >>> tree = ProllyTree(MemoryStore())
+        >>> root = tree.build((f"{n:03d}", n) for n in range(0, 500, 10))
+        >>> tree.floor(root, "125"), tree.floor(root, "130"), tree.floor(root, "0")
+        (('120', 120), ('130', 130), None)
+        """
+        leaf = self._leaf_for(root, key)
+        if leaf is None:
+            return None
+        i = bisect_right(leaf.keys, key) - 1
+        return (leaf.keys[i], leaf.values[i]) if i >= 0 else None
+
+    def _leaf_for(self, root: CID, key: str) -> Node | None:
+        """The leaf that holds ``key`` or, failing that, the greatest key below it (None: every
+        key is above ``key``): one node per level, each checked against its parent. An
+        internal node's keys are its children's first keys, so that is the child before the
+        first key past ``key``."""
         cid, node, hi = root, self.load(root), None
         while node.level > 0:
             keys = node.keys
-            i = max(bisect_right(keys, key) - 1, 0)
+            i = bisect_right(keys, key) - 1
+            if i < 0:
+                return None
             if i + 1 < len(keys):
                 hi = keys[i + 1]
             child_cid = node.values[i]
@@ -285,10 +313,7 @@ class ProllyTree:
             if child.level != node.level - 1 or not ck or ck[0] != keys[i] or (hi is not None and ck[-1] >= hi):
                 _check_span(child_cid, child.span(), cid, node.level - 1, keys[i], hi)  # raises, naming the rule
             cid, node = child_cid, child
-        i = bisect_right(node.keys, key) - 1
-        if i >= 0 and node.keys[i] == key:
-            return node.values[i]
-        return None
+        return node
 
     def items(self, root: CID, start: str | None = None, stop: str | None = None) -> Iterator[tuple[str, Any]]:
         """Entries with ``start <= key < stop`` in key order."""

@@ -33,7 +33,8 @@ from halodb.blockstore.base import BlockStore
 from halodb.blockstore.car import CarSource, read_car, write_car
 from halodb.blockstore.memory import MemoryStore
 from halodb.errors import HaloDBError, ProofError
-from halodb.index.history import commit_at, load_commit
+from halodb.index.history import load_commit
+from halodb.index.timeline import version_at
 from halodb.index.index import Index
 from halodb.index.model import Commit, TrustPolicy
 from halodb.index.prolly import NodeCache
@@ -83,7 +84,7 @@ class ProofAnswer:
 
 
 def _answer(store: BlockStore, head: CID, key_or_path: str, when: datetime) -> tuple[CID, Commit, tuple[str, CID, str | None] | None]:
-    found = commit_at(store, head, when)
+    found = version_at(store, head, when)
     if found is None:
         raise ProofError(f"no version of {head} at or before {format_time(when)}")
     index = Index(store, NodeCache())

@@ -22,7 +22,7 @@ from halodb.blockstore.car import write_car
 from halodb.index.history import load_commit, walk
 from halodb.index.index import Index, count_error
 from halodb.index.model import Commit, Entry
-from halodb.index.prolly import NodeSpan
+from halodb.index.prolly import NodeSpan, ProllyTree
 from halodb.index.tags import load_tags
 from halodb.ipld import CID
 
@@ -33,7 +33,7 @@ def reachable(
     store: BlockStore, index: Index, head: CID, *, history: bool = True, commits: dict[CID, Commit] | None = None
 ) -> Iterator[CID]:
     """Every block from ``head``: commits (the whole history unless ``history=False``), their
-    tags blocks and tag blocks, index roots, tree nodes of every tree (``by_doi`` too), and the STAC items; each CID once.
+    history trees (with the history only: they link the earlier commits), tags blocks and tag blocks, index roots, tree nodes of every tree (``by_doi`` too), and the STAC items; each CID once.
 
     Each tree node is checked against its parent (:meth:`ProllyTree.walk_nodes`), and a subtree
     two versions share is walked once, so the work is that of the distinct blocks: a malformed
@@ -42,12 +42,18 @@ def reachable(
     """
     seen: set[CID] = set()
     # per kind of tree, every node walked so far (a node is checked as a node of its kind)
-    spans: dict[str, dict[CID, NodeSpan]] = {"datasets": {}, "by_path": {}, "by_data": {}, "by_doi": {}}
+    spans: dict[str, dict[CID, NodeSpan]] = {"datasets": {}, "by_path": {}, "by_data": {}, "by_doi": {}, "history": {}}
+    history_tree = ProllyTree(store)
     chain = walk(store, head, cache=commits) if history else iter([(head, load_commit(store, head, commits))])
     for cid, commit in chain:
         if cid not in seen:
             seen.add(cid)
             yield cid
+        if history and commit.history is not None and commit.history not in seen:
+            for node_cid, _ in history_tree.walk_nodes(commit.history, spans["history"]):
+                if node_cid not in seen:
+                    seen.add(node_cid)
+                    yield node_cid
         if commit.tags is not None and commit.tags not in seen:
             seen.add(commit.tags)
             yield commit.tags

@@ -32,6 +32,7 @@ from halodb.index.history import CommitCache, divergence, load_commit, versions,
 from halodb.index.index import Index
 from halodb.index.model import Commit, IndexRoot
 from halodb.index.tags import check_kept
+from halodb.index.timeline import check_history
 from halodb.ipld import CID
 from halodb.sync.items import read_item_columns
 
@@ -83,8 +84,9 @@ def build_plan(
         raise rewind_error(store, name, previous, head, {cid for cid, _ in chain}, commits)
     chain.reverse()
     older: Commit | None = load_commit(store, previous, commits) if reached and previous is not None else None
-    for cid, commit in chain:  # tags are immutable: refused before the cache is touched
+    for cid, commit in chain:  # tags are immutable, histories true: refused before the cache is touched
         check_kept(store, older, commit, cid)
+        check_history(store, cid, commit, commits)
         older = commit
     reset = not reached
     base: IndexRoot | None = None
