@@ -35,15 +35,17 @@ __all__ = ["cid_at_in_home", "synced_cid_at"]
 def synced_cid_at(queries: Cache, names: NameStore, name: str, key_or_path: str,
                   when: datetime, *, trusted: Callable[[CID], bool] | None = None) -> tuple[bool, str | None]:
     """``(True, cid or None)`` when the cache holds ``name`` at the head the name resolves to
-    now (one indexed query); ``(False, None)`` when it does not (ask the DAG), or when
-    ``trusted`` (given the head) says the cache may not answer for it."""
+    now (one indexed query); ``(False, None)`` when it does not (ask the DAG): not at that
+    head, not ``key_or_path`` (a partial sync), or ``trusted`` (given the head) says the
+    cache may not answer for it."""
     ref = parse_ref(name)
     if ref.name is None or ref.when is not None or ref.back:
         return False, None
     with queries.session():
         state = queries.sync_state(names.canonical(name))
         head = names.resolve(name).cid
-        if state is None or state.head != str(head) or (trusted is not None and not trusted(head)):
+        if state is None or state.head != str(head) or not state.covers(key_or_path) or (
+                trusted is not None and not trusted(head)):
             return False, None
         return True, queries.cid_at(key_or_path, when, state.name)
 

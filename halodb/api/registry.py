@@ -534,7 +534,8 @@ class Registry:
         """The spelling ``name`` is recorded under in the cache (``dnslink:x.org`` -> ``x.org``)."""
         return self.names.canonical(name)
 
-    def sync(self, name: str, *, head: CID | None = None, allow_rewind: bool = False) -> SyncResult:
+    def sync(self, name: str, *, head: CID | None = None, allow_rewind: bool = False,
+             prefix: str | None = None) -> SyncResult:
         """Resolve ``name`` (unless its ``head`` is given) and materialize its history into the
         DuckDB cache, all or nothing. The cache records it under :meth:`canonical_name`.
 
@@ -542,14 +543,21 @@ class Registry:
         name moved back, or to another history) is refused with :class:`RewindError` and the
         cache left as it was, unless ``allow_rewind``: then the name is rebuilt at that head.
         With a trust policy for the name, a head not signed as it asks is refused first
-        (:class:`~halodb.errors.TrustError`, see :meth:`verify_trust`)."""
+        (:class:`~halodb.errors.TrustError`, see :meth:`verify_trust`).
+
+        ``prefix``: materialize only the datasets whose keys start with it, with their whole
+        history (``"halo/"``: one collection), reading only the subtrees that hold them; the
+        cache records the scope, rebuilds the name when asked for another one, and answers
+        ``cid_at`` only for keys in it (the rest is asked of the DAG)."""
+        if prefix is not None and (not isinstance(prefix, str) or not prefix):
+            raise InputError(f"a sync prefix must be a non-empty key prefix, not {prefix!r}", source="--prefix")
         if head is None:
             head = self.name_head(name, allow_rewind=allow_rewind)
         else:
             self.verify_trust(name, head, allow_rewind=allow_rewind)
         return sync_name(self.store, self.index, self.cache, self.canonical_name(name), head,
                          prefetch_spread=self.prefetch_spread, prefetch_workers=self.prefetch_workers,
-                         allow_rewind=allow_rewind)
+                         allow_rewind=allow_rewind, prefix=prefix)
 
     def sql(self, query: str, params: list[Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run one query on the cache: ``items``, ``item_versions``, ``commits``, ``items_at(ts)``...

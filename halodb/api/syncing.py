@@ -16,7 +16,7 @@ __all__ = ["sync_name"]
 
 def sync_name(
     store: BlockStore, index: Index, cache: Cache, name: str, head: CID, *, prefetch_spread: int, prefetch_workers: int,
-    allow_rewind: bool = False,
+    allow_rewind: bool = False, prefix: str | None = None,
 ) -> SyncResult:
     """Materialize ``name``'s history up to ``head`` into ``cache``, all or nothing.
 
@@ -24,12 +24,14 @@ def sync_name(
     40 datasets (1: one CAR in all; 0: none, every block is asked for on its own).
     ``allow_rewind``: follow a ``head`` that does not descend from the synced one (see
     :func:`halodb.sync.sync`; otherwise :class:`~halodb.errors.RewindError`).
+    ``prefix``: a partial sync, of the datasets whose keys start with it (nothing prefetched:
+    only the subtrees that hold such keys are read).
     """
-    if store.is_remote_backed and prefetch_spread and cache.sync_state(name) is None:
+    if store.is_remote_backed and prefetch_spread and prefix is None and cache.sync_state(name) is None:
         index_cid = load_commit(store, head).index
         spread = prefetch_spread
         if spread > 1:
             spread = min(spread, max(16, index.load_root(index_cid).count // 40))
         store.prefetch(index_cid, spread=spread, workers=prefetch_workers)
     with paused_gc():
-        return sync(store, index, cache, name, head, allow_rewind=allow_rewind)
+        return sync(store, index, cache, name, head, allow_rewind=allow_rewind, prefix=prefix)

@@ -86,11 +86,13 @@ def watch(
     stop: threading.Event | None = None,
     max_polls: int | None = None,
     allow_rewind: bool = False,
+    prefix: str | None = None,
 ) -> None:
     """Poll ``name`` and sync on every move until ``stop`` is set (or ``max_polls`` polls).
 
     ``allow_rewind``: follow the name back to an older version or another history (see
-    :meth:`Registry.sync`); otherwise such a move is reported as a ``failed`` event."""
+    :meth:`Registry.sync`); otherwise such a move is reported as a ``failed`` event.
+    ``prefix``: a partial sync (:meth:`Registry.sync`)."""
     policy = policy or WatchPolicy()
     ref = parse_ref(name)
     if ref.name is None or ref.when is not None:
@@ -109,12 +111,12 @@ def watch(
             resolution = registry.names.resolve(name)
             if synced is None and registry.cache_path.exists():
                 state = registry.cache.sync_state(key)
-                synced = state.head if state is not None else None
+                synced = state.head if state is not None and state.scope == prefix else None
             wait = policy.wait(resolution.ttl)
             detail = ""
             if synced != str(resolution.cid):
                 # a no-op if another process did it; RewindError (a failure below) if the name moved back
-                result = registry.sync(name, head=resolution.cid, allow_rewind=allow_rewind)
+                result = registry.sync(name, head=resolution.cid, allow_rewind=allow_rewind, prefix=prefix)
                 synced = str(result.head)
                 if not result.up_to_date:
                     detail = f"{result.commits} commit(s), {result.changes} change(s)"

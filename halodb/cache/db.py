@@ -334,10 +334,11 @@ class Cache:
     def _sync_states(self, name: str | None) -> list[SyncState]:
         with self._connection() as con:
             rows = con.execute(
-                "SELECT name, head, synced_at, commits, items FROM sync_state WHERE $name IS NULL OR name = $name ORDER BY name",
+                "SELECT name, head, synced_at, commits, items, scope FROM sync_state"
+                " WHERE $name IS NULL OR name = $name ORDER BY name",
                 {"name": name},
             ).fetchall()
-        return [SyncState(r[0], r[1], _utc(r[2]), int(r[3]), int(r[4])) for r in rows]
+        return [SyncState(r[0], r[1], _utc(r[2]), int(r[3]), int(r[4]), r[5]) for r in rows]
 
     def synced_commits(self, name: str) -> set[str]:
         """The CIDs of the commits already applied for ``name``.

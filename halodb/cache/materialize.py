@@ -422,13 +422,13 @@ def _collect_garbage(con: duckdb.DuckDBPyConnection) -> None:
 
 def _write_sync_state(con: duckdb.DuckDBPyConnection, plan: SyncPlan, now: datetime) -> None:
     con.execute(
-        """INSERT INTO sync_state (name, head, synced_at, commits, items)
+        """INSERT INTO sync_state (name, head, synced_at, commits, items, scope)
         SELECT $name, $head, $now,
                (SELECT count(*) FROM name_commits WHERE name = $name),
-               (SELECT count(*) FROM item_versions WHERE name = $name AND valid_to IS NULL)
+               (SELECT count(*) FROM item_versions WHERE name = $name AND valid_to IS NULL), $scope
         ON CONFLICT (name) DO UPDATE SET head = excluded.head, synced_at = excluded.synced_at,
-               commits = excluded.commits, items = excluded.items""",
-        {"name": plan.name, "head": plan.head, "now": now},
+               commits = excluded.commits, items = excluded.items, scope = excluded.scope""",
+        {"name": plan.name, "head": plan.head, "now": now, "scope": plan.scope},
     )
 
 

@@ -99,6 +99,8 @@ class SyncPlan:
     #: it batch by batch and only for items it does not hold yet, so reading blocks overlaps
     #: with DuckDB inserting the previous batch. A plan that adds items needs it.
     load_item_columns: Callable[[list[str]], ItemColumns] | None = field(default=None, compare=False, repr=False)
+    #: the key prefix the plan covers (a partial sync); None: the whole index
+    scope: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,12 @@ class SyncState:
     synced_at: datetime
     commits: int
     items: int
+    scope: str | None = None  #: the key prefix synced (``sync --prefix``); None: the whole index
+
+    def covers(self, key_or_path: str) -> bool:
+        """Whether the cache may answer for ``key_or_path``: every key when the whole index
+        is synced, else only keys in the scope (a path is asked of the DAG)."""
+        return self.scope is None or key_or_path.startswith(self.scope)
 
 
 @dataclass(frozen=True)

@@ -214,14 +214,20 @@ def log(ctx: Context, ref: str, limit: int | None, as_json: bool) -> None:
         emit_json(rows)
 
 
-def _sync(ctx: Context, name: str, as_json: bool, allow_rewind: bool) -> None:
-    r = ctx.registry().sync(name, allow_rewind=allow_rewind)
+def _rebuilt(reset: bool, previous: str | None) -> str:
+    if not reset:
+        return ""
+    return " (rewound: full rebuild)" if previous else " (rebuilt: the cache held another part of the index)"
+
+
+def _sync(ctx: Context, name: str, as_json: bool, allow_rewind: bool, prefix: str | None = None) -> None:
+    r = ctx.registry().sync(name, allow_rewind=allow_rewind, prefix=prefix)
     for s in r.skipped:  # item blocks the cache could not materialize (issue 10, defect 4)
         click.echo(f"skipped {s.key} ({s.item_cid}{'' if s.current else ', an older version'}): {s.reason}", err=True)
     if as_json:
         emit_json({
             "name": r.name, "head": str(r.head), "previous": r.previous, "commits": r.commits,
-            "changes": r.changes, "reset": r.reset, "blocks_read": r.blocks_read,
+            "changes": r.changes, "reset": r.reset, "blocks_read": r.blocks_read, "scope": prefix,
             "skipped": [{"key": s.key, "item_cid": s.item_cid, "reason": s.reason, "commit": s.commit,
                          "current": s.current} for s in r.skipped],
         })
@@ -229,8 +235,8 @@ def _sync(ctx: Context, name: str, as_json: bool, allow_rewind: bool) -> None:
         click.echo(f"{name} is up to date at {r.head}")
     else:
         click.echo(
-            f"synced {name} to {r.head}: {r.commits} version(s), {r.changes} change(s), "
-            f"{r.blocks_read} block(s) read{' (rewound: full rebuild)' if r.reset else ''}"
+            f"synced {name}{'' if prefix is None else f' (keys {prefix}*)'} to {r.head}: {r.commits} version(s), "
+            f"{r.changes} change(s), {r.blocks_read} block(s) read{_rebuilt(r.reset, r.previous)}"
         )
 
 
@@ -247,9 +253,12 @@ def _sync(ctx: Context, name: str, as_json: bool, allow_rewind: bool) -> None:
 @click.option("--allow-rewind", is_flag=True,
               help="Follow NAME even to a version that does not descend from the synced one (moved back, or "
                    "another history): the cache is rebuilt at it. Without it such a sync is refused (exit 2).")
+@click.option("--collection", help="Materialize only this collection's datasets (with their whole history).")
+@click.option("--prefix", help="Materialize only the datasets whose keys start with PREFIX (collection/id..., e.g. "
+                                "orcestra/products/HALO/).")
 @pass_ctx
 def sync_cmd(ctx: Context, name: str, as_json: bool, watch: bool, min_interval: float, max_interval: float,
-             interval: float, cars: int, allow_rewind: bool) -> None:
+             interval: float, cars: int, allow_rewind: bool, collection: str | None, prefix: str | None) -> None:
     """Resolve NAME, fetch what is missing, and materialize it into the DuckDB cache.
 
     A version of NAME that does not descend from the one last synced (a rollback) is refused
@@ -258,10 +267,24 @@ def sync_cmd(ctx: Context, name: str, as_json: bool, watch: bool, min_interval: 
     With --watch it keeps doing so whenever NAME moves, logging each transition (started,
     synced, failed, recovered), backing off when the resolver fails or NAME moved back,
     until interrupted. Other processes can run `halodb sql` on the cache meanwhile.
+
+    With --collection or --prefix only part of the index is materialized (a partial sync:
+    only the subtrees holding it are fetched); asking for another part rebuilds the name.
     """
+    from halodb.errors import InputError
+
+    if collection is not None and prefix is not None:
+        raise InputError("--collection and --prefix: give one (a collection C is the prefix C/)", source="--prefix")
+    if collection is not None:
+        if not collection or "/" in collection:
+            raise InputError(f"--collection: a collection name has no '/' and is not empty: {collection!r}",
+                             source="--collection")
+        prefix = collection + "/"
+    if prefix is not None and not prefix:
+        raise InputError("--prefix: empty (leave it out to sync the whole index)", source="--prefix")
     ctx.registry().prefetch_spread = cars
     if not watch:
-        _sync(ctx, name, as_json, allow_rewind)
+        _sync(ctx, name, as_json, allow_rewind, prefix)
         return
     import signal
     import threading
@@ -283,7 +306,8 @@ def sync_cmd(ctx: Context, name: str, as_json: bool, watch: bool, min_interval: 
         sys.stdout.flush()
 
     try:
-        run_watch(ctx.registry(), name, policy=policy, on_event=report, stop=stop, allow_rewind=allow_rewind)
+        run_watch(ctx.registry(), name, policy=policy, on_event=report, stop=stop, allow_rewind=allow_rewind,
+                  prefix=prefix)
     except KeyboardInterrupt:
         pass
 
@@ -622,7 +646,7 @@ def status(ctx: Context, as_json: bool) -> None:
             current = None
         checkpoint = reg.trust.checkpoint(st.name) if reg.trust.policy(st.name) is not None else None
         names.append({"name": st.name, "synced_head": st.head, "synced_at": st.synced_at,
-                      "current_head": current, "up_to_date": current == st.head,
+                      "current_head": current, "up_to_date": current == st.head, "scope": st.scope,
                       "signed_by": list(checkpoint.signers) if checkpoint is not None and checkpoint.head == st.head
                       else None})
     info = {"home": str(reg.home), "head": str(reg.head) if reg.head else None,
@@ -634,7 +658,8 @@ def status(ctx: Context, as_json: bool) -> None:
     click.echo(f"staged: {len(stage.upserts)} upsert(s), {len(stage.removals)} removal(s)")
     for n in names:
         flag = "current" if n["up_to_date"] else f"behind (name now at {n['current_head']})"
-        click.echo(f"name {n['name']}: synced {n['synced_head']} at {n['synced_at']:%Y-%m-%d %H:%M:%S} — {flag}")
+        part = "" if n["scope"] is None else f" (only keys {n['scope']}*)"
+        click.echo(f"name {n['name']}{part}: synced {n['synced_head']} at {n['synced_at']:%Y-%m-%d %H:%M:%S} — {flag}")
         if n["signed_by"]:
             click.echo(f"  signed by {', '.join(n['signed_by'])} (trusted)")
 

@@ -232,16 +232,19 @@ class Index:
         return DoiConflictError(message.replace("the doi", "the DOI"), key=key, doi=value, other=other)
 
     # -- comparing -------------------------------------------------------------------------
-    def diff(self, old: IndexRoot | None, new: IndexRoot) -> Iterator[Change]:
+    def diff(self, old: IndexRoot | None, new: IndexRoot, prefix: str | None = None) -> Iterator[Change]:
         """Dataset changes from ``old`` (None = empty) to ``new``; values are :class:`Entry`.
+        With ``prefix``, only of the keys that start with it (and only the subtrees that hold
+        such keys are read).
 
         Neither tree is read past the entries its root declares, and the changes must account
         for the difference of the two counts (else :class:`TreeShapeError`, ``rule="count"``).
         """
         before = 0 if old is None else old.count
         net = 0
+        start, stop = (None, None) if prefix is None else (prefix, prefix_end(prefix))
         for change in self.datasets.diff(None if old is None else old.datasets, new.datasets,
-                                         old_count=before, new_count=new.count):
+                                         old_count=before, new_count=new.count, start=start, stop=stop):
             if change.old is None:
                 net += 1
             elif change.new is None:
@@ -251,9 +254,21 @@ class Index:
                 None if change.old is None else Entry.from_ipld(change.old, cid=None),
                 None if change.new is None else Entry.from_ipld(change.new, cid=None),
             )
-        if before + net != new.count:
+        if prefix is None and before + net != new.count:
             raise count_error(new, f"holds {before + net} datasets (the {before} of the version before, "
                                    f"{net:+d}), but its index root declares {new.count}")
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The least string above every string that starts with ``prefix`` (None: no bound).
+
+    >>> prefix_end("halo/"), prefix_end("")
+    ('halo0', None)
+    """
+    stripped = prefix.rstrip("\U0010ffff")
+    if not stripped:
+        return None
+    return stripped[:-1] + chr(ord(stripped[-1]) + 1)
 
 
 def count_error(root: IndexRoot, problem: str, tree: CID | None = None, name: str = "by_data") -> TreeShapeError:

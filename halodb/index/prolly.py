@@ -498,21 +498,38 @@ class ProllyTree:
 
     # -- diff ---------------------------------------------------------------------------------
     def diff(self, old: CID | None, new: CID | None, *, old_count: int | None = None,
-             new_count: int | None = None) -> Iterator[Change]:
+             new_count: int | None = None, start: str | None = None, stop: str | None = None) -> Iterator[Change]:
         """Changes from ``old`` to ``new`` in key order; equal subtrees are never read.
 
         Every node read is checked against its parent; ``old_count``/``new_count``, when given,
         are the entries each tree declares to hold: reading more of either is a
-        :class:`TreeShapeError` (``rule="count"``).
+        :class:`TreeShapeError` (``rule="count"``). With ``start``/``stop`` only the keys
+        ``start <= key < stop`` are compared, and subtrees wholly outside are never read.
+
+        >>> from halodb.blockstore import MemoryStore
+        >>> tree = ProllyTree(MemoryStore())
+        >>> a = tree.build((f"{n:03d}", n) for n in range(500))
+        >>> b = tree.mutate(a, {"010": -1, "250": -1, "251": -1})
+        >>> [c.key for c in tree.diff(a, b, start="200", stop="300")]
+        ['250', '251']
         """
         if old == new:
             return
         sa = self._stream(old)
         sb = self._stream(new)
+        if start is not None or stop is not None:
+            expand_all = self._expand
+
+            def ranged(stack: list[tuple[Any, ...]], budget: list[Any]) -> None:
+                expand_all(stack, budget)
+                _prune(stack, start, stop)
+
+            expand = ranged
+        else:
+            expand = self._expand
         # each side's budget: [entries it may still read, its root, the entries declared]
         ba: list[Any] = [(1 << 62) if old_count is None else old_count, old, old_count]
         bb: list[Any] = [(1 << 62) if new_count is None else new_count, new, new_count]
-        expand = self._expand
         while sa and sb:
             ha, hb = sa[-1], sb[-1]
             ka, kb = ha[1], hb[1]
@@ -597,6 +614,20 @@ class ProllyTree:
 
 _NODE = 0
 _ENTRY = 1
+
+
+def _prune(stack: list[tuple[Any, ...]], start: str | None, stop: str | None) -> None:
+    """Drop from ``stack`` (reversed: its last item comes first in key order) the entries and
+    subtrees that lie wholly outside ``start <= key < stop``."""
+    keep = []
+    for item in stack[::-1]:
+        key = item[1]
+        if stop is not None and key >= stop:
+            continue
+        if start is not None and (key < start if item[0] == _ENTRY else item[4] is not None and item[4] <= start):
+            continue
+        keep.append(item)
+    stack[:] = keep[::-1]
 
 
 def _merge(keys: list[str], values: list[Any], changes: list[tuple[str, Any]]) -> tuple[list[str], list[Any]]:

@@ -21,7 +21,7 @@ before the cache is touched: a rollback is never followed silently. With
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from halodb.blockstore.base import BlockStore
 from halodb.cache import Cache, ChangeRecord, CommitRecord, ItemRecord, SyncPlan
@@ -62,9 +62,12 @@ class SyncResult:
 
 
 def build_plan(
-    store: BlockStore, index: Index, name: str, head: CID, synced: str | None, *, allow_rewind: bool = False
+    store: BlockStore, index: Index, name: str, head: CID, synced: str | None, *, allow_rewind: bool = False,
+    prefix: str | None = None,
 ) -> SyncPlan:
-    """The plan that brings ``name`` from the ``synced`` head (None: nothing yet) to ``head``.
+    """The plan that brings ``name`` from the ``synced`` head (None: nothing yet) to ``head``;
+    with ``prefix``, of the datasets whose keys start with it only (a partial sync: the
+    subtrees that hold no such key are never read).
 
     When ``synced`` is not on ``head``'s main line, :class:`RewindError` (decided after walking
     the commit chain, before any diff), unless ``allow_rewind``: then the plan is a reset that
@@ -96,11 +99,11 @@ def build_plan(
     item_cids: dict[str, CID] = {}
     for cid, commit in chain:
         root = index.load_root(commit.index)
-        if base is not None and store.is_remote_backed:
+        if base is not None and store.is_remote_backed and prefix is None:
             prefetch_changed(store, index, base.datasets, root.datasets)
         changes: list[ChangeRecord] = []
         append = changes.append
-        for change in index.diff(base, root):  # the hot loop of a full sync: locals, positional args
+        for change in index.diff(base, root, prefix):  # the hot loop of a full sync: locals, positional args
             key, new = change.key, change.new
             if new is None:
                 append(ChangeRecord(key, None))
@@ -127,7 +130,7 @@ def build_plan(
         return read_item_columns(store, [item_cids[c] for c in cids])
 
     return SyncPlan(
-        name=name, head=str(head), reset=reset, commits=records, load_item_columns=load_item_columns
+        name=name, head=str(head), reset=reset, commits=records, load_item_columns=load_item_columns, scope=prefix,
     )
 
 
@@ -182,26 +185,34 @@ def prefetch_changed(store: BlockStore, index: Index, old: CID, new: CID) -> int
 
 
 def sync(
-    store: BlockStore, index: Index, cache: Cache, name: str, head: CID, *, allow_rewind: bool = False
+    store: BlockStore, index: Index, cache: Cache, name: str, head: CID, *, allow_rewind: bool = False,
+    prefix: str | None = None,
 ) -> SyncResult:
     """Bring ``name`` in the cache to ``head``; all or nothing.
 
     A ``head`` that does not descend from the head the cache last synced for ``name`` is
     refused with :class:`RewindError` and the cache is left as it was, unless
-    ``allow_rewind``: then the name's history in the cache is rebuilt at ``head``."""
+    ``allow_rewind``: then the name's history in the cache is rebuilt at ``head``.
+    ``prefix``: only the datasets whose keys start with it (a partial sync); a cache that
+    holds the name for another scope is rebuilt for this one."""
     before = store.stats.blocks_read
     # A new cache file holds nothing yet: plan at once, while the cache is being created
     # (Cache(keep_open=True) opens and migrates it on a thread meanwhile).
-    plan = build_plan(store, index, name, head, None) if cache.fresh else None
+    plan = build_plan(store, index, name, head, None, prefix=prefix) if cache.fresh else None
     # One connection for the rest (opening and closing the file costs ~20 ms each).
     # Readers in other processes wait for it (up to the cache's lock timeout).
     with cache.session():
         state = cache.sync_state(name)
-        previous = state.head if state is not None else None
+        rescope = state is not None and state.scope != prefix
+        previous = state.head if state is not None and not rescope else None
         if previous == str(head):
             return SyncResult(name, head, previous, 0, 0, False, 0, _skipped(cache, name))
-        if plan is None or previous is not None:  # (another process synced it meanwhile)
-            plan = build_plan(store, index, name, head, previous, allow_rewind=allow_rewind)
+        if rescope:  # another part of the index than the cache holds: rebuilt (a rewind still refused)
+            assert state is not None
+            build_plan(store, index, name, head, state.head, allow_rewind=allow_rewind, prefix=prefix)
+            plan = replace(build_plan(store, index, name, head, None, prefix=prefix), reset=True)
+        elif plan is None or previous is not None:  # (another process synced it meanwhile)
+            plan = build_plan(store, index, name, head, previous, allow_rewind=allow_rewind, prefix=prefix)
         cache.apply(plan)
         skipped = _skipped(cache, name)
     return SyncResult(
