@@ -597,6 +597,20 @@ def test_cid_at_prefers_keys_over_paths_and_reports_ambiguity(tmp_path: Path) ->
         assert cache.cid_at("x", T0, name="k") == cid("data:x:0")
 
 
+def test_cid_at_compares_names_by_multihash(tmp_path: Path) -> None:
+    """Two names holding one content under two spellings agree; the first name's spelling is
+    the answer. Another multihash is still a disagreement."""
+    v0, v1 = "QmQg1v4o9xdT3Q14wh4S7dxZkDjyZ9ssFzFzyep1YrVJBY", "bafybeibcvvrry2potayjlnnyvtict74uv7y5y3ciqn4hqwe2sk4q37vdc4"
+    with Cache(tmp_path / "c.duckdb") as cache:
+        cache.apply(plan("a", [commit("a1", [put(rec("x", data=v0))])]))
+        cache.apply(plan("b", [commit("b1", [put(rec("x", data=v1))])]))
+        assert cache.cid_at("x", T0) == v0
+        assert cache.cid_at("x", T0, name="b") == v1
+        cache.apply(plan("c", [commit("c1", [put(rec("x", data="bafkqaaa"))])]))
+        with pytest.raises(CacheError, match="pass a name"):
+            cache.cid_at("x", T0)
+
+
 def test_equal_commit_times_later_commit_wins(tmp_path: Path) -> None:
     c1 = commit("c1", [put(rec("a"))], at=T0)
     c2 = commit("c2", [put(rec("a", 1))], at=T0)  # same second, as in tree-history.jsonl

@@ -367,6 +367,8 @@ class Cache:
         ``key_or_path`` is a dataset key, or, when no version of any dataset has that key,
         a path in the campaign tree. A naive ``when`` is taken as UTC. Without ``name`` all
         names are searched; if they disagree a :class:`CacheError` says which names to pick.
+        CIDs are compared by multihash: names that hold one content under two spellings
+        (``Qm…`` and ``bafy…``) agree, and the first name's spelling is returned.
 
         >>> import tempfile, pathlib
         >>> from datetime import datetime, timezone
@@ -393,6 +395,11 @@ class Cache:
             ).fetchall()
         cids = {r[1] for r in rows}
         if len(cids) > 1:
+            from halodb.ipld.spelling import same_multihash
+
+            first = rows[0][1]
+            if all(same_multihash(first, other) for other in cids):
+                return str(first)
             found = ", ".join(f"{r[0]}: {r[1]}" for r in rows)
             raise CacheError(
                 f"{key_or_path!r} had different data CIDs at {when.isoformat()} ({found}); pass a name",
