@@ -202,3 +202,13 @@ def test_the_server_lists_no_respelling_as_a_change(history: list[TreeVersion], 
         page = http.get(f"/collections/orcestra/items/{quote(path, safe='')}", params={"f": "html"})
         assert page.status_code == 200, page.text[:300]
         assert 'class="change-respelled">respelled' in page.text
+
+
+def test_the_python_api_tells_respellings_apart(history: list[TreeVersion], home: Path) -> None:
+    back = len(history) - 1 - conversion(history)
+    with halodb.open(home) as reg:
+        changes = reg.diff(f"HEAD~{back + 1}", f"HEAD~{back}")
+        assert sum(reg.is_respelled(c) for c in changes) == 29
+        assert len(reg.diff(f"HEAD~{back + 1}", f"HEAD~{back}", respellings=False)) == len(changes) - 29
+        entry = next(e for n, e in enumerate(reg.log("HEAD")) if n == back)
+        assert (entry.added, entry.changed, entry.removed, entry.respelled) == (3, 1, 14, 29)

@@ -45,6 +45,7 @@ from halodb.errors import RewindError
 from halodb.index.commit import commit_changes
 from halodb.index.dois import DoiRecord, doi_log, find_doi
 from halodb.index.history import load_commit, walk
+from halodb.index.respelling import is_respelled
 from halodb.index.timeline import version_at
 from halodb.index.history import divergence, versions
 from halodb.index.index import Index
@@ -442,12 +443,19 @@ class Registry:
         """The history of ``ref``, newest first, with per-version change counts."""
         return log(self.store, self.index, self.resolve(ref), limit, self._commits)
 
-    def diff(self, old: str | CID, new: str | CID) -> list[Change]:
-        """Dataset changes between two versions."""
+    def diff(self, old: str | CID, new: str | CID, *, respellings: bool = True) -> list[Change]:
+        """Dataset changes between two versions; with ``respellings=False`` without the data
+        CIDs only respelled (``Qm…`` to the ``bafy…`` of the same multihash, nothing else
+        changed: :meth:`is_respelled`), which are the same content."""
         a = self._root_of(self.resolve(old))
         b = self._root_of(self.resolve(new))
         assert b is not None
-        return list(self.index.diff(a, b))
+        changes = list(self.index.diff(a, b))
+        return changes if respellings else [c for c in changes if not self.is_respelled(c)]
+
+    def is_respelled(self, change: Change) -> bool:
+        """Whether ``change`` (from :meth:`diff`) only respells the dataset's data CID."""
+        return change.kind == "changed" and is_respelled(self.store, change.old, change.new)
 
     def get(self, key_or_path: str, ref: str | CID = "HEAD") -> tuple[str, Entry, dict[str, Any]]:
         """The key, entry and STAC item of a dataset at a version."""

@@ -550,10 +550,8 @@ def diff(ctx: Context, old: str, new: str, as_json: bool) -> None:
 
     A data CID only respelled (Qm… to the bafy… of the same multihash, nothing else changed)
     is the same content: marked = and not counted as a change."""
-    from halodb.index.respelling import is_respelled
-
     reg = ctx.registry()
-    changes = [(c, c.kind == "changed" and is_respelled(reg.store, c.old, c.new)) for c in reg.diff(old, new)]
+    changes = [(c, reg.is_respelled(c)) for c in reg.diff(old, new)]
     if as_json:
         emit_json([
             {"key": c.key, "change": "respelled" if respelled else c.kind,
