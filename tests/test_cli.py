@@ -215,3 +215,23 @@ def test_at_on_a_cache_of_an_older_schema_migrates_it(tmp_path: Path) -> None:
     con = duckdb.connect(str(home / "cache.duckdb"), read_only=True)
     assert con.execute("SELECT max(version) FROM schema_migrations").fetchone() == (last,)
     con.close()
+
+
+def test_at_answers_many_questions_from_stdin_as_it_answers_one(tmp_path: Path) -> None:
+    """`halodb at -`: one process for many questions, each answer the line `at` prints for it
+    alone (an empty line for none), from the cache of a synced name and from the DAG."""
+    home = tmp_path / "home"
+    write_items(tmp_path / "items")
+    for args in (["init"], ["add", str(tmp_path / "items")], ["commit", "-m", "first", "--time", "2024-08-12T10:00:00Z"],
+                 ["publish", "latest"], ["sync", "latest"]):
+        assert run_cli_in_process(home, *args).code == 0
+    questions = [("halo/f1", "2024-09-01"), ("products/HALO/f1.zarr", "2024-09-01T00:00:00+02:00"),
+                 ("halo/f2", "2024-08-01"), ("halo/none", "2024-09-01")]
+    stdin = "".join(f"{k}\t{w}\n" if n % 2 else f"{k} {w}\n" for n, (k, w) in enumerate(questions)) + "\n"
+    for name in (["--name", "latest"], []):  # the cache, then the local head's DAG
+        singles = [run_cli_in_process(home, "at", k, w, *name).out.strip() for k, w in questions]
+        assert singles == [cid_for("a1"), cid_for("a1"), "", ""]
+        r = run_cli_in_process(home, "at", "-", *name, stdin=stdin)
+        assert r.code == 0 and r.out.split("\n")[:-1] == singles, r.err
+        r = run_cli_in_process(home, "at", "-", *name, "--json", stdin=stdin)
+        assert [json.loads(line)["cid"] for line in r.out.splitlines()] == [s or None for s in singles]

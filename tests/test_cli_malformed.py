@@ -226,6 +226,9 @@ def cases() -> list[Case]:
     c += [Case("at", ["at", "halo/f1", t]) for t in BAD_TIMES] + [Case("at", ["at", "halo/f1", t, "--name", "latest"]) for t in BAD_TIMES[2:4]]
     c += [Case("at", ["at", "halo/f1", "2024-08-15", "--name", n]) for n in ["no-such-name", *BAD_NAMES[:2]]]
     c += [Case("at", ["at", "halo/f1"])]
+    c += [Case("at", ["at", "-", "--name", "latest"], stdin=s) for s in ["halo/f1\n", "halo/f1\tnot-a-date\n",
+                                                                       "\x00\x01 2024\n", "\t2024-08-15\n"]]
+    c += [Case("at", ["at", "-", "2024-08-15"], stdin="halo/f1\t2024-08-15\n")]
     c += files("at", ["at", "halo/f1", "2024-08-15"], state_files())
     c += files("at", ["at", "halo/f1", "2024-08-15", "--name", "latest"], name_files())
     c += files("at", ["at", "halo/f1", "2024-08-15", "--name", "latest"], cache_files())

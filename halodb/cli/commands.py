@@ -25,6 +25,8 @@ from halodb.util.textout import format_table, format_value, json_default
 from halodb.util.version import VERSION
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from halodb.api.registry import Registry
 
 # Each command imports what it needs when it runs: `halodb --version` and `halodb at` do not
@@ -481,10 +483,19 @@ def at(ctx: Context, key_or_path: str, when: str | None, name: str | None, as_js
     """Print the data CID KEY_OR_PATH had at WHEN (ISO 8601, or a tag: v1.0); exit 1 if it had none.
 
     With doi:DOI instead, the data CID the DOI was minted for (the dataset's data in the
-    first version that had the DOI; WHEN, if given, ends the history asked)."""
+    first version that had the DOI; WHEN, if given, ends the history asked).
+
+    With - instead, many questions in one process: each line of standard input is
+    KEY_OR_PATH and WHEN (separated by a tab, or by the last space), and each answer is a
+    line: the CID, or an empty line for none (with --json, a JSON object per line)."""
     from halodb.api.lookup import cid_at_in_home
     from halodb.util.times import to_time
 
+    if key_or_path == "-":
+        if when is not None:
+            raise click.UsageError("with - the questions come from standard input: no WHEN argument")
+        _at_many(ctx, name, as_json)
+        return
     if key_or_path[:4].lower() == "doi:":
         _at_doi(ctx, key_or_path, when, name, as_json)
         return
@@ -511,6 +522,38 @@ def at(ctx: Context, key_or_path: str, when: str | None, name: str | None, as_js
     if not answered:  # not synced, or synced at another head: the registry asks the DAG
         cid = ctx.registry().cid_at(key_or_path, t, name=name)
     _print_at(key_or_path, when, cid, as_json)
+
+
+#: questions `at -` takes from one standard input (about 100 MB of lines)
+MAX_AT_QUESTIONS = 1_000_000
+
+
+def _at_many(ctx: Context, name: str | None, as_json: bool) -> None:
+    """``halodb at -``: every question of standard input, the cache (or registry) opened once."""
+    from halodb.api.lookup import cids_at_in_home
+    from halodb.errors import InputError
+    from halodb.util.times import to_time
+
+    questions: list[tuple[str, datetime]] = []
+    texts: list[tuple[str, str]] = []
+    for number, line in enumerate(sys.stdin, 1):
+        if number > MAX_AT_QUESTIONS:
+            raise InputError(f"stdin: more than {MAX_AT_QUESTIONS} questions; split them", source="stdin")
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        key, sep, when = line.partition("\t") if "\t" in line else line.rpartition(" ")
+        key, when = key.strip(), when.strip()
+        if not sep or not key or not when:
+            raise InputError(f"stdin line {number}: expected KEY_OR_PATH and WHEN, got {line[:80]!r}", source="stdin")
+        questions.append((key, to_time(when, what=f"stdin line {number}: date")))
+        texts.append((key, when))
+    answers = cids_at_in_home(ctx.home, ctx.store, ctx.cache, name, questions) if name else None
+    if answers is None:  # not synced, or synced at another head: the registry asks the DAG
+        reg = ctx.registry()
+        answers = [reg.cid_at(key, t, name=name) for key, t in questions]
+    for (key, when), cid in zip(texts, answers):
+        click.echo(json.dumps({"key_or_path": key, "when": when, "cid": cid}) if as_json else (cid or ""))
 
 
 def _print_at(key_or_path: str, when: str, cid: str | None, as_json: bool) -> None:
