@@ -235,3 +235,37 @@ def test_at_answers_many_questions_from_stdin_as_it_answers_one(tmp_path: Path) 
         assert r.code == 0 and r.out.split("\n")[:-1] == singles, r.err
         r = run_cli_in_process(home, "at", "-", *name, "--json", stdin=stdin)
         assert [json.loads(line)["cid"] for line in r.out.splitlines()] == [s or None for s in singles]
+
+
+def test_the_quick_at_says_what_the_full_command_says(tmp_path: Path) -> None:
+    """`halodb [--home H] at KEY WHEN --name N` on a synced name is answered before the command
+    tree loads (no click): the same stdout, stderr and exit code as the full command, for
+    answers, non-answers, and every case it hands over (an unsynced name, a bad date, a
+    tag, doi:, other options)."""
+    home = tmp_path / "home"
+    write_items(tmp_path / "items")
+    for args in (["init"], ["add", str(tmp_path / "items")], ["commit", "-m", "first", "--time", "2024-08-12T10:00:00Z"],
+                 ["publish", "latest"], ["sync", "latest"], ["publish", "unsynced"]):
+        assert run_cli_in_process(home, *args).code == 0
+    asks = [["at", "halo/f1", "2024-09-01", "--name", "latest"],
+            ["at", "products/HALO/f1.zarr", "2024-09-01T02:00:00+02:00", "--name", "latest"],
+            ["at", "halo/f2", "2024-08-01", "--name", "latest"],
+            ["at", "halo/none", "2024-09-01", "--name", "latest"],
+            ["at", "halo/f1", "2024-09-01", "--name", "unsynced"],
+            ["at", "halo/f1", "2024-13-01", "--name", "latest"],
+            ["at", "halo/f1", "v1", "--name", "latest"],
+            ["at", "doi:10.1/x", "2024-09-01", "--name", "latest"],
+            ["at", "halo/f1", "2024-09-01", "--name", "no-such-name"],
+            ["at", "halo/f1", "2024-09-01", "--json", "--name", "latest"]]
+    probe = ("import atexit, sys\nfrom halodb.cli import main\n"
+             "atexit.register(lambda: print('click loaded' if 'click' in sys.modules else '', file=sys.stderr))\n"
+             "sys.argv = ['halodb'] + sys.argv[1:]\nmain()")
+    for ask in asks:
+        full = run_cli_in_process(home, *ask)
+        p = subprocess.run([sys.executable, "-c", probe, "--home", str(home), *ask], capture_output=True, text=True,
+                           timeout=120, env={**os.environ, "HALODB_AUTHOR": "tester"})
+        quick = p.stderr.endswith("click loaded\n") is False
+        assert (p.returncode, p.stdout, p.stderr.removesuffix("click loaded\n").rstrip("\n")) == (
+            full.code, full.out, full.err.rstrip("\n")), ask
+        assert quick == (len(ask) == 5 and ask[-1] == "latest" and ask[2][:1].isdigit() and ask[2] != "2024-13-01"
+                         and not ask[1].startswith("doi:")), ask
