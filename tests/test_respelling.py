@@ -146,6 +146,10 @@ def test_a_respelling_with_another_change_is_a_change() -> None:
     assert not is_respelled(store, Entry(old, V0, "p"), Entry(same, V0, "p"))  # same spelling: not a respelling
     other = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"  # another multihash
     assert not is_respelled(store, Entry(old, V0, "p"), Entry(same, other, "p"))
+    raw = "bafkreibcvvrry2potayjlnnyvtict74uv7y5y3ciqn4hqwe2sk4q37vdc4"  # V0's multihash, read as raw bytes
+    raw_item, _ = make_block({"href": f"ipfs://{raw}", "title": "a"})
+    store.put_many([make_block({"href": f"ipfs://{raw}", "title": "a"})])
+    assert not is_respelled(store, Entry(old, V0, "p"), Entry(raw_item, raw, "p"))  # another codec: other content
     assert not is_respelled(store, Entry(old, "not a cid", "p"), Entry(same, "also not", "p"))
 
 

@@ -48,7 +48,7 @@ from halodb.index.history import load_commit, walk
 from halodb.index.respelling import is_respelled
 from halodb.index.timeline import version_at
 from halodb.index.history import divergence, versions
-from halodb.index.index import Index
+from halodb.index.index import Index, prefix_end
 from halodb.index.model import TAG_NAME, Change, Commit, Entry, IndexRoot, Tag
 from halodb.index.tags import load_tag, load_tags, write_tag, write_tags
 from halodb.index.prolly import NodeCache
@@ -556,16 +556,29 @@ class Registry:
         ``prefix``: materialize only the datasets whose keys start with it, with their whole
         history (``"halo/"``: one collection), reading only the subtrees that hold them; the
         cache records the scope, rebuilds the name when asked for another one, and answers
-        ``cid_at`` only for keys in it (the rest is asked of the DAG)."""
+        ``cid_at`` only for keys in it (the rest is asked of the DAG). A prefix no dataset of
+        the head has is refused (:class:`InputError`), so that a typo does not empty the cache."""
         if prefix is not None and (not isinstance(prefix, str) or not prefix):
             raise InputError(f"a sync prefix must be a non-empty key prefix, not {prefix!r}", source="--prefix")
         if head is None:
             head = self.name_head(name, allow_rewind=allow_rewind)
         else:
             self.verify_trust(name, head, allow_rewind=allow_rewind)
+        if prefix is not None:
+            self._check_prefix(name, head, prefix)
         return sync_name(self.store, self.index, self.cache, self.canonical_name(name), head,
                          prefetch_spread=self.prefetch_spread, prefetch_workers=self.prefetch_workers,
                          allow_rewind=allow_rewind, prefix=prefix)
+
+    def _check_prefix(self, name: str, head: CID, prefix: str) -> None:
+        """:class:`InputError` unless some dataset of version ``head`` has a key starting with ``prefix``."""
+        datasets = self.index.load_root(load_commit(self.store, head, self._commits).index).datasets
+        if next(iter(self.index.datasets.items(datasets, prefix, prefix_end(prefix))), None) is not None:
+            return
+        first = next(iter(self.index.datasets.items(datasets)), None)
+        example = f" (keys are collection/id, e.g. {first[0]!r})" if first is not None else " (it has no datasets)"
+        raise InputError(f"no dataset of {name} has a key starting with {prefix!r}{example}; nothing synced",
+                         source="--prefix")
 
     def sql(self, query: str, params: list[Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run one query on the cache: ``items``, ``item_versions``, ``commits``, ``items_at(ts)``...

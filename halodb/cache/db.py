@@ -367,7 +367,7 @@ class Cache:
         ``key_or_path`` is a dataset key, or, when no version of any dataset has that key,
         a path in the campaign tree. A naive ``when`` is taken as UTC. Without ``name`` all
         names are searched; if they disagree a :class:`CacheError` says which names to pick.
-        CIDs are compared by multihash: names that hold one content under two spellings
+        CIDs are compared by content (multihash and codec): names that hold one content under two spellings
         (``Qm…`` and ``bafy…``) agree, and the first name's spelling is returned.
 
         >>> import tempfile, pathlib
@@ -395,10 +395,10 @@ class Cache:
             ).fetchall()
         cids = {r[1] for r in rows}
         if len(cids) > 1:
-            from halodb.ipld.spelling import same_multihash
+            from halodb.ipld.spelling import same_content
 
             first = rows[0][1]
-            if all(same_multihash(first, other) for other in cids):
+            if all(same_content(first, other) for other in cids):
                 return str(first)
             found = ", ".join(f"{r[0]}: {r[1]}" for r in rows)
             raise CacheError(

@@ -279,8 +279,8 @@ def sync_cmd(ctx: Context, name: str, as_json: bool, watch: bool, min_interval: 
         raise InputError("--collection and --prefix: give one (a collection C is the prefix C/)", source="--prefix")
     if collection is not None:
         if not collection or "/" in collection:
-            raise InputError(f"--collection: a collection name has no '/' and is not empty: {collection!r}",
-                             source="--collection")
+            raise InputError(f"--collection: {collection!r} is not a collection name (one word, no '/'; "
+                             "for a part of a collection use --prefix COLLECTION/PATH/)", source="--collection")
         prefix = collection + "/"
     if prefix is not None and not prefix:
         raise InputError("--prefix: empty (leave it out to sync the whole index)", source="--prefix")
