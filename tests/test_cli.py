@@ -227,7 +227,7 @@ def test_at_answers_many_questions_from_stdin_as_it_answers_one(tmp_path: Path) 
         assert run_cli_in_process(home, *args).code == 0
     questions = [("halo/f1", "2024-09-01"), ("products/HALO/f1.zarr", "2024-09-01T00:00:00+02:00"),
                  ("halo/f2", "2024-08-01"), ("halo/none", "2024-09-01")]
-    stdin = "".join(f"{k}\t{w}\n" if n % 2 else f"{k} {w}\n" for n, (k, w) in enumerate(questions)) + "\n"
+    stdin = "".join(f"{k}\t{w}\n" if n % 2 else f"{k} {w}\n" for n, (k, w) in enumerate(questions))
     for name in (["--name", "latest"], []):  # the cache, then the local head's DAG
         singles = [run_cli_in_process(home, "at", k, w, *name).out.strip() for k, w in questions]
         assert singles == [cid_for("a1"), cid_for("a1"), "", ""]
@@ -269,3 +269,20 @@ def test_the_quick_at_says_what_the_full_command_says(tmp_path: Path) -> None:
             full.code, full.out, full.err.rstrip("\n")), ask
         assert quick == (len(ask) == 5 and ask[-1] == "latest" and ask[2][:1].isdigit() and ask[2] != "2024-13-01"
                          and not ask[1].startswith("doi:")), ask
+
+
+def test_at_from_stdin_keeps_one_line_per_input_line_and_answers_tags(tmp_path: Path) -> None:
+    """Blank input lines get empty answer lines (a tool pairs lines), trailing spaces are
+    ignored, a tag or doi: line is answered as `halodb at KEY TAG` answers it, and a bad
+    line prints nothing at all."""
+    home = tmp_path / "home"
+    write_items(tmp_path / "items")
+    for args in (["init"], ["add", str(tmp_path / "items")], ["commit", "-m", "first", "--time", "2024-08-12T10:00:00Z"],
+                 ["publish", "latest"], ["tag", "create", "latest", "v1"], ["publish", "latest"], ["sync", "latest"]):
+        assert run_cli_in_process(home, *args).code == 0, args
+    stdin = "halo/f1 2024-09-01  \n\nhalo/f1\tv1\ndoi:10.1234/none\t2024-09-01\nhalo/f2 2024-08-01\n"
+    r = run_cli_in_process(home, "at", "-", "--name", "latest", stdin=stdin)
+    assert r.code == 0 and r.out.split("\n") == [cid_for("a1"), "", cid_for("a1"), "", "", ""], (r.out, r.err)
+    assert run_cli_in_process(home, "at", "halo/f1", "v1", "--name", "latest").out.strip() == cid_for("a1")
+    r = run_cli_in_process(home, "at", "-", "--name", "latest", stdin="halo/f1 2024-09-01\nhalo/f1\tv9\n")
+    assert r.code == 2 and r.out == "" and "stdin line 2" in r.err, (r.out, r.err)

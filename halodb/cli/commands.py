@@ -487,10 +487,8 @@ def at(ctx: Context, key_or_path: str, when: str | None, name: str | None, as_js
 
     With - instead, many questions in one process: each line of standard input is
     KEY_OR_PATH and WHEN (separated by a tab, or by the last space), and each answer is a
-    line: the CID, or an empty line for none (with --json, a JSON object per line)."""
-    from halodb.api.lookup import cid_at_in_home
-    from halodb.util.times import to_time
-
+    line: the CID, or an empty line for none or for a blank line (with --json, a JSON object
+    per question); exit 0 whether or not every question has an answer."""
     if key_or_path == "-":
         if when is not None:
             raise click.UsageError("with - the questions come from standard input: no WHEN argument")
@@ -501,6 +499,18 @@ def at(ctx: Context, key_or_path: str, when: str | None, name: str | None, as_js
         return
     if when is None:
         raise click.UsageError("Missing argument 'WHEN'.")
+    _print_at(key_or_path, when, _answer_at(ctx, key_or_path, when, name), as_json)
+
+
+def _answer_at(ctx: Context, key_or_path: str, when: str, name: str | None) -> str | None:
+    """The data CID ``halodb at KEY_OR_PATH WHEN [--name NAME]`` answers (None: none); for
+    ``doi:DOI``, the data it was minted for in the history up to WHEN."""
+    from halodb.api.lookup import cid_at_in_home
+    from halodb.util.times import to_time
+
+    if key_or_path[:4].lower() == "doi:":
+        minted = ctx.registry().resolve_doi(key_or_path[4:], f"{name or 'HEAD'}@{when}")
+        return minted.data if minted is not None else None
     if when[:1].isalpha():  # a tag (v1.0): the version it names
         from halodb.index.model import is_tag_name
 
@@ -513,15 +523,13 @@ def at(ctx: Context, key_or_path: str, when: str | None, name: str | None, as_js
             except NameNotFoundError as exc:
                 raise InputError(f"date: {when!r} is neither an ISO 8601 date-time (e.g. 2024-09-15T00:00Z) "
                                  f"nor a tag of {name or 'HEAD'} ({exc})", source="date") from None
-            root = reg.index.load_root(version.index)
-            found = reg.index.resolve(root, key_or_path)
-            _print_at(key_or_path, when, None if found is None else found[1].data, as_json)
-            return
+            found = reg.index.resolve(reg.index.load_root(version.index), key_or_path)
+            return None if found is None else found[1].data
     t = to_time(when, what="date")
     answered, cid = cid_at_in_home(ctx.home, ctx.store, ctx.cache, name, key_or_path, t) if name else (False, None)
     if not answered:  # not synced, or synced at another head: the registry asks the DAG
         cid = ctx.registry().cid_at(key_or_path, t, name=name)
-    _print_at(key_or_path, when, cid, as_json)
+    return cid
 
 
 #: questions `at -` takes from one standard input (about 100 MB of lines)
@@ -532,28 +540,47 @@ def _at_many(ctx: Context, name: str | None, as_json: bool) -> None:
     """``halodb at -``: every question of standard input, the cache (or registry) opened once."""
     from halodb.api.lookup import cids_at_in_home
     from halodb.errors import InputError
+    from halodb.index.model import is_tag_name
     from halodb.util.times import to_time
 
-    questions: list[tuple[str, datetime]] = []
-    texts: list[tuple[str, str]] = []
+    lines: list[tuple[str, str] | None] = []  # per input line: (key, when), None for a blank one
+    questions: list[tuple[str, datetime]] = []  # the lines with a time, for the cache
     for number, line in enumerate(sys.stdin, 1):
         if number > MAX_AT_QUESTIONS:
             raise InputError(f"stdin: more than {MAX_AT_QUESTIONS} questions; split them", source="stdin")
-        line = line.rstrip("\r\n")
-        if not line.strip():
+        line = line.strip()
+        if not line:
+            lines.append(None)
             continue
         key, sep, when = line.partition("\t") if "\t" in line else line.rpartition(" ")
         key, when = key.strip(), when.strip()
         if not sep or not key or not when:
             raise InputError(f"stdin line {number}: expected KEY_OR_PATH and WHEN, got {line[:80]!r}", source="stdin")
+        lines.append((key, when))
+        if key[:4].lower() == "doi:" or (when[:1].isalpha() and is_tag_name(when)):
+            continue  # answered one by one below, as `halodb at KEY WHEN` answers it
         questions.append((key, to_time(when, what=f"stdin line {number}: date")))
-        texts.append((key, when))
     answers = cids_at_in_home(ctx.home, ctx.store, ctx.cache, name, questions) if name else None
     if answers is None:  # not synced, or synced at another head: the registry asks the DAG
         reg = ctx.registry()
         answers = [reg.cid_at(key, t, name=name) for key, t in questions]
-    for (key, when), cid in zip(texts, answers):
-        click.echo(json.dumps({"key_or_path": key, "when": when, "cid": cid}) if as_json else (cid or ""))
+    timed = iter(answers)
+    out: list[str] = []  # every answer before the first is printed: a bad line prints nothing
+    for number, question in enumerate(lines, 1):
+        if question is None:
+            out.append("")
+            continue
+        key, when = question
+        if key[:4].lower() == "doi:" or (when[:1].isalpha() and is_tag_name(when)):
+            try:
+                cid = _answer_at(ctx, key, when, name)
+            except HaloDBError as exc:
+                raise InputError(f"stdin line {number}: {_one_line(str(exc))}", source="stdin") from None
+        else:
+            cid = next(timed)
+        out.append(json.dumps({"key_or_path": key, "when": when, "cid": cid}) if as_json else (cid or ""))
+    if out:
+        click.echo("\n".join(out))
 
 
 def _print_at(key_or_path: str, when: str, cid: str | None, as_json: bool) -> None:
