@@ -199,7 +199,7 @@ def cases() -> list[Case]:
     # log
     c += [Case("log", ["log", r]) for r in ["no-such-name", *BAD_NAMES[:3], *BAD_CIDS, ABSENT_CID,
                                             *("latest@" + t for t in BAD_TIMES), "HEAD@" + BAD_TIMES[3]]]
-    c += [Case("log", ["log", "-n", n]) for n in ["abc", "1.5", ""]]
+    c += [Case("log", ["log", "-n", n]) for n in ["abc", "1.5", "", "-1"]]
     c += [Case("log", ["log", r]) for r in ["HEAD~1", "latest~5", "~1", "HEAD~99999999999", "HEAD~x", "latest@2024-08-11~1"]]
     c += [Case("sync", ["sync", "latest~1"])]
     c += [Case("get", ["get"]), Case("get", ["get", "halo/nothing"]), Case("get", ["get", "halo/f1", "--version", "HEAD~1"])]

@@ -184,7 +184,7 @@ def publish(ctx: Context, name: str, target: str | None, force: bool) -> None:
 
 @cli.command()
 @click.argument("ref", default="HEAD")
-@click.option("-n", "--limit", type=int, help="Show at most this many versions.")
+@click.option("-n", "--limit", type=click.IntRange(min=0), help="Show at most this many versions.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def log(ctx: Context, ref: str, limit: int | None, as_json: bool) -> None:
@@ -679,7 +679,7 @@ def import_tree(ctx: Context, tree: str, when: str | None, message: str | None, 
         n = 0
         cid = None
         for version in load_tree_history(path):
-            msg = f"{version.message} (tree {version.commit[:12]})" if version.commit else version.message
+            msg = f"{version.message} (git commit {version.commit[:12]})" if version.commit else version.message
             cid = reg.import_tree(version.tree, time=version.time, message=msg, collection=collection)
             n += 1
         click.echo(f"imported {n} version(s); head {cid}")
