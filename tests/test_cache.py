@@ -208,7 +208,7 @@ def test_items_view_and_items_at_have_the_contract_columns(tmp_path: Path) -> No
         assert cache.sql("SELECT * FROM items_at('2024-09-01', 'n')")[0] == expected
         assert cache.sql("SELECT * FROM items_as_of('bafyx')")[0] == expected
         assert cache.sql("SELECT * FROM items_as_of('bafyx', 'n')")[0] == expected
-        assert cache.sql("SELECT * FROM changes('bafyx', 'bafyy')")[0] == [
+        assert [r[0] for r in cache.sql("DESCRIBE SELECT * FROM changes('bafyx', 'bafyy')")[1]] == [
             "name", "key", "op", "old_data_cid", "new_data_cid", "old_item_cid", "new_item_cid", "old_path", "new_path",
             "commit", "time", "seq"]
 
@@ -241,7 +241,13 @@ def test_items_as_of_and_changes_order_commits_by_history_not_time(tmp_path: Pat
         ]
         assert cache.sql("SELECT count(*) FROM changes(?, ?)", [c4.cid, c1.cid])[1] == [(0,)]  # backwards: none
         assert cache.sql("SELECT count(*) FROM changes(?, ?)", [c2.cid, c2.cid])[1] == [(0,)]
-        assert cache.sql("SELECT count(*) FROM changes(?, ?, 'm')", [c1.cid, c4.cid])[1] == [(0,)]
+        # a commit or name the cache does not hold is an error naming it, not "no changes"
+        with pytest.raises(QueryError, match=f"to_version {c4.cid} is not a commit of m"):
+            cache.sql("SELECT count(*) FROM changes(?, ?, 'm')", [c1.cid, c4.cid])
+        with pytest.raises(QueryError, match="from_version 2024-09-01 is not a commit of a synced name"):
+            cache.sql("SELECT count(*) FROM changes('2024-09-01', ?)", [c4.cid])
+        with pytest.raises(QueryError, match="is not a commit of nope"):
+            cache.sql("SELECT count(*) FROM changes(?, ?, 'nope')", [c1.cid, c4.cid])
         assert cache.sql("SELECT key, op FROM changes(?, ?)", [c2.cid, c3.cid])[1] == [("a", "changed"), ("b", "removed")]
 
 
