@@ -28,7 +28,7 @@ raises :class:`~halodb.errors.CacheError` with ``.locked = True``. See ``halodb/
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -247,9 +247,10 @@ class Cache:
             raise CacheError(f"cache {self.path} is closed", path=self.path)
 
     # -- writing --------------------------------------------------------------------------
-    def apply(self, plan: SyncPlan) -> int:
+    def apply(self, plan: SyncPlan, progress: Callable[[int], None] | None = None) -> int:
         """Apply a sync plan in ONE transaction; on error the cache is unchanged (CacheError).
-        Returns the number of changes applied (the plan's changes are read once).
+        Returns the number of changes applied (the plan's changes are read once);
+        ``progress(n)``: the items materialized so far, after each batch.
 
         >>> import tempfile, pathlib
         >>> cache = Cache(pathlib.Path(tempfile.mkdtemp()) / "c.duckdb")
@@ -264,7 +265,7 @@ class Cache:
             self._fresh = False
             from halodb.cache import materialize  # Arrow: only for those who write
 
-            return materialize.apply_plan(con, plan, now=datetime.now(timezone.utc))
+            return materialize.apply_plan(con, plan, now=datetime.now(timezone.utc), progress=progress)
 
     # -- reading --------------------------------------------------------------------------
     def sql(self, query: str, params: list[Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:

@@ -45,7 +45,7 @@ one chunk and batch of STAC items while Python reads the next.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -210,18 +210,20 @@ def plan_chunks(plan: SyncPlan, limit: int | None = None) -> Iterator[PlanColumn
         yield cols
 
 
-def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime) -> int:
+def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime,
+               progress: Callable[[int], None] | None = None) -> int:
     """Apply ``plan`` through ``con`` in ONE transaction; on error roll back and raise
     CacheError. Returns the number of changes applied.
 
     ``now`` is recorded as the sync time. See the module docstring for the steps. The SQL
     runs in order on one background thread (:class:`OrderedWriter`) so that DuckDB writes
-    while Python reads the next changes and encodes the next batch of items.
+    while Python reads the next changes and encodes the next batch of items. ``progress(n)``
+    is called with the items encoded so far after each batch.
     """
     commits = _commits_table(commit_columns(plan))  # before BEGIN: malformed commits never touch the database
     writer = OrderedWriter()
     began = False
-    changes = 0
+    changes = encoded = 0
     try:
         # Commit by checkpointing: DuckDB then writes the changes once, straight into the
         # database file (atomically: new blocks, then the header), instead of first into
@@ -264,6 +266,9 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime)
                 inserts.append(writer.submit(_insert_items, con, table))
                 if skipped:
                     writer.submit(_record_skipped, con, skipped, now)
+                encoded += len(batch)
+                if progress is not None:
+                    progress(encoded)
             inserts = inserts[-2:]
             cols, first = following, False
         if opened:  # after the items: they are compared

@@ -21,7 +21,7 @@ before the cache is touched: a rollback is never followed silently. With
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 from halodb.blockstore.base import BlockStore
@@ -195,7 +195,7 @@ def prefetch_changed(store: BlockStore, index: Index, old: CID, new: CID) -> int
 
 def sync(
     store: BlockStore, index: Index, cache: Cache, name: str, head: CID, *, allow_rewind: bool = False,
-    prefix: str | None = None,
+    prefix: str | None = None, progress: Callable[[int], None] | None = None,
 ) -> SyncResult:
     """Bring ``name`` in the cache to ``head``; all or nothing.
 
@@ -203,7 +203,8 @@ def sync(
     refused with :class:`RewindError` and the cache is left as it was, unless
     ``allow_rewind``: then the name's history in the cache is rebuilt at ``head``.
     ``prefix``: only the datasets whose keys start with it (a partial sync); a cache that
-    holds the name for another scope is rebuilt for this one."""
+    holds the name for another scope is rebuilt for this one. ``progress(n)``: the items
+    materialized so far."""
     before = store.stats.blocks_read
     # A new cache file holds nothing yet: plan at once, while the cache is being created
     # (Cache(keep_open=True) opens and migrates it on a thread meanwhile).
@@ -222,7 +223,7 @@ def sync(
             plan = replace(build_plan(store, index, name, head, None, prefix=prefix), reset=True)
         elif plan is None or previous is not None:  # (another process synced it meanwhile)
             plan = build_plan(store, index, name, head, previous, allow_rewind=allow_rewind, prefix=prefix)
-        changes = cache.apply(plan)
+        changes = cache.apply(plan, progress)
         skipped = _skipped(cache, name)
     return SyncResult(
         name=name,
