@@ -164,7 +164,7 @@ def test_sync_killed_at_any_point_leaves_the_cache_whole(tmp_path: Path) -> None
     reg.close()
 
 
-HEAVY = ("pyarrow", "numpy", "zarr", "xarray", "aiohttp", "multiformats", "pydantic", "pystac")
+HEAVY = ("pyarrow", "numpy", "zarr", "xarray", "aiohttp", "multiformats", "pydantic", "pystac", "tqdm")
 
 
 def heavy_modules(code: str) -> list[str]:

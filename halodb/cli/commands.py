@@ -118,8 +118,11 @@ def add(ctx: Context, sources: tuple[str, ...], collection: str | None, as_json:
     """Stage STAC items: JSON files, folders, or - for newline-delimited JSON on stdin."""
     from halodb import stac
 
+    from halodb.util.progress import Progress
+
     reg = ctx.registry()
-    keys = reg.add(stac.read_items(list(sources), sys.stdin), collection=collection)
+    with Progress("adding", quiet=as_json) as bar:
+        keys = reg.add(stac.read_items(list(sources), sys.stdin), collection=collection, progress=bar.update)
     if as_json:
         emit_json({"staged": keys})
     else:
@@ -149,8 +152,12 @@ def rm(ctx: Context, keys: tuple[str, ...]) -> None:
 def commit(ctx: Context, message: str, when: str | None, author: str | None, sign: tuple[str, ...],
            add_key: tuple[str, ...], retire_key: tuple[str, ...], as_json: bool) -> None:
     """Commit the staged changes as a new version; prints the commit CID."""
-    cid = ctx.registry().commit(message, time=when, author=author, sign=sign, add_keys=add_key,
-                                retire_keys=retire_key)
+    from halodb.util.progress import Progress
+
+    with Progress("committing", total=3, unit="step", quiet=as_json) as bar:
+        cid = ctx.registry().commit(message, time=when, author=author, sign=sign, add_keys=add_key,
+                                    retire_keys=retire_key, progress=lambda step, what: bar.update(step, f"committing: {what}"))
+        bar.update(3)
     if as_json:
         emit_json({"commit": str(cid)})
     else:
@@ -223,7 +230,10 @@ def _rebuilt(reset: bool, previous: str | None) -> str:
 
 
 def _sync(ctx: Context, name: str, as_json: bool, allow_rewind: bool, prefix: str | None = None) -> None:
-    r = ctx.registry().sync(name, allow_rewind=allow_rewind, prefix=prefix)
+    from halodb.util.progress import Progress
+
+    with Progress(f"syncing {name}", quiet=as_json) as bar:
+        r = ctx.registry().sync(name, allow_rewind=allow_rewind, prefix=prefix, progress=bar.update)
     for s in r.skipped:  # item blocks the cache could not materialize (issue 10, defect 4)
         click.echo(f"skipped {s.key} ({s.item_cid}{'' if s.current else ', an older version'}): {s.reason}", err=True)
     if as_json:
@@ -658,7 +668,10 @@ def export_car(ctx: Context, ref: str, out: str, head_only: bool) -> None:
 @pass_ctx
 def import_car(ctx: Context, car: str) -> None:
     """Verify a CAR file completely, then add its blocks to the store; prints its roots."""
-    roots = ctx.registry().import_car(car)
+    from halodb.util.progress import Progress
+
+    with Progress("importing", unit="block") as bar:
+        roots = ctx.registry().import_car(car, progress=bar.update)
     for r in roots:
         click.echo(str(r))
 
