@@ -71,7 +71,9 @@ def home(history: list[TreeVersion], tmp_path_factory: pytest.TempPathFactory) -
         for v in history:
             reg.import_tree(v.tree, time=v.time, message=v.message)
         reg.publish(NAME)
-        reg.sync(NAME)
+        result = reg.sync(NAME)
+    counts = expected_counts(history)  # sync counts as log does: respellings apart
+    assert result.respelled == 29 and result.changes == sum(c["added"] + c["changed"] + c["removed"] for c in counts)
     return home
 
 

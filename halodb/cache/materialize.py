@@ -97,6 +97,8 @@ class PlanColumns:
     close_at: list[int] = field(default_factory=list)
     #: distinct item blocks the plan references, in order of first occurrence
     items: dict[str, None] = field(default_factory=dict)
+    #: the changes (one per key and commit) the chunk holds
+    changes: int = 0
 
 
 def plan_columns(plan: SyncPlan) -> PlanColumns:
@@ -184,6 +186,7 @@ def plan_chunks(plan: SyncPlan, limit: int | None = None) -> Iterator[PlanColumn
             if key in keys_here:
                 raise CacheError(f"key {key!r} changes twice in commit {commit.cid}", key=key, cid=commit.cid)
             keys_here.add(key)
+            cols.changes += 1
             row = open_row.pop(key, None)
             if row is not None:
                 cols.version_to[row] = seq
@@ -243,7 +246,7 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime,
         first = True
         opened = False
         while cols is not None:
-            changes += len(cols.close_key) + sum(1 for t in cols.version_to if t is not None)  # one per change
+            changes += cols.changes
             candidates = list(cols.items)
             # the items first, so that Python can encode them soon
             present = writer.submit(_present_items, con, candidates)

@@ -239,7 +239,8 @@ def _sync(ctx: Context, name: str, as_json: bool, allow_rewind: bool, prefix: st
     if as_json:
         emit_json({
             "name": r.name, "head": str(r.head), "previous": r.previous, "commits": r.commits,
-            "changes": r.changes, "reset": r.reset, "blocks_read": r.blocks_read, "scope": prefix,
+            "changes": r.changes, "respelled": r.respelled, "reset": r.reset, "blocks_read": r.blocks_read,
+            "scope": prefix,
             "skipped": [{"key": s.key, "item_cid": s.item_cid, "reason": s.reason, "commit": s.commit,
                          "current": s.current} for s in r.skipped],
         })
@@ -248,7 +249,8 @@ def _sync(ctx: Context, name: str, as_json: bool, allow_rewind: bool, prefix: st
     else:
         click.echo(
             f"synced {name}{'' if prefix is None else f' (keys {prefix}*)'} to {r.head}: {r.commits} version(s), "
-            f"{r.changes} change(s), {r.blocks_read} block(s) read{_rebuilt(r.reset, r.previous)}"
+            f"{r.changes} change(s){f' ({r.respelled} respelled)' if r.respelled else ''}, {r.blocks_read} block(s) "
+            f"read{_rebuilt(r.reset, r.previous)}"
         )
 
 

@@ -46,7 +46,8 @@ class SyncResult:
 
     ``skipped``: the versions of the name's synced history whose item block could not be
     materialized (key, item CID, why), found by this sync or an earlier one; the current
-    ones among them are missing from the ``items`` view."""
+    ones among them are missing from the ``items`` view. ``changes`` counts dataset changes
+    as ``log`` does: ``respelled`` ones (a data CID only written another way) apart."""
 
     name: str
     head: CID
@@ -56,6 +57,7 @@ class SyncResult:
     reset: bool
     blocks_read: int
     skipped: list[SkippedItem] = field(default_factory=list)
+    respelled: int = 0
 
     @property
     def up_to_date(self) -> bool:
@@ -223,18 +225,26 @@ def sync(
             plan = replace(build_plan(store, index, name, head, None, prefix=prefix), reset=True)
         elif plan is None or previous is not None:  # (another process synced it meanwhile)
             plan = build_plan(store, index, name, head, previous, allow_rewind=allow_rewind, prefix=prefix)
+        respelled_before = 0 if plan.reset else _respelled(cache, name)
         changes = cache.apply(plan, progress)
+        respelled = _respelled(cache, name) - respelled_before
         skipped = _skipped(cache, name)
     return SyncResult(
         name=name,
         head=head,
         previous=previous,
         commits=len(plan.commits),
-        changes=changes,
+        changes=changes - respelled,
         reset=plan.reset,
         blocks_read=store.stats.blocks_read - before,
         skipped=skipped,
+        respelled=respelled,
     )
+
+
+def _respelled(cache: Cache, name: str) -> int:
+    """How many versions of ``name``'s datasets the cache holds that only respell a data CID."""
+    return int(cache.sql("SELECT count(*) FROM item_versions WHERE name = ? AND respelled", [name])[1][0][0])
 
 
 def _skipped(cache: Cache, name: str) -> list[SkippedItem]:
