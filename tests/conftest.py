@@ -31,6 +31,26 @@ def shared_data(*parts: str) -> Path:
     return path
 
 
+def orcestra_history() -> list[Any]:
+    """ORCESTRA's real tree history (``TreeVersion`` s, oldest first)."""
+    from halodb.campaign import load_tree_history
+
+    return list(load_tree_history(shared_data("orcestra", "tree-history.jsonl")))
+
+
+def import_history(home: Path, history: list[Any], name: str, **open_args: Any) -> Any:
+    """A registry in ``home`` (made, with ``open_args``) holding every version of ``history``
+    at its date, ``name`` published at the newest; returns the head."""
+    import halodb
+
+    with halodb.open(home, create=True, **open_args) as reg:
+        head = None
+        for v in history:
+            head = reg.import_tree(v.tree, time=v.time, message=v.message)
+        reg.publish(name)
+    return head
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     return tmp_path / "home"

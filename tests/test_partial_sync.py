@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
-import halodb
 from halodb.blockstore import MemoryStore
-from halodb.campaign import TreeVersion, flatten_tree, load_tree_history
+from halodb.campaign import TreeVersion, flatten_tree
 from halodb.index.prolly import Node, ProllyTree
 from halodb.ipld import CID
 
-from .conftest import run_cli, run_cli_in_process, shared_data
+from .conftest import import_history, orcestra_history, run_cli, run_cli_in_process
 
 NAME = "latest.orcestra-campaign.org"
 METEOR = "orcestra/products/METEOR/"
@@ -24,16 +23,13 @@ METEOR = "orcestra/products/METEOR/"
 
 @pytest.fixture(scope="module")
 def history() -> list[TreeVersion]:
-    return list(load_tree_history(shared_data("orcestra", "tree-history.jsonl")))
+    return orcestra_history()
 
 
 @pytest.fixture(scope="module")
 def home(history: list[TreeVersion], tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("partial") / "home"
-    with halodb.open(home, create=True) as reg:
-        for v in history:
-            reg.import_tree(v.tree, time=v.time, message=v.message)
-        reg.publish(NAME)
+    import_history(home, history, NAME)
     return home
 
 

@@ -24,12 +24,12 @@ from multiformats import CID as MfCID
 import halodb
 from halodb.blockstore import MemoryStore
 from halodb.cache import Cache
-from halodb.campaign import TreeVersion, flatten_tree, load_tree_history
+from halodb.campaign import TreeVersion, flatten_tree
 from halodb.index.model import Entry
 from halodb.index.respelling import is_respelled
 from halodb.ipld import make_block
 
-from .conftest import run_cli, shared_data
+from .conftest import import_history, orcestra_history, run_cli
 from .serve_fixture import ServerProcess, start_server
 
 NAME = "latest.orcestra-campaign.org"
@@ -39,7 +39,7 @@ V1 = "bafybeibcvvrry2potayjlnnyvtict74uv7y5y3ciqn4hqwe2sk4q37vdc4"
 
 @pytest.fixture(scope="module")
 def history() -> list[TreeVersion]:
-    return list(load_tree_history(shared_data("orcestra", "tree-history.jsonl")))
+    return orcestra_history()
 
 
 def digest(cid: str) -> bytes:
@@ -67,10 +67,8 @@ def expected_counts(history: list[TreeVersion]) -> list[dict[str, int]]:
 @pytest.fixture(scope="module")
 def home(history: list[TreeVersion], tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("respelling") / "home"
-    with halodb.open(home, create=True) as reg:
-        for v in history:
-            reg.import_tree(v.tree, time=v.time, message=v.message)
-        reg.publish(NAME)
+    import_history(home, history, NAME)
+    with halodb.open(home) as reg:
         result = reg.sync(NAME)
     counts = expected_counts(history)  # sync counts as log does: respellings apart
     assert result.respelled == 29 and result.changes == sum(c["added"] + c["changed"] + c["removed"] for c in counts)
