@@ -763,8 +763,9 @@ def test_car_store_closed(tmp_path: Path) -> None:
 def test_open_store_default(tmp_path: Path) -> None:
     for url in (None, ""):
         store = open_store(url, tmp_path)
-        assert isinstance(store, DirectoryStore)
+        assert isinstance(store, SqliteStore)
         assert store.root == tmp_path / "blocks"
+        store.close()
 
 
 def test_open_store_memory(tmp_path: Path) -> None:
@@ -773,12 +774,12 @@ def test_open_store_memory(tmp_path: Path) -> None:
 
 def test_open_store_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = open_store(f"file://{tmp_path}/a%20b", tmp_path / "home")
-    assert isinstance(store, DirectoryStore) and store.root == tmp_path / "a b"
+    assert isinstance(store, SqliteStore) and store.root == tmp_path / "a b"
     store = open_store(str(tmp_path / "plain"), tmp_path / "home")
-    assert isinstance(store, DirectoryStore) and store.root == tmp_path / "plain"
+    assert isinstance(store, SqliteStore) and store.root == tmp_path / "plain"
     monkeypatch.setenv("HOME", str(tmp_path))
     store = open_store("~/tilde", tmp_path / "home")
-    assert isinstance(store, DirectoryStore) and store.root == tmp_path / "tilde"
+    assert isinstance(store, SqliteStore) and store.root == tmp_path / "tilde"
 
 
 def test_open_store_car(tmp_path: Path) -> None:
@@ -826,6 +827,7 @@ def test_all_is_explicit() -> None:
         "CarStore",
         "DirectoryStore",
         "MemoryStore",
+        "SqliteStore",
         "StoreStats",
         "import_car",
         "open_store",

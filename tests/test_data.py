@@ -22,9 +22,11 @@ import xarray as xr
 
 import halodb
 from halodb.blockstore import BlockStore
+from halodb.blockstore.sqlite import DB_NAME
 from halodb.data.fs import HaloDBFileSystem
 from halodb.errors import NameNotFoundError, UnknownKeyError, VerificationError
 from halodb.ipld import CID
+from halodb.testing.blockstore import damage_row
 from halodb.unixfs.build import put_directory, put_file
 
 DATES = ("2024-08-12T00:00:00Z", "2024-09-01T00:00:00Z")
@@ -212,10 +214,7 @@ def test_a_tampered_block_is_refused(campaign: Campaign, tmp_path: Path) -> None
         chunk = fs._where(f"latest/{PATHS['v2']}/ta/0")  # noqa: SLF001 - the tree and path of one chunk
         cid = chunk[0].resolve(chunk[1])
         assert cid is not None
-        block = reg.store.path_of(cid)  # type: ignore[attr-defined]
-    data = bytearray(block.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    block.write_bytes(bytes(data))
+    damage_row(home / "blocks" / DB_NAME, cid)
     ds = halodb.open_dataset(PATHS["v2"], name="latest", home=str(home))
     with pytest.raises(VerificationError):
         ds.ta.values

@@ -59,6 +59,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -82,6 +83,9 @@ _MIGRATE_LOCK = ".migrate.lock"
 _CHUNK = 500
 #: blocks of a directory store migrated per commit
 _MIGRATE_BATCH = 20_000
+_UNLINK_THREADS = 8
+#: bytes the write-ahead log is cut back to once checkpointed
+_LOG_LIMIT = 64 << 20
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (id INTEGER PRIMARY KEY, cid BLOB NOT NULL UNIQUE, data BLOB NOT NULL);
@@ -150,6 +154,7 @@ class SqliteStore(BlockStore):
         try:
             db = sqlite3.connect(self._db, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(f"PRAGMA journal_size_limit={_LOG_LIMIT}")  # a big batch's log is cut back
         except sqlite3.Error as exc:
             raise self._error("open", exc) from exc
         return db
@@ -326,7 +331,7 @@ class SqliteStore(BlockStore):
             if self._writer is None:
                 self._writer = self._connect()
             try:
-                self._writer.execute("PRAGMA incremental_vacuum")
+                self._writer.executescript("PRAGMA incremental_vacuum;")  # execute() would free one page
                 self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error as exc:
                 raise self._error("compact", exc) from exc
@@ -421,7 +426,10 @@ class SqliteStore(BlockStore):
         behind (SQLite's own writes leave none: its log is replayed)."""
         if not _has_shards(self.root):
             return 0
-        return DirectoryStore(self.root).remove_stale_temp_files()
+        removed = DirectoryStore(self.root).remove_stale_temp_files()
+        if self._legacy is not None:
+            self.migrate()  # what is left, and the shard folders that are empty now
+        return removed
 
     # -- migration from a directory store ----------------------------------------------------
     def migrate(self) -> int:
@@ -482,9 +490,9 @@ class SqliteStore(BlockStore):
                 if len(batch) >= _MIGRATE_BATCH:
                     moved += self._migrate_batch(batch)
                     batch = []
-            if batch:
-                moved += self._migrate_batch(batch)
-                batch = []
+        if batch:
+            moved += self._migrate_batch(batch)
+        for shard in shards:
             try:
                 os.rmdir(shard)
             except OSError:
@@ -502,14 +510,20 @@ class SqliteStore(BlockStore):
             db.executemany(_UPSERT, good)
             db.executemany("INSERT INTO quarantine (cid, data, at) VALUES (?, ?, julianday('now'))", damaged)
         self.flush()  # durable before any file goes
-        for _, _, path in batch:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
+        # removing a file costs a journal round trip; the syscall releases the GIL: in threads
+        with ThreadPoolExecutor(_UNLINK_THREADS) as pool:
+            for _ in pool.map(_unlink, (path for _, _, path in batch), chunksize=256):
                 pass
-            except OSError as exc:
-                raise BlockStoreError(f"cannot remove the migrated block file {path}: {exc}", path=path) from exc
         return len(good)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise BlockStoreError(f"cannot remove the migrated block file {path}: {exc}", path=path) from exc
 
 
 def _is_shard(entry: os.DirEntry[str]) -> bool:
