@@ -254,8 +254,7 @@ def test_only_the_chunks_read_are_fetched(kubo: Any, tmp_path: Path, via: str) -
         ds = halodb.open_dataset(f"ipfs://{cid}", registry=reg, consolidated=True)
 
         def fetched() -> int:  # blocks on disk, once the cache's write-behind has written them
-            reg.store.local_store()
-            return sum(1 for p in (home / "blocks").rglob("*") if p.is_file())
+            return sum(1 for _ in reg.store.local_store().iter_cids())
 
         opened = fetched()
         assert float(ds.ta[150]) == float(dataset(0).ta[150])  # one chunk of 20
@@ -296,8 +295,8 @@ def test_prefetch_brings_the_whole_dataset_in_one_car(kubo: Any, tmp_path: Path)
     try:
         halodb.open_dataset(f"ipfs://{cid}", registry=reg, prefetch=True)
         assert reg.store.prefetch_failures == []  # type: ignore[attr-defined]  # the CAR came whole
-        reg.store.local_store()  # the fetched blocks are written to disk behind the reader: wait for them
-        assert sum(1 for p in (home / "blocks").rglob("*") if p.is_file()) == total
+        # the fetched blocks are written to disk behind the reader: local_store() waits for them
+        assert sum(1 for _ in reg.store.local_store().iter_cids()) == total
         requests = reg.store.remote.requests  # type: ignore[attr-defined]
         assert np.array_equal(halodb.open_dataset(f"ipfs://{cid}", registry=reg).ta.values, dataset(0).ta.values)
         assert reg.store.remote.requests == requests  # type: ignore[attr-defined]  # all from the cache
