@@ -40,9 +40,9 @@ def build_home(home: Path, items: int) -> None:
         reg.sync("latest")
 
 
-def timed(argv: list[str]) -> float:
+def timed(argv: list[str], stdin: bytes | None = None) -> float:
     started = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, input=stdin)
     return time.perf_counter() - started
 
 
@@ -57,6 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=11)
     parser.add_argument("--items", type=int, default=1000)
+    parser.add_argument("--questions", type=int, default=1000, help="questions asked of `halodb at -`")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="halodb-bench-start-"))
     build_home(home, args.items)
@@ -74,10 +75,17 @@ def main() -> None:
         for label, argv in commands.items():
             times[label].append(timed(argv))
     floor = statistics.median(times['python -c "import duckdb"'])
+    # a tool with many questions: `halodb at -`, one process, one question per line
+    questions = "".join(f"halo/f{i % args.items}\t2024-09-01\n" for i in range(args.questions)).encode()
+    batch = [timed([*halodb, "--home", str(home), "at", "-", "--name", "latest"], questions) for _ in range(3)]
     print(f"{args.runs} runs each, alternating; home with {args.items} synced datasets")
     print(f"{'command':28} {'median s':>9} {'min s':>7} {'x duckdb':>9}")
     for label, values in times.items():
         print(f"{label:28} {statistics.median(values):9.3f} {min(values):7.3f} {statistics.median(values) / floor:9.2f}")
+    one = statistics.median(times["halodb at (synced name)"])
+    print(f"halodb at - ({args.questions:,} questions on stdin): {statistics.median(batch):.3f} s in all, "
+          f"{statistics.median(batch) / args.questions * 1000:.2f} ms a question "
+          f"(one process each: {one * args.questions:.1f} s)")
     cli = "from halodb.cli import main"
     at = (f"{cli}\nimport sys\nsys.argv = ['halodb', '--home', {str(home)!r}, 'at', 'halo/f1', '2024-09-01', "
           "'--name', 'latest']\ntry:\n    main()\nexcept SystemExit:\n    pass")

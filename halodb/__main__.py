@@ -1,5 +1,5 @@
 """``python -m halodb`` runs the CLI."""
 
-from halodb.cli.commands import main
+from halodb.cli.entry import main
 
 main()

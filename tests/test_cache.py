@@ -208,7 +208,7 @@ def test_items_view_and_items_at_have_the_contract_columns(tmp_path: Path) -> No
         assert cache.sql("SELECT * FROM items_at('2024-09-01', 'n')")[0] == expected
         assert cache.sql("SELECT * FROM items_as_of('bafyx')")[0] == expected
         assert cache.sql("SELECT * FROM items_as_of('bafyx', 'n')")[0] == expected
-        assert cache.sql("SELECT * FROM changes('bafyx', 'bafyy')")[0] == [
+        assert [r[0] for r in cache.sql("DESCRIBE SELECT * FROM changes('bafyx', 'bafyy')")[1]] == [
             "name", "key", "op", "old_data_cid", "new_data_cid", "old_item_cid", "new_item_cid", "old_path", "new_path",
             "commit", "time", "seq"]
 
@@ -241,7 +241,13 @@ def test_items_as_of_and_changes_order_commits_by_history_not_time(tmp_path: Pat
         ]
         assert cache.sql("SELECT count(*) FROM changes(?, ?)", [c4.cid, c1.cid])[1] == [(0,)]  # backwards: none
         assert cache.sql("SELECT count(*) FROM changes(?, ?)", [c2.cid, c2.cid])[1] == [(0,)]
-        assert cache.sql("SELECT count(*) FROM changes(?, ?, 'm')", [c1.cid, c4.cid])[1] == [(0,)]
+        # a commit or name the cache does not hold is an error naming it, not "no changes"
+        with pytest.raises(QueryError, match=f"to_version {c4.cid} is not a commit of m"):
+            cache.sql("SELECT count(*) FROM changes(?, ?, 'm')", [c1.cid, c4.cid])
+        with pytest.raises(QueryError, match="from_version 2024-09-01 is not a commit of a synced name"):
+            cache.sql("SELECT count(*) FROM changes('2024-09-01', ?)", [c4.cid])
+        with pytest.raises(QueryError, match="is not a commit of nope"):
+            cache.sql("SELECT count(*) FROM changes(?, ?, 'nope')", [c1.cid, c4.cid])
         assert cache.sql("SELECT key, op FROM changes(?, ?)", [c2.cid, c3.cid])[1] == [("a", "changed"), ("b", "removed")]
 
 
@@ -595,6 +601,20 @@ def test_cid_at_prefers_keys_over_paths_and_reports_ambiguity(tmp_path: Path) ->
         assert cache.cid_at("x", T0, name="m") == cid("data:x:7")
         cache.apply(plan("k", [commit("k1", [put(rec("x"))])]))  # same CID in n and k: no ambiguity
         assert cache.cid_at("x", T0, name="k") == cid("data:x:0")
+
+
+def test_cid_at_compares_names_by_multihash(tmp_path: Path) -> None:
+    """Two names holding one content under two spellings agree; the first name's spelling is
+    the answer. Another multihash is still a disagreement."""
+    v0, v1 = "QmQg1v4o9xdT3Q14wh4S7dxZkDjyZ9ssFzFzyep1YrVJBY", "bafybeibcvvrry2potayjlnnyvtict74uv7y5y3ciqn4hqwe2sk4q37vdc4"
+    with Cache(tmp_path / "c.duckdb") as cache:
+        cache.apply(plan("a", [commit("a1", [put(rec("x", data=v0))])]))
+        cache.apply(plan("b", [commit("b1", [put(rec("x", data=v1))])]))
+        assert cache.cid_at("x", T0) == v0
+        assert cache.cid_at("x", T0, name="b") == v1
+        cache.apply(plan("c", [commit("c1", [put(rec("x", data="bafkqaaa"))])]))
+        with pytest.raises(CacheError, match="pass a name"):
+            cache.cid_at("x", T0)
 
 
 def test_equal_commit_times_later_commit_wins(tmp_path: Path) -> None:

@@ -164,7 +164,7 @@ def test_sync_killed_at_any_point_leaves_the_cache_whole(tmp_path: Path) -> None
     reg.close()
 
 
-HEAVY = ("pyarrow", "numpy", "zarr", "xarray", "aiohttp", "multiformats", "pydantic", "pystac")
+HEAVY = ("pyarrow", "numpy", "zarr", "xarray", "aiohttp", "multiformats", "pydantic", "pystac", "tqdm")
 
 
 def heavy_modules(code: str) -> list[str]:
@@ -205,9 +205,8 @@ def test_at_on_a_cache_of_an_older_schema_migrates_it(tmp_path: Path) -> None:
     for args in (["init"], ["add", str(tmp_path / "items")], ["commit", "-m", "first", "--time", "2024-08-12T10:00:00Z"],
                  ["publish", "latest"], ["sync", "latest"]):
         assert run_cli_in_process(home, *args).code == 0
-    last = migrate.latest_version()  # 005: undone by hand below (a new migration must adapt these lines)
-    con = duckdb.connect(str(home / "cache.duckdb"))
-    con.execute("ALTER TABLE sync_state DROP COLUMN scope")
+    last = migrate.latest_version()  # 006: undone by hand below (a new migration must adapt these lines)
+    con = duckdb.connect(str(home / "cache.duckdb"))  # (006 replaces a macro: applying it again undoes nothing)
     con.execute("DELETE FROM schema_migrations WHERE version = ?", [last])
     con.close()
     result = run_cli_in_process(home, "at", "halo/f1", "2024-09-01", "--name", "latest")
@@ -215,3 +214,74 @@ def test_at_on_a_cache_of_an_older_schema_migrates_it(tmp_path: Path) -> None:
     con = duckdb.connect(str(home / "cache.duckdb"), read_only=True)
     assert con.execute("SELECT max(version) FROM schema_migrations").fetchone() == (last,)
     con.close()
+
+
+def test_at_answers_many_questions_from_stdin_as_it_answers_one(tmp_path: Path) -> None:
+    """`halodb at -`: one process for many questions, each answer the line `at` prints for it
+    alone (an empty line for none), from the cache of a synced name and from the DAG."""
+    home = tmp_path / "home"
+    write_items(tmp_path / "items")
+    for args in (["init"], ["add", str(tmp_path / "items")], ["commit", "-m", "first", "--time", "2024-08-12T10:00:00Z"],
+                 ["publish", "latest"], ["sync", "latest"]):
+        assert run_cli_in_process(home, *args).code == 0
+    questions = [("halo/f1", "2024-09-01"), ("products/HALO/f1.zarr", "2024-09-01T00:00:00+02:00"),
+                 ("halo/f2", "2024-08-01"), ("halo/none", "2024-09-01")]
+    stdin = "".join(f"{k}\t{w}\n" if n % 2 else f"{k} {w}\n" for n, (k, w) in enumerate(questions))
+    for name in (["--name", "latest"], []):  # the cache, then the local head's DAG
+        singles = [run_cli_in_process(home, "at", k, w, *name).out.strip() for k, w in questions]
+        assert singles == [cid_for("a1"), cid_for("a1"), "", ""]
+        r = run_cli_in_process(home, "at", "-", *name, stdin=stdin)
+        assert r.code == 0 and r.out.split("\n")[:-1] == singles, r.err
+        r = run_cli_in_process(home, "at", "-", *name, "--json", stdin=stdin)
+        assert [json.loads(line)["cid"] for line in r.out.splitlines()] == [s or None for s in singles]
+
+
+def test_the_quick_at_says_what_the_full_command_says(tmp_path: Path) -> None:
+    """`halodb [--home H] at KEY WHEN --name N` on a synced name is answered before the command
+    tree loads (no click): the same stdout, stderr and exit code as the full command, for
+    answers, non-answers, and every case it hands over (an unsynced name, a bad date, a
+    tag, doi:, other options)."""
+    home = tmp_path / "home"
+    write_items(tmp_path / "items")
+    for args in (["init"], ["add", str(tmp_path / "items")], ["commit", "-m", "first", "--time", "2024-08-12T10:00:00Z"],
+                 ["publish", "latest"], ["sync", "latest"], ["publish", "unsynced"]):
+        assert run_cli_in_process(home, *args).code == 0
+    asks = [["at", "halo/f1", "2024-09-01", "--name", "latest"],
+            ["at", "products/HALO/f1.zarr", "2024-09-01T02:00:00+02:00", "--name", "latest"],
+            ["at", "halo/f2", "2024-08-01", "--name", "latest"],
+            ["at", "halo/none", "2024-09-01", "--name", "latest"],
+            ["at", "halo/f1", "2024-09-01", "--name", "unsynced"],
+            ["at", "halo/f1", "2024-13-01", "--name", "latest"],
+            ["at", "halo/f1", "v1", "--name", "latest"],
+            ["at", "doi:10.1/x", "2024-09-01", "--name", "latest"],
+            ["at", "halo/f1", "2024-09-01", "--name", "no-such-name"],
+            ["at", "halo/f1", "2024-09-01", "--json", "--name", "latest"]]
+    probe = ("import atexit, sys\nfrom halodb.cli import main\n"
+             "atexit.register(lambda: print('click loaded' if 'click' in sys.modules else '', file=sys.stderr))\n"
+             "sys.argv = ['halodb'] + sys.argv[1:]\nmain()")
+    for ask in asks:
+        full = run_cli_in_process(home, *ask)
+        p = subprocess.run([sys.executable, "-c", probe, "--home", str(home), *ask], capture_output=True, text=True,
+                           timeout=120, env={**os.environ, "HALODB_AUTHOR": "tester"})
+        quick = p.stderr.endswith("click loaded\n") is False
+        assert (p.returncode, p.stdout, p.stderr.removesuffix("click loaded\n").rstrip("\n")) == (
+            full.code, full.out, full.err.rstrip("\n")), ask
+        assert quick == (len(ask) == 5 and ask[-1] == "latest" and ask[2][:1].isdigit() and ask[2] != "2024-13-01"
+                         and not ask[1].startswith("doi:")), ask
+
+
+def test_at_from_stdin_keeps_one_line_per_input_line_and_answers_tags(tmp_path: Path) -> None:
+    """Blank input lines get empty answer lines (a tool pairs lines), trailing spaces are
+    ignored, a tag or doi: line is answered as `halodb at KEY TAG` answers it, and a bad
+    line prints nothing at all."""
+    home = tmp_path / "home"
+    write_items(tmp_path / "items")
+    for args in (["init"], ["add", str(tmp_path / "items")], ["commit", "-m", "first", "--time", "2024-08-12T10:00:00Z"],
+                 ["publish", "latest"], ["tag", "create", "latest", "v1"], ["publish", "latest"], ["sync", "latest"]):
+        assert run_cli_in_process(home, *args).code == 0, args
+    stdin = "halo/f1 2024-09-01  \n\nhalo/f1\tv1\ndoi:10.1234/none\t2024-09-01\nhalo/f2 2024-08-01\n"
+    r = run_cli_in_process(home, "at", "-", "--name", "latest", stdin=stdin)
+    assert r.code == 0 and r.out.split("\n") == [cid_for("a1"), "", cid_for("a1"), "", "", ""], (r.out, r.err)
+    assert run_cli_in_process(home, "at", "halo/f1", "v1", "--name", "latest").out.strip() == cid_for("a1")
+    r = run_cli_in_process(home, "at", "-", "--name", "latest", stdin="halo/f1 2024-09-01\nhalo/f1\tv9\n")
+    assert r.code == 2 and r.out == "" and "stdin line 2" in r.err, (r.out, r.err)

@@ -199,7 +199,7 @@ def cases() -> list[Case]:
     # log
     c += [Case("log", ["log", r]) for r in ["no-such-name", *BAD_NAMES[:3], *BAD_CIDS, ABSENT_CID,
                                             *("latest@" + t for t in BAD_TIMES), "HEAD@" + BAD_TIMES[3]]]
-    c += [Case("log", ["log", "-n", n]) for n in ["abc", "1.5", ""]]
+    c += [Case("log", ["log", "-n", n]) for n in ["abc", "1.5", "", "-1"]]
     c += [Case("log", ["log", r]) for r in ["HEAD~1", "latest~5", "~1", "HEAD~99999999999", "HEAD~x", "latest@2024-08-11~1"]]
     c += [Case("sync", ["sync", "latest~1"])]
     c += [Case("get", ["get"]), Case("get", ["get", "halo/nothing"]), Case("get", ["get", "halo/f1", "--version", "HEAD~1"])]
@@ -226,6 +226,9 @@ def cases() -> list[Case]:
     c += [Case("at", ["at", "halo/f1", t]) for t in BAD_TIMES] + [Case("at", ["at", "halo/f1", t, "--name", "latest"]) for t in BAD_TIMES[2:4]]
     c += [Case("at", ["at", "halo/f1", "2024-08-15", "--name", n]) for n in ["no-such-name", *BAD_NAMES[:2]]]
     c += [Case("at", ["at", "halo/f1"])]
+    c += [Case("at", ["at", "-", "--name", "latest"], stdin=s) for s in ["halo/f1\n", "halo/f1\tnot-a-date\n",
+                                                                       "\x00\x01 2024\n", "\t2024-08-15\n"]]
+    c += [Case("at", ["at", "-", "2024-08-15"], stdin="halo/f1\t2024-08-15\n")]
     c += files("at", ["at", "halo/f1", "2024-08-15"], state_files())
     c += files("at", ["at", "halo/f1", "2024-08-15", "--name", "latest"], name_files())
     c += files("at", ["at", "halo/f1", "2024-08-15", "--name", "latest"], cache_files())

@@ -103,10 +103,15 @@ def test_a_prefix_sync_holds_that_part_with_its_history(history: list[TreeVersio
 
 
 @pytest.mark.parametrize("args, problem", [
-    (["--collection", "a/b"], "--collection"),
+    (["--collection", "a/b"], "use --prefix"),
     (["--collection", "a", "--prefix", "a/"], "give one"),
     (["--prefix", ""], "empty"),
+    (["--prefix", "products/METEOR/"], "no dataset of latest.orcestra-campaign.org has a key starting with"),
+    (["--collection", "nope"], "e.g. 'orcestra/"),
 ])
 def test_bad_scopes_are_refused(home: Path, args: list[str], problem: str) -> None:
+    before = sql(home, "SELECT count(*) AS n FROM items") if (home / "cache.duckdb").exists() else None
     r = run_cli_in_process(home, "sync", NAME, *args)
     assert r.code == 2 and problem in r.err and r.err.count("\n") == 1, r.err
+    if before is not None:
+        assert sql(home, "SELECT count(*) AS n FROM items") == before  # nothing emptied

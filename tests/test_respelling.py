@@ -71,7 +71,9 @@ def home(history: list[TreeVersion], tmp_path_factory: pytest.TempPathFactory) -
         for v in history:
             reg.import_tree(v.tree, time=v.time, message=v.message)
         reg.publish(NAME)
-        reg.sync(NAME)
+        result = reg.sync(NAME)
+    counts = expected_counts(history)  # sync counts as log does: respellings apart
+    assert result.respelled == 29 and result.changes == sum(c["added"] + c["changed"] + c["removed"] for c in counts)
     return home
 
 
@@ -146,6 +148,10 @@ def test_a_respelling_with_another_change_is_a_change() -> None:
     assert not is_respelled(store, Entry(old, V0, "p"), Entry(same, V0, "p"))  # same spelling: not a respelling
     other = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"  # another multihash
     assert not is_respelled(store, Entry(old, V0, "p"), Entry(same, other, "p"))
+    raw = "bafkreibcvvrry2potayjlnnyvtict74uv7y5y3ciqn4hqwe2sk4q37vdc4"  # V0's multihash, read as raw bytes
+    raw_item, _ = make_block({"href": f"ipfs://{raw}", "title": "a"})
+    store.put_many([make_block({"href": f"ipfs://{raw}", "title": "a"})])
+    assert not is_respelled(store, Entry(old, V0, "p"), Entry(raw_item, raw, "p"))  # another codec: other content
     assert not is_respelled(store, Entry(old, "not a cid", "p"), Entry(same, "also not", "p"))
 
 
@@ -202,3 +208,13 @@ def test_the_server_lists_no_respelling_as_a_change(history: list[TreeVersion], 
         page = http.get(f"/collections/orcestra/items/{quote(path, safe='')}", params={"f": "html"})
         assert page.status_code == 200, page.text[:300]
         assert 'class="change-respelled">respelled' in page.text
+
+
+def test_the_python_api_tells_respellings_apart(history: list[TreeVersion], home: Path) -> None:
+    back = len(history) - 1 - conversion(history)
+    with halodb.open(home) as reg:
+        changes = reg.diff(f"HEAD~{back + 1}", f"HEAD~{back}")
+        assert sum(reg.is_respelled(c) for c in changes) == 29
+        assert len(reg.diff(f"HEAD~{back + 1}", f"HEAD~{back}", respellings=False)) == len(changes) - 29
+        entry = next(e for n, e in enumerate(reg.log("HEAD")) if n == back)
+        assert (entry.added, entry.changed, entry.removed, entry.respelled) == (3, 1, 14, 29)

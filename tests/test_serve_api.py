@@ -90,6 +90,20 @@ def test_landing_page_names_the_version_and_declares_time_travel(http: httpx.Cli
     assert http.get("/conformance").json()["conformsTo"] == body["conformsTo"]
 
 
+def test_the_openapi_document_names_every_route(http: httpx.Client) -> None:
+    """Every route the server answers (read from the app itself) is in ``/api``'s paths."""
+    from starlette.routing import Route
+
+    from halodb.serve.app import create_app
+    from halodb.serve.snapshot import SnapshotHolder
+
+    app = create_app(SnapshotHolder.__new__(SnapshotHolder))
+    routes = {r.path.replace("{collection}", "{collectionId}").replace("{item:path}", "{itemId}")
+              .replace("{doi:path}", "{doi}") for r in app.routes if isinstance(r, Route)}
+    documented = set(http.get("/api").json()["paths"])
+    assert routes - {"/api"} <= documented, routes - documented
+
+
 def test_collections_are_derived_from_the_items(http: httpx.Client, catalog: Catalog) -> None:
     items = list(catalog.versions[-1][2].values())
     body = http.get("/collections").json()

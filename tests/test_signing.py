@@ -101,6 +101,8 @@ def test_an_untrusted_head_is_refused_and_nothing_changes(registry: halodb.Regis
             registry.cid_at("halo/f1", "2030-01-01", name="camp")
         with pytest.raises(TrustError):
             registry.resolve("camp")
+        r = run_cli_in_process(registry.home, "pins", "plan", "camp")  # pins follow resolves the same way
+        assert r.code == 2 and "TrustError" not in r.err and str(bad) in r.err, r.err
     message = str(caught.value)
     assert str(bad) in message and len(message.splitlines()) == 1
 

@@ -80,3 +80,60 @@ def test_a_full_sync_of_several_batches_holds_every_item_once(home: Path, tmp_pa
         assert revised == [(40,)]
     finally:
         reg.close()
+
+
+def _versions(reg: halodb.Registry) -> list[tuple[object, ...]]:
+    return reg.sql("SELECT key, item_cid, data_cid, path, valid_from_commit, valid_from, valid_to_commit, valid_to "
+                   "FROM item_versions ORDER BY ALL")[1]
+
+
+@pytest.mark.parametrize("chunk", [7, 100, 333])
+def test_a_sync_applied_in_chunks_caches_what_one_chunk_does(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             chunk: int) -> None:
+    """Chunks end inside a commit, between commits, and a version opened in one chunk is
+    closed in a later one: the cache holds exactly what an unchunked apply writes, and the
+    change count is the same. Then an incremental sync, chunked too."""
+    whole = halodb.open(home, cache=tmp_path / "whole.duckdb")
+    chunked = halodb.open(home, cache=tmp_path / "chunked.duckdb")
+    try:
+        first = whole.sync("n")
+        monkeypatch.setattr(materialize, "VERSION_BATCH", chunk)
+        assert chunked.sync("n").changes == first.changes == 340
+        assert _versions(chunked) == _versions(whole)
+        assert chunked.sql("SELECT count(*) FROM stac_items")[1] == whole.sql("SELECT count(*) FROM stac_items")[1]
+        writer = halodb.open(home)
+        items = generate_items(300, seed=3)
+        for item in items[100:160]:
+            item["properties"]["title"] += " (again)"
+        writer.add(items[100:160])
+        writer.remove([f"{i['collection']}/{i['id']}" for i in items[200:230]])
+        writer.commit("60 changed, 30 removed", time="2024-09-03T00:00:00Z")
+        writer.publish("n")
+        writer.close()
+        assert chunked.sync("n").changes == 90
+        monkeypatch.undo()
+        assert whole.sync("n").changes == 90
+        assert _versions(chunked) == _versions(whole)
+        assert chunked.sql("SELECT count(*) FROM items")[1] == [(270,)]
+    finally:
+        whole.close()
+        chunked.close()
+
+
+def test_a_long_commit_out_of_key_order_is_refused_once_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit longer than a chunk must list its keys in increasing order (a diff does), since
+    a key of an earlier chunk cannot be checked for a repeat; shorter ones may come in any
+    order. Nothing lands."""
+    from halodb.cache import Cache
+    from halodb.errors import CacheError
+
+    from .test_cache_helpers import commit, plan, put, rec
+
+    monkeypatch.setattr(materialize, "VERSION_BATCH", 4)
+    with Cache(tmp_path / "c.duckdb") as cache:
+        assert cache.apply(plan("short", [commit("s1", [put(rec("b")), put(rec("a"))], day=0)])) == 2
+        with pytest.raises(CacheError, match="out of key order"):
+            cache.apply(plan("long", [commit("l1", [put(rec(k)) for k in "abcdeab"], day=0)]))
+        with pytest.raises(CacheError, match="changes twice"):
+            cache.apply(plan("long", [commit("l1", [put(rec(k)) for k in "bab"], day=0)]))
+        assert cache.sync_state("long") is None

@@ -29,7 +29,10 @@ if TYPE_CHECKING:
     from halodb.cache import Cache
     from halodb.ipld import CID
 
-__all__ = ["cid_at_in_home", "synced_cid_at"]
+__all__ = ["cid_at_in_home", "cids_at_in_home", "synced_cid_at", "synced_cids_at"]
+
+#: a question: (key or path, when)
+Question = tuple[str, datetime]
 
 
 def synced_cid_at(queries: Cache, names: NameStore, name: str, key_or_path: str,
@@ -38,16 +41,24 @@ def synced_cid_at(queries: Cache, names: NameStore, name: str, key_or_path: str,
     now (one indexed query); ``(False, None)`` when it does not (ask the DAG): not at that
     head, not ``key_or_path`` (a partial sync), or ``trusted`` (given the head) says the
     cache may not answer for it."""
+    answers = synced_cids_at(queries, names, name, [(key_or_path, when)], trusted=trusted)
+    return (False, None) if answers is None else (True, answers[0])
+
+
+def synced_cids_at(queries: Cache, names: NameStore, name: str, questions: list[Question], *,
+                   trusted: Callable[[CID], bool] | None = None) -> list[str | None] | None:
+    """:func:`synced_cid_at` for many questions with one resolution and one connection: the
+    answers in order, or None when the cache may not answer all of them."""
     ref = parse_ref(name)
     if ref.name is None or ref.when is not None or ref.back:
-        return False, None
+        return None
     with queries.session():
         state = queries.sync_state(names.canonical(name))
         head = names.resolve(name).cid
-        if state is None or state.head != str(head) or not state.covers(key_or_path) or (
+        if state is None or state.head != str(head) or not all(state.covers(k) for k, _ in questions) or (
                 trusted is not None and not trusted(head)):
-            return False, None
-        return True, queries.cid_at(key_or_path, when, state.name)
+            return None
+        return [queries.cid_at(key_or_path, when, state.name) for key_or_path, when in questions]
 
 
 def cid_at_in_home(home: str | Path | None, store: str | None, cache: str | Path | None, name: str,
@@ -56,24 +67,34 @@ def cid_at_in_home(home: str | Path | None, store: str | None, cache: str | Path
     them), opening only its names and its cache file; ``(False, None)`` when there is no
     cache, the cache's schema is older than this HaloDB's (the registry migrates it), or the
     name is an IPNS name that only a gateway store could resolve."""
+    answers = cids_at_in_home(home, store, cache, name, [(key_or_path, when)])
+    return (False, None) if answers is None else (True, answers[0])
+
+
+def cids_at_in_home(home: str | Path | None, store: str | None, cache: str | Path | None, name: str,
+                    questions: list[Question]) -> list[str | None] | None:
+    """:func:`cid_at_in_home` for many questions, the cache opened once; None when it may
+    not answer them all (the caller asks the registry)."""
     from halodb.cache import open_for_queries
     from halodb.errors import MigrationError
 
     location = where(home, store, cache)
     if not location.cache.exists():
-        return False, None
+        return None
     names = NameRouter(LocalNames(location.home / "names"), kubo=kubo_of(location.store))
     if names.kind(name) == "ipns" and names.kubo_url is None:
-        return False, None
+        return None
     try:
         queries = open_for_queries(location.cache)
     except MigrationError:
-        return False, None
-    from halodb.api.trust import TrustStore
-
-    trust = TrustStore(location.home)
+        return None
 
     def trusted(head: CID) -> bool:  # verified already: else the registry verifies it
+        if not (location.home / "trust").is_dir():  # no policy at all (and no import of the trust code)
+            return True
+        from halodb.api.trust import TrustStore
+
+        trust = TrustStore(location.home)
         canonical = names.canonical(name)
         policy = trust.policy(canonical)
         if policy is None:
@@ -82,6 +103,6 @@ def cid_at_in_home(home: str | Path | None, store: str | None, cache: str | Path
         return checkpoint is not None and checkpoint.head == str(head) and checkpoint.policy == policy.digest()
 
     try:
-        return synced_cid_at(queries, names, name, key_or_path, when, trusted=trusted)
+        return synced_cids_at(queries, names, name, questions, trusted=trusted)
     finally:
         queries.close()

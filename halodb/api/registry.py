@@ -21,6 +21,7 @@ beside it (:mod:`~halodb.api.home`, :mod:`~halodb.api.staging`, :mod:`~halodb.ap
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
@@ -33,7 +34,7 @@ from halodb.api.keys import load_key
 from halodb.api.location import where
 from halodb.api.lookup import synced_cid_at
 from halodb.api.scanning import current_view
-from halodb.api.staging import ItemInput, prepare_items, stage_prepared, stage_removals, stage_tree
+from halodb.api.staging import ItemInput, PreparedItems, prepare_batches, stage_removals, stage_tree
 from halodb.api.syncing import sync_name
 from halodb.api.trust import TrustStore, key_changes
 from halodb.blockstore import BlockStore, SqliteStore, import_car, open_store
@@ -45,9 +46,10 @@ from halodb.errors import RewindError
 from halodb.index.commit import commit_changes
 from halodb.index.dois import DoiRecord, doi_log, find_doi
 from halodb.index.history import load_commit, walk
+from halodb.index.respelling import is_respelled
 from halodb.index.timeline import version_at
 from halodb.index.history import divergence, versions
-from halodb.index.index import Index
+from halodb.index.index import Index, prefix_end
 from halodb.index.model import TAG_NAME, Change, Commit, Entry, IndexRoot, Tag
 from halodb.index.tags import load_tag, load_tags, write_tag, write_tags
 from halodb.index.prolly import NodeCache
@@ -62,6 +64,9 @@ from halodb.sync import SyncResult
 from halodb.util.doi import normalize_doi
 from halodb.util.perf import paused_gc
 from halodb.util.times import TimeLike, format_time, to_time
+
+#: items an add reads, validates and stores at a time
+ADD_BATCH = 10_000
 
 if TYPE_CHECKING:  # scanning imports zarr and numpy (~0.3 s): only when a scan runs
     from halodb.scan.scanner import Progress, ScanReport
@@ -105,18 +110,36 @@ class Registry:
         return self.index.load_root(load_commit(self.store, commit, self._commits).index)
 
     # -- staging --------------------------------------------------------------------------------
-    def add(self, items: Iterable[ItemInput], collection: str | None = None) -> list[str]:
+    def add(self, items: Iterable[ItemInput], collection: str | None = None, *,
+            progress: Callable[[int], None] | None = None) -> list[str]:
         """Validate STAC items, store their blocks (flushed), and stage them; returns their keys.
 
-        Nothing is staged when any item is invalid (the error names its source). The items
-        are read and validated before the home's lock is taken; the blocks are stored and
-        the stage recorded while it is held.
+        Nothing is staged when any item is invalid (the error names its source). Items are
+        read, validated and stored :data:`ADD_BATCH` at a time, so an add of a million items
+        holds one batch of blocks in memory, not all of them. The first batch is read and
+        validated before the home's lock is taken; the lock is then held while the blocks
+        are stored (and later batches read), until the stage is recorded. An invalid item in
+        a later batch leaves the blocks of the earlier ones stored but staged nowhere
+        (``gc`` deletes them). ``progress(n)`` is called with the items done so far after
+        each batch.
         """
         with paused_gc():
-            prepared = prepare_items(items, collection)
+            batches = prepare_batches(items, collection, ADD_BATCH)
+            first = next(batches, PreparedItems())
             with self.state.locked("add"):
                 head, stage = self.head, self.staged()
-                keys = stage_prepared(self.store, stage, prepared)
+                keys: list[str] = []
+                upserts: dict[str, Entry] = {}
+                for prepared in itertools.chain([first], batches):
+                    self.store.put_many(prepared.blocks, verify=False)
+                    upserts.update(prepared.upserts)
+                    keys.extend(prepared.keys)
+                    if progress is not None:
+                        progress(len(keys))
+                # durable before the stage names them: a stage never names a block a crash could lose
+                self.store.flush()
+                stage.upserts.update(upserts)
+                stage.removals.difference_update(upserts)
                 self.state.save(head, stage)
                 return keys
 
@@ -207,6 +230,7 @@ class Registry:
     def commit(
         self, message: str, *, time: TimeLike = None, author: str | None = None, allow_empty: bool = False,
         sign: Sequence[str] = (), add_keys: Sequence[str] = (), retire_keys: Sequence[str] = (),
+        progress: Callable[[int, str], None] | None = None,
     ) -> CID:
         """Commit the stage as a new version on top of the local head; returns the commit CID.
 
@@ -218,6 +242,7 @@ class Registry:
         The home's lock is held from reading the head and stage to recording the new head, so
         two commits never build on the same head. A stage whose item blocks are not all in the
         store is refused (:class:`BlockNotFoundError`, naming them), and nothing is committed.
+        ``progress(step, what)`` is called as each of its three steps starts.
         """
         given = None if time is None else to_time(time, what="--time")  # a bad --time fails before the lock
         signers = [load_key(self.home, name) for name in sign]  # so does a missing key
@@ -229,10 +254,16 @@ class Registry:
             head, stage = self.head, self.staged()
             if not stage and not allow_empty:
                 raise NothingToCommitError("nothing staged: use `halodb add` or `halodb rm` first")
+            if progress is not None:
+                progress(0, "checking the staged blocks")
             self._check_staged_blocks(stage)
+            if progress is not None:
+                progress(1, "writing the index")
             cid = commit_changes(self.store, self.index, head, stage.upserts, stage.removals, time=when,
                                  author=author or default_author(), message=message, commits=self._commits,
                                  sign=signers, keys=changes)
+            if progress is not None:
+                progress(2, "flushing the store")
             self.store.flush()
             self.state.save(cid, Stage())
             return cid
@@ -442,12 +473,19 @@ class Registry:
         """The history of ``ref``, newest first, with per-version change counts."""
         return log(self.store, self.index, self.resolve(ref), limit, self._commits)
 
-    def diff(self, old: str | CID, new: str | CID) -> list[Change]:
-        """Dataset changes between two versions."""
+    def diff(self, old: str | CID, new: str | CID, *, respellings: bool = True) -> list[Change]:
+        """Dataset changes between two versions; with ``respellings=False`` without the data
+        CIDs only respelled (``Qm…`` to the ``bafy…`` of the same multihash, nothing else
+        changed: :meth:`is_respelled`), which are the same content."""
         a = self._root_of(self.resolve(old))
         b = self._root_of(self.resolve(new))
         assert b is not None
-        return list(self.index.diff(a, b))
+        changes = list(self.index.diff(a, b))
+        return changes if respellings else [c for c in changes if not self.is_respelled(c)]
+
+    def is_respelled(self, change: Change) -> bool:
+        """Whether ``change`` (from :meth:`diff`) only respells the dataset's data CID."""
+        return change.kind == "changed" and is_respelled(self.store, change.old, change.new)
 
     def get(self, key_or_path: str, ref: str | CID = "HEAD") -> tuple[str, Entry, dict[str, Any]]:
         """The key, entry and STAC item of a dataset at a version."""
@@ -535,7 +573,7 @@ class Registry:
         return self.names.canonical(name)
 
     def sync(self, name: str, *, head: CID | None = None, allow_rewind: bool = False,
-             prefix: str | None = None) -> SyncResult:
+             prefix: str | None = None, progress: Callable[[int], None] | None = None) -> SyncResult:
         """Resolve ``name`` (unless its ``head`` is given) and materialize its history into the
         DuckDB cache, all or nothing. The cache records it under :meth:`canonical_name`.
 
@@ -548,16 +586,30 @@ class Registry:
         ``prefix``: materialize only the datasets whose keys start with it, with their whole
         history (``"halo/"``: one collection), reading only the subtrees that hold them; the
         cache records the scope, rebuilds the name when asked for another one, and answers
-        ``cid_at`` only for keys in it (the rest is asked of the DAG)."""
+        ``cid_at`` only for keys in it (the rest is asked of the DAG). A prefix no dataset of
+        the head has is refused (:class:`InputError`), so that a typo does not empty the cache.
+        ``progress(n)``: the items materialized so far, after each batch."""
         if prefix is not None and (not isinstance(prefix, str) or not prefix):
             raise InputError(f"a sync prefix must be a non-empty key prefix, not {prefix!r}", source="--prefix")
         if head is None:
             head = self.name_head(name, allow_rewind=allow_rewind)
         else:
             self.verify_trust(name, head, allow_rewind=allow_rewind)
+        if prefix is not None:
+            self._check_prefix(name, head, prefix)
         return sync_name(self.store, self.index, self.cache, self.canonical_name(name), head,
                          prefetch_spread=self.prefetch_spread, prefetch_workers=self.prefetch_workers,
-                         allow_rewind=allow_rewind, prefix=prefix)
+                         allow_rewind=allow_rewind, prefix=prefix, progress=progress)
+
+    def _check_prefix(self, name: str, head: CID, prefix: str) -> None:
+        """:class:`InputError` unless some dataset of version ``head`` has a key starting with ``prefix``."""
+        datasets = self.index.load_root(load_commit(self.store, head, self._commits).index).datasets
+        if next(iter(self.index.datasets.items(datasets, prefix, prefix_end(prefix))), None) is not None:
+            return
+        first = next(iter(self.index.datasets.items(datasets)), None)
+        example = f" (keys are collection/id, e.g. {first[0]!r})" if first is not None else " (it has no datasets)"
+        raise InputError(f"no dataset of {name} has a key starting with {prefix!r}{example}; nothing synced",
+                         source="--prefix")
 
     def sql(self, query: str, params: list[Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run one query on the cache: ``items``, ``item_versions``, ``commits``, ``items_at(ts)``...
@@ -628,9 +680,10 @@ class Registry:
         head = self.resolve(ref)
         return write_proof(self.store, head, key_or_path, to_time(when, what="--at"), str(path))
 
-    def import_car(self, path: str | Path) -> list[CID]:
-        """Verify a CAR completely, then store its blocks; returns its roots."""
-        return import_car(self.store, Path(path))
+    def import_car(self, path: str | Path, progress: Callable[[int], None] | None = None) -> list[CID]:
+        """Verify a CAR completely, then store its blocks; returns its roots. ``progress(n)``:
+        the blocks written so far, after each batch."""
+        return import_car(self.store, Path(path), progress=progress)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:

@@ -7,7 +7,7 @@ Nothing here commits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,7 @@ from halodb.index.index import Index
 from halodb.index.model import Entry, IndexRoot
 from halodb.ipld import CID, make_block
 
-__all__ = ["ItemInput", "PreparedItems", "prepare_items", "stage_items", "stage_prepared", "stage_removals", "stage_tree"]
+__all__ = ["ItemInput", "PreparedItems", "prepare_batches", "prepare_items", "stage_items", "stage_prepared", "stage_removals", "stage_tree"]
 
 #: an item, or ``(source, item)`` where ``source`` names it in errors (a file and line)
 ItemInput = dict[str, Any] | tuple[str, dict[str, Any]]
@@ -51,7 +51,26 @@ def prepare_items(items: Iterable[ItemInput], collection: str | None) -> Prepare
     halodb.errors.InvalidItemError: b.json: dataset key 'c/a/x.zarr' is also given by a.json, with another item; which one to stage would be arbitrary, so nothing is staged
     """
     out = PreparedItems()
+    for batch in prepare_batches(items, collection, None):
+        out = batch
+    return out
+
+
+def prepare_batches(items: Iterable[ItemInput], collection: str | None, size: int | None) -> Iterator[PreparedItems]:
+    """:func:`prepare_items` ``size`` items at a time (None: all at once), as they are read:
+    each batch holds the blocks of its own items only, so that a caller can store them and
+    let them go. The checks span all batches (a key given twice with different items in
+    batches 1 and 9 raises when batch 9 is read); what a batch yields before an error is
+    for its caller to discard.
+
+    >>> item = stac.stub_item("a/x.zarr", "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq", "c", None)
+    >>> other = {**item, "id": "y"}
+    >>> [b.keys for b in prepare_batches([item, other, item], None, 1)]
+    [['c/a/x.zarr'], ['c/y']]
+    """
+    out = PreparedItems()
     sources: dict[str, str] = {}
+    seen: dict[str, CID] = {}  # key -> item CID, over every batch
     for n, value in enumerate(items):
         source, raw = value if isinstance(value, tuple) else (f"item #{n + 1}", value)
         item = stac.parse_item(raw, source)
@@ -61,17 +80,22 @@ def prepare_items(items: Iterable[ItemInput], collection: str | None) -> Prepare
         cid, data = stac.item_block(item, source)
         first = sources.get(key)
         if first is not None:
-            if out.upserts[key].item == cid:
+            if seen[key] == cid:
                 continue  # the same item twice (a file and the folder holding it): staged once
             detail = (f"dataset key {key!r} is also given by {first}, with another item; which one to stage "
                       "would be arbitrary, so nothing is staged")
             raise InvalidItemError(f"{source}: {detail}", source=source, detail=detail, field="id")
         sources[key] = source
+        seen[key] = cid
         out.blocks.append((cid, data))
         out.upserts[key] = Entry(item=cid, data=stac.data_cid(item, source=source), path=stac.item_path(item),
                                  doi=stac.item_doi(item, source=source))
         out.keys.append(key)
-    return out
+        if size is not None and len(out.keys) >= size:
+            yield out
+            out = PreparedItems()
+    if out.keys or size is None:
+        yield out
 
 
 def stage_prepared(store: BlockStore, stage: Stage, prepared: PreparedItems) -> list[str]:

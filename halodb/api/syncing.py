@@ -3,6 +3,8 @@ index as subtree CARs (where the store can send them), then :func:`halodb.sync.s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from halodb.blockstore.base import BlockStore
 from halodb.cache import Cache
 from halodb.index.history import load_commit
@@ -16,7 +18,7 @@ __all__ = ["sync_name"]
 
 def sync_name(
     store: BlockStore, index: Index, cache: Cache, name: str, head: CID, *, prefetch_spread: int, prefetch_workers: int,
-    allow_rewind: bool = False, prefix: str | None = None,
+    allow_rewind: bool = False, prefix: str | None = None, progress: Callable[[int], None] | None = None,
 ) -> SyncResult:
     """Materialize ``name``'s history up to ``head`` into ``cache``, all or nothing.
 
@@ -25,7 +27,7 @@ def sync_name(
     ``allow_rewind``: follow a ``head`` that does not descend from the synced one (see
     :func:`halodb.sync.sync`; otherwise :class:`~halodb.errors.RewindError`).
     ``prefix``: a partial sync, of the datasets whose keys start with it (nothing prefetched:
-    only the subtrees that hold such keys are read).
+    only the subtrees that hold such keys are read). ``progress(n)``: the items materialized so far.
     """
     if store.is_remote_backed and prefetch_spread and prefix is None and cache.sync_state(name) is None:
         index_cid = load_commit(store, head).index
@@ -34,4 +36,4 @@ def sync_name(
             spread = min(spread, max(16, index.load_root(index_cid).count // 40))
         store.prefetch(index_cid, spread=spread, workers=prefetch_workers)
     with paused_gc():
-        return sync(store, index, cache, name, head, allow_rewind=allow_rewind, prefix=prefix)
+        return sync(store, index, cache, name, head, allow_rewind=allow_rewind, prefix=prefix, progress=progress)

@@ -38,7 +38,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
@@ -379,8 +379,9 @@ class CarImport:
     skipped: int
 
 
-def import_car(store: BlockStore, source: CarSource) -> list[CID]:
-    """Import the DAGs of a CAR into ``store`` and return its roots (see :func:`import_reachable`).
+def import_car(store: BlockStore, source: CarSource, *, progress: Callable[[int], None] | None = None) -> list[CID]:
+    """Import the DAGs of a CAR into ``store`` and return its roots (see :func:`import_reachable`;
+    ``progress(n)``: the blocks written so far, after each batch).
 
     >>> import io
     >>> from halodb.blockstore.memory import MemoryStore
@@ -392,10 +393,11 @@ def import_car(store: BlockStore, source: CarSource) -> list[CID]:
     >>> import_car(store, io.BytesIO(buf.getvalue())) == [cid] and store.has(cid)
     True
     """
-    return import_reachable(store, source).roots
+    return import_reachable(store, source, progress=progress).roots
 
 
-def import_reachable(store: BlockStore, source: CarSource, *, verified: bool = False) -> CarImport:
+def import_reachable(store: BlockStore, source: CarSource, *, verified: bool = False,
+                     progress: Callable[[int], None] | None = None) -> CarImport:
     """Import the blocks a CAR's roots reach into ``store``, streaming, all or nothing.
 
     Three passes over the file, none of which holds more than one block in memory:
@@ -451,8 +453,12 @@ def import_reachable(store: BlockStore, source: CarSource, *, verified: bool = F
             if len(batch) >= _BATCH_BLOCKS or size >= _BATCH_BYTES:
                 imported += store.put_many(batch, verify=not verified)
                 batch, size = [], 0
+                if progress is not None:
+                    progress(imported)
         if batch:
             imported += store.put_many(batch, verify=not verified)
+            if progress is not None:
+                progress(imported)
         return CarImport(roots=car.roots, blocks=car.sections, imported=imported, skipped=len(car.index) - imported)
     finally:
         if spool is not None:

@@ -16,8 +16,8 @@ raises :class:`~halodb.errors.CacheError` with ``.locked = True``. See ``halodb/
 >>> commit = CommitRecord("bafyc1", [], "bafyi1", datetime(2024, 9, 1, tzinfo=timezone.utc), "me", "add",
 ...                       [ChangeRecord(item.key, item)])
 >>> with Cache(path) as cache:
-...     cache.apply(SyncPlan("orcestra", "bafyc1", False, [commit],
-...                          load_item_columns=lambda cids: item_columns(cids, [{"id": "f1"}])))
+...     _ = cache.apply(SyncPlan("orcestra", "bafyc1", False, [commit],
+...                              load_item_columns=lambda cids: item_columns(cids, [{"id": "f1"}])))
 ...     cache.sql("SELECT key, data_cid FROM items")
 (['key', 'data_cid'], [('halo/flight-1', 'bafydata')])
 >>> with Cache(path, read_only=True) as cache:
@@ -28,7 +28,7 @@ raises :class:`~halodb.errors.CacheError` with ``.locked = True``. See ``halodb/
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -247,12 +247,15 @@ class Cache:
             raise CacheError(f"cache {self.path} is closed", path=self.path)
 
     # -- writing --------------------------------------------------------------------------
-    def apply(self, plan: SyncPlan) -> None:
+    def apply(self, plan: SyncPlan, progress: Callable[[int], None] | None = None) -> int:
         """Apply a sync plan in ONE transaction; on error the cache is unchanged (CacheError).
+        Returns the number of changes applied (the plan's changes are read once);
+        ``progress(n)``: the items materialized so far, after each batch.
 
         >>> import tempfile, pathlib
         >>> cache = Cache(pathlib.Path(tempfile.mkdtemp()) / "c.duckdb")
         >>> cache.apply(SyncPlan("empty", "bafyhead", reset=True, commits=[]))
+        0
         >>> cache.current_head("empty")
         'bafyhead'
         """
@@ -262,7 +265,7 @@ class Cache:
             self._fresh = False
             from halodb.cache import materialize  # Arrow: only for those who write
 
-            materialize.apply_plan(con, plan, now=datetime.now(timezone.utc))
+            return materialize.apply_plan(con, plan, now=datetime.now(timezone.utc), progress=progress)
 
     # -- reading --------------------------------------------------------------------------
     def sql(self, query: str, params: list[Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -325,7 +328,7 @@ class Cache:
 
         >>> import tempfile, pathlib
         >>> cache = Cache(pathlib.Path(tempfile.mkdtemp()) / "c.duckdb")
-        >>> cache.apply(SyncPlan("b", "bafyb", True, [])); cache.apply(SyncPlan("a", "bafya", True, []))
+        >>> _ = cache.apply(SyncPlan("b", "bafyb", True, [])); _ = cache.apply(SyncPlan("a", "bafya", True, []))
         >>> [(s.name, s.head, s.items) for s in cache.sync_states()]
         [('a', 'bafya', 0), ('b', 'bafyb', 0)]
         """
@@ -367,6 +370,8 @@ class Cache:
         ``key_or_path`` is a dataset key, or, when no version of any dataset has that key,
         a path in the campaign tree. A naive ``when`` is taken as UTC. Without ``name`` all
         names are searched; if they disagree a :class:`CacheError` says which names to pick.
+        CIDs are compared by content (multihash and codec): names that hold one content under two spellings
+        (``Qm…`` and ``bafy…``) agree, and the first name's spelling is returned.
 
         >>> import tempfile, pathlib
         >>> from datetime import datetime, timezone
@@ -393,6 +398,11 @@ class Cache:
             ).fetchall()
         cids = {r[1] for r in rows}
         if len(cids) > 1:
+            from halodb.ipld.spelling import same_content
+
+            first = rows[0][1]
+            if all(same_content(first, other) for other in cids):
+                return str(first)
             found = ", ".join(f"{r[0]}: {r[1]}" for r in rows)
             raise CacheError(
                 f"{key_or_path!r} had different data CIDs at {when.isoformat()} ({found}); pass a name",

@@ -1,27 +1,31 @@
 """Applying a :class:`~halodb.cache.records.SyncPlan` to the cache in one transaction.
 
-The plan is first turned into columns in Python (one pass over the changes, no SQL), then
-written with a handful of set-based statements over registered Arrow tables (built from
-buffers, see :mod:`halodb.cache.arrow_columns`):
+The plan's changes are read once, in order, and flattened into columns chunk by chunk
+(:func:`plan_chunks`, about :data:`VERSION_BATCH` changes each, so a sync of a million
+datasets holds a chunk in memory, not the whole history); each chunk is written with a
+handful of set-based statements over registered Arrow tables (built from buffers, see
+:mod:`halodb.cache.arrow_columns`):
 
 1. ``reset``: forget the name's history (``name_commits``, ``item_versions``, ``sync_state``);
    otherwise check that the plan continues the synced head (its first commit is a child of
    the head, no commit is synced already, time does not go back).
 2. ``commits`` (shared, ``INSERT OR IGNORE``) and ``name_commits`` (appended after the old head).
-3. ``stac_items``: only item CIDs the cache does not hold yet are encoded and inserted; an
-   item block the loader could not materialize (``ItemColumns.skipped``) is recorded in
-   ``skipped_items`` with why instead, and the rest of the batch goes on.
-4. ``item_versions``: ONE ``UPDATE ... FROM`` closes the versions the plan changes that were
-   open before it; then ONE ``INSERT`` adds every version the plan opens, those that the
-   plan itself closes again already carrying their ``valid_to``; then the versions that only
-   respell a data CID are marked (:mod:`halodb.cache.respellings`).
-5. ``sync_state`` upsert; after a reset, items, skipped items and commits no name uses are
+3. per chunk, ``item_versions``: ONE ``UPDATE ... FROM`` closes the versions the chunk
+   changes that were open before it (in the cache, or opened by an earlier chunk); then ONE
+   ``INSERT`` adds every version the chunk opens, those that the chunk itself closes again
+   already carrying their ``valid_to``;
+4. per chunk, ``stac_items``: only item CIDs the cache does not hold yet are encoded and
+   inserted; an item block the loader could not materialize (``ItemColumns.skipped``) is
+   recorded in ``skipped_items`` with why instead, and the rest of the batch goes on.
+5. the versions that only respell a data CID are marked (:mod:`halodb.cache.respellings`);
+   ``sync_state`` upsert; after a reset, items, skipped items and commits no name uses are
    deleted.
 
-Everything runs in ONE DuckDB transaction: on any error it is rolled back and a
+Everything runs in ONE DuckDB transaction: on any error (a malformed change found in the
+third chunk as well as a failed insert) it is rolled back and a
 :class:`~halodb.errors.CacheError` raised, leaving the cache exactly as before. The SQL
 runs in order on one background thread (DuckDB releases the GIL) so that DuckDB inserts
-one batch of STAC items while Python encodes the next.
+one chunk and batch of STAC items while Python reads the next.
 
 >>> import duckdb
 >>> from datetime import datetime, timedelta, timezone
@@ -34,12 +38,14 @@ one batch of STAC items while Python encodes the next.
 ...                       [ChangeRecord("k", item)])
 >>> load = lambda cids: item_columns(cids, [{"id": "b"}])   # what a sync reads from the item blocks
 >>> apply_plan(con, SyncPlan("demo", "bafyc1", False, [commit], load_item_columns=load), now=datetime.now(timezone.utc))
+1
 >>> con.execute("SELECT key, id, data_cid FROM items").fetchall()
 [('k', 'b', 'bafydata')]
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -55,7 +61,7 @@ from halodb.cache.stac_columns import columns_table
 from halodb.cache.writer import OrderedWriter
 from halodb.errors import CacheError, HaloDBError
 
-__all__ = ["PlanColumns", "apply_plan", "plan_columns"]
+__all__ = ["VERSION_BATCH", "PlanColumns", "apply_plan", "commit_columns", "plan_chunks", "plan_columns"]
 
 _T_COMMITS = "_halodb_plan_commits"
 _T_VERSIONS = "_halodb_plan_versions"
@@ -91,15 +97,26 @@ class PlanColumns:
     close_at: list[int] = field(default_factory=list)
     #: distinct item blocks the plan references, in order of first occurrence
     items: dict[str, None] = field(default_factory=dict)
+    #: the changes (one per key and commit) the chunk holds
+    changes: int = 0
 
 
 def plan_columns(plan: SyncPlan) -> PlanColumns:
-    """Flatten and validate ``plan`` in one pass; raises :class:`CacheError` on a malformed plan.
+    """Flatten and validate ``plan`` whole (one :class:`PlanColumns`, no SQL); raises
+    :class:`CacheError` on a malformed plan. :func:`apply_plan` flattens it chunk by chunk
+    instead (:func:`plan_chunks`).
 
     >>> from halodb.cache.records import SyncPlan
     >>> plan_columns(SyncPlan("n", "h", False, [])).version_key
     []
     """
+    commit_columns(plan)
+    return next(plan_chunks(plan, None), PlanColumns())
+
+
+def commit_columns(plan: SyncPlan) -> PlanColumns:
+    """The commits of ``plan`` as columns (no changes), validated: name, head, each commit
+    once, timezone-aware times that never go back. :class:`CacheError` otherwise."""
     if not isinstance(plan.name, str) or not plan.name:
         raise CacheError(f"sync plan has no valid name: {plan.name!r}", name=plan.name)
     if not isinstance(plan.head, str) or not plan.head:
@@ -107,11 +124,7 @@ def plan_columns(plan: SyncPlan) -> PlanColumns:
     cols = PlanColumns()
     seen_commits: set[str] = set()
     previous_time: datetime | None = None
-    open_row: dict[str, int] = {}  # key -> row in version_* opened by this plan and still open
-    closed_before: set[str] = set()  # keys whose pre-plan version is already being closed
-    v_key, v_item, v_data, v_path = cols.version_key, cols.version_item_cid, cols.version_data_cid, cols.version_path
-    v_from, v_to, items = cols.version_from, cols.version_to, cols.items
-    for seq, commit in enumerate(plan.commits):
+    for commit in plan.commits:
         if commit.cid in seen_commits:
             raise CacheError(f"commit {commit.cid} appears twice in the plan for {plan.name}", cid=commit.cid, name=plan.name)
         seen_commits.add(commit.cid)
@@ -131,46 +144,89 @@ def plan_columns(plan: SyncPlan) -> PlanColumns:
         cols.commit_time.append(t.astimezone(timezone.utc))
         cols.commit_author.append(commit.author)
         cols.commit_message.append(commit.message)
-        keys_here: set[str] = set()
+    return cols
+
+
+def plan_chunks(plan: SyncPlan, limit: int | None = None) -> Iterator[PlanColumns]:
+    """The changes of ``plan`` flattened into version columns, at most about ``limit`` rows
+    (versions opened plus versions closed) a chunk (None: one chunk), reading each commit's
+    changes once, in order. In a chunk, ``close_*`` names the keys whose version open
+    before the chunk (in the cache, or opened by an earlier chunk) a commit closes; a version
+    the chunk itself opens and closes carries its ``to``. Raises :class:`CacheError` for a
+    malformed change: a key changed twice in one commit, an item of another key.
+
+    A commit may list its changes in any order while it fits in a chunk; a longer one is
+    split between chunks only while its keys come in strictly increasing order (as a diff
+    yields them), since a key of an earlier chunk cannot be checked again.
+
+    >>> from datetime import datetime, timezone
+    >>> from halodb.cache.records import ChangeRecord, CommitRecord, ItemRecord
+    >>> rec = lambda k: ChangeRecord(k, ItemRecord(k, "bafyi" + k, None, None))
+    >>> c = CommitRecord("c1", [], "i1", datetime(2024, 9, 1, tzinfo=timezone.utc), "me", "m", [rec("a"), rec("b"), rec("c")])
+    >>> [chunk.version_key for chunk in plan_chunks(SyncPlan("n", "c1", False, [c]), 4)]
+    [['a', 'b'], ['c']]
+    """
+    cols = PlanColumns()
+    open_row: dict[str, int] = {}  # key -> row in version_* opened by this chunk and still open
+    closed_before: set[str] = set()  # keys whose pre-chunk version this chunk closes already
+    for seq, commit in enumerate(plan.commits):
+        keys_here: set[str] = set()  # the keys of this commit in this chunk
+        split = False  # whether this commit was split between chunks (then its keys must increase)
+        last: str | None = None
+        increasing = True
         for change in commit.changes:
             key = change.key
+            if last is not None and key <= last:
+                increasing = False
+                if split:
+                    raise CacheError(
+                        f"commit {commit.cid} lists more than {limit} changes out of key order ({key!r} after "
+                        f"{last!r}); a commit that long must list its keys in increasing order", key=key, cid=commit.cid)
+            last = key
             if key in keys_here:
                 raise CacheError(f"key {key!r} changes twice in commit {commit.cid}", key=key, cid=commit.cid)
             keys_here.add(key)
+            cols.changes += 1
             row = open_row.pop(key, None)
             if row is not None:
-                v_to[row] = seq
+                cols.version_to[row] = seq
             elif key not in closed_before:
                 closed_before.add(key)
                 cols.close_key.append(key)
                 cols.close_at.append(seq)
             new = change.new
-            if new is None:
-                continue
-            if new.key != key:
-                raise CacheError(f"change of key {key!r} carries an item for key {new.key!r}", key=key, cid=commit.cid)
-            open_row[key] = len(v_key)
-            v_key.append(key)
-            v_item.append(new.item_cid)
-            v_data.append(new.data_cid)
-            v_path.append(new.path)
-            v_from.append(seq)
-            v_to.append(None)
-            items.setdefault(new.item_cid, None)
-    return cols
+            if new is not None:
+                if new.key != key:
+                    raise CacheError(f"change of key {key!r} carries an item for key {new.key!r}", key=key, cid=commit.cid)
+                open_row[key] = len(cols.version_key)
+                cols.version_key.append(key)
+                cols.version_item_cid.append(new.item_cid)
+                cols.version_data_cid.append(new.data_cid)
+                cols.version_path.append(new.path)
+                cols.version_from.append(seq)
+                cols.version_to.append(None)
+                cols.items.setdefault(new.item_cid, None)
+            if limit is not None and increasing and len(cols.version_key) + len(cols.close_key) >= limit:
+                yield cols
+                cols, open_row, closed_before, keys_here, split = PlanColumns(), {}, set(), set(), True
+    if cols.version_key or cols.close_key or limit is None:
+        yield cols
 
 
-def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime) -> None:
-    """Apply ``plan`` through ``con`` in ONE transaction; on error roll back and raise CacheError.
+def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime,
+               progress: Callable[[int], None] | None = None) -> int:
+    """Apply ``plan`` through ``con`` in ONE transaction; on error roll back and raise
+    CacheError. Returns the number of changes applied.
 
     ``now`` is recorded as the sync time. See the module docstring for the steps. The SQL
     runs in order on one background thread (:class:`OrderedWriter`) so that DuckDB writes
-    while Python encodes the next batch of items.
+    while Python reads the next changes and encodes the next batch of items. ``progress(n)``
+    is called with the items encoded so far after each batch.
     """
-    cols = plan_columns(plan)  # before BEGIN: a malformed plan never touches the database
-    commits = _commits_table(cols)
+    commits = _commits_table(commit_columns(plan))  # before BEGIN: malformed commits never touch the database
     writer = OrderedWriter()
     began = False
+    changes = encoded = 0
     try:
         # Commit by checkpointing: DuckDB then writes the changes once, straight into the
         # database file (atomically: new blocks, then the header), instead of first into
@@ -179,30 +235,46 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime)
         con.execute("SET checkpoint_threshold = '0B'")
         con.begin()
         began = True
-        candidates = list(cols.items)
-        # first, so that Python can start on the items soon (no step before touches stac_items)
-        present = writer.submit(_present_items, con, candidates)
         if plan.reset:
             start = writer.submit(_forget, con, plan.name)
         else:
             start = writer.submit(_next_seq, con, plan, commits)
         writer.submit(_insert_commits, con, plan.name, commits, start)
-        if not plan.reset and cols.close_key:
-            writer.submit(_close_versions, con, plan.name, commits, _closes_table(cols))
-        if cols.version_key:
-            writer.submit(_insert_versions, con, plan.name, commits, _versions_table(cols))
-        found = present.result()
-        new = [cid for cid in candidates if cid not in found] if found else candidates
         inserts: list[Future[None]] = []
-        for lo in range(0, len(new), ITEM_BATCH):
-            batch = new[lo : lo + ITEM_BATCH]
-            table, skipped = _batch_table(plan, batch)
-            if len(inserts) >= 2:
-                inserts[-2].result()  # back-pressure: at most two encoded batches wait for DuckDB
-            inserts.append(writer.submit(_insert_items, con, table))
-            if skipped:
-                writer.submit(_record_skipped, con, skipped, now)
-        if cols.version_key:  # after the items: they are compared
+        chunks = plan_chunks(plan, VERSION_BATCH)
+        cols = next(chunks, None)
+        first = True
+        opened = False
+        while cols is not None:
+            changes += cols.changes
+            candidates = list(cols.items)
+            # the items first, so that Python can encode them soon
+            present = writer.submit(_present_items, con, candidates)
+            if cols.close_key and not (first and plan.reset):  # nothing is open after a reset's _forget
+                writer.submit(_close_versions, con, plan.name, commits, _closes_table(cols))
+            if cols.version_key:
+                writer.submit(_insert_versions, con, plan.name, commits, _versions_table(cols))
+                opened = True
+            cols.close_key, cols.close_at = [], []
+            cols.version_key, cols.version_item_cid, cols.version_data_cid, cols.version_path = [], [], [], []
+            cols.version_from, cols.version_to = [], []
+            following = next(chunks, None)  # read while DuckDB writes this chunk
+            found = present.result()
+            new = [cid for cid in candidates if cid not in found] if found else candidates
+            for lo in range(0, len(new), ITEM_BATCH):
+                batch = new[lo : lo + ITEM_BATCH]
+                table, skipped = _batch_table(plan, batch)
+                if len(inserts) >= 2:
+                    inserts[-2].result()  # back-pressure: at most two encoded batches wait for DuckDB
+                inserts.append(writer.submit(_insert_items, con, table))
+                if skipped:
+                    writer.submit(_record_skipped, con, skipped, now)
+                encoded += len(batch)
+                if progress is not None:
+                    progress(encoded)
+            inserts = inserts[-2:]
+            cols, first = following, False
+        if opened:  # after the items: they are compared
             writer.submit(mark_respellings, con, plan.name)
         if plan.reset:
             writer.submit(_collect_garbage, con)
@@ -225,7 +297,12 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime)
     finally:
         writer.abort()
         _reset_checkpoint_threshold(con)
+    return changes
 
+
+#: versions (opened plus closed) flattened per chunk: a chunk's rows are in DuckDB before
+#: the next chunk is read, so a sync holds about this many changes in memory at a time
+VERSION_BATCH = 100_000
 
 #: STAC items encoded per batch: DuckDB inserts one batch while Python encodes the next
 ITEM_BATCH = 2_048

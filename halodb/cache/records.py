@@ -1,7 +1,7 @@
 """The values the cache is fed with and answers with: plain frozen dataclasses.
 
 The sync layer turns a diff of two index versions into a :class:`SyncPlan` (commits,
-oldest first, each with its :class:`ChangeRecord` list) and hands it to
+oldest first, each with its :class:`ChangeRecord` s, as a list or read lazily) and hands it to
 :meth:`halodb.cache.Cache.apply`; :class:`SyncState` is what the cache remembers per name.
 
 >>> from datetime import datetime, timezone
@@ -11,13 +11,13 @@ oldest first, each with its :class:`ChangeRecord` list) and hands it to
 ...                       time=datetime(2024, 9, 1, tzinfo=timezone.utc), author="me",
 ...                       message="first", changes=[ChangeRecord(item.key, item)])
 >>> plan = SyncPlan(name="orcestra", head="bafycommit", reset=False, commits=[commit])
->>> plan.commits[0].changes[0].new.path
+>>> list(plan.commits[0].changes)[0].new.path
 'products/HALO/flight-1.zarr'
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -76,7 +76,9 @@ class CommitRecord:
     time: datetime  #: timezone-aware (UTC)
     author: str
     message: str
-    changes: list[ChangeRecord] = field(default_factory=list)
+    #: the changes, read once and in order by :meth:`~halodb.cache.Cache.apply` (a list, or an
+    #: iterator that yields them as a diff finds them, so a sync never holds them all)
+    changes: Iterable[ChangeRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ from halodb.util.textout import format_table, format_value, json_default
 from halodb.util.version import VERSION
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from halodb.api.registry import Registry
 
 # Each command imports what it needs when it runs: `halodb --version` and `halodb at` do not
@@ -116,8 +118,11 @@ def add(ctx: Context, sources: tuple[str, ...], collection: str | None, as_json:
     """Stage STAC items: JSON files, folders, or - for newline-delimited JSON on stdin."""
     from halodb import stac
 
+    from halodb.util.progress import Progress
+
     reg = ctx.registry()
-    keys = reg.add(stac.read_items(list(sources), sys.stdin), collection=collection)
+    with Progress("adding", quiet=as_json) as bar:
+        keys = reg.add(stac.read_items(list(sources), sys.stdin), collection=collection, progress=bar.update)
     if as_json:
         emit_json({"staged": keys})
     else:
@@ -147,8 +152,12 @@ def rm(ctx: Context, keys: tuple[str, ...]) -> None:
 def commit(ctx: Context, message: str, when: str | None, author: str | None, sign: tuple[str, ...],
            add_key: tuple[str, ...], retire_key: tuple[str, ...], as_json: bool) -> None:
     """Commit the staged changes as a new version; prints the commit CID."""
-    cid = ctx.registry().commit(message, time=when, author=author, sign=sign, add_keys=add_key,
-                                retire_keys=retire_key)
+    from halodb.util.progress import Progress
+
+    with Progress("committing", total=3, unit="step", quiet=as_json) as bar:
+        cid = ctx.registry().commit(message, time=when, author=author, sign=sign, add_keys=add_key,
+                                    retire_keys=retire_key, progress=lambda step, what: bar.update(step, f"committing: {what}"))
+        bar.update(3)
     if as_json:
         emit_json({"commit": str(cid)})
     else:
@@ -182,7 +191,7 @@ def publish(ctx: Context, name: str, target: str | None, force: bool) -> None:
 
 @cli.command()
 @click.argument("ref", default="HEAD")
-@click.option("-n", "--limit", type=int, help="Show at most this many versions.")
+@click.option("-n", "--limit", type=click.IntRange(min=0), help="Show at most this many versions.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def log(ctx: Context, ref: str, limit: int | None, as_json: bool) -> None:
@@ -221,13 +230,17 @@ def _rebuilt(reset: bool, previous: str | None) -> str:
 
 
 def _sync(ctx: Context, name: str, as_json: bool, allow_rewind: bool, prefix: str | None = None) -> None:
-    r = ctx.registry().sync(name, allow_rewind=allow_rewind, prefix=prefix)
+    from halodb.util.progress import Progress
+
+    with Progress(f"syncing {name}", quiet=as_json) as bar:
+        r = ctx.registry().sync(name, allow_rewind=allow_rewind, prefix=prefix, progress=bar.update)
     for s in r.skipped:  # item blocks the cache could not materialize (issue 10, defect 4)
         click.echo(f"skipped {s.key} ({s.item_cid}{'' if s.current else ', an older version'}): {s.reason}", err=True)
     if as_json:
         emit_json({
             "name": r.name, "head": str(r.head), "previous": r.previous, "commits": r.commits,
-            "changes": r.changes, "reset": r.reset, "blocks_read": r.blocks_read, "scope": prefix,
+            "changes": r.changes, "respelled": r.respelled, "reset": r.reset, "blocks_read": r.blocks_read,
+            "scope": prefix,
             "skipped": [{"key": s.key, "item_cid": s.item_cid, "reason": s.reason, "commit": s.commit,
                          "current": s.current} for s in r.skipped],
         })
@@ -236,7 +249,8 @@ def _sync(ctx: Context, name: str, as_json: bool, allow_rewind: bool, prefix: st
     else:
         click.echo(
             f"synced {name}{'' if prefix is None else f' (keys {prefix}*)'} to {r.head}: {r.commits} version(s), "
-            f"{r.changes} change(s), {r.blocks_read} block(s) read{_rebuilt(r.reset, r.previous)}"
+            f"{r.changes} change(s){f' ({r.respelled} respelled)' if r.respelled else ''}, {r.blocks_read} block(s) "
+            f"read{_rebuilt(r.reset, r.previous)}"
         )
 
 
@@ -277,8 +291,8 @@ def sync_cmd(ctx: Context, name: str, as_json: bool, watch: bool, min_interval: 
         raise InputError("--collection and --prefix: give one (a collection C is the prefix C/)", source="--prefix")
     if collection is not None:
         if not collection or "/" in collection:
-            raise InputError(f"--collection: a collection name has no '/' and is not empty: {collection!r}",
-                             source="--collection")
+            raise InputError(f"--collection: {collection!r} is not a collection name (one word, no '/'; "
+                             "for a part of a collection use --prefix COLLECTION/PATH/)", source="--collection")
         prefix = collection + "/"
     if prefix is not None and not prefix:
         raise InputError("--prefix: empty (leave it out to sync the whole index)", source="--prefix")
@@ -481,15 +495,34 @@ def at(ctx: Context, key_or_path: str, when: str | None, name: str | None, as_js
     """Print the data CID KEY_OR_PATH had at WHEN (ISO 8601, or a tag: v1.0); exit 1 if it had none.
 
     With doi:DOI instead, the data CID the DOI was minted for (the dataset's data in the
-    first version that had the DOI; WHEN, if given, ends the history asked)."""
-    from halodb.api.lookup import cid_at_in_home
-    from halodb.util.times import to_time
+    first version that had the DOI; WHEN, if given, ends the history asked).
 
+    With - instead, many questions in one process: each line of standard input is
+    KEY_OR_PATH and WHEN (separated by a tab, or by the last space), and each answer is a
+    line: the CID, or an empty line for none or for a blank line (with --json, a JSON object
+    per question); exit 0 whether or not every question has an answer."""
+    if key_or_path == "-":
+        if when is not None:
+            raise click.UsageError("with - the questions come from standard input: no WHEN argument")
+        _at_many(ctx, name, as_json)
+        return
     if key_or_path[:4].lower() == "doi:":
         _at_doi(ctx, key_or_path, when, name, as_json)
         return
     if when is None:
         raise click.UsageError("Missing argument 'WHEN'.")
+    _print_at(key_or_path, when, _answer_at(ctx, key_or_path, when, name), as_json)
+
+
+def _answer_at(ctx: Context, key_or_path: str, when: str, name: str | None) -> str | None:
+    """The data CID ``halodb at KEY_OR_PATH WHEN [--name NAME]`` answers (None: none); for
+    ``doi:DOI``, the data it was minted for in the history up to WHEN."""
+    from halodb.api.lookup import cid_at_in_home
+    from halodb.util.times import to_time
+
+    if key_or_path[:4].lower() == "doi:":
+        minted = ctx.registry().resolve_doi(key_or_path[4:], f"{name or 'HEAD'}@{when}")
+        return minted.data if minted is not None else None
     if when[:1].isalpha():  # a tag (v1.0): the version it names
         from halodb.index.model import is_tag_name
 
@@ -502,15 +535,64 @@ def at(ctx: Context, key_or_path: str, when: str | None, name: str | None, as_js
             except NameNotFoundError as exc:
                 raise InputError(f"date: {when!r} is neither an ISO 8601 date-time (e.g. 2024-09-15T00:00Z) "
                                  f"nor a tag of {name or 'HEAD'} ({exc})", source="date") from None
-            root = reg.index.load_root(version.index)
-            found = reg.index.resolve(root, key_or_path)
-            _print_at(key_or_path, when, None if found is None else found[1].data, as_json)
-            return
+            found = reg.index.resolve(reg.index.load_root(version.index), key_or_path)
+            return None if found is None else found[1].data
     t = to_time(when, what="date")
     answered, cid = cid_at_in_home(ctx.home, ctx.store, ctx.cache, name, key_or_path, t) if name else (False, None)
     if not answered:  # not synced, or synced at another head: the registry asks the DAG
         cid = ctx.registry().cid_at(key_or_path, t, name=name)
-    _print_at(key_or_path, when, cid, as_json)
+    return cid
+
+
+#: questions `at -` takes from one standard input (about 100 MB of lines)
+MAX_AT_QUESTIONS = 1_000_000
+
+
+def _at_many(ctx: Context, name: str | None, as_json: bool) -> None:
+    """``halodb at -``: every question of standard input, the cache (or registry) opened once."""
+    from halodb.api.lookup import cids_at_in_home
+    from halodb.errors import InputError
+    from halodb.index.model import is_tag_name
+    from halodb.util.times import to_time
+
+    lines: list[tuple[str, str] | None] = []  # per input line: (key, when), None for a blank one
+    questions: list[tuple[str, datetime]] = []  # the lines with a time, for the cache
+    for number, line in enumerate(sys.stdin, 1):
+        if number > MAX_AT_QUESTIONS:
+            raise InputError(f"stdin: more than {MAX_AT_QUESTIONS} questions; split them", source="stdin")
+        line = line.strip()
+        if not line:
+            lines.append(None)
+            continue
+        key, sep, when = line.partition("\t") if "\t" in line else line.rpartition(" ")
+        key, when = key.strip(), when.strip()
+        if not sep or not key or not when:
+            raise InputError(f"stdin line {number}: expected KEY_OR_PATH and WHEN, got {line[:80]!r}", source="stdin")
+        lines.append((key, when))
+        if key[:4].lower() == "doi:" or (when[:1].isalpha() and is_tag_name(when)):
+            continue  # answered one by one below, as `halodb at KEY WHEN` answers it
+        questions.append((key, to_time(when, what=f"stdin line {number}: date")))
+    answers = cids_at_in_home(ctx.home, ctx.store, ctx.cache, name, questions) if name else None
+    if answers is None:  # not synced, or synced at another head: the registry asks the DAG
+        reg = ctx.registry()
+        answers = [reg.cid_at(key, t, name=name) for key, t in questions]
+    timed = iter(answers)
+    out: list[str] = []  # every answer before the first is printed: a bad line prints nothing
+    for number, question in enumerate(lines, 1):
+        if question is None:
+            out.append("")
+            continue
+        key, when = question
+        if key[:4].lower() == "doi:" or (when[:1].isalpha() and is_tag_name(when)):
+            try:
+                cid = _answer_at(ctx, key, when, name)
+            except HaloDBError as exc:
+                raise InputError(f"stdin line {number}: {_one_line(str(exc))}", source="stdin") from None
+        else:
+            cid = next(timed)
+        out.append(json.dumps({"key_or_path": key, "when": when, "cid": cid}) if as_json else (cid or ""))
+    if out:
+        click.echo("\n".join(out))
 
 
 def _print_at(key_or_path: str, when: str, cid: str | None, as_json: bool) -> None:
@@ -550,10 +632,8 @@ def diff(ctx: Context, old: str, new: str, as_json: bool) -> None:
 
     A data CID only respelled (Qm… to the bafy… of the same multihash, nothing else changed)
     is the same content: marked = and not counted as a change."""
-    from halodb.index.respelling import is_respelled
-
     reg = ctx.registry()
-    changes = [(c, c.kind == "changed" and is_respelled(reg.store, c.old, c.new)) for c in reg.diff(old, new)]
+    changes = [(c, reg.is_respelled(c)) for c in reg.diff(old, new)]
     if as_json:
         emit_json([
             {"key": c.key, "change": "respelled" if respelled else c.kind,
@@ -590,7 +670,10 @@ def export_car(ctx: Context, ref: str, out: str, head_only: bool) -> None:
 @pass_ctx
 def import_car(ctx: Context, car: str) -> None:
     """Verify a CAR file completely, then add its blocks to the store; prints its roots."""
-    roots = ctx.registry().import_car(car)
+    from halodb.util.progress import Progress
+
+    with Progress("importing", unit="block") as bar:
+        roots = ctx.registry().import_car(car, progress=bar.update)
     for r in roots:
         click.echo(str(r))
 
@@ -611,7 +694,7 @@ def import_tree(ctx: Context, tree: str, when: str | None, message: str | None, 
         n = 0
         cid = None
         for version in load_tree_history(path):
-            msg = f"{version.message} (tree {version.commit[:12]})" if version.commit else version.message
+            msg = f"{version.message} (git commit {version.commit[:12]})" if version.commit else version.message
             cid = reg.import_tree(version.tree, time=version.time, message=msg, collection=collection)
             n += 1
         click.echo(f"imported {n} version(s); head {cid}")

@@ -30,7 +30,7 @@ from halodb.index.history import CommitCache, walk
 from halodb.index.index import Index
 from halodb.index.model import IndexRoot
 from halodb.ipld import CID
-from halodb.ipld.spelling import same_multihash
+from halodb.ipld.spelling import same_content
 
 __all__ = ["DoiRecord", "doi_log", "find_doi"]
 
@@ -90,7 +90,7 @@ def doi_log(store: BlockStore, index: Index, head: CID, commits: CommitCache | N
         state = "withdrawn"
         if held and head_root is not None:
             entry = index.get(head_root, key)
-            state = "current" if entry is not None and same_multihash(entry.data, data) else "superseded"
+            state = "current" if entry is not None and same_content(entry.data, data) else "superseded"
         records.append(DoiRecord(doi, key, cid, time, number, data, len(chain) if held else last[(doi, key)], state))
     records.sort(key=lambda r: (r.doi, r.version, r.key))
     return records

@@ -22,7 +22,7 @@ from typing import Any
 from halodb.errors import CIDError
 from halodb.ipld.cid import CID
 
-__all__ = ["is_respelling", "respelled_data", "same_multihash"]
+__all__ = ["is_respelling", "respelled_data", "same_content", "same_multihash"]
 
 
 def same_multihash(a: str | None, b: str | None) -> bool:
@@ -40,19 +40,42 @@ def same_multihash(a: str | None, b: str | None) -> bool:
         return False
 
 
+def same_content(a: str | None, b: str | None) -> bool:
+    """Whether two CIDs (as text) name the same content: the same multihash *and* codec (a
+    ``Qm…`` is dag-pb: its ``bafy…`` is the same node, a raw ``bafk…`` of the same bytes is
+    the node's protobuf read as a file — other content). Pins compare by multihash alone
+    (:func:`same_multihash`): a node stores the bytes once.
+
+    >>> same_content("QmQg1v4o9xdT3Q14wh4S7dxZkDjyZ9ssFzFzyep1YrVJBY",
+    ...              "bafybeibcvvrry2potayjlnnyvtict74uv7y5y3ciqn4hqwe2sk4q37vdc4")
+    True
+    >>> same_content("QmQg1v4o9xdT3Q14wh4S7dxZkDjyZ9ssFzFzyep1YrVJBY",
+    ...              "bafkreibcvvrry2potayjlnnyvtict74uv7y5y3ciqn4hqwe2sk4q37vdc4")
+    False
+    """
+    if a is None or b is None or a == b:
+        return a == b
+    try:
+        x, y = CID.parse(a), CID.parse(b)
+    except CIDError:
+        return False
+    return x.codec == y.codec and x.multihash == y.multihash
+
+
 def respelled_data(old: str | None, new: str | None) -> bool:
-    """Whether ``new`` is another spelling of ``old``: different text, the same multihash.
+    """Whether ``new`` is another spelling of ``old``: different text, the same content
+    (:func:`same_content`).
 
     >>> respelled_data("QmQg1v4o9xdT3Q14wh4S7dxZkDjyZ9ssFzFzyep1YrVJBY", "QmQg1v4o9xdT3Q14wh4S7dxZkDjyZ9ssFzFzyep1YrVJBY")
     False
     """
-    return old is not None and new is not None and old != new and same_multihash(old, new)
+    return old is not None and new is not None and old != new and same_content(old, new)
 
 
 def is_respelling(old_value: Any, new_value: Any, old_cid: str, new_cid: str) -> bool:
     """Whether ``new_value`` (a decoded item: dicts, lists, strings…) is ``old_value`` with the
     CID ``old_cid`` written as ``new_cid`` and nothing else changed; both CIDs must be
-    spellings of one multihash (:func:`respelled_data`).
+    spellings of one content (:func:`respelled_data`).
 
     >>> v0, v1 = "QmQg1v4o9xdT3Q14wh4S7dxZkDjyZ9ssFzFzyep1YrVJBY", "bafybeibcvvrry2potayjlnnyvtict74uv7y5y3ciqn4hqwe2sk4q37vdc4"
     >>> is_respelling({"href": f"ipfs://{v0}", "title": "a"}, {"href": f"ipfs://{v1}", "title": "b"}, v0, v1)

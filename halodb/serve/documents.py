@@ -148,6 +148,7 @@ def openapi(base: Base, name: str) -> dict[str, Any]:
         "/queryables": get("Queryables"),
         "/versions": get("Every version of the name"),
         "/changes": get("Changes between two versions", "from", "to", "limit", "token"),
+        "/doi/{doi}": get("What a DOI was minted for: the dataset, its version and data CID", "as_of"),
     }
     return {"openapi": "3.0.3", "info": {"title": f"HaloDB STAC API: {name}", "version": "1.0.0"},
             "servers": [{"url": base.root}], "paths": paths}

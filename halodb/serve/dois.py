@@ -18,7 +18,7 @@ import duckdb
 import orjson
 
 from halodb.errors import InputError, RequestError
-from halodb.ipld.spelling import same_multihash
+from halodb.ipld.spelling import same_content
 from halodb.serve.snapshot import Snapshot, Version
 from halodb.util.doi import normalize_doi
 
@@ -83,7 +83,7 @@ def resolve_doi(snap: Snapshot, cur: duckdb.DuckDBPyConnection, version: Version
     minted = first[key]
     state = "withdrawn"
     if held:
-        state = "current" if same_multihash(held[0].data, minted.data) else "superseded"
+        state = "current" if same_content(held[0].data, minted.data) else "superseded"
     commit = snap.versions[minted.from_seq]
     links = []
     if minted.collection is not None and minted.id is not None:

@@ -21,6 +21,7 @@ before the cache is touched: a rollback is never followed silently. With
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 from halodb.blockstore.base import BlockStore
@@ -45,7 +46,8 @@ class SyncResult:
 
     ``skipped``: the versions of the name's synced history whose item block could not be
     materialized (key, item CID, why), found by this sync or an earlier one; the current
-    ones among them are missing from the ``items`` view."""
+    ones among them are missing from the ``items`` view. ``changes`` counts dataset changes
+    as ``log`` does: ``respelled`` ones (a data CID only written another way) apart."""
 
     name: str
     head: CID
@@ -55,6 +57,7 @@ class SyncResult:
     reset: bool
     blocks_read: int
     skipped: list[SkippedItem] = field(default_factory=list)
+    respelled: int = 0
 
     @property
     def up_to_date(self) -> bool:
@@ -99,20 +102,6 @@ def build_plan(
     item_cids: dict[str, CID] = {}
     for cid, commit in chain:
         root = index.load_root(commit.index)
-        if base is not None and store.is_remote_backed and prefix is None:
-            prefetch_changed(store, index, base.datasets, root.datasets)
-        changes: list[ChangeRecord] = []
-        append = changes.append
-        for change in index.diff(base, root, prefix):  # the hot loop of a full sync: locals, positional args
-            key, new = change.key, change.new
-            if new is None:
-                append(ChangeRecord(key, None))
-                continue
-            item = new.item
-            item_cid = str(item)
-            if item_cid not in item_cids:
-                item_cids[item_cid] = item
-            append(ChangeRecord(key, ItemRecord(key, item_cid, new.data, new.path)))
         records.append(
             CommitRecord(
                 cid=str(cid),
@@ -121,17 +110,39 @@ def build_plan(
                 time=commit.time,
                 author=commit.author,
                 message=commit.message,
-                changes=changes,
+                changes=_changes(store, index, base, root, prefix, item_cids),
             )
         )
         base = root
 
     def load_item_columns(cids: list[str]) -> ItemColumns:
-        return read_item_columns(store, [item_cids[c] for c in cids])
+        # each is asked for once, then forgotten (the map holds the items not read yet); one
+        # asked for again (skipped in an earlier chunk, so not in the cache) is parsed anew
+        return read_item_columns(store, [item_cids.pop(c) if c in item_cids else CID.parse(c) for c in cids])
 
     return SyncPlan(
         name=name, head=str(head), reset=reset, commits=records, load_item_columns=load_item_columns, scope=prefix,
     )
+
+
+def _changes(
+    store: BlockStore, index: Index, base: IndexRoot | None, root: IndexRoot, prefix: str | None, item_cids: dict[str, CID],
+) -> Iterator[ChangeRecord]:
+    """The changes from ``base`` to ``root`` as the diff finds them (the cache reads them
+    once, in order); the item CID of each new version is noted in ``item_cids`` for
+    ``load_item_columns``."""
+    if base is not None and store.is_remote_backed and prefix is None:
+        prefetch_changed(store, index, base.datasets, root.datasets)
+    for change in index.diff(base, root, prefix):  # the hot loop of a full sync: locals, positional args
+        key, new = change.key, change.new
+        if new is None:
+            yield ChangeRecord(key, None)
+            continue
+        item = new.item
+        item_cid = str(item)
+        if item_cid not in item_cids:
+            item_cids[item_cid] = item
+        yield ChangeRecord(key, ItemRecord(key, item_cid, new.data, new.path))
 
 
 def rewind_error(
@@ -186,7 +197,7 @@ def prefetch_changed(store: BlockStore, index: Index, old: CID, new: CID) -> int
 
 def sync(
     store: BlockStore, index: Index, cache: Cache, name: str, head: CID, *, allow_rewind: bool = False,
-    prefix: str | None = None,
+    prefix: str | None = None, progress: Callable[[int], None] | None = None,
 ) -> SyncResult:
     """Bring ``name`` in the cache to ``head``; all or nothing.
 
@@ -194,7 +205,8 @@ def sync(
     refused with :class:`RewindError` and the cache is left as it was, unless
     ``allow_rewind``: then the name's history in the cache is rebuilt at ``head``.
     ``prefix``: only the datasets whose keys start with it (a partial sync); a cache that
-    holds the name for another scope is rebuilt for this one."""
+    holds the name for another scope is rebuilt for this one. ``progress(n)``: the items
+    materialized so far."""
     before = store.stats.blocks_read
     # A new cache file holds nothing yet: plan at once, while the cache is being created
     # (Cache(keep_open=True) opens and migrates it on a thread meanwhile).
@@ -213,18 +225,26 @@ def sync(
             plan = replace(build_plan(store, index, name, head, None, prefix=prefix), reset=True)
         elif plan is None or previous is not None:  # (another process synced it meanwhile)
             plan = build_plan(store, index, name, head, previous, allow_rewind=allow_rewind, prefix=prefix)
-        cache.apply(plan)
+        respelled_before = 0 if plan.reset else _respelled(cache, name)
+        changes = cache.apply(plan, progress)
+        respelled = _respelled(cache, name) - respelled_before
         skipped = _skipped(cache, name)
     return SyncResult(
         name=name,
         head=head,
         previous=previous,
         commits=len(plan.commits),
-        changes=sum(len(c.changes) for c in plan.commits),
+        changes=changes - respelled,
         reset=plan.reset,
         blocks_read=store.stats.blocks_read - before,
         skipped=skipped,
+        respelled=respelled,
     )
+
+
+def _respelled(cache: Cache, name: str) -> int:
+    """How many versions of ``name``'s datasets the cache holds that only respell a data CID."""
+    return int(cache.sql("SELECT count(*) FROM item_versions WHERE name = ? AND respelled", [name])[1][0][0])
 
 
 def _skipped(cache: Cache, name: str) -> list[SkippedItem]:
