@@ -167,6 +167,30 @@ def test_a_reader_in_another_instance_sees_new_blocks_at_once(tmp_path: Path) ->
     reader.close()
 
 
+def test_a_flush_keeps_the_log_of_this_process_when_another_closes(tmp_path: Path) -> None:
+    """``flush`` once fsync'ed the files through descriptors of its own; closing them dropped
+    the process's SQLite locks, so a second process closing the store last took the log for
+    unused and deleted it: the blocks this process wrote next were lost to everyone else."""
+    store = SqliteStore(tmp_path)
+    store.put_many(_batch("first", 0), verify=False)
+    store.flush()
+    child = _child("""
+        store = SqliteStore(Path(sys.argv[1]))
+        print(len(store.get_many([c for c, _ in batch("first", 0)])))
+        store.close()
+    """, str(tmp_path))
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0 and out.strip() == "50", err
+    later = _batch("later", 1)
+    store.put_many(later, verify=False)
+    other = SqliteStore(tmp_path)
+    assert other.get_many([c for c, _ in later]) == dict(later)
+    assert (tmp_path / "blocks.sqlite3-wal").exists()  # still the log this process writes to
+    other.close()
+    store.close()
+    assert _integrity(tmp_path) == "ok"
+
+
 # == gc ==========================================================================================
 def test_gc_deletes_and_shrinks_the_file_while_another_store_reads(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path)
