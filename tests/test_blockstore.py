@@ -24,6 +24,7 @@ from halodb.blockstore import (
     write_car,
 )
 from halodb.blockstore.directory import block_name, cid_from_name
+from halodb.blockstore.sqlite import SqliteStore
 from halodb.errors import (
     BlockNotFoundError,
     BlockStoreError,
@@ -33,7 +34,7 @@ from halodb.errors import (
     VerificationError,
 )
 from halodb.ipld import CID, RAW, make_block
-from halodb.testing.blockstore import BlockStoreTests, absent_cid, cbor_block, raw_block
+from halodb.testing.blockstore import BlockStoreTests, absent_cid, cbor_block, damage_row, raw_block
 
 
 # == conformance ============================================================================
@@ -57,6 +58,42 @@ class TestDirectoryStore(BlockStoreTests):
     def corrupt(self, store: BlockStore, cid: CID) -> None:
         assert isinstance(store, DirectoryStore)
         path = store.path_of(cid)
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+
+
+class TestSqliteStore(BlockStoreTests):
+    corrupt_damages_storage = True
+
+    def make_store(self, tmp_path: Path) -> BlockStore:
+        return SqliteStore(tmp_path / "blocks")
+
+    def corrupt(self, store: BlockStore, cid: CID) -> None:
+        assert isinstance(store, SqliteStore)
+        damage_row(store.db_path, cid)
+
+
+class TestSqliteStoreReadingADirectoryStore(BlockStoreTests):
+    """Blocks still in the files of a directory store in the same root (a migration that
+    another process runs, or one not run): read, listed, deleted, quarantined alike."""
+
+    corrupt_damages_storage = True
+
+    def make_store(self, tmp_path: Path) -> BlockStore:
+        return self.populate(tmp_path, [])
+
+    def populate(self, tmp_path: Path, blocks: list[Block]) -> BlockStore:
+        old = DirectoryStore(tmp_path / "blocks")
+        old.delete(old.put(b"leaves a shard folder", codec=RAW))  # the old layout, even when empty
+        old.put_many(blocks)
+        store = SqliteStore(tmp_path / "blocks", migrate=False)
+        assert store.reads_directory_store
+        return store
+
+    def corrupt(self, store: BlockStore, cid: CID) -> None:
+        assert isinstance(store, SqliteStore)
+        path = store.path_of_legacy(cid)
         data = bytearray(path.read_bytes())
         data[len(data) // 2] ^= 0xFF
         path.write_bytes(bytes(data))
@@ -726,8 +763,9 @@ def test_car_store_closed(tmp_path: Path) -> None:
 def test_open_store_default(tmp_path: Path) -> None:
     for url in (None, ""):
         store = open_store(url, tmp_path)
-        assert isinstance(store, DirectoryStore)
+        assert isinstance(store, SqliteStore)
         assert store.root == tmp_path / "blocks"
+        store.close()
 
 
 def test_open_store_memory(tmp_path: Path) -> None:
@@ -736,12 +774,12 @@ def test_open_store_memory(tmp_path: Path) -> None:
 
 def test_open_store_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = open_store(f"file://{tmp_path}/a%20b", tmp_path / "home")
-    assert isinstance(store, DirectoryStore) and store.root == tmp_path / "a b"
+    assert isinstance(store, SqliteStore) and store.root == tmp_path / "a b"
     store = open_store(str(tmp_path / "plain"), tmp_path / "home")
-    assert isinstance(store, DirectoryStore) and store.root == tmp_path / "plain"
+    assert isinstance(store, SqliteStore) and store.root == tmp_path / "plain"
     monkeypatch.setenv("HOME", str(tmp_path))
     store = open_store("~/tilde", tmp_path / "home")
-    assert isinstance(store, DirectoryStore) and store.root == tmp_path / "tilde"
+    assert isinstance(store, SqliteStore) and store.root == tmp_path / "tilde"
 
 
 def test_open_store_car(tmp_path: Path) -> None:
@@ -789,6 +827,7 @@ def test_all_is_explicit() -> None:
         "CarStore",
         "DirectoryStore",
         "MemoryStore",
+        "SqliteStore",
         "StoreStats",
         "import_car",
         "open_store",

@@ -22,9 +22,11 @@ import xarray as xr
 
 import halodb
 from halodb.blockstore import BlockStore
+from halodb.blockstore.sqlite import DB_NAME
 from halodb.data.fs import HaloDBFileSystem
 from halodb.errors import NameNotFoundError, UnknownKeyError, VerificationError
 from halodb.ipld import CID
+from halodb.testing.blockstore import damage_row
 from halodb.unixfs.build import put_directory, put_file
 
 DATES = ("2024-08-12T00:00:00Z", "2024-09-01T00:00:00Z")
@@ -212,10 +214,7 @@ def test_a_tampered_block_is_refused(campaign: Campaign, tmp_path: Path) -> None
         chunk = fs._where(f"latest/{PATHS['v2']}/ta/0")  # noqa: SLF001 - the tree and path of one chunk
         cid = chunk[0].resolve(chunk[1])
         assert cid is not None
-        block = reg.store.path_of(cid)  # type: ignore[attr-defined]
-    data = bytearray(block.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    block.write_bytes(bytes(data))
+    damage_row(home / "blocks" / DB_NAME, cid)
     ds = halodb.open_dataset(PATHS["v2"], name="latest", home=str(home))
     with pytest.raises(VerificationError):
         ds.ta.values
@@ -255,8 +254,7 @@ def test_only_the_chunks_read_are_fetched(kubo: Any, tmp_path: Path, via: str) -
         ds = halodb.open_dataset(f"ipfs://{cid}", registry=reg, consolidated=True)
 
         def fetched() -> int:  # blocks on disk, once the cache's write-behind has written them
-            reg.store.local_store()
-            return sum(1 for p in (home / "blocks").rglob("*") if p.is_file())
+            return sum(1 for _ in reg.store.local_store().iter_cids())
 
         opened = fetched()
         assert float(ds.ta[150]) == float(dataset(0).ta[150])  # one chunk of 20
@@ -297,8 +295,8 @@ def test_prefetch_brings_the_whole_dataset_in_one_car(kubo: Any, tmp_path: Path)
     try:
         halodb.open_dataset(f"ipfs://{cid}", registry=reg, prefetch=True)
         assert reg.store.prefetch_failures == []  # type: ignore[attr-defined]  # the CAR came whole
-        reg.store.local_store()  # the fetched blocks are written to disk behind the reader: wait for them
-        assert sum(1 for p in (home / "blocks").rglob("*") if p.is_file()) == total
+        # the fetched blocks are written to disk behind the reader: local_store() waits for them
+        assert sum(1 for _ in reg.store.local_store().iter_cids()) == total
         requests = reg.store.remote.requests  # type: ignore[attr-defined]
         assert np.array_equal(halodb.open_dataset(f"ipfs://{cid}", registry=reg).ta.values, dataset(0).ta.values)
         assert reg.store.remote.requests == requests  # type: ignore[attr-defined]  # all from the cache

@@ -33,7 +33,7 @@ import pytest
 
 import halodb
 from halodb.api.home import Home
-from halodb.blockstore import DirectoryStore
+from halodb.blockstore import SqliteStore
 from halodb.errors import BlockNotFoundError, HomeLockedError, InputError
 
 from .conftest import Result, cid_for, make_item, run_cli
@@ -342,7 +342,8 @@ def test_a_commit_whose_item_block_is_missing_is_refused(tmp_path: Path) -> None
     with halodb.open(home) as reg:
         reg.add([e1, e2])
         cid = reg.staged().upserts["halo/e1"].item
-    DirectoryStore(home / "blocks").path_of(cid).unlink()
+    with SqliteStore(home / "blocks") as store:
+        store.delete(cid)
     state = (home / "state.json").read_bytes()
     blocks = sorted((home / "blocks").rglob("*"))
 

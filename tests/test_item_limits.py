@@ -18,8 +18,8 @@ import pytest
 
 import halodb
 from halodb import stac
-from halodb.blockstore import DirectoryStore
 from halodb.blockstore.car import write_car
+from halodb.blockstore.sqlite import DB_NAME
 from halodb.errors import DecodeError, EncodeError, InvalidItemError
 from halodb.index.commit import commit_changes
 from halodb.index.model import Entry
@@ -39,6 +39,7 @@ from halodb.ipld.limits import (
     MAX_NESTING,
     MIN_INT,
 )
+from halodb.testing.blockstore import damage_row
 from halodb.util.times import to_time
 
 from .conftest import cid_for, make_item, run_cli_in_process
@@ -305,8 +306,7 @@ def test_a_full_resync_into_a_fresh_cache_skips_the_same_items(poisoned: Path, t
 def test_a_missing_or_corrupt_block_still_fails_the_sync(poisoned: Path, tmp_path: Path) -> None:
     data, _ = bad_blocks()["halo/deep"]
     cid = CID.for_bytes(data, DAG_CBOR)
-    path = DirectoryStore(poisoned / "blocks").path_of(cid)
-    path.write_bytes(path.read_bytes()[:-1] + b"\x00")
+    damage_row(poisoned / "blocks" / DB_NAME, cid)
     r = run_cli_in_process(poisoned, "--cache", str(tmp_path / "c.duckdb"), "sync", "n")
     assert r.code == 2 and str(cid) in one_line(r.err), r.err
     with halodb.open(poisoned, cache=tmp_path / "c.duckdb") as reg:

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 import halodb
-from halodb.blockstore import DirectoryStore
+from halodb.blockstore import SqliteStore
+from halodb.blockstore.sqlite import DB_NAME
 from halodb.cache import materialize
 from halodb.demo.campaign import generate_items
 from halodb.errors import BlockNotFoundError, VerificationError
+from halodb.testing.blockstore import damage_row
 
 BATCH = 64  #: items per batch in these tests (300 items: five batches, the last one partial)
 
@@ -48,12 +50,13 @@ def test_a_bad_item_block_in_a_later_batch_fails_the_sync_and_nothing_lands(home
     cids = _item_cids(home)
     assert len(cids) == 300
     victim = cids[2 * BATCH + 5]  # in the third batch
-    path = DirectoryStore(home / "blocks").path_of(halodb.CID.parse(victim))
-    assert path.is_file()
+    cid = halodb.CID.parse(victim)
     if fault == "corrupt":
-        path.write_bytes(path.read_bytes()[:-1] + b"\x00")
+        damage_row(home / "blocks" / DB_NAME, cid)
     else:
-        path.unlink()
+        with SqliteStore(home / "blocks") as blocks:
+            assert blocks.has(cid)
+            blocks.delete(cid)
     cache = tmp_path / "fresh.duckdb"
     reg = halodb.open(home, cache=cache)
     try:

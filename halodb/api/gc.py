@@ -68,8 +68,7 @@ def collect_garbage(
         keep.update(reachable(store, index, head, commits=commits))
     doomed = [cid for cid in local.iter_cids() if cid not in keep]
     if not dry_run:
-        for cid in doomed:
-            local.delete(cid)
+        local.delete_many(doomed)
         local.remove_stale_temp_files()
         if home is not None:
             remove_stale_temp_files(home)

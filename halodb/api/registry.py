@@ -37,7 +37,7 @@ from halodb.api.scanning import current_view
 from halodb.api.staging import ItemInput, PreparedItems, prepare_batches, stage_removals, stage_tree
 from halodb.api.syncing import sync_name
 from halodb.api.trust import TrustStore, key_changes
-from halodb.blockstore import BlockStore, DirectoryStore, import_car, open_store
+from halodb.blockstore import BlockStore, SqliteStore, import_car, open_store
 from halodb.blockstore.caching import CachingStore
 from halodb.blockstore.gateway import GatewayStore
 from halodb.cache import Cache, open_for_queries
@@ -726,7 +726,7 @@ def open(  # noqa: A001 - the API mirrors builtins.open / zarr.open
     home_path, store_url, cache_path = location.home, location.store, location.cache
     remote = open_store(store_url, home_path)
     # a remote store is read through a local block cache: the network is asked only for new blocks
-    store_ = CachingStore(DirectoryStore(home_path / "blocks"), remote) if remote.is_remote else remote
+    store_ = CachingStore(SqliteStore(home_path / "blocks"), remote) if remote.is_remote else remote
     # IPNS names are resolved (and their records verified) through a gateway store when there is no Kubo
     gateway = remote if isinstance(remote, GatewayStore) else None
     names = NameRouter(LocalNames(home_path / "names"), kubo=kubo_of(store_url), gateway=gateway)

@@ -24,6 +24,7 @@ from halodb.blockstore.base import Block, BlockStore, StoreStats
 from halodb.blockstore.car import CarStore, import_car, read_car, write_car
 from halodb.blockstore.directory import DirectoryStore
 from halodb.blockstore.memory import MemoryStore
+from halodb.blockstore.sqlite import SqliteStore
 from halodb.errors import StoreURLError
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "CarStore",
     "DirectoryStore",
     "MemoryStore",
+    "SqliteStore",
     "StoreStats",
     "import_car",
     "open_store",
@@ -41,7 +43,7 @@ __all__ = [
 
 SUPPORTED_URLS = (
     "memory:",
-    "file:///absolute/path (or a plain path)",
+    "file:///absolute/path (or a plain path): the folder of an embedded store",
     "car:/path/to/file.car",
     "kubo+http://host:port (a Kubo node's RPC API)",
     "https://gateway/[,https://another/] (trustless gateways, read-only)",
@@ -54,9 +56,10 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 def open_store(url: str | None, home: Path) -> BlockStore:
     """Open the block store named by ``url`` (a ``--store`` option).
 
-    * None or ``""``: the default :class:`DirectoryStore` at ``home / "blocks"``
+    * None or ``""``: the default :class:`SqliteStore` in ``home / "blocks"`` (a
+      :class:`DirectoryStore` found there, the layout before, is migrated into it)
     * ``memory:``: a fresh :class:`MemoryStore`
-    * ``file:///abs/path`` or a plain path (``~`` expanded): a :class:`DirectoryStore`
+    * ``file:///abs/path`` or a plain path (``~`` expanded): a :class:`SqliteStore` there
     * ``car:/path/x.car``: a read-only :class:`CarStore`
     * ``kubo+http://host:port``: a :class:`~halodb.blockstore.kubo.KuboStore`
     * ``https://gw/`` (comma-separated for fallbacks): a read-only
@@ -68,15 +71,15 @@ def open_store(url: str | None, home: Path) -> BlockStore:
     'MemoryStore'
     """
     if not url:
-        return DirectoryStore(home / "blocks")
+        return SqliteStore(home / "blocks")
     m = _SCHEME.match(url)
     scheme = m.group(1).lower() if m else ""
     if not m or (len(scheme) == 1 and sys.platform == "win32"):  # a path, maybe C:\...
-        return DirectoryStore(Path(url).expanduser())
+        return SqliteStore(Path(url).expanduser())
     if scheme == "memory" and url[len(scheme) + 1:] in ("", "//"):
         return MemoryStore()
     if scheme == "file":
-        return DirectoryStore(_file_url_path(url))
+        return SqliteStore(_file_url_path(url))
     if scheme == "gateway" and url[len(scheme) + 1:] in ("", "//"):
         from halodb.blockstore.gateway import GatewayStore, discover_gateways
 

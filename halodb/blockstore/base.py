@@ -101,6 +101,26 @@ class BlockStore(abc.ABC):
     def _delete(self, cid: CID) -> None:
         raise ReadOnlyStoreError(f"{self.describe()} does not support deletes", store=self.describe())
 
+    def _delete_many(self, cids: list[CID]) -> None:
+        for cid in cids:
+            self._delete(cid)
+
+    def delete_many(self, cids: Iterable[CID]) -> None:
+        """Delete every block of ``cids`` (absent ones are skipped), in one batch where the
+        backend can (``gc``).
+
+        >>> from halodb.blockstore import MemoryStore
+        >>> store = MemoryStore()
+        >>> cid = store.put(b"x", codec=0x55)
+        >>> store.delete_many([cid]); store.has(cid)
+        False
+        """
+        if not self.supports_deletes:
+            raise ReadOnlyStoreError(f"{self.describe()} does not support deletes", store=self.describe())
+        batch = list(dict.fromkeys(cids))
+        if batch:
+            self._delete_many(batch)
+
     def _iter_cids(self) -> Iterator[CID]:
         raise ReadOnlyStoreError(f"{self.describe()} does not support listing", store=self.describe())
 

@@ -26,6 +26,7 @@ Example::
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,24 @@ def raw_block(i: int, size: int = 32) -> Block:
 def cbor_block(i: int) -> Block:
     """A deterministic DAG-CBOR block number ``i`` that links to a raw block."""
     return make_block({"i": i, "name": f"item {i}", "link": raw_block(i)[0], "raw": b"\x00\x01"})
+
+
+def damage_row(db_path: Path, cid: CID) -> bytes:
+    """Flip one byte of the stored copy of ``cid`` in the database of a
+    :class:`~halodb.blockstore.sqlite.SqliteStore` (as a bad disk would: same size, other
+    bytes, no trace in its quarantine); returns the damaged bytes."""
+    db = sqlite3.connect(db_path, timeout=60, isolation_level=None)
+    try:
+        (data,) = db.execute("SELECT data FROM blocks WHERE cid = ?", (cid.buffer,)).fetchone()
+        bad = bytearray(data)
+        bad[len(bad) // 2] ^= 0x01
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("DELETE FROM blocks WHERE cid = ?", (cid.buffer,))  # not an UPDATE: no evidence kept
+        db.execute("INSERT INTO blocks (cid, data) VALUES (?, ?)", (cid.buffer, bytes(bad)))
+        db.execute("COMMIT")
+    finally:
+        db.close()
+    return bytes(bad)
 
 
 def absent_cid() -> CID:

@@ -1,0 +1,375 @@
+"""The SQLite block store beyond the conformance suite: real ``kill -9`` mid-write and
+mid-migration, two writing processes, gc under a reader, migration from a directory store,
+damaged database files, and what it costs on disk.
+
+Everything is real: child ``python`` processes, signals, SQLite files. Nothing waits on a
+clock: a child says what it has done on its stdout, and the test reads that before it acts.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from halodb.blockstore import DirectoryStore, SqliteStore, open_store
+from halodb.errors import BlockNotFoundError, BlockStoreError
+from halodb.ipld import CID, RAW, make_block
+from halodb.testing.blockstore import raw_block
+
+from .test_cache_helpers import child_env
+
+#: the blocks the children write: number i of batch b, ~1 kB like an item
+_BLOCKS = """
+    import os, sys
+    from pathlib import Path
+    from halodb.blockstore.sqlite import SqliteStore
+    from halodb.ipld import make_block
+
+    def batch(tag, b, n=50):
+        return [make_block({"tag": tag, "b": b, "i": i, "pad": bytes(1000)}) for i in range(n)]
+"""
+
+
+def _batch(tag: str, b: int, n: int = 50) -> list[tuple[CID, bytes]]:
+    return [make_block({"tag": tag, "b": b, "i": i, "pad": bytes(1000)}) for i in range(n)]
+
+
+def _child(code: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(_BLOCKS) + textwrap.dedent(code), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
+
+
+def _kill_after(proc: subprocess.Popen[str], lines: int) -> list[str]:
+    """Read ``lines`` lines the child prints, then SIGKILL it; returns what it printed."""
+    assert proc.stdout is not None
+    seen = []
+    for _ in range(lines):
+        line = proc.stdout.readline()
+        assert line, f"the child died early: {proc.communicate()[1]}"
+        seen.append(line.strip())
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    return seen
+
+
+def _integrity(root: Path) -> str:
+    db = sqlite3.connect(root / "blocks.sqlite3")
+    try:
+        return str(db.execute("PRAGMA integrity_check").fetchone()[0])
+    finally:
+        db.close()
+
+
+# == crash safety ==============================================================================
+@pytest.mark.parametrize("flush", [True, False])
+def test_kill_9_mid_write_loses_no_committed_block(tmp_path: Path, flush: bool) -> None:
+    """A writer killed while writing batch after batch: every batch whose ``put_many`` (and,
+    with ``flush``, whose flush) returned is whole and readable; nothing is damaged."""
+    proc = _child(f"""
+        store = SqliteStore(Path(sys.argv[1]))
+        b = 0
+        while True:
+            store.put_many(batch("w", b), verify=False)
+            if {flush}:
+                store.flush()
+            print(b, flush=True)
+            b += 1
+    """, str(tmp_path / "s"))
+    done = [int(x) for x in _kill_after(proc, 30)]
+    store = SqliteStore(tmp_path / "s")
+    for b in done:
+        blocks = _batch("w", b)
+        assert store.get_many(c for c, _ in blocks) == dict(blocks)
+    listed = list(store.iter_cids())
+    assert len(listed) >= 50 * len(done)
+    assert len(store.get_many(listed)) == len(listed)  # every stored block verifies
+    assert _integrity(tmp_path / "s") == "ok"
+    store.put_many(_batch("after", 0))  # and the store takes writes again
+    store.close()
+
+
+def test_kill_9_mid_migration_loses_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "blocks"
+    old = DirectoryStore(root)
+    blocks = [b for i in range(40) for b in _batch("old", i)]
+    old.put_many(blocks)
+    old.flush()
+    proc = _child("""
+        import halodb.blockstore.sqlite as m
+        m._MIGRATE_BATCH = 100
+        original = m.SqliteStore._migrate_batch
+        def noisy(self, batch):
+            n = original(self, batch)
+            print(n, flush=True)
+            return n
+        m.SqliteStore._migrate_batch = noisy
+        SqliteStore(Path(sys.argv[1]))
+    """, str(root))
+    _kill_after(proc, 5)
+    left = sum(1 for _ in old.iter_cids())
+    assert 0 < left < len(blocks)  # killed mid-way: some files moved, some not
+    store = SqliteStore(root)  # goes on
+    assert not store.reads_directory_store
+    assert store.get_many(c for c, _ in blocks) == dict(blocks)
+    assert sorted(store.iter_cids(), key=str) == sorted((c for c, _ in blocks), key=str)
+    assert not [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(("blocks.sqlite3", "."))]
+    store.close()
+
+
+# == concurrency ================================================================================
+def test_two_processes_write_at_once(tmp_path: Path) -> None:
+    """Two writers (say, ``sync`` and ``add``), started together, some blocks in common."""
+    go = tmp_path / "go"
+    code = """
+        store = SqliteStore(Path(sys.argv[1]))
+        Path(sys.argv[2]).touch()
+        while not os.path.exists(sys.argv[3]):  # wait until both are ready
+            pass
+        for b in range(40):
+            store.put_many(batch(sys.argv[4], b, 20) + batch("shared", b, 20), verify=False)
+        store.close()
+    """
+    procs = [_child(code, str(tmp_path / "s"), str(tmp_path / f"ready{i}"), str(go), f"w{i}") for i in range(2)]
+    try:
+        for i, proc in enumerate(procs):
+            while not (tmp_path / f"ready{i}").exists():
+                assert proc.poll() is None, proc.communicate()[1]
+        go.touch()
+        for proc in procs:
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+    finally:
+        for proc in procs:
+            proc.kill()
+    store = SqliteStore(tmp_path / "s")
+    expected = {c: d for tag in ("w0", "w1", "shared") for b in range(40) for c, d in _batch(tag, b, 20)}
+    assert store.get_many(expected) == expected
+    assert len(list(store.iter_cids())) == len(expected)
+    assert _integrity(tmp_path / "s") == "ok"
+    store.close()
+
+
+def test_a_reader_in_another_instance_sees_new_blocks_at_once(tmp_path: Path) -> None:
+    writer, reader = SqliteStore(tmp_path), SqliteStore(tmp_path)
+    cid = writer.put(b"new", codec=RAW)
+    assert reader.get(cid) == b"new"
+    writer.close()
+    reader.close()
+
+
+def test_a_flush_keeps_the_log_of_this_process_when_another_closes(tmp_path: Path) -> None:
+    """``flush`` once fsync'ed the files through descriptors of its own; closing them dropped
+    the process's SQLite locks, so a second process closing the store last took the log for
+    unused and deleted it: the blocks this process wrote next were lost to everyone else."""
+    store = SqliteStore(tmp_path)
+    store.put_many(_batch("first", 0), verify=False)
+    store.flush()
+    child = _child("""
+        store = SqliteStore(Path(sys.argv[1]))
+        print(len(store.get_many([c for c, _ in batch("first", 0)])))
+        store.close()
+    """, str(tmp_path))
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0 and out.strip() == "50", err
+    later = _batch("later", 1)
+    store.put_many(later, verify=False)
+    other = SqliteStore(tmp_path)
+    assert other.get_many([c for c, _ in later]) == dict(later)
+    assert (tmp_path / "blocks.sqlite3-wal").exists()  # still the log this process writes to
+    other.close()
+    store.close()
+    assert _integrity(tmp_path) == "ok"
+
+
+# == gc ==========================================================================================
+def test_gc_deletes_and_shrinks_the_file_while_another_store_reads(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path)
+    keep = [b for i in range(20) for b in _batch("keep", i)]
+    doomed = [b for i in range(200) for b in _batch("doomed", i)]
+    store.put_many(keep + doomed)
+    store.close()  # the last connection checkpoints the log into the file
+    before = os.path.getsize(store.db_path)
+
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    reads = [0]
+    reader = SqliteStore(tmp_path)
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                assert reader.get_many(c for c, _ in keep) == dict(keep)
+                reads[0] += 1
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    try:
+        while reads[0] == 0 and thread.is_alive():  # the reader is reading
+            pass
+        store.delete_many(c for c, _ in doomed)
+        first = reads[0]
+        while reads[0] < first + 2 and thread.is_alive():  # and reads on after the deletes
+            pass
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors, errors
+    reader.close()
+    store.close()
+    assert os.path.getsize(store.db_path) < before / 3
+    again = SqliteStore(tmp_path)
+    assert again.get_many(c for c, _ in keep + doomed) == dict(keep)
+    assert set(again.iter_cids()) == {c for c, _ in keep}
+    assert _integrity(tmp_path) == "ok"
+    again.close()
+
+
+def test_gc_of_a_home(tmp_path: Path) -> None:
+    """``halodb gc`` over a home's SQLite store: deletes what no head reaches."""
+    from halodb.api.gc import collect_garbage
+    from halodb.index.index import Index
+
+    store = open_store(None, tmp_path)
+    assert isinstance(store, SqliteStore)
+    stray = store.put(b"reached by nothing", codec=RAW)
+    kept = store.put(b"kept explicitly", codec=RAW)
+    kept_n, deleted = collect_garbage(store, Index(store), [], {kept})
+    assert (kept_n, deleted) == (1, 1)
+    assert store.has(kept) and not store.has(stray)
+    store.close()
+
+
+# == migration from a directory store =============================================================
+def test_a_directory_store_is_migrated_on_open(tmp_path: Path) -> None:
+    root = tmp_path / "blocks"
+    old = DirectoryStore(root)
+    blocks = [raw_block(i, 1000) for i in range(300)]
+    old.put_many(blocks)
+    damaged_cid, damaged = blocks[7]
+    bad = bytearray(damaged)
+    bad[10] ^= 1
+    old.path_of(damaged_cid).write_bytes(bytes(bad))
+    left = old.path_of(blocks[0][0]).with_name(f".{old.path_of(blocks[0][0]).name}.99.0.tmp")
+    left.write_bytes(b"a killed write")  # a temporary file: gc's to remove
+    foreign = root / "notes.txt"
+    foreign.write_text("mine")
+
+    store = SqliteStore(root)
+    good = [b for b in blocks if b[0] != damaged_cid]
+    assert store.get_many(c for c, _ in good) == dict(good)
+    assert not store.has(damaged_cid)
+    assert store.quarantined(damaged_cid) == [bytes(bad)]  # the evidence
+    with pytest.raises(BlockNotFoundError, match="quarantine"):
+        store.get(damaged_cid)
+    assert set(store.iter_cids()) == {c for c, _ in good}
+    assert foreign.read_text() == "mine" and left.exists()
+    assert store.remove_stale_temp_files() == 1 and not left.exists()
+    assert not store.reads_directory_store
+    assert sorted(p.name for p in root.iterdir()) == [".migrate.lock", "blocks.sqlite3", "blocks.sqlite3-shm",
+                                                      "blocks.sqlite3-wal", "notes.txt"]
+    store.put_block(damaged_cid, damaged)  # a re-import repairs it
+    assert store.get(damaged_cid) == damaged
+    store.close()
+
+
+def test_the_old_layout_is_read_while_another_process_migrates(tmp_path: Path) -> None:
+    root = tmp_path / "blocks"
+    old = DirectoryStore(root)
+    blocks = [raw_block(i) for i in range(50)]
+    old.put_many(blocks)
+    fd = os.open(root / ".migrate.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a migration running elsewhere holds it
+        store = SqliteStore(root)
+        assert store.reads_directory_store
+        assert store.get_many(c for c, _ in blocks) == dict(blocks)
+        new = store.put(b"written meanwhile", codec=RAW)
+        assert not old.has(new)  # new blocks go to the database
+        store.delete(blocks[0][0])
+        assert not store.has(blocks[0][0])
+        assert set(store.iter_cids()) == {c for c, _ in blocks[1:]} | {new}
+        store.close()
+    finally:
+        os.close(fd)
+    store = SqliteStore(root)  # the lock is free: migrated now
+    assert not store.reads_directory_store and not list(old.iter_cids())
+    assert store.get_many(c for c, _ in blocks[1:]) == dict(blocks[1:]) and store.has(new)
+    store.close()
+
+
+def test_a_home_holding_a_directory_store_is_migrated(tmp_path: Path) -> None:
+    cid = DirectoryStore(tmp_path / "blocks").put(b"from before", codec=RAW)
+    store = open_store(None, tmp_path)
+    assert isinstance(store, SqliteStore) and not store.reads_directory_store
+    assert store.get(cid) == b"from before"
+    store.close()
+
+
+# == damaged or foreign database files =============================================================
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "blocks.sqlite3").write_bytes(b"this is no database" * 500)
+    with pytest.raises(BlockStoreError, match="damaged") as info:
+        SqliteStore(tmp_path)
+    assert str(tmp_path / "blocks.sqlite3") in str(info.value)
+
+
+def test_a_truncated_database_is_a_clear_error_never_a_crash(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path)
+    blocks = [b for i in range(100) for b in _batch("t", i)]
+    store.put_many(blocks)
+    store.close()
+    assert not (tmp_path / "blocks.sqlite3-wal").exists()  # checkpointed: all in the file
+    with open(tmp_path / "blocks.sqlite3", "r+b") as f:
+        f.truncate(os.path.getsize(tmp_path / "blocks.sqlite3") // 2)
+    try:
+        store = SqliteStore(tmp_path)
+        found = store.get_many(c for c, _ in blocks)  # what is left verifies, or ...
+        assert set(found.items()) <= set(blocks)
+        store.close()
+    except BlockStoreError as exc:  # ... the damage is named
+        assert "blocks.sqlite3" in str(exc)
+
+
+def test_a_torn_log_tail_is_ignored(tmp_path: Path) -> None:
+    """Garbage after the last commit in the log (a write torn by a crash) is not data."""
+    proc = _child("""
+        store = SqliteStore(Path(sys.argv[1]))
+        store.put_many(batch("torn", 0), verify=False)
+        print("committed", flush=True)
+        sys.stdin.read() if False else os.kill(os.getpid(), 9)
+    """, str(tmp_path))
+    proc.communicate()
+    wal = tmp_path / "blocks.sqlite3-wal"
+    assert wal.stat().st_size > 0  # killed: the log was not checkpointed
+    with open(wal, "ab") as f:
+        f.write(os.urandom(5000))
+    store = SqliteStore(tmp_path)
+    blocks = _batch("torn", 0)
+    assert store.get_many(c for c, _ in blocks) == dict(blocks)
+    assert _integrity(tmp_path) == "ok"
+    store.close()
+
+
+# == what it costs ================================================================================
+def test_item_sized_blocks_take_little_more_than_their_bytes(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path)
+    blocks = [b for i in range(100) for b in _batch("size", i)]  # 5,000 blocks of ~1 kB
+    store.put_many(blocks)
+    store.close()
+    size = sum(len(d) for _, d in blocks)
+    files = [p for p in tmp_path.iterdir() if p.is_file()]
+    used = sum(p.stat().st_blocks * 512 for p in files)
+    assert len(files) <= 3
+    assert used <= 1.5 * size
