@@ -4,7 +4,10 @@ A request registers its cursor with :meth:`Watchdog.watch` and releases it when 
 one thread of the watchdog sleeps until the earliest deadline and interrupts the cursors
 whose deadline passed and that are still held (a thread per request cost ~5 % of a busy
 server's time). A cursor is never interrupted after it was released: both happen under one
-lock.
+lock. A cursor still held after its deadline is interrupted again every
+:data:`REPEAT_INTERRUPT` seconds until it is released: DuckDB forgets an interrupt that
+arrives before a query starts, so a deadline that passed while the request was still in
+Python (a loaded machine) would otherwise leave the query that follows unbounded.
 
 >>> dog = Watchdog()
 >>> cur = duckdb.connect().cursor()
@@ -32,9 +35,12 @@ import duckdb
 from halodb.errors import RequestError
 from halodb.serve._boundary import DUCKDB_REQUEST
 
-__all__ = ["WATCHDOG", "Deadline", "Interruptible", "Ticket", "Watchdog", "bounded"]
+__all__ = ["REPEAT_INTERRUPT", "WATCHDOG", "Deadline", "Interruptible", "Ticket", "Watchdog", "bounded"]
 
 log = logging.getLogger("halodb.serve")
+
+#: seconds between the interrupts of a cursor held past its deadline
+REPEAT_INTERRUPT = 0.05
 
 
 class Interruptible(Protocol):
@@ -81,11 +87,14 @@ class Watchdog:
         with self._cond:
             while True:
                 now = time.monotonic()
+                due: list[Ticket] = []
                 while self._heap and (self._heap[0][2].cursor is None or self._heap[0][0] <= now):
                     _, _, ticket = heapq.heappop(self._heap)
                     if ticket.cursor is not None:
                         ticket.cursor.interrupt()
-                        ticket.cursor = None
+                        due.append(ticket)
+                for ticket in due:  # again soon, until released (see the module docstring)
+                    heapq.heappush(self._heap, (now + REPEAT_INTERRUPT, next(self._order), ticket))
                 self._cond.wait(self._heap[0][0] - now if self._heap else None)
 
 
