@@ -53,6 +53,9 @@ def test_create_ls_and_resolve(registry: halodb.Registry, history: list[CID], ho
     assert json.loads(r.out)["id"] == "f1"
     r = run_cli_in_process(home, "get", "halo/f1", "--name", "latest", "--at", "v1.0")
     assert json.loads(r.out)["id"] == "f1"
+    r = run_cli_in_process(home, "diff", "latest@yesterday", "latest")  # neither a tag nor a date
+    assert r.code == 2 and r.err.count("\n") == 1
+    assert "latest has no tag yesterday (its tags: v1.0; after @ give a tag, a date" in r.err
     # the tagging commit keeps the index; its parent is the tagged line's head
     assert registry.head is not None
     head = load_commit(registry.store, registry.head)

@@ -375,7 +375,11 @@ class Registry:
         if tag is not None:
             found_tag = self.tags(base).get(tag)
             if found_tag is None:
-                raise NameNotFoundError(f"{ref!r}: no tag {tag} in {text.rpartition('@')[0]}", name=ref)
+                known = sorted(self.tags(base))
+                raise NameNotFoundError(
+                    f"{ref!r}: {text.rpartition('@')[0]} has no tag {tag} ("
+                    + (f"its tags: {', '.join(known[:10])}{' …' if len(known) > 10 else ''}; " if known else "it has no tags; ")
+                    + "after @ give a tag, a date or time such as 2024-09-15, or a commit CID)", name=ref)
             return found_tag[1].target
         if when is None:
             return base
