@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from halodb.cli.commands import cli
 
-from .conftest import ROOT, cid_for, make_item, run_cli, run_cli_in_process
+from .conftest import ROOT, cid_for, make_item, run_cli, run_cli_in_process, shared_data
 
 
 def all_commands() -> list[str]:
@@ -122,6 +122,27 @@ def test_import_tree_yaml(tmp_path: Path) -> None:
     tree.write_text("products: [1, 2]\n")
     r = run_cli_in_process(home, "import-tree", str(tree))
     assert r.code == 2 and "tree" in r.err
+
+
+def test_a_grown_history_imports_only_its_new_versions(tmp_path: Path) -> None:
+    """ORCESTRA's real tree history, imported at 20 versions and again once it has 25: the
+    second import adds the 5 new ones (it used to replay all 25 and fail on going back in
+    time); a third changes nothing."""
+    home = tmp_path / "home"
+    lines = shared_data("orcestra", "tree-history.jsonl").read_text().splitlines()
+    first, grown = tmp_path / "h20.jsonl", tmp_path / "h25.jsonl"
+    first.write_text("\n".join(lines[:20]) + "\n")
+    grown.write_text("\n".join(lines[:25]) + "\n")
+    run_cli_in_process(home, "init")
+    r = run_cli_in_process(home, "import-tree", str(first))
+    assert r.code == 0 and r.out.startswith("imported 20 version(s); head "), r.err
+    r = run_cli_in_process(home, "import-tree", str(grown))
+    assert r.code == 0 and r.out.startswith("imported 5 version(s) (20 imported before, skipped); head "), r.err
+    head = r.out.split()[-1]
+    r = run_cli_in_process(home, "import-tree", str(grown))
+    assert r.code == 0 and r.out == f"imported 0 version(s) (25 imported before, skipped); head {head}\n"
+    r = run_cli_in_process(home, "log", "--json")
+    assert r.code == 0 and len(json.loads(r.out)) == 25
 
 
 def test_sync_killed_at_any_point_leaves_the_cache_whole(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ beside it (:mod:`~halodb.api.home`, :mod:`~halodb.api.staging`, :mod:`~halodb.ap
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
@@ -67,8 +68,11 @@ from halodb.util.times import TimeLike, format_time, to_time
 
 #: items an add reads, validates and stores at a time
 ADD_BATCH = 10_000
+#: how an imported version's commit message names its git commit (``import_tree_history``)
+_GIT_COMMIT = re.compile(r"\(git commit ([0-9a-f]{12})\)$")
 
 if TYPE_CHECKING:  # scanning imports zarr and numpy (~0.3 s): only when a scan runs
+    from halodb.campaign.treeyaml import TreeVersion
     from halodb.scan.scanner import Progress, ScanReport
 
 
@@ -225,6 +229,30 @@ class Registry:
             except BaseException:
                 self.state.save(head, Stage())
                 raise
+
+    def import_tree_history(
+        self, history: Iterable[TreeVersion], *, collection: str = "orcestra", author: str | None = None,
+    ) -> tuple[int, int, CID | None]:
+        """Commit each version of a campaign tree's git history (``load_tree_history``) in
+        order, skipping those already imported: a version whose git commit a commit message
+        on the local main line names (``… (git commit 0123456789ab)``), so a grown history is
+        imported again by adding only its new versions. Returns (imported, skipped, head).
+
+        >>> # see tests/test_cli.py::test_a_grown_history_imports_only_its_new_versions
+        """
+        done = {m.group(1) for _, commit in (walk(self.store, self.head, cache=self._commits) if self.head else ())
+                for m in [_GIT_COMMIT.search(commit.message)] if m}
+        imported = skipped = 0
+        cid = self.head
+        for version in history:
+            if version.commit and version.commit[:12] in done:
+                skipped += 1
+                continue
+            message = f"{version.message} (git commit {version.commit[:12]})" if version.commit else version.message
+            cid = self.import_tree(version.tree, time=version.time, message=message, collection=collection,
+                                   author=author)
+            imported += 1
+        return imported, skipped, cid
 
     # -- committing and publishing ------------------------------------------------------------------
     def commit(

@@ -691,13 +691,9 @@ def import_tree(ctx: Context, tree: str, when: str | None, message: str | None, 
     reg = ctx.registry()
     path = Path(tree)
     if path.suffix in (".jsonl", ".ndjson"):
-        n = 0
-        cid = None
-        for version in load_tree_history(path):
-            msg = f"{version.message} (git commit {version.commit[:12]})" if version.commit else version.message
-            cid = reg.import_tree(version.tree, time=version.time, message=msg, collection=collection)
-            n += 1
-        click.echo(f"imported {n} version(s); head {cid}")
+        n, skipped, cid = reg.import_tree_history(load_tree_history(path), collection=collection)
+        already = f" ({skipped} imported before, skipped)" if skipped else ""
+        click.echo(f"imported {n} version(s){already}; head {cid}")
     else:
         cid = reg.import_tree(load_tree(path), time=when, message=message, collection=collection)
         click.echo(str(cid))
