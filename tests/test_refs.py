@@ -65,6 +65,14 @@ def test_the_cli_takes_them_everywhere_a_version_goes(registry: Registry, home: 
     assert diff.code == 0 and cid_for("a1") in diff.out and cid_for("a0") in diff.out
     car = run_cli_in_process(home, "export-car", "HEAD~2", str(tmp_path / "v1.car"), "--head-only")
     assert car.code == 0, car.err
+    # a version without its history goes only where the history is, and says so elsewhere
+    empty = tmp_path / "empty-home"
+    run_cli_in_process(empty, "init")
+    refused = run_cli_in_process(empty, "import-car", str(tmp_path / "v1.car"))
+    assert refused.code == 2 and refused.err.count("\n") == 1
+    assert "holds a version without its history (written with export-car --head-only?)" in refused.err
+    assert "nothing was imported" in refused.err
+    assert run_cli_in_process(home, "import-car", str(tmp_path / "v1.car")).code == 0
     show = run_cli_in_process(home, "pins", "plan", "latest~1", "--current", "--json")
     assert show.code == 0 and c[2] in show.out and c[3] not in show.out
     got = run_cli_in_process(home, "get", "halo/a", "--version", "HEAD~3")

@@ -523,12 +523,39 @@ class _IndexedCar:
     def _incomplete(self, cid: CID, parent: CID | None) -> CarError:
         path = self.reader.path
         where = f"CAR file {path}" if path is not None else "CAR stream"
-        linked = "is a root" if parent is None else f"is linked from {parent}"
+        field = self._field_of(parent, cid) if parent is not None else None
+        linked = "is a root" if parent is None else f"is linked from {parent}" + (f" (its {field!r})" if field else "")
+        if field in _HISTORY_FIELDS:  # a HaloDB commit whose earlier versions are not here
+            return CarError(
+                f"{where} holds a version without its history (written with export-car --head-only?): "
+                f"block {cid} {linked} is neither in the CAR nor in the store; import it into a home that "
+                "has the earlier versions, or export it without --head-only; nothing was imported",
+                path=path, offset=None, cid=cid,
+            )
         return CarError(
             f"{where} is incomplete (truncated?): block {cid} {linked} but is neither in the CAR"
             " nor in the store; nothing was imported",
             path=path, offset=None, cid=cid,
         )
+
+    def _field_of(self, parent: CID, cid: CID) -> str | None:
+        """The top-level field of DAG-CBOR block ``parent`` under which it links to ``cid``."""
+        if parent.codec != DAG_CBOR:
+            return None
+        try:
+            value = decode(self.block(parent))
+        except (DecodeError, CarError):
+            return None
+        if not isinstance(value, dict):
+            return None
+        for key, field in value.items():
+            if field == cid or (isinstance(field, list) and cid in field):
+                return str(key)
+        return None
+
+
+#: the fields by which a HaloDB commit links its earlier versions
+_HISTORY_FIELDS = frozenset({"parents", "history"})
 
 
 def dag_links(cid: CID, data: bytes) -> list[CID]:
