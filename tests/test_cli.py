@@ -211,6 +211,9 @@ def test_the_cli_imports_only_what_a_command_needs(tmp_path: Path) -> None:
     # not synced at the name's head any more: the answer comes from the DAG, the same
     assert run_cli_in_process(home, "publish", "other").code == 0
     assert run_cli_in_process(home, "at", "halo/f1", "2024-09-01", "--name", "other").out.strip() == cid_for("a1")
+    # ... reading only the DAG: no Arrow, no HTTP client, no item validation (all were imported before)
+    from_dag = run.replace("'--name', 'latest'", "'--name', 'other'")
+    assert set(heavy_modules(from_dag)) <= {"multiformats"}  # the codec's tables: it decodes blocks
     assert "pyarrow" in heavy_modules(run.replace("'at', 'halo/f1', '2024-09-01', '--name', 'latest'", "'sync', 'latest'"))
 
 

@@ -23,24 +23,20 @@ from __future__ import annotations
 
 import itertools
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from halodb import stac
 from halodb.api.gc import collect_garbage
 from halodb.api.home import Home, Stage, default_author, default_home
 from halodb.api.keys import load_key
 from halodb.api.location import where
 from halodb.api.lookup import synced_cid_at
 from halodb.api.scanning import current_view
-from halodb.api.staging import ItemInput, PreparedItems, prepare_batches, stage_removals, stage_tree
-from halodb.api.syncing import sync_name
 from halodb.api.trust import TrustStore, key_changes
 from halodb.blockstore import BlockStore, SqliteStore, import_car, open_store
-from halodb.blockstore.caching import CachingStore
-from halodb.blockstore.gateway import GatewayStore
 from halodb.cache import Cache, open_for_queries
 from halodb.errors import BlockNotFoundError, InputError, NameNotFoundError, NothingToCommitError, UnknownKeyError
 from halodb.errors import RewindError
@@ -61,7 +57,6 @@ from halodb.ipld import CID, decode
 from halodb.naming import LocalNames, NameStore, Resolution, parse_ref
 from halodb.naming.refs import split_back
 from halodb.naming.router import NameRouter, kubo_of
-from halodb.sync import SyncResult
 from halodb.util.doi import normalize_doi
 from halodb.util.perf import paused_gc
 from halodb.util.times import TimeLike, format_time, to_time
@@ -71,8 +66,12 @@ ADD_BATCH = 10_000
 #: how an imported version's commit message names its git commit (``import_tree_history``)
 _GIT_COMMIT = re.compile(r"\(git commit ([0-9a-f]{12})\)$")
 
+# imported where used, not here: validating items (pydantic, ~0.3 s), syncing (Arrow) and
+# gateways (aiohttp, ~0.5 s) are not needed by a lookup (issue 15, part 5)
 if TYPE_CHECKING:  # scanning imports zarr and numpy (~0.3 s): only when a scan runs
+    from halodb.api.staging import ItemInput
     from halodb.campaign.treeyaml import TreeVersion
+    from halodb.sync import SyncResult
     from halodb.scan.scanner import Progress, ScanReport
 
 
@@ -127,6 +126,8 @@ class Registry:
         (``gc`` deletes them). ``progress(n)`` is called with the items done so far after
         each batch.
         """
+        from halodb.api.staging import PreparedItems, prepare_batches
+
         with paused_gc():
             batches = prepare_batches(items, collection, ADD_BATCH)
             first = next(batches, PreparedItems())
@@ -149,6 +150,8 @@ class Registry:
 
     def remove(self, keys: Iterable[str]) -> list[str]:
         """Stage removals; :class:`UnknownKeyError` for a key neither committed nor staged."""
+        from halodb.api.staging import stage_removals
+
         keys = list(keys)
         with self.state.locked("rm"):
             head, stage = self.head, self.staged()
@@ -218,6 +221,8 @@ class Registry:
         collection: str = "orcestra", author: str | None = None,
     ) -> CID:
         """Make the datasets of a campaign tree (path -> CID) the new dataset set and commit it."""
+        from halodb.api.staging import stage_tree
+
         with self.state.locked("import-tree"):
             head = self.head
             if self.staged():
@@ -548,6 +553,7 @@ class Registry:
         DataCite schema (:func:`halodb.stac.datacite.datacite_metadata`; a
         :class:`~halodb.errors.DataCiteError` names what the item lacks). ``history`` (default
         ``ref``) is the head whose log gives the DOIs of the dataset's later versions."""
+        from halodb.stac import item_doi
         from halodb.stac.datacite import datacite_metadata
 
         key, _, item = self.get(key_or_path, ref)
@@ -558,7 +564,7 @@ class Registry:
             raise InputError(f"version {version} is not on the history of {history}", source=str(history))
         number = len(chain) - chain.index(version)
         mine = [r for r in self.dois(head) if r.key == key]
-        doi = stac.item_doi(item, source=key)
+        doi = item_doi(item, source=key)
         minted = next((r for r in mine if r.doi == doi and r.version <= number), None)
         return datacite_metadata(
             item, key=key, year=(minted.time if minted else commit.time).year, version=str(version),
@@ -629,6 +635,8 @@ class Registry:
             self.verify_trust(name, head, allow_rewind=allow_rewind)
         if prefix is not None:
             self._check_prefix(name, head, prefix)
+        from halodb.api.syncing import sync_name
+
         return sync_name(self.store, self.index, self.cache, self.canonical_name(name), head,
                          prefetch_spread=self.prefetch_spread, prefetch_workers=self.prefetch_workers,
                          allow_rewind=allow_rewind, prefix=prefix, progress=progress)
@@ -756,11 +764,15 @@ def open(  # noqa: A001 - the API mirrors builtins.open / zarr.open
     """
     location = where(home, store, cache)
     home_path, store_url, cache_path = location.home, location.store, location.cache
+    from halodb.blockstore.caching import CachingStore
+
     remote = open_store(store_url, home_path)
     # a remote store is read through a local block cache: the network is asked only for new blocks
     store_ = CachingStore(SqliteStore(home_path / "blocks"), remote) if remote.is_remote else remote
-    # IPNS names are resolved (and their records verified) through a gateway store when there is no Kubo
-    gateway = remote if isinstance(remote, GatewayStore) else None
+    # IPNS names are resolved (and their records verified) through a gateway store when there is
+    # no Kubo; a store is a gateway only if open_store imported that module (aiohttp: ~0.5 s)
+    gateways = sys.modules.get("halodb.blockstore.gateway")
+    gateway = remote if gateways is not None and isinstance(remote, gateways.GatewayStore) else None
     names = NameRouter(LocalNames(home_path / "names"), kubo=kubo_of(store_url), gateway=gateway)
     reg = Registry(home_path, store_, names, cache_path)
     if create:
