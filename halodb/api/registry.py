@@ -494,7 +494,7 @@ class Registry:
         if found is None:
             raise UnknownKeyError(f"no dataset {key_or_path!r} at {ref}", key=key_or_path)
         key, entry = found
-        item: dict[str, Any] = decode(self.store.get(entry.item), cid=entry.item)
+        item: dict[str, Any] = self.index.item(entry)
         return key, entry, item
 
     # -- DOIs ---------------------------------------------------------------------------------------
