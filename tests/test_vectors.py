@@ -35,7 +35,7 @@ from halodb.campaign import flatten_tree
 from halodb.index.history import load_commit, write_commit
 from halodb.index.index import Index
 from halodb.index.model import INLINE_MAX, Commit, Entry, IndexRoot
-from halodb.index.prolly import ProllyTree
+from halodb.index.prolly import ProllyTree, entry_size
 from halodb.index.timeline import history_for_child
 from halodb.ipld import CID, RAW, decode, encode, encode_reference, make_block
 from halodb.util.times import format_time, parse_time
@@ -105,6 +105,8 @@ def fanouts_of(index: Index) -> Vector:
     for kind in TREE_KINDS:
         params = tree_of(index, kind).params
         out[kind] = {"leaf_fanout": params.leaf_fanout, "branch_fanout": params.branch_fanout}
+        if params.leaf_bytes is not None:
+            out[kind]["leaf_bytes"] = params.leaf_bytes
     return out
 
 
@@ -230,19 +232,26 @@ def compute_commits(vectors: dict[str, Any]) -> list[Vector]:
 
 
 def compute_boundary(vec: Vector) -> Vector:
+    """A boundary decision; in format 3 a leaf entry's (``value`` given) by its size."""
     tree = tree_of(index_for(MemoryStore(), vec), vec["tree"])
-    return {
-        "threshold": tree.params.threshold(vec["level"]),
-        "hash32": f"{tree_hash32(vec['key'], vec['level']):08x}",
-        "boundary": tree._is_boundary(vec["key"], vec["level"]),
-    }
+    out: Vector = {}
+    if "value" in vec:
+        value = from_json(vec["value"])
+        out["size"] = entry_size(vec["key"], value)
+        out["threshold"] = tree.params.leaf_threshold(out["size"])
+    else:
+        value = None
+        out["threshold"] = tree.params.threshold(vec["level"])
+    out["hash32"] = f"{tree_hash32(vec['key'], vec['level']):08x}"
+    out["boundary"] = tree._is_boundary(vec["key"], vec["level"], value)
+    return out
 
 
 OUTPUTS: dict[str, tuple[str, ...]] = {
     "one_entry": ("root", "hex"),
     "multi_level": ("level", "nodes", "leaves", "root"),
     "commits": ("cid", "hex"),
-    "boundaries": ("threshold", "hash32", "boundary"),
+    "boundaries": ("threshold", "hash32", "boundary"),  # and "size" for a format-3 leaf entry
 }
 WHOLE: dict[str, Callable[[Vector], Vector]] = {
     "format_versions": compute_format_versions,
@@ -259,7 +268,8 @@ EACH: dict[str, Callable[[Vector], Vector]] = {
 
 
 def recorded(vec: Vector, section: str) -> Vector:
-    return {k: vec.get(k) for k in OUTPUTS[section]}
+    extra = ("size",) if "size" in vec else ()
+    return {k: vec.get(k) for k in (*OUTPUTS[section], *extra)}
 
 
 def vector_id(vec: Vector) -> str:
@@ -325,8 +335,11 @@ def test_chunking_rule(vec: Vector) -> None:
     assert out == recorded(vec, "boundaries")
     # the recorded vector states the rule: boundary iff hash32 < 2**32 // fanout(level)
     fanouts = VECTORS_DATA["fanouts_v3" if vec.get("format") == 3 else "fanouts"][vec["tree"]]
-    fanout = fanouts["leaf_fanout"] if vec["level"] == 0 else fanouts["branch_fanout"]
-    assert vec["threshold"] == (1 << 32) // fanout
+    if vec["level"] == 0 and "leaf_bytes" in fanouts:  # format 3: by the entry's size
+        assert vec["threshold"] == min((1 << 32) * vec["size"] // fanouts["leaf_bytes"], 1 << 32)
+    else:
+        fanout = fanouts["leaf_fanout"] if vec["level"] == 0 else fanouts["branch_fanout"]
+        assert vec["threshold"] == (1 << 32) // fanout
     assert vec["boundary"] == (int(vec["hash32"], 16) < vec["threshold"])
 
 

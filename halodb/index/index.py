@@ -46,11 +46,11 @@ from halodb.ipld import CID, DAG_CBOR, decode, make_block
 #: Formats 1 and 2: nodes near 4 KiB for entries that link their items.
 DATASET_PARAMS = TreeParams(leaf_fanout=20, branch_fanout=40)
 LOOKUP_PARAMS = TreeParams(leaf_fanout=36, branch_fanout=40)
-#: Format 3: a leaf of ``datasets`` holds about 32 entries with their items (~32 KiB for
-#: 1 KiB items; a leaf of 2 KiB items reaches the 1 MiB node limit at 1 in ~500,000), a
-#: leaf of the lookup trees about 128 short entries (~15 KiB).
-DATASET_PARAMS_V3 = TreeParams(leaf_fanout=32, branch_fanout=40)
-LOOKUP_PARAMS_V3 = TreeParams(leaf_fanout=128, branch_fanout=40)
+#: Format 3: leaves end by size (:class:`TreeParams`): a leaf of ``datasets`` holds about
+#: 64 KiB of entries with their items (64 entries of 1 KiB), one of the lookup trees about
+#: 16 KiB (~130 paths); a leaf of 1 MiB (the node limit) is as likely as e^-16 either way.
+DATASET_PARAMS_V3 = TreeParams(leaf_fanout=64, branch_fanout=40, leaf_bytes=64 << 10)
+LOOKUP_PARAMS_V3 = TreeParams(leaf_fanout=128, branch_fanout=40, leaf_bytes=16 << 10)
 #: (inline_items) -> (datasets params, lookup trees params)
 PARAMS = {False: (DATASET_PARAMS, LOOKUP_PARAMS), True: (DATASET_PARAMS_V3, LOOKUP_PARAMS_V3)}
 

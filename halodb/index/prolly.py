@@ -65,13 +65,35 @@ NodeSpan = tuple[int, str | None, str | None]
 
 @dataclass(frozen=True, slots=True)
 class TreeParams:
-    """Expected entries per node: leaves, and internal (branch) nodes."""
+    """Expected entries per node: leaves, and internal (branch) nodes.
+
+    With ``leaf_bytes`` (index format 3) a leaf ends by size instead: an entry of ``s``
+    bytes (its key's UTF-8 plus its value's DAG-CBOR) is a boundary when the hash of its
+    key is below ``2**32 * s // leaf_bytes``, so a leaf holds about ``leaf_bytes`` whatever
+    its entries weigh, and one of 16 times that is as likely as ``e**-16``. The rule still
+    reads one entry only, so the same entries give the same tree; but changing a value may
+    move a boundary (``mutate`` re-cuts the leaves it touches, as for a removed key).
+
+    >>> TreeParams(leaf_bytes=65536).leaf_threshold(1024) == (1 << 32) // 64
+    True
+    """
 
     leaf_fanout: int = 20
     branch_fanout: int = 40
+    leaf_bytes: int | None = None
 
     def threshold(self, level: int) -> int:
         return (1 << 32) // (self.leaf_fanout if level == 0 else self.branch_fanout)
+
+    def leaf_threshold(self, size: int) -> int:
+        """The level-0 threshold of an entry of ``size`` bytes (``leaf_bytes`` set)."""
+        assert self.leaf_bytes is not None
+        return min((1 << 32) * size // self.leaf_bytes, 1 << 32)
+
+
+def entry_size(key: str, value: Any) -> int:
+    """What an entry weighs for the size rule: its key's UTF-8 plus its value's DAG-CBOR."""
+    return len(key.encode()) + len(encode(value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +267,12 @@ class ProllyTree:
                 self.cache.put(cid, node, len(data))
             self._pending.clear()
 
-    def _is_boundary(self, key: str, level: int) -> bool:
+    def _is_boundary(self, key: str, level: int, value: Any = None) -> bool:
+        """Whether an entry ends its node (the chunking rule; ``value`` counts only for the
+        leaves of a tree with ``leaf_bytes``)."""
+        if level == 0 and self.params.leaf_bytes is not None:
+            h = hashlib.sha256(b"\x00" + key.encode()).digest()
+            return int.from_bytes(h[:4], "big") < self.params.leaf_threshold(entry_size(key, value))
         memo = self._boundary_memo.get((level, key))
         if memo is None:
             h = hashlib.sha256(bytes((level,)) + key.encode()).digest()
@@ -260,7 +287,7 @@ class ProllyTree:
         out: list[tuple[str, CID]] = []
         start = 0
         for i, k in enumerate(keys):
-            if self._is_boundary(k, level):
+            if self._is_boundary(k, level, values[i]):
                 out.append(self._emit(keys[start:i + 1], values[start:i + 1], level))
                 start = i + 1
         return out, keys[start:], values[start:]
