@@ -34,7 +34,8 @@ def sync_name(
     ``prefix``: a partial sync, of the datasets whose keys start with it (nothing prefetched:
     only the subtrees that hold such keys are read). ``progress(n)``: the items materialized so far.
     """
-    if store.is_remote_backed and prefetch_spread and prefix is None and cache.sync_state(name) is None:
+    # (a new cache file holds no name: asking would wait for the file, which is made meanwhile)
+    if store.is_remote_backed and prefetch_spread and prefix is None and (cache.fresh or cache.sync_state(name) is None):
         root = index.load_root(load_commit(store, head).index)
         spread = prefetch_spread
         if spread > 1:
