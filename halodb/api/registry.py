@@ -56,7 +56,7 @@ from halodb.index.prolly import NodeCache
 from halodb.index.signing import Checkpoint, verify_head
 from halodb.index.log import LogEntry, log
 from halodb.index.reachable import export_dag, reachable
-from halodb.ipld import CID, decode
+from halodb.ipld import CID
 from halodb.naming import LocalNames, NameStore, Resolution, parse_ref
 from halodb.naming.refs import split_back
 from halodb.naming.router import NameRouter, kubo_of

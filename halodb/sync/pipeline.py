@@ -121,7 +121,7 @@ def build_plan(
         # each is asked for once, then forgotten (the map holds the items not read yet); one
         # asked for again (skipped in an earlier chunk, so not in the cache) is parsed anew,
         # or, held inline, taken from those kept when skipped
-        wanted = [item_cids.pop(c, None) or skipped_inline.get(c) or (CID.parse(c), None) for c in cids]
+        wanted = [item_cids.pop(c) if c in item_cids else skipped_inline.get(c) or (CID.parse(c), None) for c in cids]
         inline = {cid: data for cid, data in wanted if data is not None}
         columns = read_item_columns(store, [cid for cid, _ in wanted], inline)
         if inline and columns.skipped:
