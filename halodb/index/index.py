@@ -334,11 +334,11 @@ class Index:
                 net += 1
             elif change.new is None:
                 net -= 1
-            yield Change(
-                change.key,
-                None if change.old is None else Entry.from_ipld(change.old, cid=old_tree, inline=old_inline),
-                None if change.new is None else Entry.from_ipld(change.new, cid=new.datasets, inline=new.inline_items),
-            )
+            a = None if change.old is None else Entry.from_ipld(change.old, cid=old_tree, inline=old_inline)
+            b = None if change.new is None else Entry.from_ipld(change.new, cid=new.datasets, inline=new.inline_items)
+            if a is not None and a == b:
+                continue  # the same dataset written another way (linked in format 2, inline in 3): no change
+            yield Change(change.key, a, b)
         if prefix is None and before + net != new.count:
             raise count_error(new, f"holds {before + net} datasets (the {before} of the version before, "
                                    f"{net:+d}), but its index root declares {new.count}")
