@@ -285,7 +285,7 @@ def test_a_node_seen_in_an_earlier_version_is_still_checked_where_it_is_linked_a
 def honest_index(store: DirectoryStore, n: int, count: int) -> IndexRoot:
     """An honest datasets tree of ``n`` entries under a root that declares ``count``."""
     index = Index(store)
-    blocks = [make_block({"id": f"c/{i:04d}"}) for i in range(n)]
+    blocks = [make_block({"id": f"c/{i:04d}", "pad": "x" * 1500}) for i in range(n)]  # ~40 a 64 KiB leaf
     store.put_many(blocks)
     real = index.apply(index.empty(), {f"c/{i:04d}": Entry(cid) for i, (cid, _) in enumerate(blocks)}, [])
     return IndexRoot(real.datasets, real.by_path, real.by_data, count, inline_items=real.inline_items)

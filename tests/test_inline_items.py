@@ -107,7 +107,7 @@ def test_a_history_that_moves_from_format_2_to_3_syncs_collects_exports_and_prov
         small, large = (reg.index.get(root4, k) for k in ("halo/f001", "halo/f000"))
         assert small is not None and small.inline is not None and small.item not in walked  # in its leaf only
         assert large is not None and large.inline is None and large.item in walked  # a block, kept
-        root, count = reg.export_car("n", tmp_path / "all.car")
+        head, count = reg.export_car("n", tmp_path / "all.car")
         assert count == len(walked)
         blocks = reg.prove("products/HALO/f001.zarr", "2024-09-15", tmp_path / "new.car")
         old_blocks = reg.prove("products/HALO/f001.zarr", "2024-08-25", tmp_path / "old.car")
@@ -115,8 +115,8 @@ def test_a_history_that_moves_from_format_2_to_3_syncs_collects_exports_and_prov
     assert (answer.key, answer.data, answer.blocks) == ("halo/f001", cid_for("v3-1"), blocks)
     assert (old.key, old.data, old.blocks) == ("halo/f001", cid_for("v2-1"), old_blocks)
     with halodb.open(tmp_path / "other", create=True) as other:  # the CAR alone: a new home syncs it
-        assert other.import_car(tmp_path / "all.car") == [root]
-        other.names.publish("n", root)
+        assert other.import_car(tmp_path / "all.car") == [head]
+        other.names.publish("n", head)
         other.sync("n")
         assert cache_rows(other) == expected
 
