@@ -22,6 +22,15 @@ from halodb.util.doi import MAX_DOI_LENGTH, normalize_doi
 from .conftest import cid_for, make_item
 
 ITEM = CID.for_bytes(b"{}")
+#: both index formats: 1 and 2 (items linked), 3 (items inline)
+FORMATS = pytest.mark.parametrize("inline_items", [False, True], ids=["format-1-2", "format-3"])
+
+
+def index_with_item(inline_items: bool, store: MemoryStore | None = None) -> Index:
+    """An index over a store that holds ITEM's block, writing format 3 or formats 1 and 2."""
+    store = store if store is not None else MemoryStore()
+    store.put_block(ITEM, b"{}")
+    return Index(store, inline_items=inline_items)
 
 
 def with_doi(item_id: str, cid: str, doi: str | None, **kw: Any) -> dict[str, Any]:
@@ -69,19 +78,22 @@ def test_an_items_doi_is_read_from_sci_doi() -> None:
 
 
 # -- the by_doi tree -----------------------------------------------------------------------------
-def test_a_root_without_dois_is_written_as_before() -> None:
-    idx = Index(MemoryStore())
+@FORMATS
+def test_a_root_without_dois_is_written_as_before(inline_items: bool) -> None:
+    idx = index_with_item(inline_items)
     plain = idx.apply(idx.empty(), {"c/a": Entry(ITEM, "bafkqaaa", "p/a")}, [])
-    assert plain.by_doi is None and plain.to_ipld()["version"] == 1 and "by_doi" not in plain.to_ipld()
+    assert plain.by_doi is None and plain.to_ipld()["version"] == (3 if inline_items else 1)
+    assert "by_doi" not in plain.to_ipld()
     with_one = idx.apply(plain, {"c/a": Entry(ITEM, "bafkqaaa", "p/a", "10.1234/a")}, [])
-    assert with_one.by_doi is not None and with_one.to_ipld()["version"] == 2
+    assert with_one.by_doi is not None and with_one.to_ipld()["version"] == (3 if inline_items else 2)
     # the DOI gone again: the very root (and block) of the version that never had one
     back = idx.apply(with_one, {"c/a": Entry(ITEM, "bafkqaaa", "p/a")}, [])
     assert back == plain and idx.write_root(back) == idx.write_root(plain)
 
 
-def test_by_doi_follows_every_change() -> None:
-    idx = Index(MemoryStore())
+@FORMATS
+def test_by_doi_follows_every_change(inline_items: bool) -> None:
+    idx = index_with_item(inline_items)
     root = idx.apply(idx.empty(), {"c/a": Entry(ITEM, "d1", doi="10.1234/a"), "c/b": Entry(ITEM, "d2")}, [])
     assert list(idx.dois(root)) == [("10.1234/a", "c/a")]
     root = idx.apply(root, {"c/b": Entry(ITEM, "d2", doi="10.1234/b")}, [])  # a DOI added
@@ -95,8 +107,9 @@ def test_by_doi_follows_every_change() -> None:
     assert root == idx.apply(idx.empty(), {"c/a": Entry(ITEM, "d3", doi="10.1234/a2")}, [])
 
 
-def test_two_datasets_cannot_claim_one_doi() -> None:
-    idx = Index(MemoryStore())
+@FORMATS
+def test_two_datasets_cannot_claim_one_doi(inline_items: bool) -> None:
+    idx = index_with_item(inline_items)
     with pytest.raises(DoiConflictError) as info:
         idx.apply(idx.empty(), {"c/a": Entry(ITEM, doi="10.1234/x"), "c/b": Entry(ITEM, doi="10.1234/x")}, [])
     assert info.value.doi == "10.1234/x" and {info.value.key, info.value.other} == {"c/a", "c/b"}
@@ -112,10 +125,13 @@ def test_two_datasets_cannot_claim_one_doi() -> None:
     assert list(idx.dois(swapped)) == [("10.1234/x", "c/b"), ("10.1234/y", "c/a")]
 
 
-def test_a_root_of_before_dois_reads_and_grows_a_by_doi_tree() -> None:
+@FORMATS
+def test_a_root_of_before_dois_reads_and_grows_a_by_doi_tree(inline_items: bool) -> None:
+    """A root of before DOIs grows a by_doi tree: in format 2, or in format 3, the first change
+    building every tree anew."""
     store = MemoryStore()
-    idx = Index(store)
-    old = idx.apply(idx.empty(), {"c/a": Entry(ITEM, "d1")}, [])
+    idx = index_with_item(inline_items, store)
+    old = Index(store, inline_items=False).apply(idx.empty(), {"c/a": Entry(ITEM, "d1")}, [])
     raw = old.to_ipld()
     del raw["version"]  # the oldest roots were read without looking at it, too
     cid, data = make_block(raw)
@@ -124,9 +140,10 @@ def test_a_root_of_before_dois_reads_and_grows_a_by_doi_tree() -> None:
     assert read.by_doi is None and idx.key_for_doi(read, "10.1234/a") is None and list(idx.dois(read)) == []
     grown = idx.apply(read, {"c/b": Entry(ITEM, "d2", doi="10.1234/b")}, [])
     assert idx.key_for_doi(grown, "10.1234/b") == "c/b"
+    assert grown.version == (3 if inline_items else 2) and [k for k, _ in idx.entries(grown)] == ["c/a", "c/b"]
 
 
-@pytest.mark.parametrize("change", [{"version": 3}, {"version": "2"}, {"by_doi": "bafy"}, {"by_doi": 5}])
+@pytest.mark.parametrize("change", [{"version": 4}, {"version": "2"}, {"by_doi": "bafy"}, {"by_doi": 5}])
 def test_a_root_of_an_unknown_version_or_shape_is_refused(change: dict[str, Any]) -> None:
     raw = {**IndexRoot(ITEM, ITEM, ITEM, 0).to_ipld(), **change}
     with pytest.raises(SchemaError):
@@ -139,8 +156,9 @@ def test_an_entry_whose_doi_is_malformed_is_refused(doi: Any) -> None:
         Entry.from_ipld({"item": ITEM, "doi": doi}, cid=None)
 
 
-def test_a_by_doi_tree_longer_than_the_count_is_refused() -> None:
-    idx = Index(MemoryStore())
+@FORMATS
+def test_a_by_doi_tree_longer_than_the_count_is_refused(inline_items: bool) -> None:
+    idx = index_with_item(inline_items)
     root = idx.apply(idx.empty(), {"c/a": Entry(ITEM, doi="10.1234/a"), "c/b": Entry(ITEM, doi="10.1234/b")}, [])
     lying = IndexRoot(root.datasets, root.by_path, root.by_data, 1, by_doi=root.by_doi)
     with pytest.raises(SchemaError) as info:

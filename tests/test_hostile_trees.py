@@ -285,8 +285,10 @@ def test_a_node_seen_in_an_earlier_version_is_still_checked_where_it_is_linked_a
 def honest_index(store: DirectoryStore, n: int, count: int) -> IndexRoot:
     """An honest datasets tree of ``n`` entries under a root that declares ``count``."""
     index = Index(store)
-    real = index.apply(index.empty(), {f"c/{i:04d}": Entry(CID.for_bytes(f"{i}".encode())) for i in range(n)}, [])
-    return IndexRoot(real.datasets, real.by_path, real.by_data, count)
+    blocks = [make_block({"id": f"c/{i:04d}", "pad": "x" * 1500}) for i in range(n)]  # ~40 a 64 KiB leaf
+    store.put_many(blocks)
+    real = index.apply(index.empty(), {f"c/{i:04d}": Entry(cid) for i, (cid, _) in enumerate(blocks)}, [])
+    return IndexRoot(real.datasets, real.by_path, real.by_data, count, inline_items=real.inline_items)
 
 
 @pytest.mark.parametrize("declared", [0, 999, 1001, 5000])
@@ -318,7 +320,7 @@ def test_honest_trees_pass_every_check(store: DirectoryStore) -> None:
     assert index.datasets.height(root.datasets) >= 2
     assert len(list(index.entries(root))) == 3000
     assert len(list(index.diff(None, root))) == 3000
-    changed = index.apply(root, {"c/0001": Entry(CID.for_bytes(b"x"))}, ["c/0002"])
+    changed = index.apply(root, {"c/0001": Entry(put(store, {"id": "x"}))}, ["c/0002"])
     assert [(c.key, c.kind) for c in index.diff(root, changed)] == [("c/0001", "changed"), ("c/0002", "removed")]
     head = write_commit(store, Commit(index.write_root(root), parse_time("2024-08-12T00:00:00Z"), "me", "m"))
     assert [e.added for e in log(store, index, head)] == [3000]

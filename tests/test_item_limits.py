@@ -304,7 +304,7 @@ def test_a_full_resync_into_a_fresh_cache_skips_the_same_items(poisoned: Path, t
 
 
 def test_a_missing_or_corrupt_block_still_fails_the_sync(poisoned: Path, tmp_path: Path) -> None:
-    data, _ = bad_blocks()["halo/deep"]
+    data, _ = bad_blocks()["halo/huge"]  # a block of its own (the small bad ones ride inline in their leaf)
     cid = CID.for_bytes(data, DAG_CBOR)
     damage_row(poisoned / "blocks" / DB_NAME, cid)
     r = run_cli_in_process(poisoned, "--cache", str(tmp_path / "c.duckdb"), "sync", "n")

@@ -46,6 +46,49 @@ def test_mutate_equals_build_and_diff_matches_model(batches: list[dict[str, int 
         root, model = new_root, new_model
 
 
+#: leaves end by size (index format 3): entries of 2 to ~40 bytes against 40-byte leaves
+SIZED = TreeParams(leaf_fanout=4, branch_fanout=4, leaf_bytes=40)
+sized_change_sets = st.lists(st.dictionaries(keys, st.one_of(st.text(alphabet="xyz", max_size=30), st.just(None)),
+                                             max_size=25), max_size=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(sized_change_sets)
+def test_leaves_cut_by_size_stay_canonical_when_values_move_boundaries(batches: list[dict[str, str | None]]) -> None:
+    """A value that grows or shrinks may make its entry a boundary or not: mutate re-cuts the
+    leaves it touches and still reaches the tree build gives, and diff still matches."""
+    tree = ProllyTree(MemoryStore(), SIZED)
+    root = tree.build([])
+    model: dict[str, str] = {}
+    for batch in batches:
+        new_root = tree.mutate(root, {k: (DELETE if v is None else v) for k, v in batch.items()})
+        new_model = {**model, **{k: v for k, v in batch.items() if v is not None}}
+        for k in [k for k, v in batch.items() if v is None]:
+            new_model.pop(k, None)
+        assert new_root == tree.build(new_model.items()), "mutation must give the canonical tree"
+        assert dict(tree.items(new_root)) == new_model
+        assert [(c.key, c.old, c.new) for c in tree.diff(root, new_root)] == model_diff(model, new_model)  # type: ignore[arg-type]
+        root, model = new_root, new_model
+
+
+def test_a_node_larger_than_the_limit_is_refused_on_write_and_on_read() -> None:
+    from halodb.errors import TreeShapeError
+    from halodb.index.prolly import MAX_NODE_SIZE
+
+    store = MemoryStore()
+    tree = ProllyTree(store, TreeParams(leaf_fanout=1 << 30))  # no boundaries: one leaf
+    big = [(f"k{i:03d}", "x" * 20_000) for i in range(60)]  # 1.2 MB of values
+    with pytest.raises(TreeShapeError, match="a tree node may take at most") as info:
+        tree.build(big)
+    assert info.value.rule == "size"
+    cid, data = make_block({"level": 0, "keys": [k for k, _ in big], "values": [v for _, v in big]})
+    assert len(data) > MAX_NODE_SIZE
+    store.put_block(cid, data)
+    with pytest.raises(TreeShapeError, match=f"is {len(data)} bytes") as info:
+        ProllyTree(store).load(cid)
+    assert info.value.rule == "size" and info.value.cid == cid
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.dictionaries(keys, st.integers(-1000, 1000), max_size=80), st.randoms())
 def test_same_set_same_root_whatever_the_order(entries: dict[str, int], rnd: random.Random) -> None:

@@ -192,12 +192,15 @@ def test_corrupt_block_is_detected_and_cache_unchanged(registry: Any, home: Path
     registry.publish("latest", c1)
     registry.sync("latest")
     registry.publish("latest", c3)
-    item_cid = registry.index.get(registry.index.load_root(halodb.index.history.load_commit(registry.store, c3).index), "halo/f3").item
+    root = registry.index.load_root(halodb.index.history.load_commit(registry.store, c3).index)
+    assert registry.index.get(root, "halo/f3").inline is not None  # index format 3: the item is in the leaf
+    assert registry.index.datasets.height(root.datasets) == 0
     registry.store.flush()
-    damage_row(home / "blocks" / DB_NAME, item_cid)  # wrong bytes under the item's CID
+    registry.node_cache.clear()  # (decoded when written: read the block again)
+    damage_row(home / "blocks" / DB_NAME, root.datasets)  # wrong bytes under the CID of the leaf holding the item
     with pytest.raises(VerificationError) as info:
         registry.sync("latest")
-    assert str(item_cid) in str(info.value)
+    assert str(root.datasets) in str(info.value)
     assert registry.cache.sync_state("latest").head == str(c1)
 
 

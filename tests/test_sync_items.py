@@ -21,9 +21,12 @@ BATCH = 64  #: items per batch in these tests (300 items: five batches, the last
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A registry home whose name "n" holds 300 items in two commits (the second changes 40)."""
+    """A registry home whose name "n" holds 300 items in two commits (the second changes 40);
+    each item is larger than INLINE_MAX, so that it has a block of its own (index format 3)."""
     monkeypatch.setattr(materialize, "ITEM_BATCH", BATCH)
     items = generate_items(300, seed=3)
+    for item in items:
+        item["properties"]["description"] = "a description longer than an inline item may be. " * 50
     reg = halodb.open(tmp_path / "home", create=True)
     reg.add(items)
     reg.commit("300 items", time="2024-09-01T00:00:00Z")

@@ -58,13 +58,14 @@ def test_a_history_of_old_and_new_commits_answers_as_the_walk_does() -> None:
     for n, when in enumerate(times):
         key = f"c/d{n % 7}"
         if n < 20:  # the old format: no history
-            root = index.load_root(load_commit(store, head).index) if head else index.empty()
-            root_cid = index.write_root(index.apply(root, {key: Entry(CID.for_bytes(str(n).encode()), None, None)}, set()))
+            old = Index(store, inline_items=False)  # and index roots of formats 1 and 2
+            root = old.load_root(load_commit(store, head).index) if head else old.empty()
+            root_cid = old.write_root(old.apply(root, {key: Entry(store.put(str(n).encode()), None, None)}, set()))
             head = write_commit(store, Commit(index=root_cid, time=when, author="a", message=str(n),
                                               parents=(head,) if head else ()))
             assert load_commit(store, head).version == 1
         else:
-            head = commit_changes(store, index, head, {key: Entry(CID.for_bytes(str(n).encode()), None, None)}, set(),
+            head = commit_changes(store, index, head, {key: Entry(store.put(str(n).encode()), None, None)}, set(),
                                   time=when, author="a", message=str(n))
             commit = load_commit(store, head)
             assert commit.version == 3 and commit.height == n

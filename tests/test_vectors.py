@@ -5,6 +5,10 @@ block bytes, boundary decisions) the current format gives. The tests rebuild eac
 inputs and compare, so a change of the chunking rule, the fanouts, the DAG-CBOR encoding or
 the schema of tree nodes, index roots and commits cannot pass silently.
 
+Vectors with ``"format": 3`` pin index format 3 (items of at most 2 KiB inline in their
+dataset entries, larger leaves: what HaloDB writes now); the others pin formats 1 and 2 (every
+item linked), which HaloDB still reads and can still write (``Index(store, inline_items=False)``).
+
 When a format change is intended, bump the format version (the ``"version"`` field of
 commits and/or index roots, :mod:`halodb.index.model`) and record new vectors with::
 
@@ -30,10 +34,10 @@ from halodb.blockstore import MemoryStore
 from halodb.campaign import flatten_tree
 from halodb.index.history import load_commit, write_commit
 from halodb.index.index import Index
-from halodb.index.model import Commit, Entry, IndexRoot
-from halodb.index.prolly import ProllyTree
+from halodb.index.model import INLINE_MAX, Commit, Entry, IndexRoot
+from halodb.index.prolly import ProllyTree, entry_size
 from halodb.index.timeline import history_for_child
-from halodb.ipld import CID, RAW, decode, encode_reference, make_block
+from halodb.ipld import CID, RAW, decode, encode, encode_reference, make_block
 from halodb.util.times import format_time, parse_time
 
 VECTORS = Path(__file__).parent / "vectors" / "index.json"
@@ -48,6 +52,11 @@ def load_vectors() -> dict[str, Any]:
 
 
 # -- inputs -----------------------------------------------------------------------------------
+def index_for(store: MemoryStore, vec: Vector | None = None) -> Index:
+    """The index of the vector's format: 3 (``"format": 3``), else 1 and 2."""
+    return Index(store, inline_items=(vec or {}).get("format") == 3)
+
+
 def tree_of(index: Index, kind: str) -> ProllyTree:
     trees = {"datasets": index.datasets, "by_path": index.by_path, "by_data": index.by_data}
     return trees[kind]
@@ -55,7 +64,8 @@ def tree_of(index: Index, kind: str) -> ProllyTree:
 
 def from_json(value: Any, i: int | None = None) -> Any:
     """A JSON input as an IPLD value: ``{"/": cid}`` is a link, ``{"/raw": template}`` a link to
-    the raw block of the formatted template; strings are templates over ``i`` (when given)."""
+    the raw block of the formatted template, ``{"/inline": value}`` the DAG-CBOR bytes of the
+    value (an item held inline); strings are templates over ``i`` (when given)."""
     if isinstance(value, str):
         return value if i is None else value.format(i=i)
     if isinstance(value, list):
@@ -65,6 +75,8 @@ def from_json(value: Any, i: int | None = None) -> Any:
             return CID.parse(value["/"])
         if set(value) == {"/raw"}:
             return CID.for_bytes(str(from_json(value["/raw"], i)).encode(), RAW)
+        if set(value) == {"/inline"}:
+            return encode(from_json(value["/inline"], i))
         return {k: from_json(v, i) for k, v in value.items()}
     return value
 
@@ -81,39 +93,58 @@ def compute_format_versions(_: Vector) -> Vector:
     cid = CID.for_bytes(b"", RAW)
     commit = Commit(index=cid, time=parse_time("2024-01-01T00:00:00Z"), author="", message="")
     root = IndexRoot(datasets=cid, by_path=cid, by_data=cid, count=0)
+    inline = IndexRoot(datasets=cid, by_path=cid, by_data=cid, count=0, inline_items=True)
     with_history = Commit(index=cid, time=commit.time, author="", message="", history=cid, height=0)
     return {"commit": commit.to_ipld()["version"], "commit_with_history": with_history.to_ipld()["version"],
-            "index_root": root.to_ipld()["version"]}
+            "index_root": root.to_ipld()["version"], "index_root_inline_items": inline.to_ipld()["version"],
+            "inline_max": INLINE_MAX}
 
 
-def compute_fanouts(_: Vector) -> Vector:
-    index = Index(MemoryStore())
+def fanouts_of(index: Index) -> Vector:
     out: Vector = {}
     for kind in TREE_KINDS:
         params = tree_of(index, kind).params
         out[kind] = {"leaf_fanout": params.leaf_fanout, "branch_fanout": params.branch_fanout}
+        if params.leaf_bytes is not None:
+            out[kind]["leaf_bytes"] = params.leaf_bytes
     return out
 
 
-def compute_empty(_: Vector) -> Vector:
-    store = MemoryStore()
-    index = Index(store)
+def compute_fanouts(_: Vector) -> Vector:
+    return fanouts_of(Index(MemoryStore(), inline_items=False))
+
+
+def compute_fanouts_v3(_: Vector) -> Vector:
+    return fanouts_of(Index(MemoryStore()))
+
+
+def empty_of(store: MemoryStore, index: Index) -> Vector:
     trees = {kind: str(tree_of(index, kind).empty()) for kind in TREE_KINDS}
     root_cid = index.write_root(index.empty())
     node_hex = store.get(CID.parse(trees["datasets"])).hex()
     return {"trees": trees, "tree_node_hex": node_hex, "index_root": str(root_cid), "index_root_hex": store.get(root_cid).hex()}
 
 
+def compute_empty(_: Vector) -> Vector:
+    store = MemoryStore()
+    return empty_of(store, Index(store, inline_items=False))
+
+
+def compute_empty_v3(_: Vector) -> Vector:
+    store = MemoryStore()
+    return empty_of(store, Index(store))
+
+
 def compute_one_entry(vec: Vector) -> Vector:
     store = MemoryStore()
-    tree = tree_of(Index(store), vec["tree"])
+    tree = tree_of(index_for(store, vec), vec["tree"])
     root = tree.build([(vec["key"], from_json(vec["value"]))])
     assert tree.mutate(tree.empty(), {vec["key"]: from_json(vec["value"])}) == root
     return {"root": str(root), "hex": store.get(root).hex()}
 
 
 def compute_multi_level(vec: Vector) -> Vector:
-    tree = tree_of(Index(MemoryStore()), vec["tree"])
+    tree = tree_of(index_for(MemoryStore(), vec), vec["tree"])
     entries = [(vec["key"].format(i=i), from_json(vec["value"], i)) for i in range(vec["count"])]
     root = tree.build(entries)
     # history independence: the same entries inserted in two batches, the second in reverse
@@ -126,12 +157,16 @@ def compute_multi_level(vec: Vector) -> Vector:
 
 
 def build_index(section: Vector, store: MemoryStore) -> tuple[Index, CID, Vector]:
-    index = Index(store)
+    """The index of a section's campaign tree: a stub item per dataset (``large``: these paths'
+    items get a description of that many characters, so that format 3 links them)."""
+    index = index_for(store, section)
     collection = section["collection"]
     upserts: dict[str, Entry] = {}
     items: dict[str, str] = {}
     for path, data in flatten_tree(section["tree"]).items():
         item = stac.stub_item(path, data, collection, None)
+        if path in section.get("large", {}):
+            item["properties"]["description"] = "x" * section["large"][path]
         cid, block = make_block(item)
         store.put_block(cid, block)
         key = stac.dataset_key(item, collection)
@@ -144,6 +179,9 @@ def build_index(section: Vector, store: MemoryStore) -> tuple[Index, CID, Vector
         "datasets": str(root.datasets), "by_path": str(root.by_path), "by_data": str(root.by_data),
         "count": root.count, "root": str(root_cid), "hex": store.get(root_cid).hex(),
     }
+    if root.inline_items:  # the datasets leaf, with its items inline but the large one
+        out["datasets_hex"] = store.get(root.datasets).hex()
+        out["inline"] = sorted(k for k, e in index.entries(root) if e.inline is not None)
     return index, root_cid, out
 
 
@@ -151,18 +189,22 @@ def compute_index(section: Vector) -> Vector:
     store = MemoryStore()
     index, root_cid, out = build_index(section, store)
     root = index.load_root(root_cid)
-    # the lookup trees answer as the inputs say
+    # the lookup trees answer as the inputs say, and every item reads back
     for key, entry in index.entries(root):
         assert entry.path is not None and entry.data is not None
         assert index.key_for_path(root, entry.path) == key
         assert key in index.keys_for_data(root, entry.data)
+        assert CID.for_bytes(index.item_block(entry)) == entry.item
     return out
 
 
 def build_commits(vectors: dict[str, Any], store: MemoryStore) -> dict[str, CID]:
-    """Write the index of the ``index`` section, the empty index and every commit; name -> CID."""
+    """Write the indexes of the ``index`` and ``index_v3`` sections, the empty index of each
+    format and every commit; name -> CID."""
     index, root_cid, _ = build_index(vectors["index"], store)
-    indexes = {"index": root_cid, "empty": index.write_root(index.empty())}
+    index3, root3, _ = build_index(vectors["index_v3"], store)
+    indexes = {"index": root_cid, "empty": index.write_root(index.empty()),
+               "index_v3": root3, "empty_v3": index3.write_root(index3.empty())}
     cids: dict[str, CID] = {}
     for vec in vectors["commits"]:
         parents = tuple(cids[p] for p in vec["parents"])
@@ -190,24 +232,33 @@ def compute_commits(vectors: dict[str, Any]) -> list[Vector]:
 
 
 def compute_boundary(vec: Vector) -> Vector:
-    tree = tree_of(Index(MemoryStore()), vec["tree"])
-    return {
-        "threshold": tree.params.threshold(vec["level"]),
-        "hash32": f"{tree_hash32(vec['key'], vec['level']):08x}",
-        "boundary": tree._is_boundary(vec["key"], vec["level"]),
-    }
+    """A boundary decision; in format 3 a leaf entry's (``value`` given) by its size."""
+    tree = tree_of(index_for(MemoryStore(), vec), vec["tree"])
+    out: Vector = {}
+    if "value" in vec:
+        value = from_json(vec["value"])
+        out["size"] = entry_size(vec["key"], value)
+        out["threshold"] = tree.params.leaf_threshold(out["size"])
+    else:
+        value = None
+        out["threshold"] = tree.params.threshold(vec["level"])
+    out["hash32"] = f"{tree_hash32(vec['key'], vec['level']):08x}"
+    out["boundary"] = tree._is_boundary(vec["key"], vec["level"], value)
+    return out
 
 
 OUTPUTS: dict[str, tuple[str, ...]] = {
     "one_entry": ("root", "hex"),
     "multi_level": ("level", "nodes", "leaves", "root"),
     "commits": ("cid", "hex"),
-    "boundaries": ("threshold", "hash32", "boundary"),
+    "boundaries": ("threshold", "hash32", "boundary"),  # and "size" for a format-3 leaf entry
 }
 WHOLE: dict[str, Callable[[Vector], Vector]] = {
     "format_versions": compute_format_versions,
     "fanouts": compute_fanouts,
+    "fanouts_v3": compute_fanouts_v3,
     "empty": compute_empty,
+    "empty_v3": compute_empty_v3,
 }
 EACH: dict[str, Callable[[Vector], Vector]] = {
     "one_entry": compute_one_entry,
@@ -217,11 +268,12 @@ EACH: dict[str, Callable[[Vector], Vector]] = {
 
 
 def recorded(vec: Vector, section: str) -> Vector:
-    return {k: vec.get(k) for k in OUTPUTS[section]}
+    extra = ("size",) if "size" in vec else ()
+    return {k: vec.get(k) for k in (*OUTPUTS[section], *extra)}
 
 
 def vector_id(vec: Vector) -> str:
-    return "-".join(str(vec[k]) for k in ("tree", "level", "key") if k in vec)[:60]
+    return "-".join(str(vec[k]) for k in ("format", "tree", "level", "key") if k in vec)[:60]
 
 
 VECTORS_DATA = load_vectors()
@@ -230,7 +282,7 @@ VECTORS_DATA = load_vectors()
 # -- the tests --------------------------------------------------------------------------------
 def test_vectors_file_is_complete() -> None:
     """Every section is there, non-empty and fully recorded (a half-written file fails)."""
-    for section in (*WHOLE, *EACH, "index", "commits"):
+    for section in (*WHOLE, *EACH, "index", "index_v3", "commits"):
         assert VECTORS_DATA.get(section), f"section {section!r} missing or empty"
     for section in (*EACH, "commits"):
         for vec in VECTORS_DATA[section]:
@@ -254,10 +306,21 @@ def test_multi_level_tree(vec: Vector) -> None:
     assert compute_multi_level(vec) == recorded(vec, "multi_level")
 
 
-def test_index_root_of_stub_items() -> None:
-    section = VECTORS_DATA["index"]
+@pytest.mark.parametrize("name", ["index", "index_v3"])
+def test_index_root_of_stub_items(name: str) -> None:
+    section = VECTORS_DATA[name]
     out = compute_index(section)
     assert out == {k: section.get(k) for k in out}
+
+
+def test_format_3_vectors_hold_items_inline_and_linked() -> None:
+    """The format-3 index pins both kinds of entry: small items inline, a large one linked."""
+    section = VECTORS_DATA["index_v3"]
+    assert section.get("format") == 3 and section["large"]
+    assert section["inline"] and set(section["large"]).isdisjoint(section["inline"])
+    assert len(section["inline"]) < section["count"]
+    for each in ("one_entry", "multi_level", "boundaries"):
+        assert any(v.get("format") == 3 for v in VECTORS_DATA[each]), f"{each}: no format-3 vector"
 
 
 def test_commits_and_their_bytes() -> None:
@@ -271,30 +334,40 @@ def test_chunking_rule(vec: Vector) -> None:
     out = compute_boundary(vec)
     assert out == recorded(vec, "boundaries")
     # the recorded vector states the rule: boundary iff hash32 < 2**32 // fanout(level)
-    fanouts = VECTORS_DATA["fanouts"][vec["tree"]]
-    fanout = fanouts["leaf_fanout"] if vec["level"] == 0 else fanouts["branch_fanout"]
-    assert vec["threshold"] == (1 << 32) // fanout
+    fanouts = VECTORS_DATA["fanouts_v3" if vec.get("format") == 3 else "fanouts"][vec["tree"]]
+    if vec["level"] == 0 and "leaf_bytes" in fanouts:  # format 3: by the entry's size
+        assert vec["threshold"] == min((1 << 32) * vec["size"] // fanouts["leaf_bytes"], 1 << 32)
+    else:
+        fanout = fanouts["leaf_fanout"] if vec["level"] == 0 else fanouts["branch_fanout"]
+        assert vec["threshold"] == (1 << 32) // fanout
     assert vec["boundary"] == (int(vec["hash32"], 16) < vec["threshold"])
 
 
 def test_chunking_vectors_cover_both_answers() -> None:
-    answers = {(vec["tree"], vec["level"], vec["boundary"]) for vec in VECTORS_DATA["boundaries"]}
-    for tree, level, _ in answers:
-        assert {(tree, level, True), (tree, level, False)} <= answers, f"{tree} level {level}: both answers"
+    answers = {(vec.get("format", 1), vec["tree"], vec["level"], vec["boundary"]) for vec in VECTORS_DATA["boundaries"]}
+    for fmt, tree, level, _ in answers:
+        assert {(fmt, tree, level, True), (fmt, tree, level, False)} <= answers, f"{tree} level {level}: both answers"
 
 
 def test_registry_writes_the_recorded_commits(tmp_path: Path) -> None:
     """End to end: a registry importing the tree and then removing everything writes exactly
-    the recorded commits (the same blocks the index layer gives), in format 3 (with history
-    trees); the format-1 vectors stay readable (:func:`compute_commits` reads them back)."""
+    the recorded commits (the same blocks the index layer gives): commits of format 3 (with
+    history trees) over index roots of format 3 (items inline); the older vectors stay
+    readable (:func:`compute_commits` reads them back)."""
     import halodb
 
-    first, second = (vec for vec in VECTORS_DATA["commits"] if vec.get("history"))
+    first, second = (vec for vec in VECTORS_DATA["commits"] if vec["index"].endswith("_v3"))
+    section = VECTORS_DATA["index_v3"]
+    items = []
+    for path, data in flatten_tree(section["tree"]).items():  # the items build_index makes
+        item = stac.stub_item(path, data, section["collection"], None)
+        if path in section["large"]:
+            item["properties"]["description"] = "x" * section["large"][path]
+        items.append(item)
     with halodb.open(tmp_path / "home", create=True) as reg:
-        cid = reg.import_tree(VECTORS_DATA["index"]["tree"], time=first["time"], message=first["message"],
-                              collection=VECTORS_DATA["index"]["collection"], author=first["author"])
-        assert str(cid) == first["cid"]
-        reg.remove(list(VECTORS_DATA["index"]["items"]))
+        reg.add(items, collection=section["collection"])
+        cid = reg.commit(first["message"], time=first["time"], author=first["author"])
+        reg.remove(list(section["items"]))
         cid = reg.commit(second["message"], time=second["time"], author=second["author"])
         assert str(cid) == second["cid"]
         assert reg.store.get(cid).hex() == second["hex"]
@@ -310,6 +383,7 @@ def compute_all(vectors: dict[str, Any]) -> dict[str, Any]:
         for vec in out[section]:
             vec.update(each(vec))
     out["index"].update(compute_index(vectors["index"]))
+    out["index_v3"].update(compute_index(vectors["index_v3"]))
     for vec, computed in zip(out["commits"], compute_commits(vectors)):
         vec.update(computed)
     return out

@@ -53,7 +53,7 @@ from halodb.index.prolly import NodeCache
 from halodb.index.signing import Checkpoint, verify_head
 from halodb.index.log import LogEntry, log
 from halodb.index.reachable import export_dag, reachable
-from halodb.ipld import CID, decode
+from halodb.ipld import CID
 from halodb.naming import LocalNames, NameStore, Resolution, parse_ref
 from halodb.naming.refs import split_back
 from halodb.naming.router import NameRouter, kubo_of
@@ -531,7 +531,7 @@ class Registry:
         if found is None:
             raise UnknownKeyError(f"no dataset {key_or_path!r} at {ref}", key=key_or_path)
         key, entry = found
-        item: dict[str, Any] = decode(self.store.get(entry.item), cid=entry.item)
+        item: dict[str, Any] = self.index.item(entry)
         return key, entry, item
 
     # -- DOIs ---------------------------------------------------------------------------------------

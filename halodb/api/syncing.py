@@ -1,5 +1,9 @@
 """Sync as the registry runs it: an initial sync over the network first asks for the head's
-index as subtree CARs (where the store can send them), then :func:`halodb.sync.sync`."""
+``datasets`` tree as subtree CARs (where the store can send them), then :func:`halodb.sync.sync`.
+
+Only the ``datasets`` tree: a sync reads nothing else of the index (an entry carries its
+path, data CID and DOI, and in format 3 a small item too); the lookup trees are read, block
+by block, by whatever asks them later (``at`` by path, proofs, ``export-car``, pins)."""
 
 from __future__ import annotations
 
@@ -22,18 +26,20 @@ def sync_name(
 ) -> SyncResult:
     """Materialize ``name``'s history up to ``head`` into ``cache``, all or nothing.
 
-    ``prefetch_spread``: an initial sync asks for up to this many subtree CARs, about one per
-    40 datasets (1: one CAR in all; 0: none, every block is asked for on its own).
+    ``prefetch_spread``: an initial sync asks for up to this many subtree CARs of the
+    ``datasets`` tree, about one per 40 datasets (1: one CAR in all; 0: none, every block is
+    asked for on its own).
     ``allow_rewind``: follow a ``head`` that does not descend from the synced one (see
     :func:`halodb.sync.sync`; otherwise :class:`~halodb.errors.RewindError`).
     ``prefix``: a partial sync, of the datasets whose keys start with it (nothing prefetched:
     only the subtrees that hold such keys are read). ``progress(n)``: the items materialized so far.
     """
-    if store.is_remote_backed and prefetch_spread and prefix is None and cache.sync_state(name) is None:
-        index_cid = load_commit(store, head).index
+    # (a new cache file holds no name: asking would wait for the file, which is made meanwhile)
+    if store.is_remote_backed and prefetch_spread and prefix is None and (cache.fresh or cache.sync_state(name) is None):
+        root = index.load_root(load_commit(store, head).index)
         spread = prefetch_spread
         if spread > 1:
-            spread = min(spread, max(16, index.load_root(index_cid).count // 40))
-        store.prefetch(index_cid, spread=spread, workers=prefetch_workers)
+            spread = min(spread, max(16, root.count // 40))
+        store.prefetch(root.datasets, spread=spread, workers=prefetch_workers)
     with paused_gc():
         return sync(store, index, cache, name, head, allow_rewind=allow_rewind, prefix=prefix, progress=progress)

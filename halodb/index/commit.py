@@ -3,10 +3,9 @@
 >>> from halodb.blockstore import MemoryStore
 >>> from halodb.index.index import Index
 >>> from halodb.index.model import Entry
->>> from halodb.ipld import CID
 >>> from halodb.util.times import parse_time
 >>> store = MemoryStore(); index = Index(store)
->>> c1 = commit_changes(store, index, None, {"c/a": Entry(CID.for_bytes(b"a"), None, None)}, set(),
+>>> c1 = commit_changes(store, index, None, {"c/a": Entry(store.put(b"\\xa0"), None, None)}, set(),
 ...                     time=parse_time("2024-08-12"), author="me", message="first")
 >>> commit_changes(store, index, c1, {}, {"c/a"}, time=parse_time("2024-08-11"), author="me", message="back")  # doctest: +ELLIPSIS
 Traceback (most recent call last):

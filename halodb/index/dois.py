@@ -10,7 +10,7 @@ consecutive versions (equal subtrees unread), so its cost is that of the DOI cha
 >>> from halodb.index.history import write_commit
 >>> from halodb.index.model import Commit, Entry
 >>> from halodb.util.times import parse_time
->>> store = MemoryStore(); index = Index(store); item = CID.for_bytes(b"{}")
+>>> store = MemoryStore(); index = Index(store); item = store.put(b"\\xa0")
 >>> r1 = index.apply(index.empty(), {"c/a": Entry(item, "bafkqaaa", doi="10.82246/a")}, [])
 >>> c1 = write_commit(store, Commit(index.write_root(r1), parse_time("2024-08-12"), "me", "mint"))
 >>> r2 = index.apply(r1, {"c/a": Entry(item, "bafkqaab", doi="10.82246/a")}, [])

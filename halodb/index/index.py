@@ -11,49 +11,69 @@ The root declares ``count``, the datasets it holds; walks are bounded by it (a t
 yields more entries, or a full walk or diff that finds another number, is a
 :class:`~halodb.errors.TreeShapeError`), besides the checks every tree walk makes.
 
+Format 3 (what :class:`Index` writes by default; ``inline_items=False`` writes formats 1
+and 2): an item of at most :data:`~halodb.index.model.INLINE_MAX` bytes travels inside its
+dataset entry instead of in a block of its own, and the trees have larger leaves
+(:data:`PARAMS`), so a sync fetches a few dozen leaves where it fetched thousands of item
+blocks. The first change on top of a format 1/2 root rebuilds the trees once in format 3.
+
 >>> from halodb.blockstore import MemoryStore
->>> from halodb.ipld import CID
->>> idx = Index(MemoryStore())
->>> item = CID.for_bytes(b"{}")
+>>> store = MemoryStore()
+>>> item = store.put(b"\\xa0")  # the DAG-CBOR block of an (empty) item
+>>> idx = Index(store)
 >>> root = idx.apply(idx.empty(), {"c/a": Entry(item, "bafkqaaa", "p/a.zarr")}, [])
 >>> idx.key_for_path(root, "p/a.zarr"), idx.keys_for_data(root, "bafkqaaa")
 ('c/a', ['c/a'])
 >>> root = idx.apply(root, {"c/b": Entry(item, "bafkqaaa", doi="10.82246/b")}, [])
 >>> idx.key_for_doi(root, "10.82246/b"), list(idx.dois(root))
 ('c/b', [('10.82246/b', 'c/b')])
+>>> root.version, idx.get(root, "c/a").inline, idx.item_block(idx.get(root, "c/a"))
+(3, b'\\xa0', b'\\xa0')
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 from halodb.blockstore.base import BlockStore
 from halodb.errors import DoiConflictError, PathConflictError, SchemaError, TreeShapeError, UnknownKeyError
-from halodb.index.model import Change, Entry, IndexRoot
+from halodb.index.model import INLINE_MAX, Change, Entry, IndexRoot
 from halodb.index.prolly import DELETE, NodeCache, ProllyTree, TreeParams
-from halodb.ipld import CID, decode, make_block
+from halodb.ipld import CID, DAG_CBOR, decode, make_block
 
+#: Formats 1 and 2: nodes near 4 KiB for entries that link their items.
 DATASET_PARAMS = TreeParams(leaf_fanout=20, branch_fanout=40)
 LOOKUP_PARAMS = TreeParams(leaf_fanout=36, branch_fanout=40)
+#: Format 3: leaves end by size (:class:`TreeParams`): a leaf of ``datasets`` holds about
+#: 64 KiB of entries with their items (64 entries of 1 KiB), one of the lookup trees about
+#: 16 KiB (~130 paths); a leaf of 1 MiB (the node limit) is as likely as e^-16 either way.
+DATASET_PARAMS_V3 = TreeParams(leaf_fanout=64, branch_fanout=40, leaf_bytes=64 << 10)
+LOOKUP_PARAMS_V3 = TreeParams(leaf_fanout=128, branch_fanout=40, leaf_bytes=16 << 10)
+#: (inline_items) -> (datasets params, lookup trees params)
+PARAMS = {False: (DATASET_PARAMS, LOOKUP_PARAMS), True: (DATASET_PARAMS_V3, LOOKUP_PARAMS_V3)}
 
 
 class Index:
-    """Reads and writes index versions (:class:`IndexRoot`) in a block store."""
+    """Reads index versions (:class:`IndexRoot`) of every format from a block store, and
+    writes format 3 (``inline_items=False``: formats 1 and 2, every item linked)."""
 
-    def __init__(self, store: BlockStore, cache: NodeCache | None = None) -> None:
+    def __init__(self, store: BlockStore, cache: NodeCache | None = None, *, inline_items: bool = True) -> None:
         self.store = store
+        self.inline_items = inline_items
         cache = cache if cache is not None else NodeCache()
-        self.datasets = ProllyTree(store, DATASET_PARAMS, cache)
-        self.by_path = ProllyTree(store, LOOKUP_PARAMS, cache)
-        self.by_data = ProllyTree(store, LOOKUP_PARAMS, cache)
-        self.by_doi = ProllyTree(store, LOOKUP_PARAMS, cache)
+        datasets, lookup = PARAMS[inline_items]
+        self.datasets = ProllyTree(store, datasets, cache)
+        self.by_path = ProllyTree(store, lookup, cache)
+        self.by_data = ProllyTree(store, lookup, cache)
+        self.by_doi = ProllyTree(store, lookup, cache)
         self._roots: dict[CID, IndexRoot] = {}
 
     # -- roots ---------------------------------------------------------------------------------
     def empty(self) -> IndexRoot:
         e = self.datasets.empty()
-        return IndexRoot(datasets=e, by_path=e, by_data=e, count=0)
+        return IndexRoot(datasets=e, by_path=e, by_data=e, count=0, inline_items=self.inline_items)
 
     def write_root(self, root: IndexRoot) -> CID:
         cid, data = make_block(root.to_ipld())
@@ -72,7 +92,16 @@ class Index:
     # -- reading -------------------------------------------------------------------------------
     def get(self, root: IndexRoot, key: str) -> Entry | None:
         value = self.datasets.get(root.datasets, key)
-        return None if value is None else Entry.from_ipld(value, cid=root.datasets)
+        return None if value is None else Entry.from_ipld(value, cid=root.datasets, inline=root.inline_items)
+
+    def item_block(self, entry: Entry) -> bytes:
+        """The bytes of ``entry``'s item block: held inline (format 3), else read from the
+        store (verified; :class:`~halodb.errors.BlockNotFoundError` when absent)."""
+        return entry.inline if entry.inline is not None else self.store.get(entry.item)
+
+    def item(self, entry: Entry) -> Any:
+        """``entry``'s item, decoded (:meth:`item_block`)."""
+        return decode(self.item_block(entry), cid=entry.item)
 
     def entries(self, root: IndexRoot, prefix: str | None = None) -> Iterator[tuple[str, Entry]]:
         """The datasets (whose key starts with ``prefix``) in key order: at most ``root.count``,
@@ -83,7 +112,7 @@ class Index:
             n += 1
             if n > root.count:
                 raise count_error(root, f"holds more than the {root.count} datasets its index root declares")
-            yield key, Entry.from_ipld(value, cid=root.datasets)
+            yield key, Entry.from_ipld(value, cid=root.datasets, inline=root.inline_items)
         if prefix is None and n != root.count:
             raise count_error(root, f"holds {n} datasets, but its index root declares {root.count}")
 
@@ -145,8 +174,15 @@ class Index:
 
         Raises :class:`UnknownKeyError` when a removal names a key that is not present, and
         :class:`PathConflictError` (:class:`DoiConflictError`) when two datasets would have one
-        path (one DOI). Only the paths to touched entries are rewritten (``O(k log n)`` new blocks).
+        path (one DOI). Only the paths to touched entries are rewritten (``O(k log n)`` new
+        blocks), except the first change on top of a root of an older format, which builds
+        every tree anew in this index's format (``O(n)``, once). In format 3 the item block of
+        each upsert is read from the store (:class:`~halodb.errors.BlockNotFoundError` when
+        absent) to hold it inline when it is small (:data:`~halodb.index.model.INLINE_MAX`).
         """
+        if root.inline_items and not self.inline_items and root.count:
+            raise SchemaError(f"index root of format {root.version} cannot be changed by a writer of formats 1 "
+                              "and 2 (inline_items=False)", cid=root.datasets)
         removals = [k for k in removals if k not in upserts]
         touched = sorted(set(upserts) | set(removals))
         old: dict[str, Entry | None] = {k: self.get(root, k) for k in touched}
@@ -155,16 +191,20 @@ class Index:
                 raise UnknownKeyError(f"cannot remove {k!r}: no dataset with that key", key=k)
         self._check_claims(root, upserts, old, "path")
         self._check_claims(root, upserts, old, "doi")
+        changed = {k: upserts.get(k) for k in touched if old[k] != upserts.get(k)}
+        if not changed:
+            return root
+        if root.inline_items != self.inline_items and root.count:  # an older format: every tree anew
+            return self._rebuild(root, changed)
+        fresh = self._held({k: e for k, e in changed.items() if e is not None})
         ds_changes: dict[str, Any] = {}
         path_changes: dict[str, Any] = {}
         data_changes: dict[str, Any] = {}
         doi_changes: dict[str, Any] = {}
         count = root.count
-        for k in touched:
+        for k in changed:
             before = old[k]
-            after = upserts.get(k)
-            if before == after:
-                continue
+            after = fresh.get(k)
             ds_changes[k] = DELETE if after is None else after.to_ipld()
             if before is None:
                 count += 1
@@ -184,8 +224,6 @@ class Index:
                     data_changes[f"{after.data}/{k}"] = None
                 if after.doi is not None:
                     doi_changes[after.doi] = k
-        if not ds_changes:
-            return root
         by_doi = root.by_doi
         if doi_changes:
             empty = self.by_doi.empty()
@@ -197,7 +235,53 @@ class Index:
             by_data=self.by_data.mutate(root.by_data, data_changes),
             count=count,
             by_doi=by_doi,
+            inline_items=self.inline_items,
         )
+
+    def _rebuild(self, root: IndexRoot, changed: Mapping[str, Entry | None]) -> IndexRoot:
+        """The version ``root`` + ``changed`` (None: removed) with every tree built anew in this
+        index's format: how a root of an older format is first changed."""
+        entries = dict(self.entries(root))
+        for k, e in changed.items():
+            if e is None:
+                del entries[k]
+            else:
+                entries[k] = e
+        entries = self._held(entries)
+        dois = [(e.doi, k) for k, e in entries.items() if e.doi is not None]
+        return IndexRoot(
+            datasets=self.datasets.build((k, e.to_ipld()) for k, e in entries.items()),
+            by_path=self.by_path.build((e.path, k) for k, e in entries.items() if e.path is not None),
+            by_data=self.by_data.build((f"{e.data}/{k}", None) for k, e in entries.items() if e.data is not None),
+            count=len(entries),
+            by_doi=self.by_doi.build(dois) if dois else None,
+            inline_items=self.inline_items,
+        )
+
+    def _held(self, entries: Mapping[str, Entry]) -> dict[str, Entry]:
+        """``entries`` as this index's format holds them: in format 3 an item of at most
+        ``INLINE_MAX`` bytes inline (its block read from the store, in one batch), a larger one
+        linked; in formats 1 and 2 every item linked (an inline one written as a block)."""
+        out = dict(entries)
+        if not self.inline_items:
+            blocks = [(e.item, e.inline) for e in entries.values() if e.inline is not None]
+            if blocks:
+                self.store.put_many(blocks)
+                out = {k: replace(e, inline=None) if e.inline is not None else e for k, e in entries.items()}
+            return out
+        wanted = {e.item for e in entries.values() if e.inline is None}
+        found = self.store.get_many(list(wanted)) if wanted else {}
+        for k, e in entries.items():
+            if e.inline is None:
+                data = found.get(e.item)
+                if data is None:
+                    data = self.store.get(e.item)  # raises BlockNotFoundError naming it
+                if len(data) <= INLINE_MAX and CID.for_bytes(data, DAG_CBOR) == e.item:  # (a v0 or raw CID: linked)
+                    out[k] = replace(e, inline=data)
+            elif len(e.inline) > INLINE_MAX:
+                self.store.put_many([(e.item, e.inline)])
+                out[k] = replace(e, inline=None)
+        return out
 
     def _check_claims(self, root: IndexRoot, upserts: Mapping[str, Entry], old: Mapping[str, Entry | None],
                       field: str) -> None:
@@ -241,6 +325,7 @@ class Index:
         for the difference of the two counts (else :class:`TreeShapeError`, ``rule="count"``).
         """
         before = 0 if old is None else old.count
+        old_tree, old_inline = (None, False) if old is None else (old.datasets, old.inline_items)
         net = 0
         start, stop = (None, None) if prefix is None else (prefix, prefix_end(prefix))
         for change in self.datasets.diff(None if old is None else old.datasets, new.datasets,
@@ -249,11 +334,11 @@ class Index:
                 net += 1
             elif change.new is None:
                 net -= 1
-            yield Change(
-                change.key,
-                None if change.old is None else Entry.from_ipld(change.old, cid=None),
-                None if change.new is None else Entry.from_ipld(change.new, cid=None),
-            )
+            a = None if change.old is None else Entry.from_ipld(change.old, cid=old_tree, inline=old_inline)
+            b = None if change.new is None else Entry.from_ipld(change.new, cid=new.datasets, inline=new.inline_items)
+            if a is not None and a == b:
+                continue  # the same dataset written another way (linked in format 2, inline in 3): no change
+            yield Change(change.key, a, b)
         if prefix is None and before + net != new.count:
             raise count_error(new, f"holds {before + net} datasets (the {before} of the version before, "
                                    f"{net:+d}), but its index root declares {new.count}")

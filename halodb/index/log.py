@@ -4,10 +4,9 @@
 >>> from halodb.index.history import write_commit
 >>> from halodb.index.index import Index
 >>> from halodb.index.model import Commit, Entry
->>> from halodb.ipld import CID
 >>> from halodb.util.times import parse_time
 >>> store = MemoryStore(); index = Index(store)
->>> root = index.write_root(index.apply(index.empty(), {"c/a": Entry(CID.for_bytes(b"a"), None, None)}, set()))
+>>> root = index.write_root(index.apply(index.empty(), {"c/a": Entry(store.put(b"\\xa0"), None, None)}, set()))
 >>> head = write_commit(store, Commit(index=root, time=parse_time("2024-08-12"), author="me", message="first"))
 >>> [(e.commit.message, e.added, e.count) for e in log(store, index, head)]
 [('first', 1, 1)]

@@ -5,6 +5,9 @@ See ``schemas/halodb.ipldsch`` for the IPLD schema these map to.
 >>> e = Entry(item=CID.for_bytes(b"{}"), data="QmQg1v4o9xdT3Q14wh4S7dxZkDjyZ9ssFzFzyep1YrVJBY", path="products/x.zarr")
 >>> Entry.from_ipld(e.to_ipld(), cid=None) == e
 True
+>>> small = Entry.from_ipld({"item": b"\\xa0"}, cid=None)  # an inline item: its CID is computed
+>>> small.item == CID.for_bytes(b"\\xa0"), small.inline
+(True, b'\\xa0')
 """
 
 from __future__ import annotations
@@ -17,23 +20,36 @@ from datetime import datetime
 from typing import Any
 
 from halodb.errors import SchemaError
-from halodb.ipld import CID
+from halodb.ipld import CID, DAG_CBOR
 from halodb.util.doi import is_normal_doi
 from halodb.util.times import format_time, parse_time
 
 
+#: Index format 3: an item whose DAG-CBOR encoding takes at most this many bytes is held in
+#: its dataset entry (``inline``), a larger one is linked. Part of the format: the rule that
+#: makes the same datasets give the same blocks.
+INLINE_MAX = 2048
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One dataset in the index: its STAC item block, data CID, path in the campaign tree and
-    DOI (the item's ``sci:doi``, lower-case: :func:`halodb.util.doi.normalize_doi`)."""
+    """One dataset in the index: its STAC item, data CID, path in the campaign tree and DOI
+    (the item's ``sci:doi``, lower-case: :func:`halodb.util.doi.normalize_doi`).
+
+    ``item`` is the CID of the item's DAG-CBOR block. In index format 3 a small item
+    (:data:`INLINE_MAX`) travels in the entry itself: ``inline`` holds the block's bytes,
+    and ``item`` is their CID, computed, not a block of the DAG. Two entries with the same
+    ``item`` hold the same bytes, so ``inline`` takes no part in comparisons.
+    """
 
     item: CID
     data: str | None = None
     path: str | None = None
     doi: str | None = None
+    inline: bytes | None = field(default=None, compare=False)
 
     def to_ipld(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"item": self.item}
+        out: dict[str, Any] = {"item": self.item if self.inline is None else self.inline}
         if self.data is not None:
             out["data"] = self.data
         if self.path is not None:
@@ -43,9 +59,22 @@ class Entry:
         return out
 
     @classmethod
-    def from_ipld(cls, value: Any, *, cid: CID | None) -> Entry:
-        if not isinstance(value, dict) or not isinstance(value.get("item"), CID):
-            raise SchemaError(f"dataset entry in block {cid} is not {{item: Link, ...}}: {value!r}", cid=cid)
+    def from_ipld(cls, value: Any, *, cid: CID | None, inline: bool = True) -> Entry:
+        """The entry of a leaf of the tree ``cid``; ``inline``: whether its format (3) allows
+        inline items (at most :data:`INLINE_MAX` bytes; a larger one must be linked)."""
+        item = value.get("item") if isinstance(value, dict) else None
+        held: bytes | None = None
+        if type(item) is bytes:
+            if not inline:
+                raise SchemaError(f"dataset entry in block {cid} holds its item inline, which only index "
+                                  "format 3 allows", cid=cid)
+            if not 0 < len(item) <= INLINE_MAX:
+                raise SchemaError(f"dataset entry in block {cid} holds an item of {len(item)} bytes inline; "
+                                  f"inline items take 1 to {INLINE_MAX} bytes, larger ones are linked", cid=cid)
+            held, item = item, CID.for_bytes(item, DAG_CBOR)
+        elif not isinstance(item, CID):
+            raise SchemaError(f"dataset entry in block {cid} is not {{item: Link or Bytes, ...}}: {str(value)[:200]}",
+                              cid=cid)
         data = value.get("data")
         path = value.get("path")
         if data is not None and not isinstance(data, str):
@@ -55,7 +84,7 @@ class Entry:
         doi = value.get("doi")
         if doi is not None and not is_normal_doi(doi):
             raise SchemaError(f"dataset entry 'doi' in block {cid} is not a lower-case DOI", cid=cid)
-        return cls(item=value["item"], data=data, path=path, doi=doi)
+        return cls(item=item, data=data, path=path, doi=doi, inline=held)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,13 +108,16 @@ class Change:
 class IndexRoot:
     """The roots of the trees that make one version of the index.
 
-    ``by_doi`` is None when no dataset of the version has a DOI: such a root is written as
-    before there were DOIs (``version`` 1, no ``by_doi`` field), byte for byte; a root with
-    DOIs is ``version`` 2. A reader takes both, and refuses a version it does not know.
+    Format 3 (``inline_items``, what HaloDB writes now): small items travel inline in their
+    dataset entries (:data:`INLINE_MAX`) and the trees have larger leaves
+    (:mod:`halodb.index.index`); ``by_doi`` is optional. Before it, a root without DOIs was
+    ``version`` 1 (no ``by_doi`` field) and one with DOIs ``version`` 2, every item linked.
+    A reader takes all three, and refuses a version it does not know.
 
     >>> e = CID.for_bytes(b"x")
-    >>> IndexRoot(e, e, e, 0).to_ipld()["version"], IndexRoot(e, e, e, 1, by_doi=e).to_ipld()["version"]
-    (1, 2)
+    >>> [IndexRoot(e, e, e, 0).to_ipld()["version"], IndexRoot(e, e, e, 1, by_doi=e).to_ipld()["version"],
+    ...  IndexRoot(e, e, e, 1, inline_items=True).to_ipld()["version"]]
+    [1, 2, 3]
     """
 
     datasets: CID  #: key -> Entry
@@ -93,11 +125,18 @@ class IndexRoot:
     by_data: CID  #: "<data cid>/<key>" -> null
     count: int  #: number of datasets: the entries of ``datasets``, and a bound on those of the other trees
     by_doi: CID | None = None  #: DOI -> key (None: no dataset has a DOI)
+    inline_items: bool = False  #: format 3: small items inline, larger leaves
+
+    @property
+    def version(self) -> int:
+        if self.inline_items:
+            return 3
+        return 1 if self.by_doi is None else 2
 
     def to_ipld(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "type": "halodb/index",
-            "version": 1 if self.by_doi is None else 2,
+            "version": self.version,
             "datasets": self.datasets,
             "by_path": self.by_path,
             "by_data": self.by_data,
@@ -112,8 +151,8 @@ class IndexRoot:
         if not isinstance(value, dict) or value.get("type") != "halodb/index":
             raise SchemaError(f"block {cid} is not a HaloDB index root", cid=cid)
         version = value.get("version", 1)
-        if type(version) is not int or version not in (1, 2):
-            raise SchemaError(f"index root {cid} has version {version!r}; this HaloDB reads versions 1 and 2 "
+        if type(version) is not int or version not in (1, 2, 3):
+            raise SchemaError(f"index root {cid} has version {version!r}; this HaloDB reads versions 1 to 3 "
                               "(a newer HaloDB wrote it?)", cid=cid)
         try:
             roots = {k: value[k] for k in ("datasets", "by_path", "by_data")}
@@ -126,7 +165,7 @@ class IndexRoot:
             raise SchemaError(f"index root {cid} has fields of the wrong kind", cid=cid)
         if count < 0:
             raise SchemaError(f"index root {cid} declares {count} datasets", cid=cid)
-        return cls(count=count, by_doi=by_doi, **roots)
+        return cls(count=count, by_doi=by_doi, inline_items=version == 3, **roots)
 
 
 MAX_SIGNATURES = 16  #: signatures one commit may carry

@@ -45,6 +45,7 @@ from halodb.blockstore.base import BlockStore
 from halodb.errors import TreeShapeError
 from halodb.index.model import Change
 from halodb.ipld import CID, DAG_CBOR, decode, encode
+from halodb.ipld.limits import BLOCK_SIZE_NORM
 
 #: sentinel value in a change set: delete this key
 DELETE: Any = object()
@@ -53,6 +54,10 @@ DELETE: Any = object()
 #: 6 levels; the chunking rule hashes the level as one byte, so no level may exceed 255.
 MAX_LEVEL = 32
 
+#: The largest tree node read or written: the block size every IPFS peer stores (1 MiB). A
+#: format-3 leaf holds its items, so this is what bounds it; older nodes stay near 4 KiB.
+MAX_NODE_SIZE = BLOCK_SIZE_NORM
+
 #: What a walk remembers of a node it has checked: (level, first key, last key); the keys are
 #: None for the empty tree.
 NodeSpan = tuple[int, str | None, str | None]
@@ -60,13 +65,35 @@ NodeSpan = tuple[int, str | None, str | None]
 
 @dataclass(frozen=True, slots=True)
 class TreeParams:
-    """Expected entries per node: leaves, and internal (branch) nodes."""
+    """Expected entries per node: leaves, and internal (branch) nodes.
+
+    With ``leaf_bytes`` (index format 3) a leaf ends by size instead: an entry of ``s``
+    bytes (its key's UTF-8 plus its value's DAG-CBOR) is a boundary when the hash of its
+    key is below ``2**32 * s // leaf_bytes``, so a leaf holds about ``leaf_bytes`` whatever
+    its entries weigh, and one of 16 times that is as likely as ``e**-16``. The rule still
+    reads one entry only, so the same entries give the same tree; but changing a value may
+    move a boundary (``mutate`` re-cuts the leaves it touches, as for a removed key).
+
+    >>> TreeParams(leaf_bytes=65536).leaf_threshold(1024) == (1 << 32) // 64
+    True
+    """
 
     leaf_fanout: int = 20
     branch_fanout: int = 40
+    leaf_bytes: int | None = None
 
     def threshold(self, level: int) -> int:
         return (1 << 32) // (self.leaf_fanout if level == 0 else self.branch_fanout)
+
+    def leaf_threshold(self, size: int) -> int:
+        """The level-0 threshold of an entry of ``size`` bytes (``leaf_bytes`` set)."""
+        assert self.leaf_bytes is not None
+        return min((1 << 32) * size // self.leaf_bytes, 1 << 32)
+
+
+def entry_size(key: str, value: Any) -> int:
+    """What an entry weighs for the size rule: its key's UTF-8 plus its value's DAG-CBOR."""
+    return len(key.encode()) + len(encode(value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,22 +172,45 @@ def _check_span(cid: CID, span: NodeSpan, parent_cid: CID, level: int, separator
 
 
 class NodeCache:
-    """A bounded LRU of decoded nodes, shared by trees over one store."""
+    """A bounded LRU of decoded nodes, shared by trees over one store: at most ``capacity``
+    nodes whose blocks take at most ``max_bytes`` (format-3 leaves hold their items).
 
-    def __init__(self, capacity: int = 50_000) -> None:
+    >>> cache = NodeCache(capacity=10, max_bytes=100)
+    >>> for i in range(3):
+    ...     cache.put(CID.for_bytes(bytes([i])), Node(0, [], []), size=40)
+    >>> cache.get(CID.for_bytes(b"\\x00")) is None, len(cache), cache.bytes
+    (True, 2, 80)
+    """
+
+    def __init__(self, capacity: int = 50_000, max_bytes: int = 256 << 20) -> None:
         self.capacity = capacity
-        self._nodes: OrderedDict[CID, Node] = OrderedDict()
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._nodes: OrderedDict[CID, tuple[Node, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def clear(self) -> None:
+        """Forget every node (the next read of each verifies its block again)."""
+        self._nodes.clear()
+        self.bytes = 0
 
     def get(self, cid: CID) -> Node | None:
-        node = self._nodes.get(cid)
-        if node is not None:
-            self._nodes.move_to_end(cid)
-        return node
+        held = self._nodes.get(cid)
+        if held is None:
+            return None
+        self._nodes.move_to_end(cid)
+        return held[0]
 
-    def put(self, cid: CID, node: Node) -> None:
-        self._nodes[cid] = node
-        if len(self._nodes) > self.capacity:
-            self._nodes.popitem(last=False)
+    def put(self, cid: CID, node: Node, size: int = 0) -> None:
+        held = self._nodes.pop(cid, None)
+        if held is not None:
+            self.bytes -= held[1]
+        self._nodes[cid] = (node, size)
+        self.bytes += size
+        while len(self._nodes) > self.capacity or (self.bytes > self.max_bytes and len(self._nodes) > 1):
+            self.bytes -= self._nodes.popitem(last=False)[1][1]
 
 
 class ProllyTree:
@@ -183,8 +233,10 @@ class ProllyTree:
         if pending is not None:
             return pending[0]
         data = self.store.get(cid)
+        if len(data) > MAX_NODE_SIZE:
+            raise shape_error(cid, parent, "size", f"is {len(data)} bytes; a tree node may take at most {MAX_NODE_SIZE}")
         node = Node.from_ipld(decode(data, cid=cid), cid, parent)
-        self.cache.put(cid, node)
+        self.cache.put(cid, node, len(data))
         return node
 
     def child(self, parent_cid: CID, parent: Node, i: int, hi: str | None) -> tuple[CID, Node]:
@@ -201,6 +253,9 @@ class ProllyTree:
         node = Node(level, keys, values)
         data = encode(node.to_ipld())
         cid = CID.for_bytes(data, DAG_CBOR)
+        if len(data) > MAX_NODE_SIZE:
+            raise shape_error(cid, None, "size", f"would be {len(data)} bytes ({len(keys)} entries from key "
+                              f"{keys[0][:80]!r}); a tree node may take at most {MAX_NODE_SIZE}")
         self._pending[cid] = (node, data)
         return keys[0], cid
 
@@ -208,11 +263,16 @@ class ProllyTree:
         if self._pending:
             blocks = [(cid, data) for cid, (_, data) in self._pending.items()]
             self.store.put_many(blocks, verify=False)
-            for cid, (node, _) in self._pending.items():
-                self.cache.put(cid, node)
+            for cid, (node, data) in self._pending.items():
+                self.cache.put(cid, node, len(data))
             self._pending.clear()
 
-    def _is_boundary(self, key: str, level: int) -> bool:
+    def _is_boundary(self, key: str, level: int, value: Any = None) -> bool:
+        """Whether an entry ends its node (the chunking rule; ``value`` counts only for the
+        leaves of a tree with ``leaf_bytes``)."""
+        if level == 0 and self.params.leaf_bytes is not None:
+            h = hashlib.sha256(b"\x00" + key.encode()).digest()
+            return int.from_bytes(h[:4], "big") < self.params.leaf_threshold(entry_size(key, value))
         memo = self._boundary_memo.get((level, key))
         if memo is None:
             h = hashlib.sha256(bytes((level,)) + key.encode()).digest()
@@ -227,7 +287,7 @@ class ProllyTree:
         out: list[tuple[str, CID]] = []
         start = 0
         for i, k in enumerate(keys):
-            if self._is_boundary(k, level):
+            if self._is_boundary(k, level, values[i]):
                 out.append(self._emit(keys[start:i + 1], values[start:i + 1], level))
                 start = i + 1
         return out, keys[start:], values[start:]

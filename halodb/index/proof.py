@@ -4,7 +4,7 @@ A proof is a CAR whose one root is a claim block ``{type: "halodb/proof", head, 
 and whose other blocks are exactly those a reader touches to answer the claim from
 ``head``: the commits from the head back to the version current at ``at``, that version's
 index root, the prolly-tree path to the entry (and, for a path, the ``by_path`` path), and
-the item. Verifying replays that walk in a store holding only those blocks, each checked
+the item block (none for an item held inline in its leaf, index format 3). Verifying replays that walk in a store holding only those blocks, each checked
 against its CID: a changed byte, a missing block or a path to another entry fails.
 
 >>> from halodb.blockstore import MemoryStore
@@ -92,7 +92,7 @@ def _answer(store: BlockStore, head: CID, key_or_path: str, when: datetime) -> t
     if hit is None:
         return found[0], found[1], None
     key, entry = hit
-    decode(store.get(entry.item), cid=entry.item)  # the item is part of the answer
+    index.item(entry)  # the item is part of the answer (in format 3 a small one is in the leaf)
     return found[0], found[1], (key, entry.item, entry.data)
 
 

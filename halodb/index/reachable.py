@@ -82,7 +82,10 @@ def reachable(
                         raise count_error(root, f"holds more than the {root.count} datasets its index root "
                                                 f"{commit.index} declares")
                     for value in node.values:
-                        item = Entry.from_ipld(value, cid=node_cid).item
+                        entry = Entry.from_ipld(value, cid=node_cid, inline=root.inline_items)
+                        if entry.inline is not None:
+                            continue  # held in the leaf: no block of its own
+                        item = entry.item
                         if item not in seen:
                             seen.add(item)
                             yield item

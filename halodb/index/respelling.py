@@ -27,12 +27,13 @@ __all__ = ["is_respelled"]
 
 def is_respelled(store: BlockStore, old: Entry, new: Entry) -> bool:
     """Whether ``new`` is ``old`` with its data CID respelled and nothing else changed (reads
-    the two item blocks only when the data CIDs share a multihash)."""
+    the two item blocks, or takes them from the entries that hold them inline, only when the
+    data CIDs share a multihash)."""
     if old.path != new.path or old.doi != new.doi or not respelled_data(old.data, new.data):
         return False
     assert old.data is not None and new.data is not None
     if old.item == new.item:
         return True
-    old_item = decode(store.get(old.item), cid=old.item)
-    new_item = decode(store.get(new.item), cid=new.item)
+    old_item = decode(old.inline if old.inline is not None else store.get(old.item), cid=old.item)
+    new_item = decode(new.inline if new.inline is not None else store.get(new.item), cid=new.item)
     return is_respelling(old_item, new_item, old.data, new.data)

@@ -99,7 +99,7 @@ def build_plan(
     if not reset and previous is not None:
         base = index.load_root(load_commit(store, previous).index)
     records: list[CommitRecord] = []
-    item_cids: dict[str, CID] = {}
+    item_cids: dict[str, tuple[CID, bytes | None]] = {}
     for cid, commit in chain:
         root = index.load_root(commit.index)
         records.append(
@@ -115,10 +115,19 @@ def build_plan(
         )
         base = root
 
+    skipped_inline: dict[str, tuple[CID, bytes | None]] = {}
+
     def load_item_columns(cids: list[str]) -> ItemColumns:
         # each is asked for once, then forgotten (the map holds the items not read yet); one
-        # asked for again (skipped in an earlier chunk, so not in the cache) is parsed anew
-        return read_item_columns(store, [item_cids.pop(c) if c in item_cids else CID.parse(c) for c in cids])
+        # asked for again (skipped in an earlier chunk, so not in the cache) is parsed anew,
+        # or, held inline, taken from those kept when skipped
+        wanted = [item_cids.pop(c) if c in item_cids else skipped_inline.get(c) or (CID.parse(c), None) for c in cids]
+        inline = {cid: data for cid, data in wanted if data is not None}
+        columns = read_item_columns(store, [cid for cid, _ in wanted], inline)
+        if inline and columns.skipped:
+            skipped_inline.update((str(cid), (cid, data)) for cid, data in inline.items()
+                                  if str(cid) in columns.skipped)
+        return columns
 
     return SyncPlan(
         name=name, head=str(head), reset=reset, commits=records, load_item_columns=load_item_columns, scope=prefix,
@@ -126,11 +135,12 @@ def build_plan(
 
 
 def _changes(
-    store: BlockStore, index: Index, base: IndexRoot | None, root: IndexRoot, prefix: str | None, item_cids: dict[str, CID],
+    store: BlockStore, index: Index, base: IndexRoot | None, root: IndexRoot, prefix: str | None,
+    item_cids: dict[str, tuple[CID, bytes | None]],
 ) -> Iterator[ChangeRecord]:
     """The changes from ``base`` to ``root`` as the diff finds them (the cache reads them
-    once, in order); the item CID of each new version is noted in ``item_cids`` for
-    ``load_item_columns``."""
+    once, in order); the item CID of each new version (and its bytes, when the entry holds
+    them inline) is noted in ``item_cids`` for ``load_item_columns``."""
     if base is not None and store.is_remote_backed and prefix is None:
         prefetch_changed(store, index, base.datasets, root.datasets)
     for change in index.diff(base, root, prefix):  # the hot loop of a full sync: locals, positional args
@@ -141,7 +151,7 @@ def _changes(
         item = new.item
         item_cid = str(item)
         if item_cid not in item_cids:
-            item_cids[item_cid] = item
+            item_cids[item_cid] = (item, new.inline)
         yield ChangeRecord(key, ItemRecord(key, item_cid, new.data, new.path))
 
 
