@@ -682,3 +682,38 @@ def test_item_json_round_trips(tmp_path: Path) -> None:
     import json
 
     assert json.loads(text) == item
+
+
+def test_a_sync_writes_within_the_memory_limit_it_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HALODB_CACHE_MEMORY bounds DuckDB while a sync writes (it spills past it): a sync of
+    5,000 items under 32 MB gives the cache a sync under the default gives."""
+    import halodb
+    from halodb.cache.connect import WRITE_MEMORY_LIMIT, open_connection
+    from halodb.demo.campaign import generate_items
+
+    home = tmp_path / "home"
+    with halodb.open(home, create=True) as reg:
+        reg.add(generate_items(5000, seed=3))
+        reg.commit("5,000 items", time="2024-09-01T00:00:00Z")
+        reg.publish("latest")
+    answers = []
+    for limit in ("32MB", None):
+        if limit is None:
+            monkeypatch.delenv("HALODB_CACHE_MEMORY", raising=False)
+        else:
+            monkeypatch.setenv("HALODB_CACHE_MEMORY", limit)
+        cache = tmp_path / f"cache-{limit}.duckdb"
+        with halodb.open(home, cache=cache) as reg:
+            assert reg.sync("latest").changes == 5000
+            answers.append(reg.sql("SELECT key, item_cid, data_cid FROM items ORDER BY key")[1])
+        con = open_connection(cache, read_only=False, timeout=5)
+        assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == (
+            "30.5 MiB" if limit else "488.2 MiB")  # DuckDB shows 32 MB / 512 MB in MiB
+        con.close()
+    assert answers[0] == answers[1] and len(answers[0]) == 5000
+    assert WRITE_MEMORY_LIMIT == "512MB"
+    from .conftest import run_cli_in_process
+
+    bad = run_cli_in_process(home, "--cache", str(tmp_path / "c3.duckdb"), "sync", "latest",
+                             env={"HALODB_CACHE_MEMORY": "lots"})
+    assert bad.code == 2 and bad.err.count("\n") == 1 and "HALODB_CACHE_MEMORY='lots'" in bad.err
