@@ -140,6 +140,27 @@ class CachingStore(BlockStore):
         with ThreadPoolExecutor(min(workers, len(frontier))) as pool:
             return fetched + sum(pool.map(self._fetch_dag_or_report, frontier))
 
+    def prefetch_file(self, root: CID, *, start: int = 0, end: int | None = None) -> int:
+        """Bring the blocks of the file under ``root`` that hold bytes ``[start, end)`` into the
+        local cache as ONE CAR, where the remote can send a file's CAR (a gateway); returns the
+        blocks fetched. Nothing is asked when ``root`` is cached already (a file read before:
+        the rest, if any, comes block by block) or the remote cannot (Kubo: today's path).
+
+        A CAR that fails (a plain path gateway, HTTP 500, a deadline, a cut) is reported as
+        :meth:`prefetch` reports, and the reader then fetches the blocks one by one; a block
+        that does not match its CID is a :class:`~halodb.errors.VerificationError`, raised.
+        """
+        if not self.remote.supports_file_export or (end is not None and end <= start) or self._cached(root):
+            return 0
+        try:
+            return int(self.remote.fetch_file(root, _Queued(self), start=start, end=end))
+        except VerificationError:
+            raise
+        except (BlockStoreError, IPLDError) as exc:
+            self.prefetch_failures.append(str(exc))
+            log.warning("fetching %s as a CAR failed, its blocks will be fetched one by one: %s", root, exc)
+            return 0
+
     def _fetch_dag_or_report(self, cid: CID) -> int:
         """One subtree CAR into the local cache; a failed one (HTTP 500, a bad or junk-laden
         CAR, a deadline) is recorded in :attr:`prefetch_failures` and logged, and its blocks
