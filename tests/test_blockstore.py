@@ -1050,6 +1050,38 @@ def test_the_writer_thread_yields_the_cpu_and_a_reader_past_the_bound_writes_its
     assert sum(local.batches) == 10
 
 
+class _SlowRemote(MemoryStore):
+    """Fault injection: a remote that takes its time and counts what it is asked for."""
+
+    is_remote = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[CID] = []
+
+    def _get_many(self, cids: list[CID]) -> dict[CID, bytes]:
+        import time
+
+        self.asked.extend(cids)
+        time.sleep(0.2)
+        return super()._get_many(cids)
+
+
+def test_a_block_many_threads_want_at_once_is_fetched_once() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from halodb.blockstore.caching import CachingStore
+
+    remote = _SlowRemote()
+    folder = remote.put(b"a folder every reader needs first", codec=0x55)
+    chunks = [remote.put(f"chunk {i}".encode(), codec=0x55) for i in range(16)]
+    store = CachingStore(MemoryStore(), remote)
+    with ThreadPoolExecutor(16) as pool:
+        got = list(pool.map(lambda c: store.get_many([folder, c]), chunks))
+    assert all(g[folder] == remote.get(folder) and g[c] == remote.get(c) for g, c in zip(got, chunks))
+    assert remote.asked.count(folder) == 1 and sorted(remote.asked) == sorted([folder, *chunks])
+
+
 def test_blocks_still_queued_are_written_when_the_process_exits(tmp_path: Path) -> None:
     """No close, no flush: the process ends right after its read, and the blocks are on disk
     (300 blocks: more than a directory store writes without its pool of threads, which no
