@@ -406,6 +406,8 @@ class GatewayStore(BlockStore):
                                                        into)
             except AIOHTTP.caught as exc:
                 failures.append(f"{gateway}: {_why(exc)}")
+            except GatewayError as exc:  # before the body: the deadline, or a Content-Length past the cap
+                failures.append(exc.message)
             except _FileFailure as failure:
                 stored += failure.stored
                 cause = failure.cause
