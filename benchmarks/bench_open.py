@@ -12,7 +12,11 @@ reported):
 * ``halodb (prefetch)``: ``open_dataset(..., prefetch=True)`` in a new home: the dataset's
   whole DAG first, as one CAR from the gateway (verified block by block), then the read;
 * ``ipfsspec``: ``xr.open_dataset("ipfs://CID", engine="zarr")`` with ``IPFS_GATEWAY`` set
-  to the same gateway (trustless gateway requests, a CAR per block) and ``.load()``;
+  to the same gateway and ``.load()``: ipfsspec 0.6 reads each file with one plain path
+  request (``GET /ipfs/CID/PATH``, its bytes not verified), and asks single-block CARs only
+  to stat and list. ipfsspec and zarr are imported before the clock starts, as each HaloDB
+  reader imports ``halodb.data`` first (until 2026-12-01 ipfsspec's import and set-up,
+  0.6-0.8 CPU-s, were timed as part of its read);
 * ``ipfs get``: ``ipfs get CID`` through the node's RPC: every byte out of the node the
   fastest way it has, written to disk; the floor.
 
@@ -63,6 +67,7 @@ print(time.perf_counter() - t, cpu() - c, float(ds.x.sum()))
 
 READ_IPFSSPEC = """
 import resource, sys, time, xarray as xr
+import ipfsspec, zarr  # imported before the clock starts, as halodb's reader imports its own
 cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
 t, c = time.perf_counter(), cpu()
 ds = xr.open_dataset("ipfs://" + sys.argv[1], engine="zarr").load()
