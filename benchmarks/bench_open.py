@@ -12,13 +12,21 @@ reported):
 * ``halodb (prefetch)``: ``open_dataset(..., prefetch=True)`` in a new home: the dataset's
   whole DAG first, as one CAR from the gateway (verified block by block), then the read;
 * ``ipfsspec``: ``xr.open_dataset("ipfs://CID", engine="zarr")`` with ``IPFS_GATEWAY`` set
-  to the same gateway (trustless gateway requests, a CAR per block) and ``.load()``;
+  to the same gateway and ``.load()``: ipfsspec 0.6 reads each file with one plain path
+  request (``GET /ipfs/CID/PATH``, its bytes not verified), and asks single-block CARs only
+  to stat and list. ipfsspec and zarr are imported before the clock starts, as each HaloDB
+  reader imports ``halodb.data`` first (until 2026-12-01 ipfsspec's import and set-up,
+  0.6-0.8 CPU-s, were timed as part of its read);
 * ``ipfs get``: ``ipfs get CID`` through the node's RPC: every byte out of the node the
   fastest way it has, written to disk; the floor.
 
 Then the HTTP clients alone, on the same blocks (why the gateway store uses aiohttp): every
 block of the store fetched as ``?format=raw`` and hashed, 16 at a time, with aiohttp, with
 httpx's async client, and with httpx on 16 threads.
+
+For each read, the CPU seconds of the reader's process (user + system, from just before the
+read to its end, so not the imports; for ``ipfs get``, the command's process) and of the Kubo
+daemon during it are recorded too: on a small machine the read is bound by the CPU of both.
 
 Before each timed read the disk is synced (``os.sync``): a reader that writes (HaloDB's block
 cache, ``ipfs get``) would otherwise be slowed by the write-back of the one before it.
@@ -35,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -48,18 +57,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.kubo_node import KuboNode  # noqa: E402
 
 READ_HALODB = """
-import sys, time, halodb, halodb.data, xarray
-t = time.perf_counter()
+import resource, sys, time, halodb, halodb.data, xarray
+cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+t, c = time.perf_counter(), cpu()
 reg = halodb.open(sys.argv[2], store=sys.argv[3], create=True)
 ds = halodb.open_dataset("ipfs://" + sys.argv[1], registry=reg, prefetch=sys.argv[4] == "prefetch").load()
-print(time.perf_counter() - t, float(ds.x.sum()))
+print(time.perf_counter() - t, cpu() - c, float(ds.x.sum()))
 """
 
 READ_IPFSSPEC = """
-import sys, time, xarray as xr
-t = time.perf_counter()
+import resource, sys, time, xarray as xr
+import ipfsspec, zarr  # imported before the clock starts, as halodb's reader imports its own
+cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+t, c = time.perf_counter(), cpu()
 ds = xr.open_dataset("ipfs://" + sys.argv[1], engine="zarr").load()
-print(time.perf_counter() - t, float(ds.x.sum()))
+print(time.perf_counter() - t, cpu() - c, float(ds.x.sum()))
 """
 
 
@@ -121,14 +133,32 @@ def compare_clients(gateway: str, blocks: list[str], width: int = 16) -> dict[st
     return out
 
 
-def run_python(code: str, *args: str, env: dict[str, str] | None = None) -> tuple[float, float]:
-    os.sync()  # each reader starts with no dirty pages of the one before it being written back
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=1800,
-                         env={**os.environ, **(env or {})})
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr.strip()[-1000:])
-    seconds, total = out.stdout.split()
-    return float(seconds), float(total)
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Reader:
+    """Runs readers in fresh processes; records seconds, the reader's CPU seconds (user +
+    system, from its start to the end of its read) and the Kubo daemon's during it."""
+
+    def __init__(self, kubo_pid: int) -> None:
+        self.kubo_pid = kubo_pid
+        self.cpu: dict[str, list[float]] = {}
+        self.kubo_cpu: dict[str, list[float]] = {}
+
+    def run(self, label: str, code: str, *args: str, env: dict[str, str] | None = None) -> tuple[float, float]:
+        os.sync()  # each reader starts with no dirty pages of the one before it being written back
+        before = cpu_seconds(self.kubo_pid)
+        out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=1800,
+                             env={**os.environ, **(env or {})})
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr.strip()[-1000:])
+        self.kubo_cpu.setdefault(label, []).append(cpu_seconds(self.kubo_pid) - before)
+        seconds, cpu, total = out.stdout.split()
+        self.cpu.setdefault(label, []).append(float(cpu))
+        return float(seconds), float(total)
 
 
 def main() -> None:
@@ -150,32 +180,42 @@ def main() -> None:
         results: dict[str, list[float]] = {"halodb": [], "halodb (cached)": [], "halodb (prefetch)": [], "ipfsspec": [],
                                            "ipfs get": []}
         sums = set()
+        assert node.process is not None
+        reader = Reader(node.process.pid)
         for n in range(args.runs):
             home = work / f"home-{n}"
             for label in ("halodb", "halodb (cached)"):
-                seconds, total = run_python(READ_HALODB, cid, str(home), node.gateway, "lazy")
+                seconds, total = reader.run(label, READ_HALODB, cid, str(home), node.gateway, "lazy")
                 results[label].append(seconds)
                 sums.add(round(total))
             shutil.rmtree(home)
-            seconds, total = run_python(READ_HALODB, cid, str(home), node.gateway, "prefetch")
+            seconds, total = reader.run("halodb (prefetch)", READ_HALODB, cid, str(home), node.gateway, "prefetch")
             results["halodb (prefetch)"].append(seconds)
             sums.add(round(total))
             shutil.rmtree(home)
-            seconds, total = run_python(READ_IPFSSPEC, cid, env={"IPFS_GATEWAY": node.gateway.rstrip("/")})
+            seconds, total = reader.run("ipfsspec", READ_IPFSSPEC, cid, env={"IPFS_GATEWAY": node.gateway.rstrip("/")})
             results["ipfsspec"].append(seconds)
             sums.add(round(total))
             target = work / f"get-{n}"
             os.sync()
+            kubo_before, children = cpu_seconds(node.process.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
             t = time.perf_counter()
             node.ipfs("get", "-o", str(target), cid)
             results["ipfs get"].append(time.perf_counter() - t)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            reader.cpu.setdefault("ipfs get", []).append(after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime)
+            reader.kubo_cpu.setdefault("ipfs get", []).append(cpu_seconds(node.process.pid) - kubo_before)
             shutil.rmtree(target)
             print(f"run {n + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in results.items()), flush=True)
         assert len(sums) == 1, f"the readers disagree on the data: {sums}"
         medians = {k: statistics.median(v) for k, v in results.items()}
-        print(f"\n{size / 1e6:.1f} MB, median of {args.runs} runs (s, MB/s):")
+        cpu = {k: statistics.median(v) for k, v in reader.cpu.items()}
+        kubo_cpu = {k: statistics.median(v) for k, v in reader.kubo_cpu.items()}
+        print(f"\n{size / 1e6:.1f} MB, median of {args.runs} runs (s, MB/s; CPU seconds of the reader's process "
+              "and of Kubo during the read):")
         for label, seconds in medians.items():
-            print(f"  {label:16s} {seconds:7.2f} s  {size / 1e6 / seconds:7.1f} MB/s")
+            print(f"  {label:18s} {seconds:7.2f} s  {size / 1e6 / seconds:7.1f} MB/s   CPU: reader {cpu[label]:5.2f} s, "
+                  f"Kubo {kubo_cpu[label]:5.2f} s")
         theirs, floor = medians["ipfsspec"], medians["ipfs get"]
         print("\ntargets (issue 13):")
         for label in ("halodb", "halodb (prefetch)"):
@@ -190,7 +230,8 @@ def main() -> None:
             print(f"  {label:20s} {seconds:7.2f} s")
         if args.json:
             args.json.write_text(json.dumps({"bytes": size, "chunks": chunks, "blocks": blocks, "runs": results,
-                                             "medians": medians, "clients": clients}, indent=2))
+                                             "medians": medians, "cpu": reader.cpu, "kubo_cpu": reader.kubo_cpu,
+                                             "clients": clients}, indent=2))
     finally:
         node.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -80,12 +80,15 @@ def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
 class Relay(QuietHandler):
     """Relays GETs to the Kubo gateway ``upstream``, with faults: answers for CIDs in ``bad``
     get a flipped byte, ``status(n)`` forces the status of the n-th request (None: relay),
-    and with ``cut_cars`` a CAR answer loses its last third."""
+    with ``cut_cars`` a CAR answer loses its last third, and with ``plain_paths`` a request for
+    a CAR is answered as a plain path gateway answers it: the file's bytes, ``format`` and the
+    CAR's parameters ignored."""
 
     upstream: ClassVar[str] = ""
     bad: ClassVar[set[str]] = set()
     status: ClassVar[Callable[[int], int | None] | None] = None
     cut_cars: ClassVar[bool] = False
+    plain_paths: ClassVar[bool] = False
     calls: ClassVar[list[str]] = []
     lock: ClassVar[threading.Lock] = threading.Lock()
     client: ClassVar[httpx.Client] = httpx.Client(limits=httpx.Limits(max_keepalive_connections=32))
@@ -101,7 +104,10 @@ class Relay(QuietHandler):
         if forced is not None:
             respond(self, b"injected", "text/plain", forced)
             return
-        answer = self.client.get(self.upstream.rstrip("/") + self.path, headers={"Accept": self.headers.get("Accept", "*/*")})
+        path, accept = self.path, self.headers.get("Accept", "*/*")
+        if self.plain_paths and "format=car" in path:
+            path, accept = urlsplit(path).path, "*/*"
+        answer = self.client.get(self.upstream.rstrip("/") + path, headers={"Accept": accept})
         body = answer.content
         if urlsplit(self.path).path.rsplit("/", 1)[-1] in self.bad and answer.status_code == 200:
             flipped = bytearray(body)
@@ -114,10 +120,10 @@ class Relay(QuietHandler):
 
 @contextmanager
 def relay(upstream: str, *, bad: set[str] | None = None, status: Callable[[int], int | None] | None = None,
-          cut_cars: bool = False) -> Iterator[tuple[str, type[Relay]]]:
+          cut_cars: bool = False, plain_paths: bool = False) -> Iterator[tuple[str, type[Relay]]]:
     """A :class:`Relay` in front of the gateway ``upstream``: ``(its URL, its class)``."""
     handler = type("ARelay", (Relay,), {"upstream": upstream, "bad": bad if bad is not None else set(),
                                          "status": staticmethod(status) if status else None, "cut_cars": cut_cars,
-                                         "calls": []})
+                                         "plain_paths": plain_paths, "calls": []})
     with serve(handler) as url:
         yield url, handler

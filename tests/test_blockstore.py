@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -1004,6 +1005,81 @@ def test_write_behind_waits_for_the_disk_past_its_memory_bound() -> None:
         assert behind._bytes <= 3000  # the bound, plus what one add brings
     behind.drain()
     assert sum(local.batches) == 10 and behind.get([raw_block(3, 1000)[0]]) == {}
+
+
+class _WatchedDisk(_SlowDisk):
+    """A slow disk that records the nice value of each thread that writes to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nice: dict[str, int] = {}
+
+    def _put_many(self, blocks: list[tuple[CID, bytes]]) -> None:
+        import os
+        import threading
+
+        self.nice[threading.current_thread().name] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        super()._put_many(blocks)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice value is Linux's")
+def test_the_writer_thread_yields_the_cpu_and_a_reader_past_the_bound_writes_itself() -> None:
+    import os
+    import threading
+    import time
+
+    from halodb.blockstore.write_behind import WRITER_NICE, WriteBehind
+
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    local = _WatchedDisk()
+    behind = WriteBehind(local, max_bytes=2000)
+    behind.add([raw_block(0, 1000)])
+    for _ in range(200):  # the writer thread writes it (drain would write it here)
+        if local.batches:
+            break
+        time.sleep(0.05)
+    assert local.nice["halodb-cache-writer"] == max(mine, WRITER_NICE)
+    # a writer thread that gets no CPU (here: none starts) does not stall the readers: past
+    # the bound, the reader writes a batch itself, at its own priority
+    behind._start = lambda: None  # type: ignore[method-assign]
+    for i in range(1, 10):
+        behind.add([raw_block(i, 1000)])
+        assert behind._bytes <= 3000
+    assert local.nice[threading.current_thread().name] == mine
+    behind.drain()
+    assert sum(local.batches) == 10
+
+
+class _SlowRemote(MemoryStore):
+    """Fault injection: a remote that takes its time and counts what it is asked for."""
+
+    is_remote = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[CID] = []
+
+    def _get_many(self, cids: list[CID]) -> dict[CID, bytes]:
+        import time
+
+        self.asked.extend(cids)
+        time.sleep(0.2)
+        return super()._get_many(cids)
+
+
+def test_a_block_many_threads_want_at_once_is_fetched_once() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from halodb.blockstore.caching import CachingStore
+
+    remote = _SlowRemote()
+    folder = remote.put(b"a folder every reader needs first", codec=0x55)
+    chunks = [remote.put(f"chunk {i}".encode(), codec=0x55) for i in range(16)]
+    store = CachingStore(MemoryStore(), remote)
+    with ThreadPoolExecutor(16) as pool:
+        got = list(pool.map(lambda c: store.get_many([folder, c]), chunks))
+    assert all(g[folder] == remote.get(folder) and g[c] == remote.get(c) for g, c in zip(got, chunks))
+    assert remote.asked.count(folder) == 1 and sorted(remote.asked) == sorted([folder, *chunks])
 
 
 def test_blocks_still_queued_are_written_when_the_process_exits(tmp_path: Path) -> None:

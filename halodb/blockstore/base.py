@@ -70,6 +70,9 @@ class BlockStore(abc.ABC):
     supports_quarantine: ClassVar[bool] = False
     #: the backend sends a whole DAG as one CAR (:meth:`fetch_dag`): a gateway, Kubo
     supports_dag_export: ClassVar[bool] = False
+    #: the backend sends the blocks of one file (a UnixFS entity), or of a byte range of it,
+    #: as one CAR (:meth:`fetch_file`): a trustless gateway
+    supports_file_export: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.stats = StoreStats()
@@ -257,9 +260,21 @@ class BlockStore(abc.ABC):
         returns the blocks imported (only with ``supports_dag_export``)."""
         raise BlockStoreError(f"{self.describe()} cannot export a DAG as a CAR", store=self.describe())
 
+    def fetch_file(self, root: CID, into: BlockStore, *, start: int = 0, end: int | None = None) -> int:
+        """Bulk read: the blocks of the file under ``root`` that hold bytes ``[start, end)`` (all
+        of it when ``end`` is None) as one CAR, each verified, put into ``into``; returns the
+        blocks put (only with ``supports_file_export``)."""
+        raise BlockStoreError(f"{self.describe()} cannot send a file as a CAR", store=self.describe())
+
     def prefetch(self, root: CID, *, spread: int = 256, workers: int = 16) -> int:
         """Bring the DAG under ``root`` close before it is read; returns the blocks fetched
         (a no-op, 0, where every block is local already)."""
+        return 0
+
+    def prefetch_file(self, root: CID, *, start: int = 0, end: int | None = None) -> int:
+        """Bring the blocks of the file under ``root`` that hold bytes ``[start, end)`` close
+        before they are read, in one request where the store can (a gateway's CAR); returns the
+        blocks fetched (a no-op, 0, where the store cannot or they are here already)."""
         return 0
 
     def local_store(self) -> BlockStore:

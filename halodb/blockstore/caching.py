@@ -26,7 +26,9 @@ True
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from halodb.blockstore.base import Block, BlockStore
 from halodb.blockstore.write_behind import WriteBehind
@@ -51,6 +53,9 @@ class CachingStore(BlockStore):
         #: why CAR prefetches failed (each then fell back to single blocks), in order
         self.prefetch_failures: list[str] = []
         self._behind = WriteBehind(local)
+        self._lock = threading.Lock()
+        self._inflight: dict[CID, Future[bytes | None]] = {}  # blocks being fetched by some thread
+        self._pid = os.getpid()
 
     def describe(self) -> str:
         return f"{self.remote.describe()} (cached in {self.local.describe()})"
@@ -69,17 +74,61 @@ class CachingStore(BlockStore):
         found.update(waiting)
         missing = [c for c in cids if c not in found]
         if missing:
-            fetched = self.remote.get_many(missing)  # verified there, unless it trusts itself:
-            if self.remote.trusted_reads:
-                for cid, data in fetched.items():
-                    verify_block(cid, data, source=self.remote.describe())
-            if fetched:
-                self._behind.add(list(fetched.items()))
-            found.update(fetched)
+            found.update(self._fetch_once(missing))
         for cid, error in damaged.items():
             if cid not in found:  # the remote does not have it either
                 raise error
         return found
+
+    def _fetch_once(self, cids: list[CID]) -> dict[CID, bytes]:
+        """The blocks of ``cids`` from the remote, each asked for once however many threads
+        want it at the same moment (the zarr readers all need a folder's block first): a block
+        another thread is fetching is waited for, and fetched here only if that failed."""
+        mine: dict[CID, Future[bytes | None]] = {}
+        theirs: dict[CID, Future[bytes | None]] = {}
+        if self._pid != os.getpid():  # a forked child: its parent's fetches are not its own
+            self._lock, self._inflight, self._pid = threading.Lock(), {}, os.getpid()
+        with self._lock:
+            for cid in cids:
+                if (running := self._inflight.get(cid)) is not None:
+                    theirs[cid] = running
+                else:
+                    mine[cid] = self._inflight[cid] = Future()
+        fetched: dict[CID, bytes] = {}
+        try:
+            if mine:  # another thread may have brought some since this one looked
+                fetched = self._behind.get(list(mine))
+                wanted = [c for c in mine if c not in fetched]
+                arrived = self.local._get_many(wanted) if wanted else {}
+                fetched.update((c, d) for c, d in arrived.items() if c.verify(d))
+                wanted = [c for c in wanted if c not in fetched]
+                if wanted:
+                    fetched.update(self._fetch(wanted))
+        finally:
+            with self._lock:
+                for cid in mine:
+                    del self._inflight[cid]
+            for cid, future in mine.items():  # (None: absent, or this fetch failed)
+                future.set_result(fetched.get(cid))
+        again = []
+        for cid, future in theirs.items():
+            got = future.result()  # (bounded: the other thread's requests have deadlines)
+            if got is None:
+                again.append(cid)
+            else:
+                fetched[cid] = got
+        if again:
+            fetched.update(self._fetch(again))
+        return fetched
+
+    def _fetch(self, cids: list[CID]) -> dict[CID, bytes]:
+        fetched = self.remote.get_many(cids)  # verified there, unless it trusts itself:
+        if self.remote.trusted_reads:
+            for cid, data in fetched.items():
+                verify_block(cid, data, source=self.remote.describe())
+        if fetched:
+            self._behind.add(list(fetched.items()))
+        return fetched
 
     def _set_aside(self, cid: CID) -> VerificationError:
         """Quarantine the damaged local copy of ``cid`` where ``local`` can; returns the error
@@ -139,6 +188,27 @@ class CachingStore(BlockStore):
             return fetched + self._fetch_dag_or_report(frontier[0])
         with ThreadPoolExecutor(min(workers, len(frontier))) as pool:
             return fetched + sum(pool.map(self._fetch_dag_or_report, frontier))
+
+    def prefetch_file(self, root: CID, *, start: int = 0, end: int | None = None) -> int:
+        """Bring the blocks of the file under ``root`` that hold bytes ``[start, end)`` into the
+        local cache as ONE CAR, where the remote can send a file's CAR (a gateway); returns the
+        blocks fetched. Nothing is asked when ``root`` is cached already (a file read before:
+        the rest, if any, comes block by block) or the remote cannot (Kubo: today's path).
+
+        A CAR that fails (a plain path gateway, HTTP 500, a deadline, a cut) is reported as
+        :meth:`prefetch` reports, and the reader then fetches the blocks one by one; a block
+        that does not match its CID is a :class:`~halodb.errors.VerificationError`, raised.
+        """
+        if not self.remote.supports_file_export or (end is not None and end <= start) or self._cached(root):
+            return 0
+        try:
+            return int(self.remote.fetch_file(root, _Queued(self), start=start, end=end))
+        except VerificationError:
+            raise
+        except (BlockStoreError, IPLDError) as exc:
+            self.prefetch_failures.append(str(exc))
+            log.warning("fetching %s as a CAR failed, its blocks will be fetched one by one: %s", root, exc)
+            return 0
 
     def _fetch_dag_or_report(self, cid: CID) -> int:
         """One subtree CAR into the local cache; a failed one (HTTP 500, a bad or junk-laden

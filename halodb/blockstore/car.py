@@ -606,14 +606,8 @@ class _ChunkStream(io.RawIOBase):
 
 def receive_dag(chunks: Iterable[bytes], root: CID, out: IO[bytes], *, max_block_size: int) -> int:
     """Copy a CAR of the DAG under ``root`` from ``chunks`` (an HTTP body) to ``out``, checking
-    each section as it arrives; returns the number of blocks.
+    each section as it arrives (:func:`receive_blocks`); returns the number of blocks.
 
-    The CAR must be what a trustless gateway sends for ``?format=car&dag-scope=all`` with
-    ``order=dfs; dups=n``: its only root is ``root``, and each block is one the blocks before
-    it link to (or ``root`` itself), sent once, at most ``max_block_size`` bytes, and matching
-    its CID. The first section that breaks this raises :class:`CarError` (or
-    :class:`~halodb.errors.VerificationError`) at once, so a gateway cannot make the client
-    read, or spool, more than the requested DAG: no junk blocks, no repeats, no endless body.
     Whether the DAG is complete is left to :func:`import_reachable`, which ``out`` is meant
     for.
 
@@ -625,10 +619,41 @@ def receive_dag(chunks: Iterable[bytes], root: CID, out: IO[bytes], *, max_block
     >>> _ = write_car(car, [cid], [(cid, data), (leaf, leaf_data)])
     >>> receive_dag(iter([car.getvalue()]), cid, io.BytesIO(), max_block_size=1024)
     2
+    """
+    header = encode({"roots": [root], "version": 1})
+    out.write(encode_varint(len(header)) + header)
+    count = 0
+    for cid, data in receive_blocks(chunks, root, max_block_size=max_block_size):
+        buf = cid.buffer
+        out.write(encode_varint(len(buf) + len(data)))
+        out.write(buf)
+        out.write(data)
+        count += 1
+    return count
+
+
+def receive_blocks(chunks: Iterable[bytes], root: CID, *, max_block_size: int) -> Iterator[tuple[CID, bytes]]:
+    """The blocks of a CAR of the DAG under ``root`` read from ``chunks`` (an HTTP body),
+    each checked as it arrives and yielded once it passed.
+
+    The CAR must be what a trustless gateway sends for ``?format=car`` with ``order=dfs;
+    dups=n`` (``dag-scope=all``, ``entity``, or ``entity-bytes``: a part of the DAG): its only
+    root is ``root``, and each block is one the blocks before it link to (or ``root``
+    itself), sent once, at most ``max_block_size`` bytes, and matching its CID. The first
+    section that breaks this raises :class:`CarError` (or
+    :class:`~halodb.errors.VerificationError`) at once, so a gateway cannot make the client
+    read more than the requested DAG: no junk blocks, no repeats, no endless body. The
+    blocks yielded before it are good blocks of the DAG. Whether they are all of it is left
+    to the caller.
+
+    >>> import io
+    >>> from halodb.ipld import make_block
+    >>> leaf, leaf_data = make_block("leaf")
+    >>> cid, data = make_block({"a": leaf})
     >>> junk = io.BytesIO()
     >>> _ = write_car(junk, [cid], [(leaf, leaf_data)])  # a block nothing before it links to
     >>> try:
-    ...     receive_dag(iter([junk.getvalue()]), cid, io.BytesIO(), max_block_size=1024)
+    ...     list(receive_blocks(iter([junk.getvalue()]), cid, max_block_size=1024))
     ... except CarError as exc:
     ...     print(exc.message.split(": ", 1)[1].replace(str(leaf), "LEAF").replace(str(cid), "ROOT"))
     block LEAF is not linked from the blocks before it: not part of the DAG of ROOT (or not in the depth-first order asked for)
@@ -637,8 +662,6 @@ def receive_dag(chunks: Iterable[bytes], root: CID, out: IO[bytes], *, max_block
     roots = reader.header()
     if roots != [root]:
         raise reader.error(f"the CAR's roots are {', '.join(map(str, roots)) or 'none'}, not the requested {root}", 0)
-    header = encode({"roots": [root], "version": 1})
-    out.write(encode_varint(len(header)) + header)
     wanted: set[CID] = {root}
     received: set[CID] = set()
     while (sec := reader.section()) is not None:
@@ -656,8 +679,4 @@ def receive_dag(chunks: Iterable[bytes], root: CID, out: IO[bytes], *, max_block
             verify_block(cid, data, source=reader.where(start))
         received.add(cid)
         wanted.update(dag_links(cid, data))
-        buf = cid.buffer
-        out.write(encode_varint(len(buf) + len(data)))
-        out.write(buf)
-        out.write(data)
-    return len(received)
+        yield cid, data

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import os
 import re
@@ -42,7 +43,7 @@ import yarl
 
 from halodb.blockstore._boundary import AIOHTTP
 from halodb.blockstore.base import BlockStore
-from halodb.blockstore.car import import_reachable, receive_dag
+from halodb.blockstore.car import import_reachable, receive_blocks, receive_dag
 from halodb.errors import (
     BlockStoreError,
     CarError,
@@ -56,14 +57,21 @@ from halodb.ipld import CID
 from halodb.ipld.limits import MAX_BLOCK_SIZE
 from halodb.util.background_loop import BackgroundLoop
 
+log = logging.getLogger(__name__)
+
 RAW_BLOCK = "application/vnd.ipld.raw"
 CAR_V1 = "application/vnd.ipld.car; version=1; order=dfs; dups=n"
 _RETRY_STATUS = {429, 500, 502, 503, 504}
+#: answers of a gateway that does not send CARs (a plain path gateway): not asked for one again
+_NO_CAR_STATUS = {400, 406, 415, 501}
+#: blocks of a file's CAR are handed on in batches of about this many bytes
+_FILE_BATCH = 8 << 20
 _ABSENT_STATUS = {404, 410}
 _MISMATCH = "answered with bytes that do not match the CID"
-#: the most bytes of a streamed body handed from the loop to the reading thread at a time
-#: (only what has arrived: a hostile body is not read ahead of the checks)
-_PIECE = 1 << 20
+#: the bytes of a streamed body handed from the loop to the reading thread at a time (the rest,
+#: at the end): a trip between the threads costs more than waiting for more of the body on the
+#: loop, and a hostile body is read at most this far (and one socket read) ahead of the checks
+_PIECE = 1 << 19
 #: bytes aiohttp buffers of a body before it stops reading the socket (at twice this): its
 #: default, 64 KiB, stalls a CAR stream whenever the reading thread is busy checking blocks
 _READ_BUFFER = 1 << 20
@@ -75,6 +83,17 @@ DEFAULT_DEADLINE = 60.0
 DEADLINE_ENV = "HALODB_GATEWAY_DEADLINE"
 
 T = TypeVar("T")
+
+
+def range_cap(length: int) -> int:
+    """The most bytes a CAR of a ``length``-byte range of a file may have: the range, an
+    eighth more for the nodes above the leaves and the CAR's own framing, and four blocks
+    (the leaves the range starts and ends in stick out of it).
+
+    >>> range_cap(0) == 4 * MAX_BLOCK_SIZE
+    True
+    """
+    return length + length // 8 + 4 * MAX_BLOCK_SIZE
 
 
 def gateway_deadline(env: Mapping[str, str] | None = None) -> float:
@@ -136,6 +155,7 @@ class GatewayStore(BlockStore):
     supports_writes = False
     is_remote = True
     supports_dag_export = True
+    supports_file_export = True
     trusted_reads = True  # every block is verified against its CID as it arrives (_fetch)
 
     def __init__(
@@ -162,7 +182,8 @@ class GatewayStore(BlockStore):
         self.proxies = {g: _proxy_for(g) for g in self.gateways}
         self._sessions = _Sessions(self.timeout, self.concurrency)
         self._finalizer = weakref.finalize(self, self._sessions.close)
-        self._demoted: set[str] = set()  # gateways that broke a deadline or a cap: asked last
+        self._demoted: set[str] = set()  # gateways that broke a deadline or a cap, or lied: asked last
+        self._no_car: set[str] = set()  # gateways that answered a file's CAR with something else
         self.requests = 0  #: HTTP requests made (benchmarks)
         self.bytes_received = 0  #: response bytes received
 
@@ -315,7 +336,7 @@ class GatewayStore(BlockStore):
         for gateway in self.ordered():
             try:
                 with self._stream(gateway, f"ipfs/{root}", params={"format": "car", "dag-scope": "all"},
-                                  accept=CAR_V1, limit=max_bytes, what="this CAR") as (status, chunks):
+                                  accept=CAR_V1, limit=max_bytes, what="this CAR") as (status, _, chunks):
                     if status != 200:
                         failures.append(f"{gateway}: HTTP {status}")
                         continue
@@ -331,11 +352,104 @@ class GatewayStore(BlockStore):
         raise BlockStoreError(f"no gateway returned the DAG of {root} whole: " + "; ".join(failures),
                               cid=root, store=self.describe())
 
+    # -- one file (or a byte range of it) as one CAR ------------------------------------------
+    def fetch_file(self, root: CID, into: BlockStore, *, start: int = 0, end: int | None = None,
+                   max_bytes: int | None = None) -> int:
+        """Fetch the blocks of the file under ``root`` that hold bytes ``[start, end)`` (the
+        whole file when ``end`` is None) as ONE CAR request, and put them into ``into``.
+
+        Asks ``GET /ipfs/{root}?format=car&dag-scope=entity`` (with ``entity-bytes=start:end-1``
+        for a range: the trustless gateway's range request). Each block is checked as it
+        arrives (:func:`~halodb.blockstore.car.receive_blocks`: verified, linked from the blocks
+        before it, sent once) and handed to ``into`` in batches, so at most a batch (8 MiB) is
+        held here; ``max_bytes`` caps the answer (for a range, by default :func:`range_cap`:
+        a gateway cannot send a whole large file for a small range). The CAR need not be complete: the reader
+        fetches what it lacks block by block. Returns the blocks put.
+
+        A gateway that answers with something else than a CAR (a plain path gateway: HTTP 400,
+        406, 415, 501, or another Content-Type) is not asked for one again (a warning in the log,
+        once); when no gateway sends CARs, nothing is asked and 0 returned. A block that does
+        not match its CID: the gateway is asked last from then on, and the next gateway is
+        asked; when every gateway asked failed and one of them lied,
+        :class:`~halodb.errors.VerificationError` naming the file; any other failure is a
+        :class:`~halodb.errors.BlockStoreError` (the blocks that came before it were kept).
+
+        >>> # GatewayStore(["http://127.0.0.1:8080"]).fetch_file(file_cid, MemoryStore(), start=0, end=4096)
+        """
+        if max_bytes is None and end is not None:
+            max_bytes = range_cap(end - start)
+        params = {"format": "car", "dag-scope": "entity"}
+        if start or end is not None:
+            last = "*" if end is None else str(max(end - 1, start))
+            params["entity-bytes"] = f"{start}:{last}"
+        what = f"the file {root}" + ("" if "entity-bytes" not in params else f" (bytes {params['entity-bytes']})")
+        failures: list[str] = []
+        lied = False
+        stored = 0
+        asked = [g for g in self.ordered() if g not in self._no_car]
+        if not asked:
+            return 0
+        for gateway in asked:
+            try:
+                with self._stream(gateway, f"ipfs/{root}", params=params, accept=CAR_V1, limit=max_bytes,
+                                  what=f"the CAR of {what}") as (status, content_type, chunks):
+                    if status in _NO_CAR_STATUS or (status == 200 and not _is_car(content_type)):
+                        if gateway not in self._no_car:
+                            self._no_car.add(gateway)
+                            log.warning("%s sends no CARs (HTTP %s, %s): files are read from it block by block",
+                                        gateway, status, content_type or "no Content-Type")
+                        continue
+                    if status != 200:
+                        failures.append(f"{gateway}: HTTP {status}")
+                        continue
+                    return stored + self._put_received(receive_blocks(chunks, root, max_block_size=MAX_BLOCK_SIZE),
+                                                       into)
+            except AIOHTTP.caught as exc:
+                failures.append(f"{gateway}: {_why(exc)}")
+            except GatewayError as exc:  # before the body: the deadline, or a Content-Length past the cap
+                failures.append(exc.message)
+            except _FileFailure as failure:
+                stored += failure.stored
+                cause = failure.cause
+                if isinstance(cause, VerificationError):
+                    lied = True
+                    self._demoted.add(gateway)
+                message = cause.message if isinstance(cause, GatewayError) else (
+                    f"{gateway}: {_why(cause)}" if isinstance(cause, AIOHTTP.caught) else f"{gateway}: {cause}")
+                failures.append(message)
+        if not failures:
+            return stored  # none of them sends CARs
+        why = "; ".join(failures)
+        if lied:
+            raise VerificationError(f"no gateway returned {what} intact: {why}", cid=root, source=self.describe())
+        raise BlockStoreError(f"no gateway returned {what} as a CAR: {why}", cid=root, store=self.describe())
+
+    @staticmethod
+    def _put_received(blocks: Iterator[tuple[CID, bytes]], into: BlockStore) -> int:
+        """Put ``blocks`` (verified) into ``into`` in batches; a failure while receiving raises
+        :class:`_FileFailure` after the blocks received before it were put."""
+        batch: list[tuple[CID, bytes]] = []
+        size = stored = 0
+        try:
+            for cid, data in blocks:
+                batch.append((cid, data))
+                size += len(data)
+                if size >= _FILE_BATCH:
+                    into.put_many(batch, verify=False)
+                    stored, batch, size = stored + len(batch), [], 0
+        except (*_DAG_FAILURES, *AIOHTTP.caught) as exc:
+            if batch:
+                into.put_many(batch, verify=False)
+            raise _FileFailure(stored + len(batch), exc) from None
+        if batch:
+            into.put_many(batch, verify=False)
+        return stored + len(batch)
+
     @contextlib.contextmanager
     def _stream(self, gateway: str, path: str, *, params: dict[str, str], accept: str, limit: int | None,
-                what: str) -> Iterator[tuple[int, Iterator[bytes]]]:
+                what: str) -> Iterator[tuple[int, str, Iterator[bytes]]]:
         """GET ``gateway + path`` for a body read piece by piece in this thread: ``(status,
-        chunks)``; the chunks stop at the deadline (or past ``limit`` bytes) with a
+        content type, chunks)``; the chunks stop at the deadline (or past ``limit`` bytes) with a
         :class:`GatewayError`. The body of an answer other than 200 is not read."""
         url = f"{gateway}{path}"
         loop = BackgroundLoop.shared()
@@ -353,35 +467,58 @@ class GatewayStore(BlockStore):
                     f"{gateway}: no whole answer within the {self.deadline:g} s deadline ({DEADLINE_ENV})",
                     url=url, deadline=self.deadline) from None
 
-        async def start() -> aiohttp.ClientResponse:
-            return await self._sessions.session().get(url, params=params, headers=_headers(accept),
-                                                      proxy=self.proxies[gateway])
+        async def piece(response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+            """_PIECE bytes of the body (or the rest: then True) per trip between the threads."""
+            parts: list[bytes] = []
+            size = 0
+            while size < _PIECE:
+                part = await response.content.readany()
+                if not part:
+                    return b"".join(parts), True
+                parts.append(part)
+                size += len(part)
+            return b"".join(parts), False
 
-        response = wait(start())
-        try:
-            if response.status == 200:
+        async def start() -> tuple[aiohttp.ClientResponse, bytes, bool]:  # the head and the first piece
+            response = await self._sessions.session().get(url, params=params, headers=_headers(accept),
+                                                          proxy=self.proxies[gateway])
+            try:
+                if response.status != 200:
+                    return response, b"", True
                 self._check_head(gateway, url, response, limit, what)
+                return (response, *await piece(response))
+            except BaseException:
+                response.close()
+                raise
 
-            async def piece() -> bytes:  # what has arrived (up to _PIECE bytes) per trip between the threads
-                parts = [await response.content.readany()]
-                size = len(parts[0])
-                while parts[-1] and size < _PIECE and (more := response.content.read_nowait(_PIECE - size)):
-                    parts.append(more)
-                    size += len(more)
-                return b"".join(parts)
-
+        response, first, ended = wait(start())
+        try:
             def chunks() -> Iterator[bytes]:
-                got = 0
-                while chunk := wait(piece()):
+                nonlocal ended
+                chunk, got = first, 0
+                while chunk:
                     got += len(chunk)
                     self.bytes_received += len(chunk)
                     if limit is not None and got > limit:
                         raise self._over(gateway, url, limit, what, "sent more")  # and read no further
                     yield chunk
+                    if ended:
+                        return
+                    chunk, ended = wait(piece(response))
 
-            yield response.status, chunks()
+            yield response.status, response.headers.get("content-type", ""), chunks()
         finally:
-            loop.loop.call_soon_threadsafe(response.close)  # (on its loop) a body not read to its end drops the connection
+            if not ended or response.status != 200:  # (on its loop) a body not read to its end drops the connection
+                loop.loop.call_soon_threadsafe(response.close)
+
+
+class _FileFailure(Exception):
+    """A file's CAR that broke off (``cause``) after ``stored`` good blocks were put."""
+
+    def __init__(self, stored: int, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.stored = stored
+        self.cause = cause
 
 
 class _Sessions:
@@ -416,6 +553,15 @@ class _Sessions:
         if loop.alive:
             with contextlib.suppress(Exception):
                 loop.run(session.close(), timeout=5)
+
+
+def _is_car(content_type: str) -> bool:
+    """Whether a Content-Type names a CAR (``application/vnd.ipld.car``, any parameters).
+
+    >>> _is_car("application/vnd.ipld.car; version=1; order=dfs; dups=n"), _is_car("application/octet-stream")
+    (True, False)
+    """
+    return content_type.partition(";")[0].strip().lower() == "application/vnd.ipld.car"
 
 
 def _headers(accept: str) -> dict[str, str]:

@@ -6,7 +6,10 @@ in 630 blocks: ~0.5 s of a 2 s read, ``benchmarks/bench_open.py``), so the reade
 blocks to a :class:`WriteBehind` and goes on: one thread writes them in batches, and until
 then :meth:`WriteBehind.get` serves them from memory.
 
-* At most ``max_bytes`` wait at once; past that, :meth:`~WriteBehind.add` waits for the disk.
+* At most ``max_bytes`` wait at once; past that, :meth:`~WriteBehind.add` writes a batch in
+  the caller's thread (or waits for the one being written).
+* The writer thread runs at a lower CPU priority (:data:`WRITER_NICE`, Linux): the writes
+  take what the reads leave over, and catch up when the reading is done.
 * :meth:`~WriteBehind.drain` writes what is queued and waits for the batch in flight; it
   raises the first write error since the last drain (a full disk: the blocks stay uncached,
   reads go on, and the error is not lost). The caching store drains on ``flush``, ``close``
@@ -28,20 +31,27 @@ True
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
+import sys
 import threading
 import weakref
 
 from halodb.blockstore.base import Block, BlockStore
 from halodb.ipld import CID
 
-__all__ = ["WRITE_BEHIND_BYTES", "WriteBehind"]
+__all__ = ["WRITER_NICE", "WRITE_BEHIND_BYTES", "WriteBehind"]
 
 log = logging.getLogger(__name__)
 
 #: bytes of blocks that may wait to be written at once
 WRITE_BEHIND_BYTES = 256 << 20
+#: the writer thread's nice value (Linux): the cache is written with the CPU the reads leave
+#: over (on a small machine a read through a gateway on loopback is bound by the CPU, and the
+#: cache writes are a large part of it); a reader that finds too much queued writes a batch
+#: itself, at its own priority
+WRITER_NICE = 10
 #: seconds a writer thread with nothing to write waits before it ends (the next add starts one)
 _IDLE = 2.0
 
@@ -76,19 +86,25 @@ class WriteBehind:
             return cid in self._pending
 
     def add(self, blocks: list[Block]) -> None:
-        """Queue ``blocks`` (verified) to be written; waits while too much is queued."""
-        with self._cond:
-            self._forked()
-            while self._bytes > self.max_bytes and (self._queue or self._writers):  # wait for the disk
-                self._start()
-                self._cond.wait()
-            for cid, data in blocks:
-                if cid not in self._pending:
-                    self._pending[cid] = data
-                    self._queue.append((cid, data))
-                    self._bytes += len(data)
-            self._start()
-            self._cond.notify_all()
+        """Queue ``blocks`` (verified) to be written. While too much is queued, the caller writes
+        a batch itself (at its own priority: the writer thread's is lower), or waits for the
+        batch being written."""
+        while True:
+            with self._cond:
+                self._forked()
+                if not (self._bytes > self.max_bytes and (self._queue or self._writers)):
+                    for cid, data in blocks:
+                        if cid not in self._pending:
+                            self._pending[cid] = data
+                            self._queue.append((cid, data))
+                            self._bytes += len(data)
+                    self._start()
+                    self._cond.notify_all()
+                    return
+                if not self._queue:
+                    self._cond.wait()  # only the batch in flight: wait for the disk
+                    continue
+            self._write_queued()
 
     def drain(self) -> None:
         """Write everything queued (here, not waiting for the thread) and wait for the batch
@@ -114,6 +130,7 @@ class WriteBehind:
             self._thread.start()
 
     def _run(self) -> None:
+        _lower_priority()
         while True:
             with self._cond:
                 if not self._queue and not self._cond.wait_for(lambda: bool(self._queue), timeout=_IDLE):
@@ -142,6 +159,15 @@ class WriteBehind:
                     self._error = error
             self._writers -= 1
             self._cond.notify_all()
+
+
+def _lower_priority() -> None:
+    """Lower this thread's CPU priority (Linux: a thread's nice value is its own) to
+    :data:`WRITER_NICE`, so that the writes take the cores the readers leave idle."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
+                           max(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), WRITER_NICE))
 
 
 @atexit.register

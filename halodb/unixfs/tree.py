@@ -355,6 +355,18 @@ class UnixFSTree(Tree):
         return TreeEntry(name, node.kind == DIR, None if node.kind == DIR else node.size)
 
     def read(self, path: str, start: int = 0, end: int | None = None) -> bytes:
+        """Bytes ``[start, end)`` of the file at ``path``. Where the store can send a file's
+        blocks as one request (a gateway's CAR: ``BlockStore.prefetch_file``), they are asked
+        for that way first, before the file's root and leaves are read as usual."""
+        if start < 0 or (end is not None and end < 0):
+            raise InputError(f"{path}: negative byte range [{start}, {end})", source=path)
+        cid = self.resolve(path)
+        if cid is not None and cid.codec == DAG_PB and cid.inline_data is None:  # (a raw CID is one block)
+            try:
+                self.store.prefetch_file(cid, start=start, end=end)
+            except HaloDBError as exc:
+                annotate(exc, path)
+                raise
         found = self._entry_node(path)
         if found is None or found[1].kind == DIR:
             raise TreePathError(f"{path}: not a file in {self.root}", path=path)
@@ -363,8 +375,6 @@ class UnixFSTree(Tree):
             target = (node.fs.data if node.fs else b"") or b""
             raise TreePathError(f"{path}: a symbolic link to {target.decode('utf-8', 'replace')!r} in {self.root}; "
                                 "links are not followed", path=path)
-        if start < 0 or (end is not None and end < 0):
-            raise InputError(f"{path}: negative byte range [{start}, {end})", source=path)
         try:
             return self.read_range(node, start, end)
         except HaloDBError as exc:
