@@ -620,16 +620,7 @@ def receive_dag(chunks: Iterable[bytes], root: CID, out: IO[bytes], *, max_block
     >>> receive_dag(iter([car.getvalue()]), cid, io.BytesIO(), max_block_size=1024)
     2
     """
-    header = encode({"roots": [root], "version": 1})
-    out.write(encode_varint(len(header)) + header)
-    count = 0
-    for cid, data in receive_blocks(chunks, root, max_block_size=max_block_size):
-        buf = cid.buffer
-        out.write(encode_varint(len(buf) + len(data)))
-        out.write(buf)
-        out.write(data)
-        count += 1
-    return count
+    return _write_car(out, [root], receive_blocks(chunks, root, max_block_size=max_block_size))
 
 
 def receive_blocks(chunks: Iterable[bytes], root: CID, *, max_block_size: int) -> Iterator[tuple[CID, bytes]]:
