@@ -6,6 +6,7 @@ SQLite block stores and DuckDB caches."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +197,33 @@ def test_ten_changes_on_5000_items_write_and_read_few_blocks() -> None:
     assert [c.key for c in fresh.diff(root1, root2)] == keys
     read = store.stats.blocks_read - reads
     assert read <= 2 * (2 * 10 + 3), read  # both sides: the changed leaves (and neighbours) and their parents
+
+
+def test_a_publisher_keeps_writing_format_2_for_readers_not_yet_updated(tmp_path: Path) -> None:
+    """HALODB_INDEX_FORMAT=2: versions stay readable by HaloDB before format 3 (every item a
+    linked block); switching back to 3 upgrades the next version; a format-2 writer on a
+    format-3 head, and a bad value, are exit 2 naming what to do."""
+    from .conftest import run_cli_in_process
+
+    home = tmp_path / "home"
+    items = tmp_path / "items.ndjson"
+    items.write_text("\n".join(json.dumps(make_item(f"f{i}", cid_for(f"d{i}"))) for i in range(3)))
+    old = {"HALODB_INDEX_FORMAT": "2"}
+    assert run_cli_in_process(home, "init", env=old).code == 0
+    assert run_cli_in_process(home, "add", str(items), "--collection", "halo", env=old).code == 0
+    assert run_cli_in_process(home, "commit", "-m", "v1", "--time", "2024-09-01T00:00:00Z", env=old).code == 0
+    with halodb.open(home) as reg:
+        assert reg.head is not None
+        root = reg.index.load_root(load_commit(reg.store, reg.head).index)
+        assert root.version == 1 and not root.inline_items
+        assert all(entry.inline is None and reg.store.has(entry.item) for _, entry in reg.index.entries(root))
+    bad = run_cli_in_process(home, "log", env={"HALODB_INDEX_FORMAT": "4"})
+    assert bad.code == 2 and bad.err.count("\n") == 1 and "HALODB_INDEX_FORMAT='4'" in bad.err
+    assert run_cli_in_process(home, "rm", "halo/f0").code == 0
+    assert run_cli_in_process(home, "commit", "-m", "v2", "--time", "2024-09-02T00:00:00Z").code == 0
+    with halodb.open(home) as reg:
+        assert reg.head is not None
+        assert reg.index.load_root(load_commit(reg.store, reg.head).index).version == 3
+    assert run_cli_in_process(home, "rm", "halo/f1", env=old).code == 0
+    refused = run_cli_in_process(home, "commit", "-m", "v3", env=old)
+    assert refused.code == 2 and "cannot be changed by a writer of formats 1 and 2" in refused.err

@@ -22,9 +22,10 @@ beside it (:mod:`~halodb.api.home`, :mod:`~halodb.api.staging`, :mod:`~halodb.ap
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,6 +76,21 @@ if TYPE_CHECKING:  # scanning imports zarr and numpy (~0.3 s): only when a scan 
     from halodb.scan.scanner import Progress, ScanReport
 
 
+def index_format(env: Mapping[str, str] | None = None) -> int:
+    """The index format new versions are written in: ``HALODB_INDEX_FORMAT``, 3 (small items
+    inline; the default) or 2 (every item linked: what HaloDB wrote before format 3, for
+    readers not yet updated, which refuse a format-3 root). :class:`InputError` otherwise.
+
+    >>> index_format({}), index_format({"HALODB_INDEX_FORMAT": "2"})
+    (3, 2)
+    """
+    value = (os.environ if env is None else env).get("HALODB_INDEX_FORMAT", "").strip() or "3"
+    if value not in ("2", "3"):
+        raise InputError(f"HALODB_INDEX_FORMAT={value!r}: give 3 (small items inline, the default) or 2 "
+                         "(every item linked, readable by HaloDB before index format 3)", source="HALODB_INDEX_FORMAT")
+    return int(value)
+
+
 class Registry:
     """A HaloDB registry: see :func:`halodb.open`."""
 
@@ -86,7 +102,7 @@ class Registry:
         self.state = Home(home)
         self.trust = TrustStore(home)  #: per-name trust policies: who may sign a name's versions
         self.node_cache = NodeCache()
-        self.index = Index(store, self.node_cache)
+        self.index = Index(store, self.node_cache, inline_items=index_format() == 3)
         self._commits: dict[CID, Commit] = {}
         self._cache: Cache | None = None
         self._queries: Cache | None = None

@@ -182,7 +182,8 @@ class Index:
         """
         if root.inline_items and not self.inline_items and root.count:
             raise SchemaError(f"index root of format {root.version} cannot be changed by a writer of formats 1 "
-                              "and 2 (inline_items=False)", cid=root.datasets)
+                              "and 2 (inline_items=False, HALODB_INDEX_FORMAT=2): a version of format 3 stays "
+                              "format 3", cid=root.datasets)
         removals = [k for k in removals if k not in upserts]
         touched = sorted(set(upserts) | set(removals))
         old: dict[str, Entry | None] = {k: self.get(root, k) for k in touched}
