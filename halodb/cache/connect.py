@@ -84,7 +84,7 @@ WRITE_MEMORY_LIMIT = "512MB"
 def write_memory_limit() -> str:
     """The memory limit of a writing connection: ``HALODB_CACHE_MEMORY`` or :data:`WRITE_MEMORY_LIMIT`.
 
-    >>> write_memory_limit() if "HALODB_CACHE_MEMORY" not in os.environ else "512MB"
+    >>> WRITE_MEMORY_LIMIT  # the default; tests/test_cache.py syncs under another
     '512MB'
     """
     return os.environ.get("HALODB_CACHE_MEMORY") or WRITE_MEMORY_LIMIT
