@@ -167,6 +167,27 @@ def test_a_reader_in_another_instance_sees_new_blocks_at_once(tmp_path: Path) ->
     reader.close()
 
 
+def test_a_reader_that_may_not_create_opens_only_a_store_that_exists(tmp_path: Path) -> None:
+    """``create=False`` (what `halodb at` opens): no store there is an error that creates
+    nothing; an existing one is read without its writer lock (a writer holds it meanwhile)."""
+    with pytest.raises(BlockStoreError, match="no block store at"):
+        SqliteStore(tmp_path / "none", create=False)
+    assert not (tmp_path / "none").exists()
+    writer = SqliteStore(tmp_path / "blocks")
+    cid = writer.put(b"kept", codec=RAW)
+    writer.flush()
+    held = sqlite3.connect(writer.db_path, isolation_level=None)
+    held.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+    try:
+        reader = SqliteStore(tmp_path / "blocks", create=False, migrate=False)
+        assert reader.get(cid) == b"kept"
+        reader.close()
+    finally:
+        held.execute("ROLLBACK")
+        held.close()
+        writer.close()
+
+
 def test_a_flush_keeps_the_log_of_this_process_when_another_closes(tmp_path: Path) -> None:
     """``flush`` once fsync'ed the files through descriptors of its own; closing them dropped
     the process's SQLite locks, so a second process closing the store last took the log for

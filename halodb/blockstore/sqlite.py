@@ -108,6 +108,10 @@ class SqliteStore(BlockStore):
     """Blocks as rows of ``<root>/blocks.sqlite3`` (``root`` created if missing); a directory
     store found in ``root`` is migrated. See the module docstring.
 
+    ``create=False`` opens a database that exists and nothing else (a
+    :class:`~halodb.errors.BlockStoreError` when there is none): a reader that should neither
+    create a store nor wait for a writer's lock to check its schema.
+
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     store = SqliteStore(Path(tmp) / "blocks")
@@ -121,14 +125,18 @@ class SqliteStore(BlockStore):
     supports_listing = True
     supports_quarantine = True
 
-    def __init__(self, root: Path | str, *, migrate: bool = True) -> None:
+    def __init__(self, root: Path | str, *, migrate: bool = True, create: bool = True) -> None:
         super().__init__()
         self.root = Path(root)
         self.db_path = self.root / DB_NAME
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise BlockStoreError(f"cannot create block store directory {self.root}: {exc}", path=self.root) from exc
+        if create:
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise BlockStoreError(f"cannot create block store directory {self.root}: {exc}",
+                                      path=self.root) from exc
+        elif not self.db_path.is_file():
+            raise BlockStoreError(f"no block store at {self.db_path}", path=self.db_path)
         self._db = os.fspath(self.db_path)
         self._lock = threading.Lock()  # guards the pools
         self._write_lock = threading.Lock()  # one writing transaction at a time in this process
@@ -136,7 +144,8 @@ class SqliteStore(BlockStore):
         self._writer: sqlite3.Connection | None = None
         self._dirty = False  # committed since the last flush
         self._pid = os.getpid()
-        self._create()
+        if create:
+            self._create()
         #: the directory store in the same root, while it holds blocks (read first)
         self._legacy: DirectoryStore | None = DirectoryStore(self.root) if _has_shards(self.root) else None
         if self._legacy is not None and migrate:

@@ -1,12 +1,13 @@
 """The ``halodb`` entry point: the one question asked most often answered before the CLI loads.
 
-``halodb [--home H] [--store S] [--cache C] at KEY_OR_PATH WHEN --name NAME`` on a name the
-cache holds at its current head is one indexed query; building click's command tree and
-importing every command's module would cost more than the question (issue 15, part 5). So
-that exact form is answered here from :func:`halodb.api.lookup.cid_at_in_home`, printing
-what the full command prints; anything else — other options, a tag or ``doi:``, a bad date,
-an error, a cache that cannot answer — goes to the full CLI (:mod:`halodb.cli.commands`),
-which then says or does what it always does.
+``halodb [--home H] [--store S] [--cache C] at KEY_OR_PATH WHEN --name NAME`` on a name
+whose blocks the home holds is a few block reads (or, when it lacks them, one indexed query
+of a cache synced at the name's head); building click's command tree and importing every
+command's module would cost more than the question (issue 15, part 5). So that exact form
+is answered here from :func:`halodb.api.lookup.cid_at_in_home`, printing what the full
+command prints; anything else — other options, a tag or ``doi:``, a bad date, an error, a
+home that cannot answer — goes to the full CLI (:mod:`halodb.cli.commands`), which then
+says or does what it always does.
 
 >>> quick_at(["--version"]) is None
 True

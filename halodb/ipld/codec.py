@@ -40,13 +40,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import dag_cbor
 import libipld
-from dag_cbor.encoding.err import CBORError
-from multiformats import CID as _MFCID
 
 from halodb.errors import CIDError, DecodeError, EncodeError
-from halodb.ipld._boundary import MULTIFORMATS_DECODE, MULTIFORMATS_ENCODE
 from halodb.ipld.cid import CID
 from halodb.ipld.limits import MAX_BLOCK_SIZE, MAX_INT, MAX_NESTING, MIN_INT
 
@@ -189,7 +185,12 @@ def _to_libipld(value: Any, path: str, raw: list[str], depth: int = 0) -> Any:
     )
 
 
+# The reference codec (dag-cbor, and multiformats under it: ~30 ms to import) is imported
+# on its first use: most blocks never need it, and a short command should not pay for it.
+
 def _to_reference(value: Any) -> Any:
+    from multiformats import CID as _MFCID
+
     if isinstance(value, CID):
         return _MFCID.decode(value.buffer)
     if isinstance(value, dict):
@@ -204,6 +205,8 @@ def _to_reference(value: Any) -> Any:
 
 
 def _from_reference(value: Any) -> Any:
+    from multiformats import CID as _MFCID
+
     if isinstance(value, _MFCID):
         return CID(bytes(value))
     if isinstance(value, dict):
@@ -235,6 +238,11 @@ def encode(value: Any) -> bytes:
 
 def encode_reference(value: Any) -> bytes:
     """Encode with the pure-Python reference codec (slow; exact for every value)."""
+    import dag_cbor
+    from dag_cbor.encoding.err import CBORError
+
+    from halodb.ipld._boundary import MULTIFORMATS_ENCODE
+
     found = nesting_exceeded(value)
     if found is not None:
         raise _too_deep(_slash_path(found))
@@ -330,6 +338,11 @@ def decode(data: bytes, *, cid: CID | None = None) -> Any:
 
 def decode_reference(data: bytes, *, cid: CID | None = None) -> Any:
     """Decode with the pure-Python reference codec (slow; exact for every block)."""
+    import dag_cbor
+    from dag_cbor.encoding.err import CBORError
+
+    from halodb.ipld._boundary import MULTIFORMATS_DECODE
+
     _check_size(data, cid)
     try:
         value = dag_cbor.decode(bytes(data))
