@@ -186,7 +186,7 @@ def test_sync_killed_at_any_point_leaves_the_cache_whole(tmp_path: Path) -> None
     reg.close()
 
 
-HEAVY = ("pyarrow", "numpy", "zarr", "xarray", "aiohttp", "multiformats", "pydantic", "pystac", "tqdm")
+HEAVY = ("pyarrow", "numpy", "zarr", "xarray", "aiohttp", "httpx", "dns", "multiformats", "pydantic", "pystac", "tqdm")
 
 
 def heavy_modules(code: str) -> list[str]:
