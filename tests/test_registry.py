@@ -271,6 +271,42 @@ def test_gc_keeps_what_heads_reach_and_drops_the_rest(registry: Any, home: Path)
     assert registry.gc()[1] == 1 and not registry.store.has(staged_item)  # unstaged: garbage now
 
 
+def test_gc_keeps_the_data_that_versions_and_the_stage_name(registry: Any, home: Path) -> None:
+    """A dataset scanned (or read and cached) into the home's store is not garbage: gc keeps
+    the data DAG of every dataset a kept version or the stage names — the whole DAG, CIDv0
+    spelling too — and drops the data no version names any more."""
+    from halodb.unixfs.build import put_directory, put_file
+
+    def zarr(tag: bytes) -> CID:
+        return put_directory(registry.store, {".zgroup": put_file(registry.store, b"{}" + tag),
+                                              "x": put_directory(registry.store, {"0": put_file(registry.store, tag * 70_000,
+                                                                                                chunk=65_536)})})
+
+    def dag(root: CID) -> set[CID]:
+        from halodb.api.gc import local_dag
+
+        return local_dag(registry.store, [root])
+
+    committed, v0_spelled, staged, dropped = zarr(b"c"), zarr(b"v"), zarr(b"s"), zarr(b"d")
+    # 2 folders, .zgroup (one raw block), x/0 (2 chunks under a root node)
+    assert len(dag(committed)) == 6 and CID(v0_spelled.multihash).version == 0
+    registry.add([make_item("f1", str(committed)), make_item("f2", str(CID(v0_spelled.multihash))),
+                  make_item("f3", str(dropped))])
+    registry.commit("data", time="2024-08-12T00:00:00Z")
+    registry.add([make_item("f3", cid_for("elsewhere"))])
+    registry.commit("f3 moved away", time="2024-08-13T00:00:00Z")
+    registry.add([make_item("f4", str(staged))])
+    kept_blocks = dag(committed) | dag(v0_spelled) | dag(staged)
+    dropped_blocks = dag(dropped)
+    registry.gc()
+    assert all(registry.store.has(c) for c in kept_blocks)
+    assert all(registry.store.has(c) for c in dropped_blocks)  # f3 had it in the first version: history keeps it
+    registry.reset_stage()
+    registry.gc()
+    assert not any(registry.store.has(c) for c in dag(staged) - kept_blocks) and not registry.store.has(staged)
+    assert all(registry.store.has(c) for c in dag(committed) | dag(v0_spelled))
+
+
 def test_prefetch_fetches_changed_nodes_one_batch_per_level(tmp_path: Path) -> None:
     """Over a remote store, an incremental diff's nodes arrive in one batch per tree level."""
     from halodb.blockstore import MemoryStore

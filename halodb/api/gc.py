@@ -29,17 +29,22 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from halodb.blockstore.base import BlockStore
+from halodb.blockstore.car import dag_links
 from halodb.errors import InputError, RegistryError
 from halodb.index.index import Index
 from halodb.index.model import Commit
 from halodb.index.reachable import reachable
-from halodb.ipld import CID
+from halodb.ipld import CID, DAG_CBOR, DAG_PB
 
-__all__ = ["STALE_TEMP_AGE", "collect_garbage", "remove_stale_temp_files"]
+__all__ = ["STALE_TEMP_AGE", "collect_garbage", "local_dag", "remove_stale_temp_files"]
+
+#: CIDs asked of the store at once while following data DAGs
+_HAS_BATCH = 500
 
 #: seconds after its last write that an atomic write's temporary file, outside the home's
 #: lock, counts as abandoned
@@ -54,18 +59,23 @@ _UNLOCKED_FOLDERS = ("names", "scan-cache")
 
 def collect_garbage(
     store: BlockStore, index: Index, heads: Iterable[CID], keep: set[CID], *, dry_run: bool = False,
-    commits: dict[CID, Commit] | None = None, home: Path | None = None,
+    commits: dict[CID, Commit] | None = None, home: Path | None = None, data_roots: Iterable[CID] = (),
 ) -> tuple[int, int]:
     """Delete the blocks of ``store``'s local part that neither ``keep`` nor the whole history
-    of any of ``heads`` holds; returns (kept, deleted). Unless ``dry_run``, also removes the
+    of any of ``heads`` holds — neither the index DAG nor the datasets' data: of every data
+    CID a version of those histories names (and of ``data_roots``: staged datasets'), the
+    DAG as far as its blocks are local (:func:`local_dag`). Returns (kept, deleted). Unless
+    ``dry_run``, also removes the
     temporary files killed writes left in the local store and, given the ``home`` (whose lock
     the caller holds), in the home (:func:`remove_stale_temp_files`)."""
     local = store.local_store()
     if not (local.supports_listing and local.supports_deletes):
         raise InputError(f"{local.describe()} cannot be garbage-collected (no listing or deletes)", source="gc")
     keep = set(keep)
+    data = set(data_roots)
     for head in set(heads):
-        keep.update(reachable(store, index, head, commits=commits))
+        keep.update(reachable(store, index, head, commits=commits, data=data))
+    keep.update(local_dag(local, data))
     doomed = [cid for cid in local.iter_cids() if cid not in keep]
     if not dry_run:
         local.delete_many(doomed)
@@ -74,6 +84,39 @@ def collect_garbage(
             remove_stale_temp_files(home)
         local.flush()
     return len(keep), len(doomed)
+
+
+def local_dag(store: BlockStore, roots: Iterable[CID]) -> set[CID]:
+    """The blocks of the DAGs under ``roots`` that ``store`` holds, each followed only as
+    far as its blocks are there (the rest lives elsewhere: on a gateway, a Kubo node). A
+    data CID may be spelled CIDv0 or CIDv1 and the block stored under the other: both are
+    looked for.
+
+    >>> from halodb.blockstore import MemoryStore
+    >>> from halodb.ipld import RAW
+    >>> store = MemoryStore()
+    >>> leaf = store.put(b"chunk", codec=RAW)
+    >>> local_dag(store, [leaf, CID.for_bytes(b"elsewhere", RAW)]) == {leaf}
+    True
+    """
+    found: set[CID] = set()
+    todo = deque(dict.fromkeys(s for root in roots for s in _spellings(root)))
+    while todo:
+        batch = [todo.popleft() for _ in range(min(len(todo), _HAS_BATCH))]
+        for cid in store.has_many(c for c in batch if c not in found):
+            found.add(cid)
+            if cid.codec in (DAG_PB, DAG_CBOR):  # raw leaves link nothing: never read
+                todo.extend(link for link in dag_links(cid, store.get(cid)) if link not in found)
+    return found
+
+
+def _spellings(cid: CID) -> list[CID]:
+    """``cid``, and for a dag-pb sha2-256 CID its other version's spelling."""
+    if cid.version == 0:
+        return [cid, CID(b"\x01\x70" + cid.buffer)]
+    if cid.codec == DAG_PB and cid.multihash[:2] == b"\x12\x20":
+        return [cid, CID(cid.multihash)]
+    return [cid]
 
 
 def remove_stale_temp_files(home: Path, *, max_age: float = STALE_TEMP_AGE) -> int:

@@ -40,7 +40,7 @@ from halodb.api.trust import TrustStore, key_changes
 from halodb.blockstore import BlockStore, SqliteStore, import_car, open_store
 from halodb.cache import Cache, open_for_queries
 from halodb.errors import BlockNotFoundError, InputError, NameNotFoundError, NothingToCommitError, UnknownKeyError
-from halodb.errors import RewindError
+from halodb.errors import CIDError, RewindError
 from halodb.index.commit import commit_changes
 from halodb.index.dois import DoiRecord, doi_log, find_doi
 from halodb.index.history import load_commit, walk
@@ -703,7 +703,8 @@ class Registry:
         """Delete local blocks that no head reaches; returns (kept, deleted).
 
         Kept: everything reachable (whole history) from the local head, every local name,
-        every name synced into the cache, and the staged items. It holds the home's lock, so
+        every name synced into the cache, and the staged items — the index DAG and, as far as
+        the local store holds them, the data DAGs its datasets name. It holds the home's lock, so
         no commit, add or import of this home runs meanwhile (their blocks would not be
         reachable yet).
         """
@@ -714,9 +715,17 @@ class Registry:
                 heads.add(head)
             if self.cache_path.exists():
                 heads.update(CID.parse(st.head) for st in self.cache.sync_states() if st.head)
-            keep = {e.item for e in self.staged().upserts.values()}
+            staged = self.staged().upserts.values()
+            keep = {e.item for e in staged}
+            data: set[CID] = set()
+            for entry in staged:
+                if entry.data:
+                    try:
+                        data.add(CID.parse(entry.data))
+                    except CIDError:
+                        pass  # not a CID: no data of it can be here
             return collect_garbage(self.store, self.index, heads, keep, dry_run=dry_run, commits=self._commits,
-                                   home=self.home)
+                                   home=self.home, data_roots=data)
 
     def reachable(self, head: CID, *, history: bool = True) -> Iterator[CID]:
         """Every block of the index DAG from ``head``: commits, roots, tree nodes, items."""

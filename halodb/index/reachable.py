@@ -19,6 +19,7 @@ from pathlib import Path
 
 from halodb.blockstore.base import BlockStore
 from halodb.blockstore.car import write_car
+from halodb.errors import CIDError
 from halodb.index.history import load_commit, walk
 from halodb.index.index import Index, count_error
 from halodb.index.model import Commit, Entry
@@ -30,10 +31,13 @@ __all__ = ["export_dag", "reachable"]
 
 
 def reachable(
-    store: BlockStore, index: Index, head: CID, *, history: bool = True, commits: dict[CID, Commit] | None = None
+    store: BlockStore, index: Index, head: CID, *, history: bool = True, commits: dict[CID, Commit] | None = None,
+    data: set[CID] | None = None,
 ) -> Iterator[CID]:
     """Every block from ``head``: commits (the whole history unless ``history=False``), their
     history trees (with the history only: they link the earlier commits), tags blocks and tag blocks, index roots, tree nodes of every tree (``by_doi`` too), and the STAC items; each CID once.
+    ``data``, when given, collects the data CIDs the datasets' entries name (the roots of
+    the data DAGs, which the index does not link; a malformed one is left out).
 
     Each tree node is checked against its parent (:meth:`ProllyTree.walk_nodes`), and a subtree
     two versions share is walked once, so the work is that of the distinct blocks: a malformed
@@ -83,6 +87,11 @@ def reachable(
                                                 f"{commit.index} declares")
                     for value in node.values:
                         entry = Entry.from_ipld(value, cid=node_cid, inline=root.inline_items)
+                        if data is not None and entry.data is not None:
+                            try:
+                                data.add(CID.parse(entry.data))
+                            except CIDError:
+                                pass  # not a CID: no data of it can be here
                         if entry.inline is not None:
                             continue  # held in the leaf: no block of its own
                         item = entry.item
