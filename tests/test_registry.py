@@ -253,6 +253,19 @@ def test_registry_missing_home(tmp_path: Path) -> None:
     assert not os.path.exists(tmp_path / "nowhere" / "state.json")
 
 
+def test_name_at_a_commit_cid_is_that_version_of_the_name(registry: Any) -> None:
+    """`latest@<commit CID>` names that version when it is on the name's main line (the error
+    for an unknown tag offers it); a commit not on it is an error naming both."""
+    c1, c2, c3 = build_three_versions(registry)
+    registry.publish("latest", c2)
+    assert registry.resolve(f"latest@{c1}") == c1 and registry.resolve(f"latest@{c2}~1") == c1
+    assert registry.resolve(f"HEAD@{c2}") == c2
+    with pytest.raises(NameNotFoundError, match=f"commit {c3} is not a version of latest"):
+        registry.resolve(f"latest@{c3}")  # newer than the name's head
+    with pytest.raises(NameNotFoundError, match="has no tag v9"):
+        registry.resolve("latest@v9")
+
+
 def test_gc_keeps_what_heads_reach_and_drops_the_rest(registry: Any, home: Path) -> None:
     c1, c2, c3 = build_three_versions(registry)
     registry.publish("latest", c3)

@@ -423,6 +423,8 @@ class Registry:
             when = parsed.when
         if tag is not None:
             found_tag = self.tags(base).get(tag)
+            if found_tag is None and (version := self._version_named(base, tag, ref)) is not None:
+                return version
             if found_tag is None:
                 known = sorted(self.tags(base))
                 raise NameNotFoundError(
@@ -436,6 +438,20 @@ class Registry:
         if found is None:
             raise NameNotFoundError(f"{ref!r}: no version at or before {format_time(when)}", name=ref)
         return found[0]
+
+    def _version_named(self, head: CID, text: str, ref: str) -> CID | None:
+        """The commit CID ``text`` (``NAME@<commit CID>``) when it is a version on ``head``'s
+        main line; None when ``text`` is no CID; :class:`NameNotFoundError` when it is one
+        that is not on that line."""
+        try:
+            cid = CID.parse(text)
+        except CIDError:
+            return None
+        for version, _ in walk(self.store, head, cache=self._commits):
+            if version == cid:
+                return version
+        raise NameNotFoundError(f"{ref!r}: commit {cid} is not a version of {ref.rpartition('@')[0]} "
+                                f"(not on the main line of its head {head})", name=ref)
 
     def name_head(self, name: str, *, allow_rewind: bool = False) -> CID:
         """The commit ``name`` points at now; with a trust policy for the name, checked
