@@ -16,6 +16,7 @@ from typing import Any
 
 import halodb
 from halodb.demo.campaign import generate_campaign
+from halodb.errors import InputError
 from halodb.util.times import format_time
 from halodb.util.textout import format_table
 
@@ -28,8 +29,14 @@ def _print_rows(echo: Callable[[str], Any], columns: list[str], rows: list[tuple
 
 
 def run_demo(home: Path | None, echo: Callable[[str], Any] = print) -> dict[str, Any]:
-    """Build, publish, sync and query the demo campaign; returns a summary (used by tests)."""
+    """Build, publish, sync and query the demo campaign in a new or empty ``home`` (default: a
+    new temporary folder); returns a summary (used by tests). A ``home`` that holds anything
+    is an :class:`InputError`: the demo's 35 versions must not land in a real registry."""
     t0 = time.perf_counter()
+    if home is not None and home.exists() and (not home.is_dir() or any(home.iterdir())):
+        what = "a folder that is not empty" if home.is_dir() else "not a folder"
+        raise InputError(f"halodb demo --home {home}: {what}; the demo builds a registry of its own, so give a new or "
+                         "empty folder (or no --home: a temporary one)", source=str(home))
     home = home or Path(tempfile.mkdtemp(prefix="halodb-demo-"))
     echo(f"HaloDB demo in {home}")
     reg = halodb.open(home, create=True)
