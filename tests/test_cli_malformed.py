@@ -385,7 +385,8 @@ def cases() -> list[Case]:
     c += files("serve", ["serve", "latest", "--port", "0"], cache_files())
     # demo (only its arguments: a demo with good ones builds a whole campaign)
     c += [Case("demo", ["demo", "--home", beside("demo-file", b"x")]), Case("demo", ["demo", "extra"])]
-    c += [Case("demo", ["demo", "--home", lambda home: str(home)])]  # a registry's home: never built into
+    c += [Case("demo", ["demo", "--home", lambda home: str(home)])]
+    c += [Case("reset", ["reset", "extra"])] + files("reset", ["reset"], state_files()[:3])  # a registry's home: never built into
     # pins: names that do not resolve, versions that exclude each other, pin lists that are not
     # ones, nodes that are not Kubo URLs or not there, durations and timeouts that are not
     c += [Case("pins", ["pins"]), Case("pins", ["pins", "no-such"])]

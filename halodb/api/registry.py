@@ -27,6 +27,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,10 @@ if TYPE_CHECKING:  # scanning imports zarr and numpy (~0.3 s): only when a scan 
     from halodb.campaign.treeyaml import TreeVersion
     from halodb.sync import SyncResult
     from halodb.scan.scanner import Progress, ScanReport
+
+
+#: how far past this machine's clock a commit's ``--time`` may lie (another machine's clock)
+MAX_CLOCK_AHEAD = timedelta(hours=1)
 
 
 def index_format(env: Mapping[str, str] | None = None) -> int:
@@ -242,7 +247,7 @@ class Registry:
         with self.state.locked("import-tree"):
             head = self.head
             if self.staged():
-                raise InputError("the stage is not empty: commit or reset it before importing a tree", source="stage")
+                raise InputError("the stage is not empty: commit it, or empty it with `halodb reset`, before importing a tree", source="stage")
             stage, count = stage_tree(self.store, self.index, self._root_of(head) or self.index.empty(), tree, collection)
             self.state.save(head, stage)
             try:
@@ -294,6 +299,11 @@ class Registry:
         ``progress(step, what)`` is called as each of its three steps starts.
         """
         given = None if time is None else to_time(time, what="--time")  # a bad --time fails before the lock
+        if given is not None and given > datetime.now(timezone.utc) + MAX_CLOCK_AHEAD:
+            # time may not go backwards: a version in the future (a typo in the year) would
+            # refuse every later commit until that date
+            raise InputError(f"--time {format_time(given)} is in the future (now {format_time(datetime.now(timezone.utc).replace(microsecond=0))}); "
+                             "a version is dated when it is made or earlier", source="--time")
         signers = [load_key(self.home, name) for name in sign]  # so does a missing key
         changes = key_changes(add_keys, retire_keys)
         with paused_gc(), self.state.locked("commit"):

@@ -139,6 +139,17 @@ def rm(ctx: Context, keys: tuple[str, ...]) -> None:
 
 
 @cli.command()
+@pass_ctx
+def reset(ctx: Context) -> None:
+    """Empty the stage: forget every staged add and removal (the versions are untouched)."""
+    reg = ctx.registry()
+    with reg.locked("reset"):
+        stage = reg.staged()
+        reg.reset_stage()
+    click.echo(f"unstaged {len(stage.upserts)} item(s) and {len(stage.removals)} removal(s)")
+
+
+@cli.command()
 @click.option("-m", "--message", required=True, help="What this version changes.")
 @click.option("--time", "when", help="Version time (ISO 8601; default now, UTC). May not go backwards.")
 @click.option("--author", help="Author [env HALODB_AUTHOR; default user@host].")
