@@ -522,7 +522,9 @@ def at(ctx: Context, key_or_path: str, when: str | None, name: str | None, as_js
         return
     if when is None:
         raise click.UsageError("Missing argument 'WHEN'.")
-    _print_at(key_or_path, when, _answer_at(ctx, key_or_path, when, name), as_json)
+    asked = key_or_path.strip("/") or key_or_path  # a path written /products/x.zarr/ is products/x.zarr
+    cid = _answer_at(ctx, asked, when, name)
+    _print_at(key_or_path, when, cid, as_json, None if cid is not None else _why_no_cid(ctx, asked, when, name))
 
 
 def _answer_at(ctx: Context, key_or_path: str, when: str, name: str | None) -> str | None:
@@ -577,6 +579,7 @@ def _at_many(ctx: Context, name: str | None, as_json: bool) -> None:
             continue
         key, sep, when = line.partition("\t") if "\t" in line else line.rpartition(" ")
         key, when = key.strip(), when.strip()
+        key = key.strip("/") or key  # as `halodb at` takes a path: /products/x.zarr/ is products/x.zarr
         if not sep or not key or not when:
             raise InputError(f"stdin line {number}: expected KEY_OR_PATH and WHEN, got {line[:80]!r}", source="stdin")
         lines.append((key, when))
@@ -606,15 +609,34 @@ def _at_many(ctx: Context, name: str | None, as_json: bool) -> None:
         click.echo("\n".join(out))
 
 
-def _print_at(key_or_path: str, when: str, cid: str | None, as_json: bool) -> None:
+def _print_at(key_or_path: str, when: str, cid: str | None, as_json: bool, why: str | None = None) -> None:
     if as_json:
-        emit_json({"key_or_path": key_or_path, "when": when, "cid": cid})
+        emit_json({"key_or_path": key_or_path, "when": when, "cid": cid, **({"why": why} if cid is None else {})})
     elif cid is not None:
         click.echo(cid)
     else:
-        click.echo(f"{key_or_path} had no data CID at {when}", err=True)
+        click.echo(f"{key_or_path} had no data CID at {when}" + (f": {why}" if why else ""), err=True)
     if cid is None:
         sys.exit(1)
+
+
+def _why_no_cid(ctx: Context, key_or_path: str, when: str, name: str | None) -> str:
+    """Why ``halodb at`` has no answer: no version that old, no such dataset in the version
+    current then, or a dataset whose item names no data (asked only when there is no answer)."""
+    from halodb.errors import NameNotFoundError
+    from halodb.util.times import format_time
+
+    reg = ctx.registry()
+    ref = name or "HEAD"
+    try:
+        version, commit = reg.version(f"{ref}@{when}")
+    except NameNotFoundError:
+        return f"{ref} has no version at or before it"
+    then = f"the version of {ref} current then ({version}, {format_time(commit.time)})"
+    hit = reg.index.resolve(reg.index.load_root(commit.index), key_or_path)
+    if hit is None:
+        return f"no dataset with that key or path in {then}"
+    return f"its item in {then} names no data (no ipfs:// asset)"
 
 
 def _at_doi(ctx: Context, doi: str, when: str | None, name: str | None, as_json: bool) -> None:

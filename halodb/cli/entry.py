@@ -52,14 +52,12 @@ def quick_at(argv: list[str]) -> int | None:
         from halodb.api.lookup import cid_at_in_home
         from halodb.util.times import to_time
 
-        answered, cid = cid_at_in_home(options["--home"], options["--store"], options["--cache"], name, key,
+        answered, cid = cid_at_in_home(options["--home"], options["--store"], options["--cache"], name,
+                                       key.strip("/") or key,
                                        to_time(when, what="date"))
     except HaloDBError:
         return None  # the CLI reports it as it does
-    if not answered:
-        return None
-    if cid is None:
-        print(f"{key} had no data CID at {when}", file=sys.stderr)
-        return 1
+    if not answered or cid is None:
+        return None  # the CLI says why there is no answer
     print(cid)
     return 0
