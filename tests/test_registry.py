@@ -253,6 +253,15 @@ def test_registry_missing_home(tmp_path: Path) -> None:
     assert not os.path.exists(tmp_path / "nowhere" / "state.json")
 
 
+def test_head_of_a_reader_home_points_to_its_names(registry: Any) -> None:
+    """A home that only follows names has no HEAD: the error says which names to ask."""
+    with pytest.raises(NameNotFoundError, match="no commits of its own yet$"):
+        registry.resolve("HEAD")
+    registry.names.publish("mirror", cid_for("anything"))
+    with pytest.raises(NameNotFoundError, match=r"ask a name instead \(--name NAME\): this home knows mirror"):
+        registry.resolve("HEAD@2024-09-01")
+
+
 def test_name_at_a_commit_cid_is_that_version_of_the_name(registry: Any) -> None:
     """`latest@<commit CID>` names that version when it is on the name's main line (the error
     for an unknown tag offers it); a commit not on it is an error naming both."""

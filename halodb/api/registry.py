@@ -421,7 +421,10 @@ class Registry:
         if text.upper() == "HEAD" or text.upper().startswith("HEAD@"):
             head = self.head
             if head is None:
-                raise NameNotFoundError("HEAD: the registry has no commits yet", name="HEAD")
+                known = sorted(self.names.names())
+                hint = (f"; ask a name instead (--name NAME): this home knows {', '.join(known[:5])}"
+                        f"{' …' if len(known) > 5 else ''}" if known else "")
+                raise NameNotFoundError(f"HEAD: the registry has no commits of its own yet{hint}", name="HEAD")
             at = text.split("@", 1)[1] if "@" in text else None
             tag = at if at is not None and TAG_NAME.fullmatch(at) and not _is_time(at) else None
             base, when = head, (to_time(at) if at is not None and tag is None else None)
