@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -740,6 +741,16 @@ def test_write_car_is_atomic(tmp_path: Path) -> None:
         write_car(path, [], failing_blocks())
     assert path.read_bytes() == b"previous content"
     assert [p.name for p in tmp_path.iterdir()] == ["out.car"]
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_files_written_to_share_get_the_umask_mode(tmp_path: Path, umask: int, mode: int) -> None:
+    """A CAR, a proof, a pin list (atomic writes) is readable as any file the user writes:
+    0666 less the umask, not mkstemp's 0600 (in a child: the umask is the process's)."""
+    code = ("import os, sys, pathlib\nos.umask(int(sys.argv[2], 8))\nfrom halodb.blockstore.car import write_car\n"
+            "write_car(pathlib.Path(sys.argv[1]), [], iter([]))")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "out.car"), oct(umask)], check=True, timeout=60)
+    assert (tmp_path / "out.car").stat().st_mode & 0o777 == mode
 
 
 def test_import_car_rejects_undecodable_linked_block() -> None:

@@ -34,9 +34,12 @@ __all__ = ["FileLock", "LockHolder", "atomic_file", "write_json_atomic"]
 def atomic_file(path: Path, *, durable: bool = True) -> Iterator[IO[bytes]]:
     """A binary file that replaces ``path`` when the block ends without an error: a temp file
     in the same folder, flushed (and fsynced when ``durable``), renamed over ``path``. On an
-    error the temp file is removed and ``path`` is untouched."""
+    error the temp file is removed and ``path`` is untouched. The file gets the permissions
+    an ordinary ``open`` would give it (0666 less the umask), not ``mkstemp``'s 0600: a CAR
+    or a pin list written to share is readable as any file the user writes."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
@@ -46,6 +49,20 @@ def atomic_file(path: Path, *, durable: bool = True) -> Iterator[IO[bytes]]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and put back (the umask is the process's, briefly)
+    os.umask(mask)
+    return mask
 
 
 def write_json_atomic(path: Path, value: Any, **dump: Any) -> None:
