@@ -286,6 +286,19 @@ def test_at_says_why_it_has_no_answer_and_takes_a_path_with_slashes(tmp_path: Pa
         assert r.out.strip() == cid_for("a1"), r.err
 
 
+def test_a_damaged_cache_and_an_unnamed_export_say_what_to_do(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    write_items(tmp_path / "items")
+    for args in (["init"], ["add", str(tmp_path / "items")], ["commit", "-m", "first", "--time", "2024-08-12T10:00:00Z"],
+                 ["publish", "latest"], ["publish", "other"], ["sync", "latest"], ["sync", "other"]):
+        assert run_cli_in_process(home, *args).code == 0, args
+    r = run_cli_in_process(home, "export", "stac", str(tmp_path / "out"))
+    assert r.code == 2 and "2 synced names (latest, other); e.g. --name latest" in r.err, r.err
+    (home / "cache.duckdb").write_bytes(b"\x00garbage" * 100)
+    r = run_cli_in_process(home, "sql", "SELECT 1")
+    assert r.code == 2 and f"remove {home / 'cache.duckdb'} and run `halodb sync NAME`" in r.err, r.err
+
+
 def test_at_answers_many_questions_from_stdin_as_it_answers_one(tmp_path: Path) -> None:
     """`halodb at -`: one process for many questions, each answer the line `at` prints for it
     alone (an empty line for none), from the cache of a synced name and from the DAG."""

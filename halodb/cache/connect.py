@@ -116,6 +116,8 @@ def open_connection(path: Path, *, read_only: bool, timeout: float) -> duckdb.Du
             if not is_lock_conflict(exc):
                 setting = "" if read_only or "memory" not in str(exc).lower() else (
                     f" (HALODB_CACHE_MEMORY={write_memory_limit()!r}: give a size such as 512MB)")
+                if "not a valid DuckDB database" in str(exc):  # the cache holds nothing the blocks do not
+                    setting = f" (the cache is rebuilt from the blocks: remove {path} and run `halodb sync NAME`)"
                 raise DUCKDB.translate(exc, f"cannot open cache {path}: {exc}{setting}", path=path,
                                        locked=False) from exc
             if remaining <= 0:

@@ -88,8 +88,9 @@ def pick_source(reg: Registry, name: str | None, at: str | None) -> ExportSource
     if name is None:
         if len(states) != 1:
             choices = ", ".join(sorted(states)) if states else "none"
-            raise InputError(f"export: give --name: the cache holds {len(states)} synced names ({choices}); "
-                             "`halodb sync NAME` syncs one", source="--name")
+            raise InputError(f"export: give --name: the cache holds {len(states)} synced names ({choices})"
+                             + (f"; e.g. --name {min(states)}" if states else "; `halodb sync NAME` syncs one"),
+                             source="--name")
         canonical = next(iter(states))
     else:
         canonical = reg.canonical_name(name)

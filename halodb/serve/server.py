@@ -53,8 +53,9 @@ def pick_name(reg: Registry, name: str | None) -> str:
     if name is None:
         if len(states) != 1:
             choices = ", ".join(sorted(states)) if states else "none"
-            raise InputError(f"serve: give NAME: the cache holds {len(states)} synced names ({choices}); "
-                             "`halodb sync NAME` syncs one", source="NAME")
+            raise InputError(f"serve: give NAME: the cache holds {len(states)} synced names ({choices})"
+                             + (f"; e.g. `halodb serve {min(states)}`" if states else "; `halodb sync NAME` syncs one"),
+                             source="NAME")
         return next(iter(states))
     return reg.canonical_name(name)
 
