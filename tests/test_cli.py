@@ -107,6 +107,11 @@ def test_errors_exit_2_with_a_message(tmp_path: Path) -> None:
     r = run_cli_in_process(home, "--store", "ftp://x", "log")
     assert r.code == 2 and "ftp://x" in r.err
     assert "Traceback" not in r.err
+    r = run_cli_in_process(home, "sql", "SELECT count(*) FROM items")  # nothing synced: not an empty answer
+    assert r.code == 2 and "no cache at" in r.err and "`halodb sync NAME`" in r.err, r.err
+    write_items(tmp_path / "items")
+    for args in (["add", str(tmp_path / "items")], ["commit", "-m", "x"], ["publish", "latest"], ["sync", "latest"]):
+        assert run_cli_in_process(home, *args).code == 0, args
     r = run_cli_in_process(home, "sql", "SELECT * FROM no_such_table")
     assert r.code == 2 and "no_such_table" in r.err
 

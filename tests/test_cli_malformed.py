@@ -182,6 +182,7 @@ def cases() -> list[Case]:
     # the group's own options
     c += [Case("", ["--store", "ftp://x", "log"]), Case("", ["--store", "kubo+http://[::1", "log"]),
           Case("", ["--home", beside("home-file", b"x"), "log"]), Case("", ["--cache", beside("cache-dir", None), "sql", "SELECT 1"]),
+          Case("", ["--home", beside("mistyped-home", b"-"), "sql", "SELECT 1"]),
           Case("", ["--no-such-option"]), Case("", ["no-such-command"])]
     # init
     c += files("init", ["init"], state_files()) + [Case("init", ["init", "extra"])]

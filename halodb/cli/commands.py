@@ -390,6 +390,13 @@ def resolve(ctx: Context, name: str, nameserver: str | None, timeout: float | No
 @pass_ctx
 def sql(ctx: Context, query: str, fmt: str, as_json: bool) -> None:
     """Run SQL on the cache: tables items, item_versions, commits, stac_items; macro items_at(TIMESTAMP)."""
+    from halodb.api.location import where
+    from halodb.errors import InputError
+
+    cache = where(ctx.home, ctx.store, ctx.cache).cache
+    if not cache.exists():  # a typo in --home, or nothing synced yet: not an empty answer
+        raise InputError(f"no cache at {cache}: `halodb sync NAME` materializes a name there first "
+                         "(or is --home / HALODB_HOME mistyped?)", source=str(cache))
     columns, rows = ctx.registry().sql(query)
     if as_json:
         fmt = "json"
