@@ -354,6 +354,21 @@ def test_cli_resolve(dns_server: DnsServer, tmp_path: Path) -> None:
     assert data["rejected"][0]["reason"]
 
 
+def test_a_dotted_name_neither_in_dns_nor_local_names_the_local_names(dns_server: DnsServer, tmp_path: Path) -> None:
+    """A typo of a dotted local name goes to DNS; its NXDOMAIN also lists the local names."""
+    home = tmp_path / "home"
+    env = {"HALODB_NAMESERVER": dns_server.nameserver}
+    assert run_cli(home, "init").code == 0
+    from halodb.naming import LocalNames
+
+    LocalNames(home / "names").publish("latest.campaign.test", A)
+    r = run_cli(home, "at", "x/y", "2024-09-01", "--name", "lates.campaign.test", env=env)
+    assert r.code == 2 and "NXDOMAIN" in r.err, r.err
+    assert "nor is 'lates.campaign.test' a local name (local names: latest.campaign.test)" in r.err, r.err
+    r = run_cli(home, "at", "x/y", "2024-09-01", "--name", "dnslink:lates.campaign.test", env=env)
+    assert r.code == 2 and "NXDOMAIN" in r.err and "local name" not in r.err, r.err  # asked of DNS on purpose
+
+
 def test_cli_resolve_errors_exit_2(dns_server: DnsServer, tmp_path: Path) -> None:
     home = tmp_path / "home"
     r = run_cli(home, "resolve", "nothing.campaign.test", "--nameserver", dns_server.nameserver)

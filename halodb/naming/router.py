@@ -115,8 +115,19 @@ class NameRouter(NameStore):
 
     # -- NameStore ---------------------------------------------------------------------------------
     def resolve(self, name: str) -> Resolution:
-        store, bare = self.route(parse_ref(name))
-        return store.resolve(bare)
+        ref = parse_ref(name)
+        store, bare = self.route(ref)
+        try:
+            return store.resolve(bare)
+        except NameNotFoundError as exc:
+            if ref.scheme is not None or store is self.local:
+                raise
+            # a plain dotted name that is no local name went to DNS: a typo of a local name
+            # should not read as a DNS problem only
+            local = self.local.names()
+            raise NameNotFoundError(f"{exc}; nor is {bare!r} a local name (local names: "
+                                    f"{', '.join(local[:8]) + (' …' if len(local) > 8 else '') if local else 'none'})",
+                                    name=name) from None
 
     def publish(self, name: str, cid: CID, *, expected: CID | None = None) -> Resolution:
         store, bare = self.route(parse_ref(name), publishing=True)
