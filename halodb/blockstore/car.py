@@ -533,8 +533,9 @@ class _IndexedCar:
                 path=path, offset=None, cid=cid,
             )
         return CarError(
-            f"{where} is incomplete (truncated?): block {cid} {linked} but is neither in the CAR"
-            " nor in the store; nothing was imported",
+            f"{where} is incomplete: block {cid} {linked} but is neither in the CAR nor in the store"
+            " (an inclusion proof from `halodb prove` holds only one lookup's blocks: check it with"
+            " `halodb verify`; else the DAG was cut short); nothing was imported",
             path=path, offset=None, cid=cid,
         )
 
