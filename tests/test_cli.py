@@ -304,6 +304,21 @@ def test_a_damaged_cache_and_an_unnamed_export_say_what_to_do(tmp_path: Path) ->
     assert r.code == 2 and f"remove {home / 'cache.duckdb'} and run `halodb sync NAME`" in r.err, r.err
 
 
+def test_add_names_the_file_of_a_keyless_item_and_rm_counts_a_key_once(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    write_items(tmp_path / "items")
+    item = make_item("x", cid_for("x"))
+    del item["collection"]
+    (tmp_path / "nocoll.json").write_text(json.dumps(item))
+    assert run_cli_in_process(home, "init").code == 0
+    r = run_cli_in_process(home, "add", str(tmp_path / "nocoll.json"))
+    assert r.code == 2 and f"{tmp_path / 'nocoll.json'}: collection: item 'x' has no collection" in r.err, r.err
+    for args in (["add", str(tmp_path / "items")], ["commit", "-m", "first", "--time", "2024-08-12T10:00:00Z"]):
+        assert run_cli_in_process(home, *args).code == 0, args
+    r = run_cli_in_process(home, "rm", "halo/f1", "halo/f1")
+    assert r.code == 0 and r.out.strip() == "staged removal of 1 dataset(s)", r.out
+
+
 def test_at_answers_many_questions_from_stdin_as_it_answers_one(tmp_path: Path) -> None:
     """`halodb at -`: one process for many questions, each answer the line `at` prints for it
     alone (an empty line for none), from the cache of a synced name and from the DAG."""

@@ -76,7 +76,7 @@ def prepare_batches(items: Iterable[ItemInput], collection: str | None, size: in
         item = stac.parse_item(raw, source)
         if collection is not None:
             item["collection"] = collection
-        key = stac.dataset_key(item, collection)
+        key = stac.dataset_key(item, collection, source=source)
         cid, data = stac.item_block(item, source)
         first = sources.get(key)
         if first is not None:

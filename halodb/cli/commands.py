@@ -134,7 +134,7 @@ def add(ctx: Context, sources: tuple[str, ...], collection: str | None, as_json:
 @pass_ctx
 def rm(ctx: Context, keys: tuple[str, ...]) -> None:
     """Stage the removal of datasets by key (collection/item-id)."""
-    removed = ctx.registry().remove(keys)
+    removed = ctx.registry().remove(list(dict.fromkeys(keys)))  # a key given twice is removed once
     click.echo(f"staged removal of {len(removed)} dataset(s)")
 
 
