@@ -389,9 +389,9 @@ def test_at_from_stdin_keeps_one_line_per_input_line_and_answers_tags(tmp_path: 
     for args in (["init"], ["add", str(tmp_path / "items")], ["commit", "-m", "first", "--time", "2024-08-12T10:00:00Z"],
                  ["publish", "latest"], ["tag", "create", "latest", "v1"], ["publish", "latest"], ["sync", "latest"]):
         assert run_cli_in_process(home, *args).code == 0, args
-    stdin = "halo/f1 2024-09-01  \n\nhalo/f1\tv1\ndoi:10.1234/none\t2024-09-01\nhalo/f2 2024-08-01\n"
+    stdin = "halo/f1 2024-09-01  \n\nhalo/f1\tv1\ndoi:10.1234/none\t2024-09-01\nhalo/f2 2024-08-01\ndoi:10.1234/none\n"
     r = run_cli_in_process(home, "at", "-", "--name", "latest", stdin=stdin)
-    assert r.code == 0 and r.out.split("\n") == [cid_for("a1"), "", cid_for("a1"), "", "", ""], (r.out, r.err)
+    assert r.code == 0 and r.out.split("\n") == [cid_for("a1"), "", cid_for("a1"), "", "", "", ""], (r.out, r.err)
     assert run_cli_in_process(home, "at", "halo/f1", "v1", "--name", "latest").out.strip() == cid_for("a1")
     r = run_cli_in_process(home, "at", "-", "--name", "latest", stdin="halo/f1 2024-09-01\nhalo/f1\tv9\n")
     assert r.code == 2 and r.out == "" and "stdin line 2" in r.err, (r.out, r.err)

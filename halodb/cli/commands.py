@@ -541,7 +541,7 @@ def _answer_at(ctx: Context, key_or_path: str, when: str, name: str | None) -> s
     from halodb.util.times import to_time
 
     if key_or_path[:4].lower() == "doi:":
-        minted = ctx.registry().resolve_doi(key_or_path[4:], f"{name or 'HEAD'}@{when}")
+        minted = ctx.registry().resolve_doi(key_or_path[4:], (name or "HEAD") + (f"@{when}" if when else ""))
         return minted.data if minted is not None else None
     if when[:1].isalpha():  # a tag (v1.0): the version it names
         from halodb.index.model import is_tag_name
@@ -586,6 +586,9 @@ def _at_many(ctx: Context, name: str | None, as_json: bool) -> None:
             continue
         key, sep, when = line.partition("\t") if "\t" in line else line.rpartition(" ")
         key, when = key.strip(), when.strip()
+        if not sep and line[:4].lower() == "doi:":  # doi:DOI alone, as `halodb at doi:DOI` takes it
+            lines.append((line, ""))
+            continue
         key = key.strip("/") or key  # as `halodb at` takes a path: /products/x.zarr/ is products/x.zarr
         if not sep or not key or not when:
             raise InputError(f"stdin line {number}: expected KEY_OR_PATH and WHEN, got {line[:80]!r}", source="stdin")
