@@ -66,6 +66,9 @@ def test_verify_in_an_empty_home_prints_the_verified_answer(registry: halodb.Reg
     stranger.write_text(json.dumps({"keys": [create_key(tmp_path / "s", "mallory")]}))
     r = run_cli_in_process(empty, "verify", str(tmp_path / "p.car"), "--trust", str(stranger))
     assert r.code == 2 and "the trust policy needs 1 of" in r.err and len(r.err.splitlines()) == 1, r.err
+    stranger.write_text(json.dumps({"keys": []}))
+    r = run_cli_in_process(empty, "verify", str(tmp_path / "p.car"), "--trust", str(stranger))
+    assert r.code == 2 and "the trust policy lists no keys" in r.err and len(r.err.splitlines()) == 1, r.err
     # a proof is checked, not imported: importing one says so
     r = run_cli_in_process(tmp_path / "other-home", "import-car", str(tmp_path / "p.car"))
     assert r.code == 2 and "`halodb verify`" in r.err and len(r.err.splitlines()) == 1, r.err

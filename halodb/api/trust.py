@@ -54,6 +54,9 @@ def load_policy_file(path: Path) -> tuple[str | None, TrustPolicy]:
     if not isinstance(value, dict) or not isinstance(value.get("keys"), list):
         raise InputError(f"{path}: a trust policy is {{\"keys\": [did:key, ...], \"threshold\": K}}", source=str(path))
     keys = value["keys"]
+    if not keys:  # would trust no one: every head refused, with nothing to say whom to add
+        raise InputError(f"{path}: the trust policy lists no keys; give the did:key of each publisher to trust",
+                         source=str(path))
     for did in keys:
         try:
             ed25519_public_key(did)

@@ -8,6 +8,8 @@ no network.
 
 from __future__ import annotations
 
+import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,6 +28,15 @@ NAME = "latest.orcestra-demo.example"
 def _print_rows(echo: Callable[[str], Any], columns: list[str], rows: list[tuple[Any, ...]]) -> None:
     for line in format_table(columns, rows):
         echo("    " + line)
+
+
+def _command() -> str:
+    """How to run ``halodb`` from this shell: the bare name when it is on PATH, else the
+    script beside this Python (``make demo`` runs it from a virtualenv not activated)."""
+    beside = Path(sys.executable).parent / "halodb"
+    if shutil.which("halodb") == str(beside) or not beside.exists():
+        return "halodb"
+    return str(beside)
 
 
 def run_demo(home: Path | None, echo: Callable[[str], Any] = print) -> dict[str, Any]:
@@ -109,9 +120,10 @@ def run_demo(home: Path | None, echo: Callable[[str], Any] = print) -> dict[str,
         elapsed = time.perf_counter() - t0
         echo(f"\n{total} datasets now, {distinct} over the whole history; demo took {elapsed:.1f} s "
              f"(build+sync {t_build:.1f} s).")
-        echo(f"Try:  HALODB_HOME={home} halodb sql \"SELECT * FROM items LIMIT 5\"")
+        cli = _command()
+        echo(f"Try:  HALODB_HOME={home} {cli} sql \"SELECT * FROM items LIMIT 5\"")
         echo(f"Serve it as a STAC API with HTML pages (127.0.0.1 only; Ctrl-C stops it):\n"
-             f"      HALODB_HOME={home} halodb serve {NAME}\n"
+             f"      HALODB_HOME={home} {cli} serve {NAME}\n"
              f"    then open http://127.0.0.1:8000/ in a browser, or search it:\n"
              f"      python -c \"from pystac_client import Client; "
              f"print(len(list(Client.open('http://127.0.0.1:8000/').search(collections=['halo-flights']).items())))\"")
