@@ -41,7 +41,7 @@ from typing import Any, BinaryIO, TypeVar, cast
 import aiohttp
 import yarl
 
-from halodb.blockstore._boundary import AIOHTTP
+from halodb.blockstore._gateway_boundary import AIOHTTP
 from halodb.blockstore.base import BlockStore
 from halodb.blockstore.car import import_reachable, receive_blocks, receive_dag
 from halodb.errors import (
