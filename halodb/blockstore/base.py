@@ -22,7 +22,7 @@ b'hello'
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Self
 
@@ -35,6 +35,8 @@ from halodb.errors import (
 from halodb.ipld import CID, DAG_CBOR, verify_block
 
 Block = tuple[CID, bytes]
+#: a raw leaf of a UnixFS file: ``(cid, offset in the file, size)``
+Leaf = tuple[CID, int, int]
 
 
 @dataclass
@@ -73,6 +75,10 @@ class BlockStore(abc.ABC):
     #: the backend sends the blocks of one file (a UnixFS entity), or of a byte range of it,
     #: as one CAR (:meth:`fetch_file`): a trustless gateway
     supports_file_export: ClassVar[bool] = False
+    #: the backend sends a UnixFS file's bytes as they are, or a byte range of them (a
+    #: gateway's plain path answer), from which its raw leaves are cut and each verified:
+    #: :meth:`get_leaves` asks for adjacent leaves in one request
+    supports_file_bytes: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.stats = StoreStats()
@@ -166,6 +172,27 @@ class BlockStore(abc.ABC):
         for cid, data in found.items():
             self._check(cid, data)
         return found
+
+    def get_leaves(self, file: CID, leaves: Sequence[Leaf]) -> dict[CID, bytes]:
+        """The verified bytes of raw leaves of the UnixFS file under ``file``, each given as
+        ``(cid, offset in the file, size)``; absent ones are left out. Where the store can
+        send a file's bytes (``supports_file_bytes``: a gateway), each run of adjacent leaves
+        is one request for that byte range of the file, cut into the leaves, each hashed
+        against its CID; elsewhere (and for what that did not bring) it is :meth:`get_many`.
+
+        >>> from halodb.blockstore import MemoryStore
+        >>> store = MemoryStore()
+        >>> cid = store.put(b"leaf", codec=0x55)
+        >>> store.get_leaves(cid, [(cid, 0, 4)]) == {cid: b"leaf"}
+        True
+        """
+        return self.get_many(cid for cid, _, _ in leaves)
+
+    def reads_file_bytes(self) -> bool:
+        """Whether :meth:`get_leaves` asks for a file's bytes (one request per run of leaves)
+        rather than block by block: a reader then need not ask for the file's blocks as a CAR
+        first (:meth:`prefetch_file`)."""
+        return False
 
     def has(self, cid: CID) -> bool:
         return self._has(cid)

@@ -28,9 +28,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from halodb.blockstore.base import Block, BlockStore
+from halodb.blockstore.base import Block, BlockStore, Leaf
 from halodb.blockstore.write_behind import WriteBehind
 from halodb.errors import BlockStoreError, IPLDError, VerificationError
 from halodb.ipld import CID, block_links, verify_block
@@ -78,6 +79,42 @@ class CachingStore(BlockStore):
         for cid, error in damaged.items():
             if cid not in found:  # the remote does not have it either
                 raise error
+        return found
+
+    def reads_file_bytes(self) -> bool:
+        return self.remote.reads_file_bytes()
+
+    def get_leaves(self, file: CID, leaves: Sequence[Leaf]) -> dict[CID, bytes]:
+        """Raw leaves of ``file``: those in the block cache from there (each verified, as
+        :meth:`get` does), the rest from the remote's :meth:`~BlockStore.get_leaves` (a
+        gateway: one request per run of adjacent leaves, each leaf verified there), kept in
+        the cache."""
+        if not self.remote.supports_file_bytes:
+            return self.get_many(cid for cid, _, _ in leaves)
+        wanted = list(dict.fromkeys(leaves))
+        found = self._get_local([cid for cid, _, _ in wanted])
+        missing = [leaf for leaf in wanted if leaf[0] not in found]
+        if missing:
+            fetched = self.remote.get_leaves(file, missing)  # verified there
+            if fetched:
+                self._behind.add(list(fetched.items()))
+            found.update(fetched)
+            for cid, data in fetched.items():
+                self._check(cid, data)  # (counted; verified by the remote)
+        return found
+
+    def _get_local(self, cids: list[CID]) -> dict[CID, bytes]:
+        """The blocks of ``cids`` held here (the write-behind queue, the local store), each
+        verified; a damaged local copy is set aside and left out (it is fetched again)."""
+        found = self._behind.get(cids)
+        rest = [c for c in cids if c not in found] if found else cids
+        for cid, data in (self.local._get_many(rest) if rest else {}).items():
+            if cid.verify(data):
+                found[cid] = data
+            else:
+                self._set_aside(cid)
+        for cid, data in found.items():
+            self._check(cid, data)
         return found
 
     def _fetch_once(self, cids: list[CID]) -> dict[CID, bytes]:

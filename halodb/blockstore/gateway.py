@@ -34,7 +34,7 @@ import time
 import urllib.parse
 import urllib.request
 import weakref
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar, cast
 
@@ -42,7 +42,7 @@ import aiohttp
 import yarl
 
 from halodb.blockstore._gateway_boundary import AIOHTTP
-from halodb.blockstore.base import BlockStore
+from halodb.blockstore.base import BlockStore, Leaf
 from halodb.blockstore.car import import_reachable, receive_blocks, receive_dag
 from halodb.errors import (
     BlockStoreError,
@@ -156,6 +156,7 @@ class GatewayStore(BlockStore):
     is_remote = True
     supports_dag_export = True
     supports_file_export = True
+    supports_file_bytes = True
     trusted_reads = True  # every block is verified against its CID as it arrives (_fetch)
 
     def __init__(
@@ -184,6 +185,9 @@ class GatewayStore(BlockStore):
         self._finalizer = weakref.finalize(self, self._sessions.close)
         self._demoted: set[str] = set()  # gateways that broke a deadline or a cap, or lied: asked last
         self._no_car: set[str] = set()  # gateways that answered a file's CAR with something else
+        self._no_bytes: set[str] = set()  # gateways that answered a file's plain bytes with a refusal
+        #: why asking for a file's bytes failed (the leaves then came block by block), in order
+        self.file_bytes_failures: list[str] = []
         self.requests = 0  #: HTTP requests made (benchmarks)
         self.bytes_received = 0  #: response bytes received
 
@@ -319,6 +323,106 @@ class GatewayStore(BlockStore):
 
     def close(self) -> None:
         self._finalizer()
+
+    # -- the raw leaves of a file, cut from its bytes --------------------------------------------
+    def reads_file_bytes(self) -> bool:
+        return any(g not in self._no_bytes for g in self.gateways)
+
+    def get_leaves(self, file: CID, leaves: Sequence[Leaf]) -> dict[CID, bytes]:
+        """The raw leaves ``(cid, offset, size)`` of the file under ``file``: each run of
+        adjacent leaves is ONE plain request for that byte range of the file (``GET
+        /ipfs/{file}`` with ``Range: bytes=A-B``, as a browser or ``ipfsspec`` reads a file:
+        cheaper for the gateway than a CAR), cut into the leaves, each hashed against its CID.
+
+        A gateway that refuses plain answers (HTTP 400, 406, 415, 501: a trustless-only
+        gateway) is not asked for them again (a warning in the log, once); one whose bytes do
+        not match the leaves is asked last from then on, and the next gateway is asked. What
+        no gateway sent intact comes block by block (:meth:`get_many`, ``?format=raw``; every
+        failure recorded in :attr:`file_bytes_failures` and logged), so a lie costs requests,
+        never a wrong byte.
+
+        >>> # GatewayStore(["http://127.0.0.1:8080"]).get_leaves(file_cid, [(leaf, 0, 262144)])
+        """
+        out: dict[CID, bytes] = {}
+        for run in _runs(leaves):
+            out.update(self._leaves_of(file, run))
+        missing = [cid for cid, _, _ in leaves if cid not in out]
+        if missing:
+            out.update(self.get_many(missing))
+        return out
+
+    def _leaves_of(self, file: CID, run: list[Leaf]) -> dict[CID, bytes]:
+        """One run of adjacent raw leaves from the first gateway that sends their bytes intact;
+        {} when none did (recorded)."""
+        start, end = run[0][1], run[-1][1] + run[-1][2]
+        what = f"bytes {start}-{end - 1} of the file {file}"
+        failures = []
+        for gateway in self.ordered():
+            if gateway in self._no_bytes:
+                continue
+            try:
+                status, body = self._run(self._arange(gateway, file, start, end, what))
+            except AIOHTTP.caught as exc:
+                failures.append(f"{gateway}: {_why(exc)}")
+                continue
+            except GatewayError as exc:  # past the deadline, over the cap, an encoding
+                failures.append(exc.message)
+                continue
+            if body is None:
+                if status in _NO_CAR_STATUS:
+                    if gateway not in self._no_bytes:
+                        self._no_bytes.add(gateway)
+                        log.warning("%s sends no plain file bytes (HTTP %s): files are read from it as CARs",
+                                    gateway, status)
+                else:
+                    failures.append(f"{gateway}: HTTP {status}")
+                continue
+            got = _cut(body, start, run)
+            if got is not None:
+                return got
+            self._demoted.add(gateway)
+            failures.append(f"{gateway}: {_MISMATCH} of the leaves in {what}")
+        if failures:
+            why = f"no gateway sent {what} intact, its leaves are fetched block by block: " + "; ".join(failures)
+            self.file_bytes_failures.append(why)
+            log.warning("%s", why)
+        return {}
+
+    async def _arange(self, gateway: str, file: CID, start: int, end: int, what: str) -> tuple[int, bytes | None]:
+        """GET bytes ``[start, end)`` of the file ``file`` as they are, within the deadline:
+        ``(status, the bytes)``, or ``(status, None)`` for an answer that is not them (a
+        refusal, an error; a range not honoured: status 0). Reads at most ``end - start`` bytes."""
+        url = f"{gateway}ipfs/{file}"
+        limit = end - start
+        headers = {"Accept": "*/*", "Accept-Encoding": "identity", "Range": f"bytes={start}-{end - 1}"}
+        session, slots = self._sessions.session(), self._sessions.slots
+        try:
+            async with slots, asyncio.timeout(self.deadline):
+                self.requests += 1
+                async with session.get(url, headers=headers, proxy=self.proxies[gateway]) as r:
+                    if r.status == 206:
+                        if not _content_range_is(r.headers.get("content-range", ""), start, end):
+                            return 0, None
+                    elif r.status != 200 or start != 0:  # a 200 is the whole file: its head will do
+                        return r.status, None
+                    self._check_head(gateway, url, r, None if r.status == 200 else limit, f"the {what}")
+                    pieces, got = [], 0
+                    while got < limit and (piece := await r.content.readany()):
+                        got += len(piece)
+                        self.bytes_received += len(piece)
+                        pieces.append(piece)
+                    if got > limit:
+                        if r.status == 206:
+                            raise self._over(gateway, url, limit, f"the {what}", "sent more")
+                        pieces[-1] = pieces[-1][:len(pieces[-1]) - (got - limit)]  # (the rest is not read)
+                    return r.status, b"".join(pieces)
+        except TimeoutError as exc:
+            if isinstance(exc, AIOHTTP.caught):
+                raise  # a socket's own timeout
+            self._demoted.add(gateway)
+            raise GatewayError(
+                f"{gateway}: no whole answer within the {self.deadline:g} s deadline ({DEADLINE_ENV})",
+                url=url, deadline=self.deadline) from None
 
     # -- a whole DAG as one CAR ----------------------------------------------------------
     def fetch_dag(self, root: CID, into: BlockStore, *, max_bytes: int | None = None) -> int:
@@ -553,6 +657,57 @@ class _Sessions:
         if loop.alive:
             with contextlib.suppress(Exception):
                 loop.run(session.close(), timeout=5)
+
+
+def _runs(leaves: Sequence[Leaf]) -> list[list[Leaf]]:
+    """``leaves`` in runs of adjacent byte ranges (each leaf starts where the one before ends).
+
+    >>> from halodb.ipld import CID
+    >>> a, b, c = (CID.for_bytes(x, 0x55) for x in (b"a", b"b", b"c"))
+    >>> [[off for _, off, _ in run] for run in _runs([(a, 0, 4), (b, 4, 4), (c, 10, 1)])]
+    [[0, 4], [10]]
+    """
+    runs: list[list[Leaf]] = []
+    for leaf in sorted(leaves, key=lambda leaf: leaf[1]):
+        if runs and runs[-1][-1][1] + runs[-1][-1][2] == leaf[1]:
+            runs[-1].append(leaf)
+        else:
+            runs.append([leaf])
+    return runs
+
+
+def _cut(body: bytes, start: int, run: list[Leaf]) -> dict[CID, bytes] | None:
+    """The leaves of ``run`` cut from ``body`` (the file's bytes from ``start``), each hashed
+    against its CID; None when the body is not as long as the run or a leaf does not match.
+
+    >>> from halodb.ipld import CID
+    >>> a, b = CID.for_bytes(b"ab", 0x55), CID.for_bytes(b"c", 0x55)
+    >>> _cut(b"abc", 0, [(a, 0, 2), (b, 2, 1)]) == {a: b"ab", b: b"c"}, _cut(b"abd", 0, [(a, 0, 2), (b, 2, 1)])
+    (True, None)
+    """
+    if len(body) != run[-1][1] + run[-1][2] - start:
+        return None
+    if len(run) == 1:
+        return {run[0][0]: body} if run[0][0].verify(body) else None
+    view = memoryview(body)
+    out: dict[CID, bytes] = {}
+    for cid, offset, size in run:
+        leaf = bytes(view[offset - start:offset - start + size])
+        if not cid.verify(leaf):
+            return None
+        out[cid] = leaf
+    return out
+
+
+def _content_range_is(header: str, start: int, end: int) -> bool:
+    """Whether a ``Content-Range`` header names exactly bytes ``[start, end)``.
+
+    >>> _content_range_is("bytes 0-99/1000", 0, 100), _content_range_is("bytes 0-99/*", 0, 50)
+    (True, False)
+    """
+    unit, _, rest = header.strip().partition(" ")
+    span = rest.partition("/")[0].strip()
+    return unit.lower() == "bytes" and span == f"{start}-{end - 1}"
 
 
 def _is_car(content_type: str) -> bool:

@@ -355,13 +355,19 @@ class UnixFSTree(Tree):
         return TreeEntry(name, node.kind == DIR, None if node.kind == DIR else node.size)
 
     def read(self, path: str, start: int = 0, end: int | None = None) -> bytes:
-        """Bytes ``[start, end)`` of the file at ``path``. Where the store can send a file's
-        blocks as one request (a gateway's CAR: ``BlockStore.prefetch_file``), they are asked
-        for that way first, before the file's root and leaves are read as usual."""
+        """Bytes ``[start, end)`` of the file at ``path``.
+
+        Through a store that sends a file's bytes (a gateway, ``BlockStore.reads_file_bytes``),
+        a CIDv1 file's raw leaves come as the bytes of the range, one request per run of
+        adjacent leaves (:meth:`read_range`), after its root. Otherwise, where the store can
+        send a file's blocks as one request (a gateway's CAR: ``BlockStore.prefetch_file``;
+        CIDv0 files, whose leaves are dag-pb nodes), they are asked for that way first, before
+        the file's root and leaves are read as usual."""
         if start < 0 or (end is not None and end < 0):
             raise InputError(f"{path}: negative byte range [{start}, {end})", source=path)
         cid = self.resolve(path)
-        if cid is not None and cid.codec == DAG_PB and cid.inline_data is None:  # (a raw CID is one block)
+        if cid is not None and cid.codec == DAG_PB and cid.inline_data is None and not (
+                cid.version == 1 and self.store.reads_file_bytes()):  # (a raw CID is one block)
             try:
                 self.store.prefetch_file(cid, start=start, end=end)
             except HaloDBError as exc:
@@ -412,12 +418,28 @@ class UnixFSTree(Tree):
             depth += 1
             if need and depth > MAX_FILE_DEPTH:
                 raise UnixFSError(f"file DAG of {node.cid} is deeper than {MAX_FILE_DEPTH} levels", cid=node.cid)
-            loaded = self.nodes((c for c, _, _ in need), cache=False)
+            if need and all(c.codec == RAW and c.inline_data is None for c, _, _ in need):
+                loaded = self._leaves(node.cid, need)  # the last level: raw leaves
+            else:
+                loaded = self.nodes((c for c, _, _ in need), cache=False)
             frontier = [(loaded[c], off, bsize) for c, off, bsize in need]
         pieces.sort(key=lambda p: p[0])
         out = b"".join(p for _, p in pieces)
         if len(out) != end - start:
             raise UnixFSError(f"file {node.cid}: read {len(out)} bytes of [{start}, {end})", cid=node.cid)
+        return out
+
+    def _leaves(self, file: CID, leaves: builtins.list[tuple[CID, int, int]]) -> dict[CID, Node]:
+        """The raw leaves ``(cid, offset in the file, size)`` of ``file``, verified, in one
+        request per run of adjacent leaves where the store sends a file's bytes
+        (``BlockStore.get_leaves``); BlockNotFoundError for a missing one."""
+        found = self.store.get_leaves(file, leaves)
+        out = {}
+        for cid, _, _ in leaves:
+            data = found.get(cid)
+            if data is None:
+                raise BlockNotFoundError(f"block {cid} of {self} is not in {self.store.describe()}", cid=cid)
+            out[cid] = Node(cid, FILE_KIND, raw=data)
         return out
 
     # -- walking ---------------------------------------------------------------------------------
