@@ -23,6 +23,7 @@ import xarray as xr
 import halodb
 from halodb.data.fs import HaloDBFileSystem
 from halodb.errors import VerificationError
+from halodb.unixfs import UnixFSTree
 
 from .loopback import relay
 
@@ -241,21 +242,48 @@ def test_a_cidv1_chunk_file_is_its_root_and_one_range(kubo: Any, dataset: tuple[
             again.close()
 
 
+class ReadsOnTheLoop:
+    """Records what ``UnixFSTree.aread`` (a chunk read on zarr's event loop, no thread) returned:
+    None where it left the read to ``UnixFSTree.read`` in a thread."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.results: list[bool] = []
+        real = UnixFSTree.aread
+
+        async def aread(tree: UnixFSTree, path: str, start: int = 0, end: int | None = None) -> bytes | None:
+            try:
+                data = await real(tree, path, start, end)
+            except BaseException:
+                self.results.append(True)
+                raise
+            self.results.append(data is not None)
+            return data
+
+        monkeypatch.setattr(UnixFSTree, "aread", aread)
+
+
+@pytest.mark.parametrize("where", ["in a thread", "on the loop"])
 def test_tampered_file_bytes_are_refused_and_the_leaves_come_as_blocks(kubo: Any, dataset: tuple[str, xr.Dataset],
-                                                                      home: Path, caplog: pytest.LogCaptureFixture) -> None:
+                                                                      home: Path, caplog: pytest.LogCaptureFixture,
+                                                                      monkeypatch: pytest.MonkeyPatch, where: str) -> None:
     cid, expected = dataset
     chunk = file_cid(kubo, f"{cid}/ta/3")
+    spy = ReadsOnTheLoop(monkeypatch)
     with relay(kubo.gateway, bad_plain={chunk}) as (url, calls):  # a byte in the middle of its bytes flipped
         reg = halodb.open(home, store=url, create=True)
         try:
             ds = halodb.open_dataset(f"ipfs://{cid}", registry=reg)
-            first = len(calls.calls)
+            if where == "on the loop":
+                assert float(ds.ta[500]) == float(expected.ta[500])  # the folder ta/ read: known from now on
+            first, asked = len(calls.calls), len(spy.results)
             assert float(ds.ta[3500]) == float(expected.ta[3500])  # right all the same
+            assert spy.results[asked:] == [where == "on the loop"]
             read = calls.calls[first:]
             leaves = leaves_of(kubo, f"{cid}/ta/3")
             assert ranges(read) == [f"/ipfs/{chunk} range=bytes=0-7999"]
-            folder = file_cid(kubo, f"{cid}/ta")  # the folder ta/, its root, and its leaves block by block
-            assert sorted(raws(read)) == sorted(f"/ipfs/{c}?format=raw" for c in [folder, chunk, *leaves]), read
+            # the folder ta/ (unless read before), the file's root, and its leaves block by block
+            folder = [file_cid(kubo, f"{cid}/ta")] if where == "in a thread" else []
+            assert sorted(raws(read)) == sorted(f"/ipfs/{c}?format=raw" for c in [*folder, chunk, *leaves]), read
             failures = reg.store.remote.file_bytes_failures  # type: ignore[attr-defined]
             assert len(failures) == 1 and f"no gateway sent bytes 0-7999 of the file {chunk} intact" in failures[0]
             assert "do not match the CID" in failures[0] and url in failures[0]
@@ -267,16 +295,23 @@ def test_tampered_file_bytes_are_refused_and_the_leaves_come_as_blocks(kubo: Any
             reg.close()
 
 
-def test_a_leaf_tampered_everywhere_is_refused(kubo: Any, dataset: tuple[str, xr.Dataset], home: Path) -> None:
-    cid, _ = dataset
+@pytest.mark.parametrize("where", ["in a thread", "on the loop"])
+def test_a_leaf_tampered_everywhere_is_refused(kubo: Any, dataset: tuple[str, xr.Dataset], home: Path,
+                                               monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    cid, expected = dataset
     chunk = file_cid(kubo, f"{cid}/ta/3")
     leaf = leaves_of(kubo, f"{cid}/ta/3")[2]
+    spy = ReadsOnTheLoop(monkeypatch)
     with relay(kubo.gateway, bad_plain={chunk}, bad={leaf}) as (url, _calls):  # the file's bytes and the leaf's block
         reg = halodb.open(home, store=url, create=True)
         try:
             ds = halodb.open_dataset(f"ipfs://{cid}", registry=reg)
+            if where == "on the loop":
+                assert float(ds.ta[500]) == float(expected.ta[500])
+            asked = len(spy.results)
             with pytest.raises(VerificationError) as caught:
                 ds.ta[3500].values
+            assert spy.results[asked:] == [where == "on the loop"]  # (True: raised there)
             error = caught.value
             assert f"no gateway returned block {leaf} intact" in error.message, error.message
             assert getattr(error, "path", None) == "ta/3"  # the file asked for

@@ -22,6 +22,7 @@ b'hello'
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Self
@@ -187,6 +188,16 @@ class BlockStore(abc.ABC):
         True
         """
         return self.get_many(cid for cid, _, _ in leaves)
+
+    async def aget_many(self, cids: Sequence[CID]) -> dict[CID, bytes]:
+        """:meth:`get_many` from a coroutine (zarr reading a dataset on its event loop): here in
+        a thread; a store that talks HTTP asynchronously (a gateway) does it on the running loop,
+        and a caching store reads its local copies there (no thread, no trip between loops)."""
+        return await asyncio.to_thread(self.get_many, cids)
+
+    async def aget_leaves(self, file: CID, leaves: Sequence[Leaf]) -> dict[CID, bytes]:
+        """:meth:`get_leaves` from a coroutine (see :meth:`aget_many`)."""
+        return await asyncio.to_thread(self.get_leaves, file, leaves)
 
     def reads_file_bytes(self) -> bool:
         """Whether :meth:`get_leaves` asks for a file's bytes (one request per run of leaves)

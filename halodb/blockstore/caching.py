@@ -103,6 +103,41 @@ class CachingStore(BlockStore):
                 self._check(cid, data)  # (counted; verified by the remote)
         return found
 
+    async def aget_many(self, cids: Sequence[CID]) -> dict[CID, bytes]:
+        """:meth:`get_many` on the running event loop: the local copies read (and verified)
+        here, what is missing from the remote's :meth:`~BlockStore.aget_many` (a gateway: on
+        this loop too) and kept in the cache."""
+        wanted = list(dict.fromkeys(cids))
+        found = self._get_local(wanted)
+        missing = [c for c in wanted if c not in found]
+        if missing:
+            fetched = await self.remote.aget_many(missing)  # verified there, unless it trusts itself:
+            if self.remote.trusted_reads:
+                for cid, data in fetched.items():
+                    verify_block(cid, data, source=self.remote.describe())
+            if fetched:
+                self._behind.add(list(fetched.items()))
+            for cid, data in fetched.items():
+                self._check(cid, data)
+            found.update(fetched)
+        return found
+
+    async def aget_leaves(self, file: CID, leaves: Sequence[Leaf]) -> dict[CID, bytes]:
+        """:meth:`get_leaves` on the running event loop (see :meth:`aget_many`)."""
+        if not self.remote.supports_file_bytes:
+            return await self.aget_many([cid for cid, _, _ in leaves])
+        wanted = list(dict.fromkeys(leaves))
+        found = self._get_local([cid for cid, _, _ in wanted])
+        missing = [leaf for leaf in wanted if leaf[0] not in found]
+        if missing:
+            fetched = await self.remote.aget_leaves(file, missing)  # verified there
+            if fetched:
+                self._behind.add(list(fetched.items()))
+            for cid, data in fetched.items():
+                self._check(cid, data)
+            found.update(fetched)
+        return found
+
     def _get_local(self, cids: list[CID]) -> dict[CID, bytes]:
         """The blocks of ``cids`` held here (the write-behind queue, the local store), each
         verified; a damaged local copy is set aside and left out (it is fetched again)."""

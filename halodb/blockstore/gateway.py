@@ -343,15 +343,31 @@ class GatewayStore(BlockStore):
 
         >>> # GatewayStore(["http://127.0.0.1:8080"]).get_leaves(file_cid, [(leaf, 0, 262144)])
         """
+        return self._run(self.aget_leaves(file, leaves))
+
+    async def aget_leaves(self, file: CID, leaves: Sequence[Leaf]) -> dict[CID, bytes]:
+        """:meth:`get_leaves` on the running event loop (zarr's, reading a dataset): no thread."""
         out: dict[CID, bytes] = {}
         for run in _runs(leaves):
-            out.update(self._leaves_of(file, run))
+            out.update(await self._aleaves_of(file, run))
+        for cid, data in out.items():
+            self._check(cid, data)  # (counted; verified as it arrived)
         missing = [cid for cid, _, _ in leaves if cid not in out]
         if missing:
-            out.update(self.get_many(missing))
+            out.update(await self.aget_many(missing))
         return out
 
-    def _leaves_of(self, file: CID, run: list[Leaf]) -> dict[CID, bytes]:
+    async def aget_many(self, cids: Sequence[CID]) -> dict[CID, bytes]:
+        """:meth:`get_many` on the running event loop: no thread."""
+        try:
+            found = await self._aget_many(list(dict.fromkeys(cids)))
+        except BaseExceptionGroup as group:  # one block's failure is the answer
+            raise group.exceptions[0] from None
+        for cid, data in found.items():
+            self._check(cid, data)
+        return found
+
+    async def _aleaves_of(self, file: CID, run: list[Leaf]) -> dict[CID, bytes]:
         """One run of adjacent raw leaves from the first gateway that sends their bytes intact;
         {} when none did (recorded)."""
         start, end = run[0][1], run[-1][1] + run[-1][2]
@@ -361,7 +377,7 @@ class GatewayStore(BlockStore):
             if gateway in self._no_bytes:
                 continue
             try:
-                status, body = self._run(self._arange(gateway, file, start, end, what))
+                status, body = await self._arange(gateway, file, start, end, what)
             except AIOHTTP.caught as exc:
                 failures.append(f"{gateway}: {_why(exc)}")
                 continue
@@ -626,37 +642,51 @@ class _FileFailure(Exception):
 
 
 class _Sessions:
-    """The aiohttp session of one store, made on the shared loop on first use (again in a
-    forked child): keep-alive connections, at most ``limit`` at once."""
+    """The aiohttp sessions of one store: one per event loop that makes requests (the shared
+    background loop of the synchronous API; zarr's loop when a dataset is read with
+    :meth:`GatewayStore.aget_leaves` and :meth:`GatewayStore.aget_many`), each made on first
+    use there (again in a forked child): keep-alive connections, at most ``limit`` requests at
+    once per loop."""
 
     def __init__(self, timeout: float, limit: int) -> None:
         self.timeout = timeout
         self.limit = limit
-        self._session: aiohttp.ClientSession | None = None
+        self._by_loop: dict[asyncio.AbstractEventLoop, tuple[aiohttp.ClientSession, asyncio.Semaphore]] = {}
         self._pid = 0
-        #: at most ``limit`` requests at once (made with the session, on its loop)
-        self.slots = asyncio.Semaphore(limit)
 
-    def session(self) -> aiohttp.ClientSession:
-        """The session (called on the loop)."""
-        if self._session is None or self._pid != os.getpid():
-            self._session = aiohttp.ClientSession(
+    def _mine(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
+        loop = asyncio.get_running_loop()
+        if self._pid != os.getpid():  # a forked child: its parent's sessions are not its own
+            self._by_loop, self._pid = {}, os.getpid()
+        found = self._by_loop.get(loop)
+        if found is None or found[0].closed:
+            found = self._by_loop[loop] = (aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=self.timeout),
                 connector=aiohttp.TCPConnector(limit=self.limit),
                 auto_decompress=False, raise_for_status=False,  # (proxies: _proxy_for, read once)
-                read_bufsize=_READ_BUFFER)
-            self.slots = asyncio.Semaphore(self.limit)
-            self._pid = os.getpid()
-        return self._session
+                read_bufsize=_READ_BUFFER), asyncio.Semaphore(self.limit))
+        return found
+
+    def session(self) -> aiohttp.ClientSession:
+        """The session of the running loop (called on it)."""
+        return self._mine()[0]
+
+    @property
+    def slots(self) -> asyncio.Semaphore:
+        """At most ``limit`` requests at once on the running loop (called on it)."""
+        return self._mine()[1]
 
     def close(self) -> None:
-        session, self._session = self._session, None
-        if session is None or self._pid != os.getpid():
+        sessions, self._by_loop = self._by_loop, {}
+        if self._pid != os.getpid():
             return
-        loop = BackgroundLoop.shared()
-        if loop.alive:
+        shared = BackgroundLoop.shared()
+        for loop, (session, _) in sessions.items():
             with contextlib.suppress(Exception):
-                loop.run(session.close(), timeout=5)
+                if loop is shared.loop and shared.alive:
+                    shared.run(session.close(), timeout=5)
+                elif loop.is_running() and not loop.is_closed():  # another thread's loop (zarr's): closed there
+                    asyncio.run_coroutine_threadsafe(session.close(), loop)
 
 
 def _runs(leaves: Sequence[Leaf]) -> list[list[Leaf]]:
