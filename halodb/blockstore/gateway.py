@@ -377,14 +377,14 @@ class GatewayStore(BlockStore):
             if gateway in self._no_bytes:
                 continue
             try:
-                status, body = await self._arange(gateway, file, start, end, what)
+                status, pieces = await self._arange(gateway, file, start, end, what)
             except AIOHTTP.caught as exc:
                 failures.append(f"{gateway}: {_why(exc)}")
                 continue
             except GatewayError as exc:  # past the deadline, over the cap, an encoding
                 failures.append(exc.message)
                 continue
-            if body is None:
+            if pieces is None:
                 if status in _NO_CAR_STATUS:
                     if gateway not in self._no_bytes:
                         self._no_bytes.add(gateway)
@@ -393,7 +393,7 @@ class GatewayStore(BlockStore):
                 else:
                     failures.append(f"{gateway}: HTTP {status}")
                 continue
-            got = _cut(body, start, run)
+            got = _cut(pieces, start, run)
             if got is not None:
                 return got
             self._demoted.add(gateway)
@@ -404,10 +404,12 @@ class GatewayStore(BlockStore):
             log.warning("%s", why)
         return {}
 
-    async def _arange(self, gateway: str, file: CID, start: int, end: int, what: str) -> tuple[int, bytes | None]:
+    async def _arange(self, gateway: str, file: CID, start: int, end: int,
+                      what: str) -> tuple[int, list[bytes] | None]:
         """GET bytes ``[start, end)`` of the file ``file`` as they are, within the deadline:
-        ``(status, the bytes)``, or ``(status, None)`` for an answer that is not them (a
-        refusal, an error; a range not honoured: status 0). Reads at most ``end - start`` bytes."""
+        ``(status, the bytes in the pieces they came in)``, or ``(status, None)`` for an answer
+        that is not them (a refusal, an error; a range not honoured: status 0). Reads at most
+        ``end - start`` bytes."""
         url = f"{gateway}ipfs/{file}"
         limit = end - start
         headers = {"Accept": "*/*", "Accept-Encoding": "identity", "Range": f"bytes={start}-{end - 1}"}
@@ -431,7 +433,7 @@ class GatewayStore(BlockStore):
                         if r.status == 206:
                             raise self._over(gateway, url, limit, f"the {what}", "sent more")
                         pieces[-1] = pieces[-1][:len(pieces[-1]) - (got - limit)]  # (the rest is not read)
-                    return r.status, b"".join(pieces)
+                    return r.status, pieces
         except TimeoutError as exc:
             if isinstance(exc, AIOHTTP.caught):
                 raise  # a socket's own timeout
@@ -706,23 +708,34 @@ def _runs(leaves: Sequence[Leaf]) -> list[list[Leaf]]:
     return runs
 
 
-def _cut(body: bytes, start: int, run: list[Leaf]) -> dict[CID, bytes] | None:
-    """The leaves of ``run`` cut from ``body`` (the file's bytes from ``start``), each hashed
-    against its CID; None when the body is not as long as the run or a leaf does not match.
+def _cut(pieces: list[bytes], start: int, run: list[Leaf]) -> dict[CID, bytes] | None:
+    """The leaves of ``run`` cut from ``pieces`` (the file's bytes from ``start``, as they came
+    off the socket: each leaf is copied once, straight from them), each hashed against its
+    CID; None when the bytes are not as long as the run or a leaf does not match.
 
     >>> from halodb.ipld import CID
     >>> a, b = CID.for_bytes(b"ab", 0x55), CID.for_bytes(b"c", 0x55)
-    >>> _cut(b"abc", 0, [(a, 0, 2), (b, 2, 1)]) == {a: b"ab", b: b"c"}, _cut(b"abd", 0, [(a, 0, 2), (b, 2, 1)])
-    (True, None)
+    >>> _cut([b"a", b"bc"], 0, [(a, 0, 2), (b, 2, 1)]) == {a: b"ab", b: b"c"}
+    True
+    >>> _cut([b"abd"], 0, [(a, 0, 2), (b, 2, 1)]), _cut([b"ab"], 0, [(a, 0, 2), (b, 2, 1)])
+    (None, None)
     """
-    if len(body) != run[-1][1] + run[-1][2] - start:
+    if sum(map(len, pieces)) != run[-1][1] + run[-1][2] - start:
         return None
-    if len(run) == 1:
-        return {run[0][0]: body} if run[0][0].verify(body) else None
-    view = memoryview(body)
     out: dict[CID, bytes] = {}
-    for cid, offset, size in run:
-        leaf = bytes(view[offset - start:offset - start + size])
+    source = iter(pieces)
+    piece, at = b"", 0
+    for cid, _, size in run:
+        parts: list[bytes | memoryview] = []
+        while size:
+            if at == len(piece):
+                piece, at = next(source), 0
+            take = min(size, len(piece) - at)
+            parts.append(piece if take == len(piece) else memoryview(piece)[at:at + take])
+            at += take
+            size -= take
+        first = parts[0] if len(parts) == 1 else None
+        leaf = first if isinstance(first, bytes) else b"".join(parts)
         if not cid.verify(leaf):
             return None
         out[cid] = leaf
