@@ -1050,6 +1050,28 @@ def test_the_writer_thread_yields_the_cpu_and_a_reader_past_the_bound_writes_its
     assert sum(local.batches) == 10
 
 
+def test_the_writer_thread_writes_in_the_pauses_of_the_reading_or_once_half_full(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from halodb.blockstore import write_behind
+
+    monkeypatch.setattr(write_behind, "_QUIET", 3600.0)  # no pause in the reading: a reader adding all the time
+    local = _SlowDisk()
+    behind = write_behind.WriteBehind(local, max_bytes=10_000)
+    for i in range(4):  # 4,000 bytes: less than half the bound, kept in memory
+        behind.add([raw_block(i, 1000)])
+    time.sleep(0.2)
+    assert local.batches == [] and behind.get([raw_block(0, 1000)[0]]) != {}
+    behind.add([raw_block(4, 1000), raw_block(5, 1000)])  # half full: written without a pause
+    for _ in range(200):
+        if sum(local.batches) == 6:
+            break
+        time.sleep(0.05)
+    assert sum(local.batches) == 6
+    behind.drain()
+
+
 class _SlowRemote(MemoryStore):
     """Fault injection: a remote that takes its time and counts what it is asked for."""
 

@@ -9,7 +9,9 @@ then :meth:`WriteBehind.get` serves them from memory.
 * At most ``max_bytes`` wait at once; past that, :meth:`~WriteBehind.add` writes a batch in
   the caller's thread (or waits for the one being written).
 * The writer thread runs at a lower CPU priority (:data:`WRITER_NICE`, Linux): the writes
-  take what the reads leave over, and catch up when the reading is done.
+  take what the reads leave over, and catch up when the reading is done. It writes in the
+  pauses of the reading: once no block was added for :data:`_QUIET` (50 ms), or once half of
+  ``max_bytes`` waits.
 * :meth:`~WriteBehind.drain` writes what is queued and waits for the batch in flight; it
   raises the first write error since the last drain (a full disk: the blocks stay uncached,
   reads go on, and the error is not lost). The caching store drains on ``flush``, ``close``
@@ -37,6 +39,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import weakref
 
 from halodb.blockstore.base import Block, BlockStore
@@ -55,6 +58,10 @@ WRITE_BEHIND_BYTES = 256 << 20
 WRITER_NICE = 10
 #: seconds a writer thread with nothing to write waits before it ends (the next add starts one)
 _IDLE = 2.0
+#: seconds without a block added before the writer writes (unless half of ``max_bytes`` wait):
+#: a dataset read through a gateway on a small machine is bound by the CPU, and writing the
+#: cache meanwhile slows it (``bench_open.py``); the writes come in its pauses, or at the end
+_QUIET = 0.05
 
 
 class WriteBehind:
@@ -72,6 +79,7 @@ class WriteBehind:
         self._writers = 0  # batches being written (by the thread, or by drain)
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self._added = 0.0  # when blocks were last added (time.monotonic)
         self._pid = os.getpid()
         WriteBehind._live.add(self)
 
@@ -94,6 +102,7 @@ class WriteBehind:
             with self._cond:
                 self._forked()
                 if not (self._bytes > self.max_bytes and (self._queue or self._writers)):
+                    self._added = time.monotonic()
                     for cid, data in blocks:
                         if cid not in self._pending:
                             self._pending[cid] = data
@@ -137,6 +146,12 @@ class WriteBehind:
                 if not self._queue and not self._cond.wait_for(lambda: bool(self._queue), timeout=_IDLE):
                     self._thread = None
                     return
+                # blocks come in bursts (a dataset read): write in their pauses, or once half full
+                while self._queue and self._bytes < self.max_bytes // 2:
+                    quiet = self._added + _QUIET - time.monotonic()
+                    if quiet <= 0:
+                        break
+                    self._cond.wait(quiet)
             self._write_queued()
 
     def _write_queued(self) -> None:
