@@ -344,3 +344,23 @@ def test_a_gateway_without_plain_bytes_sends_cars(kubo: Any, dataset: tuple[str,
             assert ranges(read) == [] and len(cars(read)) == 8, read  # never again: one CAR per file
         finally:
             reg.close()
+
+
+def test_a_prefetch_cut_short_keeps_the_good_blocks(kubo: Any, dataset: tuple[str, xr.Dataset], home: Path) -> None:
+    cid, expected = dataset
+    blocks = set(kubo.ipfs("refs", "-r", "-u", cid).decode().split()) | {cid}
+    with relay(kubo.gateway, cut_cars=True) as (url, calls):  # the CAR of the whole DAG loses its last third
+        reg = halodb.open(home, store=url, create=True)
+        try:
+            ds = halodb.open_dataset(f"ipfs://{cid}", registry=reg, prefetch=True)
+            failures = reg.store.prefetch_failures  # type: ignore[attr-defined]
+            assert len(failures) == 1 and f"no gateway returned the DAG of {cid} whole" in failures[0], failures
+            # the blocks that came before the cut were each verified and kept; the rest comes on reading
+            kept = {str(c) for c in reg.store.local_store().iter_cids()}
+            assert kept < blocks and len(kept) > len(blocks) // 3, (len(kept), len(blocks))
+            asked = len(calls.calls)
+            assert np.array_equal(ds.ta.values, expected.ta.values) and np.array_equal(ds.rh.values, expected.rh.values)
+            assert len(calls.calls) > asked
+            assert {str(c) for c in reg.store.local_store().iter_cids()} == blocks
+        finally:
+            reg.close()

@@ -298,6 +298,12 @@ class BlockStore(abc.ABC):
         returns the blocks imported (only with ``supports_dag_export``)."""
         raise BlockStoreError(f"{self.describe()} cannot export a DAG as a CAR", store=self.describe())
 
+    def stream_dag(self, root: CID, into: BlockStore) -> int:
+        """:meth:`fetch_dag` for a cache: where the backend can (a gateway), each verified block
+        is put as it arrives, and an answer cut short keeps the good blocks that came; here the
+        same as :meth:`fetch_dag` (only with ``supports_dag_export``)."""
+        return self.fetch_dag(root, into)
+
     def fetch_file(self, root: CID, into: BlockStore, *, start: int = 0, end: int | None = None) -> int:
         """Bulk read: the blocks of the file under ``root`` that hold bytes ``[start, end)`` (all
         of it when ``end`` is None) as one CAR, each verified, put into ``into``; returns the

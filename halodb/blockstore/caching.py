@@ -287,7 +287,7 @@ class CachingStore(BlockStore):
         CAR, a deadline) is recorded in :attr:`prefetch_failures` and logged, and its blocks
         are then read one by one when the sync asks for them."""
         try:
-            return int(self.remote.fetch_dag(cid, _Queued(self)))
+            return int(self.remote.stream_dag(cid, _Queued(self)))  # verified block by block as it arrives
         except (BlockStoreError, IPLDError) as exc:
             self.prefetch_failures.append(str(exc))
             log.warning("prefetching %s as a CAR failed, its blocks will be fetched one by one: %s", cid, exc)

@@ -474,6 +474,40 @@ class GatewayStore(BlockStore):
         raise BlockStoreError(f"no gateway returned the DAG of {root} whole: " + "; ".join(failures),
                               cid=root, store=self.describe())
 
+    def stream_dag(self, root: CID, into: BlockStore) -> int:
+        """Fetch the whole DAG under ``root`` as ONE CAR request (as :meth:`fetch_dag`), putting
+        each block into ``into`` as it arrives and passes the checks of
+        :func:`~halodb.blockstore.car.receive_blocks` (verified, linked from the blocks before
+        it, sent once), in batches of 8 MiB: no temporary file, the CAR read once. For a
+        cache (a prefetch): an answer cut short keeps the good blocks that came, the next
+        gateway is asked, and whatever none sent is read block by block later. Returns the
+        blocks put; :class:`~halodb.errors.BlockStoreError` when no gateway sent it whole.
+        """
+        failures = []
+        stored = 0
+        for gateway in self.ordered():
+            try:
+                with self._stream(gateway, f"ipfs/{root}", params={"format": "car", "dag-scope": "all"},
+                                  accept=CAR_V1, limit=None, what="this CAR") as (status, _, chunks):
+                    if status != 200:
+                        failures.append(f"{gateway}: HTTP {status}")
+                        continue
+                    return stored + self._put_received(receive_blocks(chunks, root, max_block_size=MAX_BLOCK_SIZE),
+                                                       into)
+            except AIOHTTP.caught as exc:
+                failures.append(f"{gateway}: {_why(exc)}")
+            except GatewayError as exc:  # before the body: the deadline
+                failures.append(exc.message)
+            except _FileFailure as failure:
+                stored += failure.stored
+                cause = failure.cause
+                if isinstance(cause, VerificationError):
+                    self._demoted.add(gateway)
+                failures.append(cause.message if isinstance(cause, GatewayError) else (
+                    f"{gateway}: {_why(cause)}" if isinstance(cause, AIOHTTP.caught) else f"{gateway}: {cause}"))
+        raise BlockStoreError(f"no gateway returned the DAG of {root} whole: " + "; ".join(failures),
+                              cid=root, store=self.describe())
+
     # -- one file (or a byte range of it) as one CAR ------------------------------------------
     def fetch_file(self, root: CID, into: BlockStore, *, start: int = 0, end: int | None = None,
                    max_bytes: int | None = None) -> int:
