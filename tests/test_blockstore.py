@@ -1072,6 +1072,23 @@ def test_the_writer_thread_writes_in_the_pauses_of_the_reading_or_once_half_full
     behind.drain()
 
 
+def test_blocks_queued_as_views_are_served_and_written_as_bytes(tmp_path: Path) -> None:
+    from halodb.blockstore.sqlite import SqliteStore
+    from halodb.blockstore.write_behind import WriteBehind
+
+    whole = bytes(range(256)) * 8  # the bytes of a run of two leaves, as a gateway sent them
+    view = memoryview(whole)
+    a, b = CID.for_bytes(whole[:1000], 0x55), CID.for_bytes(whole[1000:], 0x55)
+    for local in (MemoryStore(), SqliteStore(tmp_path / "blocks")):  # (SQLite binds a view as it is)
+        behind = WriteBehind(local)
+        behind.add([(a, view[:1000]), (b, view[1000:])])
+        served = behind.get([a, b])
+        assert all(type(d) is bytes for d in served.values()) and served == {a: whole[:1000], b: whole[1000:]}
+        behind.drain()
+        assert local.get(a) == whole[:1000] and type(local.get(b)) is bytes and local.get(b) == whole[1000:]
+        local.close()
+
+
 class _SlowRemote(MemoryStore):
     """Fault injection: a remote that takes its time and counts what it is asked for."""
 

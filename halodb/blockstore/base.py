@@ -38,6 +38,9 @@ from halodb.ipld import CID, DAG_CBOR, verify_block
 Block = tuple[CID, bytes]
 #: a raw leaf of a UnixFS file: ``(cid, offset in the file, size)``
 Leaf = tuple[CID, int, int]
+#: the bytes of a block, or a view of them inside a larger buffer (the leaves of a file's
+#: bytes read on an event loop: :meth:`BlockStore.aget_leaves`); ``bytes(view)`` copies them
+BlockBytes = bytes | memoryview
 
 
 @dataclass
@@ -80,6 +83,9 @@ class BlockStore(abc.ABC):
     #: gateway's plain path answer), from which its raw leaves are cut and each verified:
     #: :meth:`get_leaves` asks for adjacent leaves in one request
     supports_file_bytes: ClassVar[bool] = False
+    #: ``put_many`` takes any buffer as a block's bytes (a ``memoryview``: SQLite binds it as
+    #: it is), so a block queued as a view need not be copied to be written
+    takes_buffers: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.stats = StoreStats()
@@ -195,9 +201,10 @@ class BlockStore(abc.ABC):
         and a caching store reads its local copies there (no thread, no trip between loops)."""
         return await asyncio.to_thread(self.get_many, cids)
 
-    async def aget_leaves(self, file: CID, leaves: Sequence[Leaf]) -> dict[CID, bytes]:
-        """:meth:`get_leaves` from a coroutine (see :meth:`aget_many`)."""
-        return await asyncio.to_thread(self.get_leaves, file, leaves)
+    async def aget_leaves(self, file: CID, leaves: Sequence[Leaf]) -> dict[CID, BlockBytes]:
+        """:meth:`get_leaves` from a coroutine (see :meth:`aget_many`). A leaf may come as a
+        ``memoryview`` into the bytes of its run (no copy): a gateway's answer."""
+        return dict(await asyncio.to_thread(self.get_leaves, file, leaves))
 
     def reads_file_bytes(self) -> bool:
         """Whether :meth:`get_leaves` asks for a file's bytes (one request per run of leaves)
@@ -342,7 +349,7 @@ class BlockStore(abc.ABC):
         if not self.supports_writes:
             raise ReadOnlyStoreError(f"{self.describe()} is read-only", store=self.describe())
 
-    def _check(self, cid: CID, data: bytes) -> None:
+    def _check(self, cid: CID, data: BlockBytes) -> None:
         self.stats.blocks_read += 1
         self.stats.bytes_read += len(data)
         if self.trusted_reads or cid.verify(data):

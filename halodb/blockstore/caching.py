@@ -31,7 +31,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from halodb.blockstore.base import Block, BlockStore, Leaf
+from halodb.blockstore.base import Block, BlockBytes, BlockStore, Leaf
 from halodb.blockstore.write_behind import WriteBehind
 from halodb.errors import BlockStoreError, IPLDError, VerificationError
 from halodb.ipld import CID, block_links, verify_block
@@ -122,12 +122,13 @@ class CachingStore(BlockStore):
             found.update(fetched)
         return found
 
-    async def aget_leaves(self, file: CID, leaves: Sequence[Leaf]) -> dict[CID, bytes]:
-        """:meth:`get_leaves` on the running event loop (see :meth:`aget_many`)."""
+    async def aget_leaves(self, file: CID, leaves: Sequence[Leaf]) -> dict[CID, BlockBytes]:
+        """:meth:`get_leaves` on the running event loop (see :meth:`aget_many`); the leaves the
+        remote sent may be views into the bytes of their run (queued for the cache as such)."""
         if not self.remote.supports_file_bytes:
-            return await self.aget_many([cid for cid, _, _ in leaves])
+            return dict(await self.aget_many([cid for cid, _, _ in leaves]))
         wanted = list(dict.fromkeys(leaves))
-        found = self._get_local([cid for cid, _, _ in wanted])
+        found: dict[CID, BlockBytes] = dict(self._get_local([cid for cid, _, _ in wanted]))
         missing = [leaf for leaf in wanted if leaf[0] not in found]
         if missing:
             fetched = await self.remote.aget_leaves(file, missing)  # verified there

@@ -42,7 +42,7 @@ import aiohttp
 import yarl
 
 from halodb.blockstore._gateway_boundary import AIOHTTP
-from halodb.blockstore.base import BlockStore, Leaf
+from halodb.blockstore.base import BlockBytes, BlockStore, Leaf
 from halodb.blockstore.car import import_reachable, receive_blocks, receive_dag
 from halodb.errors import (
     BlockStoreError,
@@ -343,13 +343,18 @@ class GatewayStore(BlockStore):
 
         >>> # GatewayStore(["http://127.0.0.1:8080"]).get_leaves(file_cid, [(leaf, 0, 262144)])
         """
-        return self._run(self.aget_leaves(file, leaves))
+        found = self._run(self._aget_leaves(file, leaves, views=False))
+        return {cid: data if isinstance(data, bytes) else bytes(data) for cid, data in found.items()}
 
-    async def aget_leaves(self, file: CID, leaves: Sequence[Leaf]) -> dict[CID, bytes]:
-        """:meth:`get_leaves` on the running event loop (zarr's, reading a dataset): no thread."""
-        out: dict[CID, bytes] = {}
+    async def aget_leaves(self, file: CID, leaves: Sequence[Leaf]) -> dict[CID, BlockBytes]:
+        """:meth:`get_leaves` on the running event loop (zarr's, reading a dataset): no thread.
+        The leaves of a run come as views into the run's bytes (one copy off the socket)."""
+        return await self._aget_leaves(file, leaves, views=True)
+
+    async def _aget_leaves(self, file: CID, leaves: Sequence[Leaf], *, views: bool) -> dict[CID, BlockBytes]:
+        out: dict[CID, BlockBytes] = {}
         for run in _runs(leaves):
-            out.update(await self._aleaves_of(file, run))
+            out.update(await self._aleaves_of(file, run, views))
         for cid, data in out.items():
             self._check(cid, data)  # (counted; verified as it arrived)
         missing = [cid for cid, _, _ in leaves if cid not in out]
@@ -367,7 +372,7 @@ class GatewayStore(BlockStore):
             self._check(cid, data)
         return found
 
-    async def _aleaves_of(self, file: CID, run: list[Leaf]) -> dict[CID, bytes]:
+    async def _aleaves_of(self, file: CID, run: list[Leaf], views: bool) -> dict[CID, BlockBytes]:
         """One run of adjacent raw leaves from the first gateway that sends their bytes intact;
         {} when none did (recorded)."""
         start, end = run[0][1], run[-1][1] + run[-1][2]
@@ -393,7 +398,7 @@ class GatewayStore(BlockStore):
                 else:
                     failures.append(f"{gateway}: HTTP {status}")
                 continue
-            got = _cut(pieces, start, run)
+            got = _cut(pieces, start, run, views=views)
             if got is not None:
                 return got
             self._demoted.add(gateway)
@@ -742,21 +747,37 @@ def _runs(leaves: Sequence[Leaf]) -> list[list[Leaf]]:
     return runs
 
 
-def _cut(pieces: list[bytes], start: int, run: list[Leaf]) -> dict[CID, bytes] | None:
+def _cut(pieces: list[bytes], start: int, run: list[Leaf], *, views: bool = False) -> dict[CID, BlockBytes] | None:
     """The leaves of ``run`` cut from ``pieces`` (the file's bytes from ``start``, as they came
-    off the socket: each leaf is copied once, straight from them), each hashed against its
-    CID; None when the bytes are not as long as the run or a leaf does not match.
+    off the socket), each hashed against its CID; None when the bytes are not as long as the
+    run or a leaf does not match. Each leaf is copied once, straight from the pieces; with
+    ``views``, the pieces are joined once instead and each leaf is a ``memoryview`` into that
+    (a reader that wants the run's bytes whole then has them without another copy).
 
     >>> from halodb.ipld import CID
     >>> a, b = CID.for_bytes(b"ab", 0x55), CID.for_bytes(b"c", 0x55)
     >>> _cut([b"a", b"bc"], 0, [(a, 0, 2), (b, 2, 1)]) == {a: b"ab", b: b"c"}
     True
+    >>> views = _cut([b"a", b"bc"], 0, [(a, 0, 2), (b, 2, 1)], views=True)
+    >>> [bytes(v) for v in views.values()], views[a].obj
+    ([b'ab', b'c'], b'abc')
     >>> _cut([b"abd"], 0, [(a, 0, 2), (b, 2, 1)]), _cut([b"ab"], 0, [(a, 0, 2), (b, 2, 1)])
     (None, None)
     """
     if sum(map(len, pieces)) != run[-1][1] + run[-1][2] - start:
         return None
-    out: dict[CID, bytes] = {}
+    out: dict[CID, BlockBytes] = {}
+    if views:
+        whole = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if len(run) == 1:
+            return {run[0][0]: whole} if run[0][0].verify(whole) else None
+        view = memoryview(whole)
+        for cid, offset, size in run:
+            leaf = view[offset - start:offset - start + size]
+            if not cid.verify(leaf):
+                return None
+            out[cid] = leaf
+        return out
     source = iter(pieces)
     piece, at = b"", 0
     for cid, _, size in run:
@@ -769,10 +790,10 @@ def _cut(pieces: list[bytes], start: int, run: list[Leaf]) -> dict[CID, bytes] |
             at += take
             size -= take
         first = parts[0] if len(parts) == 1 else None
-        leaf = first if isinstance(first, bytes) else b"".join(parts)
-        if not cid.verify(leaf):
+        joined = first if isinstance(first, bytes) else b"".join(parts)
+        if not cid.verify(joined):
             return None
-        out[cid] = leaf
+        out[cid] = joined
     return out
 
 

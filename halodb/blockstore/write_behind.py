@@ -41,8 +41,10 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Sequence
+from typing import cast
 
-from halodb.blockstore.base import Block, BlockStore
+from halodb.blockstore.base import Block, BlockBytes, BlockStore
 from halodb.ipld import CID
 
 __all__ = ["WRITER_NICE", "WRITE_BEHIND_BYTES", "WriteBehind"]
@@ -73,8 +75,8 @@ class WriteBehind:
         self.local = local
         self.max_bytes = max_bytes
         self._cond = threading.Condition()
-        self._pending: dict[CID, bytes] = {}  # queued or being written
-        self._queue: list[Block] = []  # not taken by a writer yet
+        self._pending: dict[CID, BlockBytes] = {}  # queued or being written
+        self._queue: list[tuple[CID, BlockBytes]] = []  # not taken by a writer yet
         self._bytes = 0
         self._writers = 0  # batches being written (by the thread, or by drain)
         self._error: BaseException | None = None
@@ -84,18 +86,21 @@ class WriteBehind:
         WriteBehind._live.add(self)
 
     def get(self, cids: list[CID]) -> dict[CID, bytes]:
-        """The blocks of ``cids`` that are waiting to be written."""
+        """The blocks of ``cids`` that are waiting to be written (as ``bytes``: one queued as a
+        view is copied here)."""
         with self._cond:
             pending = self._pending
-            return {c: pending[c] for c in cids if c in pending} if pending else {}
+            found = {c: pending[c] for c in cids if c in pending} if pending else {}
+        return {c: d if isinstance(d, bytes) else bytes(d) for c, d in found.items()}
 
     def has(self, cid: CID) -> bool:
         """Whether ``cid`` is waiting to be written."""
         with self._cond:
             return cid in self._pending
 
-    def add(self, blocks: list[Block]) -> None:
-        """Queue ``blocks`` (verified) to be written. While too much is queued, the caller writes
+    def add(self, blocks: Sequence[tuple[CID, BlockBytes]]) -> None:
+        """Queue ``blocks`` (verified; a block's bytes may be a view into a larger buffer,
+        which stays alive until they are written) to be written. While too much is queued, the caller writes
         a batch itself (at its own priority: the writer thread's is lower), or waits for the
         batch being written."""
         while True:
@@ -162,7 +167,10 @@ class WriteBehind:
             self._writers += 1
         error: BaseException | None = None
         try:
-            self.local.put_many(batch, verify=False)
+            if self.local.takes_buffers:  # (views written as they are)
+                self.local.put_many(cast(list[Block], batch), verify=False)
+            else:
+                self.local.put_many([(c, d if isinstance(d, bytes) else bytes(d)) for c, d in batch], verify=False)
         except BaseException as exc:  # kept for drain(): these blocks stay uncached, reads go on
             error = exc
         with self._cond:

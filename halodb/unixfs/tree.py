@@ -28,7 +28,7 @@ from __future__ import annotations
 import builtins
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -53,7 +53,7 @@ class Node:
     kind: str
     pb: PBNode | None = None  #: None for raw leaves
     fs: UnixFSData | None = None  #: None for raw leaves
-    raw: bytes | None = None  #: the bytes of a raw leaf
+    raw: bytes | memoryview | None = None  #: the bytes of a raw leaf (maybe a view into a file's bytes)
     _names: dict[str, PBLink] | None = field(default=None, repr=False)
 
     @property
@@ -396,7 +396,7 @@ class UnixFSTree(Tree):
         end = size if end is None else min(end, size)
         if start >= end:
             return b""
-        pieces: list[tuple[int, bytes]] = []
+        pieces: list[tuple[int, bytes | memoryview]] = []
         frontier: list[tuple[Node, int, int]] = [(node, 0, size)]
         depth = 0
         while frontier:
@@ -464,16 +464,20 @@ class UnixFSTree(Tree):
             if node.kind != FILE_KIND:
                 return None
             if node.raw is not None:
-                return node.raw[start:end]
+                return bytes(node.raw[start:end])
             size = node.size
             stop = size if end is None else min(end, size)
             need = self._overlapping(node, start, stop)
             if not all(c.codec == RAW and c.inline_data is None for c, _, _ in need):
                 return None
             found = await store.aget_leaves(cid, need) if need else {}
+            if any(c not in found for c, _, _ in need):
+                return None  # (the sync path says what is missing)
+            whole = _one_run(node, need, found)
+            if whole is not None:  # the leaves are views into the bytes of one answer: no copy
+                first = need[0][1]
+                return whole[max(start - first, 0):stop - first] if start < stop else b""
             loaded = {c: Node(c, FILE_KIND, raw=data) for c, data in found.items()}
-            if len(loaded) < len(need):
-                return None
             return self.read_range(node, start, end, loaded=loaded)
         except HaloDBError as exc:
             annotate(exc, path)
@@ -603,6 +607,26 @@ class UnixFSTree(Tree):
         except HaloDBError as exc:
             annotate(exc, path)
             raise
+
+
+def _one_run(node: Node, need: list[tuple[CID, int, int]], found: Mapping[CID, bytes | memoryview]) -> bytes | None:
+    """The bytes the leaves ``need`` of the file ``node`` are views into, when they all are
+    adjacent views that tile one buffer (a gateway's answer for their run, cut by
+    ``GatewayStore.aget_leaves``) and the node's sizes add up as :meth:`UnixFSTree.read_range`
+    checks them (no data of its own, ``filesize`` the sum of ``blocksizes``); else None."""
+    fs = node.fs
+    if not need or fs is None or fs.data or (fs.filesize is not None and fs.filesize != sum(fs.blocksizes)):
+        return None
+    views = [found[c] for c, _, _ in need]
+    base = views[0].obj if isinstance(views[0], memoryview) else None
+    if not isinstance(base, bytes):
+        return None
+    at = need[0][1]
+    for (_, offset, size), view in zip(need, views):
+        if not isinstance(view, memoryview) or view.obj is not base or offset != at or len(view) != size:
+            return None
+        at += size
+    return base if at - need[0][1] == len(base) else None
 
 
 class WalkEntry(NamedTuple):
