@@ -701,6 +701,8 @@ class _Sessions:
             self._by_loop, self._pid = {}, os.getpid()
         found = self._by_loop.get(loop)
         if found is None or found[0].closed:
+            for gone in [other for other in self._by_loop if other.is_closed()]:  # (loops run and ended)
+                del self._by_loop[gone]
             found = self._by_loop[loop] = (aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=self.timeout),
                 connector=aiohttp.TCPConnector(limit=self.limit),
