@@ -5,17 +5,24 @@ Blocks are asked for as ``GET /ipfs/{cid}?format=raw`` with
 sees them: a gateway answering with wrong bytes is treated like one that failed, and the
 next gateway is asked. HTTP 429 and 5xx are retried with exponential backoff; 404 and
 410 mean the gateway does not have the block. Batches are fetched concurrently, bounded
-by ``concurrency``.
+by ``concurrency``. The raw leaves of a UnixFS file come as the file's bytes, one ``Range``
+request per run of adjacent leaves, cut into the leaves and each verified
+(:meth:`GatewayStore.get_leaves`).
 
 Every request has a total **deadline** (``deadline`` seconds, default
 ``$HALODB_GATEWAY_DEADLINE``, else 60) and every answer a **size cap**: a raw block at most
-:data:`~halodb.ipld.limits.MAX_BLOCK_SIZE`, an IPNS record at most its 10 KiB, and a CAR only
-the blocks of the DAG asked for (checked section by section as it arrives, see
-:func:`~halodb.blockstore.car.receive_dag`; ``fetch_dag(max_bytes=...)`` caps it further).
-httpx's own timeout bounds each read, not the whole request, so the request runs on a
-thread the caller waits for at most the deadline; bodies are streamed and reading stops at
-the cap. A gateway past its deadline or its cap has failed (:class:`GatewayError`): the
-next one is asked, and it is asked last from then on.
+:data:`~halodb.ipld.limits.MAX_BLOCK_SIZE`, an IPNS record at most its 10 KiB, a file's bytes
+the range asked for, and a CAR only the blocks of the DAG asked for (checked section by
+section as it arrives, see :func:`~halodb.blockstore.car.receive_dag`;
+``fetch_dag(max_bytes=...)`` caps it further). aiohttp's own timeout bounds each read of a
+socket, not the whole request, so the deadline is an ``asyncio.timeout`` around it (a
+streamed CAR: the reading thread waits for each piece at most until the deadline); bodies
+are streamed and reading stops at the cap. A gateway past its deadline or its cap has failed
+(:class:`GatewayError`): the next one is asked, and it is asked last from then on.
+
+The synchronous API runs its requests on one shared background loop
+(:class:`~halodb.util.background_loop.BackgroundLoop`); the ``aget_*`` coroutines run them
+on the caller's loop (zarr's, reading a dataset), with an aiohttp session per loop.
 
 >>> GatewayStore(["http://127.0.0.1:8080"], deadline=5).gateways
 ['http://127.0.0.1:8080/']
