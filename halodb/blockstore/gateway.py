@@ -402,6 +402,10 @@ class GatewayStore(BlockStore):
                         self._no_bytes.add(gateway)
                         log.warning("%s sends no plain file bytes (HTTP %s): files are read from it as CARs",
                                     gateway, status)
+                elif status == 0:
+                    failures.append(f"{gateway}: answered with another Content-Range than bytes {start}-{end - 1}")
+                elif status == 200:
+                    failures.append(f"{gateway}: answered a range with the whole file (HTTP 200)")
                 else:
                     failures.append(f"{gateway}: HTTP {status}")
                 continue
