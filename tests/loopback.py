@@ -56,10 +56,13 @@ class QuietHandler(BaseHTTPRequestHandler):
         pass
 
 
-def respond(handler: BaseHTTPRequestHandler, body: bytes, content_type: str, status: int = 200) -> None:
-    """Send one whole response."""
+def respond(handler: BaseHTTPRequestHandler, body: bytes, content_type: str, status: int = 200,
+            headers: dict[str, str] | None = None) -> None:
+    """Send one whole response (with ``headers`` besides its type and length)."""
     handler.send_response(status)
     handler.send_header("Content-Type", content_type)
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
     handler.send_header("Content-Length", str(len(body)))
     handler.end_headers()
     handler.wfile.write(body)
@@ -79,13 +82,15 @@ def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
 
 class Relay(QuietHandler):
     """Relays GETs to the Kubo gateway ``upstream``, with faults: answers for CIDs in ``bad``
-    get a flipped byte, ``status(n)`` forces the status of the n-th request (None: relay),
+    get a flipped byte (for CIDs in ``bad_plain``, only the plain answers: no ``format``), ``status(n)`` forces the status of the n-th request (None: relay),
     with ``cut_cars`` a CAR answer loses its last third, and with ``plain_paths`` a request for
     a CAR is answered as a plain path gateway answers it: the file's bytes, ``format`` and the
-    CAR's parameters ignored."""
+    CAR's parameters ignored. A ``Range`` header is passed on (and recorded in ``calls``:
+    ``PATH range=bytes=A-B``), and the ``Content-Range`` of the answer back."""
 
     upstream: ClassVar[str] = ""
     bad: ClassVar[set[str]] = set()
+    bad_plain: ClassVar[set[str]] = set()
     status: ClassVar[Callable[[int], int | None] | None] = None
     cut_cars: ClassVar[bool] = False
     plain_paths: ClassVar[bool] = False
@@ -97,7 +102,7 @@ class Relay(QuietHandler):
 
     def do_GET(self) -> None:
         with self.lock:
-            self.calls.append(self.path)
+            self.calls.append(self.path + (f" range={self.headers['Range']}" if self.headers.get("Range") else ""))
             n = len(self.calls)
         status = type(self).status
         forced = status(n) if status is not None else None
@@ -107,22 +112,30 @@ class Relay(QuietHandler):
         path, accept = self.path, self.headers.get("Accept", "*/*")
         if self.plain_paths and "format=car" in path:
             path, accept = urlsplit(path).path, "*/*"
-        answer = self.client.get(self.upstream.rstrip("/") + path, headers={"Accept": accept})
+        asked = {"Accept": accept}
+        if self.headers.get("Range"):  # a plain read of a byte range of a file
+            asked["Range"] = self.headers["Range"]
+        answer = self.client.get(self.upstream.rstrip("/") + path, headers=asked)
         body = answer.content
-        if urlsplit(self.path).path.rsplit("/", 1)[-1] in self.bad and answer.status_code == 200:
+        last = urlsplit(self.path).path.rsplit("/", 1)[-1]
+        tampered = last in self.bad or (last in self.bad_plain and "format=" not in self.path)
+        if tampered and answer.status_code in (200, 206):
             flipped = bytearray(body)
             flipped[len(flipped) // 2] ^= 0xFF
             body = bytes(flipped)
         if self.cut_cars and "format=car" in self.path:
             body = body[: len(body) * 2 // 3]
-        respond(self, body, answer.headers.get("content-type", "application/octet-stream"), answer.status_code)
+        extra = {"Content-Range": answer.headers["content-range"]} if "content-range" in answer.headers else None
+        respond(self, body, answer.headers.get("content-type", "application/octet-stream"), answer.status_code, extra)
 
 
 @contextmanager
-def relay(upstream: str, *, bad: set[str] | None = None, status: Callable[[int], int | None] | None = None,
-          cut_cars: bool = False, plain_paths: bool = False) -> Iterator[tuple[str, type[Relay]]]:
+def relay(upstream: str, *, bad: set[str] | None = None, bad_plain: set[str] | None = None,
+          status: Callable[[int], int | None] | None = None, cut_cars: bool = False,
+          plain_paths: bool = False) -> Iterator[tuple[str, type[Relay]]]:
     """A :class:`Relay` in front of the gateway ``upstream``: ``(its URL, its class)``."""
     handler = type("ARelay", (Relay,), {"upstream": upstream, "bad": bad if bad is not None else set(),
+                                         "bad_plain": bad_plain if bad_plain is not None else set(),
                                          "status": staticmethod(status) if status else None, "cut_cars": cut_cars,
                                          "plain_paths": plain_paths, "calls": []})
     with serve(handler) as url:

@@ -1061,6 +1061,45 @@ def test_the_writer_thread_yields_the_cpu_and_a_reader_past_the_bound_writes_its
     assert sum(local.batches) == 10
 
 
+def test_the_writer_thread_writes_in_the_pauses_of_the_reading_or_once_half_full(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from halodb.blockstore import write_behind
+
+    monkeypatch.setattr(write_behind, "_QUIET", 3600.0)  # no pause in the reading: a reader adding all the time
+    local = _SlowDisk()
+    behind = write_behind.WriteBehind(local, max_bytes=10_000)
+    for i in range(4):  # 4,000 bytes: less than half the bound, kept in memory
+        behind.add([raw_block(i, 1000)])
+    time.sleep(0.2)
+    assert local.batches == [] and behind.get([raw_block(0, 1000)[0]]) != {}
+    behind.add([raw_block(4, 1000), raw_block(5, 1000)])  # half full: written without a pause
+    for _ in range(200):
+        if sum(local.batches) == 6:
+            break
+        time.sleep(0.05)
+    assert sum(local.batches) == 6
+    behind.drain()
+
+
+def test_blocks_queued_as_views_are_served_and_written_as_bytes(tmp_path: Path) -> None:
+    from halodb.blockstore.sqlite import SqliteStore
+    from halodb.blockstore.write_behind import WriteBehind
+
+    whole = bytes(range(256)) * 8  # the bytes of a run of two leaves, as a gateway sent them
+    view = memoryview(whole)
+    a, b = CID.for_bytes(whole[:1000], 0x55), CID.for_bytes(whole[1000:], 0x55)
+    for local in (MemoryStore(), SqliteStore(tmp_path / "blocks")):  # (SQLite binds a view as it is)
+        behind = WriteBehind(local)
+        behind.add([(a, view[:1000]), (b, view[1000:])])
+        served = behind.get([a, b])
+        assert all(type(d) is bytes for d in served.values()) and served == {a: whole[:1000], b: whole[1000:]}
+        behind.drain()
+        assert local.get(a) == whole[:1000] and type(local.get(b)) is bytes and local.get(b) == whole[1000:]
+        local.close()
+
+
 class _SlowRemote(MemoryStore):
     """Fault injection: a remote that takes its time and counts what it is asked for."""
 

@@ -191,3 +191,32 @@ def test_gateway_discovery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     if not Path("/etc/ipfs/gateway").exists():
         with pytest.raises(StoreURLError):
             open_store("gateway:", tmp_path)
+
+
+def test_leaves_cut_from_a_files_bytes_on_any_loop(kubo_local_only: KuboNode, tmp_path: Path) -> None:
+    """get_leaves / aget_leaves: one plain range request per run of adjacent leaves, each leaf
+    verified; from the synchronous API and from two event loops in turn (a session each)."""
+    import asyncio
+    import os
+
+    from halodb.unixfs import UnixFSTree
+
+    data = os.urandom(6 * 2048)
+    (tmp_path / "f.bin").write_bytes(data)
+    file = CID.parse(kubo_local_only.ipfs("add", "-Q", "--cid-version=1", "--chunker=size-2048",
+                                          str(tmp_path / "f.bin")).decode().strip())
+    with relay(kubo_local_only.gateway) as (url, handler):
+        store = GatewayStore([url])
+        root = UnixFSTree(store, file).node(file)
+        assert root.pb is not None
+        leaves = [(link.cid, 2048 * i, 2048) for i, link in enumerate(root.pb.links)]
+        wanted = leaves[1:3] + leaves[4:5]  # two runs: bytes 2048-6143 and 8192-10239
+        asked = len(handler.calls)
+        got = store.get_leaves(file, wanted)
+        assert {c: bytes(d) for c, d in got.items()} == {c: data[o:o + s] for c, o, s in wanted}
+        assert handler.calls[asked:] == [f"/ipfs/{file} range=bytes=2048-6143", f"/ipfs/{file} range=bytes=8192-10239"]
+        for _ in range(2):  # asyncio.run: a new loop each time
+            views = asyncio.run(store.aget_leaves(file, wanted))
+            assert {c: bytes(d) for c, d in views.items()} == {c: data[o:o + s] for c, o, s in wanted}
+        assert len(handler.calls) == asked + 6 and store.file_bytes_failures == []
+        store.close()

@@ -1,5 +1,8 @@
-"""Reading data chunk by chunk through a trustless gateway: one CAR request per chunk file
-(``GatewayStore.fetch_file``, ``?format=car&dag-scope=entity``), every block verified.
+"""Reading data chunk by chunk through a gateway, every block verified: a CIDv1 chunk file
+is its root block and ONE plain request for its bytes (``GatewayStore.get_leaves``: the raw
+leaves cut from them, each hashed against its CID); a CIDv0 one (dag-pb leaves, which plain
+bytes cannot be checked against) one CAR request (``GatewayStore.fetch_file``,
+``?format=car&dag-scope=entity``).
 
 A real Kubo node (tests/kubo_node.py) serves Zarr stores and a large file added with small
 blocks (``--chunker=size-2048``: a chunk file spans several blocks); a counting relay
@@ -20,6 +23,7 @@ import xarray as xr
 import halodb
 from halodb.data.fs import HaloDBFileSystem
 from halodb.errors import VerificationError
+from halodb.unixfs import UnixFSTree
 
 from .loopback import relay
 
@@ -36,10 +40,21 @@ def zarr_store(folder: Path) -> xr.Dataset:
 
 @pytest.fixture(scope="module")
 def dataset(kubo: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, xr.Dataset]:
+    """The store added with CIDv1 (raw leaves)."""
     folder = tmp_path_factory.mktemp("data") / "x.zarr"
     ds = zarr_store(folder)
     # -H: Zarr v2's metadata files are dotfiles, which ipfs add skips by default
     cid = kubo.ipfs("add", "-r", "-Q", "-H", "--cid-version=1", CHUNKER, str(folder)).decode().strip()
+    return cid, ds
+
+
+@pytest.fixture(scope="module")
+def dataset_v0(kubo: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, xr.Dataset]:
+    """The store added with CIDv0 (``ipfs add``'s default: dag-pb leaves)."""
+    folder = tmp_path_factory.mktemp("data") / "x.zarr"
+    ds = zarr_store(folder)
+    cid = kubo.ipfs("add", "-r", "-Q", "-H", CHUNKER, str(folder)).decode().strip()
+    assert cid.startswith("Qm")
     return cid, ds
 
 
@@ -51,13 +66,22 @@ def cars(calls: list[str]) -> list[str]:
     return [c for c in calls if "format=car" in c]
 
 
+def ranges(calls: list[str]) -> list[str]:
+    """The plain requests for a file's bytes."""
+    return [c for c in calls if " range=" in c and "format=" not in c]
+
+
+def raws(calls: list[str]) -> list[str]:
+    return [c for c in calls if "format=raw" in c]
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "reader"
 
 
-def test_a_chunk_file_is_one_request(kubo: Any, dataset: tuple[str, xr.Dataset], home: Path) -> None:
-    cid, expected = dataset
+def test_a_cidv0_chunk_file_is_one_car(kubo: Any, dataset_v0: tuple[str, xr.Dataset], home: Path) -> None:
+    cid, expected = dataset_v0
     with relay(kubo.gateway) as (url, calls):
         reg = halodb.open(home, store=url, create=True)
         try:
@@ -90,8 +114,8 @@ def test_a_chunk_file_is_one_request(kubo: Any, dataset: tuple[str, xr.Dataset],
             again.close()
 
 
-def test_a_tampered_car_block_is_refused(kubo: Any, dataset: tuple[str, xr.Dataset], home: Path) -> None:
-    cid, _ = dataset
+def test_a_tampered_car_block_is_refused(kubo: Any, dataset_v0: tuple[str, xr.Dataset], home: Path) -> None:
+    cid, _ = dataset_v0
     chunk = file_cid(kubo, f"{cid}/ta/3")
     with relay(kubo.gateway, bad={chunk}) as (url, calls):  # a byte in the middle of its CAR flipped
         reg = halodb.open(home, store=url, create=True)
@@ -104,25 +128,32 @@ def test_a_tampered_car_block_is_refused(kubo: Any, dataset: tuple[str, xr.Datas
             assert "intact" in error.message and url in error.message
             assert getattr(error, "path", None) == "ta/3"  # the file asked for
             assert str(error.cid) == chunk  # type: ignore[attr-defined]
-            assert len(cars(calls.calls)) == 1  # refused, not read again block by block
+            assert len([c for c in cars(calls.calls) if chunk in c]) == 1  # refused, not read again block by block
         finally:
             reg.close()
 
 
-def test_a_range_read_fetches_only_the_blocks_of_the_range(kubo: Any, tmp_path: Path, home: Path) -> None:
+@pytest.mark.parametrize("version", ["v1", "v0"])
+def test_a_range_read_fetches_only_the_blocks_of_the_range(kubo: Any, tmp_path: Path, home: Path,
+                                                           version: str) -> None:
     folder = tmp_path / "files"
     folder.mkdir()
     data = os.urandom(64 * 2048)  # 64 leaves of 2 kB under one root
     (folder / "big.bin").write_bytes(data)
-    cid = kubo.ipfs("add", "-r", "-Q", "--cid-version=1", CHUNKER, str(folder)).decode().strip()
+    cid = kubo.ipfs("add", "-r", "-Q", *(["--cid-version=1"] if version == "v1" else []), CHUNKER,
+                    str(folder)).decode().strip()
     with relay(kubo.gateway) as (url, calls):
         reg = halodb.open(home, store=url, create=True)
         try:
             fs = HaloDBFileSystem(registry=reg)
             assert fs.cat_file(f"{cid}/big.bin", 10_000, 14_000) == data[10_000:14_000]
-            asked = cars(calls.calls)
-            assert len(asked) == 1 and "entity-bytes=10000%3A13999" in asked[0].replace(":", "%3A"), asked
-            # the root and the leaves 4..6 (bytes 8192-14335): nothing else was sent or kept
+            if version == "v1":  # the root, then the bytes of the leaves 4..6 (8192-14335) as they are
+                assert ranges(calls.calls) == [f"/ipfs/{file_cid(kubo, cid + '/big.bin')} range=bytes=8192-14335"]
+                assert cars(calls.calls) == []
+            else:
+                asked = cars(calls.calls)
+                assert len(asked) == 1 and "entity-bytes=10000%3A13999" in asked[0].replace(":", "%3A"), asked
+            # the root and the leaves 4..6: nothing else was sent or kept
             stored = {str(c) for c in reg.store.local_store().iter_cids()}
             assert len(stored) == 1 + 1 + 3, stored  # and the folder
             assert reg.store.remote.bytes_received < 4 * 2048 + 2048  # type: ignore[attr-defined]
@@ -131,9 +162,9 @@ def test_a_range_read_fetches_only_the_blocks_of_the_range(kubo: Any, tmp_path: 
 
 
 @pytest.mark.parametrize("fault", ["status 501", "plain path gateway"])
-def test_a_gateway_without_cars_gets_blocks(kubo: Any, dataset: tuple[str, xr.Dataset], home: Path, fault: str,
+def test_a_gateway_without_cars_gets_blocks(kubo: Any, dataset_v0: tuple[str, xr.Dataset], home: Path, fault: str,
                                             caplog: pytest.LogCaptureFixture) -> None:
-    cid, expected = dataset
+    cid, expected = dataset_v0
     holder: dict[str, Any] = {}
 
     def no_cars(n: int) -> int | None:  # a gateway that does not implement ?format=car
@@ -148,9 +179,10 @@ def test_a_gateway_without_cars_gets_blocks(kubo: Any, dataset: tuple[str, xr.Da
             assert np.array_equal(ds.ta.values, expected.ta.values)
             assert 1 <= len(cars(calls.calls)) <= 8  # the readers that asked before the first answer
             assert reg.store.prefetch_failures == []  # type: ignore[attr-defined]  # not a failure: a kind of gateway
-            assert [r.getMessage() for r in caplog.records if "sends no CARs" in r.getMessage()] == [
-                f"{url} sends no CARs ({'HTTP 501, text/plain' if fault == 'status 501' else 'HTTP 200, application/octet-stream'})"
-                ": files are read from it block by block"]
+            said = [r.getMessage() for r in caplog.records if "sends no CARs" in r.getMessage()]
+            assert len(said) == 1 and said[0].endswith("): files are read from it block by block")
+            # (a plain answer has the file's type: the first file asked for may be JSON metadata)
+            assert said[0].startswith(f"{url} sends no CARs (HTTP {'501, text/plain' if fault == 'status 501' else '200, '}")
             before = len(calls.calls)
             assert np.array_equal(ds.rh.values, expected.rh.values)
             read = calls.calls[before:]
@@ -159,8 +191,10 @@ def test_a_gateway_without_cars_gets_blocks(kubo: Any, dataset: tuple[str, xr.Da
             reg.close()
 
 
-def test_a_kubo_rpc_store_keeps_reading_blocks(kubo: Any, dataset: tuple[str, xr.Dataset], home: Path) -> None:
-    cid, expected = dataset
+@pytest.mark.parametrize("version", ["v1", "v0"])
+def test_a_kubo_rpc_store_keeps_reading_blocks(kubo: Any, dataset: tuple[str, xr.Dataset],
+                                              dataset_v0: tuple[str, xr.Dataset], home: Path, version: str) -> None:
+    cid, expected = dataset if version == "v1" else dataset_v0
     reg = halodb.open(home, store=kubo.api, create=True)
     try:
         assert not reg.store.remote.supports_file_export  # type: ignore[attr-defined]
@@ -169,3 +203,164 @@ def test_a_kubo_rpc_store_keeps_reading_blocks(kubo: Any, dataset: tuple[str, xr
         assert reg.store.prefetch_failures == []  # type: ignore[attr-defined]
     finally:
         reg.close()
+
+
+# -- CIDv1: a chunk file's raw leaves cut from its plain bytes -------------------------------------
+def leaves_of(kubo: Any, path: str) -> list[str]:
+    return kubo.ipfs("refs", f"/ipfs/{path}").decode().split()  # type: ignore[no-any-return]
+
+
+def test_a_cidv1_chunk_file_is_its_root_and_one_range(kubo: Any, dataset: tuple[str, xr.Dataset],
+                                                      home: Path) -> None:
+    cid, expected = dataset
+    with relay(kubo.gateway) as (url, calls):
+        reg = halodb.open(home, store=url, create=True)
+        try:
+            ds = halodb.open_dataset(f"ipfs://{cid}", registry=reg)
+            assert float(ds.ta[1500]) == float(expected.ta[1500])  # the chunk ta/1
+            first = len(calls.calls)
+            assert np.array_equal(ds.rh.values, expected.rh.values)  # all eight chunks of rh
+            read = calls.calls[first:]
+            # the folder rh/ and each file's root as blocks, then each file's 8,000 bytes as
+            # they are (four raw leaves of 2 kB, each hashed against its CID): no CAR at all
+            roots = {file_cid(kubo, f"{cid}/rh/{n}") for n in range(8)}
+            assert sorted(ranges(read)) == sorted(f"/ipfs/{r} range=bytes=0-7999" for r in roots), read
+            assert len(raws(read)) == 1 + 8 and len(read) == 1 + 8 + 8, read
+            assert reg.store.remote.file_bytes_failures == []  # type: ignore[attr-defined]
+            # every block of the eight chunk files (a root and four leaves each) reached the cache
+            blocks = roots | {leaf for n in range(8) for leaf in leaves_of(kubo, f"{cid}/rh/{n}")}
+            assert len(blocks) == 40
+            assert blocks <= {str(c) for c in reg.store.local_store().iter_cids()}
+        finally:
+            reg.close()
+        again = halodb.open(home, store=url)  # read again from the block cache: no request at all
+        try:
+            before = len(calls.calls)
+            assert np.array_equal(halodb.open_dataset(f"ipfs://{cid}", registry=again).rh.values, expected.rh.values)
+            assert len(calls.calls) == before
+        finally:
+            again.close()
+
+
+class ReadsOnTheLoop:
+    """Records what ``UnixFSTree.aread`` (a chunk read on zarr's event loop, no thread) returned:
+    None where it left the read to ``UnixFSTree.read`` in a thread."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.results: list[bool] = []
+        real = UnixFSTree.aread
+
+        async def aread(tree: UnixFSTree, path: str, start: int = 0, end: int | None = None) -> bytes | None:
+            try:
+                data = await real(tree, path, start, end)
+            except BaseException:
+                self.results.append(True)
+                raise
+            self.results.append(data is not None)
+            return data
+
+        monkeypatch.setattr(UnixFSTree, "aread", aread)
+
+
+@pytest.mark.parametrize("where", ["in a thread", "on the loop"])
+def test_tampered_file_bytes_are_refused_and_the_leaves_come_as_blocks(kubo: Any, dataset: tuple[str, xr.Dataset],
+                                                                      home: Path, caplog: pytest.LogCaptureFixture,
+                                                                      monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    cid, expected = dataset
+    chunk = file_cid(kubo, f"{cid}/ta/3")
+    spy = ReadsOnTheLoop(monkeypatch)
+    with relay(kubo.gateway, bad_plain={chunk}) as (url, calls):  # a byte in the middle of its bytes flipped
+        reg = halodb.open(home, store=url, create=True)
+        try:
+            ds = halodb.open_dataset(f"ipfs://{cid}", registry=reg)
+            if where == "on the loop":
+                assert float(ds.ta[500]) == float(expected.ta[500])  # the folder ta/ read: known from now on
+            first, asked = len(calls.calls), len(spy.results)
+            assert float(ds.ta[3500]) == float(expected.ta[3500])  # right all the same
+            assert spy.results[asked:] == [where == "on the loop"]
+            read = calls.calls[first:]
+            leaves = leaves_of(kubo, f"{cid}/ta/3")
+            assert ranges(read) == [f"/ipfs/{chunk} range=bytes=0-7999"]
+            # the folder ta/ (unless read before), the file's root, and its leaves block by block
+            folder = [file_cid(kubo, f"{cid}/ta")] if where == "in a thread" else []
+            assert sorted(raws(read)) == sorted(f"/ipfs/{c}?format=raw" for c in [*folder, chunk, *leaves]), read
+            failures = reg.store.remote.file_bytes_failures  # type: ignore[attr-defined]
+            assert len(failures) == 1 and f"no gateway sent bytes 0-7999 of the file {chunk} intact" in failures[0]
+            assert "do not match the CID" in failures[0] and url in failures[0]
+            assert any(failures[0] in r.getMessage() for r in caplog.records)
+            assert url in reg.store.remote._demoted  # type: ignore[attr-defined]  # asked last from now on
+            # what reached the cache is what was verified: the good leaves
+            assert set(leaves) <= {str(c) for c in reg.store.local_store().iter_cids()}
+        finally:
+            reg.close()
+
+
+@pytest.mark.parametrize("where", ["in a thread", "on the loop"])
+def test_a_leaf_tampered_everywhere_is_refused(kubo: Any, dataset: tuple[str, xr.Dataset], home: Path,
+                                               monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    cid, expected = dataset
+    chunk = file_cid(kubo, f"{cid}/ta/3")
+    leaf = leaves_of(kubo, f"{cid}/ta/3")[2]
+    spy = ReadsOnTheLoop(monkeypatch)
+    with relay(kubo.gateway, bad_plain={chunk}, bad={leaf}) as (url, _calls):  # the file's bytes and the leaf's block
+        reg = halodb.open(home, store=url, create=True)
+        try:
+            ds = halodb.open_dataset(f"ipfs://{cid}", registry=reg)
+            if where == "on the loop":
+                assert float(ds.ta[500]) == float(expected.ta[500])
+            asked = len(spy.results)
+            with pytest.raises(VerificationError) as caught:
+                ds.ta[3500].values
+            assert spy.results[asked:] == [where == "on the loop"]  # (True: raised there)
+            error = caught.value
+            assert f"no gateway returned block {leaf} intact" in error.message, error.message
+            assert getattr(error, "path", None) == "ta/3"  # the file asked for
+            assert leaf not in {str(c) for c in reg.store.local_store().iter_cids()}
+        finally:
+            reg.close()
+
+
+def test_a_gateway_without_plain_bytes_sends_cars(kubo: Any, dataset: tuple[str, xr.Dataset], home: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    cid, expected = dataset
+    holder: dict[str, Any] = {}
+
+    def trustless_only(n: int) -> int | None:  # a gateway that sends no deserialized answers
+        return 406 if " range=" in holder["calls"].calls[n - 1] else None
+
+    with relay(kubo.gateway, status=trustless_only) as (url, calls):
+        holder["calls"] = calls
+        reg = halodb.open(home, store=url, create=True)
+        try:
+            ds = halodb.open_dataset(f"ipfs://{cid}", registry=reg)
+            assert np.array_equal(ds.ta.values, expected.ta.values)
+            assert 1 <= len(ranges(calls.calls)) <= 8  # the readers that asked before the first answer
+            assert [r.getMessage() for r in caplog.records if "sends no plain file bytes" in r.getMessage()] == [
+                f"{url} sends no plain file bytes (HTTP 406): files are read from it as CARs"]
+            assert reg.store.remote.file_bytes_failures == []  # type: ignore[attr-defined]  # a kind of gateway
+            before = len(calls.calls)
+            assert np.array_equal(ds.rh.values, expected.rh.values)
+            read = calls.calls[before:]
+            assert ranges(read) == [] and len(cars(read)) == 8, read  # never again: one CAR per file
+        finally:
+            reg.close()
+
+
+def test_a_prefetch_cut_short_keeps_the_good_blocks(kubo: Any, dataset: tuple[str, xr.Dataset], home: Path) -> None:
+    cid, expected = dataset
+    blocks = set(kubo.ipfs("refs", "-r", "-u", cid).decode().split()) | {cid}
+    with relay(kubo.gateway, cut_cars=True) as (url, calls):  # the CAR of the whole DAG loses its last third
+        reg = halodb.open(home, store=url, create=True)
+        try:
+            ds = halodb.open_dataset(f"ipfs://{cid}", registry=reg, prefetch=True)
+            failures = reg.store.prefetch_failures  # type: ignore[attr-defined]
+            assert len(failures) == 1 and f"no gateway returned the DAG of {cid} whole" in failures[0], failures
+            # the blocks that came before the cut were each verified and kept; the rest comes on reading
+            kept = {str(c) for c in reg.store.local_store().iter_cids()}
+            assert kept < blocks and len(kept) > len(blocks) // 3, (len(kept), len(blocks))
+            asked = len(calls.calls)
+            assert np.array_equal(ds.ta.values, expected.ta.values) and np.array_equal(ds.rh.values, expected.rh.values)
+            assert len(calls.calls) > asked
+            assert {str(c) for c in reg.store.local_store().iter_cids()} == blocks
+        finally:
+            reg.close()

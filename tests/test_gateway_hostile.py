@@ -337,3 +337,56 @@ def test_a_failed_car_prefetch_falls_back_to_single_blocks(
         assert any("fetched one by one" in r.getMessage() and "HTTP 500" in r.getMessage() for r in caplog.records)
         reader.close()
     writer.close()
+
+
+class Ranger(Honest):
+    """Serves raw blocks honestly, but a file's bytes (a ``Range`` request) as ``how`` says."""
+
+    how: ClassVar[str] = ""
+    content: ClassVar[bytes] = b""
+
+    def do_GET(self) -> None:
+        asked = self.headers.get("Range")
+        if not asked or "format=" in self.path:
+            super().do_GET()
+            return
+        first, last = (int(x) for x in asked.removeprefix("bytes=").split("-"))
+        body = self.content[first:last + 1]
+        self.send_response(206 if self.how != "the whole file" else 200)
+        if self.how == "another range":
+            self.send_header("Content-Range", f"bytes {first + 1}-{last + 1}/{len(self.content)}")
+        elif self.how != "the whole file":
+            self.send_header("Content-Range", f"bytes {first}-{last}/{len(self.content)}")
+        self.end_headers()
+        if self.how == "endless":
+            self.send_forever(body)
+        elif self.how == "the whole file":
+            self.wfile.write(self.content)
+        else:
+            self.wfile.write(body[:-1] if self.how == "short" else body)
+
+
+@pytest.mark.parametrize("how", ["another range", "endless", "the whole file", "short"])
+def test_a_files_bytes_not_as_asked_are_refused_and_its_leaves_come_as_blocks(how: str) -> None:
+    from halodb.unixfs.build import put_file
+    from halodb.unixfs.tree import UnixFSTree
+
+    store = MemoryStore()
+    content = bytes(range(256)) * 64  # 16 KiB in four leaves of 4 KiB
+    file = put_file(store, content, chunk=4096)
+    handler = type("ARanger", (Ranger,), {"store": store, "how": how, "content": content})
+    with serve(handler) as url:
+        gateway = GatewayStore([url], deadline=10.0)
+        root = UnixFSTree(gateway, file).node(file)
+        assert root.pb is not None
+        leaves = [(link.cid, 4096 * i, 4096) for i, link in enumerate(root.pb.links)][1:3]
+        got = gateway.get_leaves(file, leaves)  # right, from the blocks
+        assert got == {c: content[o:o + s] for c, o, s in leaves}
+        failures = gateway.file_bytes_failures
+        if how == "endless" and not failures:  # (read to exactly the range's end: what was asked, and no more)
+            gateway.close()
+            return
+        assert len(failures) == 1 and f"no gateway sent bytes 4096-12287 of the file {file} intact" in failures[0]
+        assert {"another range": "another Content-Range than bytes 4096-12287", "endless": "sent more than the 8192",
+                "the whole file": "whole file (HTTP 200)", "short": "do not match"}[how] in failures[0], failures
+        gateway.close()

@@ -11,7 +11,9 @@ The trustless-gateway store talks HTTP through aiohttp (its C parser reads large
 several times faster, see ``docs/dependencies.md``). A GET raises aiohttp's client errors
 (:class:`aiohttp.ClientError`: connecting, timeouts of a socket, payload, invalid URL) or,
 rarely, its HTTP parser's (:class:`aiohttp.http_exceptions.HttpProcessingError`): that
-gateway failed, :class:`BlockStoreError`.
+gateway failed, :class:`BlockStoreError`. That map lives in
+:mod:`halodb.blockstore._gateway_boundary` (the gateway store imports it without httpx) and
+is re-exported here.
 
 >>> HTTPX.error_class(httpx.ConnectTimeout).__name__, HTTPX.error_class(httpx.InvalidURL("x")).__name__
 ('BlockStoreError', 'BlockStoreError')
@@ -21,11 +23,13 @@ gateway failed, :class:`BlockStoreError`.
 
 from __future__ import annotations
 
-import aiohttp
-import aiohttp.http_exceptions
+import aiohttp  # noqa: F401 - the doctest names its exceptions
 import httpx
 
+from halodb.blockstore._gateway_boundary import AIOHTTP, AIOHTTP_EXCEPTIONS
 from halodb.errors import BlockStoreError, ErrorMap
+
+__all__ = ["AIOHTTP", "AIOHTTP_EXCEPTIONS", "HTTPX", "HTTPX_EXCEPTIONS"]
 
 #: The roots of httpx's exception classes (``httpx.__all__`` holds no exception outside them).
 HTTPX_EXCEPTIONS: tuple[type[BaseException], ...] = (
@@ -40,14 +44,3 @@ HTTPX: ErrorMap[BlockStoreError] = ErrorMap(
     "httpx", "block store requests (Kubo RPC)", dict.fromkeys(HTTPX_EXCEPTIONS, BlockStoreError)
 )
 
-#: The roots of what an aiohttp client request raises (websockets, multipart and the server
-#: side of aiohttp are not used).
-AIOHTTP_EXCEPTIONS: tuple[type[BaseException], ...] = (
-    aiohttp.ClientError,
-    aiohttp.http_exceptions.HttpProcessingError,
-)
-
-#: Requests to trustless gateways (blocks, CARs, IPNS records).
-AIOHTTP: ErrorMap[BlockStoreError] = ErrorMap(
-    "aiohttp", "trustless gateway requests", dict.fromkeys(AIOHTTP_EXCEPTIONS, BlockStoreError)
-)

@@ -22,7 +22,8 @@ b'hello'
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator
+import asyncio
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Self
 
@@ -35,6 +36,11 @@ from halodb.errors import (
 from halodb.ipld import CID, DAG_CBOR, verify_block
 
 Block = tuple[CID, bytes]
+#: a raw leaf of a UnixFS file: ``(cid, offset in the file, size)``
+Leaf = tuple[CID, int, int]
+#: the bytes of a block, or a view of them inside a larger buffer (the leaves of a file's
+#: bytes read on an event loop: :meth:`BlockStore.aget_leaves`); ``bytes(view)`` copies them
+BlockBytes = bytes | memoryview
 
 
 @dataclass
@@ -73,6 +79,13 @@ class BlockStore(abc.ABC):
     #: the backend sends the blocks of one file (a UnixFS entity), or of a byte range of it,
     #: as one CAR (:meth:`fetch_file`): a trustless gateway
     supports_file_export: ClassVar[bool] = False
+    #: the backend sends a UnixFS file's bytes as they are, or a byte range of them (a
+    #: gateway's plain path answer), from which its raw leaves are cut and each verified:
+    #: :meth:`get_leaves` asks for adjacent leaves in one request
+    supports_file_bytes: ClassVar[bool] = False
+    #: ``put_many`` takes any buffer as a block's bytes (a ``memoryview``: SQLite binds it as
+    #: it is), so a block queued as a view need not be copied to be written
+    takes_buffers: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.stats = StoreStats()
@@ -167,6 +180,38 @@ class BlockStore(abc.ABC):
             self._check(cid, data)
         return found
 
+    def get_leaves(self, file: CID, leaves: Sequence[Leaf]) -> dict[CID, bytes]:
+        """The verified bytes of raw leaves of the UnixFS file under ``file``, each given as
+        ``(cid, offset in the file, size)``; absent ones are left out. Where the store can
+        send a file's bytes (``supports_file_bytes``: a gateway), each run of adjacent leaves
+        is one request for that byte range of the file, cut into the leaves, each hashed
+        against its CID; elsewhere (and for what that did not bring) it is :meth:`get_many`.
+
+        >>> from halodb.blockstore import MemoryStore
+        >>> store = MemoryStore()
+        >>> cid = store.put(b"leaf", codec=0x55)
+        >>> store.get_leaves(cid, [(cid, 0, 4)]) == {cid: b"leaf"}
+        True
+        """
+        return self.get_many(cid for cid, _, _ in leaves)
+
+    async def aget_many(self, cids: Sequence[CID]) -> dict[CID, bytes]:
+        """:meth:`get_many` from a coroutine (zarr reading a dataset on its event loop): here in
+        a thread; a store that talks HTTP asynchronously (a gateway) does it on the running loop,
+        and a caching store reads its local copies there (no thread, no trip between loops)."""
+        return await asyncio.to_thread(self.get_many, cids)
+
+    async def aget_leaves(self, file: CID, leaves: Sequence[Leaf]) -> dict[CID, BlockBytes]:
+        """:meth:`get_leaves` from a coroutine (see :meth:`aget_many`). A leaf may come as a
+        ``memoryview`` into the bytes of its run (no copy): a gateway's answer."""
+        return dict(await asyncio.to_thread(self.get_leaves, file, leaves))
+
+    def reads_file_bytes(self) -> bool:
+        """Whether :meth:`get_leaves` asks for a file's bytes (one request per run of leaves)
+        rather than block by block: a reader then need not ask for the file's blocks as a CAR
+        first (:meth:`prefetch_file`)."""
+        return False
+
     def has(self, cid: CID) -> bool:
         return self._has(cid)
 
@@ -260,6 +305,12 @@ class BlockStore(abc.ABC):
         returns the blocks imported (only with ``supports_dag_export``)."""
         raise BlockStoreError(f"{self.describe()} cannot export a DAG as a CAR", store=self.describe())
 
+    def stream_dag(self, root: CID, into: BlockStore) -> int:
+        """:meth:`fetch_dag` for a cache: where the backend can (a gateway), each verified block
+        is put as it arrives, and an answer cut short keeps the good blocks that came; here the
+        same as :meth:`fetch_dag` (only with ``supports_dag_export``)."""
+        return self.fetch_dag(root, into)
+
     def fetch_file(self, root: CID, into: BlockStore, *, start: int = 0, end: int | None = None) -> int:
         """Bulk read: the blocks of the file under ``root`` that hold bytes ``[start, end)`` (all
         of it when ``end`` is None) as one CAR, each verified, put into ``into``; returns the
@@ -298,7 +349,7 @@ class BlockStore(abc.ABC):
         if not self.supports_writes:
             raise ReadOnlyStoreError(f"{self.describe()} is read-only", store=self.describe())
 
-    def _check(self, cid: CID, data: bytes) -> None:
+    def _check(self, cid: CID, data: BlockBytes) -> None:
         self.stats.blocks_read += 1
         self.stats.bytes_read += len(data)
         if self.trusted_reads or cid.verify(data):

@@ -28,9 +28,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from halodb.blockstore.base import Block, BlockStore
+from halodb.blockstore.base import Block, BlockBytes, BlockStore, Leaf
 from halodb.blockstore.write_behind import WriteBehind
 from halodb.errors import BlockStoreError, IPLDError, VerificationError
 from halodb.ipld import CID, block_links, verify_block
@@ -78,6 +79,78 @@ class CachingStore(BlockStore):
         for cid, error in damaged.items():
             if cid not in found:  # the remote does not have it either
                 raise error
+        return found
+
+    def reads_file_bytes(self) -> bool:
+        return self.remote.reads_file_bytes()
+
+    def get_leaves(self, file: CID, leaves: Sequence[Leaf]) -> dict[CID, bytes]:
+        """Raw leaves of ``file``: those in the block cache from there (each verified, as
+        :meth:`get` does), the rest from the remote's :meth:`~BlockStore.get_leaves` (a
+        gateway: one request per run of adjacent leaves, each leaf verified there), kept in
+        the cache."""
+        if not self.remote.supports_file_bytes:
+            return self.get_many(cid for cid, _, _ in leaves)
+        wanted = list(dict.fromkeys(leaves))
+        found = self._get_local([cid for cid, _, _ in wanted])
+        missing = [leaf for leaf in wanted if leaf[0] not in found]
+        if missing:
+            fetched = self.remote.get_leaves(file, missing)  # verified there
+            if fetched:
+                self._behind.add(list(fetched.items()))
+            found.update(fetched)
+            for cid, data in fetched.items():
+                self._check(cid, data)  # (counted; verified by the remote)
+        return found
+
+    async def aget_many(self, cids: Sequence[CID]) -> dict[CID, bytes]:
+        """:meth:`get_many` on the running event loop: the local copies read (and verified)
+        here, what is missing from the remote's :meth:`~BlockStore.aget_many` (a gateway: on
+        this loop too) and kept in the cache."""
+        wanted = list(dict.fromkeys(cids))
+        found = self._get_local(wanted)
+        missing = [c for c in wanted if c not in found]
+        if missing:
+            fetched = await self.remote.aget_many(missing)  # verified there, unless it trusts itself:
+            if self.remote.trusted_reads:
+                for cid, data in fetched.items():
+                    verify_block(cid, data, source=self.remote.describe())
+            if fetched:
+                self._behind.add(list(fetched.items()))
+            for cid, data in fetched.items():
+                self._check(cid, data)
+            found.update(fetched)
+        return found
+
+    async def aget_leaves(self, file: CID, leaves: Sequence[Leaf]) -> dict[CID, BlockBytes]:
+        """:meth:`get_leaves` on the running event loop (see :meth:`aget_many`); the leaves the
+        remote sent may be views into the bytes of their run (queued for the cache as such)."""
+        if not self.remote.supports_file_bytes:
+            return dict(await self.aget_many([cid for cid, _, _ in leaves]))
+        wanted = list(dict.fromkeys(leaves))
+        found: dict[CID, BlockBytes] = dict(self._get_local([cid for cid, _, _ in wanted]))
+        missing = [leaf for leaf in wanted if leaf[0] not in found]
+        if missing:
+            fetched = await self.remote.aget_leaves(file, missing)  # verified there
+            if fetched:
+                self._behind.add(list(fetched.items()))
+            for cid, data in fetched.items():
+                self._check(cid, data)
+            found.update(fetched)
+        return found
+
+    def _get_local(self, cids: list[CID]) -> dict[CID, bytes]:
+        """The blocks of ``cids`` held here (the write-behind queue, the local store), each
+        verified; a damaged local copy is set aside and left out (it is fetched again)."""
+        found = self._behind.get(cids)
+        rest = [c for c in cids if c not in found] if found else cids
+        for cid, data in (self.local._get_many(rest) if rest else {}).items():
+            if cid.verify(data):
+                found[cid] = data
+            else:
+                self._set_aside(cid)
+        for cid, data in found.items():
+            self._check(cid, data)
         return found
 
     def _fetch_once(self, cids: list[CID]) -> dict[CID, bytes]:
@@ -215,7 +288,7 @@ class CachingStore(BlockStore):
         CAR, a deadline) is recorded in :attr:`prefetch_failures` and logged, and its blocks
         are then read one by one when the sync asks for them."""
         try:
-            return int(self.remote.fetch_dag(cid, _Queued(self)))
+            return int(self.remote.stream_dag(cid, _Queued(self)))  # verified block by block as it arrives
         except (BlockStoreError, IPLDError) as exc:
             self.prefetch_failures.append(str(exc))
             log.warning("prefetching %s as a CAR failed, its blocks will be fetched one by one: %s", cid, exc)

@@ -5,17 +5,24 @@ Blocks are asked for as ``GET /ipfs/{cid}?format=raw`` with
 sees them: a gateway answering with wrong bytes is treated like one that failed, and the
 next gateway is asked. HTTP 429 and 5xx are retried with exponential backoff; 404 and
 410 mean the gateway does not have the block. Batches are fetched concurrently, bounded
-by ``concurrency``.
+by ``concurrency``. The raw leaves of a UnixFS file come as the file's bytes, one ``Range``
+request per run of adjacent leaves, cut into the leaves and each verified
+(:meth:`GatewayStore.get_leaves`).
 
 Every request has a total **deadline** (``deadline`` seconds, default
 ``$HALODB_GATEWAY_DEADLINE``, else 60) and every answer a **size cap**: a raw block at most
-:data:`~halodb.ipld.limits.MAX_BLOCK_SIZE`, an IPNS record at most its 10 KiB, and a CAR only
-the blocks of the DAG asked for (checked section by section as it arrives, see
-:func:`~halodb.blockstore.car.receive_dag`; ``fetch_dag(max_bytes=...)`` caps it further).
-httpx's own timeout bounds each read, not the whole request, so the request runs on a
-thread the caller waits for at most the deadline; bodies are streamed and reading stops at
-the cap. A gateway past its deadline or its cap has failed (:class:`GatewayError`): the
-next one is asked, and it is asked last from then on.
+:data:`~halodb.ipld.limits.MAX_BLOCK_SIZE`, an IPNS record at most its 10 KiB, a file's bytes
+the range asked for, and a CAR only the blocks of the DAG asked for (checked section by
+section as it arrives, see :func:`~halodb.blockstore.car.receive_dag`;
+``fetch_dag(max_bytes=...)`` caps it further). aiohttp's own timeout bounds each read of a
+socket, not the whole request, so the deadline is an ``asyncio.timeout`` around it (a
+streamed CAR: the reading thread waits for each piece at most until the deadline); bodies
+are streamed and reading stops at the cap. A gateway past its deadline or its cap has failed
+(:class:`GatewayError`): the next one is asked, and it is asked last from then on.
+
+The synchronous API runs its requests on one shared background loop
+(:class:`~halodb.util.background_loop.BackgroundLoop`); the ``aget_*`` coroutines run them
+on the caller's loop (zarr's, reading a dataset), with an aiohttp session per loop.
 
 >>> GatewayStore(["http://127.0.0.1:8080"], deadline=5).gateways
 ['http://127.0.0.1:8080/']
@@ -34,15 +41,15 @@ import time
 import urllib.parse
 import urllib.request
 import weakref
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar, cast
 
 import aiohttp
 import yarl
 
-from halodb.blockstore._boundary import AIOHTTP
-from halodb.blockstore.base import BlockStore
+from halodb.blockstore._gateway_boundary import AIOHTTP
+from halodb.blockstore.base import BlockBytes, BlockStore, Leaf
 from halodb.blockstore.car import import_reachable, receive_blocks, receive_dag
 from halodb.errors import (
     BlockStoreError,
@@ -156,6 +163,7 @@ class GatewayStore(BlockStore):
     is_remote = True
     supports_dag_export = True
     supports_file_export = True
+    supports_file_bytes = True
     trusted_reads = True  # every block is verified against its CID as it arrives (_fetch)
 
     def __init__(
@@ -184,6 +192,9 @@ class GatewayStore(BlockStore):
         self._finalizer = weakref.finalize(self, self._sessions.close)
         self._demoted: set[str] = set()  # gateways that broke a deadline or a cap, or lied: asked last
         self._no_car: set[str] = set()  # gateways that answered a file's CAR with something else
+        self._no_bytes: set[str] = set()  # gateways that answered a file's plain bytes with a refusal
+        #: why asking for a file's bytes failed (the leaves then came block by block), in order
+        self.file_bytes_failures: list[str] = []
         self.requests = 0  #: HTTP requests made (benchmarks)
         self.bytes_received = 0  #: response bytes received
 
@@ -320,6 +331,133 @@ class GatewayStore(BlockStore):
     def close(self) -> None:
         self._finalizer()
 
+    # -- the raw leaves of a file, cut from its bytes --------------------------------------------
+    def reads_file_bytes(self) -> bool:
+        return any(g not in self._no_bytes for g in self.gateways)
+
+    def get_leaves(self, file: CID, leaves: Sequence[Leaf]) -> dict[CID, bytes]:
+        """The raw leaves ``(cid, offset, size)`` of the file under ``file``: each run of
+        adjacent leaves is ONE plain request for that byte range of the file (``GET
+        /ipfs/{file}`` with ``Range: bytes=A-B``, as a browser or ``ipfsspec`` reads a file:
+        cheaper for the gateway than a CAR), cut into the leaves, each hashed against its CID.
+
+        A gateway that refuses plain answers (HTTP 400, 406, 415, 501: a trustless-only
+        gateway) is not asked for them again (a warning in the log, once); one whose bytes do
+        not match the leaves is asked last from then on, and the next gateway is asked. What
+        no gateway sent intact comes block by block (:meth:`get_many`, ``?format=raw``; every
+        failure recorded in :attr:`file_bytes_failures` and logged), so a lie costs requests,
+        never a wrong byte.
+
+        >>> # GatewayStore(["http://127.0.0.1:8080"]).get_leaves(file_cid, [(leaf, 0, 262144)])
+        """
+        found = self._run(self._aget_leaves(file, leaves, views=False))
+        return {cid: data if isinstance(data, bytes) else bytes(data) for cid, data in found.items()}
+
+    async def aget_leaves(self, file: CID, leaves: Sequence[Leaf]) -> dict[CID, BlockBytes]:
+        """:meth:`get_leaves` on the running event loop (zarr's, reading a dataset): no thread.
+        The leaves of a run come as views into the run's bytes (one copy off the socket)."""
+        return await self._aget_leaves(file, leaves, views=True)
+
+    async def _aget_leaves(self, file: CID, leaves: Sequence[Leaf], *, views: bool) -> dict[CID, BlockBytes]:
+        out: dict[CID, BlockBytes] = {}
+        for run in _runs(leaves):
+            out.update(await self._aleaves_of(file, run, views))
+        for cid, data in out.items():
+            self._check(cid, data)  # (counted; verified as it arrived)
+        missing = [cid for cid, _, _ in leaves if cid not in out]
+        if missing:
+            out.update(await self.aget_many(missing))
+        return out
+
+    async def aget_many(self, cids: Sequence[CID]) -> dict[CID, bytes]:
+        """:meth:`get_many` on the running event loop: no thread."""
+        try:
+            found = await self._aget_many(list(dict.fromkeys(cids)))
+        except BaseExceptionGroup as group:  # one block's failure is the answer
+            raise group.exceptions[0] from None
+        for cid, data in found.items():
+            self._check(cid, data)
+        return found
+
+    async def _aleaves_of(self, file: CID, run: list[Leaf], views: bool) -> dict[CID, BlockBytes]:
+        """One run of adjacent raw leaves from the first gateway that sends their bytes intact;
+        {} when none did (recorded)."""
+        start, end = run[0][1], run[-1][1] + run[-1][2]
+        what = f"bytes {start}-{end - 1} of the file {file}"
+        failures = []
+        for gateway in self.ordered():
+            if gateway in self._no_bytes:
+                continue
+            try:
+                status, pieces = await self._arange(gateway, file, start, end, what)
+            except AIOHTTP.caught as exc:
+                failures.append(f"{gateway}: {_why(exc)}")
+                continue
+            except GatewayError as exc:  # past the deadline, over the cap, an encoding
+                failures.append(exc.message)
+                continue
+            if pieces is None:
+                if status in _NO_CAR_STATUS:
+                    if gateway not in self._no_bytes:
+                        self._no_bytes.add(gateway)
+                        log.warning("%s sends no plain file bytes (HTTP %s): files are read from it as CARs",
+                                    gateway, status)
+                elif status == 0:
+                    failures.append(f"{gateway}: answered with another Content-Range than bytes {start}-{end - 1}")
+                elif status == 200:
+                    failures.append(f"{gateway}: answered a range with the whole file (HTTP 200)")
+                else:
+                    failures.append(f"{gateway}: HTTP {status}")
+                continue
+            got = _cut(pieces, start, run, views=views)
+            if got is not None:
+                return got
+            self._demoted.add(gateway)
+            failures.append(f"{gateway}: {_MISMATCH} of the leaves in {what}")
+        if failures:
+            why = f"no gateway sent {what} intact, its leaves are fetched block by block: " + "; ".join(failures)
+            self.file_bytes_failures.append(why)
+            log.warning("%s", why)
+        return {}
+
+    async def _arange(self, gateway: str, file: CID, start: int, end: int,
+                      what: str) -> tuple[int, list[bytes] | None]:
+        """GET bytes ``[start, end)`` of the file ``file`` as they are, within the deadline:
+        ``(status, the bytes in the pieces they came in)``, or ``(status, None)`` for an answer
+        that is not them (a refusal, an error; a range not honoured: status 0). Reads at most
+        ``end - start`` bytes."""
+        url = f"{gateway}ipfs/{file}"
+        limit = end - start
+        headers = {"Accept": "*/*", "Accept-Encoding": "identity", "Range": f"bytes={start}-{end - 1}"}
+        session, slots = self._sessions.session(), self._sessions.slots
+        try:
+            async with slots, asyncio.timeout(self.deadline):
+                self.requests += 1
+                async with session.get(url, headers=headers, proxy=self.proxies[gateway]) as r:
+                    if r.status == 206:
+                        if not _content_range_is(r.headers.get("content-range", ""), start, end):
+                            return 0, None
+                    elif r.status != 200 or start != 0:  # a 200 is the whole file: its head will do
+                        return r.status, None
+                    self._check_head(gateway, url, r, None if r.status == 200 else limit, f"the {what}")
+                    pieces, got = [], 0
+                    while got < limit and (piece := await r.content.readany()):
+                        got += len(piece)
+                        self.bytes_received += len(piece)
+                        pieces.append(piece)
+                    if got > limit:
+                        if r.status == 206:
+                            raise self._over(gateway, url, limit, f"the {what}", "sent more")
+                        pieces[-1] = pieces[-1][:len(pieces[-1]) - (got - limit)]  # (the rest is not read)
+                    return r.status, pieces
+        except TimeoutError as exc:
+            if isinstance(exc, AIOHTTP.caught):
+                raise  # a socket's own timeout
+            self._demoted.add(gateway)
+            raise GatewayError(
+                f"{gateway}: no whole answer within the {self.deadline:g} s deadline ({DEADLINE_ENV})",
+                url=url, deadline=self.deadline) from None
+
     # -- a whole DAG as one CAR ----------------------------------------------------------
     def fetch_dag(self, root: CID, into: BlockStore, *, max_bytes: int | None = None) -> int:
         """Fetch the whole DAG under ``root`` as ONE CAR request and import it into ``into``.
@@ -349,6 +487,40 @@ class GatewayStore(BlockStore):
             except _DAG_FAILURES as exc:
                 message = exc.message if isinstance(exc, GatewayError) else f"{gateway}: {exc}"
                 failures.append(message)
+        raise BlockStoreError(f"no gateway returned the DAG of {root} whole: " + "; ".join(failures),
+                              cid=root, store=self.describe())
+
+    def stream_dag(self, root: CID, into: BlockStore) -> int:
+        """Fetch the whole DAG under ``root`` as ONE CAR request (as :meth:`fetch_dag`), putting
+        each block into ``into`` as it arrives and passes the checks of
+        :func:`~halodb.blockstore.car.receive_blocks` (verified, linked from the blocks before
+        it, sent once), in batches of 8 MiB: no temporary file, the CAR read once. For a
+        cache (a prefetch): an answer cut short keeps the good blocks that came, the next
+        gateway is asked, and whatever none sent is read block by block later. Returns the
+        blocks put; :class:`~halodb.errors.BlockStoreError` when no gateway sent it whole.
+        """
+        failures = []
+        stored = 0
+        for gateway in self.ordered():
+            try:
+                with self._stream(gateway, f"ipfs/{root}", params={"format": "car", "dag-scope": "all"},
+                                  accept=CAR_V1, limit=None, what="this CAR") as (status, _, chunks):
+                    if status != 200:
+                        failures.append(f"{gateway}: HTTP {status}")
+                        continue
+                    return stored + self._put_received(receive_blocks(chunks, root, max_block_size=MAX_BLOCK_SIZE),
+                                                       into)
+            except AIOHTTP.caught as exc:
+                failures.append(f"{gateway}: {_why(exc)}")
+            except GatewayError as exc:  # before the body: the deadline
+                failures.append(exc.message)
+            except _FileFailure as failure:
+                stored += failure.stored
+                cause = failure.cause
+                if isinstance(cause, VerificationError):
+                    self._demoted.add(gateway)
+                failures.append(cause.message if isinstance(cause, GatewayError) else (
+                    f"{gateway}: {_why(cause)}" if isinstance(cause, AIOHTTP.caught) else f"{gateway}: {cause}"))
         raise BlockStoreError(f"no gateway returned the DAG of {root} whole: " + "; ".join(failures),
                               cid=root, store=self.describe())
 
@@ -522,37 +694,131 @@ class _FileFailure(Exception):
 
 
 class _Sessions:
-    """The aiohttp session of one store, made on the shared loop on first use (again in a
-    forked child): keep-alive connections, at most ``limit`` at once."""
+    """The aiohttp sessions of one store: one per event loop that makes requests (the shared
+    background loop of the synchronous API; zarr's loop when a dataset is read with
+    :meth:`GatewayStore.aget_leaves` and :meth:`GatewayStore.aget_many`), each made on first
+    use there (again in a forked child): keep-alive connections, at most ``limit`` requests at
+    once per loop."""
 
     def __init__(self, timeout: float, limit: int) -> None:
         self.timeout = timeout
         self.limit = limit
-        self._session: aiohttp.ClientSession | None = None
+        self._by_loop: dict[asyncio.AbstractEventLoop, tuple[aiohttp.ClientSession, asyncio.Semaphore]] = {}
         self._pid = 0
-        #: at most ``limit`` requests at once (made with the session, on its loop)
-        self.slots = asyncio.Semaphore(limit)
 
-    def session(self) -> aiohttp.ClientSession:
-        """The session (called on the loop)."""
-        if self._session is None or self._pid != os.getpid():
-            self._session = aiohttp.ClientSession(
+    def _mine(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
+        loop = asyncio.get_running_loop()
+        if self._pid != os.getpid():  # a forked child: its parent's sessions are not its own
+            self._by_loop, self._pid = {}, os.getpid()
+        found = self._by_loop.get(loop)
+        if found is None or found[0].closed:
+            for gone in [other for other in self._by_loop if other.is_closed()]:  # (loops run and ended)
+                del self._by_loop[gone]
+            found = self._by_loop[loop] = (aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=self.timeout),
                 connector=aiohttp.TCPConnector(limit=self.limit),
                 auto_decompress=False, raise_for_status=False,  # (proxies: _proxy_for, read once)
-                read_bufsize=_READ_BUFFER)
-            self.slots = asyncio.Semaphore(self.limit)
-            self._pid = os.getpid()
-        return self._session
+                read_bufsize=_READ_BUFFER), asyncio.Semaphore(self.limit))
+        return found
+
+    def session(self) -> aiohttp.ClientSession:
+        """The session of the running loop (called on it)."""
+        return self._mine()[0]
+
+    @property
+    def slots(self) -> asyncio.Semaphore:
+        """At most ``limit`` requests at once on the running loop (called on it)."""
+        return self._mine()[1]
 
     def close(self) -> None:
-        session, self._session = self._session, None
-        if session is None or self._pid != os.getpid():
+        sessions, self._by_loop = self._by_loop, {}
+        if self._pid != os.getpid():
             return
-        loop = BackgroundLoop.shared()
-        if loop.alive:
+        shared = BackgroundLoop.shared()
+        for loop, (session, _) in sessions.items():
             with contextlib.suppress(Exception):
-                loop.run(session.close(), timeout=5)
+                if loop is shared.loop and shared.alive:
+                    shared.run(session.close(), timeout=5)
+                elif loop.is_running() and not loop.is_closed():  # another thread's loop (zarr's): closed there
+                    asyncio.run_coroutine_threadsafe(session.close(), loop)
+
+
+def _runs(leaves: Sequence[Leaf]) -> list[list[Leaf]]:
+    """``leaves`` in runs of adjacent byte ranges (each leaf starts where the one before ends).
+
+    >>> from halodb.ipld import CID
+    >>> a, b, c = (CID.for_bytes(x, 0x55) for x in (b"a", b"b", b"c"))
+    >>> [[off for _, off, _ in run] for run in _runs([(a, 0, 4), (b, 4, 4), (c, 10, 1)])]
+    [[0, 4], [10]]
+    """
+    runs: list[list[Leaf]] = []
+    for leaf in sorted(leaves, key=lambda leaf: leaf[1]):
+        if runs and runs[-1][-1][1] + runs[-1][-1][2] == leaf[1]:
+            runs[-1].append(leaf)
+        else:
+            runs.append([leaf])
+    return runs
+
+
+def _cut(pieces: list[bytes], start: int, run: list[Leaf], *, views: bool = False) -> dict[CID, BlockBytes] | None:
+    """The leaves of ``run`` cut from ``pieces`` (the file's bytes from ``start``, as they came
+    off the socket), each hashed against its CID; None when the bytes are not as long as the
+    run or a leaf does not match. Each leaf is copied once, straight from the pieces; with
+    ``views``, the pieces are joined once instead and each leaf is a ``memoryview`` into that
+    (a reader that wants the run's bytes whole then has them without another copy).
+
+    >>> from halodb.ipld import CID
+    >>> a, b = CID.for_bytes(b"ab", 0x55), CID.for_bytes(b"c", 0x55)
+    >>> _cut([b"a", b"bc"], 0, [(a, 0, 2), (b, 2, 1)]) == {a: b"ab", b: b"c"}
+    True
+    >>> views = _cut([b"a", b"bc"], 0, [(a, 0, 2), (b, 2, 1)], views=True)
+    >>> [bytes(v) for v in views.values()], views[a].obj
+    ([b'ab', b'c'], b'abc')
+    >>> _cut([b"abd"], 0, [(a, 0, 2), (b, 2, 1)]), _cut([b"ab"], 0, [(a, 0, 2), (b, 2, 1)])
+    (None, None)
+    """
+    if sum(map(len, pieces)) != run[-1][1] + run[-1][2] - start:
+        return None
+    out: dict[CID, BlockBytes] = {}
+    if views:
+        whole = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if len(run) == 1:
+            return {run[0][0]: whole} if run[0][0].verify(whole) else None
+        view = memoryview(whole)
+        for cid, offset, size in run:
+            leaf = view[offset - start:offset - start + size]
+            if not cid.verify(leaf):
+                return None
+            out[cid] = leaf
+        return out
+    source = iter(pieces)
+    piece, at = b"", 0
+    for cid, _, size in run:
+        parts: list[bytes | memoryview] = []
+        while size:
+            if at == len(piece):
+                piece, at = next(source), 0
+            take = min(size, len(piece) - at)
+            parts.append(piece if take == len(piece) else memoryview(piece)[at:at + take])
+            at += take
+            size -= take
+        first = parts[0] if len(parts) == 1 else None
+        joined = first if isinstance(first, bytes) else b"".join(parts)
+        if not cid.verify(joined):
+            return None
+        out[cid] = joined
+    return out
+
+
+def _content_range_is(header: str, start: int, end: int) -> bool:
+    """Whether a ``Content-Range`` header names exactly bytes ``[start, end)``.
+
+    >>> _content_range_is("bytes 0-99/1000", 0, 100), _content_range_is("bytes 0-99/*", 0, 50)
+    (True, False)
+    """
+    unit, _, rest = header.strip().partition(" ")
+    span = rest.partition("/")[0].strip()
+    return unit.lower() == "bytes" and span == f"{start}-{end - 1}"
 
 
 def _is_car(content_type: str) -> bool:

@@ -124,6 +124,7 @@ class SqliteStore(BlockStore):
     supports_deletes = True
     supports_listing = True
     supports_quarantine = True
+    takes_buffers = True  # (sqlite3 binds any buffer as a BLOB)
 
     def __init__(self, root: Path | str, *, migrate: bool = True, create: bool = True) -> None:
         super().__init__()

@@ -9,11 +9,14 @@ then :meth:`WriteBehind.get` serves them from memory.
 * At most ``max_bytes`` wait at once; past that, :meth:`~WriteBehind.add` writes a batch in
   the caller's thread (or waits for the one being written).
 * The writer thread runs at a lower CPU priority (:data:`WRITER_NICE`, Linux): the writes
-  take what the reads leave over, and catch up when the reading is done.
+  take what the reads leave over, and catch up when the reading is done. It writes in the
+  pauses of the reading: once no block was added for :data:`_QUIET` (50 ms), or once half of
+  ``max_bytes`` waits.
 * :meth:`~WriteBehind.drain` writes what is queued and waits for the batch in flight; it
   raises the first write error since the last drain (a full disk: the blocks stay uncached,
   reads go on, and the error is not lost). The caching store drains on ``flush``, ``close``
-  and ``local_store``; every live instance is drained when the process exits.
+  and ``local_store``; every live instance is drained when the process exits, and its store
+  closed (SQLite then checkpoints its log: the next process opens it without replaying it).
 * The blocks were verified before they came here (``verify=False`` when written).
 
 >>> from halodb.blockstore.memory import MemoryStore
@@ -36,9 +39,12 @@ import logging
 import os
 import sys
 import threading
+import time
 import weakref
+from collections.abc import Sequence
+from typing import cast
 
-from halodb.blockstore.base import Block, BlockStore
+from halodb.blockstore.base import Block, BlockBytes, BlockStore
 from halodb.ipld import CID
 
 __all__ = ["WRITER_NICE", "WRITE_BEHIND_BYTES", "WriteBehind"]
@@ -54,6 +60,10 @@ WRITE_BEHIND_BYTES = 256 << 20
 WRITER_NICE = 10
 #: seconds a writer thread with nothing to write waits before it ends (the next add starts one)
 _IDLE = 2.0
+#: seconds without a block added before the writer writes (unless half of ``max_bytes`` wait):
+#: a dataset read through a gateway on a small machine is bound by the CPU, and writing the
+#: cache meanwhile slows it (``bench_open.py``); the writes come in its pauses, or at the end
+_QUIET = 0.05
 
 
 class WriteBehind:
@@ -65,34 +75,39 @@ class WriteBehind:
         self.local = local
         self.max_bytes = max_bytes
         self._cond = threading.Condition()
-        self._pending: dict[CID, bytes] = {}  # queued or being written
-        self._queue: list[Block] = []  # not taken by a writer yet
+        self._pending: dict[CID, BlockBytes] = {}  # queued or being written
+        self._queue: list[tuple[CID, BlockBytes]] = []  # not taken by a writer yet
         self._bytes = 0
         self._writers = 0  # batches being written (by the thread, or by drain)
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self._added = 0.0  # when blocks were last added (time.monotonic)
         self._pid = os.getpid()
         WriteBehind._live.add(self)
 
     def get(self, cids: list[CID]) -> dict[CID, bytes]:
-        """The blocks of ``cids`` that are waiting to be written."""
+        """The blocks of ``cids`` that are waiting to be written (as ``bytes``: one queued as a
+        view is copied here)."""
         with self._cond:
             pending = self._pending
-            return {c: pending[c] for c in cids if c in pending} if pending else {}
+            found = {c: pending[c] for c in cids if c in pending} if pending else {}
+        return {c: d if isinstance(d, bytes) else bytes(d) for c, d in found.items()}
 
     def has(self, cid: CID) -> bool:
         """Whether ``cid`` is waiting to be written."""
         with self._cond:
             return cid in self._pending
 
-    def add(self, blocks: list[Block]) -> None:
-        """Queue ``blocks`` (verified) to be written. While too much is queued, the caller writes
+    def add(self, blocks: Sequence[tuple[CID, BlockBytes]]) -> None:
+        """Queue ``blocks`` (verified; a block's bytes may be a view into a larger buffer,
+        which stays alive until they are written) to be written. While too much is queued, the caller writes
         a batch itself (at its own priority: the writer thread's is lower), or waits for the
         batch being written."""
         while True:
             with self._cond:
                 self._forked()
                 if not (self._bytes > self.max_bytes and (self._queue or self._writers)):
+                    self._added = time.monotonic()
                     for cid, data in blocks:
                         if cid not in self._pending:
                             self._pending[cid] = data
@@ -136,6 +151,12 @@ class WriteBehind:
                 if not self._queue and not self._cond.wait_for(lambda: bool(self._queue), timeout=_IDLE):
                     self._thread = None
                     return
+                # blocks come in bursts (a dataset read): write in their pauses, or once half full
+                while self._queue and self._bytes < self.max_bytes // 2:
+                    quiet = self._added + _QUIET - time.monotonic()
+                    if quiet <= 0:
+                        break
+                    self._cond.wait(quiet)
             self._write_queued()
 
     def _write_queued(self) -> None:
@@ -146,7 +167,10 @@ class WriteBehind:
             self._writers += 1
         error: BaseException | None = None
         try:
-            self.local.put_many(batch, verify=False)
+            if self.local.takes_buffers:  # (views written as they are)
+                self.local.put_many(cast(list[Block], batch), verify=False)
+            else:
+                self.local.put_many([(c, d if isinstance(d, bytes) else bytes(d)) for c, d in batch], verify=False)
         except BaseException as exc:  # kept for drain(): these blocks stay uncached, reads go on
             error = exc
         with self._cond:
@@ -172,9 +196,14 @@ def _lower_priority() -> None:
 
 @atexit.register
 def _drain_all() -> None:
-    """At exit, write what every live instance still holds (failures were logged)."""
+    """At exit, write what every live instance still holds (failures were logged), and close
+    the stores written to: SQLite's last connection to close checkpoints its write-ahead
+    log, which the next process to open the store would otherwise have to replay (reading
+    the whole log: 60-90 ms for the ~90 MB a dataset read leaves, ``bench_open.py``)."""
     for behind in list(WriteBehind._live):
         try:
             behind.drain()
+            if behind._pid == os.getpid():
+                behind.local.close()  # (it opens new connections if used again)
         except Exception:  # noqa: BLE001 - logged when it happened; nothing more to do at exit
             pass

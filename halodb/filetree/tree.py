@@ -52,6 +52,12 @@ class Tree(abc.ABC):
         """Whether anything (file or folder) is at ``path``."""
         return self.stat(path) is not None
 
+    async def aread(self, path: str, start: int = 0, end: int | None = None) -> bytes | None:
+        """:meth:`read` from a coroutine, on the running event loop, where the tree can do it
+        there without a thread (the common case of reading a dataset's chunks); None when it
+        cannot (the caller then calls :meth:`read` in a thread). By default it cannot."""
+        return None
+
 
 def _clean(path: str) -> str:
     parts = [p for p in path.strip("/").split("/") if p not in ("", ".")]

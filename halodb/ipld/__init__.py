@@ -86,7 +86,7 @@ def block_links(cid: CID, data: bytes) -> list[CID]:
     return out
 
 
-def verify_block(cid: CID, data: bytes, source: str = "") -> None:
+def verify_block(cid: CID, data: bytes | memoryview, source: str = "") -> None:
     """Raise :class:`~halodb.errors.VerificationError` unless ``data`` hashes to ``cid``."""
     if not cid.verify(data):
         where = f" from {source}" if source else ""

@@ -118,7 +118,7 @@ class CID:
             return self._buf
         return self._buf[1 + len(encode_varint(self.codec)):]
 
-    def verify(self, data: bytes) -> bool:
+    def verify(self, data: bytes | memoryview) -> bool:
         """True when ``data`` hashes to this CID (sha2-256 only; other hashes are not trusted)."""
         buf = self._buf
         if buf[0] == 0x01 and buf[1] < 0x80 and buf[2] == SHA2_256 and buf[3] == 0x20:  # v1, 1-byte codec

@@ -192,9 +192,30 @@ class TreeStore(Store):
         return self._read(key, max(0, entry.size - byte_range.suffix), None)
 
     async def get(self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None) -> Buffer | None:
-        # chunks wait on the network: more threads than asyncio's default pool (cores + 4)
-        data = await asyncio.get_running_loop().run_in_executor(_READERS, self._get_sync, key, byte_range)
+        data = await self._get_here(key, byte_range)
+        if data is None:  # chunks wait on the network: more threads than asyncio's default pool (cores + 4)
+            data = await asyncio.get_running_loop().run_in_executor(_READERS, self._get_sync, key, byte_range)
         return None if data is None else prototype.buffer.from_bytes(data)
+
+    async def _get_here(self, key: str, byte_range: ByteRequest | None) -> bytes | None:
+        """A chunk read on zarr's loop, without a thread, where the tree can (``Tree.aread``:
+        a UnixFS tree through a gateway or the block cache); None: read it in a thread."""
+        if key.rpartition("/")[2] in METADATA_NAMES or isinstance(byte_range, SuffixByteRequest):
+            return None
+        if byte_range is None:
+            start, end = 0, None
+        elif isinstance(byte_range, RangeByteRequest):
+            start, end = byte_range.start, byte_range.end
+        else:
+            assert isinstance(byte_range, OffsetByteRequest)
+            start, end = byte_range.offset, None
+        limit = start + self.max_file_bytes + 1
+        data = await self.tree.aread(_join(self.path, key), start, limit if end is None else min(end, limit))
+        if data is not None and len(data) > self.max_file_bytes:
+            detail = f"larger than the {self.max_file_bytes} bytes HaloDB reads of one file"
+            raise DatasetError(f"{self.path or '/'}: {key}: {detail}", path=self.path, file=key, attribute=None,
+                               detail=detail)
+        return data
 
     async def get_partial_values(
         self, prototype: BufferPrototype, key_ranges: Iterable[tuple[str, ByteRequest | None]]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import builtins
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -53,7 +53,7 @@ class Node:
     kind: str
     pb: PBNode | None = None  #: None for raw leaves
     fs: UnixFSData | None = None  #: None for raw leaves
-    raw: bytes | None = None  #: the bytes of a raw leaf
+    raw: bytes | memoryview | None = None  #: the bytes of a raw leaf (maybe a view into a file's bytes)
     _names: dict[str, PBLink] | None = field(default=None, repr=False)
 
     @property
@@ -355,13 +355,19 @@ class UnixFSTree(Tree):
         return TreeEntry(name, node.kind == DIR, None if node.kind == DIR else node.size)
 
     def read(self, path: str, start: int = 0, end: int | None = None) -> bytes:
-        """Bytes ``[start, end)`` of the file at ``path``. Where the store can send a file's
-        blocks as one request (a gateway's CAR: ``BlockStore.prefetch_file``), they are asked
-        for that way first, before the file's root and leaves are read as usual."""
+        """Bytes ``[start, end)`` of the file at ``path``.
+
+        Through a store that sends a file's bytes (a gateway, ``BlockStore.reads_file_bytes``),
+        a CIDv1 file's raw leaves come as the bytes of the range, one request per run of
+        adjacent leaves (:meth:`read_range`), after its root. Otherwise, where the store can
+        send a file's blocks as one request (a gateway's CAR: ``BlockStore.prefetch_file``;
+        CIDv0 files, whose leaves are dag-pb nodes), they are asked for that way first, before
+        the file's root and leaves are read as usual."""
         if start < 0 or (end is not None and end < 0):
             raise InputError(f"{path}: negative byte range [{start}, {end})", source=path)
         cid = self.resolve(path)
-        if cid is not None and cid.codec == DAG_PB and cid.inline_data is None:  # (a raw CID is one block)
+        if cid is not None and cid.codec == DAG_PB and cid.inline_data is None and not (
+                cid.version == 1 and self.store.reads_file_bytes()):  # (a raw CID is one block)
             try:
                 self.store.prefetch_file(cid, start=start, end=end)
             except HaloDBError as exc:
@@ -382,13 +388,15 @@ class UnixFSTree(Tree):
             raise
 
     # -- file contents -------------------------------------------------------------------------
-    def read_range(self, node: Node, start: int = 0, end: int | None = None) -> bytes:
-        """Bytes ``[start, end)`` of the file ``node``, fetching only the chunks that overlap."""
+    def read_range(self, node: Node, start: int = 0, end: int | None = None, *,
+                   loaded: dict[CID, Node] | None = None) -> bytes:
+        """Bytes ``[start, end)`` of the file ``node``, fetching only the chunks that overlap
+        (and are not in ``loaded``: nodes fetched already)."""
         size = node.size
         end = size if end is None else min(end, size)
         if start >= end:
             return b""
-        pieces: list[tuple[int, bytes]] = []
+        pieces: list[tuple[int, bytes | memoryview]] = []
         frontier: list[tuple[Node, int, int]] = [(node, 0, size)]
         depth = 0
         while frontier:
@@ -412,12 +420,119 @@ class UnixFSTree(Tree):
             depth += 1
             if need and depth > MAX_FILE_DEPTH:
                 raise UnixFSError(f"file DAG of {node.cid} is deeper than {MAX_FILE_DEPTH} levels", cid=node.cid)
-            loaded = self.nodes((c for c, _, _ in need), cache=False)
-            frontier = [(loaded[c], off, bsize) for c, off, bsize in need]
+            have = {c: loaded[c] for c, _, _ in need if c in loaded} if loaded else {}
+            need_fetch = [n for n in need if n[0] not in have] if have else need
+            if need_fetch and all(c.codec == RAW and c.inline_data is None for c, _, _ in need_fetch):
+                have.update(self._leaves(node.cid, need_fetch))  # the last level: raw leaves
+            elif need_fetch:
+                have.update(self.nodes((c for c, _, _ in need_fetch), cache=False))
+            frontier = [(have[c], off, bsize) for c, off, bsize in need]
         pieces.sort(key=lambda p: p[0])
         out = b"".join(p for _, p in pieces)
         if len(out) != end - start:
             raise UnixFSError(f"file {node.cid}: read {len(out)} bytes of [{start}, {end})", cid=node.cid)
+        return out
+
+    async def aread(self, path: str, start: int = 0, end: int | None = None) -> bytes | None:
+        """:meth:`read` on the running event loop, without a thread, for what reading a
+        dataset's chunks mostly is: a file whose folders were read before (their nodes are
+        cached here), either one raw block or a CIDv1 root whose links are raw leaves, with its
+        blocks from ``store.aget_many`` / ``store.aget_leaves`` (a caching store over a
+        gateway reads its local copies here and the rest on this loop: one request per run of
+        adjacent leaves). Every block verified as by :meth:`read`; the same checks of sizes.
+        None for anything else (a folder not cached yet, a CIDv0 file, a deeper DAG, a store
+        that would send the file as a CAR): call :meth:`read` in a thread.
+        """
+        if start < 0 or (end is not None and end < 0):
+            return None
+        cid = self._resolve_cached(path)
+        if cid is None or cid.inline_data is not None or cid.version != 1:
+            return None
+        store = self.store
+        if (store.is_remote or store.is_remote_backed) and not store.reads_file_bytes():
+            return None  # (a gateway that sends no plain bytes: the sync path asks for a CAR)
+        try:
+            with self._lock:
+                node = self._cache.get(cid)
+            if node is None:
+                block = (await store.aget_many([cid])).get(cid)
+                if block is None:
+                    return None  # (the sync path says what is missing)
+                node = decode_node(cid, block)
+                if node.raw is None:
+                    self._remember(node)
+            if node.kind != FILE_KIND:
+                return None
+            if node.raw is not None:
+                return bytes(node.raw[start:end])
+            size = node.size
+            stop = size if end is None else min(end, size)
+            need = self._overlapping(node, start, stop)
+            if not all(c.codec == RAW and c.inline_data is None for c, _, _ in need):
+                return None
+            found = await store.aget_leaves(cid, need) if need else {}
+            if any(c not in found for c, _, _ in need):
+                return None  # (the sync path says what is missing)
+            whole = _one_run(node, need, found)
+            if whole is not None:  # the leaves are views into the bytes of one answer: no copy
+                first = need[0][1]
+                return whole[max(start - first, 0):stop - first] if start < stop else b""
+            loaded = {c: Node(c, FILE_KIND, raw=data) for c, data in found.items()}
+            return self.read_range(node, start, end, loaded=loaded)
+        except HaloDBError as exc:
+            annotate(exc, path)
+            raise
+
+    @staticmethod
+    def _overlapping(node: Node, start: int, end: int) -> builtins.list[tuple[CID, int, int]]:
+        """``(cid, offset, size)`` of the children of the file node ``node`` that hold bytes of
+        ``[start, end)`` (as :meth:`read_range` finds them)."""
+        if node.pb is None or node.fs is None:
+            return []
+        pos = len(node.fs.data or b"")
+        out = []
+        for link, bsize in zip(node.pb.links, node.fs.blocksizes):
+            if pos < end and pos + bsize > start:
+                out.append((link.cid, pos, bsize))
+            pos += bsize
+        return out
+
+    def _resolve_cached(self, path: str) -> CID | None:
+        """The CID at ``path`` if every folder on the way is cached here (no fetch), else None."""
+        try:
+            parts = self._parts(path)
+        except TreePathError:
+            return None
+        key = "/".join(parts)
+        with self._lock:
+            hit = self._paths.get(key)
+            if hit is not None:
+                return hit
+            cid = self.root
+            for name in parts:
+                node = self._cache.get(cid)
+                if node is None or node.kind != DIR or node.hamt or node.pb is None:
+                    return None  # (HAMT shards: the sync path walks them)
+                names = node._names
+                if names is None:
+                    return None
+                link = names.get(name)
+                if link is None:
+                    return None
+                cid = link.cid
+            return cid
+
+    def _leaves(self, file: CID, leaves: builtins.list[tuple[CID, int, int]]) -> dict[CID, Node]:
+        """The raw leaves ``(cid, offset in the file, size)`` of ``file``, verified, in one
+        request per run of adjacent leaves where the store sends a file's bytes
+        (``BlockStore.get_leaves``); BlockNotFoundError for a missing one."""
+        found = self.store.get_leaves(file, leaves)
+        out = {}
+        for cid, _, _ in leaves:
+            data = found.get(cid)
+            if data is None:
+                raise BlockNotFoundError(f"block {cid} of {self} is not in {self.store.describe()}", cid=cid)
+            out[cid] = Node(cid, FILE_KIND, raw=data)
         return out
 
     # -- walking ---------------------------------------------------------------------------------
@@ -492,6 +607,26 @@ class UnixFSTree(Tree):
         except HaloDBError as exc:
             annotate(exc, path)
             raise
+
+
+def _one_run(node: Node, need: list[tuple[CID, int, int]], found: Mapping[CID, bytes | memoryview]) -> bytes | None:
+    """The bytes the leaves ``need`` of the file ``node`` are views into, when they all are
+    adjacent views that tile one buffer (a gateway's answer for their run, cut by
+    ``GatewayStore.aget_leaves``) and the node's sizes add up as :meth:`UnixFSTree.read_range`
+    checks them (no data of its own, ``filesize`` the sum of ``blocksizes``); else None."""
+    fs = node.fs
+    if not need or fs is None or fs.data or (fs.filesize is not None and fs.filesize != sum(fs.blocksizes)):
+        return None
+    views = [found[c] for c, _, _ in need]
+    base = views[0].obj if isinstance(views[0], memoryview) else None
+    if not isinstance(base, bytes):
+        return None
+    at = need[0][1]
+    for (_, offset, size), view in zip(need, views):
+        if not isinstance(view, memoryview) or view.obj is not base or offset != at or len(view) != size:
+            return None
+        at += size
+    return base if at - need[0][1] == len(base) else None
 
 
 class WalkEntry(NamedTuple):
