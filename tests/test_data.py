@@ -127,6 +127,11 @@ def test_errors_name_what_was_asked(campaign: Campaign) -> None:
         halodb.open_dataset("products/HALO/nothing.zarr", name="latest", home=home)
     with pytest.raises(NameNotFoundError, match="no-such-name"):
         halodb.open_dataset(PATHS["v2"], name="no-such-name", home=home)
+    # through xarray, which asks for the store's metadata first: the error names the dataset
+    for zarr_format in (2, 3):
+        with pytest.raises(UnknownKeyError, match=r"no dataset 'products/HALO/nothing.zarr' in version "):
+            xr.open_dataset("halodb://latest/products/HALO/nothing.zarr", engine="zarr", zarr_format=zarr_format,
+                            consolidated=False, storage_options={"home": home})
 
 
 def test_a_dnslink_name_is_resolved_through_dns(campaign: Campaign, dns_server: Any,

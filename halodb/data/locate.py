@@ -105,14 +105,20 @@ def locate(reg: Registry, key_or_path: str, ref: str | CID = "HEAD", *, inner: b
             continue
         break
     else:
-        raise UnknownKeyError(f"no dataset {wanted!r} in {_describe(ref)} (commit {commit}, "
-                              f"{format_time(record.time)})", key=wanted)
+        # zarr asks for the store's metadata files first: name the dataset asked, not them
+        named = "/".join(parts[:-1]) if inner and len(parts) > 1 and parts[-1] in ZARR_METADATA else wanted
+        raise UnknownKeyError(f"no dataset {named!r} in {_describe(ref)} (commit {commit}, "
+                              f"{format_time(record.time)})", key=named)
     where = data_location(item)
     data_cid = entry.data or (where[0] if where else None)
     if data_cid is None:
         raise InputError(f"{key}: the dataset has no data on IPFS (no ipfs:// asset) in commit {commit}", source=key)
     data_path = where[1] if where is not None and where[0] == data_cid else ""
     return Located(key, item, commit, record.time, data_cid, data_path, "/".join(parts[n:]))
+
+
+#: the files zarr (v2, v3, consolidated) reads first at a store's root
+ZARR_METADATA = frozenset({".zgroup", ".zattrs", ".zarray", ".zmetadata", "zarr.json"})
 
 
 def split_path(located: Located) -> str:
