@@ -319,6 +319,18 @@ def test_add_names_the_file_of_a_keyless_item_and_rm_counts_a_key_once(tmp_path:
     assert r.code == 0 and r.out.strip() == "staged removal of 1 dataset(s)", r.out
 
 
+def test_show_without_the_data_says_where_to_read_it_and_takes_a_commit_for_at(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    write_items(tmp_path / "items")
+    for args in (["init"], ["add", str(tmp_path / "items")], ["commit", "-m", "first", "--time", "2024-08-12T10:00:00Z"],
+                 ["publish", "latest"]):
+        assert run_cli_in_process(home, *args).code == 0, args
+    commit = run_cli_in_process(home, "log", "latest", "-n", "1").out.split()[0]
+    for at in ("2024-09-01", commit):  # a date, or a commit CID of the name's history
+        r = run_cli_in_process(home, "show", "halo/f1", "--at", at, "--name", "latest")
+        assert r.code == 2 and "the dataset's data is not in this home; read it through a gateway" in r.err, r.err
+
+
 def test_at_answers_many_questions_from_stdin_as_it_answers_one(tmp_path: Path) -> None:
     """`halodb at -`: one process for many questions, each answer the line `at` prints for it
     alone (an empty line for none), from the cache of a synced name and from the DAG."""

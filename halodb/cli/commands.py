@@ -433,12 +433,21 @@ def show(ctx: Context, key_or_path: str, when: str | None, name: str | None, com
     from halodb.data.locate import by_cid, is_cid_url
     from halodb.data.summary import render, summarize
 
+    from halodb.errors import BlockNotFoundError
+
     reg = ctx.registry()
-    if is_cid_url(key_or_path):
-        data_cid, data_path = by_cid(key_or_path, versioned=(when, name, commit) != (None, None, None))
-        summary = summarize(reg, None, data_cid=data_cid, data_path=data_path)
-    else:
-        summary = summarize(reg, locate_dataset(reg, key_or_path, at=when, name=name, version=commit))
+    try:
+        if is_cid_url(key_or_path):
+            data_cid, data_path = by_cid(key_or_path, versioned=(when, name, commit) != (None, None, None))
+            summary = summarize(reg, None, data_cid=data_cid, data_path=data_path)
+        else:
+            summary = summarize(reg, locate_dataset(reg, key_or_path, at=when, name=name, version=commit))
+    except BlockNotFoundError as exc:
+        if reg.store.is_remote or reg.store.is_remote_backed:
+            raise
+        raise BlockNotFoundError(f"{exc}: the dataset's data is not in this home; read it through a gateway or a "
+                                 "Kubo node (--store https://GATEWAY/ or --store kubo+http://HOST:5001)",
+                                 cid=exc.cid) from None
     if as_json:
         emit_json(summary)
     else:

@@ -31,14 +31,18 @@ def reference(name: str | None, at: TimeLike | None = None, version: str | None 
 
     >>> reference("latest", "2024-09-15")
     'latest@2024-09-15T00:00:00Z'
-    >>> reference(None)
-    'HEAD'
+    >>> reference(None), reference("latest", "v1.0")
+    ('HEAD', 'latest@v1.0')
+
+    ``at`` may also be a tag or a commit CID of the name's history (a word, not a time).
     """
     if version is not None and at is not None:
         raise InputError("give a time (at) or a version, not both", source="at")
     if version is not None:
         return version
     base = name or "HEAD"
+    if isinstance(at, str) and at[:1].isalpha():  # a tag (v1.0) or a commit CID: the registry resolves it
+        return f"{base}@{at}"
     return base if at is None else f"{base}@{format_time(to_time(at, what='at'))}"
 
 
