@@ -331,6 +331,19 @@ def test_show_without_the_data_says_where_to_read_it_and_takes_a_commit_for_at(t
         assert r.code == 2 and "the dataset's data is not in this home; read it through a gateway" in r.err, r.err
 
 
+def test_publish_and_gc_speak_json_for_tools(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    write_items(tmp_path / "items")
+    for args in (["init"], ["add", str(tmp_path / "items")], ["commit", "-m", "first", "--time", "2024-08-12T10:00:00Z"]):
+        assert run_cli_in_process(home, *args).code == 0, args
+    r = run_cli_in_process(home, "publish", "latest", "--json")
+    assert r.code == 0 and json.loads(r.out)["name"] == "latest" and json.loads(r.out)["cid"].startswith("bafyrei")
+    r = run_cli_in_process(home, "gc", "--dry-run", "--json")
+    out = json.loads(r.out)
+    assert r.code == 0 and out["dry_run"] is True and out["kept"] > 0 and isinstance(out["deleted"], int), r.out
+    assert json.loads(run_cli_in_process(home, "get", "halo/f1", "--json").out)["id"] == "f1"
+
+
 def test_at_answers_many_questions_from_stdin_as_it_answers_one(tmp_path: Path) -> None:
     """`halodb at -`: one process for many questions, each answer the line `at` prints for it
     alone (an empty line for none), from the cache of a synced name and from the DAG."""

@@ -181,8 +181,9 @@ def commit(ctx: Context, message: str, when: str | None, author: str | None, sig
 @click.option("--force", is_flag=True,
               help="Publish even a commit that does not descend from NAME's current target (a rollback, or "
                    "another history), discarding the versions it lacks; says on stderr what it discarded.")
+@click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def publish(ctx: Context, name: str, target: str | None, force: bool) -> None:
+def publish(ctx: Context, name: str, target: str | None, force: bool, as_json: bool) -> None:
     """Point NAME at the head commit (or --cid).
 
     A commit that does not descend from NAME's current target is refused (exit 2, naming the
@@ -197,7 +198,10 @@ def publish(ctx: Context, name: str, target: str | None, force: bool) -> None:
                    f"discarding {lost}", err=True)
 
     res = ctx.registry().publish(name, target, force=force, on_rewind=discarded)
-    click.echo(f"{name} -> {res.cid}")
+    if as_json:
+        emit_json({"name": name, "cid": str(res.cid)})
+    else:
+        click.echo(f"{name} -> {res.cid}")
 
 
 @cli.command()
@@ -499,8 +503,10 @@ def verify(proof: str, policy_file: str | None, as_json: bool) -> None:
 @click.option("--at", "when", metavar="T", help="The version current at T (ISO 8601; default: the newest).")
 @click.option("--name", help="Name whose history to ask (default: the local head).")
 @click.option("--version", "commit", metavar="REF", help="This version (a commit CID, HEAD~1, NAME~2...) instead of --at.")
+@click.option("--json", "as_json", is_flag=True, help="Accepted for symmetry: get always prints JSON.")
 @pass_ctx
-def get(ctx: Context, key_or_path: str, when: str | None, name: str | None, commit: str | None) -> None:
+def get(ctx: Context, key_or_path: str, when: str | None, name: str | None, commit: str | None,
+        as_json: bool) -> None:
     """Print the STAC item of a dataset (by key or path) as it was at a version, as JSON.
 
     Read from the blocks (verified), not from the cache: no sync is needed.
@@ -753,11 +759,15 @@ def import_tree(ctx: Context, tree: str, when: str | None, message: str | None, 
 
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def gc(ctx: Context, dry_run: bool) -> None:
-    """Delete local blocks no head reaches (local head, names, synced names, the stage), and
-    temporary files of killed writes."""
+def gc(ctx: Context, dry_run: bool, as_json: bool) -> None:
+    """Delete local blocks no head reaches (local head, names, synced names, the stage; the
+    index and, as far as they are local, the datasets' data), and temporary files of killed writes."""
     kept, deleted = ctx.registry().gc(dry_run=dry_run)
+    if as_json:
+        emit_json({"kept": kept, "deleted": deleted, "dry_run": dry_run})
+        return
     verb = "would delete" if dry_run else "deleted"
     click.echo(f"kept {kept} block(s), {verb} {deleted}")
 
