@@ -38,6 +38,7 @@ def test_create_ls_and_resolve(registry: halodb.Registry, history: list[CID], ho
     r = run_cli_in_process(home, "tag", "create", "latest", "v1.0", "--at", "2024-08-11T12:00Z", "-m", "first")
     assert r.code == 0, r.err
     assert str(history[0]) in r.out
+    assert "`halodb publish latest` makes latest@v1.0 resolve for readers" in r.err  # until then only HEAD has it
     registry.publish("latest", force=True)
     r = run_cli_in_process(home, "tag", "ls", "--json")
     [row] = json.loads(r.out)

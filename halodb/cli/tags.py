@@ -40,6 +40,8 @@ def tag_create(ctx: Context, name: str, tag_name: str, at: str | None, cid: str 
         emit_json({"tag": tag_name, "cid": str(tag_cid), "target": str(found.target), "head": str(reg.head)})
     else:
         click.echo(f"{tag_name} -> {found.target} (tag {tag_cid})")
+        click.echo(f"the tag is in the local head {reg.head}; `halodb publish {name}` makes {name}@{tag_name} "
+                   f"resolve for readers (and `halodb tag ls {name}` list it)", err=True)
 
 
 @tag.command("ls")
