@@ -317,6 +317,9 @@ def test_add_names_the_file_of_a_keyless_item_and_rm_counts_a_key_once(tmp_path:
         assert run_cli_in_process(home, *args).code == 0, args
     r = run_cli_in_process(home, "rm", "halo/f1", "halo/f1")
     assert r.code == 0 and r.out.strip() == "staged removal of 1 dataset(s)", r.out
+    (tmp_path / "empty").mkdir()
+    r = run_cli_in_process(home, "add", str(tmp_path / "empty"))
+    assert r.code == 0 and f"warning: no STAC items found in {tmp_path / 'empty'}" in r.err, r.err
 
 
 def test_show_without_the_data_says_where_to_read_it_and_takes_a_commit_for_at(tmp_path: Path) -> None:

@@ -127,6 +127,9 @@ def add(ctx: Context, sources: tuple[str, ...], collection: str | None, as_json:
         emit_json({"staged": keys})
     else:
         click.echo(f"staged {len(keys)} item(s)")
+        if not keys:  # an empty folder or an empty stdin: most likely not what was meant
+            where = ", ".join("standard input" if s == "-" else s for s in sources)
+            click.echo(f"halodb: warning: no STAC items found in {where}", err=True)
 
 
 @cli.command()
