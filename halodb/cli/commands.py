@@ -803,7 +803,7 @@ def status(ctx: Context, as_json: bool) -> None:
     for n in names:
         flag = "current" if n["up_to_date"] else f"behind (name now at {n['current_head']})"
         part = "" if n["scope"] is None else f" (only keys {n['scope']}*)"
-        click.echo(f"name {n['name']}{part}: synced {n['synced_head']} at {n['synced_at']:%Y-%m-%d %H:%M:%S} — {flag}")
+        click.echo(f"name {n['name']}{part}: synced {n['synced_head']} at {n['synced_at']:%Y-%m-%d %H:%M:%S}Z — {flag}")
         if n["signed_by"]:
             click.echo(f"  signed by {', '.join(n['signed_by'])} (trusted)")
 
