@@ -239,8 +239,8 @@ def test_at_on_a_cache_of_an_older_schema_migrates_it(tmp_path: Path) -> None:
                  ["publish", "latest"], ["sync", "latest"]):
         assert run_cli_in_process(home, *args).code == 0
     shutil.rmtree(home / "blocks")  # else the blocks answer, and the cache is not opened
-    last = migrate.latest_version()  # 006: undone by hand below (a new migration must adapt these lines)
-    con = duckdb.connect(str(home / "cache.duckdb"))  # (006 replaces a macro: applying it again undoes nothing)
+    last = migrate.latest_version()  # 007: undone by hand below (a new migration must adapt these lines)
+    con = duckdb.connect(str(home / "cache.duckdb"))  # (007 replaces a macro: applying it again undoes nothing)
     con.execute("DELETE FROM schema_migrations WHERE version = ?", [last])
     con.close()
     result = run_cli_in_process(home, "at", "halo/f1", "2024-09-01", "--name", "latest")
