@@ -239,6 +239,58 @@ class Index:
             inline_items=self.inline_items,
         )
 
+    def build_sorted(self, entries: Iterable[tuple[str, Entry]], paths: Iterable[tuple[str, str]],
+                     data: Iterable[str], dois: Iterable[tuple[str, str]], *, batch: int = 2048) -> IndexRoot:
+        """The version that holds ``entries`` (``(key, entry)`` in key order) and nothing else:
+        what :meth:`apply` makes of them on the empty version (the same trees), built from
+        sorted streams in bounded memory (:meth:`ProllyTree.build_sorted`) for an initial
+        commit of any size. The lookup trees come sorted too, from whoever holds the entries:
+        ``paths`` as ``(path, key)`` in that order, ``data`` as ``"<data cid>/<key>"``,
+        ``dois`` as ``(doi, key)``. Item blocks are read (format 3) ``batch`` entries at a
+        time. :class:`PathConflictError` (:class:`DoiConflictError`) when two datasets claim
+        one path (one DOI).
+
+        >>> from halodb.blockstore import MemoryStore
+        >>> store = MemoryStore(); idx = Index(store)
+        >>> item = store.put(b"\\xa0")
+        >>> entries = {"c/a": Entry(item, "bafkqaaa", "p/a"), "c/b": Entry(item, None, "p/b", "10.1/b")}
+        >>> root = idx.build_sorted(sorted(entries.items()), [("p/a", "c/a"), ("p/b", "c/b")], ["bafkqaaa/c/a"],
+        ...                         [("10.1/b", "c/b")])
+        >>> root == idx.apply(idx.empty(), entries, [])
+        True
+        """
+        count = 0
+
+        def held() -> Iterator[tuple[str, Any]]:
+            nonlocal count
+            chunk: dict[str, Entry] = {}
+            for key, entry in entries:
+                chunk[key] = entry
+                if len(chunk) >= batch:
+                    count += len(chunk)
+                    yield from ((k, e.to_ipld()) for k, e in self._held(chunk).items())
+                    chunk = {}
+            count += len(chunk)
+            yield from ((k, e.to_ipld()) for k, e in self._held(chunk).items())
+
+        datasets = self.datasets.build_sorted(held())
+        by_path = self.by_path.build_sorted(self._claimed(paths, "path"))
+        by_data = self.by_data.build_sorted((k, None) for k in data)
+        empty = self.by_doi.empty()
+        by_doi: CID | None = self.by_doi.build_sorted(self._claimed(dois, "doi"))
+        return IndexRoot(datasets=datasets, by_path=by_path, by_data=by_data, count=count,
+                         by_doi=None if by_doi == empty else by_doi, inline_items=self.inline_items)
+
+    def _claimed(self, claims: Iterable[tuple[str, str]], field: str) -> Iterator[tuple[str, str]]:
+        """``(value, key)`` sorted by value, as tree entries; a value claimed twice raises."""
+        last: tuple[str, str] | None = None
+        for value, key in claims:
+            if last is not None and last[0] == value:
+                raise self._conflict(field, value, key, last[1],
+                                     f"datasets {last[1]!r} and {key!r} both claim the {field} {value!r}")
+            last = (value, key)
+            yield value, key
+
     def _rebuild(self, root: IndexRoot, changed: Mapping[str, Entry | None]) -> IndexRoot:
         """The version ``root`` + ``changed`` (None: removed) with every tree built anew in this
         index's format: how a root of an older format is first changed."""

@@ -317,6 +317,34 @@ class ProllyTree:
             self._pending.clear()
         return root
 
+    def build_sorted(self, entries: Iterable[tuple[str, Any]], *, batch_bytes: int = 8 << 20) -> CID:
+        """Build a tree from entries in strictly increasing key order (else ``ValueError``),
+        as :meth:`build` does (the same entries give the same tree), but streaming: it holds
+        one unfinished node per level, and writes the finished ones to the store about
+        ``batch_bytes`` at a time (not into the node cache), so a tree of any size is built in
+        bounded memory. Nodes written before an error are left in the store, linked from
+        nowhere (``gc`` deletes them).
+
+        >>> from halodb.blockstore import MemoryStore
+        >>> tree = ProllyTree(MemoryStore())
+        >>> entries = [(f"{n:04d}", n) for n in range(3000)]
+        >>> tree.build_sorted(iter(entries), batch_bytes=1000) == tree.build(entries)
+        True
+        """
+        builder = _SortedBuilder(self, batch_bytes)
+        last: str | None = None
+        try:
+            for key, value in entries:
+                if last is not None and key <= last:
+                    raise ValueError(f"build_sorted: key {key!r} is not above the key before it, {last!r}")
+                last = key
+                builder.push(0, key, value)
+            root = builder.finish()
+            builder.write()
+        finally:
+            self._pending.clear()
+        return root
+
     def _build_levels(self, keys: list[str], values: list[Any], level: int) -> CID:
         if not keys:
             return self._emit_empty()
@@ -674,6 +702,71 @@ class ProllyTree:
 
 _NODE = 0
 _ENTRY = 1
+
+
+class _SortedBuilder:
+    """:meth:`ProllyTree.build_sorted`: the unfinished node of each level (its keys and
+    values), and how many nodes each level has finished. A level's first node is passed up
+    only once it has a second one: a level of one node is the root, and no level above it
+    may be begun (it would write a node the tree does not link)."""
+
+    def __init__(self, tree: ProllyTree, batch_bytes: int) -> None:
+        self.tree = tree
+        self.batch_bytes = batch_bytes
+        self.pending_bytes = 0
+        self.runs: list[tuple[list[str], list[Any]]] = []
+        self.done: list[int] = []
+        self.first: list[tuple[str, CID] | None] = []
+
+    def push(self, level: int, key: str, value: Any) -> None:
+        if level == len(self.runs):
+            self.runs.append(([], []))
+            self.done.append(0)
+            self.first.append(None)
+        keys, values = self.runs[level]
+        keys.append(key)
+        values.append(value)
+        if self.tree._is_boundary(key, level, value):
+            self._finish_node(level)
+
+    def _finish_node(self, level: int) -> None:
+        keys, values = self.runs[level]
+        first, cid = self.tree._emit(keys, values, level)
+        self.pending_bytes += len(self.tree._pending[cid][1])
+        self.runs[level] = ([], [])
+        self.done[level] += 1
+        if self.done[level] == 1:
+            self.first[level] = (first, cid)
+        else:
+            held = self.first[level]
+            if held is not None:
+                self.first[level] = None
+                self.push(level + 1, *held)
+            self.push(level + 1, first, cid)
+        if self.pending_bytes >= self.batch_bytes:
+            self.write()
+
+    def finish(self) -> CID:
+        """Finish every level's last node; the root's CID."""
+        if not self.runs:
+            return self.tree._emit_empty()
+        level = 0
+        while True:
+            if self.runs[level][0]:
+                self._finish_node(level)
+            if self.done[level] == 1:
+                held = self.first[level]
+                assert held is not None
+                return held[1]
+            level += 1
+
+    def write(self) -> None:
+        """Write the finished nodes to the store (they stay out of the node cache)."""
+        pending = self.tree._pending
+        if pending:
+            self.tree.store.put_many([(cid, data) for cid, (_, data) in pending.items()], verify=False)
+            pending.clear()
+        self.pending_bytes = 0
 
 
 def _prune(stack: list[tuple[Any, ...]], start: str | None, stop: str | None) -> None:
