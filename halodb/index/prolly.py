@@ -224,8 +224,10 @@ class ProllyTree:
         self._boundary_memo: dict[tuple[int, str], bool] = {}
 
     # -- nodes ------------------------------------------------------------------------------
-    def load(self, cid: CID, parent: CID | None = None) -> Node:
-        """The decoded node ``cid`` (verified, cached); ``parent`` is named if it is malformed."""
+    def load(self, cid: CID, parent: CID | None = None, *, keep: bool = True) -> Node:
+        """The decoded node ``cid`` (verified, cached); ``parent`` is named if it is malformed.
+        ``keep=False``: a node read from the store is not put into the cache (a walk that
+        reads each node once)."""
         node = self.cache.get(cid)
         if node is not None:
             return node
@@ -236,7 +238,8 @@ class ProllyTree:
         if len(data) > MAX_NODE_SIZE:
             raise shape_error(cid, parent, "size", f"is {len(data)} bytes; a tree node may take at most {MAX_NODE_SIZE}")
         node = Node.from_ipld(decode(data, cid=cid), cid, parent)
-        self.cache.put(cid, node, len(data))
+        if keep:
+            self.cache.put(cid, node, len(data))
         return node
 
     def child(self, parent_cid: CID, parent: Node, i: int, hi: str | None) -> tuple[CID, Node]:
@@ -615,9 +618,12 @@ class ProllyTree:
             expand = ranged
         else:
             expand = self._expand
-        # each side's budget: [entries it may still read, its root, the entries declared]
-        ba: list[Any] = [(1 << 62) if old_count is None else old_count, old, old_count]
-        bb: list[Any] = [(1 << 62) if new_count is None else new_count, new, new_count]
+        # each side's budget: [entries it may still read, its root, the entries declared, whether
+        # to keep its leaves in the node cache]. Compared with nothing (a full sync), the new
+        # tree is read once, leaf by leaf: its leaves (format 3: ~64 KiB of items each) would
+        # only push out of the cache what is worth keeping, and hold memory up to its cap.
+        ba: list[Any] = [(1 << 62) if old_count is None else old_count, old, old_count, True]
+        bb: list[Any] = [(1 << 62) if new_count is None else new_count, new, new_count, old is not None]
         while sa and sb:
             ha, hb = sa[-1], sb[-1]
             ka, kb = ha[1], hb[1]
@@ -681,7 +687,7 @@ class ProllyTree:
         """Replace the node on top of ``stack`` by its entries or its children, checked; entries
         are taken from ``budget`` (see :meth:`diff`)."""
         _, key, cid, level, end, parent = stack.pop()
-        node = self.load(cid, parent)
+        node = self.load(cid, parent, keep=level > 0 or budget[3])
         keys = node.keys
         if parent is not None and (node.level != level or not keys or keys[0] != key
                                    or (end is not None and keys[-1] >= end)):
