@@ -144,3 +144,25 @@ def test_a_killed_add_leaves_the_stage_as_it_was(tmp_path: Path) -> None:
         assert reg.head == head and reg.staged() == before
         reg.add([make_item("after", cid_for("after"))])  # the lock and the database are free again
         assert set(reg.staged().upserts) == {"halo/staged", "halo/after"}
+
+
+def test_build_sorted_in_small_batches_is_apply_on_the_empty_version() -> None:
+    from halodb.blockstore import MemoryStore
+    from halodb.index.index import Index
+    from halodb.index.model import Entry
+    from halodb.ipld import CID, make_block
+
+    for inline in (True, False):
+        store = MemoryStore()
+        index = Index(store, inline_items=inline)
+        entries: dict[str, Entry] = {}
+        for i in range(700):
+            cid, data = make_block({"id": f"i{i}", "pad": "x" * (i % 50)})
+            store.put_many([(cid, data)])
+            entries[f"c/{i:04d}"] = Entry(cid, f"bafkq{i % 90}", f"p/{i}.zarr", f"10.1/{i}" if i % 3 else None)
+        ordered = sorted(entries.items())
+        built = index.build_sorted(
+            ordered, sorted((e.path, k) for k, e in ordered if e.path), sorted(f"{e.data}/{k}" for k, e in ordered if e.data),
+            sorted((e.doi, k) for k, e in ordered if e.doi), batch=7)
+        assert built == index.apply(index.empty(), entries, [])
+        assert built.count == 700 and isinstance(built.datasets, CID)
