@@ -8,7 +8,7 @@ order, sorted by SQLite), so neither holds the stage in memory.
 Layout::
 
     meta      (name TEXT PRIMARY KEY, value TEXT)     'head' -> the local head's CID
-    upserts   (key TEXT PRIMARY KEY, item TEXT NOT NULL, data TEXT, path TEXT, doi TEXT)
+    upserts   (key TEXT PRIMARY KEY, item BLOB NOT NULL, data TEXT, path TEXT, doi TEXT)
     removals  (key TEXT PRIMARY KEY)
 
 Atomicity: every change of the head or the stage is one SQLite transaction (write-ahead
@@ -59,7 +59,7 @@ CACHE_KIB = 32 << 10
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS upserts (key TEXT PRIMARY KEY, item TEXT NOT NULL, data TEXT, path TEXT, doi TEXT)
+CREATE TABLE IF NOT EXISTS upserts (key TEXT PRIMARY KEY, item BLOB NOT NULL, data TEXT, path TEXT, doi TEXT)
     WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS removals (key TEXT PRIMARY KEY) WITHOUT ROWID;
 """
@@ -78,7 +78,7 @@ class Stage:
 
 def _entry(row: tuple[Any, ...]) -> tuple[str, Entry]:
     key, item, data, path, doi = row
-    return key, Entry(CID.parse(item), data, path, doi)
+    return key, Entry(CID.parse(item), data, path, doi)  # (the binary CID: no multibase to decode)
 
 
 class StageDB:
@@ -227,7 +227,7 @@ def _insert(con: sqlite3.Connection, upserts: Iterable[tuple[str, Entry]]) -> No
     con.executemany(
         "INSERT INTO upserts VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET item = excluded.item, "
         "data = excluded.data, path = excluded.path, doi = excluded.doi",
-        ((k, str(e.item), e.data, e.path, e.doi) for k, e in upserts))
+        ((k, e.item.buffer, e.data, e.path, e.doi) for k, e in upserts))
 
 
 class StageWriter:
@@ -237,9 +237,9 @@ class StageWriter:
 
     def __init__(self, con: sqlite3.Connection) -> None:
         self.con = con
-        con.execute("CREATE TEMP TABLE added (key TEXT PRIMARY KEY, item TEXT NOT NULL, source TEXT NOT NULL) "
+        con.execute("CREATE TEMP TABLE added (key TEXT PRIMARY KEY, item BLOB NOT NULL, source TEXT NOT NULL) "
                     "WITHOUT ROWID")
-        con.execute("CREATE TEMP TABLE incoming (key TEXT NOT NULL, item TEXT NOT NULL, source TEXT NOT NULL)")
+        con.execute("CREATE TEMP TABLE incoming (key TEXT NOT NULL, item BLOB NOT NULL, source TEXT NOT NULL)")
 
     def add(self, upserts: dict[str, Entry], sources: dict[str, str]) -> list[str]:
         """Stage ``upserts`` (key -> entry; ``sources`` names each key's item in errors);
@@ -248,7 +248,7 @@ class StageWriter:
         con = self.con
         con.execute("DELETE FROM temp.incoming")
         con.executemany("INSERT INTO temp.incoming VALUES (?, ?, ?)",
-                        ((k, str(e.item), sources[k]) for k, e in upserts.items()))
+                        ((k, e.item.buffer, sources[k]) for k, e in upserts.items()))
         clash = con.execute("SELECT i.key, i.source, a.source FROM temp.incoming i JOIN temp.added a "
                             "ON a.key = i.key AND a.item != i.item LIMIT 1").fetchone()
         if clash is not None:

@@ -43,6 +43,8 @@ from halodb.index.model import INLINE_MAX, Change, Entry, IndexRoot
 from halodb.index.prolly import DELETE, NodeCache, ProllyTree, TreeParams
 from halodb.ipld import CID, DAG_CBOR, decode, make_block
 
+#: how the binary form of a CIDv1 of dag-cbor and sha2-256 begins (then 32 bytes of digest)
+_V1_DAG_CBOR_SHA256 = bytes((0x01, DAG_CBOR, 0x12, 0x20))
 #: Formats 1 and 2: nodes near 4 KiB for entries that link their items.
 DATASET_PARAMS = TreeParams(leaf_fanout=20, branch_fanout=40)
 LOOKUP_PARAMS = TreeParams(leaf_fanout=36, branch_fanout=40)
@@ -329,8 +331,11 @@ class Index:
                 data = found.get(e.item)
                 if data is None:
                     data = self.store.get(e.item)  # raises BlockNotFoundError naming it
-                if len(data) <= INLINE_MAX and CID.for_bytes(data, DAG_CBOR) == e.item:  # (a v0 or raw CID: linked)
-                    out[k] = replace(e, inline=data)
+                # the store verified the bytes against the CID, so it is CID.for_bytes(data, DAG_CBOR)
+                # exactly when it is a CIDv1 of dag-cbor and sha2-256 (a v0 or raw CID: linked)
+                buf = e.item.buffer
+                if len(data) <= INLINE_MAX and len(buf) == 36 and buf[:4] == _V1_DAG_CBOR_SHA256:
+                    out[k] = Entry(e.item, e.data, e.path, e.doi, data)
             elif len(e.inline) > INLINE_MAX:
                 self.store.put_many([(e.item, e.inline)])
                 out[k] = replace(e, inline=None)
