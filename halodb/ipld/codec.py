@@ -191,9 +191,12 @@ def _to_libipld(value: Any, path: str, raw: list[str], depth: int = 0) -> Any:
         return [_to_libipld(v, f"{path}/{i}", raw, depth + 1) for i, v in enumerate(value)]
     if t is CID:
         return value.buffer
-    if t is bytes or t is bytearray:
+    if t is bytes:
         if value[:1] in _CID_FIRST_BYTES:
             raw.append(path or "/")
+        return value
+    if t is bytearray:  # (the reference codec takes it as bytes)
+        raw.append(path or "/")
         return value
     if isinstance(value, CID):
         return value.buffer
