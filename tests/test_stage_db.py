@@ -166,3 +166,50 @@ def test_build_sorted_in_small_batches_is_apply_on_the_empty_version() -> None:
             sorted((e.doi, k) for k, e in ordered if e.doi), batch=7)
         assert built == index.apply(index.empty(), entries, [])
         assert built.count == 700 and isinstance(built.datasets, CID)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_merge_sorted_is_apply(seed: int) -> None:
+    import random
+
+    from halodb.blockstore import MemoryStore
+    from halodb.errors import UnknownKeyError
+    from halodb.index.index import Index
+    from halodb.index.model import Entry
+    from halodb.ipld import make_block
+
+    rnd = random.Random(seed)
+    store = MemoryStore()
+
+    def entry(i: int, v: int) -> Entry:
+        cid, data = make_block({"id": f"i{i}", "v": v, "pad": "x" * rnd.randrange(3000)})  # some too large to inline
+        store.put_many([(cid, data)])
+        return Entry(cid, f"bafkq{v % 7}", f"p/{i}-{v % 3}.zarr", f"10.1/{i}.{v % 2}" if v % 4 else None)
+
+    for old_format in (False, True):
+        old_index = Index(store, inline_items=old_format)
+        base = old_index.apply(old_index.empty(), {f"c/{i:03d}": entry(i, 0) for i in range(0, 300, 2)}, [])
+        index = Index(store)
+        upserts = {f"c/{i:03d}": entry(i, rnd.randrange(1, 9)) for i in rnd.sample(range(300), 80)}
+        removals = sorted(k for k in (f"c/{i:03d}" for i in range(0, 300, 2)) if k not in upserts and rnd.random() < 0.3)
+        merged = index.merge_sorted(base, iter(sorted(upserts.items())), iter(removals))
+        assert merged == index.apply(base, upserts, removals), (seed, old_format)
+        with pytest.raises(UnknownKeyError, match="c/001"):
+            index.merge_sorted(base, iter([]), iter(["c/001"]))
+
+
+def test_a_large_stage_onto_a_version_is_merged_into_the_same_trees(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = items("m", 120)
+    second = items("m", 60, title="changed") + items("n", 40)
+    roots = []
+    for home, threshold in (("applied", 10**9), ("merged", 1)):
+        monkeypatch.setattr(registry_module, "STREAM_COMMIT", threshold)
+        with halodb.open(tmp_path / home, create=True) as reg:
+            reg.add(first)
+            reg.commit("one", time="2024-08-12T00:00:00Z")
+            reg.add(second)
+            reg.remove([f"halo/m{i}" for i in range(100, 120)])
+            cid = reg.commit("two", time="2024-08-13T00:00:00Z")
+            roots.append(reg.index.load_root(reg.version(cid)[1].index))
+            assert not reg.staged() and reg.head == cid
+    assert roots[0] == roots[1] and roots[1].count == 140

@@ -64,6 +64,10 @@ from halodb.util.times import TimeLike, format_time, to_time
 
 #: items an add reads, validates and stores at a time
 ADD_BATCH = 10_000
+#: staged changes (upserts plus removals) from which a commit onto a version that is not empty
+#: rebuilds it from sorted streams (``Index.merge_sorted``) instead of applying the changes in
+#: memory (``Index.apply``, about 3 KiB per change)
+STREAM_COMMIT = 50_000
 #: how an imported version's commit message names its git commit (``import_tree_history``)
 _GIT_COMMIT = re.compile(r"\(git commit ([0-9a-f]{12})\)$")
 
@@ -314,12 +318,17 @@ class Registry:
                 progress(1, "writing the index")
             root = self._root_of(head)
             db = self.state.db
+            build: Callable[[IndexRoot], IndexRoot] | None
             if upserts and not removals and (root is None or root.count == 0):
                 # onto the empty version: the trees are built from the stage read in sorted order,
                 # their nodes written as they are finished; no change set is held in memory
                 stage = Stage()
-                build: Callable[[IndexRoot], IndexRoot] | None = lambda _: self.index.build_sorted(
-                    db.upserts(), db.paths(), db.data_keys(), db.dois())
+                build = lambda _: self.index.build_sorted(db.upserts(), db.paths(), db.data_keys(), db.dois())
+            elif upserts + removals >= STREAM_COMMIT:
+                # many changes onto a version: rebuilt from the version merged with the stage, both
+                # read in key order (O(n) work, memory bounded), rather than applied from memory
+                stage = Stage()
+                build = lambda base: self.index.merge_sorted(base, db.upserts(), db.removal_keys())
             else:
                 stage, build = self.staged(), None
             cid = commit_changes(self.store, self.index, head, stage.upserts, stage.removals, time=when,

@@ -173,6 +173,10 @@ class StageDB:
         """The staged upserts in key order, read a few thousand at a time."""
         return (_entry(row) for row in self._rows("SELECT key, item, data, path, doi FROM upserts ORDER BY key"))
 
+    def removal_keys(self) -> Iterator[str]:
+        """The staged removals in key order."""
+        return (r[0] for r in self._rows("SELECT key FROM removals ORDER BY key"))
+
     def paths(self) -> Iterator[tuple[str, str]]:
         """``(path, key)`` of the staged upserts that have a path, in path order (then key)."""
         return (tuple(r) for r in self._rows(  # type: ignore[misc]

@@ -406,11 +406,13 @@ class ProllyTree:
             cid, node = child_cid, child
         return node
 
-    def items(self, root: CID, start: str | None = None, stop: str | None = None) -> Iterator[tuple[str, Any]]:
-        """Entries with ``start <= key < stop`` in key order."""
-        yield from self._items(root, self.load(root), None, start, stop)
+    def items(self, root: CID, start: str | None = None, stop: str | None = None, *, keep: bool = True
+              ) -> Iterator[tuple[str, Any]]:
+        """Entries with ``start <= key < stop`` in key order. ``keep=False``: the leaves read
+        are not kept in the node cache (a walk of a whole tree reads each once)."""
+        yield from self._items(root, self.load(root), None, start, stop, keep)
 
-    def _items(self, cid: CID, node: Node, hi: str | None, start: str | None, stop: str | None
+    def _items(self, cid: CID, node: Node, hi: str | None, start: str | None, stop: str | None, keep: bool = True
                ) -> Iterator[tuple[str, Any]]:
         keys = node.keys
         if node.level == 0:
@@ -426,11 +428,11 @@ class ProllyTree:
                 break
             end = keys[i + 1] if i + 1 < n else hi
             child_cid = links[i]
-            child = self.load(child_cid, cid)
+            child = self.load(child_cid, cid, keep=keep or level > 0)
             ck = child.keys
             if child.level != level or not ck or ck[0] != key or (end is not None and ck[-1] >= end):
                 _check_span(child_cid, child.span(), cid, level, key, end)  # raises, naming the rule
-            yield from self._items(child_cid, child, end, start, stop)
+            yield from self._items(child_cid, child, end, start, stop, keep)
 
     def count(self, root: CID) -> int:
         return sum(1 for _ in self.items(root))
