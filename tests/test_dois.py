@@ -199,9 +199,11 @@ def test_a_doi_conflict_commits_nothing(registry: Registry) -> None:
 
 @pytest.mark.parametrize("doi", [5, "10.1234/A", "nonsense"])
 def test_a_state_file_with_a_bad_doi_is_reported(registry: Registry, home: Path, doi: Any) -> None:
+    # a home from before the stage database keeps its stage in state.json
     registry.add([with_doi("f1", cid_for("a1"), "10.82246/x")])
-    state = json.loads((home / "state.json").read_text())
-    state["staged"]["upserts"]["halo/f1"]["doi"] = doi
+    entry = registry.staged().upserts["halo/f1"]
+    state = {"head": None, "staged": {"upserts": {"halo/f1": {"item": str(entry.item), "data": entry.data,
+                                                              "path": entry.path, "doi": doi}}, "removals": []}}
     (home / "state.json").write_text(json.dumps(state))
     with pytest.raises(RegistryError) as info:
         registry.staged()

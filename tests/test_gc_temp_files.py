@@ -1,6 +1,6 @@
 """#10.12 (part): ``gc`` removes the temporary files of killed writes, and only those.
 
-The leftovers are made by real writers in subprocesses (a block put, a ``state.json`` save,
+The leftovers are made by real writers in subprocesses (a block put, a ``state.json`` rewrite,
 a local-name publish) that are stopped just before their rename and then killed with
 SIGKILL; the one fault injected is that stop (``os.replace`` blocks), because a real write
 is over too fast to kill in the middle. While a writer is still alive, gc must leave its
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import halodb
 from halodb.api.gc import STALE_TEMP_AGE, collect_garbage
+from halodb.api.home import Home
 from halodb.ipld import CID
 
 from .conftest import cid_for, make_item, run_cli
@@ -76,11 +77,12 @@ def _publish_a_version(home: Path, tmp_path: Path) -> CID:
 def _files(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` and its bytes (a lock file's: only that it exists, as each
     holder writes itself into it), but the block database's (SQLite's log and its index
-    change with every reader: that the blocks are all there, a sync afterwards checks) and
+    change with every reader: that the blocks are all there, a sync afterwards checks; and
+    so do the stage database's) and
     the lock of its migration (a directory store's shard folder, here the killed writer's,
     makes the store try one)."""
     return {str(p.relative_to(root)): b"" if p.name == ".lock" else p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(("blocks.sqlite3", ".migrate.lock"))}
+            for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(("blocks.sqlite3", "stage.sqlite3", ".migrate.lock"))}
 
 
 def test_gc_removes_temp_files_of_killed_block_writes_but_not_of_running_ones(home: Path, tmp_path: Path) -> None:
@@ -109,13 +111,22 @@ def test_gc_removes_temp_files_of_killed_block_writes_but_not_of_running_ones(ho
 def _leave_home_temp_files(home: Path) -> tuple[list[Path], list[Path]]:
     """Temporary files of killed atomic writes in ``home``: (those gc must remove, those it must
     keep: a fresh one outside the home's lock, and files that only look alike)."""
+    # state.json is rewritten when the first writer moves an old home's head and stage (kept in
+    # state.json itself) into the stage database
     state = killed_writer(f"""
+        import json
         from pathlib import Path
         from halodb.api.home import Home
         home = Home(Path({str(home)!r}))
+        head, stage = home.head(), home.stage()
+        home.state_file.write_text(json.dumps({{"version": 1, "head": str(head) if head else None, "staged": {{
+            "upserts": {{k: {{"item": str(e.item), "data": e.data, "path": e.path}} for k, e in stage.upserts.items()}},
+            "removals": sorted(stage.removals)}}}}))
         with home.locked("add"):
-            home.save(home.head(), home.stage())
+            pass
     """)
+    with Home(home).locked("move the state"):  # what the killed writer did not finish, done
+        pass
     publish = f"""
         from pathlib import Path
         from halodb.ipld import CID

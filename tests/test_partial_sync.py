@@ -43,9 +43,9 @@ def sql(home: Path, query: str) -> list[dict[str, object]]:
 class CountingTree(ProllyTree):
     loads = 0
 
-    def load(self, cid: CID, parent: CID | None = None) -> Node:
+    def load(self, cid: CID, parent: CID | None = None, *, keep: bool = True) -> Node:
         self.loads += 1
-        return super().load(cid, parent)
+        return super().load(cid, parent, keep=keep)
 
 
 def test_a_ranged_diff_is_the_full_diff_filtered_and_reads_less() -> None:

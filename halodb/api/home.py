@@ -1,5 +1,14 @@
-"""A registry home on disk: ``state.json`` (the local head and the stage), the lock that
-serializes its writers (``.lock``), and its defaults.
+"""A registry home on disk: ``state.json`` (what marks the home), the local head and the
+stage (``stage.sqlite3``: :mod:`~halodb.api.stagedb`), the lock that serializes its writers
+(``.lock``), and its defaults.
+
+A home written before the stage database kept the head and the stage in ``state.json``
+itself (``{"head": …, "staged": {"upserts": …, "removals": […]}}``). It is read as it is,
+and moved into the database by the first writer that takes the lock: the database is
+written (one transaction), then ``state.json`` is replaced by ``{"version": 2, "staged":
+"stage.sqlite3"}``; a writer killed between the two leaves the old file, which is still
+the truth and is moved again. (HaloDB before the stage database refuses the new file as
+corrupt rather than read an empty stage and no head from it.)
 
 >>> import tempfile, pathlib
 >>> home = Home(pathlib.Path(tempfile.mkdtemp()))
@@ -26,11 +35,11 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from halodb.api.location import default_home
+from halodb.api.stagedb import DB_NAME, Stage, StageDB, StageWriter
 from halodb.errors import CIDError, HomeLockedError, InputError, RegistryError
 from halodb.index.model import Entry
 from halodb.ipld import CID
@@ -70,19 +79,8 @@ def lock_timeout() -> float:
     return value
 
 
-@dataclass
-class Stage:
-    """Changes staged for the next commit."""
-
-    upserts: dict[str, Entry] = field(default_factory=dict)
-    removals: set[str] = field(default_factory=set)
-
-    def __bool__(self) -> bool:
-        return bool(self.upserts or self.removals)
-
-
 class Home:
-    """The state file of a registry home: the local head and the stage, written atomically.
+    """The state of a registry home: the local head and the stage, changed atomically.
 
     Whoever changes them reads, changes and saves them inside :meth:`locked`, which holds an
     advisory lock on ``HOME/.lock``: writers in other processes (and in other threads, or
@@ -91,6 +89,7 @@ class Home:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.db = StageDB(path)  #: the head and the stage
         self._lock = FileLock(path / ".lock")
         self._mutex = threading.RLock()  # the threads of this process, one at a time
         self._depth = 0  # how deeply the holding thread has entered locked()
@@ -125,6 +124,12 @@ class Home:
         try:
             if self._depth == 0:
                 self._acquire(what, wait, create=create)
+                try:
+                    if not create:
+                        self._migrate()
+                except BaseException:
+                    self._lock.release()
+                    raise
             self._depth += 1
             try:
                 yield
@@ -184,7 +189,7 @@ class Home:
             raise self._corrupt(f"expected a JSON object, found {type(data).__name__}")
         self._check_cid(data.get("head"), "head", optional=True)
         staged = data.get("staged")
-        if staged is None:
+        if staged is None or staged == DB_NAME:
             return
         if not isinstance(staged, dict):
             raise self._corrupt(f"'staged' is {type(staged).__name__}, not an object")
@@ -224,30 +229,71 @@ class Home:
             return
         with self._hold("init", None, create=True):
             if not self.state_file.exists():
-                self.write({"version": 1, "head": None, "staged": {"upserts": {}, "removals": []}})
+                self.db.create()
+                self.write({"version": 2, "staged": DB_NAME})
 
-    def head(self) -> CID | None:
-        head = self.read().get("head")
+    @staticmethod
+    def _legacy(state: dict[str, Any]) -> bool:
+        """Whether ``state`` holds the head and the stage itself (a home from before the
+        stage database)."""
+        return state.get("staged") != DB_NAME
+
+    def _migrate(self) -> None:
+        """Move the head and the stage of a state file from before the stage database into
+        it (holding the lock; see the module)."""
+        if not self.state_file.exists():
+            return
+        state = self.read()
+        if not self._legacy(state):
+            return
+        self.db.replace(self._legacy_head(state), self._legacy_stage(state))
+        state.pop("head", None)
+        state.update(version=2, staged=DB_NAME)
+        self.write(state)
+
+    @staticmethod
+    def _legacy_head(state: dict[str, Any]) -> CID | None:
+        head = state.get("head")
         return CID.parse(head) if head else None
 
-    def stage(self) -> Stage:
-        raw = self.read().get("staged") or {}  # shape checked by read()
+    @staticmethod
+    def _legacy_stage(state: dict[str, Any]) -> Stage:
+        raw = state.get("staged") or {}  # shape checked by read()
         return Stage(
             upserts={k: Entry(CID.parse(v["item"]), v.get("data"), v.get("path"), v.get("doi"))
                      for k, v in raw.get("upserts", {}).items()},
             removals=set(raw.get("removals", [])),
         )
 
-    def save(self, head: CID | None, stage: Stage) -> None:
-        """Record the local head and the stage together (inside :meth:`locked`, having read
-        them there too)."""
+    def head(self) -> CID | None:
         state = self.read()
-        state["head"] = str(head) if head else None
-        state["staged"] = {
-            "upserts": {
-                k: {"item": str(e.item), "data": e.data, "path": e.path, **({"doi": e.doi} if e.doi else {})}
-                for k, e in sorted(stage.upserts.items())
-            },
-            "removals": sorted(stage.removals),
-        }
-        self.write(state)
+        return self._legacy_head(state) if self._legacy(state) else self.db.head()
+
+    def stage(self) -> Stage:
+        """The whole stage, in memory (a large stage is better read from :attr:`db`)."""
+        state = self.read()
+        return self._legacy_stage(state) if self._legacy(state) else self.db.stage()
+
+    def counts(self) -> tuple[int, int]:
+        """How many upserts and removals are staged."""
+        state = self.read()
+        if self._legacy(state):
+            stage = self._legacy_stage(state)
+            return len(stage.upserts), len(stage.removals)
+        return self.db.counts()
+
+    def save(self, head: CID | None, stage: Stage) -> None:
+        """Record the local head and the (whole) stage together, in one transaction (inside
+        :meth:`locked`, having read them there too)."""
+        self._migrate()
+        self.db.replace(head, stage)
+
+    def set_head(self, head: CID | None) -> None:
+        """Record the local head; the stage stays (inside :meth:`locked`)."""
+        self._migrate()
+        self.db.set_head(head)
+
+    def stage_writer(self) -> AbstractContextManager[StageWriter]:
+        """Add to the stage in one transaction (:meth:`StageDB.writer`; inside :meth:`locked`)."""
+        self._migrate()
+        return self.db.writer()

@@ -65,6 +65,10 @@ from halodb.util.times import TimeLike, format_time, to_time
 
 #: items an add reads, validates and stores at a time
 ADD_BATCH = 10_000
+#: staged changes (upserts plus removals) from which a commit onto a version that is not empty
+#: rebuilds it from sorted streams (``Index.merge_sorted``) instead of applying the changes in
+#: memory (``Index.apply``, about 3 KiB per change)
+STREAM_COMMIT = 50_000
 #: how an imported version's commit message names its git commit (``import_tree_history``)
 _GIT_COMMIT = re.compile(r"\(git commit ([0-9a-f]{12})\)$")
 
@@ -126,7 +130,12 @@ class Registry:
         return self.state.head()
 
     def staged(self) -> Stage:
+        """The whole stage, in memory."""
         return self.state.stage()
+
+    def stage_counts(self) -> tuple[int, int]:
+        """How many upserts and removals are staged (without reading the stage into memory)."""
+        return self.state.counts()
 
     def _root_of(self, commit: CID | None) -> IndexRoot | None:
         if commit is None:
@@ -139,8 +148,9 @@ class Registry:
         """Validate STAC items, store their blocks (flushed), and stage them; returns their keys.
 
         Nothing is staged when any item is invalid (the error names its source). Items are
-        read, validated and stored :data:`ADD_BATCH` at a time, so an add of a million items
-        holds one batch of blocks in memory, not all of them. The first batch is read and
+        read, validated, stored and staged :data:`ADD_BATCH` at a time, so an add of a million
+        items holds one batch in memory, not all of them (the stage is a database:
+        :mod:`~halodb.api.stagedb`). The first batch is read and
         validated before the home's lock is taken; the lock is then held while the blocks
         are stored (and later batches read), until the stage is recorded. An invalid item in
         a later batch leaves the blocks of the earlier ones stored but staged nowhere
@@ -150,24 +160,21 @@ class Registry:
         from halodb.api.staging import PreparedItems, prepare_batches
 
         with paused_gc():
-            batches = prepare_batches(items, collection, ADD_BATCH)
+            batches = prepare_batches(items, collection, ADD_BATCH, across=False)
             first = next(batches, PreparedItems())
-            with self.state.locked("add"):
-                head, stage = self.head, self.staged()
+            # the stage is written a batch at a time into one transaction of the stage database
+            # (committed last: a failed or killed add leaves the stage as it was), which also
+            # checks the keys across batches, so no batch stays in memory after it is written
+            with self.state.locked("add"), self.state.stage_writer() as stage:
                 keys: list[str] = []
-                upserts: dict[str, Entry] = {}
                 for prepared in itertools.chain([first], batches):
+                    keys.extend(stage.add(prepared.upserts, prepared.sources))
                     self.store.put_many(prepared.blocks, verify=False)
-                    upserts.update(prepared.upserts)
-                    keys.extend(prepared.keys)
                     if progress is not None:
                         progress(len(keys))
                 # durable before the stage names them: a stage never names a block a crash could lose
                 self.store.flush()
-                stage.upserts.update(upserts)
-                stage.removals.difference_update(upserts)
-                self.state.save(head, stage)
-                return keys
+            return keys
 
     def remove(self, keys: Iterable[str]) -> list[str]:
         """Stage removals; :class:`UnknownKeyError` for a key neither committed nor staged."""
@@ -310,34 +317,58 @@ class Registry:
             # "now" is read holding the lock: read before it, a commit that waited for another
             # one would carry an earlier time than the head that commit made
             when = given if given is not None else to_time(None, what="--time")
-            head, stage = self.head, self.staged()
-            if not stage and not allow_empty:
+            head = self.head
+            upserts, removals = self.state.counts()
+            if not (upserts or removals) and not allow_empty:
                 raise NothingToCommitError("nothing staged: use `halodb add` or `halodb rm` first")
             if progress is not None:
                 progress(0, "checking the staged blocks")
-            self._check_staged_blocks(stage)
+            self._check_staged_blocks()
             if progress is not None:
                 progress(1, "writing the index")
+            root = self._root_of(head)
+            db = self.state.db
+            build: Callable[[IndexRoot], IndexRoot] | None
+            if upserts and not removals and (root is None or root.count == 0):
+                # onto the empty version: the trees are built from the stage read in sorted order,
+                # their nodes written as they are finished; no change set is held in memory
+                stage = Stage()
+                build = lambda _: self.index.build_sorted(db.upserts(), db.paths(), db.data_keys(), db.dois())
+            elif upserts + removals >= STREAM_COMMIT:
+                # many changes onto a version: rebuilt from the version merged with the stage, both
+                # read in key order (O(n) work, memory bounded), rather than applied from memory
+                stage = Stage()
+                build = lambda base: self.index.merge_sorted(base, db.upserts(), db.removal_keys())
+            else:
+                stage, build = self.staged(), None
             cid = commit_changes(self.store, self.index, head, stage.upserts, stage.removals, time=when,
                                  author=author or default_author(), message=message, commits=self._commits,
-                                 sign=signers, keys=changes)
+                                 sign=signers, keys=changes, build=build)
             if progress is not None:
                 progress(2, "flushing the store")
             self.store.flush()
             self.state.save(cid, Stage())
             return cid
 
-    def _check_staged_blocks(self, stage: Stage) -> None:
-        """Raise :class:`BlockNotFoundError` unless every staged item block is in the store."""
-        wanted = {key: entry.item for key, entry in stage.upserts.items()}
-        present = self.store.has_many(set(wanted.values()))
-        missing = sorted((key, cid) for key, cid in wanted.items() if cid not in present)
+    def _check_staged_blocks(self, batch: int = 10_000) -> None:
+        """Raise :class:`BlockNotFoundError` unless every staged item block is in the store
+        (asked ``batch`` at a time)."""
+        missing: list[tuple[str, CID]] = []
+        count = 0
+        rows = self.state.db.upserts()
+        while chunk := list(itertools.islice(rows, batch)):
+            present = self.store.has_many({entry.item for _, entry in chunk})
+            for key, entry in chunk:
+                if entry.item not in present:
+                    count += 1
+                    if len(missing) < 10:
+                        missing.append((key, entry.item))
         if not missing:
             return
-        shown = ", ".join(f"{key} ({cid})" for key, cid in missing[:10])
-        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        shown = ", ".join(f"{key} ({cid})" for key, cid in missing)
+        more = f" and {count - 10} more" if count > 10 else ""
         raise BlockNotFoundError(
-            f"cannot commit: the item blocks of {len(missing)} staged dataset(s) are missing from "
+            f"cannot commit: the item blocks of {count} staged dataset(s) are missing from "
             f"{self.store.describe()}: {shown}{more}; add those items again (or `halodb rm` them), "
             "nothing was committed",
             cid=missing[0][1], store=self.store.describe(),
@@ -543,7 +574,7 @@ class Registry:
                                         author=who, message=f"tag {tag}", commits=self._commits, sign=signers,
                                         tags=tags_cid)
             self.store.flush()
-            self.state.save(commit_cid, self.staged())
+            self.state.set_head(commit_cid)
             return tag_cid
 
     def version(self, ref: str | CID) -> tuple[CID, Commit]:

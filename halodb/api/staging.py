@@ -34,6 +34,7 @@ class PreparedItems:
     keys: list[str] = field(default_factory=list)
     upserts: dict[str, Entry] = field(default_factory=dict)
     blocks: list[tuple[CID, bytes]] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)  #: key -> what names its item in errors
 
 
 def prepare_items(items: Iterable[ItemInput], collection: str | None) -> PreparedItems:
@@ -56,12 +57,15 @@ def prepare_items(items: Iterable[ItemInput], collection: str | None) -> Prepare
     return out
 
 
-def prepare_batches(items: Iterable[ItemInput], collection: str | None, size: int | None) -> Iterator[PreparedItems]:
+def prepare_batches(items: Iterable[ItemInput], collection: str | None, size: int | None, *,
+                    across: bool = True) -> Iterator[PreparedItems]:
     """:func:`prepare_items` ``size`` items at a time (None: all at once), as they are read:
     each batch holds the blocks of its own items only, so that a caller can store them and
     let them go. The checks span all batches (a key given twice with different items in
     batches 1 and 9 raises when batch 9 is read); what a batch yields before an error is
-    for its caller to discard.
+    for its caller to discard. ``across=False``: each batch is checked on its own (the
+    keys of earlier batches are not kept in memory), and the caller checks across batches
+    (:meth:`~halodb.api.stagedb.StageWriter.add`, from the batches' ``sources``).
 
     >>> item = stac.stub_item("a/x.zarr", "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq", "c", None)
     >>> other = {**item, "id": "y"}
@@ -91,9 +95,13 @@ def prepare_batches(items: Iterable[ItemInput], collection: str | None, size: in
         out.upserts[key] = Entry(item=cid, data=stac.data_cid(item, source=source), path=stac.item_path(item),
                                  doi=stac.item_doi(item, source=source))
         out.keys.append(key)
+        out.sources[key] = source
         if size is not None and len(out.keys) >= size:
             yield out
             out = PreparedItems()
+            if not across:
+                sources.clear()
+                seen.clear()
     if out.keys or size is None:
         yield out
 

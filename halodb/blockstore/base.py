@@ -110,6 +110,9 @@ class BlockStore(abc.ABC):
                 out[cid] = data
         return out
 
+    def _has_many(self, cids: list[CID]) -> set[CID]:
+        return {c for c in cids if self._has(c)}
+
     def _put_many(self, blocks: list[Block]) -> None:
         for cid, data in blocks:
             self._put(cid, data)
@@ -217,7 +220,8 @@ class BlockStore(abc.ABC):
 
     def has_many(self, cids: Iterable[CID]) -> set[CID]:
         """The subset of ``cids`` that is present."""
-        return {c for c in cids if self._has(c)}
+        wanted = list(dict.fromkeys(cids))
+        return self._has_many(wanted) if wanted else set()
 
     def put(self, data: bytes, codec: int = DAG_CBOR) -> CID:
         """Store ``data`` and return its CIDv1 (sha2-256)."""

@@ -269,6 +269,19 @@ class SqliteStore(BlockStore):
                     out[by_buffer[bytes(key)]] = bytes(data)
         return out
 
+    def _has_many(self, cids: list[CID]) -> set[CID]:
+        """One query per :data:`_CHUNK` CIDs (a commit asks for every staged item's)."""
+        legacy = self._legacy
+        out = {c for c in cids if legacy._has(c)} if legacy is not None else set()
+        by_buffer = {c.buffer: c for c in cids if c not in out}
+        keys = list(by_buffer)
+        with self._reader() as db:
+            for start in range(0, len(keys), _CHUNK):
+                part = keys[start:start + _CHUNK]
+                query = f"SELECT cid FROM blocks WHERE cid IN ({','.join('?' * len(part))})"
+                out.update(by_buffer[bytes(key)] for (key,) in db.execute(query, part))
+        return out
+
     def _has(self, cid: CID) -> bool:
         legacy = self._legacy
         if legacy is not None and legacy._has(cid):

@@ -38,6 +38,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +50,8 @@ if TYPE_CHECKING:
 from halodb.cache._boundary import DUCKDB
 from halodb.errors import CacheError
 
-__all__ = ["QUERY_SETTINGS", "WRITE_MEMORY_LIMIT", "is_lock_conflict", "open_connection", "registered", "rollback_quietly", "scalar", "write_memory_limit"]
+__all__ = ["QUERY_SETTINGS", "WRITE_MEMORY_LIMIT", "execute_over", "is_lock_conflict", "open_connection", "registered",
+           "rollback_quietly", "scalar", "sql_literal", "write_memory_limit"]
 
 _LOCK_MARKERS = ("could not set lock on file", "conflicting lock is held")
 
@@ -167,6 +169,39 @@ def rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
         con.rollback()
     except duckdb.Error:
         pass
+
+
+def execute_over(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table, sql: str) -> list[tuple[Any, ...]]:
+    """Run ``sql`` with ``table`` visible to it as ``name``, for that statement only; its rows
+    (for an INSERT or UPDATE, the count DuckDB returns). ``sql`` takes no parameters: quote
+    values into it with :func:`sql_literal`.
+
+    Unlike :func:`registered`, no view is made: a view dropped inside a transaction stays in
+    DuckDB's catalog until the transaction ends (so that a rollback could restore it), and
+    with it the Arrow table it scans, so a sync that registered each batch of items held
+    every batch's item JSON in memory until its commit.
+
+    >>> import pyarrow as pa
+    >>> con = duckdb.connect()
+    >>> execute_over(con, "t", pa.table({"x": [1, 2]}), "SELECT sum(x) FROM t")
+    [(3,)]
+    """
+    result = con.from_arrow(table).query(name, sql)
+    return [] if result is None else result.fetchall()
+
+
+def sql_literal(value: str | datetime) -> str:
+    """``value`` as a DuckDB literal: a string in single quotes (each one in it doubled), a
+    time (aware) as a ``TIMESTAMPTZ``.
+
+    >>> sql_literal("it's"), sql_literal(datetime(2024, 8, 12, tzinfo=timezone.utc))
+    ("'it''s'", "TIMESTAMPTZ '2024-08-12T00:00:00+00:00'")
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("sql_literal: a time without a time zone")
+        return f"TIMESTAMPTZ '{value.isoformat()}'"
+    return "'" + value.replace("'", "''") + "'"
 
 
 @contextmanager

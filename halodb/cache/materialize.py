@@ -54,7 +54,7 @@ import duckdb
 import pyarrow as pa
 
 from halodb.cache.arrow_columns import int32s, string_lists, strings, timestamps
-from halodb.cache.connect import registered, rollback_quietly, scalar
+from halodb.cache.connect import execute_over, registered, rollback_quietly, scalar, sql_literal
 from halodb.cache.records import SyncPlan
 from halodb.cache.respellings import mark_respellings
 from halodb.cache.stac_columns import columns_table
@@ -426,64 +426,65 @@ def _present_items(con: duckdb.DuckDBPyConnection, candidates: list[str]) -> set
     """Which of the plan's item CIDs the cache holds already (those are not encoded again)."""
     if not candidates:
         return set()
-    with registered(con, _T_CANDIDATES, pa.table({"item_cid": strings(candidates)})):
-        rows = con.execute(
-            f"SELECT c.item_cid FROM {_T_CANDIDATES} AS c SEMI JOIN stac_items AS s ON s.item_cid = c.item_cid"
-        ).fetchall()
+    rows = execute_over(con, _T_CANDIDATES, pa.table({"item_cid": strings(candidates)}),
+                        f"SELECT c.item_cid FROM {_T_CANDIDATES} AS c SEMI JOIN stac_items AS s ON s.item_cid = c.item_cid")
     return {r[0] for r in rows}
 
 
 def _insert_items(con: duckdb.DuckDBPyConnection, items: pa.Table) -> None:
     """Insert one batch of new item blocks (a :func:`~halodb.cache.stac_columns.items_table`)."""
-    with registered(con, _T_ITEMS, items):
-        con.execute(
-            f"""INSERT INTO stac_items
-            SELECT item_cid, id, collection,
-                   TRY_CAST(datetime_text AS TIMESTAMPTZ), TRY_CAST(start_datetime_text AS TIMESTAMPTZ),
-                   TRY_CAST(end_datetime_text AS TIMESTAMPTZ),
-                   CAST(bbox AS DOUBLE[]), platform, CAST(instruments AS VARCHAR[]), title,
-                   CAST(keywords AS VARCHAR[]), item
-            FROM {_T_ITEMS}"""
-        )
+    # (not a registered view: one dropped inside the transaction would hold its batch until the commit)
+    execute_over(
+        con, _T_ITEMS, items,
+        f"""INSERT INTO stac_items
+        SELECT item_cid, id, collection,
+               TRY_CAST(datetime_text AS TIMESTAMPTZ), TRY_CAST(start_datetime_text AS TIMESTAMPTZ),
+               TRY_CAST(end_datetime_text AS TIMESTAMPTZ),
+               CAST(bbox AS DOUBLE[]), platform, CAST(instruments AS VARCHAR[]), title,
+               CAST(keywords AS VARCHAR[]), item
+        FROM {_T_ITEMS}""",
+    )
 
 
 def _record_skipped(con: duckdb.DuckDBPyConnection, skipped: dict[str, str], now: datetime) -> None:
     """Record the item blocks of a batch that could not be materialized, and why."""
     table = pa.table({"item_cid": strings(list(skipped)), "reason": strings(list(skipped.values()))})
-    with registered(con, _T_SKIPPED, table):
-        con.execute(
-            f"""INSERT INTO skipped_items SELECT item_cid, reason, ? FROM {_T_SKIPPED}
-            ON CONFLICT (item_cid) DO UPDATE SET reason = excluded.reason, seen_at = excluded.seen_at""",
-            [now],
-        )
+    execute_over(
+        con, _T_SKIPPED, table,
+        f"""INSERT INTO skipped_items SELECT item_cid, reason, {sql_literal(now)} FROM {_T_SKIPPED}
+        ON CONFLICT (item_cid) DO UPDATE SET reason = excluded.reason, seen_at = excluded.seen_at""",
+    )
 
 
 def _close_versions(con: duckdb.DuckDBPyConnection, name: str, commits: pa.Table, closes: pa.Table) -> None:
     """Close, in one UPDATE, the versions open before the plan whose keys the plan changes."""
     if not scalar(con, "SELECT EXISTS (SELECT 1 FROM item_versions WHERE name = ? AND valid_to IS NULL)", [name]):
         return  # a new (or emptied) name: nothing to close
-    with registered(con, _T_COMMITS, commits), registered(con, _T_CLOSES, closes):
-        con.execute(
+    # the chunk's table only for this statement (see _insert_items); the plan's commits, one
+    # table for the whole sync, registered
+    with registered(con, _T_COMMITS, commits):
+        execute_over(
+            con, _T_CLOSES, closes,
             f"""UPDATE item_versions SET valid_to_commit = c.cid, valid_to = c.time
             FROM (SELECT x.key, p.cid, CAST(p.time AS TIMESTAMPTZ) AS time
                   FROM {_T_CLOSES} AS x JOIN {_T_COMMITS} AS p ON p.idx = x.at) AS c
-            WHERE item_versions.name = ? AND item_versions.key = c.key AND item_versions.valid_to IS NULL""",
-            [name],
+            WHERE item_versions.name = {sql_literal(name)} AND item_versions.key = c.key
+              AND item_versions.valid_to IS NULL""",
         )
 
 
 def _insert_versions(con: duckdb.DuckDBPyConnection, name: str, commits: pa.Table, versions: pa.Table) -> None:
     """Insert, in one INSERT, every version the plan opens (closed ones with their valid_to)."""
-    with registered(con, _T_COMMITS, commits), registered(con, _T_VERSIONS, versions):
-        con.execute(
+    with registered(con, _T_COMMITS, commits):  # (the chunk's versions only for the statement: see _close_versions)
+        execute_over(
+            con, _T_VERSIONS, versions,
             f"""INSERT INTO item_versions (name, key, item_cid, data_cid, path, valid_from_commit, valid_from,
                                        valid_to_commit, valid_to)
-            SELECT ?, v.key, v.item_cid, v.data_cid, v.path, f.cid, CAST(f.time AS TIMESTAMPTZ),
+            SELECT {sql_literal(name)}, v.key, v.item_cid, v.data_cid, v.path, f.cid, CAST(f.time AS TIMESTAMPTZ),
                    t.cid, CAST(t.time AS TIMESTAMPTZ)
             FROM {_T_VERSIONS} AS v
             JOIN {_T_COMMITS} AS f ON f.idx = v.from_idx
             LEFT JOIN {_T_COMMITS} AS t ON t.idx = v.to_idx""",
-            [name],
         )
 
 

@@ -781,7 +781,7 @@ def gc(ctx: Context, dry_run: bool, as_json: bool) -> None:
 def status(ctx: Context, as_json: bool) -> None:
     """Local head, staged changes, and per synced name its head and whether the cache is current."""
     reg = ctx.registry()
-    stage = reg.staged()
+    upserts, removals = reg.stage_counts()
     names: list[dict[str, Any]] = []
     for st in reg.cache.sync_states() if reg.cache_path.exists() else []:
         try:
@@ -794,12 +794,12 @@ def status(ctx: Context, as_json: bool) -> None:
                       "signed_by": list(checkpoint.signers) if checkpoint is not None and checkpoint.head == st.head
                       else None})
     info = {"home": str(reg.home), "head": str(reg.head) if reg.head else None,
-            "staged": {"upserts": len(stage.upserts), "removals": len(stage.removals)}, "names": names}
+            "staged": {"upserts": upserts, "removals": removals}, "names": names}
     if as_json:
         emit_json(info)
         return
     click.echo(f"home:   {info['home']}\nhead:   {info['head'] or '(no commits)'}")
-    click.echo(f"staged: {len(stage.upserts)} upsert(s), {len(stage.removals)} removal(s)")
+    click.echo(f"staged: {upserts} upsert(s), {removals} removal(s)")
     for n in names:
         flag = "current" if n["up_to_date"] else f"behind (name now at {n['current_head']})"
         part = "" if n["scope"] is None else f" (only keys {n['scope']}*)"

@@ -15,7 +15,7 @@ halodb.errors.TimeOrderError: commit time 2024-08-11T00:00:00Z is before the hea
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -23,7 +23,7 @@ from halodb.blockstore.base import BlockStore
 from halodb.errors import TimeOrderError
 from halodb.index.history import CommitCache, load_commit, write_commit
 from halodb.index.index import Index
-from halodb.index.model import Commit, Entry, KeyChanges
+from halodb.index.model import Commit, Entry, IndexRoot, KeyChanges
 from halodb.index.timeline import history_for_child
 from halodb.ipld import CID
 from halodb.util.times import format_time
@@ -38,11 +38,15 @@ def commit_changes(
     store: BlockStore, index: Index, parent: CID | None, upserts: Mapping[str, Entry], removals: Set[str], *,
     time: datetime, author: str, message: str, commits: CommitCache | None = None,
     sign: Sequence[Ed25519PrivateKey] = (), keys: KeyChanges | None = None, tags: CID | None = None,
+    build: Callable[[IndexRoot], IndexRoot] | None = None,
 ) -> CID:
     """Write the version ``parent`` + changes as a commit whose only parent is ``parent``;
     returns its CID. :class:`TimeOrderError` if ``time`` is before the parent's.
     ``sign``: keys that sign it; ``keys``: keys it adds or retires for later versions;
-    ``tags``: its tags block (default: the parent's, carried forward unchanged)."""
+    ``tags``: its tags block (default: the parent's, carried forward unchanged); ``build``:
+    makes the new version from the parent's index root instead of applying ``upserts`` and
+    ``removals`` to it (a large initial commit streams its entries:
+    :meth:`~halodb.index.index.Index.build_sorted`)."""
     base = load_commit(store, parent, commits) if parent is not None else None
     if base is not None and time < base.time:
         raise TimeOrderError(
@@ -50,7 +54,8 @@ def commit_changes(
             "time may not go backwards", time=time, parent_time=base.time,
         )
     root = index.load_root(base.index) if base is not None else index.empty()
-    index_cid = index.write_root(index.apply(root, dict(upserts), set(removals)))
+    new_root = build(root) if build is not None else index.apply(root, dict(upserts), set(removals))
+    index_cid = index.write_root(new_root)
     history, height = history_for_child(store, parent, commits)
     commit = Commit(index=index_cid, time=time, author=author, message=message,
                     parents=(parent,) if parent is not None else (), keys=keys,

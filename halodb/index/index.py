@@ -33,8 +33,11 @@ blocks. The first change on top of a format 1/2 root rebuilds the trees once in 
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import closing
 from dataclasses import replace
+from itertools import islice
 from typing import Any
 
 from halodb.blockstore.base import BlockStore
@@ -43,6 +46,8 @@ from halodb.index.model import INLINE_MAX, Change, Entry, IndexRoot
 from halodb.index.prolly import DELETE, NodeCache, ProllyTree, TreeParams
 from halodb.ipld import CID, DAG_CBOR, decode, make_block
 
+#: how the binary form of a CIDv1 of dag-cbor and sha2-256 begins (then 32 bytes of digest)
+_V1_DAG_CBOR_SHA256 = bytes((0x01, DAG_CBOR, 0x12, 0x20))
 #: Formats 1 and 2: nodes near 4 KiB for entries that link their items.
 DATASET_PARAMS = TreeParams(leaf_fanout=20, branch_fanout=40)
 LOOKUP_PARAMS = TreeParams(leaf_fanout=36, branch_fanout=40)
@@ -103,12 +108,13 @@ class Index:
         """``entry``'s item, decoded (:meth:`item_block`)."""
         return decode(self.item_block(entry), cid=entry.item)
 
-    def entries(self, root: IndexRoot, prefix: str | None = None) -> Iterator[tuple[str, Entry]]:
+    def entries(self, root: IndexRoot, prefix: str | None = None, *, keep: bool = True) -> Iterator[tuple[str, Entry]]:
         """The datasets (whose key starts with ``prefix``) in key order: at most ``root.count``,
-        and exactly that many without a prefix."""
+        and exactly that many without a prefix. ``keep=False``: leaves stay out of the node
+        cache (:meth:`ProllyTree.items`)."""
         stop = None if prefix is None else prefix + "\U0010ffff"
         n = 0
-        for key, value in self.datasets.items(root.datasets, prefix, stop):
+        for key, value in self.datasets.items(root.datasets, prefix, stop, keep=keep):
             n += 1
             if n > root.count:
                 raise count_error(root, f"holds more than the {root.count} datasets its index root declares")
@@ -239,6 +245,107 @@ class Index:
             inline_items=self.inline_items,
         )
 
+    def build_sorted(self, entries: Iterable[tuple[str, Entry]], paths: Iterable[tuple[str, str]],
+                     data: Iterable[str], dois: Iterable[tuple[str, str]], *, batch: int = 2048) -> IndexRoot:
+        """The version that holds ``entries`` (``(key, entry)`` in key order) and nothing else:
+        what :meth:`apply` makes of them on the empty version (the same trees), built from
+        sorted streams in bounded memory (:meth:`ProllyTree.build_sorted`) for an initial
+        commit of any size. The lookup trees come sorted too, from whoever holds the entries:
+        ``paths`` as ``(path, key)`` in that order, ``data`` as ``"<data cid>/<key>"``,
+        ``dois`` as ``(doi, key)``. Item blocks are read (format 3) ``batch`` entries at a
+        time. :class:`PathConflictError` (:class:`DoiConflictError`) when two datasets claim
+        one path (one DOI).
+
+        >>> from halodb.blockstore import MemoryStore
+        >>> store = MemoryStore(); idx = Index(store)
+        >>> item = store.put(b"\\xa0")
+        >>> entries = {"c/a": Entry(item, "bafkqaaa", "p/a"), "c/b": Entry(item, None, "p/b", "10.1/b")}
+        >>> root = idx.build_sorted(sorted(entries.items()), [("p/a", "c/a"), ("p/b", "c/b")], ["bafkqaaa/c/a"],
+        ...                         [("10.1/b", "c/b")])
+        >>> root == idx.apply(idx.empty(), entries, [])
+        True
+        """
+        count = 0
+
+        def held() -> Iterator[tuple[str, Any]]:
+            nonlocal count
+            chunk: dict[str, Entry] = {}
+            for key, entry in entries:
+                chunk[key] = entry
+                if len(chunk) >= batch:
+                    count += len(chunk)
+                    yield from ((k, e.to_ipld()) for k, e in self._held(chunk).items())
+                    chunk = {}
+            count += len(chunk)
+            yield from ((k, e.to_ipld()) for k, e in self._held(chunk).items())
+
+        datasets = self.datasets.build_sorted(held())
+        by_path = self.by_path.build_sorted(self._claimed(paths, "path"))
+        by_data = self.by_data.build_sorted((k, None) for k in data)
+        empty = self.by_doi.empty()
+        by_doi: CID | None = self.by_doi.build_sorted(self._claimed(dois, "doi"))
+        return IndexRoot(datasets=datasets, by_path=by_path, by_data=by_data, count=count,
+                         by_doi=None if by_doi == empty else by_doi, inline_items=self.inline_items)
+
+    def merge_sorted(self, root: IndexRoot, upserts: Iterable[tuple[str, Entry]], removals: Iterable[str]
+                     ) -> IndexRoot:
+        """The version ``root`` + ``upserts`` - ``removals`` (both in key order), built anew in
+        bounded memory: the datasets of ``root`` merged with the changes as one sorted stream
+        into :meth:`build_sorted`, the lookup entries of the result spilled into a temporary
+        SQLite database and read back sorted. The same trees as :meth:`apply` (``O(n)``
+        work instead of ``O(k log n)``: for a change of many datasets, whose change set
+        ``apply`` holds in memory). :class:`UnknownKeyError` for a removal of a key
+        ``root`` does not hold (an upsert of the same key wins over its removal);
+        :class:`PathConflictError` / :class:`DoiConflictError` when two datasets of the result
+        claim one path or DOI.
+
+        >>> from halodb.blockstore import MemoryStore
+        >>> store = MemoryStore(); idx = Index(store)
+        >>> item = store.put(b"\\xa0")
+        >>> root = idx.apply(idx.empty(), {"c/a": Entry(item, None, "p/a"), "c/b": Entry(item, None, "p/b")}, [])
+        >>> merged = idx.merge_sorted(root, [("c/c", Entry(item, None, "p/b"))], ["c/b"])
+        >>> merged == idx.apply(root, {"c/c": Entry(item, None, "p/b")}, ["c/b"])
+        True
+        """
+        if root.inline_items and not self.inline_items and root.count:
+            raise SchemaError(f"index root of format {root.version} cannot be changed by a writer of formats 1 "
+                              "and 2 (inline_items=False, HALODB_INDEX_FORMAT=2): a version of format 3 stays "
+                              "format 3", cid=root.datasets)
+        with closing(sqlite3.connect("")) as spill:  # a private temporary database on disk
+            spill.execute("PRAGMA cache_size=-16384")
+            spill.execute("CREATE TABLE paths (v TEXT NOT NULL, k TEXT NOT NULL)")
+            spill.execute("CREATE TABLE data (v TEXT NOT NULL)")
+            spill.execute("CREATE TABLE dois (v TEXT NOT NULL, k TEXT NOT NULL)")
+
+            def spilled(entries: Iterator[tuple[str, Entry]]) -> Iterator[tuple[str, Entry]]:
+                for chunk in iter(lambda: list(islice(entries, 4096)), []):
+                    spill.executemany("INSERT INTO paths VALUES (?, ?)", ((e.path, k) for k, e in chunk if e.path is not None))
+                    spill.executemany("INSERT INTO data VALUES (?)", ((f"{e.data}/{k}",) for k, e in chunk if e.data is not None))
+                    spill.executemany("INSERT INTO dois VALUES (?, ?)", ((e.doi, k) for k, e in chunk if e.doi is not None))
+                    yield from chunk
+
+            def rows(sql: str) -> Iterator[Any]:
+                cur = spill.execute(sql)
+                while batch := cur.fetchmany(4096):
+                    yield from batch
+
+            return self.build_sorted(
+                spilled(_merge_changes(self.entries(root, keep=False), iter(upserts), iter(removals))),
+                (tuple(r) for r in rows("SELECT v, k FROM paths ORDER BY v, k")),
+                (r[0] for r in rows("SELECT v FROM data ORDER BY v")),
+                (tuple(r) for r in rows("SELECT v, k FROM dois ORDER BY v, k")),
+            )
+
+    def _claimed(self, claims: Iterable[tuple[str, str]], field: str) -> Iterator[tuple[str, str]]:
+        """``(value, key)`` sorted by value, as tree entries; a value claimed twice raises."""
+        last: tuple[str, str] | None = None
+        for value, key in claims:
+            if last is not None and last[0] == value:
+                raise self._conflict(field, value, key, last[1],
+                                     f"datasets {last[1]!r} and {key!r} both claim the {field} {value!r}")
+            last = (value, key)
+            yield value, key
+
     def _rebuild(self, root: IndexRoot, changed: Mapping[str, Entry | None]) -> IndexRoot:
         """The version ``root`` + ``changed`` (None: removed) with every tree built anew in this
         index's format: how a root of an older format is first changed."""
@@ -277,8 +384,11 @@ class Index:
                 data = found.get(e.item)
                 if data is None:
                     data = self.store.get(e.item)  # raises BlockNotFoundError naming it
-                if len(data) <= INLINE_MAX and CID.for_bytes(data, DAG_CBOR) == e.item:  # (a v0 or raw CID: linked)
-                    out[k] = replace(e, inline=data)
+                # the store verified the bytes against the CID, so it is CID.for_bytes(data, DAG_CBOR)
+                # exactly when it is a CIDv1 of dag-cbor and sha2-256 (a v0 or raw CID: linked)
+                buf = e.item.buffer
+                if len(data) <= INLINE_MAX and len(buf) == 36 and buf[:4] == _V1_DAG_CBOR_SHA256:
+                    out[k] = Entry(e.item, e.data, e.path, e.doi, data)
             elif len(e.inline) > INLINE_MAX:
                 self.store.put_many([(e.item, e.inline)])
                 out[k] = replace(e, inline=None)
@@ -343,6 +453,40 @@ class Index:
         if prefix is None and before + net != new.count:
             raise count_error(new, f"holds {before + net} datasets (the {before} of the version before, "
                                    f"{net:+d}), but its index root declares {new.count}")
+
+
+def _merge_changes(old: Iterator[tuple[str, Entry]], upserts: Iterator[tuple[str, Entry]], removals: Iterator[str]
+                   ) -> Iterator[tuple[str, Entry]]:
+    """The entries of ``old`` with ``upserts`` set and ``removals`` deleted; all three in
+    strictly increasing key order (else ``ValueError``), and so is what it yields."""
+    o, u, r = next(old, None), next(upserts, None), next(removals, None)
+    last_u: str | None = None
+    last_r: str | None = None
+    while o is not None or u is not None:
+        key = min(x[0] for x in (o, u) if x is not None)
+        while r is not None and r < key:  # a removal before every key left: not held
+            raise UnknownKeyError(f"cannot remove {r!r}: no dataset with that key", key=r)
+        if u is not None and u[0] == key:
+            if last_u is not None and key <= last_u:
+                raise ValueError(f"upserts out of order: {key!r} after {last_u!r}")
+            last_u = key
+            yield u
+            u = next(upserts, None)
+            if o is not None and o[0] == key:
+                o = next(old, None)
+            if r == key:  # removed and upserted: the upsert wins
+                last_r, r = r, next(removals, None)
+            continue
+        assert o is not None
+        if r == key:
+            last_r, r = r, next(removals, None)
+            if r is not None and r <= last_r:
+                raise ValueError(f"removals out of order: {r!r} after {last_r!r}")
+        else:
+            yield o
+        o = next(old, None)
+    if r is not None:
+        raise UnknownKeyError(f"cannot remove {r!r}: no dataset with that key", key=r)
 
 
 def prefix_end(prefix: str) -> str | None:

@@ -224,8 +224,10 @@ class ProllyTree:
         self._boundary_memo: dict[tuple[int, str], bool] = {}
 
     # -- nodes ------------------------------------------------------------------------------
-    def load(self, cid: CID, parent: CID | None = None) -> Node:
-        """The decoded node ``cid`` (verified, cached); ``parent`` is named if it is malformed."""
+    def load(self, cid: CID, parent: CID | None = None, *, keep: bool = True) -> Node:
+        """The decoded node ``cid`` (verified, cached); ``parent`` is named if it is malformed.
+        ``keep=False``: a node read from the store is not put into the cache (a walk that
+        reads each node once)."""
         node = self.cache.get(cid)
         if node is not None:
             return node
@@ -236,7 +238,8 @@ class ProllyTree:
         if len(data) > MAX_NODE_SIZE:
             raise shape_error(cid, parent, "size", f"is {len(data)} bytes; a tree node may take at most {MAX_NODE_SIZE}")
         node = Node.from_ipld(decode(data, cid=cid), cid, parent)
-        self.cache.put(cid, node, len(data))
+        if keep:
+            self.cache.put(cid, node, len(data))
         return node
 
     def child(self, parent_cid: CID, parent: Node, i: int, hi: str | None) -> tuple[CID, Node]:
@@ -317,6 +320,34 @@ class ProllyTree:
             self._pending.clear()
         return root
 
+    def build_sorted(self, entries: Iterable[tuple[str, Any]], *, batch_bytes: int = 8 << 20) -> CID:
+        """Build a tree from entries in strictly increasing key order (else ``ValueError``),
+        as :meth:`build` does (the same entries give the same tree), but streaming: it holds
+        one unfinished node per level, and writes the finished ones to the store about
+        ``batch_bytes`` at a time (not into the node cache), so a tree of any size is built in
+        bounded memory. Nodes written before an error are left in the store, linked from
+        nowhere (``gc`` deletes them).
+
+        >>> from halodb.blockstore import MemoryStore
+        >>> tree = ProllyTree(MemoryStore())
+        >>> entries = [(f"{n:04d}", n) for n in range(3000)]
+        >>> tree.build_sorted(iter(entries), batch_bytes=1000) == tree.build(entries)
+        True
+        """
+        builder = _SortedBuilder(self, batch_bytes)
+        last: str | None = None
+        try:
+            for key, value in entries:
+                if last is not None and key <= last:
+                    raise ValueError(f"build_sorted: key {key!r} is not above the key before it, {last!r}")
+                last = key
+                builder.push(0, key, value)
+            root = builder.finish()
+            builder.write()
+        finally:
+            self._pending.clear()
+        return root
+
     def _build_levels(self, keys: list[str], values: list[Any], level: int) -> CID:
         if not keys:
             return self._emit_empty()
@@ -375,11 +406,13 @@ class ProllyTree:
             cid, node = child_cid, child
         return node
 
-    def items(self, root: CID, start: str | None = None, stop: str | None = None) -> Iterator[tuple[str, Any]]:
-        """Entries with ``start <= key < stop`` in key order."""
-        yield from self._items(root, self.load(root), None, start, stop)
+    def items(self, root: CID, start: str | None = None, stop: str | None = None, *, keep: bool = True
+              ) -> Iterator[tuple[str, Any]]:
+        """Entries with ``start <= key < stop`` in key order. ``keep=False``: the leaves read
+        are not kept in the node cache (a walk of a whole tree reads each once)."""
+        yield from self._items(root, self.load(root), None, start, stop, keep)
 
-    def _items(self, cid: CID, node: Node, hi: str | None, start: str | None, stop: str | None
+    def _items(self, cid: CID, node: Node, hi: str | None, start: str | None, stop: str | None, keep: bool = True
                ) -> Iterator[tuple[str, Any]]:
         keys = node.keys
         if node.level == 0:
@@ -395,11 +428,11 @@ class ProllyTree:
                 break
             end = keys[i + 1] if i + 1 < n else hi
             child_cid = links[i]
-            child = self.load(child_cid, cid)
+            child = self.load(child_cid, cid, keep=keep or level > 0)
             ck = child.keys
             if child.level != level or not ck or ck[0] != key or (end is not None and ck[-1] >= end):
                 _check_span(child_cid, child.span(), cid, level, key, end)  # raises, naming the rule
-            yield from self._items(child_cid, child, end, start, stop)
+            yield from self._items(child_cid, child, end, start, stop, keep)
 
     def count(self, root: CID) -> int:
         return sum(1 for _ in self.items(root))
@@ -587,9 +620,12 @@ class ProllyTree:
             expand = ranged
         else:
             expand = self._expand
-        # each side's budget: [entries it may still read, its root, the entries declared]
-        ba: list[Any] = [(1 << 62) if old_count is None else old_count, old, old_count]
-        bb: list[Any] = [(1 << 62) if new_count is None else new_count, new, new_count]
+        # each side's budget: [entries it may still read, its root, the entries declared, whether
+        # to keep its leaves in the node cache]. Compared with nothing (a full sync), the new
+        # tree is read once, leaf by leaf: its leaves (format 3: ~64 KiB of items each) would
+        # only push out of the cache what is worth keeping, and hold memory up to its cap.
+        ba: list[Any] = [(1 << 62) if old_count is None else old_count, old, old_count, True]
+        bb: list[Any] = [(1 << 62) if new_count is None else new_count, new, new_count, old is not None]
         while sa and sb:
             ha, hb = sa[-1], sb[-1]
             ka, kb = ha[1], hb[1]
@@ -653,7 +689,7 @@ class ProllyTree:
         """Replace the node on top of ``stack`` by its entries or its children, checked; entries
         are taken from ``budget`` (see :meth:`diff`)."""
         _, key, cid, level, end, parent = stack.pop()
-        node = self.load(cid, parent)
+        node = self.load(cid, parent, keep=level > 0 or budget[3])
         keys = node.keys
         if parent is not None and (node.level != level or not keys or keys[0] != key
                                    or (end is not None and keys[-1] >= end)):
@@ -674,6 +710,71 @@ class ProllyTree:
 
 _NODE = 0
 _ENTRY = 1
+
+
+class _SortedBuilder:
+    """:meth:`ProllyTree.build_sorted`: the unfinished node of each level (its keys and
+    values), and how many nodes each level has finished. A level's first node is passed up
+    only once it has a second one: a level of one node is the root, and no level above it
+    may be begun (it would write a node the tree does not link)."""
+
+    def __init__(self, tree: ProllyTree, batch_bytes: int) -> None:
+        self.tree = tree
+        self.batch_bytes = batch_bytes
+        self.pending_bytes = 0
+        self.runs: list[tuple[list[str], list[Any]]] = []
+        self.done: list[int] = []
+        self.first: list[tuple[str, CID] | None] = []
+
+    def push(self, level: int, key: str, value: Any) -> None:
+        if level == len(self.runs):
+            self.runs.append(([], []))
+            self.done.append(0)
+            self.first.append(None)
+        keys, values = self.runs[level]
+        keys.append(key)
+        values.append(value)
+        if self.tree._is_boundary(key, level, value):
+            self._finish_node(level)
+
+    def _finish_node(self, level: int) -> None:
+        keys, values = self.runs[level]
+        first, cid = self.tree._emit(keys, values, level)
+        self.pending_bytes += len(self.tree._pending[cid][1])
+        self.runs[level] = ([], [])
+        self.done[level] += 1
+        if self.done[level] == 1:
+            self.first[level] = (first, cid)
+        else:
+            held = self.first[level]
+            if held is not None:
+                self.first[level] = None
+                self.push(level + 1, *held)
+            self.push(level + 1, first, cid)
+        if self.pending_bytes >= self.batch_bytes:
+            self.write()
+
+    def finish(self) -> CID:
+        """Finish every level's last node; the root's CID."""
+        if not self.runs:
+            return self.tree._emit_empty()
+        level = 0
+        while True:
+            if self.runs[level][0]:
+                self._finish_node(level)
+            if self.done[level] == 1:
+                held = self.first[level]
+                assert held is not None
+                return held[1]
+            level += 1
+
+    def write(self) -> None:
+        """Write the finished nodes to the store (they stay out of the node cache)."""
+        pending = self.tree._pending
+        if pending:
+            self.tree.store.put_many([(cid, data) for cid, (_, data) in pending.items()], verify=False)
+            pending.clear()
+        self.pending_bytes = 0
 
 
 def _prune(stack: list[tuple[Any, ...]], start: str | None, stop: str | None) -> None:

@@ -5,7 +5,15 @@ data model is lossy at one point: it decodes links (tag 42) to plain ``bytes`` a
 any ``bytes`` value that parses as a CID as a link. This module wraps it so that
 
 * links always surface as :class:`~halodb.ipld.cid.CID` objects, and
-* raw ``bytes`` values never reach libipld's encoder (they go to the reference codec).
+* raw ``bytes`` values that libipld might read as a CID never reach its encoder (they go
+  to the reference codec). A CID's binary form begins with ``0x01`` (version 1) or
+  ``0x12`` (a version-0 sha2-256 multihash): libipld reads a version varint, which is 1
+  only as the byte ``0x01`` (it refuses non-minimal varints), else the pair ``0x12 0x20``.
+  Bytes beginning with any other byte (or empty) cannot be one, and libipld encodes them
+  as bytes, exactly as the reference codec does; the DAG-CBOR of a STAC item, a map, begins
+  with ``0xa0``–``0xbb``, so the leaves of index format 3, which hold items inline, take
+  the fast path (the reference codec is ~100x slower and leaves reference cycles behind
+  for the garbage collector, which bulk work pauses).
 
 A decoded block that contains tag 42 is checked by re-encoding it: when the bytes come back
 identical, the interpretation of every ``bytes`` value as a link is proven right; otherwise
@@ -51,6 +59,9 @@ __all__ = ["decode", "decode_reference", "encode", "encode_reference", "nesting_
 _TAG42 = b"\xd8\x2a"
 #: the first byte of every CBOR array (major type 4) or map (major type 5) header
 _CONTAINER_HEADS = bytes(range(0x80, 0xC0))
+#: the first bytes of every binary CID libipld reads (see the module docstring): raw bytes
+#: beginning with one of them go to the reference encoder
+_CID_FIRST_BYTES = frozenset({b"\x01", b"\x12"})
 
 
 def nesting_exceeded(value: Any, limit: int = MAX_NESTING) -> list[str | int] | None:
@@ -138,8 +149,9 @@ def _to_libipld(value: Any, path: str, raw: list[str], depth: int = 0) -> Any:
     """Validate ``value`` and convert its links for libipld.
 
     The whole value is always walked, so an error carries the path of the bad value even
-    when the value also holds raw bytes; the path of every raw ``bytes`` value is appended
-    to ``raw`` (libipld cannot be trusted to encode those, see the module docstring).
+    when the value also holds raw bytes; the path of every raw ``bytes`` value libipld
+    might read as a CID is appended to ``raw`` (it cannot be trusted to encode those, see
+    the module docstring).
     ``depth`` is the number of maps and lists around ``value``.
     """
     t = type(value)
@@ -175,7 +187,11 @@ def _to_libipld(value: Any, path: str, raw: list[str], depth: int = 0) -> Any:
         return [_to_libipld(v, f"{path}/{i}", raw, depth + 1) for i, v in enumerate(value)]
     if t is CID:
         return value.buffer
-    if t is bytes or t is bytearray:
+    if t is bytes:
+        if value[:1] in _CID_FIRST_BYTES:
+            raw.append(path or "/")
+        return value
+    if t is bytearray:  # (the reference codec takes it as bytes)
         raw.append(path or "/")
         return value
     if isinstance(value, CID):

@@ -1,0 +1,269 @@
+"""The local head and the stage on disk: ``HOME/stage.sqlite3``, one SQLite database.
+
+A stage of a million items is a million rows here, not a dict in memory and a JSON file
+rewritten whole on every ``add``: an add writes its rows a batch at a time inside one
+transaction, and a commit reads them back in key order (and in path, data and DOI
+order, sorted by SQLite), so neither holds the stage in memory.
+
+Layout::
+
+    meta      (name TEXT PRIMARY KEY, value TEXT)     'head' -> the local head's CID
+    upserts   (key TEXT PRIMARY KEY, item BLOB NOT NULL, data TEXT, path TEXT, doi TEXT)
+    removals  (key TEXT PRIMARY KEY)
+
+Atomicity: every change of the head or the stage is one SQLite transaction (write-ahead
+log, ``synchronous=FULL``): a writer killed mid-way (``kill -9``) leaves the last
+committed state, which SQLite recovers from its log on the next open; readers read the
+last commit, never a part of one. Writers also hold the home's lock
+(:meth:`halodb.api.home.Home.locked`), so two never interleave.
+
+Keys sort by SQLite's ``BINARY`` collation, byte order of their UTF-8, which is code
+point order: the order of Python's ``sorted`` and of the prolly trees.
+
+>>> import tempfile, pathlib
+>>> from halodb.ipld import CID
+>>> db = StageDB(pathlib.Path(tempfile.mkdtemp()))
+>>> db.create()
+>>> cid = CID.for_bytes(b"x")
+>>> db.replace(None, Stage(upserts={"c/b": Entry(cid, path="p/b"), "c/a": Entry(cid)}, removals={"c/z"}))
+>>> [k for k, _ in db.upserts()], db.counts(), db.head()
+(['c/a', 'c/b'], (2, 1), None)
+>>> db.set_head(cid)
+>>> db.head() == cid, list(db.paths())
+(True, [('p/b', 'c/b')])
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from halodb.errors import InvalidItemError, RegistryError
+from halodb.index.model import Entry
+from halodb.ipld import CID
+
+__all__ = ["DB_NAME", "Stage", "StageDB", "StageWriter"]
+
+#: the database file in the home
+DB_NAME = "stage.sqlite3"
+#: seconds a connection waits for another's write (writers hold the home's lock anyway)
+BUSY_TIMEOUT = 120.0
+#: rows fetched from SQLite at a time
+FETCH = 4096
+#: SQLite's page cache per connection (KiB); sorts larger than it spill to temporary files
+CACHE_KIB = 32 << 10
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS upserts (key TEXT PRIMARY KEY, item BLOB NOT NULL, data TEXT, path TEXT, doi TEXT)
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS removals (key TEXT PRIMARY KEY) WITHOUT ROWID;
+"""
+
+
+@dataclass
+class Stage:
+    """Changes staged for the next commit, in memory (:meth:`StageDB.stage`)."""
+
+    upserts: dict[str, Entry] = field(default_factory=dict)
+    removals: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.upserts or self.removals)
+
+
+def _entry(row: tuple[Any, ...]) -> tuple[str, Entry]:
+    key, item, data, path, doi = row
+    return key, Entry(CID.parse(item), data, path, doi)  # (the binary CID: no multibase to decode)
+
+
+class StageDB:
+    """The head and stage database of the home ``home`` (see the module)."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.path = home / DB_NAME
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def _connect(self, *, create: bool = False) -> sqlite3.Connection:
+        if not create and not self.path.exists():
+            raise RegistryError(f"the stage database {self.path} is missing (state.json says it holds the "
+                                "head and the stage)", home=self.home)
+        try:
+            con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=FULL")
+            con.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            con.execute("PRAGMA temp_store=FILE")
+        except sqlite3.Error as exc:
+            raise RegistryError(f"cannot open the stage database {self.path}: {exc}", home=self.home) from None
+        return con
+
+    def _error(self, exc: sqlite3.Error) -> RegistryError:
+        return RegistryError(f"cannot read or write the stage database {self.path}: {exc}", home=self.home)
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A connection reading one snapshot (a read transaction) for the block."""
+        try:
+            with closing(self._connect()) as con:
+                con.execute("BEGIN")
+                try:
+                    yield con
+                finally:
+                    con.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+
+    @contextmanager
+    def _write(self, *, create: bool = False) -> Iterator[sqlite3.Connection]:
+        """A write transaction: committed when the block ends without an error, else rolled back
+        (and so, by SQLite, when the process is killed before the commit)."""
+        try:
+            with closing(self._connect(create=create)) as con:
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    yield con
+                except BaseException:
+                    if con.in_transaction:
+                        con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+
+    def create(self) -> None:
+        """Create the database (idempotent); the head stays what it was (none when new)."""
+        with self._write(create=True) as con:
+            _create(con)
+
+    # -- reading -----------------------------------------------------------------------------
+    def head(self) -> CID | None:
+        with self._read() as con:
+            row = con.execute("SELECT value FROM meta WHERE name = 'head'").fetchone()
+        return CID.parse(row[0]) if row and row[0] else None
+
+    def counts(self) -> tuple[int, int]:
+        """How many upserts and removals are staged."""
+        with self._read() as con:
+            upserts = con.execute("SELECT count(*) FROM upserts").fetchone()[0]
+            removals = con.execute("SELECT count(*) FROM removals").fetchone()[0]
+        return int(upserts), int(removals)
+
+    def stage(self) -> Stage:
+        """The whole stage in memory (for small stages: ``rm``, ``scan``, ``gc``)."""
+        with self._read() as con:
+            upserts = dict(_entry(row) for row in con.execute("SELECT key, item, data, path, doi FROM upserts"))
+            removals = {key for (key,) in con.execute("SELECT key FROM removals")}
+        return Stage(upserts, removals)
+
+    def _rows(self, sql: str) -> Iterator[tuple[Any, ...]]:
+        with self._read() as con:
+            cur = con.execute(sql)
+            while rows := cur.fetchmany(FETCH):
+                yield from rows
+
+    def upserts(self) -> Iterator[tuple[str, Entry]]:
+        """The staged upserts in key order, read a few thousand at a time."""
+        return (_entry(row) for row in self._rows("SELECT key, item, data, path, doi FROM upserts ORDER BY key"))
+
+    def removal_keys(self) -> Iterator[str]:
+        """The staged removals in key order."""
+        return (r[0] for r in self._rows("SELECT key FROM removals ORDER BY key"))
+
+    def paths(self) -> Iterator[tuple[str, str]]:
+        """``(path, key)`` of the staged upserts that have a path, in path order (then key)."""
+        return (tuple(r) for r in self._rows(  # type: ignore[misc]
+            "SELECT path, key FROM upserts WHERE path IS NOT NULL ORDER BY path, key"))
+
+    def data_keys(self) -> Iterator[str]:
+        """``"<data cid>/<key>"`` of the staged upserts that have a data CID, in order."""
+        return (r[0] for r in self._rows(
+            "SELECT data || '/' || key AS k FROM upserts WHERE data IS NOT NULL ORDER BY k"))
+
+    def dois(self) -> Iterator[tuple[str, str]]:
+        """``(doi, key)`` of the staged upserts that have a DOI, in DOI order (then key)."""
+        return (tuple(r) for r in self._rows(  # type: ignore[misc]
+            "SELECT doi, key FROM upserts WHERE doi IS NOT NULL ORDER BY doi, key"))
+
+    # -- writing -----------------------------------------------------------------------------
+    def replace(self, head: CID | None, stage: Stage) -> None:
+        """Record ``head`` and ``stage`` (the whole stage) in one transaction."""
+        with self._write(create=True) as con:
+            _create(con)
+            _set_head(con, head)
+            con.execute("DELETE FROM upserts")
+            con.execute("DELETE FROM removals")
+            _insert(con, stage.upserts.items())
+            con.executemany("INSERT INTO removals VALUES (?)", ((k,) for k in stage.removals))
+
+    def set_head(self, head: CID | None) -> None:
+        """Record ``head``; the stage stays."""
+        with self._write() as con:
+            _set_head(con, head)
+
+    @contextmanager
+    def writer(self) -> Iterator[StageWriter]:
+        """A transaction that adds to the stage (:meth:`StageWriter.add`), committed when the
+        block ends without an error; on an error (or a kill) the stage stays as it was."""
+        with self._write() as con:
+            yield StageWriter(con)
+
+
+def _create(con: sqlite3.Connection) -> None:
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            con.execute(statement)
+
+
+def _set_head(con: sqlite3.Connection, head: CID | None) -> None:
+    con.execute("INSERT INTO meta VALUES ('head', ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                (str(head) if head else None,))
+
+
+def _insert(con: sqlite3.Connection, upserts: Iterable[tuple[str, Entry]]) -> None:
+    con.executemany(
+        "INSERT INTO upserts VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET item = excluded.item, "
+        "data = excluded.data, path = excluded.path, doi = excluded.doi",
+        ((k, e.item.buffer, e.data, e.path, e.doi) for k, e in upserts))
+
+
+class StageWriter:
+    """Adds batches of validated items to the stage inside one transaction, and checks that
+    no key is given twice with different items across the batches of one add (the keys it
+    has seen are in a temporary table, not in memory)."""
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self.con = con
+        con.execute("CREATE TEMP TABLE added (key TEXT PRIMARY KEY, item BLOB NOT NULL, source TEXT NOT NULL) "
+                    "WITHOUT ROWID")
+        con.execute("CREATE TEMP TABLE incoming (key TEXT NOT NULL, item BLOB NOT NULL, source TEXT NOT NULL)")
+
+    def add(self, upserts: dict[str, Entry], sources: dict[str, str]) -> list[str]:
+        """Stage ``upserts`` (key -> entry; ``sources`` names each key's item in errors);
+        returns their keys but those an earlier batch of this add gave with the same item.
+        :class:`InvalidItemError` when an earlier batch gave a key with another item."""
+        con = self.con
+        con.execute("DELETE FROM temp.incoming")
+        con.executemany("INSERT INTO temp.incoming VALUES (?, ?, ?)",
+                        ((k, e.item.buffer, sources[k]) for k, e in upserts.items()))
+        clash = con.execute("SELECT i.key, i.source, a.source FROM temp.incoming i JOIN temp.added a "
+                            "ON a.key = i.key AND a.item != i.item LIMIT 1").fetchone()
+        if clash is not None:
+            key, source, first = clash
+            detail = (f"dataset key {key!r} is also given by {first}, with another item; which one to stage "
+                      "would be arbitrary, so nothing is staged")
+            raise InvalidItemError(f"{source}: {detail}", source=source, detail=detail, field="id")
+        again = {k for (k,) in con.execute("SELECT i.key FROM temp.incoming i JOIN temp.added a ON a.key = i.key")}
+        con.execute("INSERT INTO temp.added SELECT key, item, source FROM temp.incoming WHERE true "
+                    "ON CONFLICT(key) DO NOTHING")
+        fresh = [(k, e) for k, e in upserts.items() if k not in again]
+        _insert(con, fresh)
+        con.executemany("DELETE FROM removals WHERE key = ?", ((k,) for k, _ in fresh))
+        return [k for k, _ in fresh]

@@ -1,0 +1,215 @@
+"""The stage database (``HOME/stage.sqlite3``, issue 15 part 4): an add writes its batches
+into one transaction and a commit onto the empty version builds its trees from the stage
+read in sorted order. Real homes, real processes for the kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+import halodb
+from halodb.api import registry as registry_module
+from halodb.api.registry import Registry
+from halodb.errors import DoiConflictError, InvalidItemError, PathConflictError, RegistryError
+
+from .conftest import cid_for, make_item, run_cli
+from .waiting import wait_until
+
+
+def items(prefix: str, n: int, **kw: str) -> list[dict[str, object]]:
+    return [make_item(f"{prefix}{i}", cid_for(f"{prefix}{i}"), path=f"p/{prefix}{i}.zarr", **kw) for i in range(n)]
+
+
+def legacy_home(tmp_path: Path) -> tuple[Path, str, str]:
+    """A home as HaloDB wrote it before the stage database: a commit of halo/a, and halo/b
+    staged, both in ``state.json``. Returns the home, the head and the staged item's CID."""
+    home = tmp_path / "old"
+    with halodb.open(home, create=True) as reg:
+        reg.add([make_item("a", cid_for("a"))])
+        head = str(reg.commit("first", time="2024-08-12T00:00:00Z"))
+        reg.add([make_item("b", cid_for("b"), path="p/b.zarr")])
+        item = str(reg.staged().upserts["halo/b"].item)
+    (home / "stage.sqlite3").unlink()
+    for extra in ("stage.sqlite3-wal", "stage.sqlite3-shm"):
+        (home / extra).unlink(missing_ok=True)
+    (home / "state.json").write_text(json.dumps({"version": 1, "head": head, "staged": {
+        "upserts": {"halo/b": {"item": item, "data": cid_for("b"), "path": "p/b.zarr"}}, "removals": []}}))
+    return home, head, item
+
+
+def test_an_old_state_file_is_read_then_moved_into_the_database_by_the_first_writer(tmp_path: Path) -> None:
+    home, head, item = legacy_home(tmp_path)
+    with halodb.open(home) as reg:
+        assert str(reg.head) == head and set(reg.staged().upserts) == {"halo/b"}
+        assert not (home / "stage.sqlite3").exists()  # reading changes nothing
+        cid = reg.commit("second", time="2024-08-13T00:00:00Z")
+        assert reg.head == cid and not reg.staged()
+        assert reg.get("halo/b")[1].path == "p/b.zarr" and reg.get("halo/a")
+    assert json.loads((home / "state.json").read_text()) == {"version": 2, "staged": "stage.sqlite3"}
+
+
+def test_an_old_state_file_is_moved_by_an_add_and_keeps_its_stage(tmp_path: Path) -> None:
+    home, head, _ = legacy_home(tmp_path)
+    with halodb.open(home) as reg:
+        reg.add([make_item("c", cid_for("c"))])
+        assert str(reg.head) == head and set(reg.staged().upserts) == {"halo/b", "halo/c"}
+
+
+def test_a_garbage_stage_database_is_one_line_exit_2(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    halodb.open(home, create=True).close()
+    (home / "stage.sqlite3").write_bytes(b"\x00garbage" * 1000)
+    for args in (["status"], ["log"], ["commit", "-m", "x"]):
+        r = run_cli(home, *args)
+        assert r.code == 2 and len(r.err.strip().splitlines()) == 1 and "stage.sqlite3" in r.err, (args, r.err)
+    with pytest.raises(RegistryError):
+        halodb.open(home).staged()
+
+
+def test_a_key_given_twice_in_two_batches_stages_nothing(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry_module, "ADD_BATCH", 2)
+    registry.add([make_item("old", cid_for("old"))])
+    first, *rest = items("x", 5)
+    other = make_item("x0", cid_for("other"))
+    with pytest.raises(InvalidItemError, match=r"item #6: dataset key 'halo/x0' is also given by item #1"):
+        registry.add([first, *rest, other])
+    assert set(registry.staged().upserts) == {"halo/old"}
+    # the same item twice, in different batches: staged once
+    assert registry.add([first, *rest, first]) == [f"halo/x{i}" for i in range(5)]
+    assert registry.stage_counts() == (6, 0)
+
+
+def test_a_commit_onto_the_empty_version_builds_the_same_trees_as_one_by_changes(tmp_path: Path) -> None:
+    every = items("s", 300) + [make_item("d", cid_for("d"))]
+    every[-1]["properties"]["sci:doi"] = "10.82246/D"  # type: ignore[index]
+    with halodb.open(tmp_path / "one", create=True) as one, halodb.open(tmp_path / "two", create=True) as two:
+        one.add(every)
+        whole = one.index.load_root(one.version(one.commit("all", time="2024-08-12T00:00:00Z"))[1].index)
+        two.add(every[:100])
+        two.commit("part", time="2024-08-12T00:00:00Z")
+        two.add(every[100:])  # onto a version that is not empty: by changes
+        stepped = two.index.load_root(two.version(two.commit("rest", time="2024-08-12T00:00:00Z"))[1].index)
+    assert whole == stepped and whole.count == 301 and whole.by_doi is not None
+
+
+@pytest.mark.parametrize("field", ["path", "doi"])
+def test_an_initial_commit_with_a_claim_twice_commits_nothing(registry: Registry, field: str) -> None:
+    a, b = make_item("a", cid_for("a"), path="p/same.zarr"), make_item("b", cid_for("b"), path="p/same.zarr")
+    if field == "doi":
+        a, b = make_item("a", cid_for("a")), make_item("b", cid_for("b"))
+        a["properties"]["sci:doi"] = b["properties"]["sci:doi"] = "10.82246/same"
+    registry.add([a, b])
+    error = PathConflictError if field == "path" else DoiConflictError
+    with pytest.raises(error, match=f"datasets 'halo/a' and 'halo/b' both claim the {field if field == 'path' else 'DOI'}"):
+        registry.commit("x", time="2024-08-12T00:00:00Z")
+    assert registry.head is None and registry.stage_counts() == (2, 0)
+
+
+def test_a_killed_add_leaves_the_stage_as_it_was(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with halodb.open(home, create=True) as reg:
+        reg.add([make_item("kept", cid_for("kept"))])
+        reg.commit("first", time="2024-08-12T00:00:00Z")
+        reg.add([make_item("staged", cid_for("staged"))])
+        head, before = reg.head, reg.staged()
+    # a first batch (ADD_BATCH items) and part of a second one, then stdin stays open: the add
+    # has staged the first batch, uncommitted, and waits for the rest
+    first = registry_module.ADD_BATCH
+    lines = "".join(json.dumps(item) + "\n" for item in items("k", first + 10))
+    proc = subprocess.Popen([sys.executable, "-m", "halodb", "--home", str(home), "add", "-"],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "HALODB_AUTHOR": "tester"})
+    assert proc.stdin is not None
+    proc.stdin.write(lines.encode())
+    proc.stdin.flush()
+    last_of_first = items("k", first)[-1]
+
+    def stored() -> bool:  # the first batch's blocks are stored after its rows are staged
+        with closing(sqlite3.connect(f"file:{home / 'blocks' / 'blocks.sqlite3'}?mode=ro", uri=True)) as con:
+            return int(con.execute("SELECT count(*) FROM blocks").fetchone()[0]) > first
+
+    wait_until(stored, timeout=120, what=f"the add to store its first batch (up to {last_of_first['id']})")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdin.close()
+    with halodb.open(home) as reg:
+        assert reg.head == head and reg.staged() == before
+        reg.add([make_item("after", cid_for("after"))])  # the lock and the database are free again
+        assert set(reg.staged().upserts) == {"halo/staged", "halo/after"}
+
+
+def test_build_sorted_in_small_batches_is_apply_on_the_empty_version() -> None:
+    from halodb.blockstore import MemoryStore
+    from halodb.index.index import Index
+    from halodb.index.model import Entry
+    from halodb.ipld import CID, make_block
+
+    for inline in (True, False):
+        store = MemoryStore()
+        index = Index(store, inline_items=inline)
+        entries: dict[str, Entry] = {}
+        for i in range(700):
+            cid, data = make_block({"id": f"i{i}", "pad": "x" * (i % 50)})
+            store.put_many([(cid, data)])
+            entries[f"c/{i:04d}"] = Entry(cid, f"bafkq{i % 90}", f"p/{i}.zarr", f"10.1/{i}" if i % 3 else None)
+        ordered = sorted(entries.items())
+        built = index.build_sorted(
+            ordered, sorted((e.path, k) for k, e in ordered if e.path), sorted(f"{e.data}/{k}" for k, e in ordered if e.data),
+            sorted((e.doi, k) for k, e in ordered if e.doi), batch=7)
+        assert built == index.apply(index.empty(), entries, [])
+        assert built.count == 700 and isinstance(built.datasets, CID)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_merge_sorted_is_apply(seed: int) -> None:
+    import random
+
+    from halodb.blockstore import MemoryStore
+    from halodb.errors import UnknownKeyError
+    from halodb.index.index import Index
+    from halodb.index.model import Entry
+    from halodb.ipld import make_block
+
+    rnd = random.Random(seed)
+    store = MemoryStore()
+
+    def entry(i: int, v: int) -> Entry:
+        cid, data = make_block({"id": f"i{i}", "v": v, "pad": "x" * rnd.randrange(3000)})  # some too large to inline
+        store.put_many([(cid, data)])
+        return Entry(cid, f"bafkq{v % 7}", f"p/{i}-{v % 3}.zarr", f"10.1/{i}.{v % 2}" if v % 4 else None)
+
+    for old_format in (False, True):
+        old_index = Index(store, inline_items=old_format)
+        base = old_index.apply(old_index.empty(), {f"c/{i:03d}": entry(i, 0) for i in range(0, 300, 2)}, [])
+        index = Index(store)
+        upserts = {f"c/{i:03d}": entry(i, rnd.randrange(1, 9)) for i in rnd.sample(range(300), 80)}
+        removals = sorted(k for k in (f"c/{i:03d}" for i in range(0, 300, 2)) if k not in upserts and rnd.random() < 0.3)
+        merged = index.merge_sorted(base, iter(sorted(upserts.items())), iter(removals))
+        assert merged == index.apply(base, upserts, removals), (seed, old_format)
+        with pytest.raises(UnknownKeyError, match="c/001"):
+            index.merge_sorted(base, iter([]), iter(["c/001"]))
+
+
+def test_a_large_stage_onto_a_version_is_merged_into_the_same_trees(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = items("m", 120)
+    second = items("m", 60, title="changed") + items("n", 40)
+    roots = []
+    for home, threshold in (("applied", 10**9), ("merged", 1)):
+        monkeypatch.setattr(registry_module, "STREAM_COMMIT", threshold)
+        with halodb.open(tmp_path / home, create=True) as reg:
+            reg.add(first)
+            reg.commit("one", time="2024-08-12T00:00:00Z")
+            reg.add(second)
+            reg.remove([f"halo/m{i}" for i in range(100, 120)])
+            cid = reg.commit("two", time="2024-08-13T00:00:00Z")
+            roots.append(reg.index.load_root(reg.version(cid)[1].index))
+            assert not reg.staged() and reg.head == cid
+    assert roots[0] == roots[1] and roots[1].count == 140
