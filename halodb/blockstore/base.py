@@ -22,7 +22,6 @@ b'hello'
 from __future__ import annotations
 
 import abc
-import asyncio
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Self
@@ -202,11 +201,15 @@ class BlockStore(abc.ABC):
         """:meth:`get_many` from a coroutine (zarr reading a dataset on its event loop): here in
         a thread; a store that talks HTTP asynchronously (a gateway) does it on the running loop,
         and a caching store reads its local copies there (no thread, no trip between loops)."""
+        import asyncio  # (here: a short command that reads blocks should not import asyncio, ~20 ms)
+
         return await asyncio.to_thread(self.get_many, cids)
 
     async def aget_leaves(self, file: CID, leaves: Sequence[Leaf]) -> dict[CID, BlockBytes]:
         """:meth:`get_leaves` from a coroutine (see :meth:`aget_many`). A leaf may come as a
         ``memoryview`` into the bytes of its run (no copy): a gateway's answer."""
+        import asyncio
+
         return dict(await asyncio.to_thread(self.get_leaves, file, leaves))
 
     def reads_file_bytes(self) -> bool:
