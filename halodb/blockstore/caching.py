@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from halodb.blockstore.base import Block, BlockBytes, BlockStore, Leaf
@@ -96,11 +96,8 @@ class CachingStore(BlockStore):
         missing = [leaf for leaf in wanted if leaf[0] not in found]
         if missing:
             fetched = self.remote.get_leaves(file, missing)  # verified there
-            if fetched:
-                self._behind.add(list(fetched.items()))
+            self._keep(fetched)
             found.update(fetched)
-            for cid, data in fetched.items():
-                self._check(cid, data)  # (counted; verified by the remote)
         return found
 
     async def aget_many(self, cids: Sequence[CID]) -> dict[CID, bytes]:
@@ -115,10 +112,7 @@ class CachingStore(BlockStore):
             if self.remote.trusted_reads:
                 for cid, data in fetched.items():
                     verify_block(cid, data, source=self.remote.describe())
-            if fetched:
-                self._behind.add(list(fetched.items()))
-            for cid, data in fetched.items():
-                self._check(cid, data)
+            self._keep(fetched)
             found.update(fetched)
         return found
 
@@ -132,12 +126,16 @@ class CachingStore(BlockStore):
         missing = [leaf for leaf in wanted if leaf[0] not in found]
         if missing:
             fetched = await self.remote.aget_leaves(file, missing)  # verified there
-            if fetched:
-                self._behind.add(list(fetched.items()))
-            for cid, data in fetched.items():
-                self._check(cid, data)
+            self._keep(fetched)
             found.update(fetched)
         return found
+
+    def _keep(self, fetched: Mapping[CID, BlockBytes]) -> None:
+        """What the remote sent (verified there): queued for the cache, and counted."""
+        if fetched:
+            self._behind.add(list(fetched.items()))
+        for cid, data in fetched.items():
+            self._check(cid, data)  # (counted; verified by the remote)
 
     def _get_local(self, cids: list[CID]) -> dict[CID, bytes]:
         """The blocks of ``cids`` held here (the write-behind queue, the local store), each

@@ -235,10 +235,7 @@ class GatewayStore(BlockStore):
         except TimeoutError as exc:
             if isinstance(exc, AIOHTTP.caught):
                 raise  # a socket's own timeout (``timeout``), not the deadline
-            self._demoted.add(gateway)
-            raise GatewayError(
-                f"{gateway}: no whole answer within the {self.deadline:g} s deadline ({DEADLINE_ENV})",
-                url=url, deadline=self.deadline) from None
+            raise self._past_deadline(gateway, url) from None
 
     def _check_head(self, gateway: str, url: str, r: aiohttp.ClientResponse, limit: int | None, what: str) -> None:
         encoding = r.headers.get("content-encoding", "identity").strip().lower()
@@ -247,6 +244,11 @@ class GatewayStore(BlockStore):
         declared = r.headers.get("content-length", "").strip()
         if limit is not None and declared.isdigit() and int(declared) > limit:
             raise self._over(gateway, url, limit, what, f"announces {declared} bytes, more")
+
+    def _past_deadline(self, gateway: str, url: str) -> GatewayError:
+        self._demoted.add(gateway)
+        return GatewayError(f"{gateway}: no whole answer within the {self.deadline:g} s deadline ({DEADLINE_ENV})",
+                            url=url, deadline=self.deadline)
 
     def _over(self, gateway: str, url: str, limit: int, what: str, how: str) -> GatewayError:
         self._demoted.add(gateway)
@@ -453,10 +455,7 @@ class GatewayStore(BlockStore):
         except TimeoutError as exc:
             if isinstance(exc, AIOHTTP.caught):
                 raise  # a socket's own timeout
-            self._demoted.add(gateway)
-            raise GatewayError(
-                f"{gateway}: no whole answer within the {self.deadline:g} s deadline ({DEADLINE_ENV})",
-                url=url, deadline=self.deadline) from None
+            raise self._past_deadline(gateway, url) from None
 
     # -- a whole DAG as one CAR ----------------------------------------------------------
     def fetch_dag(self, root: CID, into: BlockStore, *, max_bytes: int | None = None) -> int:
@@ -634,10 +633,7 @@ class GatewayStore(BlockStore):
             except TimeoutError as exc:
                 if isinstance(exc, AIOHTTP.caught):
                     raise  # a socket's own timeout
-                self._demoted.add(gateway)
-                raise GatewayError(
-                    f"{gateway}: no whole answer within the {self.deadline:g} s deadline ({DEADLINE_ENV})",
-                    url=url, deadline=self.deadline) from None
+                raise self._past_deadline(gateway, url) from None
 
         async def piece(response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
             """_PIECE bytes of the body (or the rest: then True) per trip between the threads."""
