@@ -5,6 +5,7 @@ exported with the name."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,17 @@ def history(registry: halodb.Registry) -> list[CID]:
     out = [version(registry, 1), version(registry, 2)]
     registry.publish("latest")
     return out
+
+
+def test_a_tag_commit_keeps_its_parents_time(registry: halodb.Registry, history: list[CID], home: Path) -> None:
+    """Tagging changes no data: its commit keeps the head's time, so a version dated after
+    the head but before the tag was made (a backfilled product) may still follow it."""
+    head_time = registry.version("HEAD")[1].time
+    registry.tag("HEAD", "v2.0")
+    assert registry.version("HEAD")[1].time == head_time
+    assert registry.tags("HEAD")["v2.0"][1].time > head_time  # the tag block says when it was made
+    registry.add([make_item("f9", cid_for("late"))])
+    registry.commit("backfill", time=head_time + timedelta(days=1))  # after the head, before the tag was made
 
 
 def test_create_ls_and_resolve(registry: halodb.Registry, history: list[CID], home: Path) -> None:

@@ -534,7 +534,7 @@ class Registry:
 
         The version is ``name_ref``'s head, the one current at ``at``, or the commit ``cid``;
         it must be on the local head's first-parent line. The tag is kept by a new commit on the
-        local head (same index, message ``tag TAG``) whose tags block adds it; ``sign``: names
+        local head (same index and time, message ``tag TAG``) whose tags block adds it; ``sign``: names
         of the home's keys that sign the tag, and that commit. A tag name is taken once:
         :class:`InputError` for one that exists already.
         """
@@ -570,7 +570,10 @@ class Registry:
                 tag_block = sign_tag(tag_block, signers)
             tag_cid = write_tag(self.store, tag_block)
             tags_cid = write_tags(self.store, {**tags, tag: tag_cid})
-            commit_cid = commit_changes(self.store, self.index, head, {}, set(), time=max(now, base.time),
+            # the commit keeps its parent's time: it changes no data, so every date answers as
+            # before, and a later commit may still carry a time before the tag was made (the
+            # tag block records when it was)
+            commit_cid = commit_changes(self.store, self.index, head, {}, set(), time=base.time,
                                         author=who, message=f"tag {tag}", commits=self._commits, sign=signers,
                                         tags=tags_cid)
             self.store.flush()
