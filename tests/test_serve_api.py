@@ -78,6 +78,19 @@ def test_listens_on_loopback_and_says_where(server: ServerProcess) -> None:
     assert any("serving campaign" in line for line in server.lines)
 
 
+def test_sigterm_ends_the_server_cleanly(catalog: Catalog) -> None:
+    """A service manager stops the server with SIGTERM: requests drain, and it exits 0 (as
+    `halodb sync --watch` does), not 143."""
+    import signal
+
+    server = ServerProcess(catalog.home)
+    try:
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=60) == 0, "\n".join(server.lines[-10:])
+    finally:
+        server.stop()
+
+
 def test_landing_page_names_the_version_and_declares_time_travel(http: httpx.Client, catalog: Catalog) -> None:
     response = http.get("/")
     head = catalog.versions[-1][0]
