@@ -417,3 +417,27 @@ def test_fast_path_matches_reference(value: Any) -> None:
     data = encode(value)
     assert data == encode_reference(value)
     assert same(decode(data), normalized(value))
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**64), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON)
+def test_encode_json_agrees_with_encode_on_json_values(value: Any) -> None:
+    """The fast path for checked JSON values (STAC items) writes the bytes encode writes."""
+    from halodb.ipld.codec import encode_json
+
+    assert encode_json(value) == encode(value)
+
+
+def test_encode_json_of_a_value_that_is_not_json_says_what_encode_says() -> None:
+    from halodb.ipld.codec import encode_json
+
+    with pytest.raises(EncodeError, match="/a"):
+        encode_json({"a": {1, 2}})  # a set: libipld refuses it, encode names where

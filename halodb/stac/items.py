@@ -40,7 +40,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import PydanticCustomError
 
 from halodb.errors import CIDError, EncodeError, InputError, InvalidItemError
-from halodb.ipld import CID, make_block
+from halodb.ipld import CID, DAG_CBOR
+from halodb.ipld.codec import encode_json
 from halodb.ipld.limits import MAX_INT, MAX_ITEM_SIZE, MAX_NESTING, MIN_INT
 from halodb.stac.json_bounds import OUT_OF_RANGE, format_path, locate
 from halodb.util.doi import normalize_doi
@@ -647,7 +648,8 @@ def item_block(item: dict[str, Any], source: str) -> tuple[CID, bytes]:
     halodb.errors.InvalidItemError: x.json: properties.blob: the item is 1100028 bytes as DAG-CBOR, more than the 1048576 an item may take (this part holds 1100002 bytes of it as JSON)
     """
     try:
-        cid, data = make_block(item)
+        data = encode_json(item)  # parse_item made it: JSON types only, within the bounds
+        cid = CID.for_bytes(data, DAG_CBOR)
     except EncodeError as exc:
         path = str(exc.context.get("path", "/")).strip("/").replace("/", ".")
         raise _invalid(source, path, str(exc)) from None
