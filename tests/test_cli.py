@@ -253,8 +253,9 @@ def test_at_on_a_cache_of_an_older_schema_migrates_it(tmp_path: Path) -> None:
 
 def test_a_commit_dated_in_the_future_is_refused_and_reset_empties_the_stage(tmp_path: Path) -> None:
     """A typo in --time's year would date a version in the future, after which time may not
-    go backwards until then: refused (exit 2, nothing committed). `halodb reset` empties the
-    stage (what import-tree's refusal of a home with a stage points to)."""
+    go backwards until then: refused (exit 2, nothing committed). So is a stage that changes
+    nothing; `halodb reset` empties the stage (what import-tree's refusal of a home with a
+    stage points to)."""
     home = tmp_path / "home"
     write_items(tmp_path / "items")
     assert run_cli_in_process(home, "init").code == 0
@@ -262,7 +263,9 @@ def test_a_commit_dated_in_the_future_is_refused_and_reset_empties_the_stage(tmp
     r = run_cli_in_process(home, "commit", "-m", "typo", "--time", "2204-08-14T10:00:00Z")
     assert r.code == 2 and "--time 2204-08-14T10:00:00Z is in the future" in r.err and len(r.err.splitlines()) == 1
     assert run_cli_in_process(home, "commit", "-m", "ok", "--time", "2024-08-14T10:00:00Z").code == 0
-    assert run_cli_in_process(home, "add", str(tmp_path / "items")).code == 0
+    assert run_cli_in_process(home, "add", str(tmp_path / "items")).code == 0  # the same items again
+    r = run_cli_in_process(home, "commit", "-m", "again")
+    assert r.code == 2 and "the stage changes nothing" in r.err, r.err  # not an empty version
     r = run_cli_in_process(home, "reset")
     assert r.code == 0 and r.out.startswith("unstaged "), r.err
     assert "0 upsert(s), 0 removal(s)" in run_cli_in_process(home, "status").out

@@ -344,6 +344,11 @@ class Registry:
             cid = commit_changes(self.store, self.index, head, stage.upserts, stage.removals, time=when,
                                  author=author or default_author(), message=message, commits=self._commits,
                                  sign=signers, keys=changes, build=build)
+            if (not allow_empty and changes is None and head is not None
+                    and load_commit(self.store, cid, self._commits).index == load_commit(self.store, head, self._commits).index):
+                # (its commit block stays unreferenced: gc drops it)
+                raise NothingToCommitError("the stage changes nothing: every staged item is what the head holds "
+                                           "already; `halodb reset` empties the stage")
             if progress is not None:
                 progress(2, "flushing the store")
             self.store.flush()
