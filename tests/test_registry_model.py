@@ -190,8 +190,13 @@ class RegistryMachine(RuleBasedStateMachine):
                 self.reg.commit("nothing", time=when, author="model")
             event("commit: nothing staged")
             return
-        cid = self.reg.commit(f"commit {n}", time=when, author="model")
         datasets = self.applied()
+        if self.commits and datasets == self.commits[-1][2]:  # staged, but what the head holds
+            with pytest.raises(NothingToCommitError, match="changes nothing"):
+                self.reg.commit("no change", time=when, author="model")
+            event("commit: a stage that changes nothing")
+            return  # (the stage stays, as it does in the registry)
+        cid = self.reg.commit(f"commit {n}", time=when, author="model")
         self.commits.append((cid, when, datasets))
         self.stage = {}
         assert self.reg.head == cid
