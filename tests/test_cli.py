@@ -85,6 +85,11 @@ def test_full_flow(tmp_path: Path) -> None:
     run_cli_in_process(other, "init")
     r = run_cli_in_process(other, "import-car", str(car))
     assert r.out.strip() == c2
+    r = run_cli_in_process(home, "export-car", "latest", str(car), "--json")
+    exported = json.loads(r.out)
+    assert exported["root"] == c2 and exported["path"] == str(car) and exported["blocks"] > 2
+    r = run_cli_in_process(other, "import-car", str(car), "--json")
+    assert json.loads(r.out) == {"roots": [c2], "imported": exported["blocks"]}
 
 
 def test_errors_exit_2_with_a_message(tmp_path: Path) -> None:

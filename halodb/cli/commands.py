@@ -719,22 +719,37 @@ def diff(ctx: Context, old: str, new: str, as_json: bool) -> None:
 @click.argument("ref")
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--head-only", is_flag=True, help="Only the given version, not its history.")
+@click.option("--json", "as_json", is_flag=True, help='{"root", "blocks", "path"} as JSON.')
 @pass_ctx
-def export_car(ctx: Context, ref: str, out: str, head_only: bool) -> None:
+def export_car(ctx: Context, ref: str, out: str, head_only: bool, as_json: bool) -> None:
     """Write a version (and its history) as a CARv1 file rooted at its commit."""
     root, count = ctx.registry().export_car(ref, out, history=not head_only)
-    click.echo(f"wrote {count} block(s) rooted at {root} to {out}")
+    if as_json:
+        emit_json({"root": str(root), "blocks": count, "path": out})
+    else:
+        click.echo(f"wrote {count} block(s) rooted at {root} to {out}")
 
 
 @cli.command("import-car")
 @click.argument("car", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help='{"roots", "imported"} as JSON (no progress bar).')
 @pass_ctx
-def import_car(ctx: Context, car: str) -> None:
+def import_car(ctx: Context, car: str, as_json: bool) -> None:
     """Verify a CAR file completely, then add its blocks to the store; prints its roots."""
     from halodb.util.progress import Progress
 
-    with Progress("importing", unit="block") as bar:
-        roots = ctx.registry().import_car(car, progress=bar.update)
+    written = 0
+
+    def progress(done: int) -> None:
+        nonlocal written
+        written = done
+        bar.update(done)
+
+    with Progress("importing", unit="block", quiet=as_json) as bar:
+        roots = ctx.registry().import_car(car, progress=progress)
+    if as_json:
+        emit_json({"roots": [str(r) for r in roots], "imported": written})
+        return
     for r in roots:
         click.echo(str(r))
 
