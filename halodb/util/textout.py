@@ -10,14 +10,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 
+def format_datetime(value: datetime) -> str:
+    """ISO 8601; a UTC time ends in ``Z``, as HaloDB's text output and STAC write it.
+
+    >>> from datetime import timezone
+    >>> format_datetime(datetime(2024, 9, 1, 12, tzinfo=timezone.utc)), format_datetime(datetime(2024, 9, 1))
+    ('2024-09-01T12:00:00Z', '2024-09-01T12:00:00')
+    """
+    if value.tzinfo is not None and value.utcoffset() == timedelta(0):
+        return value.replace(tzinfo=None).isoformat() + "Z"
+    return value.isoformat()
+
+
 def json_default(value: Any) -> Any:
-    """``json.dumps`` fallback: dates as ISO 8601, decimals as floats, bytes as hex, else str."""
-    if isinstance(value, (datetime, date)):
+    """``json.dumps`` fallback: dates as ISO 8601 (UTC with ``Z``), decimals as floats, bytes as
+    hex, else str."""
+    if isinstance(value, datetime):
+        return format_datetime(value)
+    if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Decimal):
         return float(value)
@@ -31,7 +46,7 @@ def format_value(v: Any) -> str:
     if v is None:
         return ""
     if isinstance(v, datetime):
-        return v.isoformat()
+        return format_datetime(v)
     if isinstance(v, (list, dict)):
         return json.dumps(v, default=json_default, ensure_ascii=False)
     return str(v)
