@@ -19,7 +19,7 @@ def format_datetime(value: datetime) -> str:
     """ISO 8601; a UTC time ends in ``Z``, as HaloDB's text output and STAC write it.
 
     >>> from datetime import timezone
-    >>> format_datetime(datetime(2024, 9, 1, 12, tzinfo=timezone.utc)), format_datetime(datetime(2024, 9, 1))
+    >>> format_datetime(datetime(2024, 9, 1, 12, tzinfo=timezone.utc)), format_datetime(datetime(2024, 9, 1, 12))
     ('2024-09-01T12:00:00Z', '2024-09-01T12:00:00')
     """
     if value.tzinfo is not None and value.utcoffset() == timedelta(0):
