@@ -188,6 +188,32 @@ def test_a_reader_that_may_not_create_opens_only_a_store_that_exists(tmp_path: P
         writer.close()
 
 
+def test_a_store_created_on_write_reads_as_empty_until_its_first_write(tmp_path: Path) -> None:
+    """``create="on-write"`` (a home opened without ``create``): reads, a flush, a compaction and
+    a close create nothing; the first write creates the database; a database another process
+    created meanwhile is read."""
+    root = tmp_path / "home" / "blocks"
+    store = SqliteStore(root, create="on-write")
+    absent = CID.for_bytes(b"absent", RAW)
+    assert not store.has(absent) and list(store.iter_cids()) == [] and store.quarantined(absent) == []
+    with pytest.raises(BlockNotFoundError):
+        store.get(absent)
+    store.compact()
+    store.flush()
+    assert not (tmp_path / "home").exists()
+    other = SqliteStore(root)  # another process creates the store and writes a block
+    cid = other.put(b"from elsewhere", codec=RAW)
+    other.close()
+    assert store.get(cid) == b"from elsewhere"
+    store.close()
+    fresh = SqliteStore(tmp_path / "fresh", create="on-write")
+    written = fresh.put(b"first", codec=RAW)
+    fresh.close()
+    reopened = SqliteStore(tmp_path / "fresh", create=False)
+    assert reopened.get(written) == b"first"
+    reopened.close()
+
+
 def test_a_flush_keeps_the_log_of_this_process_when_another_closes(tmp_path: Path) -> None:
     """``flush`` once fsync'ed the files through descriptors of its own; closing them dropped
     the process's SQLite locks, so a second process closing the store last took the log for

@@ -121,6 +121,19 @@ def test_errors_exit_2_with_a_message(tmp_path: Path) -> None:
     assert r.code == 2 and "no_such_table" in r.err
 
 
+def test_a_mistyped_home_is_left_as_it_was(tmp_path: Path) -> None:
+    """Commands that read a home say there is none, and create nothing (they once left an
+    empty block store behind, so the next try found a folder and a confusing state)."""
+    home = tmp_path / "mistyped"
+    for args in (["log"], ["status"], ["get", "halo/x"], ["at", "halo/x", "2024-09-01", "--name", "latest"],
+                 ["diff", "a", "b"], ["export-car", "HEAD", str(tmp_path / "x.car")], ["gc"], ["rm", "halo/x"]):
+        r = run_cli_in_process(home, *args)
+        assert r.code == 2, (args, r.err)
+        assert not home.exists(), args
+    assert run_cli_in_process(home, "init").code == 0
+    assert (home / "blocks").is_dir()
+
+
 def test_import_tree_yaml(tmp_path: Path) -> None:
     home = tmp_path / "home"
     run_cli_in_process(home, "init")

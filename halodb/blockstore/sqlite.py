@@ -62,6 +62,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 from halodb.blockstore.base import Block, BlockStore
 from halodb.blockstore.directory import DirectoryStore, block_name, cid_from_name
@@ -110,7 +111,9 @@ class SqliteStore(BlockStore):
 
     ``create=False`` opens a database that exists and nothing else (a
     :class:`~halodb.errors.BlockStoreError` when there is none): a reader that should neither
-    create a store nor wait for a writer's lock to check its schema.
+    create a store nor wait for a writer's lock to check its schema. ``create="on-write"``:
+    a missing database reads as empty and is created by the first write (a command run on a
+    mistyped home leaves no folder behind).
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as tmp:
@@ -126,17 +129,25 @@ class SqliteStore(BlockStore):
     supports_quarantine = True
     takes_buffers = True  # (sqlite3 binds any buffer as a BLOB)
 
-    def __init__(self, root: Path | str, *, migrate: bool = True, create: bool = True) -> None:
+    def __init__(self, root: Path | str, *, migrate: bool = True, create: bool | Literal["on-write"] = True) -> None:
         super().__init__()
         self.root = Path(root)
         self.db_path = self.root / DB_NAME
-        if create:
+        #: an empty database read while the file does not exist (``create="on-write"``)
+        self._empty: sqlite3.Connection | None = None
+        if create == "on-write":
+            if self.db_path.is_file() or _has_shards(self.root):
+                create = True
+            else:
+                self._empty = sqlite3.connect(":memory:", check_same_thread=False)
+                self._empty.executescript(_SCHEMA)
+        if create is True:
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise BlockStoreError(f"cannot create block store directory {self.root}: {exc}",
                                       path=self.root) from exc
-        elif not self.db_path.is_file():
+        elif create is False and not self.db_path.is_file():
             raise BlockStoreError(f"no block store at {self.db_path}", path=self.db_path)
         self._db = os.fspath(self.db_path)
         self._lock = threading.Lock()  # guards the pools
@@ -145,7 +156,7 @@ class SqliteStore(BlockStore):
         self._writer: sqlite3.Connection | None = None
         self._dirty = False  # committed since the last flush
         self._pid = os.getpid()
-        if create:
+        if create is True:
             self._create()
         #: the directory store in the same root, while it holds blocks (read first)
         self._legacy: DirectoryStore | None = DirectoryStore(self.root) if _has_shards(self.root) else None
@@ -169,6 +180,26 @@ class SqliteStore(BlockStore):
         except sqlite3.Error as exc:
             raise self._error("open", exc) from exc
         return db
+
+    def _still_empty(self) -> bool:
+        """Whether reads see the empty database (``create="on-write"``, no file yet)."""
+        if self._empty is None:
+            return False
+        if not self.db_path.is_file():
+            return True
+        self._empty = None  # another process created it meanwhile
+        return False
+
+    def _create_now(self) -> None:
+        """Before a write: create the database that ``create="on-write"`` deferred."""
+        if self._empty is not None:
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise BlockStoreError(f"cannot create block store directory {self.root}: {exc}",
+                                      path=self.root) from exc
+            self._create()
+            self._empty = None
 
     def _create(self) -> None:
         """Create the database (16 kB pages, incremental vacuum, WAL) unless it exists."""
@@ -194,6 +225,10 @@ class SqliteStore(BlockStore):
     @contextmanager
     def _reader(self) -> Iterator[sqlite3.Connection]:
         self._fork_check()
+        empty = self._empty
+        if empty is not None and self._still_empty():
+            yield empty
+            return
         with self._lock:
             db = self._idle.pop() if self._idle else None
         if db is None:
@@ -211,6 +246,7 @@ class SqliteStore(BlockStore):
         """A write transaction (committed at the end, rolled back on an error)."""
         self._fork_check()
         with self._write_lock:
+            self._create_now()
             if self._writer is None:
                 self._writer = self._connect()
             db = self._writer
@@ -351,6 +387,8 @@ class SqliteStore(BlockStore):
         ...     store.close()
         """
         self._fork_check()
+        if self._still_empty():
+            return
         with self._write_lock:
             if self._writer is None:
                 self._writer = self._connect()
