@@ -46,6 +46,21 @@ def test_a_tag_commit_keeps_its_parents_time(registry: halodb.Registry, history:
     registry.commit("backfill", time=head_time + timedelta(days=1))  # after the head, before the tag was made
 
 
+def test_tagging_a_name_behind_the_local_head_says_what_its_publish_moves(
+        registry: halodb.Registry, history: list[CID], home: Path) -> None:
+    """The tag is kept in the local head: when the name is behind it, the publish the note asks
+    for also moves the name to the local head's newer commits, and the CLI says so."""
+    r = run_cli_in_process(home, "tag", "create", "latest", "v1.0")
+    assert r.code == 0 and "note:" not in r.err  # latest is at the local head
+    registry.publish("latest", force=True)
+    registry.add([make_item("f9", cid_for("unpublished"))])
+    registry.commit("not published yet")
+    r = run_cli_in_process(home, "tag", "create", "latest", "v1.1")
+    assert r.code == 0, r.err
+    assert "note: latest is at" in r.err and "also moves latest to every commit of the local head" in r.err
+    assert r.err.count("\n") == 2
+
+
 def test_create_ls_and_resolve(registry: halodb.Registry, history: list[CID], home: Path) -> None:
     r = run_cli_in_process(home, "tag", "create", "latest", "v1.0", "--at", "2024-08-11T12:00Z", "-m", "first")
     assert r.code == 0, r.err

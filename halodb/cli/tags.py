@@ -34,14 +34,24 @@ def tag_create(ctx: Context, name: str, tag_name: str, at: str | None, cid: str 
     """Tag NAME's head (or its version at TIME, or the commit CID) as TAG; the tag is kept by a
     new commit on the local head (publish it for readers of NAME)."""
     reg = ctx.registry()
+    local_before = reg.head
     tag_cid = reg.tag(name, tag_name, at=at, cid=cid, message=message, sign=sign)
     found = reg.tags("HEAD")[tag_name][1]
     if as_json:
         emit_json({"tag": tag_name, "cid": str(tag_cid), "target": str(found.target), "head": str(reg.head)})
-    else:
-        click.echo(f"{tag_name} -> {found.target} (tag {tag_cid})")
-        click.echo(f"the tag is in the local head {reg.head}; `halodb publish {name}` makes {name}@{tag_name} "
-                   f"resolve for readers (and `halodb tag ls {name}` list it)", err=True)
+        return
+    click.echo(f"{tag_name} -> {found.target} (tag {tag_cid})")
+    if name == "HEAD":
+        click.echo(f"the tag is in the local head {reg.head}; `halodb publish NAME` makes NAME@{tag_name} "
+                   "resolve for readers", err=True)
+        return
+    click.echo(f"the tag is in the local head {reg.head}; `halodb publish {name}` makes {name}@{tag_name} "
+               f"resolve for readers (and `halodb tag ls {name}` list it)", err=True)
+    name_head = reg.resolve(name)
+    if name_head != local_before:
+        # the tag lives in the local head's history: publishing it moves the name there too
+        click.echo(f"note: {name} is at {name_head}, not at the local head before the tag ({local_before}): "
+                   f"that publish also moves {name} to every commit of the local head since", err=True)
 
 
 @tag.command("ls")
