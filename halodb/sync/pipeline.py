@@ -141,6 +141,18 @@ def _changes(
     """The changes from ``base`` to ``root`` as the diff finds them (the cache reads them
     once, in order); the item CID of each new version (and its bytes, when the entry holds
     them inline) is noted in ``item_cids`` for ``load_item_columns``."""
+    if base is None and prefix is None:
+        # compared with nothing (a full sync's first version), every entry is added: the
+        # leaves are read in key order, each once, without the diff's pairing and Change
+        # objects (Index.entries checks each node and the count the root declares, as the
+        # diff does)
+        for key, new in index.entries(root, keep=False):
+            item = new.item
+            item_cid = str(item)
+            if item_cid not in item_cids:
+                item_cids[item_cid] = (item, new.inline)
+            yield ChangeRecord(key, ItemRecord(key, item_cid, new.data, new.path))
+        return
     if base is not None and store.is_remote_backed and prefix is None:
         prefetch_changed(store, index, base.datasets, root.datasets)
     for change in index.diff(base, root, prefix):  # the hot loop of a full sync: locals, positional args
