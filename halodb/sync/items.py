@@ -28,6 +28,7 @@ not skipped: its :class:`~halodb.errors.BlockNotFoundError` or
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import repeat
 from typing import Any
 
 from halodb.blockstore.base import BlockStore
@@ -37,7 +38,7 @@ from halodb.ipld import CID
 from halodb.ipld.codec import decode_each
 from halodb.ipld.limits import MAX_ITEM_SIZE
 
-__all__ = ["item_problem", "read_item_columns", "read_items"]
+__all__ = ["item_problem", "read_inline_item_columns", "read_item_columns", "read_items"]
 
 
 def item_problem(value: Any) -> str | None:
@@ -103,6 +104,47 @@ def read_items(store: BlockStore, cids: list[CID], inline: Mapping[CID, bytes] |
                 continue
             out[cid] = value
     return out, skipped
+
+
+def _all_items(values: list[Any]) -> bool:
+    """Whether :func:`item_problem` finds nothing wrong with any of ``values``: a column at a
+    time, in C loops.
+
+    >>> _all_items([{"type": "Feature", "id": "x", "properties": {}}]), _all_items([{"type": "Feature", "id": " "}])
+    (True, False)
+    """
+    if set(map(type, values)) != {dict}:
+        return False
+    try:
+        if set(map(dict.get, values, repeat("type"))) != {"Feature"}:
+            return False
+    except TypeError:  # an unhashable type
+        return False
+    ids: list[Any] = list(map(dict.get, values, repeat("id")))
+    if set(map(type, ids)) != {str} or not all(map(str.strip, ids)):
+        return False
+    return set(map(type, map(dict.get, values, repeat("properties")))) == {dict}
+
+
+def read_inline_item_columns(cids: list[str], blocks: list[bytes]) -> ItemColumns | None:
+    """The columns of the STAC items ``blocks``, held inline in their entries (``cids`` their
+    CIDs, computed from these bytes), when every one is an item the cache can hold; None
+    when one is not (:func:`read_item_columns` then says which, and why). The batch is
+    decoded and checked at once (:func:`~halodb.ipld.codec.decode_each`, :func:`_all_items`).
+
+    >>> from halodb.ipld import make_block
+    >>> cid, data = make_block({"type": "Feature", "id": "x", "properties": {}})
+    >>> read_inline_item_columns([str(cid)], [data]).cids == [str(cid)]
+    True
+    >>> read_inline_item_columns([str(cid)], [make_block({"id": "y"})[1]]) is None
+    True
+    """
+    if max(map(len, blocks), default=0) > MAX_ITEM_SIZE:
+        return None
+    values = decode_each(blocks)
+    if not _all_items(values):
+        return None
+    return item_columns(cids, values)
 
 
 def read_item_columns(store: BlockStore, cids: list[CID], inline: Mapping[CID, bytes] | None = None) -> ItemColumns:
