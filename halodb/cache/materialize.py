@@ -159,7 +159,10 @@ def plan_chunks(plan: SyncPlan, limit: int | None = None) -> Iterator[PlanColumn
 
     A commit may list its changes in any order while it fits in a chunk; a longer one is
     split between chunks only while its keys come in strictly increasing order (as a diff
-    yields them), since a key of an earlier chunk cannot be checked again.
+    yields them), since a key of an earlier chunk cannot be checked again. An
+    :class:`AddedBatch` that continues its commit's keys in order, none of them open in the
+    chunk, is flattened whole (keys new in the commit: no close rows); any other is taken
+    as its records.
 
     >>> from datetime import datetime, timezone
     >>> from halodb.cache.records import ChangeRecord, CommitRecord, ItemRecord

@@ -2,7 +2,9 @@
 
 The plan walks the first-parent chain from the new head back to the head the cache last
 synced for that name, diffs each pair of consecutive index roots (never reading equal
-subtrees), and hands everything to :meth:`Cache.apply`, which reads the item blocks of
+subtrees; a first version, compared with nothing, is read leaf by leaf as
+:class:`~halodb.cache.AddedBatch` columns instead), and hands everything to
+:meth:`Cache.apply`, which reads the item blocks of
 added or changed datasets batch by batch (through ``load_item_columns``, see
 :mod:`halodb.sync.items`) and commits it all in one DuckDB transaction.
 
