@@ -22,7 +22,7 @@ from .test_cache_helpers import PYTHON, T0, Rec, cid, commit, drop, dump, plan, 
 
 
 def test_public_api_is_pinned() -> None:
-    assert sorted(halodb.cache.__all__) == ["Cache", "ChangeRecord", "CommitRecord", "ItemRecord", "SyncPlan", "SyncState",
+    assert sorted(halodb.cache.__all__) == ["AddedBatch", "Cache", "ChangeRecord", "CommitRecord", "ItemRecord", "SyncPlan", "SyncState",
                                           "open_for_queries"]
 
 

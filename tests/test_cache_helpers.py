@@ -100,7 +100,8 @@ def plan(name: str, commits: list[CommitRecord], *, reset: bool = False, head: s
     ``head`` defaults to the last commit."""
     if head is None:
         head = commits[-1].cid if commits else cid("empty")
-    items = {c.new.item_cid: c.new.item for commit in commits for c in commit.changes if isinstance(c.new, Rec)}
+    items = {c.new.item_cid: c.new.item for commit in commits for c in commit.changes
+             if isinstance(c, ChangeRecord) and isinstance(c.new, Rec)}
 
     def load_item_columns(cids: list[str]) -> ItemColumns:
         return item_columns(cids, [items[c] for c in cids])

@@ -30,6 +30,7 @@ from halodb.index.model import Commit, Entry, IndexRoot
 from halodb.index.prolly import MAX_LEVEL, ProllyTree
 from halodb.index.reachable import reachable
 from halodb.ipld import CID, make_block
+from halodb.sync.pipeline import build_plan
 from halodb.util.times import parse_time
 
 from .conftest import Result
@@ -300,8 +301,12 @@ def test_a_tree_that_holds_other_than_its_declared_count_is_refused(store: Direc
             run()
         assert info.value.rule == "count" and info.value.cid == root.datasets, info.value
         assert str(root.datasets) in str(info.value) and str(declared) in str(info.value)
+    head = write_commit(store, Commit(index.write_root(root), parse_time("2024-08-12T00:00:00Z"), "me", "m"))
+    plan = build_plan(store, index, "n", head, None)  # a first sync reads the leaves, not a diff
+    with pytest.raises(TreeShapeError) as info:
+        list(plan.commits[0].changes)
+    assert info.value.rule == "count" and info.value.cid == root.datasets, info.value
     if declared < 1000:
-        head = write_commit(store, Commit(index.write_root(root), parse_time("2024-08-12T00:00:00Z"), "me", "m"))
         with pytest.raises(TreeShapeError):
             list(reachable(store, index, head))
 

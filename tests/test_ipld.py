@@ -27,6 +27,8 @@ from halodb.ipld import (
     make_block,
     verify_block,
 )
+from halodb.ipld.codec import decode_each
+from halodb.ipld.limits import MAX_NESTING
 
 from .conftest import SHARED_DATA
 from .requirements import require
@@ -441,3 +443,34 @@ def test_encode_json_of_a_value_that_is_not_json_says_what_encode_says() -> None
 
     with pytest.raises(EncodeError, match="/a"):
         encode_json({"a": {1, 2}})  # a set: libipld refuses it, encode names where
+
+
+def _decoded_or_error(data: bytes) -> Any:
+    try:
+        return decode(data)
+    except DecodeError as exc:
+        return exc
+
+
+#: blocks decode refuses or sends to the reference decoder: not minimal, keys out of order,
+#: nested too deep, a link, a bytes value libipld would read as a link, not CBOR at all
+_ODD_BLOCKS = [
+    b"\x19\x00\x01", b"\xa2\x61b\x01\x61a\x02", encode([[[1]]])[:-1], b"\xa0\x00",
+    b"\x81" * (MAX_NESTING + 1) + b"\x01", b"\x81" * MAX_NESTING + b"\x01",
+    encode({"l": CID.for_bytes(b"x")}), bytes.fromhex("41") + b"\x01", b"\xff", b"",
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(values.map(encode), st.sampled_from(_ODD_BLOCKS), st.binary(max_size=12)), max_size=12))
+def test_decode_each_answers_as_decode_does(blocks: list[bytes]) -> None:
+    """The batch decoder (one re-encoding of the whole batch) gives each block's decode()
+    value or DecodeError."""
+    got = decode_each(blocks)
+    assert len(got) == len(blocks)
+    for block, mine in zip(blocks, got):
+        theirs = _decoded_or_error(block)
+        if isinstance(theirs, DecodeError):
+            assert type(mine) is type(theirs) and str(mine) == str(theirs), block
+        else:
+            assert same(mine, theirs), block

@@ -14,6 +14,6 @@ import blockstore, ipld, util and errors (it uses errors and ipld's CIDs): never
 from __future__ import annotations
 
 from halodb.cache.db import Cache, open_for_queries
-from halodb.cache.records import ChangeRecord, CommitRecord, ItemRecord, SyncPlan, SyncState
+from halodb.cache.records import AddedBatch, ChangeRecord, CommitRecord, ItemRecord, SyncPlan, SyncState
 
-__all__ = ["Cache", "ChangeRecord", "CommitRecord", "ItemRecord", "SyncPlan", "SyncState", "open_for_queries"]
+__all__ = ["AddedBatch", "Cache", "ChangeRecord", "CommitRecord", "ItemRecord", "SyncPlan", "SyncState", "open_for_queries"]

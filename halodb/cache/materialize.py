@@ -45,17 +45,19 @@ one chunk and batch of STAC items while Python reads the next.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from itertools import islice, repeat
+from operator import lt
 
 import duckdb
 import pyarrow as pa
 
 from halodb.cache.arrow_columns import int32s, string_lists, strings, timestamps
 from halodb.cache.connect import execute_over, registered, rollback_quietly, scalar, sql_literal
-from halodb.cache.records import SyncPlan
+from halodb.cache.records import AddedBatch, ChangeRecord, SyncPlan
 from halodb.cache.respellings import mark_respellings
 from halodb.cache.stac_columns import columns_table
 from halodb.cache.writer import OrderedWriter
@@ -106,7 +108,7 @@ def plan_columns(plan: SyncPlan) -> PlanColumns:
     :class:`CacheError` on a malformed plan. :func:`apply_plan` flattens it chunk by chunk
     instead (:func:`plan_chunks`).
 
-    >>> from halodb.cache.records import SyncPlan
+    >>> from halodb.cache.records import AddedBatch, ChangeRecord, SyncPlan
     >>> plan_columns(SyncPlan("n", "h", False, [])).version_key
     []
     """
@@ -157,7 +159,10 @@ def plan_chunks(plan: SyncPlan, limit: int | None = None) -> Iterator[PlanColumn
 
     A commit may list its changes in any order while it fits in a chunk; a longer one is
     split between chunks only while its keys come in strictly increasing order (as a diff
-    yields them), since a key of an earlier chunk cannot be checked again.
+    yields them), since a key of an earlier chunk cannot be checked again. An
+    :class:`AddedBatch` that continues its commit's keys in order, none of them open in the
+    chunk, is flattened whole (keys new in the commit: no close rows); any other is taken
+    as its records.
 
     >>> from datetime import datetime, timezone
     >>> from halodb.cache.records import ChangeRecord, CommitRecord, ItemRecord
@@ -174,43 +179,81 @@ def plan_chunks(plan: SyncPlan, limit: int | None = None) -> Iterator[PlanColumn
         split = False  # whether this commit was split between chunks (then its keys must increase)
         last: str | None = None
         increasing = True
-        for change in commit.changes:
-            key = change.key
-            if last is not None and key <= last:
-                increasing = False
-                if split:
-                    raise CacheError(
-                        f"commit {commit.cid} lists more than {limit} changes out of key order ({key!r} after "
-                        f"{last!r}); a commit that long must list its keys in increasing order", key=key, cid=commit.cid)
-            last = key
-            if key in keys_here:
-                raise CacheError(f"key {key!r} changes twice in commit {commit.cid}", key=key, cid=commit.cid)
-            keys_here.add(key)
-            cols.changes += 1
-            row = open_row.pop(key, None)
-            if row is not None:
-                cols.version_to[row] = seq
-            elif key not in closed_before:
-                closed_before.add(key)
-                cols.close_key.append(key)
-                cols.close_at.append(seq)
-            new = change.new
-            if new is not None:
-                if new.key != key:
-                    raise CacheError(f"change of key {key!r} carries an item for key {new.key!r}", key=key, cid=commit.cid)
-                open_row[key] = len(cols.version_key)
-                cols.version_key.append(key)
-                cols.version_item_cid.append(new.item_cid)
-                cols.version_data_cid.append(new.data_cid)
-                cols.version_path.append(new.path)
-                cols.version_from.append(seq)
-                cols.version_to.append(None)
-                cols.items.setdefault(new.item_cid, None)
-            if limit is not None and increasing and len(cols.version_key) + len(cols.close_key) >= limit:
-                yield cols
-                cols, open_row, closed_before, keys_here, split = PlanColumns(), {}, set(), set(), True
+        for batch in commit.changes:
+            if isinstance(batch, AddedBatch):
+                keys = batch.keys
+                if (keys and increasing and (last is None or keys[0] > last) and _increasing(keys)
+                        and open_row.keys().isdisjoint(keys)):
+                    # keys the version before did not hold, in order after this commit's
+                    # others: opened as a batch; nothing open before to close
+                    n, first_row = len(keys), len(cols.version_key)
+                    if not len(batch.item_cids) == len(batch.data_cids) == len(batch.paths) == n:
+                        raise CacheError(f"an added batch of commit {commit.cid} has columns of other lengths than "
+                                         f"its {n} keys", cid=commit.cid)
+                    keys_here.update(keys)
+                    last = keys[-1]
+                    cols.changes += n
+                    open_row.update(zip(keys, range(first_row, first_row + n)))
+                    cols.version_key += keys
+                    cols.version_item_cid += batch.item_cids
+                    cols.version_data_cid += batch.data_cids
+                    cols.version_path += batch.paths
+                    cols.version_from += repeat(seq, n)
+                    cols.version_to += repeat(None, n)
+                    cols.items.update(dict.fromkeys(batch.item_cids))
+                    if limit is not None and len(cols.version_key) + len(cols.close_key) >= limit:
+                        yield cols
+                        cols, open_row, closed_before, keys_here, split = PlanColumns(), {}, set(), set(), True
+                    continue
+                records: Iterable[ChangeRecord] = batch.records()  # (checked one by one, as any change)
+            else:
+                records = (batch,)
+            for change in records:
+                key = change.key
+                if last is not None and key <= last:
+                    increasing = False
+                    if split:
+                        raise CacheError(
+                            f"commit {commit.cid} lists more than {limit} changes out of key order ({key!r} after "
+                            f"{last!r}); a commit that long must list its keys in increasing order", key=key, cid=commit.cid)
+                last = key
+                if key in keys_here:
+                    raise CacheError(f"key {key!r} changes twice in commit {commit.cid}", key=key, cid=commit.cid)
+                keys_here.add(key)
+                cols.changes += 1
+                row = open_row.pop(key, None)
+                if row is not None:
+                    cols.version_to[row] = seq
+                elif key not in closed_before:
+                    closed_before.add(key)
+                    cols.close_key.append(key)
+                    cols.close_at.append(seq)
+                new = change.new
+                if new is not None:
+                    if new.key != key:
+                        raise CacheError(f"change of key {key!r} carries an item for key {new.key!r}", key=key, cid=commit.cid)
+                    open_row[key] = len(cols.version_key)
+                    cols.version_key.append(key)
+                    cols.version_item_cid.append(new.item_cid)
+                    cols.version_data_cid.append(new.data_cid)
+                    cols.version_path.append(new.path)
+                    cols.version_from.append(seq)
+                    cols.version_to.append(None)
+                    cols.items.setdefault(new.item_cid, None)
+                if limit is not None and increasing and len(cols.version_key) + len(cols.close_key) >= limit:
+                    yield cols
+                    cols, open_row, closed_before, keys_here, split = PlanColumns(), {}, set(), set(), True
     if cols.version_key or cols.close_key or limit is None:
         yield cols
+
+
+def _increasing(keys: list[str]) -> bool:
+    """Whether ``keys`` are strictly increasing (a C loop).
+
+    >>> _increasing(["a", "b"]), _increasing(["b", "b"])
+    (True, False)
+    """
+    return all(map(lt, keys, islice(keys, 1, None)))
 
 
 def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime,

@@ -1,7 +1,8 @@
 """The values the cache is fed with and answers with: plain frozen dataclasses.
 
 The sync layer turns a diff of two index versions into a :class:`SyncPlan` (commits,
-oldest first, each with its :class:`ChangeRecord` s, as a list or read lazily) and hands it to
+oldest first, each with its :class:`ChangeRecord` s — or :class:`AddedBatch` columns of keys
+new in it — as a list or read lazily) and hands it to
 :meth:`halodb.cache.Cache.apply`; :class:`SyncState` is what the cache remembers per name.
 
 >>> from datetime import datetime, timezone
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from halodb.cache.stac_columns import ItemColumns
 
-__all__ = ["SKIPPED_ITEMS_SQL", "ChangeRecord", "CommitRecord", "ItemRecord", "SkippedItem", "SyncPlan", "SyncState",
+__all__ = ["SKIPPED_ITEMS_SQL", "AddedBatch", "ChangeRecord", "CommitRecord", "ItemRecord", "SkippedItem", "SyncPlan", "SyncState",
            "skipped_items"]
 
 
@@ -58,6 +59,28 @@ class ChangeRecord:
 
 
 @dataclass(frozen=True)
+class AddedBatch:
+    """Datasets a commit adds that the version before it did not hold (its first version's,
+    synced from nothing), as columns: ``keys`` strictly increasing, one row per key. The
+    same as a :class:`ChangeRecord` per key, which :meth:`records` gives, but flattened a
+    batch at a time (one tree leaf's entries in a full sync).
+
+    >>> [r.new.item_cid for r in AddedBatch(["a", "b"], ["bafy1", "bafy2"], [None, "d"], [None, None]).records()]
+    ['bafy1', 'bafy2']
+    """
+
+    keys: list[str]
+    item_cids: list[str]
+    data_cids: list[str | None]
+    paths: list[str | None]
+
+    def records(self) -> list[ChangeRecord]:
+        """One :class:`ChangeRecord` per key."""
+        return [ChangeRecord(k, ItemRecord(k, i, d, p))
+                for k, i, d, p in zip(self.keys, self.item_cids, self.data_cids, self.paths, strict=True)]
+
+
+@dataclass(frozen=True)
 class CommitRecord:
     """One commit of a name's history with its changes relative to the commit before it.
 
@@ -77,8 +100,9 @@ class CommitRecord:
     author: str
     message: str
     #: the changes, read once and in order by :meth:`~halodb.cache.Cache.apply` (a list, or an
-    #: iterator that yields them as a diff finds them, so a sync never holds them all)
-    changes: Iterable[ChangeRecord] = field(default_factory=list)
+    #: iterator that yields them as a diff finds them, so a sync never holds them all); keys
+    #: the version before did not hold may come as :class:`AddedBatch` columns instead
+    changes: Iterable[ChangeRecord | AddedBatch] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

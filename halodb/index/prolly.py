@@ -434,6 +434,27 @@ class ProllyTree:
                 _check_span(child_cid, child.span(), cid, level, key, end)  # raises, naming the rule
             yield from self._items(child_cid, child, end, start, stop, keep)
 
+    def leaves(self, root: CID, *, keep: bool = True) -> Iterator[Node]:
+        """The leaves of the whole tree in key order (the root, when it is one, even empty),
+        each checked against its parent as :meth:`items` checks it: for a caller that takes
+        a leaf's entries in bulk. ``keep=False``: leaves stay out of the node cache."""
+        yield from self._leaves(root, self.load(root), None, keep)
+
+    def _leaves(self, cid: CID, node: Node, hi: str | None, keep: bool) -> Iterator[Node]:
+        if node.level == 0:
+            yield node
+            return
+        keys, level, n, links = node.keys, node.level - 1, len(node.keys), node.values
+        for i in range(n):
+            key = keys[i]
+            end = keys[i + 1] if i + 1 < n else hi
+            child_cid = links[i]
+            child = self.load(child_cid, cid, keep=keep or level > 0)
+            ck = child.keys
+            if child.level != level or not ck or ck[0] != key or (end is not None and ck[-1] >= end):
+                _check_span(child_cid, child.span(), cid, level, key, end)  # raises, naming the rule
+            yield from self._leaves(child_cid, child, end, keep)
+
     def count(self, root: CID) -> int:
         return sum(1 for _ in self.items(root))
 

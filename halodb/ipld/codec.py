@@ -46,6 +46,7 @@ True
 from __future__ import annotations
 
 import math
+from itertools import accumulate, repeat
 from typing import Any
 
 import libipld
@@ -54,11 +55,13 @@ from halodb.errors import CIDError, DecodeError, EncodeError
 from halodb.ipld.cid import CID
 from halodb.ipld.limits import MAX_BLOCK_SIZE, MAX_INT, MAX_NESTING, MIN_INT
 
-__all__ = ["decode", "decode_reference", "encode", "encode_json", "encode_reference", "nesting_exceeded"]
+__all__ = ["decode", "decode_each", "decode_reference", "encode", "encode_json", "encode_reference", "nesting_exceeded"]
 
 _TAG42 = b"\xd8\x2a"
 #: the first byte of every CBOR array (major type 4) or map (major type 5) header
 _CONTAINER_HEADS = bytes(range(0x80, 0xC0))
+#: a byte translation marking container headers 1 (and every other byte 0), for counting them per block in a batch
+_HEAD_MARKS = bytes(1 if 0x80 <= b < 0xC0 else 0 for b in range(256))
 #: the first bytes of every binary CID libipld reads (see the module docstring): raw bytes
 #: beginning with one of them go to the reference encoder
 _CID_FIRST_BYTES = frozenset({b"\x01", b"\x12"})
@@ -369,6 +372,73 @@ def decode(data: bytes, *, cid: CID | None = None) -> Any:
         return _links_in_place(value)
     except CIDError as exc:  # a link with bytes left over after its multihash
         raise DecodeError(f"invalid DAG-CBOR{_where(cid)}: a link is not a valid CID: {exc}", cid=cid) from None
+
+
+def _array_head(n: int) -> bytes:
+    """The canonical CBOR head of an array of ``n`` elements.
+
+    >>> _array_head(3), _array_head(24), _array_head(70000)
+    (b'\\x83', b'\\x98\\x18', b'\\x9a\\x00\\x01\\x11p')
+    """
+    if n < 24:
+        return bytes((0x80 + n,))
+    for head, size in ((0x98, 1), (0x99, 2), (0x9A, 4)):
+        if n < 1 << (8 * size):
+            return bytes((head,)) + n.to_bytes(size, "big")
+    return b"\x9b" + n.to_bytes(8, "big")
+
+
+def decode_each(blocks: list[bytes]) -> list[Any]:
+    """:func:`decode` of each of ``blocks``, in order: its value, or the :class:`DecodeError`
+    it raises (returned in its place, not raised). The same answers, faster for a batch of
+    small blocks (the STAC items of a sync batch): the work is done a batch at a time, in C
+    loops (``map``), not block by block in Python:
+
+    * the whole batch is re-encoded at once: the blocks are canonical when the encoding of
+      the list of values equals an array head followed by the blocks' bytes. That implies
+      each block equals its own value's encoding, because a CBOR item's extent follows from
+      its bytes and libipld refuses a block with bytes after its item: the first item of
+      the joined bytes ends where the first block ends, and where the first encoding ends;
+    * container headers are counted over the batch in one pass (``_check_decoded``'s
+      filter), per block by range;
+    * a block that holds a link (tag 42), is larger than ``MAX_BLOCK_SIZE`` or may nest too
+      deep goes through :func:`decode` on its own; so does every block of a batch that
+      libipld cannot decode whole, or that is not canonical as a whole.
+
+    >>> from halodb.ipld.cid import CID
+    >>> link = CID.for_bytes(b"x")
+    >>> good, bad, linked = decode_each([encode({"a": 1}), b"\\x19\\x00\\x01", encode([link])])
+    >>> good, type(bad).__name__, linked == [link]
+    ({'a': 1}, 'DecodeError', True)
+    """
+    n = len(blocks)
+    if not n:
+        return []
+    joined = b"".join(blocks)
+    try:
+        out = list(map(libipld.decode_dag_cbor, blocks))
+        canonical = bytes(libipld.encode_dag_cbor(out)) == _array_head(n) + joined
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        return list(map(_decode_or_error, blocks))
+    if not canonical:
+        return list(map(_decode_or_error, blocks))
+    ends = list(accumulate(map(len, blocks)))
+    starts = [0, *ends[:-1]]
+    counts = list(map(joined.translate(_HEAD_MARKS).count, repeat(1, n), starts, ends))
+    slow = max(counts) > MAX_NESTING or max(map(len, blocks)) > MAX_BLOCK_SIZE or _TAG42 in joined
+    if slow:
+        for i, data in enumerate(blocks):
+            if counts[i] > MAX_NESTING or len(data) > MAX_BLOCK_SIZE or _TAG42 in data:
+                out[i] = _decode_or_error(data)
+    return out
+
+
+def _decode_or_error(data: bytes) -> Any:
+    """:func:`decode` of ``data``, or the DecodeError it raises."""
+    try:
+        return decode(data)
+    except DecodeError as exc:
+        return exc
 
 
 def decode_reference(data: bytes, *, cid: CID | None = None) -> Any:

@@ -2,7 +2,9 @@
 
 The plan walks the first-parent chain from the new head back to the head the cache last
 synced for that name, diffs each pair of consecutive index roots (never reading equal
-subtrees), and hands everything to :meth:`Cache.apply`, which reads the item blocks of
+subtrees; a first version, compared with nothing, is read leaf by leaf as
+:class:`~halodb.cache.AddedBatch` columns instead), and hands everything to
+:meth:`Cache.apply`, which reads the item blocks of
 added or changed datasets batch by batch (through ``load_item_columns``, see
 :mod:`halodb.sync.items`) and commits it all in one DuckDB transaction.
 
@@ -25,17 +27,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 from halodb.blockstore.base import BlockStore
-from halodb.cache import Cache, ChangeRecord, CommitRecord, ItemRecord, SyncPlan
+from halodb.cache import AddedBatch, Cache, ChangeRecord, CommitRecord, ItemRecord, SyncPlan
 from halodb.cache.records import SKIPPED_ITEMS_SQL, SkippedItem, skipped_items
 from halodb.cache.stac_columns import ItemColumns
 from halodb.errors import RewindError
 from halodb.index.history import CommitCache, divergence, load_commit, versions, walk
-from halodb.index.index import Index
-from halodb.index.model import Commit, IndexRoot
+from halodb.index.index import Index, count_error
+from halodb.index.model import Commit, Entry, IndexRoot, inline_entry_columns
 from halodb.index.tags import check_kept
 from halodb.index.timeline import check_history
 from halodb.ipld import CID
-from halodb.sync.items import read_item_columns
+from halodb.sync.items import read_inline_item_columns, read_item_columns
 
 __all__ = ["SyncResult", "build_plan", "prefetch_changed", "rewind_error", "sync"]
 
@@ -100,6 +102,7 @@ def build_plan(
         base = index.load_root(load_commit(store, previous).index)
     records: list[CommitRecord] = []
     item_cids: dict[str, tuple[CID, bytes | None]] = {}
+    inline_items: dict[str, bytes] = {}  # item CID -> bytes, of the leaves read as batches
     for cid, commit in chain:
         root = index.load_root(commit.index)
         records.append(
@@ -110,7 +113,7 @@ def build_plan(
                 time=commit.time,
                 author=commit.author,
                 message=commit.message,
-                changes=_changes(store, index, base, root, prefix, item_cids),
+                changes=_changes(store, index, base, root, prefix, item_cids, inline_items),
             )
         )
         base = root
@@ -121,7 +124,16 @@ def build_plan(
         # each is asked for once, then forgotten (the map holds the items not read yet); one
         # asked for again (skipped in an earlier chunk, so not in the cache) is parsed anew,
         # or, held inline, taken from those kept when skipped
-        wanted = [item_cids.pop(c) if c in item_cids else skipped_inline.get(c) or (CID.parse(c), None) for c in cids]
+        if inline_items and all(map(inline_items.__contains__, cids)):  # a full sync's batches
+            blocks = list(map(inline_items.pop, cids))
+            fast = read_inline_item_columns(cids, blocks)
+            if fast is not None:
+                return fast
+            # one of them is not an item the cache can hold: the reader below says which, and why
+            wanted: list[tuple[CID, bytes | None]] = [(CID.parse(c), data) for c, data in zip(cids, blocks)]
+        else:
+            wanted = [item_cids.pop(c) if c in item_cids else (CID.parse(c), inline_items.pop(c)) if c in inline_items
+                      else skipped_inline.get(c) or (CID.parse(c), None) for c in cids]
         inline = {cid: data for cid, data in wanted if data is not None}
         columns = read_item_columns(store, [cid for cid, _ in wanted], inline)
         if inline and columns.skipped:
@@ -136,11 +148,15 @@ def build_plan(
 
 def _changes(
     store: BlockStore, index: Index, base: IndexRoot | None, root: IndexRoot, prefix: str | None,
-    item_cids: dict[str, tuple[CID, bytes | None]],
-) -> Iterator[ChangeRecord]:
+    item_cids: dict[str, tuple[CID, bytes | None]], inline_items: dict[str, bytes],
+) -> Iterator[ChangeRecord | AddedBatch]:
     """The changes from ``base`` to ``root`` as the diff finds them (the cache reads them
     once, in order); the item CID of each new version (and its bytes, when the entry holds
-    them inline) is noted in ``item_cids`` for ``load_item_columns``."""
+    them inline) is noted in ``item_cids`` for ``load_item_columns`` (or, for a leaf read
+    as a batch, its bytes in ``inline_items``)."""
+    if base is None and prefix is None:
+        yield from _added(index, root, item_cids, inline_items)
+        return
     if base is not None and store.is_remote_backed and prefix is None:
         prefetch_changed(store, index, base.datasets, root.datasets)
     for change in index.diff(base, root, prefix):  # the hot loop of a full sync: locals, positional args
@@ -153,6 +169,39 @@ def _changes(
         if item_cid not in item_cids:
             item_cids[item_cid] = (item, new.inline)
         yield ChangeRecord(key, ItemRecord(key, item_cid, new.data, new.path))
+
+
+def _added(index: Index, root: IndexRoot, item_cids: dict[str, tuple[CID, bytes | None]],
+           inline_items: dict[str, bytes]) -> Iterator[ChangeRecord | AddedBatch]:
+    """Every dataset of ``root``, added (compared with nothing: a full sync's first version),
+    read leaf by leaf in key order, each leaf once, without the diff's pairing: a leaf whose
+    entries all hold their items inline (format 3) as one :class:`AddedBatch` (its columns
+    checked and its items' CIDs computed in C loops, the bytes noted in ``inline_items``),
+    any other entry as a :class:`ChangeRecord` of :meth:`Entry.from_ipld`. The nodes are
+    checked as :meth:`Index.entries` checks them, and so is the count the root declares."""
+    datasets, allow_inline = root.datasets, root.inline_items
+    n = 0
+    for leaf in index.datasets.leaves(datasets, keep=False):
+        keys, values = leaf.keys, leaf.values
+        n += len(keys)
+        if n > root.count:
+            raise count_error(root, f"holds more than the {root.count} datasets its index root declares")
+        columns = inline_entry_columns(values) if allow_inline and keys else None
+        if columns is not None:
+            items, data, paths = columns
+            cids = CID.texts_for_blocks(items)
+            inline_items.update(zip(cids, items))
+            yield AddedBatch(keys, cids, data, paths)
+            continue
+        for key, value in zip(keys, values):
+            new = Entry.from_ipld(value, cid=datasets, inline=allow_inline)
+            item = new.item
+            item_cid = str(item)
+            if item_cid not in item_cids:
+                item_cids[item_cid] = (item, new.inline)
+            yield ChangeRecord(key, ItemRecord(key, item_cid, new.data, new.path))
+    if n != root.count:
+        raise count_error(root, f"holds {n} datasets, but its index root declares {root.count}")
 
 
 def rewind_error(
