@@ -45,6 +45,7 @@ from halodb.blockstore.base import BlockStore
 from halodb.errors import TreeShapeError
 from halodb.index.model import Change
 from halodb.ipld import CID, DAG_CBOR, decode, encode
+from halodb.ipld.codec import cbor_head, encode_shallow
 from halodb.ipld.limits import BLOCK_SIZE_NORM
 
 #: sentinel value in a change set: delete this key
@@ -713,35 +714,58 @@ _ENTRY = 1
 
 
 class _SortedBuilder:
-    """:meth:`ProllyTree.build_sorted`: the unfinished node of each level (its keys and
-    values), and how many nodes each level has finished. A level's first node is passed up
-    only once it has a second one: a level of one node is the root, and no level above it
-    may be begun (it would write a node the tree does not link)."""
+    """:meth:`ProllyTree.build_sorted`: the unfinished node of each level (its keys and the
+    DAG-CBOR of its keys and values), and how many nodes each level has finished. A level's
+    first node is passed up only once it has a second one: a level of one node is the root,
+    and no level above it may be begun (it would write a node the tree does not link).
+
+    Each value is encoded once (:func:`~halodb.ipld.codec.encode_shallow`): its bytes give
+    the entry's size for the chunking rule and are copied into the node, which is written
+    from its entries' encodings (:func:`_node_bytes`), not encoded again as a whole."""
 
     def __init__(self, tree: ProllyTree, batch_bytes: int) -> None:
         self.tree = tree
         self.batch_bytes = batch_bytes
+        self.pending: list[tuple[CID, bytes]] = []
         self.pending_bytes = 0
-        self.runs: list[tuple[list[str], list[Any]]] = []
+        #: per level: the unfinished node's keys, and its keys' and values' DAG-CBOR
+        self.runs: list[tuple[list[str], list[bytes], list[bytes]]] = []
         self.done: list[int] = []
         self.first: list[tuple[str, CID] | None] = []
+        params = tree.params
+        self.leaf_bytes = params.leaf_bytes
+        self.thresholds = [params.threshold(0), params.threshold(1)]
 
     def push(self, level: int, key: str, value: Any) -> None:
         if level == len(self.runs):
-            self.runs.append(([], []))
+            self.runs.append(([], [], []))
             self.done.append(0)
             self.first.append(None)
-        keys, values = self.runs[level]
+        keys, encoded_keys, encoded_values = self.runs[level]
+        utf8 = key.encode()
+        encoded = encode_shallow(value)
         keys.append(key)
-        values.append(value)
-        if self.tree._is_boundary(key, level, value):
+        encoded_keys.append(cbor_head(3, len(utf8)) + utf8)
+        encoded_values.append(encoded)
+        # the chunking rule of ProllyTree._is_boundary, with the entry's size from its encoding
+        if level == 0 and self.leaf_bytes is not None:
+            threshold = min((1 << 32) * (len(utf8) + len(encoded)) // self.leaf_bytes, 1 << 32)
+        else:
+            threshold = self.thresholds[min(level, 1)]
+        if int.from_bytes(hashlib.sha256(bytes((level,)) + utf8).digest()[:4], "big") < threshold:
             self._finish_node(level)
 
     def _finish_node(self, level: int) -> None:
-        keys, values = self.runs[level]
-        first, cid = self.tree._emit(keys, values, level)
-        self.pending_bytes += len(self.tree._pending[cid][1])
-        self.runs[level] = ([], [])
+        keys, encoded_keys, encoded_values = self.runs[level]
+        data = _node_bytes(level, encoded_keys, encoded_values)
+        cid = CID.for_bytes(data, DAG_CBOR)
+        if len(data) > MAX_NODE_SIZE:
+            raise shape_error(cid, None, "size", f"would be {len(data)} bytes ({len(keys)} entries from key "
+                              f"{keys[0][:80]!r}); a tree node may take at most {MAX_NODE_SIZE}")
+        self.pending.append((cid, data))
+        self.pending_bytes += len(data)
+        first = keys[0]
+        self.runs[level] = ([], [], [])
         self.done[level] += 1
         if self.done[level] == 1:
             self.first[level] = (first, cid)
@@ -770,11 +794,29 @@ class _SortedBuilder:
 
     def write(self) -> None:
         """Write the finished nodes to the store (they stay out of the node cache)."""
-        pending = self.tree._pending
-        if pending:
-            self.tree.store.put_many([(cid, data) for cid, (_, data) in pending.items()], verify=False)
-            pending.clear()
+        if self.pending:
+            self.tree.store.put_many(self.pending, verify=False)
+            self.pending = []
+        self.tree._flush()  # (the empty tree's node, if finish made it)
         self.pending_bytes = 0
+
+
+#: how a node's DAG-CBOR begins: a map of three (keys ``keys``, ``level``, ``values``, in
+#: DAG-CBOR's order: shorter keys first), then the key ``keys``
+_NODE_HEAD = b"\xa3\x64keys"
+
+
+def _node_bytes(level: int, encoded_keys: list[bytes], encoded_values: list[bytes]) -> bytes:
+    """The DAG-CBOR of ``Node(level, keys, values).to_ipld()`` from the encodings of its keys
+    and values: byte for byte what :func:`~halodb.ipld.encode` writes (``tests/test_prolly.py``).
+
+    >>> from halodb.ipld import encode
+    >>> _node_bytes(1, [encode("a")], [encode(None)]) == encode(Node(1, ["a"], [None]).to_ipld())
+    True
+    """
+    n = len(encoded_keys)
+    return b"".join((_NODE_HEAD, cbor_head(4, n), *encoded_keys, b"\x65level", cbor_head(0, level),
+                     b"\x66values", cbor_head(4, n), *encoded_values))
 
 
 def _prune(stack: list[tuple[Any, ...]], start: str | None, stop: str | None) -> None:
