@@ -34,7 +34,7 @@ blocks. The first change on top of a format 1/2 root rebuilds the trees once in 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import closing
 from dataclasses import replace
 from itertools import islice
@@ -51,6 +51,9 @@ _V1_DAG_CBOR_SHA256 = bytes((0x01, DAG_CBOR, 0x12, 0x20))
 #: Formats 1 and 2: nodes near 4 KiB for entries that link their items.
 DATASET_PARAMS = TreeParams(leaf_fanout=20, branch_fanout=40)
 LOOKUP_PARAMS = TreeParams(leaf_fanout=36, branch_fanout=40)
+#: what a build calls with the entries whose item block is absent: the first ten (key, CID)
+#: and how many there are; it raises (:meth:`Index.build_sorted`)
+Missing = Callable[[list[tuple[str, CID]], int], None]
 #: Format 3: leaves end by size (:class:`TreeParams`): a leaf of ``datasets`` holds about
 #: 64 KiB of entries with their items (64 entries of 1 KiB), one of the lookup trees about
 #: 16 KiB (~130 paths); a leaf of 1 MiB (the node limit) is as likely as e^-16 either way.
@@ -246,15 +249,20 @@ class Index:
         )
 
     def build_sorted(self, entries: Iterable[tuple[str, Entry]], paths: Iterable[tuple[str, str]],
-                     data: Iterable[str], dois: Iterable[tuple[str, str]], *, batch: int = 2048) -> IndexRoot:
+                     data: Iterable[str], dois: Iterable[tuple[str, str]], *, batch: int = 2048,
+                     missing: Missing | None = None) -> IndexRoot:
         """The version that holds ``entries`` (``(key, entry)`` in key order) and nothing else:
         what :meth:`apply` makes of them on the empty version (the same trees), built from
         sorted streams in bounded memory (:meth:`ProllyTree.build_sorted`) for an initial
         commit of any size. The lookup trees come sorted too, from whoever holds the entries:
         ``paths`` as ``(path, key)`` in that order, ``data`` as ``"<data cid>/<key>"``,
         ``dois`` as ``(doi, key)``. Item blocks are read (format 3) ``batch`` entries at a
-        time. :class:`PathConflictError` (:class:`DoiConflictError`) when two datasets claim
-        one path (one DOI).
+        time: an absent one is a :class:`~halodb.errors.BlockNotFoundError`, or, with
+        ``missing``, is left out and counted, and once the datasets tree is built (before the
+        lookup trees) ``missing(the first ten (key, CID), how many)`` is called, which raises
+        (a commit reads every staged block here, so it checks them here, in the same pass).
+        :class:`PathConflictError` (:class:`DoiConflictError`) when two datasets claim one
+        path (one DOI).
 
         >>> from halodb.blockstore import MemoryStore
         >>> store = MemoryStore(); idx = Index(store)
@@ -266,20 +274,27 @@ class Index:
         True
         """
         count = 0
+        absent: list[tuple[str, CID]] = []  # the first ten of them
+        absent_count = 0
+
+        def note(key: str, cid: CID) -> None:
+            nonlocal absent_count
+            absent_count += 1
+            if len(absent) < 10:
+                absent.append((key, cid))
 
         def held() -> Iterator[tuple[str, Any]]:
             nonlocal count
-            chunk: dict[str, Entry] = {}
-            for key, entry in entries:
-                chunk[key] = entry
-                if len(chunk) >= batch:
-                    count += len(chunk)
-                    yield from ((k, e.to_ipld()) for k, e in self._held(chunk).items())
-                    chunk = {}
-            count += len(chunk)
-            yield from ((k, e.to_ipld()) for k, e in self._held(chunk).items())
+            it = iter(entries)
+            while chunk := dict(islice(it, batch)):
+                count += len(chunk)
+                for k, e in self._held(chunk, None if missing is None else note).items():
+                    yield k, e.to_ipld()
 
         datasets = self.datasets.build_sorted(held())
+        if absent_count:
+            assert missing is not None
+            missing(absent, absent_count)
         by_path = self.by_path.build_sorted(self._claimed(paths, "path"))
         by_data = self.by_data.build_sorted((k, None) for k in data)
         empty = self.by_doi.empty()
@@ -287,8 +302,8 @@ class Index:
         return IndexRoot(datasets=datasets, by_path=by_path, by_data=by_data, count=count,
                          by_doi=None if by_doi == empty else by_doi, inline_items=self.inline_items)
 
-    def merge_sorted(self, root: IndexRoot, upserts: Iterable[tuple[str, Entry]], removals: Iterable[str]
-                     ) -> IndexRoot:
+    def merge_sorted(self, root: IndexRoot, upserts: Iterable[tuple[str, Entry]], removals: Iterable[str],
+                     *, missing: Missing | None = None) -> IndexRoot:
         """The version ``root`` + ``upserts`` - ``removals`` (both in key order), built anew in
         bounded memory: the datasets of ``root`` merged with the changes as one sorted stream
         into :meth:`build_sorted`, the lookup entries of the result spilled into a temporary
@@ -297,7 +312,7 @@ class Index:
         ``apply`` holds in memory). :class:`UnknownKeyError` for a removal of a key
         ``root`` does not hold (an upsert of the same key wins over its removal);
         :class:`PathConflictError` / :class:`DoiConflictError` when two datasets of the result
-        claim one path or DOI.
+        claim one path or DOI. ``missing``: as for :meth:`build_sorted`.
 
         >>> from halodb.blockstore import MemoryStore
         >>> store = MemoryStore(); idx = Index(store)
@@ -334,6 +349,7 @@ class Index:
                 (tuple(r) for r in rows("SELECT v, k FROM paths ORDER BY v, k")),
                 (r[0] for r in rows("SELECT v FROM data ORDER BY v")),
                 (tuple(r) for r in rows("SELECT v, k FROM dois ORDER BY v, k")),
+                missing=missing,
             )
 
     def _claimed(self, claims: Iterable[tuple[str, str]], field: str) -> Iterator[tuple[str, str]]:
@@ -366,10 +382,13 @@ class Index:
             inline_items=self.inline_items,
         )
 
-    def _held(self, entries: Mapping[str, Entry]) -> dict[str, Entry]:
+    def _held(self, entries: Mapping[str, Entry], absent: Callable[[str, CID], None] | None = None
+              ) -> dict[str, Entry]:
         """``entries`` as this index's format holds them: in format 3 an item of at most
         ``INLINE_MAX`` bytes inline (its block read from the store, in one batch), a larger one
-        linked; in formats 1 and 2 every item linked (an inline one written as a block)."""
+        linked; in formats 1 and 2 every item linked (an inline one written as a block). An
+        item block that is not in the store raises :class:`~halodb.errors.BlockNotFoundError`,
+        or, with ``absent``, is passed to it (key, CID) and its entry left out."""
         out = dict(entries)
         if not self.inline_items:
             blocks = [(e.item, e.inline) for e in entries.values() if e.inline is not None]
@@ -383,6 +402,10 @@ class Index:
             if e.inline is None:
                 data = found.get(e.item)
                 if data is None:
+                    if absent is not None and not self.store.has(e.item):
+                        absent(k, e.item)
+                        del out[k]
+                        continue
                     data = self.store.get(e.item)  # raises BlockNotFoundError naming it
                 # the store verified the bytes against the CID, so it is CID.for_bytes(data, DAG_CBOR)
                 # exactly when it is a CIDv1 of dag-cbor and sha2-256 (a v0 or raw CID: linked)
