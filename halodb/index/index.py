@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import replace
 from itertools import islice
@@ -283,13 +284,25 @@ class Index:
             if len(absent) < 10:
                 absent.append((key, cid))
 
+        def read(it: Iterator[tuple[str, Entry]]) -> tuple[int, dict[str, Entry]]:
+            chunk = dict(islice(it, batch))
+            return len(chunk), self._held(chunk, None if missing is None else note)
+
         def held() -> Iterator[tuple[str, Any]]:
+            # the next batch is read (stage rows, item blocks: SQLite, which releases the GIL)
+            # in a thread while this one is built; one thread at a time reads ``entries``
             nonlocal count
             it = iter(entries)
-            while chunk := dict(islice(it, batch)):
-                count += len(chunk)
-                for k, e in self._held(chunk, None if missing is None else note).items():
-                    yield k, e.to_ipld()
+            with ThreadPoolExecutor(1, thread_name_prefix="halodb-read-ahead") as ahead:
+                reading = ahead.submit(read, it)
+                while True:
+                    n, chunk = reading.result()
+                    if not n:
+                        break
+                    reading = ahead.submit(read, it)
+                    count += n
+                    for k, e in chunk.items():
+                        yield k, e.to_ipld()
 
         datasets = self.datasets.build_sorted(held())
         if absent_count:
@@ -326,7 +339,9 @@ class Index:
             raise SchemaError(f"index root of format {root.version} cannot be changed by a writer of formats 1 "
                               "and 2 (inline_items=False, HALODB_INDEX_FORMAT=2): a version of format 3 stays "
                               "format 3", cid=root.datasets)
-        with closing(sqlite3.connect("")) as spill:  # a private temporary database on disk
+        # a private temporary database on disk (written by build_sorted's read-ahead thread,
+        # then read here: never by two threads at once)
+        with closing(sqlite3.connect("", check_same_thread=False)) as spill:
             spill.execute("PRAGMA cache_size=-16384")
             spill.execute("CREATE TABLE paths (v TEXT NOT NULL, k TEXT NOT NULL)")
             spill.execute("CREATE TABLE data (v TEXT NOT NULL)")

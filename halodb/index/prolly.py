@@ -37,6 +37,7 @@ import hashlib
 from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
@@ -326,7 +327,9 @@ class ProllyTree:
         as :meth:`build` does (the same entries give the same tree), but streaming: it holds
         one unfinished node per level, and writes the finished ones to the store about
         ``batch_bytes`` at a time (not into the node cache), so a tree of any size is built in
-        bounded memory. Nodes written before an error are left in the store, linked from
+        bounded memory. The writes run in a thread, one batch at a time, while the next batch
+        is built (SQLite writes without holding the GIL); every one has ended when this
+        returns or raises. Nodes written before an error are left in the store, linked from
         nowhere (``gc`` deletes them).
 
         >>> from halodb.blockstore import MemoryStore
@@ -345,7 +348,9 @@ class ProllyTree:
                 builder.push(0, key, value)
             root = builder.finish()
             builder.write()
+            builder.drain()
         finally:
+            builder.close()
             self._pending.clear()
         return root
 
@@ -728,6 +733,8 @@ class _SortedBuilder:
         self.batch_bytes = batch_bytes
         self.pending: list[tuple[CID, bytes]] = []
         self.pending_bytes = 0
+        self.writer: ThreadPoolExecutor | None = None
+        self.writing: Future[int] | None = None
         #: per level: the unfinished node's keys, and its keys' and values' DAG-CBOR
         self.runs: list[tuple[list[str], list[bytes], list[bytes]]] = []
         self.done: list[int] = []
@@ -793,12 +800,33 @@ class _SortedBuilder:
             level += 1
 
     def write(self) -> None:
-        """Write the finished nodes to the store (they stay out of the node cache)."""
+        """Hand the finished nodes to the writer thread (they stay out of the node cache),
+        once it has written the batch before (so at most two batches are held)."""
+        self._wait()
         if self.pending:
-            self.tree.store.put_many(self.pending, verify=False)
+            if self.writer is None:
+                self.writer = ThreadPoolExecutor(1, thread_name_prefix="halodb-tree-writer")
+            self.writing = self.writer.submit(self.tree.store.put_many, self.pending, verify=False)
             self.pending = []
-        self.tree._flush()  # (the empty tree's node, if finish made it)
         self.pending_bytes = 0
+
+    def _wait(self) -> None:
+        """Wait for the batch being written; its error, if it failed."""
+        writing, self.writing = self.writing, None
+        if writing is not None:
+            writing.result()
+
+    def drain(self) -> None:
+        """Wait until every node handed over is written (and the empty tree's, if :meth:`finish`
+        made it)."""
+        self._wait()
+        self.tree._flush()
+
+    def close(self) -> None:
+        """End the writer thread, once the batch it writes is written (also after an error)."""
+        if self.writer is not None:
+            self.writer.shutdown(wait=True)
+            self.writer = None
 
 
 #: how a node's DAG-CBOR begins: a map of three (keys ``keys``, ``level``, ``values``, in
