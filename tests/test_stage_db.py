@@ -168,6 +168,38 @@ def test_build_sorted_in_small_batches_is_apply_on_the_empty_version() -> None:
         assert built.count == 700 and isinstance(built.datasets, CID)
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the lookup trees are built in a forked child")
+@pytest.mark.parametrize("store_kind", ["sqlite", "memory"])
+def test_build_sorted_with_its_lookup_trees_in_a_child_builds_the_same_version(tmp_path: Path, store_kind: str) -> None:
+    """``parallel``: a child process builds the lookup trees into the store (SQLite: shared);
+    the same blocks as built in one process. A store in memory is the child's own copy, so
+    the parent builds them again; and a path claimed twice is raised in the parent."""
+    from halodb.blockstore import MemoryStore, SqliteStore
+    from halodb.index.index import Index
+    from halodb.index.model import Entry
+    from halodb.ipld import make_block
+
+    alone, store = MemoryStore(), SqliteStore(tmp_path / "blocks") if store_kind == "sqlite" else MemoryStore()
+    entries: dict[str, Entry] = {}
+    for i in range(3000):
+        cid, block = make_block({"id": f"i{i}", "pad": "x" * (i % 50)})
+        for s in (alone, store):
+            s.put_many([(cid, block)])
+        entries[f"c/{i:04d}"] = Entry(cid, f"bafkq{i % 90}", f"p/{i}.zarr", f"10.1/{i}" if i % 3 else None)
+    ordered = sorted(entries.items())
+    paths = sorted((e.path, k) for k, e in ordered if e.path)
+    data = sorted(f"{e.data}/{k}" for k, e in ordered if e.data)
+    dois = sorted((e.doi, k) for k, e in ordered if e.doi)
+
+    root = Index(alone).build_sorted(ordered, paths, data, dois)
+    assert Index(store).build_sorted(ordered, paths, data, dois, parallel=True) == root
+    assert set(store.iter_cids()) == set(alone.iter_cids())  # (in memory: written again by the parent)
+    claimed_twice = sorted([*paths, ("p/1.zarr", "c/0009")])
+    with pytest.raises(PathConflictError, match="p/1.zarr"):
+        Index(store).build_sorted(ordered, claimed_twice, data, dois, parallel=True)
+    store.close()
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_merge_sorted_is_apply(seed: int) -> None:
     import random

@@ -340,8 +340,10 @@ class Registry:
                 # onto the empty version: the trees are built from the stage read in sorted order,
                 # their nodes written as they are finished; no change set is held in memory
                 stage = Stage()
+                # (a large one builds its lookup trees in a child process meanwhile, on a second core)
                 build = lambda _: self.index.build_sorted(db.upserts(), db.paths(), db.data_keys(), db.dois(),
-                                                          missing=missing)
+                                                          missing=missing, parallel=upserts >= STREAM_COMMIT
+                                                          and isinstance(self.store, SqliteStore))
             elif streamed:
                 # many changes onto a version: rebuilt from the version merged with the stage, both
                 # read in key order (O(n) work, memory bounded), rather than applied from memory

@@ -33,7 +33,11 @@ blocks. The first change on top of a format 1/2 root rebuilds the trees once in 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
@@ -251,7 +255,7 @@ class Index:
 
     def build_sorted(self, entries: Iterable[tuple[str, Entry]], paths: Iterable[tuple[str, str]],
                      data: Iterable[str], dois: Iterable[tuple[str, str]], *, batch: int = 2048,
-                     missing: Missing | None = None) -> IndexRoot:
+                     missing: Missing | None = None, parallel: bool = False) -> IndexRoot:
         """The version that holds ``entries`` (``(key, entry)`` in key order) and nothing else:
         what :meth:`apply` makes of them on the empty version (the same trees), built from
         sorted streams in bounded memory (:meth:`ProllyTree.build_sorted`) for an initial
@@ -263,7 +267,12 @@ class Index:
         lookup trees) ``missing(the first ten (key, CID), how many)`` is called, which raises
         (a commit reads every staged block here, so it checks them here, in the same pass).
         :class:`PathConflictError` (:class:`DoiConflictError`) when two datasets claim one
-        path (one DOI).
+        path (one DOI). ``parallel`` (where ``os.fork`` is, in a process of one thread): the
+        lookup trees are built by a child process meanwhile (:class:`_LookupBuilder`), on a second core; it reads
+        ``paths``, ``data`` and ``dois`` itself, so they must be iterables a forked process
+        can read (lists, or readers of a database that open their connection when first read),
+        and it writes to the store, so that must be one that processes share (files, SQLite;
+        else the trees are built here again, once their roots are found missing).
 
         >>> from halodb.blockstore import MemoryStore
         >>> store = MemoryStore(); idx = Index(store)
@@ -304,16 +313,34 @@ class Index:
                     for k, e in chunk.items():
                         yield k, e.to_ipld()
 
-        datasets = self.datasets.build_sorted(held())
-        if absent_count:
-            assert missing is not None
-            missing(absent, absent_count)
+        # (forked only from a process of one thread: a lock another thread held at the fork
+        # would stay held in the child for ever)
+        forks = parallel and hasattr(os, "fork") and threading.active_count() == 1
+        child = _LookupBuilder(self, paths, data, dois) if forks else None
+        try:
+            datasets = self.datasets.build_sorted(held())
+            if absent_count:
+                assert missing is not None
+                missing(absent, absent_count)
+            # (the lookup trees built here when the child failed: a conflict is raised here)
+            roots = child.result() if child is not None else None
+            if roots is not None and len(self.store.has_many(c for c in roots if c is not None)) != 3 - roots.count(None):
+                roots = None  # not in this store: the child wrote to a copy of it (a store in memory)
+            by_path, by_data, by_doi = roots or self._lookup_trees(paths, data, dois)
+        finally:
+            if child is not None:
+                child.close()
+        return IndexRoot(datasets=datasets, by_path=by_path, by_data=by_data, count=count,
+                         by_doi=by_doi, inline_items=self.inline_items)
+
+    def _lookup_trees(self, paths: Iterable[tuple[str, str]], data: Iterable[str], dois: Iterable[tuple[str, str]]
+                      ) -> tuple[CID, CID, CID | None]:
+        """:meth:`build_sorted`'s lookup trees: ``by_path``, ``by_data``, ``by_doi`` (None: empty)."""
         by_path = self.by_path.build_sorted(self._claimed(paths, "path"))
         by_data = self.by_data.build_sorted((k, None) for k in data)
         empty = self.by_doi.empty()
-        by_doi: CID | None = self.by_doi.build_sorted(self._claimed(dois, "doi"))
-        return IndexRoot(datasets=datasets, by_path=by_path, by_data=by_data, count=count,
-                         by_doi=None if by_doi == empty else by_doi, inline_items=self.inline_items)
+        by_doi = self.by_doi.build_sorted(self._claimed(dois, "doi"))
+        return by_path, by_data, None if by_doi == empty else by_doi
 
     def merge_sorted(self, root: IndexRoot, upserts: Iterable[tuple[str, Entry]], removals: Iterable[str],
                      *, missing: Missing | None = None) -> IndexRoot:
@@ -491,6 +518,78 @@ class Index:
         if prefix is None and before + net != new.count:
             raise count_error(new, f"holds {before + net} datasets (the {before} of the version before, "
                                    f"{net:+d}), but its index root declares {new.count}")
+
+
+class _LookupBuilder:
+    """:meth:`Index.build_sorted`'s lookup trees built in a forked child process while the
+    parent builds the datasets tree: the child writes their nodes to the store (in its own
+    connections: the stores re-open theirs after a fork) and sends their roots through a pipe.
+
+    Anything that goes wrong in the child (a path claimed twice, a failed write, a kill) makes
+    :meth:`result` None, and the parent builds the trees itself, which raises what was wrong.
+    Nodes the child wrote are then linked from nowhere (``gc`` deletes them), as are those of
+    any failed build. The child ends as soon as it sees that its parent is gone (a killed
+    commit), and :meth:`close` kills it when the parent gives up first.
+    """
+
+    def __init__(self, index: Index, paths: Iterable[tuple[str, str]], data: Iterable[str],
+                 dois: Iterable[tuple[str, str]]) -> None:
+        parent = os.getpid()
+        read, write = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: never returns
+            code = 1
+            try:
+                os.close(read)
+                roots = index._lookup_trees(_while_alive(paths, parent), _while_alive(data, parent),
+                                            _while_alive(dois, parent))
+                os.write(write, b"".join(bytes((len(c.buffer),)) + c.buffer for c in roots if c is not None))
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write)
+        self.read: int | None = read
+
+    def result(self) -> tuple[CID, CID, CID | None] | None:
+        """The roots of ``by_path``, ``by_data`` and ``by_doi`` (None: empty) once the child is
+        done; None if it failed."""
+        assert self.read is not None
+        chunks = []
+        while chunk := os.read(self.read, 1 << 16):
+            chunks.append(chunk)
+        os.close(self.read)
+        self.read = None
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = 0
+        data = b"".join(chunks)
+        roots: list[CID] = []
+        while data:
+            size = data[0]
+            roots.append(CID(data[1:1 + size]))
+            data = data[1 + size:]
+        if os.waitstatus_to_exitcode(status) != 0 or len(roots) not in (2, 3):
+            return None
+        return roots[0], roots[1], roots[2] if len(roots) == 3 else None
+
+    def close(self) -> None:
+        """Kill the child if it still runs (the build failed before its result was read)."""
+        if self.read is not None:
+            os.close(self.read)
+            self.read = None
+        if self.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self.pid = 0
+
+
+def _while_alive(items: Iterable[Any], parent: int, every: int = 4096) -> Iterator[Any]:
+    """``items``, ended by ``os._exit`` once the process ``parent`` is gone (checked every
+    ``every`` items): a child of a killed commit does not go on writing for nothing."""
+    for n, item in enumerate(items):
+        if n % every == 0 and os.getppid() != parent:
+            os._exit(1)
+        yield item
 
 
 def _merge_changes(old: Iterator[tuple[str, Entry]], upserts: Iterator[tuple[str, Entry]], removals: Iterator[str]
