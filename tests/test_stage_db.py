@@ -12,6 +12,7 @@ import subprocess
 import sys
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -170,14 +171,29 @@ def test_build_sorted_in_small_batches_is_apply_on_the_empty_version() -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="the lookup trees are built in a forked child")
 @pytest.mark.parametrize("store_kind", ["sqlite", "memory"])
-def test_build_sorted_with_its_lookup_trees_in_a_child_builds_the_same_version(tmp_path: Path, store_kind: str) -> None:
+def test_build_sorted_with_its_lookup_trees_in_a_child_builds_the_same_version(
+        tmp_path: Path, store_kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """``parallel``: a child process builds the lookup trees into the store (SQLite: shared);
     the same blocks as built in one process. A store in memory is the child's own copy, so
     the parent builds them again; and a path claimed twice is raised in the parent."""
+    import threading
+
     from halodb.blockstore import MemoryStore, SqliteStore
+    from halodb.index import index as index_module
     from halodb.index.index import Index
     from halodb.index.model import Entry
     from halodb.ipld import make_block
+
+    children: list[int] = []
+
+    class Recorded(index_module._LookupBuilder):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            children.append(self.pid)
+
+    monkeypatch.setattr(index_module, "_LookupBuilder", Recorded)
+    # (a pytest-xdist worker runs threads of its own, which the child never touches)
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
 
     alone, store = MemoryStore(), SqliteStore(tmp_path / "blocks") if store_kind == "sqlite" else MemoryStore()
     entries: dict[str, Entry] = {}
@@ -197,6 +213,7 @@ def test_build_sorted_with_its_lookup_trees_in_a_child_builds_the_same_version(t
     claimed_twice = sorted([*paths, ("p/1.zarr", "c/0009")])
     with pytest.raises(PathConflictError, match="p/1.zarr"):
         Index(store).build_sorted(ordered, claimed_twice, data, dois, parallel=True)
+    assert len(children) == 2 and all(children)  # both builds forked a child
     store.close()
 
 
