@@ -293,9 +293,9 @@ class Index:
             if len(absent) < 10:
                 absent.append((key, cid))
 
-        def read(it: Iterator[tuple[str, Entry]]) -> tuple[int, dict[str, Entry]]:
+        def read(it: Iterator[tuple[str, Entry]]) -> tuple[int, list[tuple[str, Any]]]:
             chunk = dict(islice(it, batch))
-            return len(chunk), self._held(chunk, None if missing is None else note)
+            return len(chunk), self._held_values(chunk, None if missing is None else note)
 
         def held() -> Iterator[tuple[str, Any]]:
             # the next batch is read (stage rows, item blocks: SQLite, which releases the GIL)
@@ -310,8 +310,7 @@ class Index:
                         break
                     reading = ahead.submit(read, it)
                     count += n
-                    for k, e in chunk.items():
-                        yield k, e.to_ipld()
+                    yield from chunk
 
         # (forked only from a process of one thread: a lock another thread held at the fork
         # would stay held in the child for ever)
@@ -431,33 +430,46 @@ class Index:
         linked; in formats 1 and 2 every item linked (an inline one written as a block). An
         item block that is not in the store raises :class:`~halodb.errors.BlockNotFoundError`,
         or, with ``absent``, is passed to it (key, CID) and its entry left out."""
-        out = dict(entries)
         if not self.inline_items:
             blocks = [(e.item, e.inline) for e in entries.values() if e.inline is not None]
             if blocks:
                 self.store.put_many(blocks)
-                out = {k: replace(e, inline=None) if e.inline is not None else e for k, e in entries.items()}
-            return out
+                return {k: replace(e, inline=None) if e.inline is not None else e for k, e in entries.items()}
+            return dict(entries)
+        return {k: e if inline is e.inline else replace(e, inline=inline)
+                for k, e, inline in self._inline(entries, absent)}
+
+    def _held_values(self, entries: Mapping[str, Entry], absent: Callable[[str, CID], None] | None = None
+                     ) -> list[tuple[str, Any]]:
+        """``(key, entry value)`` of :meth:`_held`'s entries, as their tree holds them (without
+        making each entry again: what a build of many entries needs)."""
+        if not self.inline_items:
+            return [(k, e.to_ipld()) for k, e in self._held(entries).items()]
+        return [(k, e.to_ipld_holding(inline)) for k, e, inline in self._inline(entries, absent)]
+
+    def _inline(self, entries: Mapping[str, Entry], absent: Callable[[str, CID], None] | None
+                ) -> Iterator[tuple[str, Entry, bytes | None]]:
+        """Format 3: each entry with the item bytes it holds inline (None: linked); see :meth:`_held`."""
         wanted = {e.item for e in entries.values() if e.inline is None}
         found = self.store.get_many(list(wanted)) if wanted else {}
         for k, e in entries.items():
-            if e.inline is None:
+            inline = e.inline
+            if inline is None:
                 data = found.get(e.item)
                 if data is None:
                     if absent is not None and not self.store.has(e.item):
                         absent(k, e.item)
-                        del out[k]
                         continue
                     data = self.store.get(e.item)  # raises BlockNotFoundError naming it
                 # the store verified the bytes against the CID, so it is CID.for_bytes(data, DAG_CBOR)
                 # exactly when it is a CIDv1 of dag-cbor and sha2-256 (a v0 or raw CID: linked)
                 buf = e.item.buffer
                 if len(data) <= INLINE_MAX and len(buf) == 36 and buf[:4] == _V1_DAG_CBOR_SHA256:
-                    out[k] = Entry(e.item, e.data, e.path, e.doi, data)
-            elif len(e.inline) > INLINE_MAX:
-                self.store.put_many([(e.item, e.inline)])
-                out[k] = replace(e, inline=None)
-        return out
+                    inline = data
+            elif len(inline) > INLINE_MAX:
+                self.store.put_many([(e.item, inline)])
+                inline = None
+            yield k, e, inline
 
     def _check_claims(self, root: IndexRoot, upserts: Mapping[str, Entry], old: Mapping[str, Entry | None],
                       field: str) -> None:
