@@ -93,6 +93,29 @@ def test_build_sorted_writes_the_tree_build_writes(entries: dict[str, Any], para
     assert {c: one.get(c) for c in one.iter_cids()} == {c: other.get(c) for c in other.iter_cids()}
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(keys, tree_values, min_size=1, max_size=120), st.sampled_from([SMALL, SIZED]), st.data())
+def test_build_sorted_with_the_leaves_of_its_tail_built_apart_writes_the_same_tree(
+        entries: dict[str, Any], params: TreeParams, data: st.DataObject) -> None:
+    """A tree built in two parts (the leaves from a key on by leaves_sorted, as a second process
+    does; the rest by build_sorted, which takes them once its leaf holding that key ends) is
+    the tree build writes, block for block, wherever the split falls."""
+    ordered = sorted(entries.items())
+    at = data.draw(st.integers(0, len(ordered) - 1))
+    one, other = MemoryStore(), MemoryStore()
+    root = ProllyTree(one, params).build(ordered)
+    tree = ProllyTree(other, params)
+    asked: list[str] = []
+
+    def leaves() -> list[tuple[str, CID]]:
+        asked.append(ordered[at][0])
+        return tree.leaves_sorted(iter(ordered[at:]), batch_bytes=data.draw(st.integers(1, 3000)))
+
+    assert tree.build_sorted(iter(ordered), tail=(ordered[at][0], leaves), batch_bytes=7) == root
+    assert asked == [ordered[at][0]]
+    assert {c: one.get(c) for c in one.iter_cids()} == {c: other.get(c) for c in other.iter_cids()}
+
+
 def test_build_sorted_refuses_keys_out_of_order_and_a_node_over_the_limit() -> None:
     from halodb.errors import TreeShapeError
 

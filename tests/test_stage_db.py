@@ -186,12 +186,12 @@ def test_build_sorted_with_its_lookup_trees_in_a_child_builds_the_same_version(
 
     children: list[int] = []
 
-    class Recorded(index_module._LookupBuilder):
+    class Recorded(index_module._Forked):
         def __init__(self, *args: Any) -> None:
             super().__init__(*args)
             children.append(self.pid)
 
-    monkeypatch.setattr(index_module, "_LookupBuilder", Recorded)
+    monkeypatch.setattr(index_module, "_Forked", Recorded)
     # (a pytest-xdist worker runs threads of its own, which the child never touches)
     monkeypatch.setattr(threading, "active_count", lambda: 1)
 
@@ -210,10 +210,27 @@ def test_build_sorted_with_its_lookup_trees_in_a_child_builds_the_same_version(
     root = Index(alone).build_sorted(ordered, paths, data, dois)
     assert Index(store).build_sorted(ordered, paths, data, dois, parallel=True) == root
     assert set(store.iter_cids()) == set(alone.iter_cids())  # (in memory: written again by the parent)
+    for at in (1, 1700, 2999):  # the second part of the datasets' leaves by another child
+        assert Index(store).build_sorted(ordered, paths, data, dois, parallel=True,
+                                         tail=(ordered[at][0], ordered[at:])) == root
+    assert set(store.iter_cids()) == set(alone.iter_cids())
     claimed_twice = sorted([*paths, ("p/1.zarr", "c/0009")])
     with pytest.raises(PathConflictError, match="p/1.zarr"):
         Index(store).build_sorted(ordered, claimed_twice, data, dois, parallel=True)
-    assert len(children) == 2 and all(children)  # both builds forked a child
+    assert len(children) == 8 and all(children)  # every build forked its children
+    # item blocks missing on both sides of the split: all of them counted, the first ten named
+    gone = [ordered[i] for i in (5, 6, *range(2000, 2020))]
+    store.delete_many([e.item for _, e in gone])
+    seen: list[tuple[list[tuple[str, Any]], int]] = []
+
+    def refuse(first: list[tuple[str, Any]], count: int) -> None:
+        seen.append((first, count))
+        raise KeyError("missing")
+
+    for tail in (None, (ordered[1700][0], ordered[1700:]), (ordered[2010][0], ordered[2010:])):
+        with pytest.raises(KeyError):
+            Index(store).build_sorted(ordered, paths, data, dois, parallel=True, tail=tail, missing=refuse)
+        assert seen.pop() == ([(k, e.item) for k, e in gone[:10]], 22), tail
     store.close()
 
 

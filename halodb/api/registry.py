@@ -340,10 +340,13 @@ class Registry:
                 # onto the empty version: the trees are built from the stage read in sorted order,
                 # their nodes written as they are finished; no change set is held in memory
                 stage = Stage()
-                # (a large one builds its lookup trees in a child process meanwhile, on a second core)
-                build = lambda _: self.index.build_sorted(db.upserts(), db.paths(), db.data_keys(), db.dois(),
-                                                          missing=missing, parallel=upserts >= STREAM_COMMIT
-                                                          and isinstance(self.store, SqliteStore))
+                # (a large one on a SQLite store is built by three processes: the second half of
+                # the datasets' leaves and the lookup trees by two children, on a second core)
+                parallel = upserts >= STREAM_COMMIT and isinstance(self.store, SqliteStore)
+                split = db.key_at(upserts // 2) if parallel else None
+                build = lambda _: self.index.build_sorted(
+                    db.upserts(), db.paths(), db.data_keys(), db.dois(), missing=missing, parallel=parallel,
+                    tail=None if split is None else (split, db.upserts(split)))
             elif streamed:
                 # many changes onto a version: rebuilt from the version merged with the stage, both
                 # read in key order (O(n) work, memory bounded), rather than applied from memory

@@ -35,9 +35,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import signal
 import sqlite3
 import threading
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
@@ -255,7 +257,8 @@ class Index:
 
     def build_sorted(self, entries: Iterable[tuple[str, Entry]], paths: Iterable[tuple[str, str]],
                      data: Iterable[str], dois: Iterable[tuple[str, str]], *, batch: int = 2048,
-                     missing: Missing | None = None, parallel: bool = False) -> IndexRoot:
+                     missing: Missing | None = None, parallel: bool = False,
+                     tail: tuple[str, Iterable[tuple[str, Entry]]] | None = None) -> IndexRoot:
         """The version that holds ``entries`` (``(key, entry)`` in key order) and nothing else:
         what :meth:`apply` makes of them on the empty version (the same trees), built from
         sorted streams in bounded memory (:meth:`ProllyTree.build_sorted`) for an initial
@@ -268,11 +271,16 @@ class Index:
         (a commit reads every staged block here, so it checks them here, in the same pass).
         :class:`PathConflictError` (:class:`DoiConflictError`) when two datasets claim one
         path (one DOI). ``parallel`` (where ``os.fork`` is, in a process of one thread): the
-        lookup trees are built by a child process meanwhile (:class:`_LookupBuilder`), on a second core; it reads
+        lookup trees are built by a child process meanwhile (:class:`_Forked`), on a second core; it reads
         ``paths``, ``data`` and ``dois`` itself, so they must be iterables a forked process
         can read (lists, or readers of a database that open their connection when first read),
         and it writes to the store, so that must be one that processes share (files, SQLite;
-        else the trees are built here again, once their roots are found missing).
+        else the trees are built here again, once their roots are found missing). With
+        ``parallel``, ``tail`` — ``(split, the entries from key split on)`` — has another child
+        build the leaves of those entries (:meth:`ProllyTree.leaves_sorted`) while this process
+        builds the leaves before them, then the levels above all of them
+        (:meth:`ProllyTree.build_sorted` ``tail``): the datasets tree on two cores. If that
+        child fails, this process reads ``entries`` on past ``split`` itself.
 
         >>> from halodb.blockstore import MemoryStore
         >>> store = MemoryStore(); idx = Index(store)
@@ -283,54 +291,93 @@ class Index:
         >>> root == idx.apply(idx.empty(), entries, [])
         True
         """
-        count = 0
-        absent: list[tuple[str, CID]] = []  # the first ten of them
-        absent_count = 0
-
-        def note(key: str, cid: CID) -> None:
-            nonlocal absent_count
-            absent_count += 1
-            if len(absent) < 10:
-                absent.append((key, cid))
-
-        def read(it: Iterator[tuple[str, Entry]]) -> tuple[int, list[tuple[str, Any]]]:
-            chunk = dict(islice(it, batch))
-            return len(chunk), self._held_values(chunk, None if missing is None else note)
-
-        def held() -> Iterator[tuple[str, Any]]:
-            # the next batch is read (stage rows, item blocks: SQLite, which releases the GIL)
-            # in a thread while this one is built; one thread at a time reads ``entries``
-            nonlocal count
-            it = iter(entries)
-            with ThreadPoolExecutor(1, thread_name_prefix="halodb-read-ahead") as ahead:
-                reading = ahead.submit(read, it)
-                while True:
-                    n, chunk = reading.result()
-                    if not n:
-                        break
-                    reading = ahead.submit(read, it)
-                    count += n
-                    yield from chunk
-
         # (forked only from a process of one thread: a lock another thread held at the fork
         # would stay held in the child for ever)
         forks = parallel and hasattr(os, "fork") and threading.active_count() == 1
-        child = _LookupBuilder(self, paths, data, dois) if forks else None
+        split = tail[0] if tail is not None and forks else None
+        before, after = _Tally(), _Tally()  # the entries below ``split`` (all, without one), and from it
+        children: list[_Forked] = []
+        tail_result: list[tuple[list[tuple[str, CID]], _Tally]] = []
+
+        def leaves() -> list[tuple[str, CID]] | None:
+            """The tail's leaves (but the first) from the child that built them; None if it failed."""
+            got = children[1].result()
+            if got is None:
+                return None
+            found, tally = _decode_tail(got)
+            if found and len(self.store.has_many(c for _, c in found[-1:])) != 1:
+                return None  # not in this store: the child wrote to a copy of it (a store in memory)
+            tail_result.append((found, tally))
+            return found
+
         try:
-            datasets = self.datasets.build_sorted(held())
-            if absent_count:
+            if forks:
+                children.append(_Forked(lambda: _encode_roots(self._lookup_trees(
+                    _while_alive(paths, os.getppid()), _while_alive(data, os.getppid()),
+                    _while_alive(dois, os.getppid())))))
+            if split is not None:
+                assert tail is not None
+                rest = tail[1]
+                children.append(_Forked(lambda: _encode_tail(*self._tail_leaves(
+                    _while_alive(rest, os.getppid()), batch, missing is not None))))
+            datasets = self.datasets.build_sorted(
+                self._stream(entries, batch, before, after, split, missing is not None),
+                tail=None if split is None else (split, leaves))
+            tally = before.plus(tail_result[0][1] if tail_result and tail_result[0][0] else after)
+            if tally.absent_count:
                 assert missing is not None
-                missing(absent, absent_count)
+                missing(tally.absent, tally.absent_count)
             # (the lookup trees built here when the child failed: a conflict is raised here)
-            roots = child.result() if child is not None else None
+            got = children[0].result() if children else None
+            roots = None if got is None else _decode_roots(got)
             if roots is not None and len(self.store.has_many(c for c in roots if c is not None)) != 3 - roots.count(None):
                 roots = None  # not in this store: the child wrote to a copy of it (a store in memory)
             by_path, by_data, by_doi = roots or self._lookup_trees(paths, data, dois)
         finally:
-            if child is not None:
+            for child in children:
                 child.close()
+        count = tally.count
         return IndexRoot(datasets=datasets, by_path=by_path, by_data=by_data, count=count,
                          by_doi=by_doi, inline_items=self.inline_items)
+
+    def _stream(self, entries: Iterable[tuple[str, Entry]], batch: int, before: _Tally, after: _Tally,
+                split: str | None, check: bool) -> Iterator[tuple[str, Any]]:
+        """``(key, tree value)`` of ``entries``, their item blocks read ``batch`` at a time, the
+        next batch (stage rows, item blocks: SQLite, which releases the GIL) in a thread while
+        this one is built; one thread at a time reads ``entries``. Counted in ``before`` (keys
+        below ``split``) and ``after``; ``check``: absent blocks noted there, not raised."""
+        def note(key: str, cid: CID) -> None:
+            (before if split is None or key < split else after).note(key, cid)
+
+        def read(it: Iterator[tuple[str, Entry]]) -> tuple[int, list[tuple[str, Any]]]:
+            chunk = dict(islice(it, batch))
+            return len(chunk), self._held_values(chunk, note if check else None)
+
+        it = iter(entries)
+        with ThreadPoolExecutor(1, thread_name_prefix="halodb-read-ahead") as ahead:
+            reading = ahead.submit(read, it)
+            while True:
+                n, chunk = reading.result()
+                if not n:
+                    break
+                reading = ahead.submit(read, it)
+                if not chunk:
+                    continue  # (every block of the batch absent)
+                if split is None or chunk[-1][0] < split:
+                    before.count += len(chunk)
+                else:
+                    below = bisect_left(chunk, (split,))
+                    before.count += below
+                    after.count += len(chunk) - below
+                yield from chunk
+
+    def _tail_leaves(self, entries: Iterable[tuple[str, Entry]], batch: int, check: bool
+                     ) -> tuple[list[tuple[str, CID]], _Tally]:
+        """A child's part of :meth:`build_sorted` ``tail``: the leaves of ``entries`` but the
+        first (:meth:`ProllyTree.leaves_sorted`), and their tally."""
+        tally = _Tally()
+        found = self.datasets.leaves_sorted(self._stream(entries, batch, tally, tally, None, check))
+        return found, tally
 
     def _lookup_trees(self, paths: Iterable[tuple[str, str]], data: Iterable[str], dois: Iterable[tuple[str, str]]
                       ) -> tuple[CID, CID, CID | None]:
@@ -532,56 +579,90 @@ class Index:
                                    f"{net:+d}), but its index root declares {new.count}")
 
 
-class _LookupBuilder:
-    """:meth:`Index.build_sorted`'s lookup trees built in a forked child process while the
-    parent builds the datasets tree: the child writes their nodes to the store (in its own
-    connections: the stores re-open theirs after a fork) and sends their roots through a pipe.
+class _Tally:
+    """Entries read by a build, and the first ten of those whose item block is absent, of how many."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.absent: list[tuple[str, CID]] = []
+        self.absent_count = 0
+
+    def note(self, key: str, cid: CID) -> None:
+        self.absent_count += 1
+        if len(self.absent) < 10:
+            self.absent.append((key, cid))
+
+    def plus(self, other: _Tally) -> _Tally:
+        both = _Tally()
+        both.count = self.count + other.count
+        both.absent = (self.absent + other.absent)[:10]
+        both.absent_count = self.absent_count + other.absent_count
+        return both
+
+
+def _encode_roots(roots: tuple[CID, CID, CID | None]) -> bytes:
+    return pickle.dumps([None if c is None else c.buffer for c in roots])
+
+
+def _decode_roots(data: bytes) -> tuple[CID, CID, CID | None] | None:
+    roots = pickle.loads(data)
+    by_path, by_data, by_doi = roots
+    return CID(by_path), CID(by_data), None if by_doi is None else CID(by_doi)
+
+
+def _encode_tail(found: list[tuple[str, CID]], tally: _Tally) -> bytes:
+    return pickle.dumps(([(k, c.buffer) for k, c in found], tally.count,
+                         [(k, c.buffer) for k, c in tally.absent], tally.absent_count))
+
+
+def _decode_tail(data: bytes) -> tuple[list[tuple[str, CID]], _Tally]:
+    found, count, absent, absent_count = pickle.loads(data)
+    tally = _Tally()
+    tally.count, tally.absent, tally.absent_count = count, [(k, CID(c)) for k, c in absent], absent_count
+    return [(k, CID(c)) for k, c in found], tally
+
+
+class _Forked:
+    """Part of :meth:`Index.build_sorted` done by a forked child process meanwhile: ``work``
+    runs there, writes its nodes to the store (in its own connections: the stores re-open
+    theirs after a fork), and returns what the parent needs, as bytes sent through a pipe
+    (plain data, pickled by this module).
 
     Anything that goes wrong in the child (a path claimed twice, a failed write, a kill) makes
-    :meth:`result` None, and the parent builds the trees itself, which raises what was wrong.
+    :meth:`result` None, and the parent does the work itself, which raises what was wrong.
     Nodes the child wrote are then linked from nowhere (``gc`` deletes them), as are those of
     any failed build. The child ends as soon as it sees that its parent is gone (a killed
-    commit), and :meth:`close` kills it when the parent gives up first.
+    commit: ``_while_alive``), and :meth:`close` kills it when the parent gives up first.
     """
 
-    def __init__(self, index: Index, paths: Iterable[tuple[str, str]], data: Iterable[str],
-                 dois: Iterable[tuple[str, str]]) -> None:
-        parent = os.getpid()
+    def __init__(self, work: Callable[[], bytes]) -> None:
         read, write = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:  # the child: never returns
             code = 1
             try:
                 os.close(read)
-                roots = index._lookup_trees(_while_alive(paths, parent), _while_alive(data, parent),
-                                            _while_alive(dois, parent))
-                os.write(write, b"".join(bytes((len(c.buffer),)) + c.buffer for c in roots if c is not None))
+                with os.fdopen(write, "wb") as out:
+                    out.write(work())
                 code = 0
             finally:
                 os._exit(code)
         os.close(write)
         self.read: int | None = read
+        self.got: bytes | None = None
 
-    def result(self) -> tuple[CID, CID, CID | None] | None:
-        """The roots of ``by_path``, ``by_data`` and ``by_doi`` (None: empty) once the child is
-        done; None if it failed."""
-        assert self.read is not None
-        chunks = []
-        while chunk := os.read(self.read, 1 << 16):
-            chunks.append(chunk)
-        os.close(self.read)
-        self.read = None
-        _, status = os.waitpid(self.pid, 0)
-        self.pid = 0
-        data = b"".join(chunks)
-        roots: list[CID] = []
-        while data:
-            size = data[0]
-            roots.append(CID(data[1:1 + size]))
-            data = data[1 + size:]
-        if os.waitstatus_to_exitcode(status) != 0 or len(roots) not in (2, 3):
-            return None
-        return roots[0], roots[1], roots[2] if len(roots) == 3 else None
+    def result(self) -> bytes | None:
+        """What the child's work returned, once it is done; None if it failed."""
+        if self.read is not None:
+            chunks = []
+            while chunk := os.read(self.read, 1 << 20):
+                chunks.append(chunk)
+            os.close(self.read)
+            self.read = None
+            _, status = os.waitpid(self.pid, 0)
+            self.pid = 0
+            self.got = b"".join(chunks) if os.waitstatus_to_exitcode(status) == 0 else None
+        return self.got
 
     def close(self) -> None:
         """Kill the child if it still runs (the build failed before its result was read)."""

@@ -36,7 +36,7 @@ from __future__ import annotations
 import hashlib
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import repeat
@@ -322,7 +322,8 @@ class ProllyTree:
             self._pending.clear()
         return root
 
-    def build_sorted(self, entries: Iterable[tuple[str, Any]], *, batch_bytes: int = 8 << 20) -> CID:
+    def build_sorted(self, entries: Iterable[tuple[str, Any]], *, batch_bytes: int = 8 << 20,
+                     tail: tuple[str, Callable[[], list[tuple[str, CID]] | None]] | None = None) -> CID:
         """Build a tree from entries in strictly increasing key order (else ``ValueError``),
         as :meth:`build` does (the same entries give the same tree), but streaming: it holds
         one unfinished node per level, and writes the finished ones to the store about
@@ -332,20 +333,37 @@ class ProllyTree:
         returns or raises. Nodes written before an error are left in the store, linked from
         nowhere (``gc`` deletes them).
 
+        ``tail``: ``(split, leaves)``, where ``leaves()`` gives the leaves of the entries from
+        key ``split`` on but the first (:meth:`leaves_sorted`, built elsewhere meanwhile; None
+        or none: there are none). It is called when ``entries`` reach ``split``; once the leaf
+        that holds ``split`` is finished, its leaves take the place of the rest of ``entries``.
+
         >>> from halodb.blockstore import MemoryStore
         >>> tree = ProllyTree(MemoryStore())
         >>> entries = [(f"{n:04d}", n) for n in range(3000)]
         >>> tree.build_sorted(iter(entries), batch_bytes=1000) == tree.build(entries)
         True
+        >>> rest = lambda: tree.leaves_sorted(iter(entries[1500:]))
+        >>> tree.build_sorted(iter(entries), tail=("1500", rest)) == tree.build(entries)
+        True
         """
         builder = _SortedBuilder(self, batch_bytes)
         last: str | None = None
+        split, leaves = tail if tail is not None else (None, None)
+        adopted: list[tuple[str, CID]] | None = None
         try:
             for key, value in entries:
                 if last is not None and key <= last:
                     raise ValueError(f"build_sorted: key {key!r} is not above the key before it, {last!r}")
                 last = key
                 builder.push(0, key, value)
+                if split is not None and key >= split:
+                    if adopted is None:
+                        assert leaves is not None
+                        adopted = leaves() or []
+                    if adopted and not builder.runs[0][0]:  # the leaf that holds ``split`` is finished
+                        builder.adopt(adopted)
+                        break
             root = builder.finish()
             builder.write()
             builder.drain()
@@ -353,6 +371,32 @@ class ProllyTree:
             builder.close()
             self._pending.clear()
         return root
+
+    def leaves_sorted(self, entries: Iterable[tuple[str, Any]], *, batch_bytes: int = 8 << 20
+                      ) -> list[tuple[str, CID]]:
+        """The leaves (first key, CID) of a tree's entries from some key on, given in key order:
+        all but the first, which begins at the first key given and so is not a leaf of the
+        whole tree unless a leaf ends just before it (the one before finishes it:
+        :meth:`build_sorted` ``tail``). They are written to the store as :meth:`build_sorted`
+        writes, but for the first. Cutting leaves reads only their own entries, so these are
+        the whole tree's leaves after the first boundary."""
+        builder = _SortedBuilder(self, batch_bytes, leaves=[])
+        last: str | None = None
+        try:
+            for key, value in entries:
+                if last is not None and key <= last:
+                    raise ValueError(f"leaves_sorted: key {key!r} is not above the key before it, {last!r}")
+                last = key
+                builder.push(0, key, value)
+            if builder.runs and builder.runs[0][0]:
+                builder._finish_node(0)
+            builder.write()
+            builder.drain()
+        finally:
+            builder.close()
+            self._pending.clear()
+        assert builder.leaves is not None
+        return builder.leaves[1:]
 
     def _build_levels(self, keys: list[str], values: list[Any], level: int) -> CID:
         if not keys:
@@ -728,8 +772,10 @@ class _SortedBuilder:
     the entry's size for the chunking rule and are copied into the node, which is written
     from its entries' encodings (:func:`_node_bytes`), not encoded again as a whole."""
 
-    def __init__(self, tree: ProllyTree, batch_bytes: int) -> None:
+    def __init__(self, tree: ProllyTree, batch_bytes: int, leaves: list[tuple[str, CID]] | None = None) -> None:
         self.tree = tree
+        #: (:meth:`ProllyTree.leaves_sorted`) the leaves finished, level 0 only, the first not written
+        self.leaves = leaves
         self.batch_bytes = batch_bytes
         self.pending: list[tuple[CID, bytes]] = []
         self.pending_bytes = 0
@@ -769,10 +815,27 @@ class _SortedBuilder:
         if len(data) > MAX_NODE_SIZE:
             raise shape_error(cid, None, "size", f"would be {len(data)} bytes ({len(keys)} entries from key "
                               f"{keys[0][:80]!r}); a tree node may take at most {MAX_NODE_SIZE}")
-        self.pending.append((cid, data))
-        self.pending_bytes += len(data)
         first = keys[0]
         self.runs[level] = ([], [], [])
+        if self.leaves is not None:
+            self.leaves.append((first, cid))
+            if len(self.leaves) > 1:
+                self.pending.append((cid, data))
+                self.pending_bytes += len(data)
+        else:
+            self.pending.append((cid, data))
+            self.pending_bytes += len(data)
+            self._finished(level, first, cid)
+        if self.pending_bytes >= self.batch_bytes:
+            self.write()
+
+    def adopt(self, leaves: list[tuple[str, CID]]) -> None:
+        """Take ``leaves``, built elsewhere, as the next finished leaves."""
+        for first, cid in leaves:
+            self._finished(0, first, cid)
+
+    def _finished(self, level: int, first: str, cid: CID) -> None:
+        """Pass a finished node of ``level`` up (see the class)."""
         self.done[level] += 1
         if self.done[level] == 1:
             self.first[level] = (first, cid)
@@ -782,8 +845,6 @@ class _SortedBuilder:
                 self.first[level] = None
                 self.push(level + 1, *held)
             self.push(level + 1, first, cid)
-        if self.pending_bytes >= self.batch_bytes:
-            self.write()
 
     def finish(self) -> CID:
         """Finish every level's last node; the root's CID."""
