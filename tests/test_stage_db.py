@@ -279,3 +279,21 @@ def test_a_large_stage_onto_a_version_is_merged_into_the_same_trees(tmp_path: Pa
             roots.append(reg.index.load_root(reg.version(cid)[1].index))
             assert not reg.staged() and reg.head == cid
     assert roots[0] == roots[1] and roots[1].count == 140
+
+
+def test_a_progress_bar_starts_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit forks only from a process of one thread: its bar (tqdm) must not start one."""
+    import io
+    import threading
+
+    from halodb.util.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setenv("HALODB_PROGRESS_AFTER", "0")
+    threads = threading.active_count()
+    with Progress("committing", total=3, stream=Terminal()) as bar:
+        bar.update(1, "writing the index")
+        assert bar.shown and threading.active_count() == threads
