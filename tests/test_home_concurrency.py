@@ -361,3 +361,31 @@ def test_a_commit_whose_item_block_is_missing_is_refused(tmp_path: Path) -> None
         reg.add([e1])  # adding the item again repairs the stage
         reg.commit("whole")
         assert [e.commit.message for e in reg.log()] == ["whole"]
+
+
+@pytest.mark.parametrize("how", ["onto a version, streamed", "onto a version, applied", "index format 2"])
+def test_every_kind_of_commit_refuses_missing_item_blocks_and_counts_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """A streamed commit of format 3 checks the blocks while it reads them (the test above: an
+    initial commit), the others before; each names the same datasets and counts them all."""
+    import halodb.api.registry as registry_module
+
+    home = new_home(tmp_path)
+    if how == "index format 2":
+        monkeypatch.setenv("HALODB_INDEX_FORMAT", "2")
+    monkeypatch.setattr(registry_module, "STREAM_COMMIT", 1 if how.endswith("streamed") else 10**9)
+    first, *rest = (json.loads(Path(item_file(tmp_path / "items", f"m{n}")).read_text()) for n in range(14))
+    with halodb.open(home) as reg:
+        reg.add([first])
+        head = reg.commit("first")
+        reg.add(rest)
+        gone = sorted((key, entry.item) for key, entry in reg.staged().upserts.items())[:12]
+    with SqliteStore(home / "blocks") as store:
+        store.delete_many([cid for _, cid in gone])
+    with halodb.open(home) as reg:
+        with pytest.raises(BlockNotFoundError, match=r"the item blocks of 12 staged dataset\(s\) are missing") as caught:
+            reg.commit("broken")
+        message = str(caught.value)
+        assert all(f"{key} ({cid})" in message for key, cid in gone[:10]) and "and 2 more" in message
+        assert str(gone[10][1]) not in message and caught.value.cid == gone[0][1]
+        assert reg.head == head and len(reg.staged().upserts) == 13  # nothing committed, the stage kept

@@ -438,6 +438,34 @@ def test_encode_json_agrees_with_encode_on_json_values(value: Any) -> None:
     assert encode_json(value) == encode(value)
 
 
+#: what a tree entry's value is (index.model.Entry.to_ipld, a lookup tree's key or null, a
+#: link), and bytes that begin like a CID or a map, which encode_shallow must hand to encode
+_shallow = st.one_of(
+    st.none(), st.text(max_size=10), _cids,
+    st.dictionaries(st.text(max_size=6), st.one_of(
+        st.none(), st.text(max_size=10), _cids, st.binary(max_size=40),
+        st.builds(lambda d: b"\x01\x71\x12\x20" + d, st.binary(min_size=32, max_size=32)),
+        st.builds(lambda d: b"\xa1" + d, st.binary(max_size=40))), max_size=5),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_shallow, values))
+def test_encode_shallow_writes_what_encode_writes(value: Any) -> None:
+    """The tree builder's encoder: shallow values take its own pass, any other value encode."""
+    from halodb.ipld.codec import encode_shallow
+
+    assert encode_shallow(value) == encode(value)
+
+
+@given(st.integers(0, 7), st.integers(0, 2**64 - 1))
+def test_cbor_head_is_the_shortest_head(major: int, n: int) -> None:
+    from halodb.ipld.codec import cbor_head
+
+    head = cbor_head(major, n)  # an unsigned integer's encoding (major type 0), in another major type
+    assert head[0] >> 5 == major and bytes((head[0] & 0x1F,)) + head[1:] == encode(n)
+
+
 def test_encode_json_of_a_value_that_is_not_json_says_what_encode_says() -> None:
     from halodb.ipld.codec import encode_json
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -69,6 +70,61 @@ def test_leaves_cut_by_size_stay_canonical_when_values_move_boundaries(batches: 
         assert dict(tree.items(new_root)) == new_model
         assert [(c.key, c.old, c.new) for c in tree.diff(root, new_root)] == model_diff(model, new_model)  # type: ignore[arg-type]
         root, model = new_root, new_model
+
+
+_LINK = CID.for_bytes(b"item")
+#: values of every kind a tree holds: what encode_shallow writes itself, and what it hands to encode
+tree_values = st.one_of(
+    st.none(), st.integers(-(2**64), 2**64 - 1), st.text(alphabet="xyzé", max_size=30), st.just(_LINK),
+    st.dictionaries(st.sampled_from(["item", "data", "path", "doi"]),
+                    st.one_of(st.text(max_size=12), st.just(_LINK), st.binary(max_size=30)), max_size=4),
+    st.lists(st.integers(0, 3), max_size=3),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(keys, tree_values, max_size=120), st.sampled_from([SMALL, SIZED]), st.integers(1, 3000))
+def test_build_sorted_writes_the_tree_build_writes(entries: dict[str, Any], params: TreeParams, batch: int) -> None:
+    """The streaming builder writes each node from its entries' encodings: the same blocks as
+    build, which encodes each node whole, whatever the values and however it batches writes."""
+    one, other = MemoryStore(), MemoryStore()
+    root = ProllyTree(one, params).build(entries.items())
+    assert ProllyTree(other, params).build_sorted(iter(sorted(entries.items())), batch_bytes=batch) == root
+    assert {c: one.get(c) for c in one.iter_cids()} == {c: other.get(c) for c in other.iter_cids()}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(keys, tree_values, min_size=1, max_size=120), st.sampled_from([SMALL, SIZED]), st.data())
+def test_build_sorted_with_the_leaves_of_its_tail_built_apart_writes_the_same_tree(
+        entries: dict[str, Any], params: TreeParams, data: st.DataObject) -> None:
+    """A tree built in two parts (the leaves from a key on by leaves_sorted, as a second process
+    does; the rest by build_sorted, which takes them once its leaf holding that key ends) is
+    the tree build writes, block for block, wherever the split falls."""
+    ordered = sorted(entries.items())
+    at = data.draw(st.integers(0, len(ordered) - 1))
+    one, other = MemoryStore(), MemoryStore()
+    root = ProllyTree(one, params).build(ordered)
+    tree = ProllyTree(other, params)
+    asked: list[str] = []
+
+    def leaves() -> list[tuple[str, CID]]:
+        asked.append(ordered[at][0])
+        return tree.leaves_sorted(iter(ordered[at:]), batch_bytes=data.draw(st.integers(1, 3000)))
+
+    assert tree.build_sorted(iter(ordered), tail=(ordered[at][0], leaves), batch_bytes=7) == root
+    assert asked == [ordered[at][0]]
+    assert {c: one.get(c) for c in one.iter_cids()} == {c: other.get(c) for c in other.iter_cids()}
+
+
+def test_build_sorted_refuses_keys_out_of_order_and_a_node_over_the_limit() -> None:
+    from halodb.errors import TreeShapeError
+
+    tree = ProllyTree(MemoryStore(), TreeParams(leaf_fanout=1 << 30))
+    with pytest.raises(ValueError, match="is not above"):
+        tree.build_sorted(iter([("b", 1), ("a", 2)]))
+    with pytest.raises(TreeShapeError, match="a tree node may take at most") as info:
+        tree.build_sorted(iter([(f"k{i:03d}", "x" * 20_000) for i in range(60)]))
+    assert info.value.rule == "size"
 
 
 def test_a_node_larger_than_the_limit_is_refused_on_write_and_on_read() -> None:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -168,6 +169,71 @@ def test_build_sorted_in_small_batches_is_apply_on_the_empty_version() -> None:
         assert built.count == 700 and isinstance(built.datasets, CID)
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the lookup trees are built in a forked child")
+@pytest.mark.parametrize("store_kind", ["sqlite", "memory"])
+def test_build_sorted_with_its_lookup_trees_in_a_child_builds_the_same_version(
+        tmp_path: Path, store_kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``parallel``: a child process builds the lookup trees into the store (SQLite: shared);
+    the same blocks as built in one process. A store in memory is the child's own copy, so
+    the parent builds them again; and a path claimed twice is raised in the parent."""
+    import threading
+
+    from halodb.blockstore import MemoryStore, SqliteStore
+    from halodb.index import index as index_module
+    from halodb.index.index import Index
+    from halodb.index.model import Entry
+    from halodb.ipld import make_block
+
+    children: list[int] = []
+
+    class Recorded(index_module._Forked):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            children.append(self.pid)
+
+    monkeypatch.setattr(index_module, "_Forked", Recorded)
+    # (a pytest-xdist worker runs threads of its own, which the child never touches)
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+
+    alone, store = MemoryStore(), SqliteStore(tmp_path / "blocks") if store_kind == "sqlite" else MemoryStore()
+    entries: dict[str, Entry] = {}
+    for i in range(3000):
+        cid, block = make_block({"id": f"i{i}", "pad": "x" * (i % 50)})
+        for s in (alone, store):
+            s.put_many([(cid, block)])
+        entries[f"c/{i:04d}"] = Entry(cid, f"bafkq{i % 90}", f"p/{i}.zarr", f"10.1/{i}" if i % 3 else None)
+    ordered = sorted(entries.items())
+    paths = sorted((e.path, k) for k, e in ordered if e.path)
+    data = sorted(f"{e.data}/{k}" for k, e in ordered if e.data)
+    dois = sorted((e.doi, k) for k, e in ordered if e.doi)
+
+    root = Index(alone).build_sorted(ordered, paths, data, dois)
+    assert Index(store).build_sorted(ordered, paths, data, dois, parallel=True) == root
+    assert set(store.iter_cids()) == set(alone.iter_cids())  # (in memory: written again by the parent)
+    for at in (1, 1700, 2999):  # the second part of the datasets' leaves by another child
+        assert Index(store).build_sorted(ordered, paths, data, dois, parallel=True,
+                                         tail=(ordered[at][0], ordered[at:])) == root
+    assert set(store.iter_cids()) == set(alone.iter_cids())
+    claimed_twice = sorted([*paths, ("p/1.zarr", "c/0009")])
+    with pytest.raises(PathConflictError, match="p/1.zarr"):
+        Index(store).build_sorted(ordered, claimed_twice, data, dois, parallel=True)
+    assert len(children) == 8 and all(children)  # every build forked its children
+    # item blocks missing on both sides of the split: all of them counted, the first ten named
+    gone = [ordered[i] for i in (5, 6, *range(2000, 2020))]
+    store.delete_many([e.item for _, e in gone])
+    seen: list[tuple[list[tuple[str, Any]], int]] = []
+
+    def refuse(first: list[tuple[str, Any]], count: int) -> None:
+        seen.append((first, count))
+        raise KeyError("missing")
+
+    for tail in (None, (ordered[1700][0], ordered[1700:]), (ordered[2010][0], ordered[2010:])):
+        with pytest.raises(KeyError):
+            Index(store).build_sorted(ordered, paths, data, dois, parallel=True, tail=tail, missing=refuse)
+        assert seen.pop() == ([(k, e.item) for k, e in gone[:10]], 22), tail
+    store.close()
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_merge_sorted_is_apply(seed: int) -> None:
     import random
@@ -213,3 +279,21 @@ def test_a_large_stage_onto_a_version_is_merged_into_the_same_trees(tmp_path: Pa
             roots.append(reg.index.load_root(reg.version(cid)[1].index))
             assert not reg.staged() and reg.head == cid
     assert roots[0] == roots[1] and roots[1].count == 140
+
+
+def test_a_progress_bar_starts_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit forks only from a process of one thread: its bar (tqdm) must not start one."""
+    import io
+    import threading
+
+    from halodb.util.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setenv("HALODB_PROGRESS_AFTER", "0")
+    threads = threading.active_count()
+    with Progress("committing", total=3, stream=Terminal()) as bar:
+        bar.update(1, "writing the index")
+        assert bar.shown and threading.active_count() == threads

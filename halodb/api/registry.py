@@ -321,24 +321,37 @@ class Registry:
             upserts, removals = self.state.counts()
             if not (upserts or removals) and not allow_empty:
                 raise NothingToCommitError("nothing staged: use `halodb add` or `halodb rm` first")
-            if progress is not None:
-                progress(0, "checking the staged blocks")
-            self._check_staged_blocks()
-            if progress is not None:
-                progress(1, "writing the index")
             root = self._root_of(head)
             db = self.state.db
             build: Callable[[IndexRoot], IndexRoot] | None
-            if upserts and not removals and (root is None or root.count == 0):
+            initial = bool(upserts) and not removals and (root is None or root.count == 0)
+            streamed = initial or upserts + removals >= STREAM_COMMIT
+            if progress is not None:
+                progress(0, "checking the staged blocks")
+            # a streamed build of index format 3 reads every staged item block (to hold it
+            # inline): it checks that they are all there in the same pass, and refuses the
+            # stage (missing=...) before it writes the lookup trees; any other commit asks first
+            missing = self._refuse_missing if streamed and self.index.inline_items else None
+            if missing is None:
+                self._check_staged_blocks()
+            if progress is not None:
+                progress(1, "writing the index")
+            if initial:
                 # onto the empty version: the trees are built from the stage read in sorted order,
                 # their nodes written as they are finished; no change set is held in memory
                 stage = Stage()
-                build = lambda _: self.index.build_sorted(db.upserts(), db.paths(), db.data_keys(), db.dois())
-            elif upserts + removals >= STREAM_COMMIT:
+                # (a large one on a SQLite store is built by three processes: the second half of
+                # the datasets' leaves and the lookup trees by two children, on a second core)
+                parallel = upserts >= STREAM_COMMIT and isinstance(self.store, SqliteStore)
+                split = db.key_at(upserts // 2) if parallel else None
+                build = lambda _: self.index.build_sorted(
+                    db.upserts(), db.paths(), db.data_keys(), db.dois(), missing=missing, parallel=parallel,
+                    tail=None if split is None else (split, db.upserts(split)))
+            elif streamed:
                 # many changes onto a version: rebuilt from the version merged with the stage, both
                 # read in key order (O(n) work, memory bounded), rather than applied from memory
                 stage = Stage()
-                build = lambda base: self.index.merge_sorted(base, db.upserts(), db.removal_keys())
+                build = lambda base: self.index.merge_sorted(base, db.upserts(), db.removal_keys(), missing=missing)
             else:
                 stage, build = self.staged(), None
             cid = commit_changes(self.store, self.index, head, stage.upserts, stage.removals, time=when,
@@ -368,8 +381,12 @@ class Registry:
                     count += 1
                     if len(missing) < 10:
                         missing.append((key, entry.item))
-        if not missing:
-            return
+        if missing:
+            self._refuse_missing(missing, count)
+
+    def _refuse_missing(self, missing: list[tuple[str, CID]], count: int) -> None:
+        """Raise the :class:`BlockNotFoundError` of a commit whose stage names ``count`` item
+        blocks the store lacks (``missing``: the first few, with their keys)."""
         shown = ", ".join(f"{key} ({cid})" for key, cid in missing)
         more = f" and {count - 10} more" if count > 10 else ""
         raise BlockNotFoundError(

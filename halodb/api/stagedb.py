@@ -163,15 +163,24 @@ class StageDB:
             removals = {key for (key,) in con.execute("SELECT key FROM removals")}
         return Stage(upserts, removals)
 
-    def _rows(self, sql: str) -> Iterator[tuple[Any, ...]]:
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
         with self._read() as con:
-            cur = con.execute(sql)
+            cur = con.execute(sql, params)
             while rows := cur.fetchmany(FETCH):
                 yield from rows
 
-    def upserts(self) -> Iterator[tuple[str, Entry]]:
-        """The staged upserts in key order, read a few thousand at a time."""
-        return (_entry(row) for row in self._rows("SELECT key, item, data, path, doi FROM upserts ORDER BY key"))
+    def upserts(self, start: str | None = None) -> Iterator[tuple[str, Entry]]:
+        """The staged upserts in key order (from key ``start`` on), read a few thousand at a time."""
+        if start is None:
+            return (_entry(row) for row in self._rows("SELECT key, item, data, path, doi FROM upserts ORDER BY key"))
+        return (_entry(row) for row in self._rows(
+            "SELECT key, item, data, path, doi FROM upserts WHERE key >= ? ORDER BY key", (start,)))
+
+    def key_at(self, n: int) -> str | None:
+        """The ``n``-th staged upsert's key in key order (from 0); None past the last."""
+        with self._read() as con:
+            row = con.execute("SELECT key FROM upserts ORDER BY key LIMIT 1 OFFSET ?", (n,)).fetchone()
+        return None if row is None else str(row[0])
 
     def removal_keys(self) -> Iterator[str]:
         """The staged removals in key order."""

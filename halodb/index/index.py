@@ -33,8 +33,15 @@ blocks. The first change on top of a format 1/2 root rebuilds the trees once in 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pickle
+import signal
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import replace
 from itertools import islice
@@ -51,6 +58,9 @@ _V1_DAG_CBOR_SHA256 = bytes((0x01, DAG_CBOR, 0x12, 0x20))
 #: Formats 1 and 2: nodes near 4 KiB for entries that link their items.
 DATASET_PARAMS = TreeParams(leaf_fanout=20, branch_fanout=40)
 LOOKUP_PARAMS = TreeParams(leaf_fanout=36, branch_fanout=40)
+#: what a build calls with the entries whose item block is absent: the first ten (key, CID)
+#: and how many there are; it raises (:meth:`Index.build_sorted`)
+Missing = Callable[[list[tuple[str, CID]], int], None]
 #: Format 3: leaves end by size (:class:`TreeParams`): a leaf of ``datasets`` holds about
 #: 64 KiB of entries with their items (64 entries of 1 KiB), one of the lookup trees about
 #: 16 KiB (~130 paths); a leaf of 1 MiB (the node limit) is as likely as e^-16 either way.
@@ -246,15 +256,31 @@ class Index:
         )
 
     def build_sorted(self, entries: Iterable[tuple[str, Entry]], paths: Iterable[tuple[str, str]],
-                     data: Iterable[str], dois: Iterable[tuple[str, str]], *, batch: int = 2048) -> IndexRoot:
+                     data: Iterable[str], dois: Iterable[tuple[str, str]], *, batch: int = 2048,
+                     missing: Missing | None = None, parallel: bool = False,
+                     tail: tuple[str, Iterable[tuple[str, Entry]]] | None = None) -> IndexRoot:
         """The version that holds ``entries`` (``(key, entry)`` in key order) and nothing else:
         what :meth:`apply` makes of them on the empty version (the same trees), built from
         sorted streams in bounded memory (:meth:`ProllyTree.build_sorted`) for an initial
         commit of any size. The lookup trees come sorted too, from whoever holds the entries:
         ``paths`` as ``(path, key)`` in that order, ``data`` as ``"<data cid>/<key>"``,
         ``dois`` as ``(doi, key)``. Item blocks are read (format 3) ``batch`` entries at a
-        time. :class:`PathConflictError` (:class:`DoiConflictError`) when two datasets claim
-        one path (one DOI).
+        time: an absent one is a :class:`~halodb.errors.BlockNotFoundError`, or, with
+        ``missing``, is left out and counted, and once the datasets tree is built (before the
+        lookup trees) ``missing(the first ten (key, CID), how many)`` is called, which raises
+        (a commit reads every staged block here, so it checks them here, in the same pass).
+        :class:`PathConflictError` (:class:`DoiConflictError`) when two datasets claim one
+        path (one DOI). ``parallel`` (where ``os.fork`` is, in a process of one thread): the
+        lookup trees are built by a child process meanwhile (:class:`_Forked`), on a second core; it reads
+        ``paths``, ``data`` and ``dois`` itself, so they must be iterables a forked process
+        can read (lists, or readers of a database that open their connection when first read),
+        and it writes to the store, so that must be one that processes share (files, SQLite;
+        else the trees are built here again, once their roots are found missing). With
+        ``parallel``, ``tail`` — ``(split, the entries from key split on)`` — has another child
+        build the leaves of those entries (:meth:`ProllyTree.leaves_sorted`) while this process
+        builds the leaves before them, then the levels above all of them
+        (:meth:`ProllyTree.build_sorted` ``tail``): the datasets tree on two cores. If that
+        child fails, this process reads ``entries`` on past ``split`` itself.
 
         >>> from halodb.blockstore import MemoryStore
         >>> store = MemoryStore(); idx = Index(store)
@@ -265,30 +291,105 @@ class Index:
         >>> root == idx.apply(idx.empty(), entries, [])
         True
         """
-        count = 0
+        # (forked only from a process of one thread: a lock another thread held at the fork
+        # would stay held in the child for ever)
+        forks = parallel and hasattr(os, "fork") and threading.active_count() == 1
+        split = tail[0] if tail is not None and forks else None
+        before, after = _Tally(), _Tally()  # the entries below ``split`` (all, without one), and from it
+        children: list[_Forked] = []
+        tail_result: list[tuple[list[tuple[str, CID]], _Tally]] = []
 
-        def held() -> Iterator[tuple[str, Any]]:
-            nonlocal count
-            chunk: dict[str, Entry] = {}
-            for key, entry in entries:
-                chunk[key] = entry
-                if len(chunk) >= batch:
-                    count += len(chunk)
-                    yield from ((k, e.to_ipld()) for k, e in self._held(chunk).items())
-                    chunk = {}
-            count += len(chunk)
-            yield from ((k, e.to_ipld()) for k, e in self._held(chunk).items())
+        def leaves() -> list[tuple[str, CID]] | None:
+            """The tail's leaves (but the first) from the child that built them; None if it failed."""
+            got = children[1].result()
+            if got is None:
+                return None
+            found, tally = _decode_tail(got)
+            if found and len(self.store.has_many(c for _, c in found[-1:])) != 1:
+                return None  # not in this store: the child wrote to a copy of it (a store in memory)
+            tail_result.append((found, tally))
+            return found
 
-        datasets = self.datasets.build_sorted(held())
+        try:
+            if forks:
+                children.append(_Forked(lambda: _encode_roots(self._lookup_trees(
+                    _while_alive(paths, os.getppid()), _while_alive(data, os.getppid()),
+                    _while_alive(dois, os.getppid())))))
+            if split is not None:
+                assert tail is not None
+                rest = tail[1]
+                children.append(_Forked(lambda: _encode_tail(*self._tail_leaves(
+                    _while_alive(rest, os.getppid()), batch, missing is not None))))
+            datasets = self.datasets.build_sorted(
+                self._stream(entries, batch, before, after, split, missing is not None),
+                tail=None if split is None else (split, leaves))
+            tally = before.plus(tail_result[0][1] if tail_result and tail_result[0][0] else after)
+            if tally.absent_count:
+                assert missing is not None
+                missing(tally.absent, tally.absent_count)
+            # (the lookup trees built here when the child failed: a conflict is raised here)
+            got = children[0].result() if children else None
+            roots = None if got is None else _decode_roots(got)
+            if roots is not None and len(self.store.has_many(c for c in roots if c is not None)) != 3 - roots.count(None):
+                roots = None  # not in this store: the child wrote to a copy of it (a store in memory)
+            by_path, by_data, by_doi = roots or self._lookup_trees(paths, data, dois)
+        finally:
+            for child in children:
+                child.close()
+        count = tally.count
+        return IndexRoot(datasets=datasets, by_path=by_path, by_data=by_data, count=count,
+                         by_doi=by_doi, inline_items=self.inline_items)
+
+    def _stream(self, entries: Iterable[tuple[str, Entry]], batch: int, before: _Tally, after: _Tally,
+                split: str | None, check: bool) -> Iterator[tuple[str, Any]]:
+        """``(key, tree value)`` of ``entries``, their item blocks read ``batch`` at a time, the
+        next batch (stage rows, item blocks: SQLite, which releases the GIL) in a thread while
+        this one is built; one thread at a time reads ``entries``. Counted in ``before`` (keys
+        below ``split``) and ``after``; ``check``: absent blocks noted there, not raised."""
+        def note(key: str, cid: CID) -> None:
+            (before if split is None or key < split else after).note(key, cid)
+
+        def read(it: Iterator[tuple[str, Entry]]) -> tuple[int, list[tuple[str, Any]]]:
+            chunk = dict(islice(it, batch))
+            return len(chunk), self._held_values(chunk, note if check else None)
+
+        it = iter(entries)
+        with ThreadPoolExecutor(1, thread_name_prefix="halodb-read-ahead") as ahead:
+            reading = ahead.submit(read, it)
+            while True:
+                n, chunk = reading.result()
+                if not n:
+                    break
+                reading = ahead.submit(read, it)
+                if not chunk:
+                    continue  # (every block of the batch absent)
+                if split is None or chunk[-1][0] < split:
+                    before.count += len(chunk)
+                else:
+                    below = bisect_left(chunk, (split,))
+                    before.count += below
+                    after.count += len(chunk) - below
+                yield from chunk
+
+    def _tail_leaves(self, entries: Iterable[tuple[str, Entry]], batch: int, check: bool
+                     ) -> tuple[list[tuple[str, CID]], _Tally]:
+        """A child's part of :meth:`build_sorted` ``tail``: the leaves of ``entries`` but the
+        first (:meth:`ProllyTree.leaves_sorted`), and their tally."""
+        tally = _Tally()
+        found = self.datasets.leaves_sorted(self._stream(entries, batch, tally, tally, None, check))
+        return found, tally
+
+    def _lookup_trees(self, paths: Iterable[tuple[str, str]], data: Iterable[str], dois: Iterable[tuple[str, str]]
+                      ) -> tuple[CID, CID, CID | None]:
+        """:meth:`build_sorted`'s lookup trees: ``by_path``, ``by_data``, ``by_doi`` (None: empty)."""
         by_path = self.by_path.build_sorted(self._claimed(paths, "path"))
         by_data = self.by_data.build_sorted((k, None) for k in data)
         empty = self.by_doi.empty()
-        by_doi: CID | None = self.by_doi.build_sorted(self._claimed(dois, "doi"))
-        return IndexRoot(datasets=datasets, by_path=by_path, by_data=by_data, count=count,
-                         by_doi=None if by_doi == empty else by_doi, inline_items=self.inline_items)
+        by_doi = self.by_doi.build_sorted(self._claimed(dois, "doi"))
+        return by_path, by_data, None if by_doi == empty else by_doi
 
-    def merge_sorted(self, root: IndexRoot, upserts: Iterable[tuple[str, Entry]], removals: Iterable[str]
-                     ) -> IndexRoot:
+    def merge_sorted(self, root: IndexRoot, upserts: Iterable[tuple[str, Entry]], removals: Iterable[str],
+                     *, missing: Missing | None = None) -> IndexRoot:
         """The version ``root`` + ``upserts`` - ``removals`` (both in key order), built anew in
         bounded memory: the datasets of ``root`` merged with the changes as one sorted stream
         into :meth:`build_sorted`, the lookup entries of the result spilled into a temporary
@@ -297,7 +398,7 @@ class Index:
         ``apply`` holds in memory). :class:`UnknownKeyError` for a removal of a key
         ``root`` does not hold (an upsert of the same key wins over its removal);
         :class:`PathConflictError` / :class:`DoiConflictError` when two datasets of the result
-        claim one path or DOI.
+        claim one path or DOI. ``missing``: as for :meth:`build_sorted`.
 
         >>> from halodb.blockstore import MemoryStore
         >>> store = MemoryStore(); idx = Index(store)
@@ -311,7 +412,9 @@ class Index:
             raise SchemaError(f"index root of format {root.version} cannot be changed by a writer of formats 1 "
                               "and 2 (inline_items=False, HALODB_INDEX_FORMAT=2): a version of format 3 stays "
                               "format 3", cid=root.datasets)
-        with closing(sqlite3.connect("")) as spill:  # a private temporary database on disk
+        # a private temporary database on disk (written by build_sorted's read-ahead thread,
+        # then read here: never by two threads at once)
+        with closing(sqlite3.connect("", check_same_thread=False)) as spill:
             spill.execute("PRAGMA cache_size=-16384")
             spill.execute("CREATE TABLE paths (v TEXT NOT NULL, k TEXT NOT NULL)")
             spill.execute("CREATE TABLE data (v TEXT NOT NULL)")
@@ -334,6 +437,7 @@ class Index:
                 (tuple(r) for r in rows("SELECT v, k FROM paths ORDER BY v, k")),
                 (r[0] for r in rows("SELECT v FROM data ORDER BY v")),
                 (tuple(r) for r in rows("SELECT v, k FROM dois ORDER BY v, k")),
+                missing=missing,
             )
 
     def _claimed(self, claims: Iterable[tuple[str, str]], field: str) -> Iterator[tuple[str, str]]:
@@ -366,33 +470,53 @@ class Index:
             inline_items=self.inline_items,
         )
 
-    def _held(self, entries: Mapping[str, Entry]) -> dict[str, Entry]:
+    def _held(self, entries: Mapping[str, Entry], absent: Callable[[str, CID], None] | None = None
+              ) -> dict[str, Entry]:
         """``entries`` as this index's format holds them: in format 3 an item of at most
         ``INLINE_MAX`` bytes inline (its block read from the store, in one batch), a larger one
-        linked; in formats 1 and 2 every item linked (an inline one written as a block)."""
-        out = dict(entries)
+        linked; in formats 1 and 2 every item linked (an inline one written as a block). An
+        item block that is not in the store raises :class:`~halodb.errors.BlockNotFoundError`,
+        or, with ``absent``, is passed to it (key, CID) and its entry left out."""
         if not self.inline_items:
             blocks = [(e.item, e.inline) for e in entries.values() if e.inline is not None]
             if blocks:
                 self.store.put_many(blocks)
-                out = {k: replace(e, inline=None) if e.inline is not None else e for k, e in entries.items()}
-            return out
+                return {k: replace(e, inline=None) if e.inline is not None else e for k, e in entries.items()}
+            return dict(entries)
+        return {k: e if inline is e.inline else replace(e, inline=inline)
+                for k, e, inline in self._inline(entries, absent)}
+
+    def _held_values(self, entries: Mapping[str, Entry], absent: Callable[[str, CID], None] | None = None
+                     ) -> list[tuple[str, Any]]:
+        """``(key, entry value)`` of :meth:`_held`'s entries, as their tree holds them (without
+        making each entry again: what a build of many entries needs)."""
+        if not self.inline_items:
+            return [(k, e.to_ipld()) for k, e in self._held(entries).items()]
+        return [(k, e.to_ipld_holding(inline)) for k, e, inline in self._inline(entries, absent)]
+
+    def _inline(self, entries: Mapping[str, Entry], absent: Callable[[str, CID], None] | None
+                ) -> Iterator[tuple[str, Entry, bytes | None]]:
+        """Format 3: each entry with the item bytes it holds inline (None: linked); see :meth:`_held`."""
         wanted = {e.item for e in entries.values() if e.inline is None}
         found = self.store.get_many(list(wanted)) if wanted else {}
         for k, e in entries.items():
-            if e.inline is None:
+            inline = e.inline
+            if inline is None:
                 data = found.get(e.item)
                 if data is None:
+                    if absent is not None and not self.store.has(e.item):
+                        absent(k, e.item)
+                        continue
                     data = self.store.get(e.item)  # raises BlockNotFoundError naming it
                 # the store verified the bytes against the CID, so it is CID.for_bytes(data, DAG_CBOR)
                 # exactly when it is a CIDv1 of dag-cbor and sha2-256 (a v0 or raw CID: linked)
                 buf = e.item.buffer
                 if len(data) <= INLINE_MAX and len(buf) == 36 and buf[:4] == _V1_DAG_CBOR_SHA256:
-                    out[k] = Entry(e.item, e.data, e.path, e.doi, data)
-            elif len(e.inline) > INLINE_MAX:
-                self.store.put_many([(e.item, e.inline)])
-                out[k] = replace(e, inline=None)
-        return out
+                    inline = data
+            elif len(inline) > INLINE_MAX:
+                self.store.put_many([(e.item, inline)])
+                inline = None
+            yield k, e, inline
 
     def _check_claims(self, root: IndexRoot, upserts: Mapping[str, Entry], old: Mapping[str, Entry | None],
                       field: str) -> None:
@@ -453,6 +577,112 @@ class Index:
         if prefix is None and before + net != new.count:
             raise count_error(new, f"holds {before + net} datasets (the {before} of the version before, "
                                    f"{net:+d}), but its index root declares {new.count}")
+
+
+class _Tally:
+    """Entries read by a build, and the first ten of those whose item block is absent, of how many."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.absent: list[tuple[str, CID]] = []
+        self.absent_count = 0
+
+    def note(self, key: str, cid: CID) -> None:
+        self.absent_count += 1
+        if len(self.absent) < 10:
+            self.absent.append((key, cid))
+
+    def plus(self, other: _Tally) -> _Tally:
+        both = _Tally()
+        both.count = self.count + other.count
+        both.absent = (self.absent + other.absent)[:10]
+        both.absent_count = self.absent_count + other.absent_count
+        return both
+
+
+def _encode_roots(roots: tuple[CID, CID, CID | None]) -> bytes:
+    return pickle.dumps([None if c is None else c.buffer for c in roots])
+
+
+def _decode_roots(data: bytes) -> tuple[CID, CID, CID | None] | None:
+    roots = pickle.loads(data)
+    by_path, by_data, by_doi = roots
+    return CID(by_path), CID(by_data), None if by_doi is None else CID(by_doi)
+
+
+def _encode_tail(found: list[tuple[str, CID]], tally: _Tally) -> bytes:
+    return pickle.dumps(([(k, c.buffer) for k, c in found], tally.count,
+                         [(k, c.buffer) for k, c in tally.absent], tally.absent_count))
+
+
+def _decode_tail(data: bytes) -> tuple[list[tuple[str, CID]], _Tally]:
+    found, count, absent, absent_count = pickle.loads(data)
+    tally = _Tally()
+    tally.count, tally.absent, tally.absent_count = count, [(k, CID(c)) for k, c in absent], absent_count
+    return [(k, CID(c)) for k, c in found], tally
+
+
+class _Forked:
+    """Part of :meth:`Index.build_sorted` done by a forked child process meanwhile: ``work``
+    runs there, writes its nodes to the store (in its own connections: the stores re-open
+    theirs after a fork), and returns what the parent needs, as bytes sent through a pipe
+    (plain data, pickled by this module).
+
+    Anything that goes wrong in the child (a path claimed twice, a failed write, a kill) makes
+    :meth:`result` None, and the parent does the work itself, which raises what was wrong.
+    Nodes the child wrote are then linked from nowhere (``gc`` deletes them), as are those of
+    any failed build. The child ends as soon as it sees that its parent is gone (a killed
+    commit: ``_while_alive``), and :meth:`close` kills it when the parent gives up first.
+    """
+
+    def __init__(self, work: Callable[[], bytes]) -> None:
+        read, write = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: never returns
+            code = 1
+            try:
+                os.close(read)
+                with os.fdopen(write, "wb") as out:
+                    out.write(work())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write)
+        self.read: int | None = read
+        self.got: bytes | None = None
+
+    def result(self) -> bytes | None:
+        """What the child's work returned, once it is done; None if it failed."""
+        if self.read is not None:
+            chunks = []
+            while chunk := os.read(self.read, 1 << 20):
+                chunks.append(chunk)
+            os.close(self.read)
+            self.read = None
+            _, status = os.waitpid(self.pid, 0)
+            self.pid = 0
+            self.got = b"".join(chunks) if os.waitstatus_to_exitcode(status) == 0 else None
+        return self.got
+
+    def close(self) -> None:
+        """Kill the child if it still runs (the build failed before its result was read)."""
+        if self.read is not None:
+            os.close(self.read)
+            self.read = None
+        if self.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self.pid = 0
+
+
+def _while_alive(items: Iterable[Any], parent: int, every: int = 4096) -> Iterator[Any]:
+    """``items``, ended by ``os._exit`` once the process ``parent`` is gone (checked every
+    ``every`` items): a child of a killed commit does not go on writing for nothing."""
+    for n, item in enumerate(items):
+        if n % every == 0 and os.getppid() != parent:
+            os._exit(1)
+        yield item
 
 
 def _merge_changes(old: Iterator[tuple[str, Entry]], upserts: Iterator[tuple[str, Entry]], removals: Iterator[str]

@@ -50,7 +50,12 @@ class Entry:
     inline: bytes | None = field(default=None, compare=False)
 
     def to_ipld(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"item": self.item if self.inline is None else self.inline}
+        return self.to_ipld_holding(self.inline)
+
+    def to_ipld_holding(self, inline: bytes | None) -> dict[str, Any]:
+        """:meth:`to_ipld` of this entry holding ``inline`` (the item's bytes; None: linked)
+        instead of :attr:`inline`, without making that entry first."""
+        out: dict[str, Any] = {"item": self.item if inline is None else inline}
         if self.data is not None:
             out["data"] = self.data
         if self.path is not None:

@@ -36,7 +36,8 @@ from __future__ import annotations
 import hashlib
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
@@ -45,6 +46,7 @@ from halodb.blockstore.base import BlockStore
 from halodb.errors import TreeShapeError
 from halodb.index.model import Change
 from halodb.ipld import CID, DAG_CBOR, decode, encode
+from halodb.ipld.codec import cbor_head, encode_shallow
 from halodb.ipld.limits import BLOCK_SIZE_NORM
 
 #: sentinel value in a change set: delete this key
@@ -320,33 +322,81 @@ class ProllyTree:
             self._pending.clear()
         return root
 
-    def build_sorted(self, entries: Iterable[tuple[str, Any]], *, batch_bytes: int = 8 << 20) -> CID:
+    def build_sorted(self, entries: Iterable[tuple[str, Any]], *, batch_bytes: int = 8 << 20,
+                     tail: tuple[str, Callable[[], list[tuple[str, CID]] | None]] | None = None) -> CID:
         """Build a tree from entries in strictly increasing key order (else ``ValueError``),
         as :meth:`build` does (the same entries give the same tree), but streaming: it holds
         one unfinished node per level, and writes the finished ones to the store about
         ``batch_bytes`` at a time (not into the node cache), so a tree of any size is built in
-        bounded memory. Nodes written before an error are left in the store, linked from
+        bounded memory. The writes run in a thread, one batch at a time, while the next batch
+        is built (SQLite writes without holding the GIL); every one has ended when this
+        returns or raises. Nodes written before an error are left in the store, linked from
         nowhere (``gc`` deletes them).
+
+        ``tail``: ``(split, leaves)``, where ``leaves()`` gives the leaves of the entries from
+        key ``split`` on but the first (:meth:`leaves_sorted`, built elsewhere meanwhile; None
+        or none: there are none). It is called when ``entries`` reach ``split``; once the leaf
+        that holds ``split`` is finished, its leaves take the place of the rest of ``entries``.
 
         >>> from halodb.blockstore import MemoryStore
         >>> tree = ProllyTree(MemoryStore())
         >>> entries = [(f"{n:04d}", n) for n in range(3000)]
         >>> tree.build_sorted(iter(entries), batch_bytes=1000) == tree.build(entries)
         True
+        >>> rest = lambda: tree.leaves_sorted(iter(entries[1500:]))
+        >>> tree.build_sorted(iter(entries), tail=("1500", rest)) == tree.build(entries)
+        True
         """
         builder = _SortedBuilder(self, batch_bytes)
         last: str | None = None
+        split, leaves = tail if tail is not None else (None, None)
+        adopted: list[tuple[str, CID]] | None = None
         try:
             for key, value in entries:
                 if last is not None and key <= last:
                     raise ValueError(f"build_sorted: key {key!r} is not above the key before it, {last!r}")
                 last = key
                 builder.push(0, key, value)
+                if split is not None and key >= split:
+                    if adopted is None:
+                        assert leaves is not None
+                        adopted = leaves() or []
+                    if adopted and not builder.runs[0][0]:  # the leaf that holds ``split`` is finished
+                        builder.adopt(adopted)
+                        break
             root = builder.finish()
             builder.write()
+            builder.drain()
         finally:
+            builder.close()
             self._pending.clear()
         return root
+
+    def leaves_sorted(self, entries: Iterable[tuple[str, Any]], *, batch_bytes: int = 8 << 20
+                      ) -> list[tuple[str, CID]]:
+        """The leaves (first key, CID) of a tree's entries from some key on, given in key order:
+        all but the first, which begins at the first key given and so is not a leaf of the
+        whole tree unless a leaf ends just before it (the one before finishes it:
+        :meth:`build_sorted` ``tail``). They are written to the store as :meth:`build_sorted`
+        writes, but for the first. Cutting leaves reads only their own entries, so these are
+        the whole tree's leaves after the first boundary."""
+        builder = _SortedBuilder(self, batch_bytes, leaves=[])
+        last: str | None = None
+        try:
+            for key, value in entries:
+                if last is not None and key <= last:
+                    raise ValueError(f"leaves_sorted: key {key!r} is not above the key before it, {last!r}")
+                last = key
+                builder.push(0, key, value)
+            if builder.runs and builder.runs[0][0]:
+                builder._finish_node(0)
+            builder.write()
+            builder.drain()
+        finally:
+            builder.close()
+            self._pending.clear()
+        assert builder.leaves is not None
+        return builder.leaves[1:]
 
     def _build_levels(self, keys: list[str], values: list[Any], level: int) -> CID:
         if not keys:
@@ -734,35 +784,79 @@ _ENTRY = 1
 
 
 class _SortedBuilder:
-    """:meth:`ProllyTree.build_sorted`: the unfinished node of each level (its keys and
-    values), and how many nodes each level has finished. A level's first node is passed up
-    only once it has a second one: a level of one node is the root, and no level above it
-    may be begun (it would write a node the tree does not link)."""
+    """:meth:`ProllyTree.build_sorted`: the unfinished node of each level (its keys and the
+    DAG-CBOR of its keys and values), and how many nodes each level has finished. A level's
+    first node is passed up only once it has a second one: a level of one node is the root,
+    and no level above it may be begun (it would write a node the tree does not link).
 
-    def __init__(self, tree: ProllyTree, batch_bytes: int) -> None:
+    Each value is encoded once (:func:`~halodb.ipld.codec.encode_shallow`): its bytes give
+    the entry's size for the chunking rule and are copied into the node, which is written
+    from its entries' encodings (:func:`_node_bytes`), not encoded again as a whole."""
+
+    def __init__(self, tree: ProllyTree, batch_bytes: int, leaves: list[tuple[str, CID]] | None = None) -> None:
         self.tree = tree
+        #: (:meth:`ProllyTree.leaves_sorted`) the leaves finished, level 0 only, the first not written
+        self.leaves = leaves
         self.batch_bytes = batch_bytes
+        self.pending: list[tuple[CID, bytes]] = []
         self.pending_bytes = 0
-        self.runs: list[tuple[list[str], list[Any]]] = []
+        self.writer: ThreadPoolExecutor | None = None
+        self.writing: Future[int] | None = None
+        #: per level: the unfinished node's keys, and its keys' and values' DAG-CBOR
+        self.runs: list[tuple[list[str], list[bytes], list[bytes]]] = []
         self.done: list[int] = []
         self.first: list[tuple[str, CID] | None] = []
+        params = tree.params
+        self.leaf_bytes = params.leaf_bytes
+        self.thresholds = [params.threshold(0), params.threshold(1)]
 
     def push(self, level: int, key: str, value: Any) -> None:
         if level == len(self.runs):
-            self.runs.append(([], []))
+            self.runs.append(([], [], []))
             self.done.append(0)
             self.first.append(None)
-        keys, values = self.runs[level]
+        keys, encoded_keys, encoded_values = self.runs[level]
+        utf8 = key.encode()
+        encoded = encode_shallow(value)
         keys.append(key)
-        values.append(value)
-        if self.tree._is_boundary(key, level, value):
+        encoded_keys.append(cbor_head(3, len(utf8)) + utf8)
+        encoded_values.append(encoded)
+        # the chunking rule of ProllyTree._is_boundary, with the entry's size from its encoding
+        if level == 0 and self.leaf_bytes is not None:
+            threshold = min((1 << 32) * (len(utf8) + len(encoded)) // self.leaf_bytes, 1 << 32)
+        else:
+            threshold = self.thresholds[min(level, 1)]
+        if int.from_bytes(hashlib.sha256(bytes((level,)) + utf8).digest()[:4], "big") < threshold:
             self._finish_node(level)
 
     def _finish_node(self, level: int) -> None:
-        keys, values = self.runs[level]
-        first, cid = self.tree._emit(keys, values, level)
-        self.pending_bytes += len(self.tree._pending[cid][1])
-        self.runs[level] = ([], [])
+        keys, encoded_keys, encoded_values = self.runs[level]
+        data = _node_bytes(level, encoded_keys, encoded_values)
+        cid = CID.for_bytes(data, DAG_CBOR)
+        if len(data) > MAX_NODE_SIZE:
+            raise shape_error(cid, None, "size", f"would be {len(data)} bytes ({len(keys)} entries from key "
+                              f"{keys[0][:80]!r}); a tree node may take at most {MAX_NODE_SIZE}")
+        first = keys[0]
+        self.runs[level] = ([], [], [])
+        if self.leaves is not None:
+            self.leaves.append((first, cid))
+            if len(self.leaves) > 1:
+                self.pending.append((cid, data))
+                self.pending_bytes += len(data)
+        else:
+            self.pending.append((cid, data))
+            self.pending_bytes += len(data)
+            self._finished(level, first, cid)
+        if self.pending_bytes >= self.batch_bytes:
+            self.write()
+
+    def adopt(self, leaves: list[tuple[str, CID]]) -> None:
+        """Take ``leaves``, built elsewhere, as the next finished leaves."""
+        for first, cid in leaves:
+            self._finished(0, first, cid)
+
+    def _finished(self, level: int, first: str, cid: CID) -> None:
+        """Pass a finished node of ``level`` up (see the class)."""
         self.done[level] += 1
         if self.done[level] == 1:
             self.first[level] = (first, cid)
@@ -772,8 +866,6 @@ class _SortedBuilder:
                 self.first[level] = None
                 self.push(level + 1, *held)
             self.push(level + 1, first, cid)
-        if self.pending_bytes >= self.batch_bytes:
-            self.write()
 
     def finish(self) -> CID:
         """Finish every level's last node; the root's CID."""
@@ -790,12 +882,51 @@ class _SortedBuilder:
             level += 1
 
     def write(self) -> None:
-        """Write the finished nodes to the store (they stay out of the node cache)."""
-        pending = self.tree._pending
-        if pending:
-            self.tree.store.put_many([(cid, data) for cid, (_, data) in pending.items()], verify=False)
-            pending.clear()
+        """Hand the finished nodes to the writer thread (they stay out of the node cache),
+        once it has written the batch before (so at most two batches are held)."""
+        self._wait()
+        if self.pending:
+            if self.writer is None:
+                self.writer = ThreadPoolExecutor(1, thread_name_prefix="halodb-tree-writer")
+            self.writing = self.writer.submit(self.tree.store.put_many, self.pending, verify=False)
+            self.pending = []
         self.pending_bytes = 0
+
+    def _wait(self) -> None:
+        """Wait for the batch being written; its error, if it failed."""
+        writing, self.writing = self.writing, None
+        if writing is not None:
+            writing.result()
+
+    def drain(self) -> None:
+        """Wait until every node handed over is written (and the empty tree's, if :meth:`finish`
+        made it)."""
+        self._wait()
+        self.tree._flush()
+
+    def close(self) -> None:
+        """End the writer thread, once the batch it writes is written (also after an error)."""
+        if self.writer is not None:
+            self.writer.shutdown(wait=True)
+            self.writer = None
+
+
+#: how a node's DAG-CBOR begins: a map of three (keys ``keys``, ``level``, ``values``, in
+#: DAG-CBOR's order: shorter keys first), then the key ``keys``
+_NODE_HEAD = b"\xa3\x64keys"
+
+
+def _node_bytes(level: int, encoded_keys: list[bytes], encoded_values: list[bytes]) -> bytes:
+    """The DAG-CBOR of ``Node(level, keys, values).to_ipld()`` from the encodings of its keys
+    and values: byte for byte what :func:`~halodb.ipld.encode` writes (``tests/test_prolly.py``).
+
+    >>> from halodb.ipld import encode
+    >>> _node_bytes(1, [encode("a")], [encode(None)]) == encode(Node(1, ["a"], [None]).to_ipld())
+    True
+    """
+    n = len(encoded_keys)
+    return b"".join((_NODE_HEAD, cbor_head(4, n), *encoded_keys, b"\x65level", cbor_head(0, level),
+                     b"\x66values", cbor_head(4, n), *encoded_values))
 
 
 def _prune(stack: list[tuple[Any, ...]], start: str | None, stop: str | None) -> None:

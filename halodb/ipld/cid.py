@@ -101,6 +101,8 @@ class CID:
 
     @staticmethod
     def _check_binary(buf: bytes) -> None:
+        if len(buf) == 36 and buf[0] == 0x01 and buf[1] < 0x80 and buf[2] == SHA2_256 and buf[3] == 0x20:
+            return  # the common case, whole: CIDv1, a one-byte codec, sha2-256 (what HaloDB writes)
         if len(buf) == 34 and buf[0] == 0x12 and buf[1] == 0x20:
             return  # CIDv0
         if not buf or buf[0] != 0x01:

@@ -55,7 +55,8 @@ from halodb.errors import CIDError, DecodeError, EncodeError
 from halodb.ipld.cid import CID
 from halodb.ipld.limits import MAX_BLOCK_SIZE, MAX_INT, MAX_NESTING, MIN_INT
 
-__all__ = ["decode", "decode_each", "decode_reference", "encode", "encode_json", "encode_reference", "nesting_exceeded"]
+__all__ = ["cbor_head", "decode", "decode_each", "decode_reference", "encode", "encode_json", "encode_reference",
+           "encode_shallow", "nesting_exceeded"]
 
 _TAG42 = b"\xd8\x2a"
 #: the first byte of every CBOR array (major type 4) or map (major type 5) header
@@ -272,6 +273,60 @@ def encode_json(value: Any) -> bytes:
     except (ValueError, TypeError, OverflowError, RecursionError):
         return encode(value)
     return _sized(data)
+
+
+def encode_shallow(value: Any) -> bytes:
+    """:func:`encode` of a tree entry's value (a string, null, link, or a map of strings,
+    links and bytes, as :class:`~halodb.index.model.Entry` writes one) without the walk
+    :func:`encode` makes of any value: its links are converted for libipld in one shallow
+    pass. Any value of another shape, or raw bytes libipld might take for a link, goes to
+    :func:`encode`: the bytes are always :func:`encode`'s (``tests/test_ipld.py``).
+
+    >>> link = CID.for_bytes(b"x")
+    >>> encode_shallow({"item": link, "path": "p"}) == encode({"item": link, "path": "p"})
+    True
+    """
+    t = type(value)
+    if t is str or value is None:
+        prepared: Any = value
+    elif t is CID:
+        prepared = value.buffer
+    elif t is dict:
+        prepared = {}
+        for k, v in value.items():
+            tv = type(v)
+            if type(k) is not str or not (tv is str or v is None or tv is CID
+                                          or (tv is bytes and v[:1] not in _CID_FIRST_BYTES)):
+                return encode(value)
+            prepared[k] = v.buffer if tv is CID else v
+    else:
+        return encode(value)
+    try:
+        data = bytes(libipld.encode_dag_cbor(prepared))
+    except (ValueError, TypeError, OverflowError):
+        return encode(value)  # (says what is wrong)
+    return _sized(data)
+
+
+def cbor_head(major: int, n: int) -> bytes:
+    """The shortest CBOR head of major type ``major`` with argument ``n`` (DAG-CBOR's only
+    form): what begins a string of ``n`` bytes (3), an array (4) or a map (5) of ``n``
+    items, or is the unsigned integer ``n`` (0). Used to write a tree node from its
+    entries' encodings (:mod:`halodb.index.prolly`).
+
+    >>> cbor_head(4, 3), cbor_head(3, 24), cbor_head(0, 70000)
+    (b'\\x83', b'x\\x18', b'\\x1a\\x00\\x01\\x11p')
+    """
+    top = major << 5
+    if n < 24:
+        return bytes((top | n,))
+    if n < 0x100:
+        return bytes((top | 24, n))
+    if n < 0x10000:
+        return bytes((top | 25,)) + n.to_bytes(2, "big")
+    if n < 0x100000000:
+        return bytes((top | 26,)) + n.to_bytes(4, "big")
+    return bytes((top | 27,)) + n.to_bytes(8, "big")
 
 
 def encode_reference(value: Any) -> bytes:

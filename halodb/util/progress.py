@@ -76,6 +76,9 @@ class Progress:
                 return
             from tqdm import tqdm
 
+            # no monitor thread (it only tunes how often a bar redraws): a commit forks
+            # children only from a process of one thread (Index.build_sorted ``parallel``)
+            tqdm.monitor_interval = 0
             columns, rows = _size(self.stream)
             self._bar = tqdm(desc=self.what, total=self.total, unit=self.unit, unit_scale=self.total is None, file=self.stream,
                              ncols=columns, nrows=rows, leave=True, mininterval=0.2)
