@@ -11,6 +11,7 @@ blocks (``--chunker=size-2048``: a chunk file spans several blocks); a counting 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,6 +70,12 @@ def cars(calls: list[str]) -> list[str]:
 def ranges(calls: list[str]) -> list[str]:
     """The plain requests for a file's bytes."""
     return [c for c in calls if " range=" in c and "format=" not in c]
+
+
+def tsize_of(kubo: Any, cid: str, folder: str, name: str) -> int:
+    """The ``Tsize`` of the link ``name`` in the folder ``cid/folder``."""
+    links = json.loads(kubo.ipfs("dag", "get", f"{cid}/{folder}").decode())["Links"]
+    return int(next(link["Tsize"] for link in links if link["Name"] == name))
 
 
 def raws(calls: list[str]) -> list[str]:
@@ -242,6 +249,33 @@ def test_a_cidv1_chunk_file_is_its_root_and_one_range(kubo: Any, dataset: tuple[
             again.close()
 
 
+def test_on_the_loop_a_chunk_file_is_one_round_trip(kubo: Any, dataset: tuple[str, xr.Dataset], home: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once its folder is known, a chunk read on zarr's loop asks for its root and its bytes at
+    once (``GatewayStore.aget_file``): per chunk one ``?format=raw`` and ONE plain request,
+    bounded by the folder link's ``Tsize``; every block verified and kept in the cache."""
+    cid, expected = dataset
+    spy = ReadsOnTheLoop(monkeypatch)
+    with relay(kubo.gateway) as (url, calls):
+        reg = halodb.open(home, store=url, create=True)
+        try:
+            ds = halodb.open_dataset(f"ipfs://{cid}", registry=reg)
+            assert float(ds.ta[500]) == float(expected.ta[500])  # the chunk ta/0: the folder ta/ known from now on
+            first, asked = len(calls.calls), len(spy.results)
+            assert np.array_equal(ds.ta[1000:].values, expected.ta[1000:].values)  # the chunks ta/1 ... ta/7
+            assert spy.results[asked:] == [True] * 7
+            read = calls.calls[first:]
+            roots = {n: file_cid(kubo, f"{cid}/ta/{n}") for n in range(1, 8)}
+            assert sorted(ranges(read)) == sorted(f"/ipfs/{roots[n]} range=bytes=0-{tsize_of(kubo, cid, 'ta', str(n)) - 1}"
+                                                  for n in roots), read
+            assert sorted(raws(read)) == sorted(f"/ipfs/{r}?format=raw" for r in roots.values()) and len(read) == 14
+            assert reg.store.remote.file_bytes_failures == []  # type: ignore[attr-defined]
+            blocks = set(roots.values()) | {leaf for n in roots for leaf in leaves_of(kubo, f"{cid}/ta/{n}")}
+            assert blocks <= {str(c) for c in reg.store.local_store().iter_cids()}
+        finally:
+            reg.close()
+
+
 class ReadsOnTheLoop:
     """Records what ``UnixFSTree.aread`` (a chunk read on zarr's event loop, no thread) returned:
     None where it left the read to ``UnixFSTree.read`` in a thread."""
@@ -280,12 +314,17 @@ def test_tampered_file_bytes_are_refused_and_the_leaves_come_as_blocks(kubo: Any
             assert spy.results[asked:] == [where == "on the loop"]
             read = calls.calls[first:]
             leaves = leaves_of(kubo, f"{cid}/ta/3")
-            assert ranges(read) == [f"/ipfs/{chunk} range=bytes=0-7999"]
+            # in a thread the file's root, then its bytes; on the loop both at once (the range
+            # bounded by the folder link's Tsize: the file's DAG, a little more than its bytes)
+            asked_range = "bytes=0-7999" if where == "in a thread" else f"bytes=0-{tsize_of(kubo, cid, 'ta', '3') - 1}"
+            assert ranges(read) == [f"/ipfs/{chunk} range={asked_range}"]  # the liar not asked for a range again
             # the folder ta/ (unless read before), the file's root, and its leaves block by block
             folder = [file_cid(kubo, f"{cid}/ta")] if where == "in a thread" else []
             assert sorted(raws(read)) == sorted(f"/ipfs/{c}?format=raw" for c in [*folder, chunk, *leaves]), read
             failures = reg.store.remote.file_bytes_failures  # type: ignore[attr-defined]
-            assert len(failures) == 1 and f"no gateway sent bytes 0-7999 of the file {chunk} intact" in failures[0]
+            said = (f"no gateway sent bytes 0-7999 of the file {chunk} intact" if where == "in a thread" else
+                    f"the bytes 0-7999 of the file {chunk} asked with its root were not intact")
+            assert len(failures) == 1 and said in failures[0], failures
             assert "do not match the CID" in failures[0] and url in failures[0]
             assert any(failures[0] in r.getMessage() for r in caplog.records)
             assert url in reg.store.remote._demoted  # type: ignore[attr-defined]  # asked last from now on

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from halodb.blockstore.base import BlockStore
+from halodb.blockstore.base import BlockBytes, BlockStore
 from halodb.errors import BlockNotFoundError, HaloDBError, InputError, TreePathError, UnixFSError
 from halodb.ipld import CID, DAG_PB, RAW
 from halodb.filetree import Tree, TreeEntry
@@ -445,8 +445,11 @@ class UnixFSTree(Tree):
         """
         if start < 0 or (end is not None and end < 0):
             return None
-        cid = self._resolve_cached(path)
-        if cid is None or cid.inline_data is not None or cid.version != 1:
+        resolved = self._resolve_cached(path)
+        if resolved is None:
+            return None
+        cid, tsize = resolved
+        if cid.inline_data is not None or cid.version != 1:
             return None
         store = self.store
         if (store.is_remote or store.is_remote_backed) and not store.reads_file_bytes():
@@ -454,7 +457,21 @@ class UnixFSTree(Tree):
         try:
             with self._lock:
                 node = self._cache.get(cid)
-            if node is None:
+            found: Mapping[CID, BlockBytes] | None = None
+            if node is None and start == 0 and end is not None and cid.codec == DAG_PB:
+                decoded: builtins.list[Node] = []  # the root and its leaves in one round trip
+
+                def leaves_of(block: bytes) -> builtins.list[tuple[CID, int, int]] | None:
+                    decoded.append(decode_node(cid, block))
+                    return self._raw_leaves(decoded[0], 0, end)
+
+                got = await store.aget_file(cid, end if tsize is None else max(min(end, tsize), 1), leaves_of)
+                if got is None:
+                    return None  # (the sync path says what is missing)
+                node = decoded[0] if decoded else decode_node(cid, got.root)
+                self._remember(node)
+                found = got.leaves
+            elif node is None:
                 block = (await store.aget_many([cid])).get(cid)
                 if block is None:
                     return None  # (the sync path says what is missing)
@@ -470,7 +487,8 @@ class UnixFSTree(Tree):
             need = self._overlapping(node, start, stop)
             if not all(c.codec == RAW and c.inline_data is None for c, _, _ in need):
                 return None
-            found = await store.aget_leaves(cid, need) if need else {}
+            if found is None:
+                found = await store.aget_leaves(cid, need) if need else {}
             if any(c not in found for c, _, _ in need):
                 return None  # (the sync path says what is missing)
             whole = _one_run(node, need, found)
@@ -482,6 +500,16 @@ class UnixFSTree(Tree):
         except HaloDBError as exc:
             annotate(exc, path)
             raise
+
+    def _raw_leaves(self, node: Node, start: int, end: int) -> builtins.list[tuple[CID, int, int]] | None:
+        """The children of the file node ``node`` that hold bytes ``[start, end)`` when they
+        all are raw leaves (not inlined); else None (a folder, a raw block, a deeper DAG)."""
+        if node.kind != FILE_KIND or node.raw is not None:
+            return None
+        need = self._overlapping(node, start, min(end, node.size))
+        if not need or not all(c.codec == RAW and c.inline_data is None for c, _, _ in need):
+            return None
+        return need
 
     @staticmethod
     def _overlapping(node: Node, start: int, end: int) -> builtins.list[tuple[CID, int, int]]:
@@ -497,8 +525,9 @@ class UnixFSTree(Tree):
             pos += bsize
         return out
 
-    def _resolve_cached(self, path: str) -> CID | None:
-        """The CID at ``path`` if every folder on the way is cached here (no fetch), else None."""
+    def _resolve_cached(self, path: str) -> tuple[CID, int | None] | None:
+        """The CID at ``path`` if every folder on the way is cached here (no fetch), else None;
+        with the ``Tsize`` of the link to it when known (the bytes of its DAG: at least its size)."""
         try:
             parts = self._parts(path)
         except TreePathError:
@@ -507,8 +536,8 @@ class UnixFSTree(Tree):
         with self._lock:
             hit = self._paths.get(key)
             if hit is not None:
-                return hit
-            cid = self.root
+                return hit, None
+            cid, tsize = self.root, None
             for name in parts:
                 node = self._cache.get(cid)
                 if node is None or node.kind != DIR or node.hamt or node.pb is None:
@@ -519,8 +548,8 @@ class UnixFSTree(Tree):
                 link = names.get(name)
                 if link is None:
                     return None
-                cid = link.cid
-            return cid
+                cid, tsize = link.cid, link.tsize
+            return cid, tsize
 
     def _leaves(self, file: CID, leaves: builtins.list[tuple[CID, int, int]]) -> dict[CID, Node]:
         """The raw leaves ``(cid, offset in the file, size)`` of ``file``, verified, in one
