@@ -258,6 +258,7 @@ def test_on_the_loop_a_chunk_file_is_one_round_trip(kubo: Any, dataset: tuple[st
     spy = ReadsOnTheLoop(monkeypatch)
     with relay(kubo.gateway) as (url, calls):
         reg = halodb.open(home, store=url, create=True)
+        assert not (home / "blocks" / "blocks.sqlite3").exists()  # the block cache: made by its first write
         try:
             ds = halodb.open_dataset(f"ipfs://{cid}", registry=reg)
             assert float(ds.ta[500]) == float(expected.ta[500])  # the chunk ta/0: the folder ta/ known from now on

@@ -861,7 +861,8 @@ def open(  # noqa: A001 - the API mirrors builtins.open / zarr.open
 
     remote = open_store(store_url, home_path)
     # a remote store is read through a local block cache: the network is asked only for new blocks
-    store_ = CachingStore(SqliteStore(home_path / "blocks"), remote) if remote.is_remote else remote
+    # (its database made by the first block kept, not before the first read: ``SqliteStore(lazy=True)``)
+    store_ = CachingStore(SqliteStore(home_path / "blocks", lazy=True), remote) if remote.is_remote else remote
     # IPNS names are resolved (and their records verified) through a gateway store when there is
     # no Kubo; a store is a gateway only if open_store imported that module (aiohttp: ~0.5 s)
     gateways = sys.modules.get("halodb.blockstore.gateway")
