@@ -228,10 +228,12 @@ def test_a_cidv1_chunk_file_is_its_root_and_one_range(kubo: Any, dataset: tuple[
             first = len(calls.calls)
             assert np.array_equal(ds.rh.values, expected.rh.values)  # all eight chunks of rh
             read = calls.calls[first:]
-            # the folder rh/ and each file's root as blocks, then each file's 8,000 bytes as
-            # they are (four raw leaves of 2 kB, each hashed against its CID): no CAR at all
+            # the folder rh/ and each file's root as blocks, each file's 8,000 bytes as they are
+            # (four raw leaves of 2 kB, each hashed against its CID), asked with its root and
+            # bounded by the folder link's Tsize: no CAR at all
             roots = {file_cid(kubo, f"{cid}/rh/{n}") for n in range(8)}
-            assert sorted(ranges(read)) == sorted(f"/ipfs/{r} range=bytes=0-7999" for r in roots), read
+            assert sorted(ranges(read)) == sorted(f"/ipfs/{file_cid(kubo, f'{cid}/rh/{n}')} range=bytes=0-"
+                                                  f"{tsize_of(kubo, cid, 'rh', str(n)) - 1}" for n in range(8)), read
             assert len(raws(read)) == 1 + 8 and len(read) == 1 + 8 + 8, read
             assert reg.store.remote.file_bytes_failures == []  # type: ignore[attr-defined]
             # every block of the eight chunk files (a root and four leaves each) reached the cache
@@ -251,9 +253,10 @@ def test_a_cidv1_chunk_file_is_its_root_and_one_range(kubo: Any, dataset: tuple[
 
 def test_on_the_loop_a_chunk_file_is_one_round_trip(kubo: Any, dataset: tuple[str, xr.Dataset], home: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """Once its folder is known, a chunk read on zarr's loop asks for its root and its bytes at
-    once (``GatewayStore.aget_file``): per chunk one ``?format=raw`` and ONE plain request,
-    bounded by the folder link's ``Tsize``; every block verified and kept in the cache."""
+    """Every chunk is read on zarr's loop, none in a thread: the folder ta/ fetched there once
+    for the eight reads that want it at once, then per chunk its root and its bytes asked
+    together (``GatewayStore.aget_file``): one ``?format=raw`` and ONE plain request, bounded by
+    the folder link's ``Tsize``; every block verified and kept in the cache."""
     cid, expected = dataset
     spy = ReadsOnTheLoop(monkeypatch)
     with relay(kubo.gateway) as (url, calls):
@@ -261,15 +264,16 @@ def test_on_the_loop_a_chunk_file_is_one_round_trip(kubo: Any, dataset: tuple[st
         assert not (home / "blocks" / "blocks.sqlite3").exists()  # the block cache: made by its first write
         try:
             ds = halodb.open_dataset(f"ipfs://{cid}", registry=reg)
-            assert float(ds.ta[500]) == float(expected.ta[500])  # the chunk ta/0: the folder ta/ known from now on
-            first, asked = len(calls.calls), len(spy.results)
-            assert np.array_equal(ds.ta[1000:].values, expected.ta[1000:].values)  # the chunks ta/1 ... ta/7
-            assert spy.results[asked:] == [True] * 7
+            first = len(calls.calls)
+            assert np.array_equal(ds.ta.values, expected.ta.values)  # the chunks ta/0 ... ta/7
+            assert spy.results == [True] * 8
             read = calls.calls[first:]
-            roots = {n: file_cid(kubo, f"{cid}/ta/{n}") for n in range(1, 8)}
+            roots = {n: file_cid(kubo, f"{cid}/ta/{n}") for n in range(8)}
             assert sorted(ranges(read)) == sorted(f"/ipfs/{roots[n]} range=bytes=0-{tsize_of(kubo, cid, 'ta', str(n)) - 1}"
                                                   for n in roots), read
-            assert sorted(raws(read)) == sorted(f"/ipfs/{r}?format=raw" for r in roots.values()) and len(read) == 14
+            folder = file_cid(kubo, f"{cid}/ta")
+            assert sorted(raws(read)) == sorted(f"/ipfs/{r}?format=raw" for r in [folder, *roots.values()])
+            assert len(read) == 1 + 8 + 8
             assert reg.store.remote.file_bytes_failures == []  # type: ignore[attr-defined]
             blocks = set(roots.values()) | {leaf for n in roots for leaf in leaves_of(kubo, f"{cid}/ta/{n}")}
             assert blocks <= {str(c) for c in reg.store.local_store().iter_cids()}
@@ -279,15 +283,15 @@ def test_on_the_loop_a_chunk_file_is_one_round_trip(kubo: Any, dataset: tuple[st
 
 class ReadsOnTheLoop:
     """Records what ``UnixFSTree.aread`` (a chunk read on zarr's event loop, no thread) returned:
-    None where it left the read to ``UnixFSTree.read`` in a thread."""
+    None where it left the read to ``UnixFSTree.read`` in a thread (with ``off``, always)."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, off: bool = False) -> None:
         self.results: list[bool] = []
         real = UnixFSTree.aread
 
         async def aread(tree: UnixFSTree, path: str, start: int = 0, end: int | None = None) -> bytes | None:
             try:
-                data = await real(tree, path, start, end)
+                data = None if off else await real(tree, path, start, end)
             except BaseException:
                 self.results.append(True)
                 raise
@@ -303,7 +307,7 @@ def test_tampered_file_bytes_are_refused_and_the_leaves_come_as_blocks(kubo: Any
                                                                       monkeypatch: pytest.MonkeyPatch, where: str) -> None:
     cid, expected = dataset
     chunk = file_cid(kubo, f"{cid}/ta/3")
-    spy = ReadsOnTheLoop(monkeypatch)
+    spy = ReadsOnTheLoop(monkeypatch, off=where == "in a thread")
     with relay(kubo.gateway, bad_plain={chunk}) as (url, calls):  # a byte in the middle of its bytes flipped
         reg = halodb.open(home, store=url, create=True)
         try:
@@ -341,7 +345,7 @@ def test_a_leaf_tampered_everywhere_is_refused(kubo: Any, dataset: tuple[str, xr
     cid, expected = dataset
     chunk = file_cid(kubo, f"{cid}/ta/3")
     leaf = leaves_of(kubo, f"{cid}/ta/3")[2]
-    spy = ReadsOnTheLoop(monkeypatch)
+    spy = ReadsOnTheLoop(monkeypatch, off=where == "in a thread")
     with relay(kubo.gateway, bad_plain={chunk}, bad={leaf}) as (url, _calls):  # the file's bytes and the leaf's block
         reg = halodb.open(home, store=url, create=True)
         try:

@@ -30,7 +30,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from halodb.blockstore.base import BlockBytes, BlockStore
 from halodb.errors import BlockNotFoundError, HaloDBError, InputError, TreePathError, UnixFSError
@@ -40,6 +40,9 @@ from halodb.unixfs.dagpb import PBLink, PBNode, decode_pb
 from halodb.unixfs.data import DIRECTORY, FILE, HAMT_SHARD, MURMUR3_X64_64, RAW as UNIXFS_RAW, SYMLINK
 from halodb.unixfs.data import TYPE_NAMES, UnixFSData, decode_data
 from halodb.unixfs.hamt import fanout_bits, hash_name, slot_at, slot_label, split_link_name
+
+if TYPE_CHECKING:
+    import asyncio
 
 DIR, FILE_KIND, SYMLINK_KIND = "dir", "file", "symlink"
 MAX_FILE_DEPTH = 64  #: levels of a file DAG before it is called malformed
@@ -132,6 +135,8 @@ class UnixFSTree(Tree):
         self._cached = 0
         self._paths: OrderedDict[str, CID] = OrderedDict()
         self._lock = threading.Lock()
+        #: folders being fetched on an event loop (:meth:`_afolder`), by loop and CID
+        self._folders: dict[tuple[asyncio.AbstractEventLoop, CID], asyncio.Future[bool]] = {}
 
     def __repr__(self) -> str:
         return f"UnixFSTree({self.root})"
@@ -435,25 +440,26 @@ class UnixFSTree(Tree):
 
     async def aread(self, path: str, start: int = 0, end: int | None = None) -> bytes | None:
         """:meth:`read` on the running event loop, without a thread, for what reading a
-        dataset's chunks mostly is: a file whose folders were read before (their nodes are
-        cached here), either one raw block or a CIDv1 root whose links are raw leaves, with its
-        blocks from ``store.aget_many`` / ``store.aget_leaves`` (a caching store over a
-        gateway reads its local copies here and the rest on this loop: one request per run of
-        adjacent leaves). Every block verified as by :meth:`read`; the same checks of sizes.
-        None for anything else (a folder not cached yet, a CIDv0 file, a deeper DAG, a store
-        that would send the file as a CAR): call :meth:`read` in a thread.
+        dataset's chunks mostly is: a file in plain folders (those not cached here fetched on
+        this loop, each once), either one raw block or a CIDv1 root whose links are raw leaves,
+        with its blocks from ``store.aget_file`` (a gateway: the root and the file's bytes
+        asked at once, one round trip) or, its root cached, ``store.aget_leaves`` (a caching
+        store over a gateway reads its local copies here and the rest on this loop: one
+        request per run of adjacent leaves). Every block verified as by :meth:`read`; the same
+        checks of sizes. None for anything else (a HAMT folder, a CIDv0 file, a deeper DAG, a
+        store that would send the file as a CAR, a failure): call :meth:`read` in a thread.
         """
+        store = self.store
+        if (store.is_remote or store.is_remote_backed) and not store.reads_file_bytes():
+            return None  # (a gateway that sends no plain bytes: the sync path asks for a CAR)
         if start < 0 or (end is not None and end < 0):
             return None
-        resolved = self._resolve_cached(path)
+        resolved = await self._aresolve(path)
         if resolved is None:
             return None
         cid, tsize = resolved
         if cid.inline_data is not None or cid.version != 1:
             return None
-        store = self.store
-        if (store.is_remote or store.is_remote_backed) and not store.reads_file_bytes():
-            return None  # (a gateway that sends no plain bytes: the sync path asks for a CAR)
         try:
             with self._lock:
                 node = self._cache.get(cid)
@@ -525,9 +531,12 @@ class UnixFSTree(Tree):
             pos += bsize
         return out
 
-    def _resolve_cached(self, path: str) -> tuple[CID, int | None] | None:
-        """The CID at ``path`` if every folder on the way is cached here (no fetch), else None;
-        with the ``Tsize`` of the link to it when known (the bytes of its DAG: at least its size)."""
+    def _resolve_cached(self, path: str) -> tuple[CID, int | None, bool] | None:
+        """``(cid, Tsize, True)``: the CID at ``path`` when every folder on the way is cached
+        here, with the ``Tsize`` of the link to it when known (the bytes of its DAG: at least
+        its size); ``(folder, None, False)``: the first plain folder on the way that is not
+        cached; None where this walk stops (a HAMT, a missing entry, a malformed folder: the
+        sync path walks it and says why). Nothing is fetched."""
         try:
             parts = self._parts(path)
         except TreePathError:
@@ -536,20 +545,71 @@ class UnixFSTree(Tree):
         with self._lock:
             hit = self._paths.get(key)
             if hit is not None:
-                return hit, None
+                return hit, None, True
             cid, tsize = self.root, None
             for name in parts:
                 node = self._cache.get(cid)
-                if node is None or node.kind != DIR or node.hamt or node.pb is None:
+                if node is None:
+                    return cid, None, False
+                if node.kind != DIR or node.hamt or node.pb is None:
                     return None  # (HAMT shards: the sync path walks them)
                 names = node._names
                 if names is None:
-                    return None
+                    try:
+                        names = self.links(node)  # (a plain folder: its own links, no fetch)
+                    except HaloDBError:
+                        return None
                 link = names.get(name)
                 if link is None:
                     return None
                 cid, tsize = link.cid, link.tsize
-            return cid, tsize
+            return cid, tsize, True
+
+    async def _aresolve(self, path: str) -> tuple[CID, int | None] | None:
+        """:meth:`_resolve_cached`, the plain folders on the way that are not cached fetched on
+        the running loop first, each once however many reads want it at the same moment (zarr
+        starts ~10 chunk reads of a folder at once); None where the sync path must walk."""
+        asked: set[CID] = set()
+        while True:
+            walked = self._resolve_cached(path)
+            if walked is None:
+                return None
+            cid, tsize, complete = walked
+            if complete:
+                return cid, tsize
+            if cid in asked or len(asked) >= MAX_FILE_DEPTH or not await self._afolder(cid):
+                return None
+            asked.add(cid)
+
+    async def _afolder(self, cid: CID) -> bool:
+        """Fetch the folder ``cid`` on the running loop into the node cache (``store.aget_many``);
+        another read fetching it now is waited for. False when it is absent, malformed or not
+        a plain folder (the sync path then says why), or when the read that fetched it failed;
+        a store's failure (no gateway answered, a lie) is raised, as the sync path raises it."""
+        import asyncio  # (here: reading a file need not import it)
+
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            waiting = self._folders.get((loop, cid))
+            if waiting is None:
+                mine = self._folders[(loop, cid)] = loop.create_future()
+        if waiting is not None:
+            return bool(await asyncio.shield(waiting))
+        ok = False
+        try:
+            block = (await self.store.aget_many([cid])).get(cid)
+            if block is not None:
+                node = decode_node(cid, block)
+                if node.kind == DIR and not node.hamt:
+                    self._remember(node)
+                    ok = True
+        except UnixFSError:
+            pass  # (the sync path reads it again, from the cache, and says why)
+        finally:
+            with self._lock:
+                del self._folders[(loop, cid)]
+            mine.set_result(ok)
+        return ok
 
     def _leaves(self, file: CID, leaves: builtins.list[tuple[CID, int, int]]) -> dict[CID, Node]:
         """The raw leaves ``(cid, offset in the file, size)`` of ``file``, verified, in one
