@@ -317,3 +317,33 @@ def test_a_folder_asked_as_a_file_is_its_root_alone(kubo_local_only: KuboNode, t
         absent = CID.for_bytes(b"nobody has this file")
         assert asyncio.run(store.aget_file(absent, 4096, lambda block: None)) is None
         store.close()
+
+
+def test_a_files_bytes_alone_checked_by_rebuilding_its_root(kubo_local_only: KuboNode, tmp_path: Path) -> None:
+    """aget_file with ``rebuild``: ONE plain request when the root rebuilt from the bytes hashes
+    to the file's CID; bytes that do not rebuild it (a liar) are refused: the root is asked
+    for, the bytes cut against it fail too, and the leaves come block by block."""
+    import asyncio
+    from functools import partial
+
+    from halodb.unixfs.build import rebuild_file
+
+    data = os.urandom(5 * 2048)
+    file = added_file(kubo_local_only, tmp_path, data)
+    expected = {c: data[o:o + s] for c, o, s in leaves_of_root(GatewayStore([kubo_local_only.gateway]).get(file), file)}
+    rebuild = partial(rebuild_file, file, chunk=2048)
+    with relay(kubo_local_only.gateway) as (url, calls), relay(kubo_local_only.gateway, bad_plain={str(file)}) as (
+            liar, lies):
+        store = GatewayStore([url])
+        got = asyncio.run(store.aget_file(file, 1 << 20, lambda block: leaves_of_root(block, file), rebuild=rebuild))
+        assert got is not None and file.verify(got.root)
+        assert {c: bytes(d) for c, d in got.leaves.items()} == expected
+        assert calls.calls == [f"/ipfs/{file} range=bytes=0-1048575"]  # no root asked
+        lying = GatewayStore([liar])
+        got = asyncio.run(lying.aget_file(file, 1 << 20, lambda block: leaves_of_root(block, file), rebuild=rebuild))
+        assert got is not None and {c: bytes(d) for c, d in got.leaves.items()} == expected
+        assert lies.calls[:2] == [f"/ipfs/{file} range=bytes=0-1048575", f"/ipfs/{file}?format=raw"]
+        assert sorted(lies.calls[2:]) == sorted(f"/ipfs/{leaf}?format=raw" for leaf in expected)
+        assert len(lying.file_bytes_failures) == 1 and "do not match the CID" in lying.file_bytes_failures[0]
+        for s in (store, lying):
+            s.close()

@@ -49,7 +49,7 @@ import aiohttp
 import yarl
 
 from halodb.blockstore._gateway_boundary import AIOHTTP
-from halodb.blockstore.base import BlockBytes, BlockStore, FileStart, Leaf
+from halodb.blockstore.base import BlockBytes, BlockStore, FileStart, Leaf, Rebuild
 from halodb.blockstore.car import import_reachable, receive_blocks, receive_dag
 from halodb.errors import (
     BlockStoreError,
@@ -360,15 +360,20 @@ class GatewayStore(BlockStore):
         The leaves of a run come as views into the run's bytes (one copy off the socket)."""
         return await self._aget_leaves(file, leaves, views=True)
 
-    async def aget_file(self, file: CID, end: int,
-                        leaves_of: Callable[[bytes], Sequence[Leaf] | None]) -> FileStart | None:
-        """The root of the file ``file`` and the raw leaves of its bytes ``[0, end)`` in ONE
-        round trip: the root block (``?format=raw``) and the file's plain bytes (``GET
-        /ipfs/{file}``, ``Range: bytes=0-{end - 1}``, at most ``end`` bytes read) are asked for
-        at once; when both are in, the bytes are cut into the leaves the root names
-        (``leaves_of``) and each leaf hashed against its CID, as :meth:`get_leaves` does.
+    async def aget_file(self, file: CID, end: int, leaves_of: Callable[[bytes], Sequence[Leaf] | None], *,
+                        rebuild: Rebuild | None = None) -> FileStart | None:
+        """The root of the file ``file`` and the raw leaves of its bytes ``[0, end)``, the
+        file's plain bytes asked for with ``GET /ipfs/{file}`` (``Range: bytes=0-{end - 1}``; at
+        most ``end`` bytes read, once the root is in at most its leaves' bytes):
 
-        Bytes that do not match (the gateway is asked last from then on, the failure recorded in
+        * with ``rebuild``, the bytes alone first, ONE request: when ``rebuild(bytes)`` makes of
+          them a root block that hashes to ``file`` (and the leaves it named in it), that is
+          the answer; else the root is asked for next (``?format=raw``);
+        * without it, the root and the bytes at once: one round trip, two requests.
+
+        With the root in, the bytes are cut into the leaves it names (``leaves_of``) and each
+        leaf hashed against its CID, as :meth:`get_leaves` does. Bytes that do not match (the
+        gateway is asked last from then on, the failure recorded in
         :attr:`file_bytes_failures`) or that do not cover the leaves (``end`` inside the last
         one) are not used: the leaves then come as :meth:`aget_leaves` brings them (the other
         gateways' ranges, then block by block; not from the gateway that lied). A gateway that
@@ -380,6 +385,18 @@ class GatewayStore(BlockStore):
             return await super().aget_file(file, end, leaves_of)
         cap = [end]  # the bytes to read: ``end``, then (the root in) at most the leaves' bytes
         plain = asyncio.ensure_future(self._aplain(gateway, file, end, cap))
+        if rebuild is not None:
+            await asyncio.wait([plain])
+            if not plain.exception():
+                status, pieces = plain.result()
+                if pieces is not None:
+                    whole = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                    got = rebuild(whole)
+                    if got is not None and file.verify(got[0]):
+                        for cid, data in got[1].items():
+                            self._check(cid, data)  # (counted; verified by rebuild: the root names them)
+                        return FileStart(got[0], dict(got[1]))
+                    plain = asyncio.ensure_future(_done((status, [whole])))  # (cut below, once the root is in)
         try:
             root = (await self.aget_many([file])).get(file)
             leaves = leaves_of(root) if root is not None else None
@@ -415,7 +432,7 @@ class GatewayStore(BlockStore):
             # (else bytes that cannot be checked: ``end`` inside the last leaf, or leaves that do not
             # tile the file from 0: the root has data of its own. Asked for as ranges below.)
         if why:
-            failure = f"the {what} asked with its root were not intact, its leaves are fetched again: {why}"
+            failure = f"the {what} asked as they are were not intact, its leaves are fetched again: {why}"
             self.file_bytes_failures.append(failure)
             log.warning("%s", failure)
         return FileStart(root, await self._aget_leaves(file, leaves, views=True, skip=skip))
@@ -933,6 +950,11 @@ def _content_range_within(header: str, end: int) -> bool:
         return False
     stop = int(last) + 1
     return stop <= end and (stop == end or total.strip() == str(stop))
+
+
+async def _done(value: T) -> T:
+    """``value``, from a coroutine (a result already in hand, as a task)."""
+    return value
 
 
 async def _cancelled(task: asyncio.Future[Any]) -> None:

@@ -36,6 +36,7 @@ from halodb.blockstore.base import BlockBytes, BlockStore
 from halodb.errors import BlockNotFoundError, HaloDBError, InputError, TreePathError, UnixFSError
 from halodb.ipld import CID, DAG_PB, RAW
 from halodb.filetree import Tree, TreeEntry
+from halodb.unixfs.build import CHUNK, MAX_LINKS, rebuild_file
 from halodb.unixfs.dagpb import PBLink, PBNode, decode_pb
 from halodb.unixfs.data import DIRECTORY, FILE, HAMT_SHARD, MURMUR3_X64_64, RAW as UNIXFS_RAW, SYMLINK
 from halodb.unixfs.data import TYPE_NAMES, UnixFSData, decode_data
@@ -135,6 +136,9 @@ class UnixFSTree(Tree):
         self._cached = 0
         self._paths: OrderedDict[str, CID] = OrderedDict()
         self._lock = threading.Lock()
+        #: the chunk size with which files are rebuilt from their bytes alone (:meth:`aread`);
+        #: None: not tried (learnt from the files read, see :meth:`_learn_chunks`)
+        self._chunk: int | None = CHUNK
         #: folders being fetched on an event loop (:meth:`_afolder`), by loop and CID
         self._folders: dict[tuple[asyncio.AbstractEventLoop, CID], asyncio.Future[bool]] = {}
 
@@ -466,15 +470,28 @@ class UnixFSTree(Tree):
             found: Mapping[CID, BlockBytes] | None = None
             if node is None and start == 0 and end is not None and cid.codec == DAG_PB:
                 decoded: builtins.list[Node] = []  # the root and its leaves in one round trip
+                chunk = self._chunk
+                tried: builtins.list[bool] = []
 
                 def leaves_of(block: bytes) -> builtins.list[tuple[CID, int, int]] | None:
                     decoded.append(decode_node(cid, block))
                     return self._raw_leaves(decoded[0], 0, end)
 
-                got = await store.aget_file(cid, end if tsize is None else max(min(end, tsize), 1), leaves_of)
+                def rebuild(data: bytes) -> tuple[bytes, dict[CID, BlockBytes]] | None:
+                    got = rebuild_file(cid, data, chunk or CHUNK)
+                    tried.append(got is not None)
+                    return got
+
+                # a file as ``ipfs add`` lays it out (one root over at most 174 raw leaves) is
+                # its bytes alone, checked by rebuilding its root from them: one request
+                alone = chunk is not None and tsize is not None and chunk < tsize <= chunk * MAX_LINKS + (64 << 10)
+                got = await store.aget_file(cid, end if tsize is None else max(min(end, tsize), 1), leaves_of,
+                                            rebuild=rebuild if alone else None)
                 if got is None:
                     return None  # (the sync path says what is missing)
                 node = decoded[0] if decoded else decode_node(cid, got.root)
+                if decoded:  # (the root was asked for)
+                    self._learn_chunks(node, failed=tried == [False])
                 self._remember(node)
                 found = got.leaves
             elif node is None:
@@ -506,6 +523,20 @@ class UnixFSTree(Tree):
         except HaloDBError as exc:
             annotate(exc, path)
             raise
+
+    def _learn_chunks(self, node: Node, *, failed: bool) -> None:
+        """After a file whose root was asked for (``failed``: :func:`rebuild_file` could not
+        rebuild it from its bytes): its chunk size, when its leaves are fixed-size chunks in one
+        level (``ipfs add --chunker=size-N``), is guessed from now on; when they are not (another
+        chunker or layout), or rebuilding failed with that size (a gateway's wrong bytes), none is."""
+        sizes = node.fs.blocksizes if node.fs is not None and node.pb is not None and node.pb.links else ()
+        if len(sizes) < 2 or len(sizes) > MAX_LINKS:
+            return  # (one chunk tells nothing; more than one level: other files may be fine)
+        fixed = all(size == sizes[0] for size in sizes[:-1]) and sizes[-1] <= sizes[0]
+        if not fixed or (failed and sizes[0] == self._chunk):
+            self._chunk = None
+        else:
+            self._chunk = sizes[0]
 
     def _raw_leaves(self, node: Node, start: int, end: int) -> builtins.list[tuple[CID, int, int]] | None:
         """The children of the file node ``node`` that hold bytes ``[start, end)`` when they
