@@ -200,22 +200,29 @@ class SqliteStore(BlockStore):
             self._lock, self._write_lock, self._create_lock = threading.Lock(), threading.Lock(), threading.Lock()
             self._empty_lock = threading.RLock()
 
-    def _ensure(self) -> None:
-        """Create the database of a lazy store that has none yet (before its first write)."""
-        if self._absent:
-            with self._create_lock:
-                if self._absent:
-                    self._create()
-                    self._absent = False
+    def _ensure(self, *, wait: bool = True) -> bool:
+        """Create the database of a lazy store that has none yet (before its first write);
+        without ``wait``, False when another thread is creating it (True: it is there)."""
+        if not self._absent:
+            return True
+        if not self._create_lock.acquire(blocking=wait):
+            return False
+        try:
+            if self._absent:
+                self._create()
+                self._absent = False
+        finally:
+            self._create_lock.release()
+        return True
 
     def _none_yet(self) -> bool:
-        """Whether a lazy store still has no database (one another process made is opened)."""
+        """Whether a lazy store still has no database to read: none on disk, or one another
+        thread is creating (a read does not wait for it); one another process made is opened."""
         if not self._absent:
             return False
         if not self.db_path.exists():
             return True
-        self._ensure()
-        return False
+        return not self._ensure(wait=False)
 
     @contextmanager
     def _reader(self) -> Iterator[sqlite3.Connection]:
