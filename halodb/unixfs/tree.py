@@ -446,8 +446,10 @@ class UnixFSTree(Tree):
         """:meth:`read` on the running event loop, without a thread, for what reading a
         dataset's chunks mostly is: a file in plain folders (those not cached here fetched on
         this loop, each once), either one raw block or a CIDv1 root whose links are raw leaves,
-        with its blocks from ``store.aget_file`` (a gateway: the root and the file's bytes
-        asked at once, one round trip) or, its root cached, ``store.aget_leaves`` (a caching
+        with its blocks from ``store.aget_file`` (a gateway: the file's bytes alone, checked by
+        rebuilding its root with :func:`~halodb.unixfs.build.rebuild_file` when the folder's
+        ``Tsize`` says it is a few chunks of the size guessed, else the root and the bytes
+        asked at once: one round trip) or, its root cached, ``store.aget_leaves`` (a caching
         store over a gateway reads its local copies here and the rest on this loop: one
         request per run of adjacent leaves). Every block verified as by :meth:`read`; the same
         checks of sizes. None for anything else (a HAMT folder, a CIDv0 file, a deeper DAG, a
