@@ -3,6 +3,7 @@ real HTTP relay in front of it (:class:`tests.loopback.Relay`)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -220,3 +221,129 @@ def test_leaves_cut_from_a_files_bytes_on_any_loop(kubo_local_only: KuboNode, tm
             assert {c: bytes(d) for c, d in views.items()} == {c: data[o:o + s] for c, o, s in wanted}
         assert len(handler.calls) == asked + 6 and store.file_bytes_failures == []
         store.close()
+
+
+def added_file(kubo: KuboNode, tmp_path: Path, data: bytes) -> CID:
+    (tmp_path / "f.bin").write_bytes(data)
+    return CID.parse(kubo.ipfs("add", "-Q", "--cid-version=1", "--chunker=size-2048",
+                               str(tmp_path / "f.bin")).decode().strip())
+
+
+def leaves_of_root(block: bytes, file: CID) -> list[tuple[CID, int, int]]:
+    from halodb.unixfs.tree import decode_node
+
+    node = decode_node(file, block)
+    assert node.pb is not None
+    return [(link.cid, 2048 * i, 2048) for i, link in enumerate(node.pb.links)]
+
+
+def test_a_files_root_and_bytes_in_one_round_trip(kubo_local_only: KuboNode, tmp_path: Path) -> None:
+    """aget_file: the root block and the file's plain bytes asked at once (the root's answer
+    waits here until the bytes were asked for: asked one after the other, it would never come
+    in time), the bytes cut into the leaves the root names, each verified: two requests."""
+    import asyncio
+    import threading
+
+    data = os.urandom(5 * 2048)
+    file = added_file(kubo_local_only, tmp_path, data)
+    bytes_asked = threading.Event()
+    waited: list[bool] = []
+    holder: dict[str, type] = {}
+
+    def hold_the_root(n: int) -> int | None:
+        call = holder["relay"].calls[n - 1]  # type: ignore[attr-defined]
+        if " range=" in call:
+            bytes_asked.set()
+        elif "format=raw" in call:
+            waited.append(bytes_asked.wait(20))
+        return None
+
+    with relay(kubo_local_only.gateway, status=hold_the_root) as (url, calls):
+        holder["relay"] = calls
+        store = GatewayStore([url])
+        got = asyncio.run(store.aget_file(file, 1 << 20, lambda block: leaves_of_root(block, file)))
+        assert got is not None and waited == [True]
+        assert file.verify(got.root)
+        assert {c: bytes(d) for c, d in got.leaves.items()} == {c: data[o:o + s] for c, o, s in
+                                                                 leaves_of_root(got.root, file)}
+        assert sorted(calls.calls) == sorted([f"/ipfs/{file}?format=raw", f"/ipfs/{file} range=bytes=0-1048575"])
+        assert store.file_bytes_failures == []
+        store.close()
+
+
+def test_lying_bytes_asked_with_the_root_are_refused(kubo_local_only: KuboNode, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """A gateway whose plain bytes of a file do not match its leaves: caught when cut; the
+    leaves come from the next gateway's range, or (a single gateway) block by block, never
+    again as its bytes; the same answer either way."""
+    import asyncio
+
+    data = os.urandom(4 * 2048)
+    file = added_file(kubo_local_only, tmp_path, data)
+    leaves = kubo_local_only.ipfs("refs", str(file)).decode().split()
+    expected = {CID.parse(c): data[2048 * i:2048 * (i + 1)] for i, c in enumerate(leaves)}
+    with relay(kubo_local_only.gateway, bad_plain={str(file)}) as (liar, lies), relay(kubo_local_only.gateway) as (
+            honest, answers):
+        for gateways in ([liar, honest], [liar]):
+            lies.calls.clear()
+            answers.calls.clear()
+            store = GatewayStore(gateways)
+            got = asyncio.run(store.aget_file(file, 8192, lambda block: leaves_of_root(block, file)))
+            assert got is not None and {c: bytes(d) for c, d in got.leaves.items()} == expected
+            assert sorted(lies.calls[:2]) == sorted([f"/ipfs/{file}?format=raw", f"/ipfs/{file} range=bytes=0-8191"])
+            if len(gateways) == 2:  # the next gateway's range
+                assert lies.calls[2:] == [] and answers.calls == [f"/ipfs/{file} range=bytes=0-8191"]
+            else:  # block by block (the liar sends blocks intact)
+                assert sorted(lies.calls[2:]) == sorted(f"/ipfs/{leaf}?format=raw" for leaf in leaves)
+            assert len(store.file_bytes_failures) == 1 and "do not match the CID" in store.file_bytes_failures[0]
+            assert liar in store._demoted
+            assert any(store.file_bytes_failures[0] in r.getMessage() for r in caplog.records)
+            store.close()
+
+
+def test_a_folder_asked_as_a_file_is_its_root_alone(kubo_local_only: KuboNode, tmp_path: Path) -> None:
+    """aget_file of a CID that is no file of raw leaves (``leaves_of`` says None): its root,
+    no leaves; the plain request asked at once is dropped, unused."""
+    import asyncio
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a").write_bytes(b"a")
+    folder = CID.parse(kubo_local_only.ipfs("add", "-r", "-Q", "--cid-version=1", str(tmp_path / "d")).decode().strip())
+    with relay(kubo_local_only.gateway) as (url, calls):
+        store = GatewayStore([url])
+        got = asyncio.run(store.aget_file(folder, 4096, lambda block: None))
+        assert got is not None and folder.verify(got.root) and got.leaves == {}
+        assert f"/ipfs/{folder}?format=raw" in calls.calls and store.file_bytes_failures == []
+        absent = CID.for_bytes(b"nobody has this file")
+        assert asyncio.run(store.aget_file(absent, 4096, lambda block: None)) is None
+        store.close()
+
+
+def test_a_files_bytes_alone_checked_by_rebuilding_its_root(kubo_local_only: KuboNode, tmp_path: Path) -> None:
+    """aget_file with ``rebuild``: ONE plain request when the root rebuilt from the bytes hashes
+    to the file's CID; bytes that do not rebuild it (a liar) are refused: the root is asked
+    for, the bytes cut against it fail too, and the leaves come block by block."""
+    import asyncio
+    from functools import partial
+
+    from halodb.unixfs.build import rebuild_file
+
+    data = os.urandom(5 * 2048)
+    file = added_file(kubo_local_only, tmp_path, data)
+    expected = {c: data[o:o + s] for c, o, s in leaves_of_root(GatewayStore([kubo_local_only.gateway]).get(file), file)}
+    rebuild = partial(rebuild_file, file, chunk=2048)
+    with relay(kubo_local_only.gateway) as (url, calls), relay(kubo_local_only.gateway, bad_plain={str(file)}) as (
+            liar, lies):
+        store = GatewayStore([url])
+        got = asyncio.run(store.aget_file(file, 1 << 20, lambda block: leaves_of_root(block, file), rebuild=rebuild))
+        assert got is not None and file.verify(got.root)
+        assert {c: bytes(d) for c, d in got.leaves.items()} == expected
+        assert calls.calls == [f"/ipfs/{file} range=bytes=0-1048575"]  # no root asked
+        lying = GatewayStore([liar])
+        got = asyncio.run(lying.aget_file(file, 1 << 20, lambda block: leaves_of_root(block, file), rebuild=rebuild))
+        assert got is not None and {c: bytes(d) for c, d in got.leaves.items()} == expected
+        assert lies.calls[:2] == [f"/ipfs/{file} range=bytes=0-1048575", f"/ipfs/{file}?format=raw"]
+        assert sorted(lies.calls[2:]) == sorted(f"/ipfs/{leaf}?format=raw" for leaf in expected)
+        assert len(lying.file_bytes_failures) == 1 and "do not match the CID" in lying.file_bytes_failures[0]
+        for s in (store, lying):
+            s.close()

@@ -167,6 +167,32 @@ def test_a_reader_in_another_instance_sees_new_blocks_at_once(tmp_path: Path) ->
     reader.close()
 
 
+def test_a_lazy_store_makes_its_database_with_its_first_write(tmp_path: Path) -> None:
+    """``lazy=True`` (a new home's block cache): no database until the first write, every read
+    finding nothing meanwhile; one made by another instance is read as soon as it exists."""
+    lazy = SqliteStore(tmp_path / "blocks", lazy=True)
+    cid, data = raw_block(1)
+    assert not lazy.db_path.exists()
+    assert not lazy.has(cid) and lazy.get_many([cid]) == {} and list(lazy.iter_cids()) == []
+    assert lazy.quarantined(cid) == [] and not lazy.db_path.exists()
+    with pytest.raises(BlockNotFoundError):
+        lazy.get(cid)
+    lazy.compact()
+    lazy.flush()
+    assert not lazy.db_path.exists()
+    other = SqliteStore(tmp_path / "blocks", lazy=True)
+    other.put(data, codec=RAW)  # the first write makes it
+    assert other.db_path.is_file() and _integrity(tmp_path / "blocks") == "ok"
+    assert lazy.get(cid) == data and list(lazy.iter_cids()) == [cid]  # the other's database, read here
+    second = lazy.put(b"second", codec=RAW)
+    assert other.get(second) == b"second"
+    for store in (lazy, other):
+        store.close()
+    again = SqliteStore(tmp_path / "blocks", lazy=True)  # an existing database is opened at once
+    assert again.get(second) == b"second"
+    again.close()
+
+
 def test_a_reader_that_may_not_create_opens_only_a_store_that_exists(tmp_path: Path) -> None:
     """``create=False`` (what `halodb at` opens): no store there is an error that creates
     nothing; an existing one is read without its writer lock (a writer holds it meanwhile)."""
@@ -189,11 +215,11 @@ def test_a_reader_that_may_not_create_opens_only_a_store_that_exists(tmp_path: P
 
 
 def test_a_store_created_on_write_reads_as_empty_until_its_first_write(tmp_path: Path) -> None:
-    """``create="on-write"`` (a home opened without ``create``): reads, a flush, a compaction and
+    """``lazy=True`` (a home opened without ``create``): reads, a flush, a compaction and
     a close create nothing; the first write creates the database; a database another process
     created meanwhile is read."""
     root = tmp_path / "home" / "blocks"
-    store = SqliteStore(root, create="on-write")
+    store = SqliteStore(root, lazy=True)
     absent = CID.for_bytes(b"absent", RAW)
     assert not store.has(absent) and list(store.iter_cids()) == [] and store.quarantined(absent) == []
     with pytest.raises(BlockNotFoundError):
@@ -206,7 +232,7 @@ def test_a_store_created_on_write_reads_as_empty_until_its_first_write(tmp_path:
     other.close()
     assert store.get(cid) == b"from elsewhere"
     store.close()
-    fresh = SqliteStore(tmp_path / "fresh", create="on-write")
+    fresh = SqliteStore(tmp_path / "fresh", lazy=True)
     written = fresh.put(b"first", codec=RAW)
     fresh.close()
     reopened = SqliteStore(tmp_path / "fresh", create=False)

@@ -11,6 +11,7 @@ blocks (``--chunker=size-2048``: a chunk file spans several blocks); a counting 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,6 +70,12 @@ def cars(calls: list[str]) -> list[str]:
 def ranges(calls: list[str]) -> list[str]:
     """The plain requests for a file's bytes."""
     return [c for c in calls if " range=" in c and "format=" not in c]
+
+
+def tsize_of(kubo: Any, cid: str, folder: str, name: str) -> int:
+    """The ``Tsize`` of the link ``name`` in the folder ``cid/folder``."""
+    links = json.loads(kubo.ipfs("dag", "get", f"{cid}/{folder}").decode())["Links"]
+    return int(next(link["Tsize"] for link in links if link["Name"] == name))
 
 
 def raws(calls: list[str]) -> list[str]:
@@ -210,22 +217,25 @@ def leaves_of(kubo: Any, path: str) -> list[str]:
     return kubo.ipfs("refs", f"/ipfs/{path}").decode().split()  # type: ignore[no-any-return]
 
 
-def test_a_cidv1_chunk_file_is_its_root_and_one_range(kubo: Any, dataset: tuple[str, xr.Dataset],
-                                                      home: Path) -> None:
+def test_a_cidv1_chunk_file_is_its_bytes_alone(kubo: Any, dataset: tuple[str, xr.Dataset], home: Path) -> None:
+    """Once a chunk file's root told the tree the chunk size (``ipfs add --chunker=size-2048``),
+    each further chunk file is ONE plain request for its bytes, checked by rebuilding its root
+    from them (``rebuild_file``: the leaves hashed, the root hashing to the file's CID)."""
     cid, expected = dataset
     with relay(kubo.gateway) as (url, calls):
         reg = halodb.open(home, store=url, create=True)
         try:
             ds = halodb.open_dataset(f"ipfs://{cid}", registry=reg)
-            assert float(ds.ta[1500]) == float(expected.ta[1500])  # the chunk ta/1
+            assert float(ds.ta[1500]) == float(expected.ta[1500])  # the chunk ta/1: its root asked for
             first = len(calls.calls)
             assert np.array_equal(ds.rh.values, expected.rh.values)  # all eight chunks of rh
             read = calls.calls[first:]
-            # the folder rh/ and each file's root as blocks, then each file's 8,000 bytes as
-            # they are (four raw leaves of 2 kB, each hashed against its CID): no CAR at all
+            # the folder rh/ as a block, then each file's 8,000 bytes as they are (four raw
+            # leaves of 2 kB), bounded by the folder link's Tsize: no root asked, no CAR
             roots = {file_cid(kubo, f"{cid}/rh/{n}") for n in range(8)}
-            assert sorted(ranges(read)) == sorted(f"/ipfs/{r} range=bytes=0-7999" for r in roots), read
-            assert len(raws(read)) == 1 + 8 and len(read) == 1 + 8 + 8, read
+            assert sorted(ranges(read)) == sorted(f"/ipfs/{file_cid(kubo, f'{cid}/rh/{n}')} range=bytes=0-"
+                                                  f"{tsize_of(kubo, cid, 'rh', str(n)) - 1}" for n in range(8)), read
+            assert raws(read) == [f"/ipfs/{file_cid(kubo, f'{cid}/rh')}?format=raw"] and len(read) == 1 + 8, read
             assert reg.store.remote.file_bytes_failures == []  # type: ignore[attr-defined]
             # every block of the eight chunk files (a root and four leaves each) reached the cache
             blocks = roots | {leaf for n in range(8) for leaf in leaves_of(kubo, f"{cid}/rh/{n}")}
@@ -242,17 +252,47 @@ def test_a_cidv1_chunk_file_is_its_root_and_one_range(kubo: Any, dataset: tuple[
             again.close()
 
 
+def test_on_the_loop_a_chunk_file_is_one_round_trip(kubo: Any, dataset: tuple[str, xr.Dataset], home: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every chunk is read on zarr's loop, none in a thread: the folder ta/ fetched there once
+    for the eight reads that want it at once, then per chunk its root and its bytes asked
+    together (``GatewayStore.aget_file``): one ``?format=raw`` and ONE plain request, bounded by
+    the folder link's ``Tsize``; every block verified and kept in the cache."""
+    cid, expected = dataset
+    spy = ReadsOnTheLoop(monkeypatch)
+    with relay(kubo.gateway) as (url, calls):
+        reg = halodb.open(home, store=url, create=True)
+        assert not (home / "blocks" / "blocks.sqlite3").exists()  # the block cache: made by its first write
+        try:
+            ds = halodb.open_dataset(f"ipfs://{cid}", registry=reg)
+            first = len(calls.calls)
+            assert np.array_equal(ds.ta.values, expected.ta.values)  # the chunks ta/0 ... ta/7
+            assert spy.results == [True] * 8
+            read = calls.calls[first:]
+            roots = {n: file_cid(kubo, f"{cid}/ta/{n}") for n in range(8)}
+            assert sorted(ranges(read)) == sorted(f"/ipfs/{roots[n]} range=bytes=0-{tsize_of(kubo, cid, 'ta', str(n)) - 1}"
+                                                  for n in roots), read
+            folder = file_cid(kubo, f"{cid}/ta")
+            assert sorted(raws(read)) == sorted(f"/ipfs/{r}?format=raw" for r in [folder, *roots.values()])
+            assert len(read) == 1 + 8 + 8
+            assert reg.store.remote.file_bytes_failures == []  # type: ignore[attr-defined]
+            blocks = set(roots.values()) | {leaf for n in roots for leaf in leaves_of(kubo, f"{cid}/ta/{n}")}
+            assert blocks <= {str(c) for c in reg.store.local_store().iter_cids()}
+        finally:
+            reg.close()
+
+
 class ReadsOnTheLoop:
     """Records what ``UnixFSTree.aread`` (a chunk read on zarr's event loop, no thread) returned:
-    None where it left the read to ``UnixFSTree.read`` in a thread."""
+    None where it left the read to ``UnixFSTree.read`` in a thread (with ``off``, always)."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, off: bool = False) -> None:
         self.results: list[bool] = []
         real = UnixFSTree.aread
 
         async def aread(tree: UnixFSTree, path: str, start: int = 0, end: int | None = None) -> bytes | None:
             try:
-                data = await real(tree, path, start, end)
+                data = None if off else await real(tree, path, start, end)
             except BaseException:
                 self.results.append(True)
                 raise
@@ -268,7 +308,7 @@ def test_tampered_file_bytes_are_refused_and_the_leaves_come_as_blocks(kubo: Any
                                                                       monkeypatch: pytest.MonkeyPatch, where: str) -> None:
     cid, expected = dataset
     chunk = file_cid(kubo, f"{cid}/ta/3")
-    spy = ReadsOnTheLoop(monkeypatch)
+    spy = ReadsOnTheLoop(monkeypatch, off=where == "in a thread")
     with relay(kubo.gateway, bad_plain={chunk}) as (url, calls):  # a byte in the middle of its bytes flipped
         reg = halodb.open(home, store=url, create=True)
         try:
@@ -280,12 +320,17 @@ def test_tampered_file_bytes_are_refused_and_the_leaves_come_as_blocks(kubo: Any
             assert spy.results[asked:] == [where == "on the loop"]
             read = calls.calls[first:]
             leaves = leaves_of(kubo, f"{cid}/ta/3")
-            assert ranges(read) == [f"/ipfs/{chunk} range=bytes=0-7999"]
+            # in a thread the file's root, then its bytes; on the loop both at once (the range
+            # bounded by the folder link's Tsize: the file's DAG, a little more than its bytes)
+            asked_range = "bytes=0-7999" if where == "in a thread" else f"bytes=0-{tsize_of(kubo, cid, 'ta', '3') - 1}"
+            assert ranges(read) == [f"/ipfs/{chunk} range={asked_range}"]  # the liar not asked for a range again
             # the folder ta/ (unless read before), the file's root, and its leaves block by block
             folder = [file_cid(kubo, f"{cid}/ta")] if where == "in a thread" else []
             assert sorted(raws(read)) == sorted(f"/ipfs/{c}?format=raw" for c in [*folder, chunk, *leaves]), read
             failures = reg.store.remote.file_bytes_failures  # type: ignore[attr-defined]
-            assert len(failures) == 1 and f"no gateway sent bytes 0-7999 of the file {chunk} intact" in failures[0]
+            said = (f"no gateway sent bytes 0-7999 of the file {chunk} intact" if where == "in a thread" else
+                    f"the bytes 0-7999 of the file {chunk} asked as they are were not intact")
+            assert len(failures) == 1 and said in failures[0], failures
             assert "do not match the CID" in failures[0] and url in failures[0]
             assert any(failures[0] in r.getMessage() for r in caplog.records)
             assert url in reg.store.remote._demoted  # type: ignore[attr-defined]  # asked last from now on
@@ -301,7 +346,7 @@ def test_a_leaf_tampered_everywhere_is_refused(kubo: Any, dataset: tuple[str, xr
     cid, expected = dataset
     chunk = file_cid(kubo, f"{cid}/ta/3")
     leaf = leaves_of(kubo, f"{cid}/ta/3")[2]
-    spy = ReadsOnTheLoop(monkeypatch)
+    spy = ReadsOnTheLoop(monkeypatch, off=where == "in a thread")
     with relay(kubo.gateway, bad_plain={chunk}, bad={leaf}) as (url, _calls):  # the file's bytes and the leaf's block
         reg = halodb.open(home, store=url, create=True)
         try:

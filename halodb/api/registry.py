@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from halodb.api.gc import collect_garbage
 from halodb.api.home import Home, Stage, default_author, default_home
@@ -876,12 +876,12 @@ def open(  # noqa: A001 - the API mirrors builtins.open / zarr.open
     home_path, store_url, cache_path = location.home, location.store, location.cache
     from halodb.blockstore.caching import CachingStore
 
-    # the home's own store is created by the first write unless the home is being created: a
+    # the home's own store is created by its first write unless the home is being created: a
     # command run on a mistyped --home leaves nothing behind
-    local: bool | Literal["on-write"] = True if create else "on-write"
-    remote = open_store(store_url, home_path, create_default=local)
+    remote = open_store(store_url, home_path, lazy=not create)
     # a remote store is read through a local block cache: the network is asked only for new blocks
-    store_ = CachingStore(SqliteStore(home_path / "blocks", create=local), remote) if remote.is_remote else remote
+    # (its database made by the first block kept, not before the first read: ``SqliteStore(lazy=True)``)
+    store_ = CachingStore(SqliteStore(home_path / "blocks", lazy=True), remote) if remote.is_remote else remote
     # IPNS names are resolved (and their records verified) through a gateway store when there is
     # no Kubo; a store is a gateway only if open_store imported that module (aiohttp: ~0.5 s)
     gateways = sys.modules.get("halodb.blockstore.gateway")

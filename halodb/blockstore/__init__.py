@@ -18,7 +18,6 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from halodb.blockstore.base import Block, BlockStore, StoreStats
@@ -54,7 +53,7 @@ SUPPORTED_URLS = (
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 
 
-def open_store(url: str | None, home: Path, *, create_default: bool | Literal["on-write"] = True) -> BlockStore:
+def open_store(url: str | None, home: Path, *, lazy: bool = False) -> BlockStore:
     """Open the block store named by ``url`` (a ``--store`` option).
 
     * None or ``""``: the default :class:`SqliteStore` in ``home / "blocks"`` (a
@@ -72,7 +71,7 @@ def open_store(url: str | None, home: Path, *, create_default: bool | Literal["o
     'MemoryStore'
     """
     if not url:
-        return SqliteStore(home / "blocks", create=create_default)
+        return SqliteStore(home / "blocks", lazy=lazy)
     m = _SCHEME.match(url)
     scheme = m.group(1).lower() if m else ""
     if not m or (len(scheme) == 1 and sys.platform == "win32"):  # a path, maybe C:\...

@@ -22,9 +22,9 @@ b'hello'
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Self
+from typing import ClassVar, NamedTuple, Self
 
 from halodb.errors import (
     BlockNotFoundError,
@@ -40,6 +40,19 @@ Leaf = tuple[CID, int, int]
 #: the bytes of a block, or a view of them inside a larger buffer (the leaves of a file's
 #: bytes read on an event loop: :meth:`BlockStore.aget_leaves`); ``bytes(view)`` copies them
 BlockBytes = bytes | memoryview
+
+
+#: rebuilds a UnixFS file's root block and raw leaves from its bytes when they hash to the file's
+#: CID (:func:`halodb.unixfs.build.rebuild_file`), else None: :meth:`BlockStore.aget_file`
+Rebuild = Callable[[bytes], tuple[bytes, Mapping[CID, BlockBytes]] | None]
+
+
+class FileStart(NamedTuple):
+    """What :meth:`BlockStore.aget_file` brings: a file's root block and the raw leaves of the
+    range asked for (each verified; empty when the root names none to fetch)."""
+
+    root: bytes
+    leaves: dict[CID, BlockBytes]
 
 
 @dataclass
@@ -211,6 +224,24 @@ class BlockStore(abc.ABC):
         import asyncio
 
         return dict(await asyncio.to_thread(self.get_leaves, file, leaves))
+
+    async def aget_file(self, file: CID, end: int, leaves_of: Callable[[bytes], Sequence[Leaf] | None], *,
+                        rebuild: Rebuild | None = None) -> FileStart | None:
+        """The root block of the UnixFS file ``file`` and the raw leaves that hold its bytes
+        ``[0, end)``, which ``leaves_of(root block)`` names (None: not a file of raw leaves,
+        then none are fetched); every block verified. None when the root is absent.
+
+        Here the root first, then its leaves (:meth:`aget_many`, :meth:`aget_leaves`: two
+        round trips); a gateway asks for the root and the file's plain bytes at once
+        (:meth:`~halodb.blockstore.gateway.GatewayStore.aget_file`: one), or with ``rebuild`` the
+        bytes alone, checked by rebuilding the root from them (one request). ``leaves_of`` may
+        raise (a malformed root): that passes through.
+        """
+        root = (await self.aget_many([file])).get(file)
+        if root is None:
+            return None
+        leaves = leaves_of(root)
+        return FileStart(root, dict(await self.aget_leaves(file, leaves)) if leaves else {})
 
     def reads_file_bytes(self) -> bool:
         """Whether :meth:`get_leaves` asks for a file's bytes (one request per run of leaves)

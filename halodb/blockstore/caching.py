@@ -28,10 +28,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from halodb.blockstore.base import Block, BlockBytes, BlockStore, Leaf
+from halodb.blockstore.base import Block, BlockBytes, BlockStore, FileStart, Leaf, Rebuild
 from halodb.blockstore.write_behind import WriteBehind
 from halodb.errors import BlockStoreError, IPLDError, VerificationError
 from halodb.ipld import CID, block_links, verify_block
@@ -129,6 +129,27 @@ class CachingStore(BlockStore):
             self._keep(fetched)
             found.update(fetched)
         return found
+
+    async def aget_file(self, file: CID, end: int, leaves_of: Callable[[bytes], Sequence[Leaf] | None], *,
+                        rebuild: Rebuild | None = None) -> FileStart | None:
+        """:meth:`~BlockStore.aget_file`: a file whose root is cached here as
+        :meth:`aget_many` and :meth:`aget_leaves` read it; else the remote's (a gateway: the
+        root and the file's bytes at once, one round trip; with ``rebuild`` the bytes alone,
+        one request), every block it sent kept here."""
+        if not self.remote.supports_file_bytes:
+            return await super().aget_file(file, end, leaves_of)
+        cached = self._get_local([file]).get(file)
+        if cached is not None:
+            leaves = leaves_of(cached)
+            return FileStart(cached, dict(await self.aget_leaves(file, leaves)) if leaves else {})
+        got = await self.remote.aget_file(file, end, leaves_of, rebuild=rebuild)  # verified there, unless it trusts itself:
+        if got is None:
+            return None
+        if self.remote.trusted_reads:
+            verify_block(file, got.root, source=self.remote.describe())
+        self._keep({file: got.root})
+        self._keep(got.leaves)
+        return got
 
     def _keep(self, fetched: Mapping[CID, BlockBytes]) -> None:
         """What the remote sent (verified there): queued for the cache, and counted."""

@@ -41,7 +41,7 @@ import time
 import urllib.parse
 import urllib.request
 import weakref
-from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar, cast
 
@@ -49,7 +49,7 @@ import aiohttp
 import yarl
 
 from halodb.blockstore._gateway_boundary import AIOHTTP
-from halodb.blockstore.base import BlockBytes, BlockStore, Leaf
+from halodb.blockstore.base import BlockBytes, BlockStore, FileStart, Leaf, Rebuild
 from halodb.blockstore.car import import_reachable, receive_blocks, receive_dag
 from halodb.errors import (
     BlockStoreError,
@@ -360,10 +360,125 @@ class GatewayStore(BlockStore):
         The leaves of a run come as views into the run's bytes (one copy off the socket)."""
         return await self._aget_leaves(file, leaves, views=True)
 
-    async def _aget_leaves(self, file: CID, leaves: Sequence[Leaf], *, views: bool) -> dict[CID, BlockBytes]:
+    async def aget_file(self, file: CID, end: int, leaves_of: Callable[[bytes], Sequence[Leaf] | None], *,
+                        rebuild: Rebuild | None = None) -> FileStart | None:
+        """The root of the file ``file`` and the raw leaves of its bytes ``[0, end)``, the
+        file's plain bytes asked for with ``GET /ipfs/{file}`` (``Range: bytes=0-{end - 1}``; at
+        most ``end`` bytes read, once the root is in at most its leaves' bytes):
+
+        * with ``rebuild``, the bytes alone first, ONE request: when ``rebuild(bytes)`` makes of
+          them a root block that hashes to ``file`` (and the leaves it named in it), that is
+          the answer; else the root is asked for next (``?format=raw``);
+        * without it, the root and the bytes at once: one round trip, two requests.
+
+        With the root in, the bytes are cut into the leaves it names (``leaves_of``) and each
+        leaf hashed against its CID, as :meth:`get_leaves` does. Bytes that do not match (the
+        gateway is asked last from then on, the failure recorded in
+        :attr:`file_bytes_failures`) or that do not cover the leaves (``end`` inside the last
+        one) are not used: the leaves then come as :meth:`aget_leaves` brings them (the other
+        gateways' ranges, then block by block; not from the gateway that lied). A gateway that
+        refuses plain answers is not asked for them again. Otherwise as
+        :meth:`BlockStore.aget_file`.
+        """
+        gateway = next((g for g in self.ordered() if g not in self._no_bytes), None)
+        if gateway is None or end <= 0:
+            return await super().aget_file(file, end, leaves_of)
+        cap = [end]  # the bytes to read: ``end``, then (the root in) at most the leaves' bytes
+        plain = asyncio.ensure_future(self._aplain(gateway, file, end, cap))
+        if rebuild is not None:
+            await asyncio.wait([plain])
+            if not plain.exception():
+                status, pieces = plain.result()
+                if pieces is not None:
+                    whole = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                    got = rebuild(whole)
+                    if got is not None and file.verify(got[0]):
+                        for cid, data in got[1].items():
+                            self._check(cid, data)  # (counted; verified by rebuild: the root names them)
+                        return FileStart(got[0], dict(got[1]))
+                    plain = asyncio.ensure_future(_done((status, [whole])))  # (cut below, once the root is in)
+        try:
+            root = (await self.aget_many([file])).get(file)
+            leaves = leaves_of(root) if root is not None else None
+        except BaseException:
+            await _cancelled(plain)
+            raise
+        if root is None or not leaves:
+            await _cancelled(plain)
+            return None if root is None else FileStart(root, {})
+        run = sorted(leaves, key=lambda leaf: leaf[1])
+        cap[0] = min(end, _end_of(run))
+        what = f"bytes 0-{cap[0] - 1} of the file {file}"
+        skip, why = None, ""
+        try:
+            status, pieces = await plain
+        except AIOHTTP.caught as exc:
+            why = f"{gateway}: {_why(exc)}"
+        except GatewayError as exc:  # past the deadline, over the cap, an encoding
+            why = exc.message
+        else:
+            if pieces is None and status in _NO_CAR_STATUS:
+                self._refuses_bytes(gateway, status)
+            elif pieces is None:
+                why = f"{gateway}: " + ("answered with another Content-Range" if status == 0 else f"HTTP {status}")
+            elif run[0][1] == 0 and len(_runs(run)) == 1 and not (sum(map(len, pieces)) == cap[0] < _end_of(run)):
+                cut = _cut(pieces, 0, run, views=True)
+                if cut is not None:
+                    for cid, data in cut.items():
+                        self._check(cid, data)  # (counted; verified by _cut)
+                    return FileStart(root, cut)
+                self._demoted.add(gateway)
+                skip, why = gateway, f"{gateway}: {_MISMATCH} of the leaves in {what}"
+            # (else bytes that cannot be checked: ``end`` inside the last leaf, or leaves that do not
+            # tile the file from 0: the root has data of its own. Asked for as ranges below.)
+        if why:
+            failure = f"the {what} asked as they are were not intact, its leaves are fetched again: {why}"
+            self.file_bytes_failures.append(failure)
+            log.warning("%s", failure)
+        return FileStart(root, await self._aget_leaves(file, leaves, views=True, skip=skip))
+
+    async def _aplain(self, gateway: str, file: CID, end: int, cap: list[int]) -> tuple[int, list[bytes] | None]:
+        """GET the file ``file``'s bytes from 0 as they are (``Range: bytes=0-{end - 1}``) within
+        the deadline: ``(status, the bytes in the pieces they came in)``, at most ``cap[0]``
+        bytes (which may shrink while they come); a range answer that does not start at 0, or
+        a redirect: ``(status, None)``."""
+        url = f"{gateway}ipfs/{file}"
+        headers = {"Accept": "*/*", "Accept-Encoding": "identity", "Range": f"bytes=0-{end - 1}"}
+        session, slots = self._sessions.session(), self._sessions.slots
+        try:
+            async with slots, asyncio.timeout(self.deadline):
+                self.requests += 1
+                async with session.get(url, headers=headers, proxy=self.proxies[gateway], allow_redirects=False) as r:
+                    if r.status == 206:
+                        if not _content_range_within(r.headers.get("content-range", ""), end):
+                            return 0, None
+                    elif r.status != 200:
+                        return r.status, None
+                    self._check_head(gateway, url, r, end if r.status == 206 else None, f"the bytes of the file {file}")
+                    pieces, got = [], 0
+                    while got < cap[0] and (piece := await r.content.readany()):
+                        got += len(piece)
+                        self.bytes_received += len(piece)
+                        pieces.append(piece)
+                    if got > cap[0]:  # (the rest is not read; an honest gateway sends no more than the file)
+                        pieces[-1] = pieces[-1][:len(pieces[-1]) - (got - cap[0])]
+                    return r.status, pieces
+        except TimeoutError as exc:
+            if isinstance(exc, AIOHTTP.caught):
+                raise  # a socket's own timeout
+            raise self._past_deadline(gateway, url) from None
+
+    def _refuses_bytes(self, gateway: str, status: int) -> None:
+        """``gateway`` answered a plain request with a refusal: not asked for plain bytes again."""
+        if gateway not in self._no_bytes:
+            self._no_bytes.add(gateway)
+            log.warning("%s sends no plain file bytes (HTTP %s): files are read from it as CARs", gateway, status)
+
+    async def _aget_leaves(self, file: CID, leaves: Sequence[Leaf], *, views: bool,
+                           skip: str | None = None) -> dict[CID, BlockBytes]:
         out: dict[CID, BlockBytes] = {}
         for run in _runs(leaves):
-            out.update(await self._aleaves_of(file, run, views))
+            out.update(await self._aleaves_of(file, run, views, skip))
         for cid, data in out.items():
             self._check(cid, data)  # (counted; verified as it arrived)
         missing = [cid for cid, _, _ in leaves if cid not in out]
@@ -381,14 +496,14 @@ class GatewayStore(BlockStore):
             self._check(cid, data)
         return found
 
-    async def _aleaves_of(self, file: CID, run: list[Leaf], views: bool) -> dict[CID, BlockBytes]:
-        """One run of adjacent raw leaves from the first gateway that sends their bytes intact;
-        {} when none did (recorded)."""
+    async def _aleaves_of(self, file: CID, run: list[Leaf], views: bool, skip: str | None = None) -> dict[CID, BlockBytes]:
+        """One run of adjacent raw leaves from the first gateway (but ``skip``) that sends their
+        bytes intact; {} when none did (recorded)."""
         start, end = run[0][1], run[-1][1] + run[-1][2]
         what = f"bytes {start}-{end - 1} of the file {file}"
         failures = []
         for gateway in self.ordered():
-            if gateway in self._no_bytes:
+            if gateway in self._no_bytes or gateway == skip:
                 continue
             try:
                 status, pieces = await self._arange(gateway, file, start, end, what)
@@ -400,10 +515,7 @@ class GatewayStore(BlockStore):
                 continue
             if pieces is None:
                 if status in _NO_CAR_STATUS:
-                    if gateway not in self._no_bytes:
-                        self._no_bytes.add(gateway)
-                        log.warning("%s sends no plain file bytes (HTTP %s): files are read from it as CARs",
-                                    gateway, status)
+                    self._refuses_bytes(gateway, status)
                 elif status == 0:
                     failures.append(f"{gateway}: answered with another Content-Range than bytes {start}-{end - 1}")
                 elif status == 200:
@@ -756,6 +868,11 @@ def _runs(leaves: Sequence[Leaf]) -> list[list[Leaf]]:
     return runs
 
 
+def _end_of(run: Sequence[Leaf]) -> int:
+    """Where the last leaf of ``run`` (sorted by offset) ends in the file."""
+    return run[-1][1] + run[-1][2]
+
+
 def _cut(pieces: list[bytes], start: int, run: list[Leaf], *, views: bool = False) -> dict[CID, BlockBytes] | None:
     """The leaves of ``run`` cut from ``pieces`` (the file's bytes from ``start``, as they came
     off the socket), each hashed against its CID; None when the bytes are not as long as the
@@ -815,6 +932,37 @@ def _content_range_is(header: str, start: int, end: int) -> bool:
     unit, _, rest = header.strip().partition(" ")
     span = rest.partition("/")[0].strip()
     return unit.lower() == "bytes" and span == f"{start}-{end - 1}"
+
+
+def _content_range_within(header: str, end: int) -> bool:
+    """Whether a ``Content-Range`` header names bytes from 0 of a file, ending before ``end``
+    and at the file's end or at ``end`` (the answer to ``Range: bytes=0-{end - 1}``).
+
+    >>> _content_range_within("bytes 0-99/100", 1000), _content_range_within("bytes 0-99/1000", 100)
+    (True, True)
+    >>> _content_range_within("bytes 0-99/1000", 1000), _content_range_within("bytes 1-99/100", 1000)
+    (False, False)
+    """
+    unit, _, rest = header.strip().partition(" ")
+    span, _, total = rest.partition("/")
+    first, _, last = span.strip().partition("-")
+    if unit.lower() != "bytes" or first != "0" or not last.isdigit():
+        return False
+    stop = int(last) + 1
+    return stop <= end and (stop == end or total.strip() == str(stop))
+
+
+async def _done(value: T) -> T:
+    """``value``, from a coroutine (a result already in hand, as a task)."""
+    return value
+
+
+async def _cancelled(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` and wait for it to end; what it raised is dropped (no longer wanted)."""
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()  # (retrieved, so not logged as never retrieved)
 
 
 def _is_car(content_type: str) -> bool:

@@ -15,12 +15,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from halodb.blockstore.base import BlockStore
+from halodb.blockstore.base import BlockBytes, BlockStore
 from halodb.ipld import CID, DAG_PB, RAW, SHA2_256
 from halodb.ipld.protobuf import encode_field as _field
 from halodb.unixfs.data import DIRECTORY, FILE, SYMLINK
 
-CHUNK = 256 * 1024
+CHUNK = 256 * 1024  #: ``ipfs add``'s chunk size (``--chunker=size-262144``)
+MAX_LINKS = 174  #: links of one file node in ``ipfs add``'s balanced layout (more: a deeper DAG)
+_RAW_PREFIX = bytes([0x01, RAW, SHA2_256, 0x20])  # a CIDv1 raw sha2-256 CID before its digest
 
 
 def encode_pb(links: Sequence[tuple[CID, str | None, int | None]], data: bytes | None) -> bytes:
@@ -70,6 +72,37 @@ def put_file(store: BlockStore, content: bytes, *, chunk: int = CHUNK) -> CID:
     links = [(store.put(p, codec=RAW), "", len(p)) for p in pieces]
     data = encode_data(FILE, filesize=len(content), blocksizes=tuple(len(p) for p in pieces))
     return put_pb(store, encode_pb(links, data))
+
+
+def rebuild_file(file: CID, data: bytes, chunk: int = CHUNK) -> tuple[bytes, dict[CID, BlockBytes]] | None:
+    """The root block and the raw leaves of the file ``file``, rebuilt from its bytes ``data``
+    as ``ipfs add --cid-version=1`` lays them out with ``chunk``-byte chunks (raw leaves under
+    ONE dag-pb root: at most :data:`MAX_LINKS` of them), when that root's CID is ``file``;
+    else None (another chunker or layout, or bytes that are not the file's).
+
+    Each leaf is hashed once to name it in the root; the root hashing to ``file`` then proves
+    every byte (a gateway's plain answer checked without asking for the root). The leaves
+    are views into ``data``.
+
+    >>> from halodb.blockstore import MemoryStore
+    >>> content = bytes(300_000) + b"x" * 300_000  # three chunks
+    >>> root, leaves = rebuild_file(put_file(MemoryStore(), content), content)
+    >>> [len(leaf) for leaf in leaves.values()], rebuild_file(put_file(MemoryStore(), content), content[:-1])
+    ([262144, 262144, 75712], None)
+    """
+    if file.codec != DAG_PB or file.version != 1 or not chunk < len(data) <= chunk * MAX_LINKS:
+        return None
+    view = memoryview(data)
+    leaves: dict[CID, BlockBytes] = {}
+    links = []
+    for at in range(0, len(data), chunk):
+        piece = view[at:at + chunk]
+        cid = CID(_RAW_PREFIX + hashlib.sha256(piece).digest())
+        leaves.setdefault(cid, piece)
+        links.append((cid, "", len(piece)))
+    sizes = tuple(size for _, _, size in links)
+    root = encode_pb(links, encode_data(FILE, filesize=len(data), blocksizes=sizes))
+    return (root, leaves) if file.verify(root) else None
 
 
 def put_symlink(store: BlockStore, target: str) -> CID:

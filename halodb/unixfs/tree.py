@@ -30,16 +30,20 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from halodb.blockstore.base import BlockStore
+from halodb.blockstore.base import BlockBytes, BlockStore
 from halodb.errors import BlockNotFoundError, HaloDBError, InputError, TreePathError, UnixFSError
 from halodb.ipld import CID, DAG_PB, RAW
 from halodb.filetree import Tree, TreeEntry
+from halodb.unixfs.build import CHUNK, MAX_LINKS, rebuild_file
 from halodb.unixfs.dagpb import PBLink, PBNode, decode_pb
 from halodb.unixfs.data import DIRECTORY, FILE, HAMT_SHARD, MURMUR3_X64_64, RAW as UNIXFS_RAW, SYMLINK
 from halodb.unixfs.data import TYPE_NAMES, UnixFSData, decode_data
 from halodb.unixfs.hamt import fanout_bits, hash_name, slot_at, slot_label, split_link_name
+
+if TYPE_CHECKING:
+    import asyncio
 
 DIR, FILE_KIND, SYMLINK_KIND = "dir", "file", "symlink"
 MAX_FILE_DEPTH = 64  #: levels of a file DAG before it is called malformed
@@ -132,6 +136,11 @@ class UnixFSTree(Tree):
         self._cached = 0
         self._paths: OrderedDict[str, CID] = OrderedDict()
         self._lock = threading.Lock()
+        #: the chunk size with which files are rebuilt from their bytes alone (:meth:`aread`);
+        #: None: not tried (learnt from the files read, see :meth:`_learn_chunks`)
+        self._chunk: int | None = CHUNK
+        #: folders being fetched on an event loop (:meth:`_afolder`), by loop and CID
+        self._folders: dict[tuple[asyncio.AbstractEventLoop, CID], asyncio.Future[bool]] = {}
 
     def __repr__(self) -> str:
         return f"UnixFSTree({self.root})"
@@ -435,26 +444,59 @@ class UnixFSTree(Tree):
 
     async def aread(self, path: str, start: int = 0, end: int | None = None) -> bytes | None:
         """:meth:`read` on the running event loop, without a thread, for what reading a
-        dataset's chunks mostly is: a file whose folders were read before (their nodes are
-        cached here), either one raw block or a CIDv1 root whose links are raw leaves, with its
-        blocks from ``store.aget_many`` / ``store.aget_leaves`` (a caching store over a
-        gateway reads its local copies here and the rest on this loop: one request per run of
-        adjacent leaves). Every block verified as by :meth:`read`; the same checks of sizes.
-        None for anything else (a folder not cached yet, a CIDv0 file, a deeper DAG, a store
-        that would send the file as a CAR): call :meth:`read` in a thread.
+        dataset's chunks mostly is: a file in plain folders (those not cached here fetched on
+        this loop, each once), either one raw block or a CIDv1 root whose links are raw leaves,
+        with its blocks from ``store.aget_file`` (a gateway: the file's bytes alone, checked by
+        rebuilding its root with :func:`~halodb.unixfs.build.rebuild_file` when the folder's
+        ``Tsize`` says it is a few chunks of the size guessed, else the root and the bytes
+        asked at once: one round trip) or, its root cached, ``store.aget_leaves`` (a caching
+        store over a gateway reads its local copies here and the rest on this loop: one
+        request per run of adjacent leaves). Every block verified as by :meth:`read`; the same
+        checks of sizes. None for anything else (a HAMT folder, a CIDv0 file, a deeper DAG, a
+        store that would send the file as a CAR, a failure): call :meth:`read` in a thread.
         """
-        if start < 0 or (end is not None and end < 0):
-            return None
-        cid = self._resolve_cached(path)
-        if cid is None or cid.inline_data is not None or cid.version != 1:
-            return None
         store = self.store
         if (store.is_remote or store.is_remote_backed) and not store.reads_file_bytes():
             return None  # (a gateway that sends no plain bytes: the sync path asks for a CAR)
+        if start < 0 or (end is not None and end < 0):
+            return None
+        resolved = await self._aresolve(path)
+        if resolved is None:
+            return None
+        cid, tsize = resolved
+        if cid.inline_data is not None or cid.version != 1:
+            return None
         try:
             with self._lock:
                 node = self._cache.get(cid)
-            if node is None:
+            found: Mapping[CID, BlockBytes] | None = None
+            if node is None and start == 0 and end is not None and cid.codec == DAG_PB:
+                decoded: builtins.list[Node] = []  # the root and its leaves in one round trip
+                chunk = self._chunk
+                tried: builtins.list[bool] = []
+
+                def leaves_of(block: bytes) -> builtins.list[tuple[CID, int, int]] | None:
+                    decoded.append(decode_node(cid, block))
+                    return self._raw_leaves(decoded[0], 0, end)
+
+                def rebuild(data: bytes) -> tuple[bytes, dict[CID, BlockBytes]] | None:
+                    got = rebuild_file(cid, data, chunk or CHUNK)
+                    tried.append(got is not None)
+                    return got
+
+                # a file as ``ipfs add`` lays it out (one root over at most 174 raw leaves) is
+                # its bytes alone, checked by rebuilding its root from them: one request
+                alone = chunk is not None and tsize is not None and chunk < tsize <= chunk * MAX_LINKS + (64 << 10)
+                got = await store.aget_file(cid, end if tsize is None else max(min(end, tsize), 1), leaves_of,
+                                            rebuild=rebuild if alone else None)
+                if got is None:
+                    return None  # (the sync path says what is missing)
+                node = decoded[0] if decoded else decode_node(cid, got.root)
+                if decoded:  # (the root was asked for)
+                    self._learn_chunks(node, failed=tried == [False])
+                self._remember(node)
+                found = got.leaves
+            elif node is None:
                 block = (await store.aget_many([cid])).get(cid)
                 if block is None:
                     return None  # (the sync path says what is missing)
@@ -470,7 +512,8 @@ class UnixFSTree(Tree):
             need = self._overlapping(node, start, stop)
             if not all(c.codec == RAW and c.inline_data is None for c, _, _ in need):
                 return None
-            found = await store.aget_leaves(cid, need) if need else {}
+            if found is None:
+                found = await store.aget_leaves(cid, need) if need else {}
             if any(c not in found for c, _, _ in need):
                 return None  # (the sync path says what is missing)
             whole = _one_run(node, need, found)
@@ -482,6 +525,30 @@ class UnixFSTree(Tree):
         except HaloDBError as exc:
             annotate(exc, path)
             raise
+
+    def _learn_chunks(self, node: Node, *, failed: bool) -> None:
+        """After a file whose root was asked for (``failed``: :func:`rebuild_file` could not
+        rebuild it from its bytes): its chunk size, when its leaves are fixed-size chunks in one
+        level (``ipfs add --chunker=size-N``), is guessed from now on; when they are not (another
+        chunker or layout), or rebuilding failed with that size (a gateway's wrong bytes), none is."""
+        sizes = node.fs.blocksizes if node.fs is not None and node.pb is not None and node.pb.links else ()
+        if len(sizes) < 2 or len(sizes) > MAX_LINKS:
+            return  # (one chunk tells nothing; more than one level: other files may be fine)
+        fixed = all(size == sizes[0] for size in sizes[:-1]) and sizes[-1] <= sizes[0]
+        if not fixed or (failed and sizes[0] == self._chunk):
+            self._chunk = None
+        else:
+            self._chunk = sizes[0]
+
+    def _raw_leaves(self, node: Node, start: int, end: int) -> builtins.list[tuple[CID, int, int]] | None:
+        """The children of the file node ``node`` that hold bytes ``[start, end)`` when they
+        all are raw leaves (not inlined); else None (a folder, a raw block, a deeper DAG)."""
+        if node.kind != FILE_KIND or node.raw is not None:
+            return None
+        need = self._overlapping(node, start, min(end, node.size))
+        if not need or not all(c.codec == RAW and c.inline_data is None for c, _, _ in need):
+            return None
+        return need
 
     @staticmethod
     def _overlapping(node: Node, start: int, end: int) -> builtins.list[tuple[CID, int, int]]:
@@ -497,8 +564,12 @@ class UnixFSTree(Tree):
             pos += bsize
         return out
 
-    def _resolve_cached(self, path: str) -> CID | None:
-        """The CID at ``path`` if every folder on the way is cached here (no fetch), else None."""
+    def _resolve_cached(self, path: str) -> tuple[CID, int | None, bool] | None:
+        """``(cid, Tsize, True)``: the CID at ``path`` when every folder on the way is cached
+        here, with the ``Tsize`` of the link to it when known (the bytes of its DAG: at least
+        its size); ``(folder, None, False)``: the first plain folder on the way that is not
+        cached; None where this walk stops (a HAMT, a missing entry, a malformed folder: the
+        sync path walks it and says why). Nothing is fetched."""
         try:
             parts = self._parts(path)
         except TreePathError:
@@ -507,20 +578,71 @@ class UnixFSTree(Tree):
         with self._lock:
             hit = self._paths.get(key)
             if hit is not None:
-                return hit
-            cid = self.root
+                return hit, None, True
+            cid, tsize = self.root, None
             for name in parts:
                 node = self._cache.get(cid)
-                if node is None or node.kind != DIR or node.hamt or node.pb is None:
+                if node is None:
+                    return cid, None, False
+                if node.kind != DIR or node.hamt or node.pb is None:
                     return None  # (HAMT shards: the sync path walks them)
                 names = node._names
                 if names is None:
-                    return None
+                    try:
+                        names = self.links(node)  # (a plain folder: its own links, no fetch)
+                    except HaloDBError:
+                        return None
                 link = names.get(name)
                 if link is None:
                     return None
-                cid = link.cid
-            return cid
+                cid, tsize = link.cid, link.tsize
+            return cid, tsize, True
+
+    async def _aresolve(self, path: str) -> tuple[CID, int | None] | None:
+        """:meth:`_resolve_cached`, the plain folders on the way that are not cached fetched on
+        the running loop first, each once however many reads want it at the same moment (zarr
+        starts ~10 chunk reads of a folder at once); None where the sync path must walk."""
+        asked: set[CID] = set()
+        while True:
+            walked = self._resolve_cached(path)
+            if walked is None:
+                return None
+            cid, tsize, complete = walked
+            if complete:
+                return cid, tsize
+            if cid in asked or len(asked) >= MAX_FILE_DEPTH or not await self._afolder(cid):
+                return None
+            asked.add(cid)
+
+    async def _afolder(self, cid: CID) -> bool:
+        """Fetch the folder ``cid`` on the running loop into the node cache (``store.aget_many``);
+        another read fetching it now is waited for. False when it is absent, malformed or not
+        a plain folder (the sync path then says why), or when the read that fetched it failed;
+        a store's failure (no gateway answered, a lie) is raised, as the sync path raises it."""
+        import asyncio  # (here: reading a file need not import it)
+
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            waiting = self._folders.get((loop, cid))
+            if waiting is None:
+                mine = self._folders[(loop, cid)] = loop.create_future()
+        if waiting is not None:
+            return bool(await asyncio.shield(waiting))
+        ok = False
+        try:
+            block = (await self.store.aget_many([cid])).get(cid)
+            if block is not None:
+                node = decode_node(cid, block)
+                if node.kind == DIR and not node.hamt:
+                    self._remember(node)
+                    ok = True
+        except UnixFSError:
+            pass  # (the sync path reads it again, from the cache, and says why)
+        finally:
+            with self._lock:
+                del self._folders[(loop, cid)]
+            mine.set_result(ok)
+        return ok
 
     def _leaves(self, file: CID, leaves: builtins.list[tuple[CID, int, int]]) -> dict[CID, Node]:
         """The raw leaves ``(cid, offset in the file, size)`` of ``file``, verified, in one
