@@ -198,3 +198,74 @@ def test_every_single_change_gets_the_same_answer_from_the_quick_check_and_the_m
                 answers.add(fast[0])
                 answers.add(stac_items._quick_ok(item))
     assert answers == {"ok", "error", True, False}
+
+
+# --- the second process of add: same batches, same first error ------------------------------
+LINE_KINDS = ["item", "item", "item", "same again", "clash", "blank", "bad json", "invalid", "bad cid",
+              "bad doi", "collection"]
+
+
+def lines_of(kinds: list[str]) -> str:
+    out = []
+    for n, kind in enumerate(kinds):
+        item = base_item(GEOMETRIES[n % len(GEOMETRIES)], stub=None, times=n % 3)
+        item["id"] = f"x{n}"
+        if kind == "same again":  # the item of line 1, if that is an item
+            item = base_item(GEOMETRIES[0], stub=None, times=0) | {"id": "x0"}
+        elif kind == "clash":
+            item["id"] = "x0"
+            item["properties"]["title"] = f"another {n}"
+        elif kind == "invalid":
+            item["properties"]["datetime"] = "yesterday"
+        elif kind == "bad cid":
+            item["assets"]["data"]["href"] = "ipfs://notacid/x.zarr"
+        elif kind == "bad doi":
+            item["properties"]["sci:doi"] = "n/a"
+        elif kind == "collection":
+            item = {"type": "FeatureCollection", "features": [item, {**item, "id": f"y{n}"}]}
+        out.append({"blank": "", "bad json": '{"type": "Feature",'}.get(kind, json.dumps(item)))
+    return "\n".join(out) + "\n"
+
+
+def batches(text: str, worker: bool) -> list[tuple[Any, ...]]:
+    from halodb.api import staging
+    from halodb.stac import ItemReader
+
+    with mock.patch.object(staging, "WORKER", worker):
+        reader = ItemReader(["-"], io.StringIO(text))
+        return [(b.keys, b.upserts, b.sources, b.blocks)
+                for b in staging.prepare_batches(reader, None, 3, across=False)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(LINE_KINDS), max_size=14), st.integers(1, 4))
+def test_add_in_a_second_process_gives_the_batches_and_the_error_of_one(kinds: list[str], rows: int) -> None:
+    from halodb.api import staging
+
+    text = lines_of(kinds)
+    with mock.patch.object(staging, "ROWS_PER_MESSAGE", rows):
+        assert outcome(lambda: batches(text, True)) == outcome(lambda: batches(text, False))
+
+
+def test_a_read_error_comes_after_the_errors_of_the_lines_before() -> None:
+    """stdin that fails part-way: the invalid item read before the failure is the error;
+    without it, the read error itself."""
+    from halodb.api import staging
+    from halodb.stac import ItemReader
+
+    class Failing(io.StringIO):
+        def __init__(self, kinds: Any) -> None:
+            super().__init__()
+            self.kinds = kinds
+
+        def __iter__(self) -> Any:
+            yield from lines_of(self.kinds).splitlines(keepends=True)
+            raise HaloDBError("stdin broke")
+
+    for kinds, expected in ([["item", "invalid", "item"], "<stdin>:2: properties.datetime"],
+                            [["item", "item"], "stdin broke"]):
+        for worker in (True, False):
+            with mock.patch.object(staging, "WORKER", worker):
+                kind, (message, _) = outcome(
+                    lambda: list(staging.prepare_batches(ItemReader(["-"], Failing(kinds)), None, 1)))
+            assert kind == "error" and expected in message, (worker, message)

@@ -7,15 +7,19 @@ Nothing here commits.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
 from collections.abc import Iterable, Iterator
+from multiprocessing.connection import Connection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from halodb import stac
 from halodb.api.home import Stage
 from halodb.blockstore.base import BlockStore
 from halodb.campaign import flatten_tree
-from halodb.errors import InvalidItemError, UnknownKeyError
+from halodb.errors import InputError, InvalidItemError, RegistryError, UnknownKeyError
 from halodb.index.index import Index
 from halodb.index.model import Entry, IndexRoot
 from halodb.ipld import CID, make_block
@@ -67,14 +71,34 @@ def prepare_batches(items: Iterable[ItemInput], collection: str | None, size: in
     keys of earlier batches are not kept in memory), and the caller checks across batches
     (:meth:`~halodb.api.stagedb.StageWriter.add`, from the batches' ``sources``).
 
+    Given a :class:`~halodb.stac.ItemReader` (and more than one CPU, and ``fork``), the items
+    are read, checked and encoded in a forked process while this one stores the batches
+    before; what is staged and the error raised (the first in input order) are the same.
+
     >>> item = stac.stub_item("a/x.zarr", "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq", "c", None)
     >>> other = {**item, "id": "y"}
     >>> [b.keys for b in prepare_batches([item, other, item], None, 1)]
     [['c/a/x.zarr'], ['c/y']]
     """
-    out = PreparedItems()
-    sources: dict[str, str] = {}
-    seen: dict[str, CID] = {}  # key -> item CID, over every batch
+    if (isinstance(items, stac.ItemReader) and items.on_skip is None and WORKER and (os.cpu_count() or 1) > 1
+            and hasattr(os, "fork")):
+        rows = _rows_in_worker(items, collection)
+    else:
+        rows = _rows(items, collection)
+    return _batches(rows, size, across)
+
+
+#: what one item becomes: (source, key, item CID (binary), block, data CID, path, DOI, error) --
+#: the error of the checks after the key and block, raised only if the item is staged (a
+#: duplicate of an earlier item is skipped, a clash with one named first)
+_Row = tuple[str, str, bytes, bytes, Optional[str], Optional[str], Optional[str], Optional[InvalidItemError]]
+#: rows the worker process sends at a time (the pipe's buffer bounds how far ahead it gets)
+ROWS_PER_MESSAGE = 500
+#: whether an ItemReader's items are read and prepared in a second process (tests turn it off)
+WORKER = True
+
+
+def _rows(items: Iterable[ItemInput], collection: str | None) -> Iterator[_Row]:
     for n, value in enumerate(items):
         source, raw = value if isinstance(value, tuple) else (f"item #{n + 1}", value)
         item = stac.parse_item(raw, source)
@@ -82,18 +106,91 @@ def prepare_batches(items: Iterable[ItemInput], collection: str | None, size: in
             item["collection"] = collection
         key = stac.dataset_key(item, collection, source=source)
         cid, data = stac.item_block(item, source)
+        try:
+            yield (source, key, cid.buffer, data, stac.data_cid(item, source=source), stac.item_path(item),
+                   stac.item_doi(item, source=source), None)
+        except InvalidItemError as exc:
+            yield source, key, cid.buffer, data, None, None, None, exc
+
+
+def _work(items: Iterable[ItemInput], collection: str | None, out: Connection, other_end: Connection) -> None:
+    """The worker process: :func:`_rows` of ``items`` sent down ``out`` in order, then ``None``;
+    or the rows before an error with the error (any: raised in the parent)."""
+    other_end.close()  # so that a send fails (and this process ends) once the parent is gone
+    rows: list[_Row] = []
+    try:
+        for row in _rows(items, collection):
+            rows.append(row)
+            if len(rows) >= ROWS_PER_MESSAGE:
+                out.send((rows, None))
+                rows = []
+        out.send((rows, None))
+        out.send(None)
+    except Exception as exc:
+        try:
+            out.send((rows, exc))
+        except Exception:  # an error that does not pickle: its text
+            out.send((rows, InputError(f"cannot read the items: {exc}")))
+    finally:
+        out.close()
+
+
+def _rows_in_worker(items: stac.ItemReader, collection: str | None) -> Iterator[_Row]:
+    """:func:`_rows` of ``items``, read, checked and encoded in a forked process (it reads
+    ``items`` itself, stdin included) while this one stores what it sent before; the same
+    rows and the same error, in the same place. (``os.fork``, not ``multiprocessing``'s
+    process, which replaces the child's stdin.)"""
+    receive, send = multiprocessing.Pipe(duplex=False)
+    pid = os.fork()
+    if pid == 0:  # the worker: never returns
+        code = 1
+        try:
+            _work(items, collection, send, receive)
+            code = 0
+        finally:
+            os._exit(code)
+    send.close()
+    done = False
+    try:
+        while True:
+            try:
+                message = receive.recv()
+            except EOFError:
+                raise RegistryError("the process reading the items ended without an answer") from None
+            if message is None:
+                done = True
+                return
+            rows, error = message
+            yield from rows
+            if error is not None:
+                done = True
+                raise error
+    finally:
+        receive.close()
+        if not done:  # stopped early (an error here, or the caller's): the worker is not needed
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def _batches(rows: Iterator[_Row], size: int | None, across: bool) -> Iterator[PreparedItems]:
+    out = PreparedItems()
+    sources: dict[str, str] = {}
+    seen: dict[str, bytes] = {}  # key -> item CID, over every batch
+    for source, key, buffer, data, data_cid, path, doi, error in rows:
         first = sources.get(key)
         if first is not None:
-            if seen[key] == cid:
+            if seen[key] == buffer:
                 continue  # the same item twice (a file and the folder holding it): staged once
             detail = (f"dataset key {key!r} is also given by {first}, with another item; which one to stage "
                       "would be arbitrary, so nothing is staged")
             raise InvalidItemError(f"{source}: {detail}", source=source, detail=detail, field="id")
+        if error is not None:
+            raise error
         sources[key] = source
-        seen[key] = cid
+        seen[key] = buffer
+        cid = CID(buffer)  # (made here from the block: no need to check it)
         out.blocks.append((cid, data))
-        out.upserts[key] = Entry(item=cid, data=stac.data_cid(item, source=source), path=stac.item_path(item),
-                                 doi=stac.item_doi(item, source=source))
+        out.upserts[key] = Entry(item=cid, data=data_cid, path=path, doi=doi)
         out.keys.append(key)
         out.sources[key] = source
         if size is not None and len(out.keys) >= size:
