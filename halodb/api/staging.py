@@ -7,13 +7,15 @@ Nothing here commits.
 
 from __future__ import annotations
 
-import multiprocessing
+import gc
 import os
+import pickle
+import queue
 import signal
+import threading
 from collections.abc import Iterable, Iterator
-from multiprocessing.connection import Connection
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, BinaryIO, Optional
 
 from halodb import stac
 from halodb.api.home import Stage
@@ -92,8 +94,10 @@ def prepare_batches(items: Iterable[ItemInput], collection: str | None, size: in
 #: the error of the checks after the key and block, raised only if the item is staged (a
 #: duplicate of an earlier item is skipped, a clash with one named first)
 _Row = tuple[str, str, bytes, bytes, Optional[str], Optional[str], Optional[str], Optional[InvalidItemError]]
-#: rows the worker process sends at a time (the pipe's buffer bounds how far ahead it gets)
+#: rows the worker process sends at a time
 ROWS_PER_MESSAGE = 500
+#: messages the worker may be ahead of the batches taken (bounds memory: ~1 KiB a row)
+AHEAD = 40
 #: whether an ItemReader's items are read and prepared in a second process (tests turn it off)
 WORKER = True
 
@@ -113,24 +117,28 @@ def _rows(items: Iterable[ItemInput], collection: str | None) -> Iterator[_Row]:
             yield source, key, cid.buffer, data, None, None, None, exc
 
 
-def _work(items: Iterable[ItemInput], collection: str | None, out: Connection, other_end: Connection) -> None:
+def _send(out: BinaryIO, message: Any) -> None:
+    pickle.dump(message, out, protocol=pickle.HIGHEST_PROTOCOL)
+    out.flush()
+
+
+def _work(items: Iterable[ItemInput], collection: str | None, out: BinaryIO) -> None:
     """The worker process: :func:`_rows` of ``items`` sent down ``out`` in order, then ``None``;
     or the rows before an error with the error (any: raised in the parent)."""
-    other_end.close()  # so that a send fails (and this process ends) once the parent is gone
     rows: list[_Row] = []
     try:
         for row in _rows(items, collection):
             rows.append(row)
             if len(rows) >= ROWS_PER_MESSAGE:
-                out.send((rows, None))
+                _send(out, (rows, None))
                 rows = []
-        out.send((rows, None))
-        out.send(None)
+        _send(out, (rows, None))
+        _send(out, None)
     except Exception as exc:
         try:
-            out.send((rows, exc))
+            _send(out, (rows, exc))
         except Exception:  # an error that does not pickle: its text
-            out.send((rows, InputError(f"cannot read the items: {exc}")))
+            _send(out, (rows, InputError(f"cannot read the items: {exc}")))
     finally:
         out.close()
 
@@ -140,22 +148,30 @@ def _rows_in_worker(items: stac.ItemReader, collection: str | None) -> Iterator[
     ``items`` itself, stdin included) while this one stores what it sent before; the same
     rows and the same error, in the same place. (``os.fork``, not ``multiprocessing``'s
     process, which replaces the child's stdin.)"""
-    receive, send = multiprocessing.Pipe(duplex=False)
+    read_end, write_end = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the worker: never returns
+        gc.disable()  # no collection here may finalize what the parent left to collect (this generator's kin)
         code = 1
         try:
-            _work(items, collection, send, receive)
+            os.close(read_end)  # so that a send fails (and this process ends) once the parent is gone
+            _work(items, collection, os.fdopen(write_end, "wb"))
             code = 0
         finally:
             os._exit(code)
-    send.close()
+    os.close(write_end)
+    receive = os.fdopen(read_end, "rb")  # (a file: closing it twice is harmless, whatever the GC's order)
+    # a thread takes the messages off the pipe as they come, so that the worker runs ahead
+    # (up to AHEAD messages) while this thread stores a batch: the pipe alone holds ~64 KiB
+    inbox: queue.Queue[Any] = queue.Queue(AHEAD)
+    reader = threading.Thread(target=_drain, args=(receive, inbox), name="halodb-add-rows", daemon=True)
+    reader.start()
     done = False
     try:
         while True:
-            try:
-                message = receive.recv()
-            except EOFError:
+            message = inbox.get()
+            if isinstance(message, EOFError):
                 raise RegistryError("the process reading the items ended without an answer") from None
             if message is None:
                 done = True
@@ -166,13 +182,43 @@ def _rows_in_worker(items: stac.ItemReader, collection: str | None) -> Iterator[
                 done = True
                 raise error
     finally:
-        receive.close()
+        if os.getpid() != parent:  # (a copy in some later fork: the parent's to clean up)
+            return
         if not done:  # stopped early (an error here, or the caller's): the worker is not needed
             os.kill(pid, signal.SIGKILL)
+        while reader.is_alive():  # it ends at the worker's end; make room for its last put
+            try:
+                inbox.get_nowait()
+            except queue.Empty:
+                reader.join(0.01)
+        receive.close()
         os.waitpid(pid, 0)
 
 
+def _drain(receive: BinaryIO, inbox: queue.Queue[Any]) -> None:
+    """The messages of the worker into ``inbox``, up to the last (None, an error, or the
+    EOFError of a worker gone)."""
+    while True:
+        try:
+            message = pickle.load(receive)
+        except (EOFError, OSError, pickle.UnpicklingError) as exc:
+            inbox.put(EOFError(str(exc)))
+            return
+        inbox.put(message)
+        if message is None or message[1] is not None:
+            return
+
+
 def _batches(rows: Iterator[_Row], size: int | None, across: bool) -> Iterator[PreparedItems]:
+    try:
+        yield from _batches_of(rows, size, across)
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:  # at once, not when the GC gets to it: the worker ends with it
+            close()
+
+
+def _batches_of(rows: Iterator[_Row], size: int | None, across: bool) -> Iterator[PreparedItems]:
     out = PreparedItems()
     sources: dict[str, str] = {}
     seen: dict[str, bytes] = {}  # key -> item CID, over every batch
