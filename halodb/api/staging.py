@@ -73,7 +73,7 @@ def prepare_batches(items: Iterable[ItemInput], collection: str | None, size: in
     keys of earlier batches are not kept in memory), and the caller checks across batches
     (:meth:`~halodb.api.stagedb.StageWriter.add`, from the batches' ``sources``).
 
-    Given a :class:`~halodb.stac.ItemReader` (and more than one CPU, and ``fork``), the items
+    Given a :class:`~halodb.stac.ItemReader` (with :data:`WORKER` on, more than one CPU, and ``fork``), the items
     are read, checked and encoded in a forked process while this one stores the batches
     before; what is staged and the error raised (the first in input order) are the same.
 
@@ -98,8 +98,11 @@ _Row = tuple[str, str, bytes, bytes, Optional[str], Optional[str], Optional[str]
 ROWS_PER_MESSAGE = 500
 #: messages the worker may be ahead of the batches taken (bounds memory: ~1 KiB a row)
 AHEAD = 40
-#: whether an ItemReader's items are read and prepared in a second process (tests turn it off)
-WORKER = True
+#: whether an ItemReader's items are read and prepared in a second process: off, because at
+#: 1,000,000 items on 2 quiet cores it made add slower (107.8 s, 78 CPU s, against 69.3 s and
+#: 62.6 CPU s in one process; at 100,000 it was faster, 5.3 against 6.9 s): the thread that
+#: unpickles the rows contends with the stores for the GIL (benchmarks/README.md). Tests run both.
+WORKER = False
 
 
 def _rows(items: Iterable[ItemInput], collection: str | None) -> Iterator[_Row]:
