@@ -29,6 +29,15 @@ def test_good_segments(segment: str) -> None:
     assert not bad_segment(segment)
 
 
+def test_bad_segment_refuses_exactly_slash_and_the_control_characters() -> None:
+    """Every code point, alone and inside a name: the rule as the module states it."""
+    for code in range(0x110000):
+        c = chr(code)
+        refused = c == "/" or code < 0x20 or 0x7F <= code < 0xA0
+        assert bad_segment(f"a{c}b") is refused, hex(code)
+        assert bad_segment(c) is (refused or c == "."), hex(code)
+
+
 @pytest.mark.parametrize("name", ["..", ".", "", "evil\x00", "line\nbreak"])
 def test_tree_yaml_keys_that_climb_or_hide_are_refused(name: str) -> None:
     with pytest.raises(InputError, match="path segment") as info:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, TextIO, Union
 from urllib.parse import unquote
 
+import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -49,6 +50,7 @@ from halodb.util.paths import bad_segment
 
 __all__ = [
     "ITEM_SUFFIXES",
+    "ItemReader",
     "NDJSON_SUFFIXES",
     "STAC_VERSION",
     "ZARR_MEDIA_TYPE",
@@ -420,6 +422,170 @@ def _json_copy(value: Any, loc: list[int | str], source: str) -> Any:
     raise _invalid(source, format_path(loc), f"not a JSON value: {_describe(value)}")
 
 
+# --- the quick check: plain Python for the common valid item -----------------------------------
+# ``_quick_ok(item)`` True promises that ``_Item`` accepts ``item`` and that parse_item would
+# change none of its date-times; False says nothing (the model decides, and names the error).
+# tests/test_stac_quick.py checks the promise on generated items.
+def _canonical_time(value: Any) -> bool:
+    """A date-time already in the form parse_item writes, to the second (what most are)."""
+    if type(value) is not str or len(value) != 20 or value[19] != "Z" or value[10] != "T":
+        return False
+    if _RFC3339.fullmatch(value) is None:
+        return False
+    try:
+        datetime(int(value[:4]), int(value[5:7]), int(value[8:10]), int(value[11:13]), int(value[14:16]),
+                 int(value[17:19]))
+    except ValueError:
+        return False
+    return True
+
+
+def _is_text(value: Any) -> bool:
+    return type(value) is str and bool(value.strip())
+
+
+def _optional_str(obj: dict[str, Any], name: str) -> bool:
+    value = obj.get(name)
+    return value is None or type(value) is str
+
+
+def _position(value: Any, least: int = 2) -> bool:
+    if type(value) is not list or len(value) < least:
+        return False
+    for x in value:
+        t = type(x)
+        if t is not float and t is not int:
+            return False
+    return True
+
+
+def _positions(value: Any, least: int) -> bool:
+    if type(value) is not list or len(value) < least:
+        return False
+    for p in value:
+        if not _position(p):
+            return False
+    return True
+
+
+def _polygon(value: Any) -> bool:
+    if type(value) is not list:
+        return False
+    for ring in value:
+        if not _positions(ring, 4):
+            return False
+    return True
+
+
+def _list_of(value: Any, check: Callable[[Any], bool]) -> bool:
+    if type(value) is not list:
+        return False
+    for v in value:
+        if not check(v):
+            return False
+    return True
+
+
+def _geometry_ok(geometry: Any) -> bool:
+    if type(geometry) is not dict:
+        return False
+    kind = geometry.get("type")
+    if kind == "GeometryCollection":
+        return _list_of(geometry.get("geometries", 0), _geometry_ok)
+    if "coordinates" not in geometry:
+        return False
+    c = geometry["coordinates"]
+    if kind == "Point":
+        return _position(c)
+    if kind == "LineString":
+        return _positions(c, 2)
+    if kind == "Polygon":
+        return _polygon(c)
+    if kind == "MultiPoint":
+        return _positions(c, 0)
+    if kind == "MultiLineString":
+        return _list_of(c, lambda line: _positions(line, 2))
+    if kind == "MultiPolygon":
+        return _list_of(c, _polygon)
+    return False
+
+
+def _bbox_ok(value: Any) -> bool:
+    if not _position(value, 4) or len(value) not in (4, 6):
+        return False
+    half = len(value) // 2
+    west, south, east, north = value[0], value[1], value[half], value[half + 1]
+    return (-90.0 <= south <= north <= 90.0 and -180.0 <= west <= 180.0 and -180.0 <= east <= 180.0
+            and (half == 2 or value[2] <= value[5]))
+
+
+def _link_ok(link: Any) -> bool:
+    return (type(link) is dict and _is_text(link.get("rel")) and _is_text(link.get("href"))
+            and _optional_str(link, "type") and _optional_str(link, "title"))
+
+
+def _asset_ok(asset: Any) -> bool:
+    if type(asset) is not dict or not _is_text(asset.get("href")):
+        return False
+    if not (_optional_str(asset, "type") and _optional_str(asset, "title") and _optional_str(asset, "description")):
+        return False
+    roles = asset.get("roles")
+    return roles is None or _list_of(roles, lambda r: type(r) is str)
+
+
+def _properties_ok(props: Any) -> bool:
+    if type(props) is not dict or "datetime" not in props:
+        return False
+    for name in _DATETIME_PROPERTIES:
+        value = props.get(name)
+        if value is not None and not _canonical_time(value):
+            return False
+    if not (_optional_str(props, "title") and _optional_str(props, "description")):
+        return False
+    path = props.get("halodb:path")
+    if path is not None and (type(path) is not str or not path or any(bad_segment(p) for p in path.split("/"))):
+        return False
+    stub = props.get("halodb:stub")
+    if stub is not None and type(stub) is not bool:
+        return False
+    start, end = props.get("start_datetime"), props.get("end_datetime")
+    if (start is None) != (end is None) or (start is not None and start > end):  # same form: text order is time order
+        return False
+    return not (props["datetime"] is None and not stub and start is None)
+
+
+def _quick_ok(item: dict[str, Any]) -> bool:
+    """Whether ``item`` is surely valid and already normalized (see above)."""
+    if item.get("type") != "Feature" or "geometry" not in item:
+        return False
+    version = item.get("stac_version")
+    if type(version) is not str or _STAC_1X.fullmatch(version) is None:
+        return False
+    extensions = item.get("stac_extensions")
+    if extensions is not None and not _list_of(extensions, lambda e: type(e) is str):
+        return False
+    if not _is_text(item.get("id")):
+        return False
+    collection = item.get("collection")
+    if collection is not None and not _is_text(collection):
+        return False
+    geometry, bbox = item["geometry"], item.get("bbox")
+    if geometry is None:
+        if bbox is not None:
+            return False
+    elif bbox is None or not _geometry_ok(geometry) or not _bbox_ok(bbox):
+        return False
+    if not _properties_ok(item.get("properties")):
+        return False
+    assets = item.get("assets")
+    if type(assets) is not dict or not _list_of(item.get("links"), _link_ok):
+        return False
+    for asset in assets.values():
+        if not _asset_ok(asset):
+            return False
+    return True
+
+
 def _validate(item: dict[str, Any]) -> _Item | list[tuple[list[int | str], str]]:
     """The validated model, or the problems found as (JSON path, message)."""
     try:
@@ -458,7 +624,10 @@ def parse_item(value: Any, source: str) -> dict[str, Any]:
     """
     if not isinstance(value, dict):
         raise _invalid(source, "", f"expected a JSON object (a STAC Item), got {_describe(value)}")
-    item: dict[str, Any] = _json_copy(value, [], source)
+    # a _Decoded is fresh from orjson and proved within bounds: a shallow copy is enough
+    item: dict[str, Any] = dict(value) if type(value) is _Decoded else _json_copy(value, [], source)
+    if _quick_ok(item):
+        return item
     model = _validate(item)
     if isinstance(model, list):  # raised here, outside the except block: no pydantic context leaks
         first_loc, first_msg = model[0]
@@ -739,13 +908,46 @@ def _expand(
         raise _invalid(source, "type", f"expected 'Feature' or 'FeatureCollection', got {_describe(kind)}{hint}")
 
 
+class _Decoded(dict[str, Any]):
+    """An item object just decoded by :func:`_decode_fast` and owned by no one else: JSON
+    types only, within the integer and nesting bounds, so :func:`parse_item` may take it
+    without its checking deep copy (only the top level is copied)."""
+
+
+#: bytes -> b"d" for a digit, b"[" for ``[`` and ``{``, b"." for anything else (see _decode_fast)
+_SHAPE = bytes(0x64 if 0x30 <= b <= 0x39 else 0x5B if b in (0x5B, 0x7B) else 0x2E for b in range(256))
+_LONG_DIGITS = b"d" * 19
+
+
+def _decode_fast(line: str) -> Any:
+    """``line`` decoded by orjson when that gives what :func:`_decode_json` would, with the
+    checks of :func:`_json_copy` proved on the way; None to take the slow path.
+
+    orjson is strict RFC 8259 (it refuses NaN, Infinity, lone surrogates and control
+    characters, all of which the slow path reports), keys are strings, its integers fit 64
+    bits — except that it reads a longer integer as a float, so a line with 19 digits in a
+    row goes the slow way; fewer than ``MAX_NESTING`` brackets in all prove the depth."""
+    data = line.encode("utf-8", "surrogatepass")
+    shape = data.translate(_SHAPE)
+    if shape.count(b"[") >= MAX_NESTING or _LONG_DIGITS in shape:
+        return None
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None  # the slow path raises the error it always raised
+
+
 def _read_lines(
     lines: Iterator[str] | TextIO, source: str, on_skip: Callable[[str, str], None]
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     for n, line in enumerate(lines, start=1):
         if line.strip():
             where = f"{source}:{n}"
-            yield from _expand(_decode_json(line, source, n), where, False, on_skip)
+            value = _decode_fast(line)
+            if type(value) is dict and value.get("type") == "Feature":
+                yield where, _Decoded(value)
+            else:
+                yield from _expand(_decode_json(line, source, n) if value is None else value, where, False, on_skip)
 
 
 def _read_file(
@@ -816,6 +1018,19 @@ def read_items(
             raise InputError(f"{arg}: not a file or folder", source=arg)
         else:
             raise InputError(f"{arg}: no such file or folder", source=arg)
+
+
+class ItemReader:
+    """:func:`read_items` as an object: iterating it yields the same pairs. ``halodb add``
+    passes one to :meth:`~halodb.api.Registry.add`, which may then read it in a second
+    process (it is read once: ``-`` is consumed)."""
+
+    def __init__(self, paths: list[str], stdin: TextIO | None, *,
+                 on_skip: Callable[[str, str], None] | None = None) -> None:
+        self.paths, self.stdin, self.on_skip = paths, stdin, on_skip
+
+    def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        return read_items(self.paths, self.stdin, on_skip=self.on_skip)
 
 
 # --- stub items -----------------------------------------------------------------------------
