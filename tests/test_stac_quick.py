@@ -200,11 +200,7 @@ def test_every_single_change_gets_the_same_answer_from_the_quick_check_and_the_m
     assert answers == {"ok", "error", True, False}
 
 
-# --- the second process of add: same batches, same first error ------------------------------
-LINE_KINDS = ["item", "item", "item", "same again", "clash", "blank", "bad json", "invalid", "bad cid",
-              "bad doi", "collection"]
-
-
+# --- ndjson read by add: the first error in input order -----------------------------------
 def lines_of(kinds: list[str]) -> str:
     out = []
     for n, kind in enumerate(kinds):
@@ -227,31 +223,10 @@ def lines_of(kinds: list[str]) -> str:
     return "\n".join(out) + "\n"
 
 
-def batches(text: str, worker: bool) -> list[tuple[Any, ...]]:
-    from halodb.api import staging
-    from halodb.stac import ItemReader
-
-    with mock.patch.object(staging, "WORKER", worker):
-        reader = ItemReader(["-"], io.StringIO(text))
-        return [(b.keys, b.upserts, b.sources, b.blocks)
-                for b in staging.prepare_batches(reader, None, 3, across=False)]
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.sampled_from(LINE_KINDS), max_size=14), st.integers(1, 4))
-def test_add_in_a_second_process_gives_the_batches_and_the_error_of_one(kinds: list[str], rows: int) -> None:
-    from halodb.api import staging
-
-    text = lines_of(kinds)
-    with mock.patch.object(staging, "ROWS_PER_MESSAGE", rows):
-        assert outcome(lambda: batches(text, True)) == outcome(lambda: batches(text, False))
-
-
 def test_a_read_error_comes_after_the_errors_of_the_lines_before() -> None:
     """stdin that fails part-way: the invalid item read before the failure is the error;
     without it, the read error itself."""
     from halodb.api import staging
-    from halodb.stac import ItemReader
 
     class Failing(io.StringIO):
         def __init__(self, kinds: Any) -> None:
@@ -264,8 +239,6 @@ def test_a_read_error_comes_after_the_errors_of_the_lines_before() -> None:
 
     for kinds, expected in ([["item", "invalid", "item"], "<stdin>:2: properties.datetime"],
                             [["item", "item"], "stdin broke"]):
-        for worker in (True, False):
-            with mock.patch.object(staging, "WORKER", worker):
-                kind, (message, _) = outcome(
-                    lambda: list(staging.prepare_batches(ItemReader(["-"], Failing(kinds)), None, 1)))
-            assert kind == "error" and expected in message, (worker, message)
+        kind, (message, _) = outcome(
+            lambda: list(staging.prepare_batches(read_items(["-"], Failing(kinds)), None, 1)))
+        assert kind == "error" and expected in message, message

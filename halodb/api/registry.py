@@ -155,8 +155,7 @@ class Registry:
         are stored (and later batches read), until the stage is recorded. An invalid item in
         a later batch leaves the blocks of the earlier ones stored but staged nowhere
         (``gc`` deletes them). ``progress(n)`` is called with the items done so far after
-        each batch. A :class:`~halodb.stac.ItemReader` (``halodb add``) may be read and checked
-        in a second process meanwhile (``staging.WORKER``, off: :func:`~halodb.api.staging.prepare_batches`).
+        each batch.
         """
         from halodb.api.staging import PreparedItems, prepare_batches
 

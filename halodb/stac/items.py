@@ -50,7 +50,6 @@ from halodb.util.paths import bad_segment
 
 __all__ = [
     "ITEM_SUFFIXES",
-    "ItemReader",
     "NDJSON_SUFFIXES",
     "STAC_VERSION",
     "ZARR_MEDIA_TYPE",
@@ -1018,19 +1017,6 @@ def read_items(
             raise InputError(f"{arg}: not a file or folder", source=arg)
         else:
             raise InputError(f"{arg}: no such file or folder", source=arg)
-
-
-class ItemReader:
-    """:func:`read_items` as an object: iterating it yields the same pairs. ``halodb add``
-    passes one to :meth:`~halodb.api.Registry.add`, which may then read it in a second
-    process (it is read once: ``-`` is consumed)."""
-
-    def __init__(self, paths: list[str], stdin: TextIO | None, *,
-                 on_skip: Callable[[str, str], None] | None = None) -> None:
-        self.paths, self.stdin, self.on_skip = paths, stdin, on_skip
-
-    def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        return read_items(self.paths, self.stdin, on_skip=self.on_skip)
 
 
 # --- stub items -----------------------------------------------------------------------------
