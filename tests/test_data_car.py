@@ -72,6 +72,18 @@ def ranges(calls: list[str]) -> list[str]:
     return [c for c in calls if " range=" in c and "format=" not in c]
 
 
+def read_again_from_the_cache(home: Path, url: str, calls: Any, cid: str, expected: xr.Dataset) -> None:
+    """Open the dataset again in ``home`` through ``url``: the same values, and no request at
+    all (every block it needs came into the block cache the first time)."""
+    again = halodb.open(home, store=url)
+    try:
+        before = len(calls.calls)
+        assert np.array_equal(halodb.open_dataset(f"ipfs://{cid}", registry=again).rh.values, expected.rh.values)
+        assert len(calls.calls) == before
+    finally:
+        again.close()
+
+
 def tsize_of(kubo: Any, cid: str, folder: str, name: str) -> int:
     """The ``Tsize`` of the link ``name`` in the folder ``cid/folder``."""
     links = json.loads(kubo.ipfs("dag", "get", f"{cid}/{folder}").decode())["Links"]
@@ -111,14 +123,7 @@ def test_a_cidv0_chunk_file_is_one_car(kubo: Any, dataset_v0: tuple[str, xr.Data
             assert blocks <= local
         finally:
             reg.close()
-        # read again from the block cache: no request at all
-        again = halodb.open(home, store=url)
-        try:
-            before = len(calls.calls)
-            assert np.array_equal(halodb.open_dataset(f"ipfs://{cid}", registry=again).rh.values, expected.rh.values)
-            assert len(calls.calls) == before
-        finally:
-            again.close()
+        read_again_from_the_cache(home, url, calls, cid, expected)
 
 
 def test_a_tampered_car_block_is_refused(kubo: Any, dataset_v0: tuple[str, xr.Dataset], home: Path) -> None:
@@ -243,13 +248,7 @@ def test_a_cidv1_chunk_file_is_its_bytes_alone(kubo: Any, dataset: tuple[str, xr
             assert blocks <= {str(c) for c in reg.store.local_store().iter_cids()}
         finally:
             reg.close()
-        again = halodb.open(home, store=url)  # read again from the block cache: no request at all
-        try:
-            before = len(calls.calls)
-            assert np.array_equal(halodb.open_dataset(f"ipfs://{cid}", registry=again).rh.values, expected.rh.values)
-            assert len(calls.calls) == before
-        finally:
-            again.close()
+        read_again_from_the_cache(home, url, calls, cid, expected)
 
 
 def test_on_the_loop_a_chunk_file_is_one_round_trip(kubo: Any, dataset: tuple[str, xr.Dataset], home: Path,
