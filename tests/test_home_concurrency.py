@@ -302,6 +302,36 @@ def test_a_writer_gives_up_after_the_timeout_naming_the_holder(tmp_path: Path) -
     assert (home / ".lock").read_text() == ""  # a released lock names nobody
 
 
+#: holds the home's lock, forks a child (as a large commit does) that outlives it, and is killed
+FORKING_HOLDER = r"""
+import os, signal, sys, time
+from pathlib import Path
+from halodb.api.home import Home
+with Home(Path(sys.argv[1])).locked("commit"):
+    child = os.fork()
+    if child == 0:
+        time.sleep(120)
+        os._exit(0)
+    print(child, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_forked_child_does_not_keep_the_lock_of_a_killed_writer(tmp_path: Path) -> None:
+    home = new_home(tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", FORKING_HOLDER, str(home)], stdout=subprocess.PIPE, text=True,
+                              env=child_env())
+    assert holder.stdout is not None
+    child = int(holder.stdout.readline())
+    try:
+        assert holder.wait(WAIT) == -9  # killed while holding the lock: no release
+        os.kill(child, 0)  # the child still runs
+        with Home(home).locked("add", timeout=WAIT / 4):  # and the lock is free all the same
+            os.kill(child, 0)
+    finally:
+        os.kill(child, 9)
+
+
 def test_the_lock_is_reentrant_in_one_home_and_excludes_threads_and_other_homes(tmp_path: Path) -> None:
     home = new_home(tmp_path)
     state, other = Home(home), Home(home)

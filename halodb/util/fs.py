@@ -20,6 +20,7 @@ import os
 import socket
 import tempfile
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -102,7 +103,9 @@ class FileLock:
     into the file, which :meth:`holder` reads back for that message. The lock belongs to
     this object's open file: it excludes other processes and other ``FileLock`` objects of
     this process alike, and is not re-entrant (a second ``FileLock`` on the same path in the
-    same thread waits for itself). The kernel releases it when the holder dies.
+    same thread waits for itself). The kernel releases it when the holder dies. A forked
+    child does not hold its parent's locks (its copy of the descriptor is closed at the
+    fork): a child that outlives a killed parent does not keep the lock.
 
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / ".lock"
@@ -119,9 +122,23 @@ class FileLock:
     #: the longest pause between two attempts while waiting
     max_poll = 0.1
 
+    #: the locks held in this process (closed in a forked child: see the class docstring)
+    _held: weakref.WeakSet[FileLock] = weakref.WeakSet()
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
+
+    @classmethod
+    def _forget_in_child(cls) -> None:
+        # only the child's copy of each descriptor is closed: the parent's lock stays (no
+        # LOCK_UN, which would release the one lock both copies share)
+        for lock in list(cls._held):
+            fd, lock._fd = lock._fd, None
+            if fd is not None:
+                with suppress(OSError):
+                    os.close(fd)
+        cls._held = weakref.WeakSet()
 
     @property
     def held(self) -> bool:
@@ -157,11 +174,13 @@ class FileLock:
                 os.close(fd)
             raise
         self._fd = fd
+        FileLock._held.add(self)
         return True
 
     def release(self) -> None:
         """Give the lock back (its file is emptied first, so it never names a past holder)."""
         fd, self._fd = self._fd, None
+        FileLock._held.discard(self)
         if fd is None:
             return
         try:
@@ -188,3 +207,7 @@ class FileLock:
             since if isinstance(since, str) else None,
             host if isinstance(host, str) else None,
         )
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=FileLock._forget_in_child)
