@@ -23,7 +23,7 @@ import xarray as xr
 
 import halodb
 from halodb.data.fs import HaloDBFileSystem
-from halodb.errors import VerificationError
+from halodb.errors import InputError, VerificationError
 from halodb.unixfs import UnixFSTree
 
 from .loopback import relay
@@ -408,3 +408,62 @@ def test_a_prefetch_cut_short_keeps_the_good_blocks(kubo: Any, dataset: tuple[st
             assert {str(c) for c in reg.store.local_store().iter_cids()} == blocks
         finally:
             reg.close()
+
+
+# --- a read that keeps nothing (keep_blocks=False) ----------------------------------------------
+def cached(reg: Any) -> set[str]:
+    """The CIDs in the home's block cache, once its write-behind has written them."""
+    return {str(c) for c in reg.store.local_store().iter_cids()}
+
+
+@pytest.mark.parametrize("version", [1, 0])
+def test_a_read_that_keeps_nothing_leaves_the_cache_as_it_was(kubo: Any, dataset: tuple[str, xr.Dataset],
+                                                              dataset_v0: tuple[str, xr.Dataset], home: Path,
+                                                              version: int) -> None:
+    """CIDv1 (plain bytes) and CIDv0 (each chunk file one CAR): the values right, nothing
+    written to the block cache; read again (keeping) it fills; then a read that keeps nothing
+    reads the cache and asks the gateway nothing."""
+    cid, expected = dataset if version == 1 else dataset_v0
+    with relay(kubo.gateway) as (url, calls):
+        reg = halodb.open(home, store=url, create=True)
+        try:
+            ds = halodb.open_dataset(f"ipfs://{cid}", registry=reg, keep_blocks=False)
+            assert np.array_equal(ds.ta.values, expected.ta.values) and np.array_equal(ds.rh.values, expected.rh.values)
+            assert len(calls.calls) > 0
+            if version == 0:
+                assert cars(calls.calls), calls.calls  # (the CIDv0 files came as CARs: held, not kept)
+            assert cached(reg) == set()
+            fs = HaloDBFileSystem(registry=reg, keep_blocks=False)
+            assert fs.cat(f"{cid}/ta/3") == kubo.ipfs("cat", f"{cid}/ta/3")  # through fsspec too
+            assert cached(reg) == set()
+            assert np.array_equal(halodb.open_dataset(f"ipfs://{cid}", registry=reg).rh.values, expected.rh.values)
+            kept = cached(reg)
+            assert kept, "a keeping read fills the cache"
+            before = len(calls.calls)
+            again = halodb.open_dataset(f"ipfs://{cid}", registry=reg, keep_blocks=False)
+            assert np.array_equal(again.rh.values, expected.rh.values)
+            assert calls.calls[before:] == [] and cached(reg) == kept
+        finally:
+            reg.close()
+
+
+def test_a_read_that_keeps_nothing_verifies_every_block(kubo: Any, dataset: tuple[str, xr.Dataset], home: Path) -> None:
+    cid, expected = dataset
+    chunk = file_cid(kubo, f"{cid}/ta/3")
+    leaf = leaves_of(kubo, f"{cid}/ta/3")[2]
+    with relay(kubo.gateway, bad_plain={chunk}, bad={leaf}) as (url, _calls):  # the file's bytes and the leaf's block
+        reg = halodb.open(home, store=url, create=True)
+        try:
+            ds = halodb.open_dataset(f"ipfs://{cid}", registry=reg, keep_blocks=False)
+            assert float(ds.ta[500]) == float(expected.ta[500])
+            with pytest.raises(VerificationError, match=f"no gateway returned block {leaf} intact"):
+                ds.ta[3500].values
+            assert cached(reg) == set()
+        finally:
+            reg.close()
+
+
+def test_prefetch_and_keep_nothing_are_refused_together(home: Path) -> None:
+    with pytest.raises(InputError, match="not with keep_blocks=False") as caught:
+        halodb.open_dataset("ipfs://bafkqaaa", home=str(home), prefetch=True, keep_blocks=False)
+    assert caught.value.source == "prefetch" and not home.exists()

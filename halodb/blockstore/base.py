@@ -370,6 +370,17 @@ class BlockStore(abc.ABC):
         """The part of this store that keeps blocks on this machine (what ``gc`` may clean)."""
         return self
 
+    def without_keeping(self) -> BlockStore:
+        """This store for reads that keep nothing they fetch (a dataset read once, too large
+        to keep): blocks held here are still read from here. Only a caching store keeps what
+        it fetches; every other store is itself.
+
+        >>> from halodb.blockstore.memory import MemoryStore
+        >>> store = MemoryStore(); store.without_keeping() is store
+        True
+        """
+        return self
+
     def flush(self) -> None:
         """Make every write so far durable (a no-op where writes are durable already)."""
 

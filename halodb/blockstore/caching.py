@@ -25,6 +25,7 @@ True
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
@@ -37,6 +38,9 @@ from halodb.errors import BlockStoreError, IPLDError, VerificationError
 from halodb.ipld import CID, block_links, verify_block
 
 log = logging.getLogger(__name__)
+
+#: bytes of fetched blocks a store that keeps nothing holds in memory for the read that asked
+HELD_BYTES = 64 << 20
 
 
 class CachingStore(BlockStore):
@@ -51,9 +55,11 @@ class CachingStore(BlockStore):
         super().__init__()
         self.local = local
         self.remote = remote
+        #: whether fetched blocks are kept in ``local`` (False: :meth:`without_keeping`)
+        self.keeps = True
         #: why CAR prefetches failed (each then fell back to single blocks), in order
         self.prefetch_failures: list[str] = []
-        self._behind = WriteBehind(local)
+        self._behind: WriteBehind | _Held = WriteBehind(local)
         self._lock = threading.Lock()
         self._inflight: dict[CID, Future[bytes | None]] = {}  # blocks being fetched by some thread
         self._pid = os.getpid()
@@ -151,9 +157,26 @@ class CachingStore(BlockStore):
         self._keep(got.leaves)
         return got
 
+    def without_keeping(self) -> CachingStore:
+        """This store reading as it does, but keeping nothing it fetches: the same local
+        copies (and blocks still waiting to be written) are read, the same remote asked, every
+        block verified; what comes from the remote is not written to ``local``.
+
+        >>> from halodb.blockstore.memory import MemoryStore
+        >>> remote, local = MemoryStore(), MemoryStore()
+        >>> cid = remote.put(b"x", codec=0x55)
+        >>> reader = CachingStore(local, remote).without_keeping()
+        >>> reader.get(cid) == b"x", local.has(cid)
+        (True, False)
+        """
+        reader = copy.copy(self)  # (shares the fetches in flight, the counts)
+        reader.keeps = False
+        reader._behind = _Held(self._behind)
+        return reader
+
     def _keep(self, fetched: Mapping[CID, BlockBytes]) -> None:
         """What the remote sent (verified there): queued for the cache, and counted."""
-        if fetched:
+        if fetched and self.keeps:
             self._behind.add(list(fetched.items()))
         for cid, data in fetched.items():
             self._check(cid, data)  # (counted; verified by the remote)
@@ -218,7 +241,7 @@ class CachingStore(BlockStore):
         if self.remote.trusted_reads:
             for cid, data in fetched.items():
                 verify_block(cid, data, source=self.remote.describe())
-        if fetched:
+        if fetched and self.keeps:
             self._behind.add(list(fetched.items()))
         return fetched
 
@@ -258,9 +281,10 @@ class CachingStore(BlockStore):
         least ``spread`` subtrees of about equal size are missing, and those come as separate
         CARs, ``workers`` at a time (``benchmarks/bench_network.py`` measures the choices).
         A CAR that fails is reported (:attr:`prefetch_failures`, a warning in the log), not
-        raised: the sync then reads those blocks one by one.
+        raised: the sync then reads those blocks one by one. A store that keeps nothing
+        (:meth:`without_keeping`) brings nothing.
         """
-        if not self.remote.supports_dag_export or (spread <= 1 and self._cached(root)):
+        if not self.keeps or not self.remote.supports_dag_export or (spread <= 1 and self._cached(root)):
             return 0
         frontier, fetched = [root], 0  # (a present root may still have absent children)
         while spread > 1 and len(frontier) < spread:
@@ -331,6 +355,49 @@ class CachingStore(BlockStore):
         finally:
             self.remote.close()
             self.local.close()
+
+
+class _Held:
+    """In place of the write-behind queue of a caching store that keeps nothing
+    (:meth:`CachingStore.without_keeping`): the blocks of a file's CAR (a CIDv0 chunk file,
+    :meth:`CachingStore.prefetch_file`) are held in memory for the read that follows, the
+    oldest dropped past ``max_bytes``, never written; blocks the keeping store's queue still
+    holds are read from there."""
+
+    def __init__(self, queue: WriteBehind | _Held, max_bytes: int = HELD_BYTES) -> None:
+        self.queue = queue
+        self.max_bytes = max_bytes
+        self._blocks: dict[CID, BlockBytes] = {}  # in the order added
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def add(self, blocks: Sequence[tuple[CID, BlockBytes]]) -> None:
+        with self._lock:
+            for cid, data in blocks:
+                if cid not in self._blocks:
+                    self._blocks[cid] = data
+                    self._bytes += len(data)
+            while self._bytes > self.max_bytes and self._blocks:
+                oldest = next(iter(self._blocks))
+                self._bytes -= len(self._blocks.pop(oldest))
+
+    def get(self, cids: list[CID]) -> dict[CID, bytes]:
+        found = self.queue.get(cids)
+        with self._lock:
+            for cid in cids:
+                data = self._blocks.get(cid)
+                if data is not None:
+                    found[cid] = data if isinstance(data, bytes) else bytes(data)
+        return found
+
+    def has(self, cid: CID) -> bool:
+        with self._lock:
+            if cid in self._blocks:
+                return True
+        return self.queue.has(cid)
+
+    def drain(self) -> None:
+        """(Nothing is written.)"""
 
 
 class _Queued(BlockStore):

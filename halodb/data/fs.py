@@ -15,7 +15,8 @@ reads (fsspec does not reuse instances of this class: ``cachable`` is false, so 
 resolves the name anew).
 
 Storage options: ``home``, ``store``, ``cache`` (as :func:`halodb.open`), or ``registry``
-(an open :class:`~halodb.api.Registry`). A file missing inside a dataset is a
+(an open :class:`~halodb.api.Registry`); ``keep_blocks=False`` to keep nothing fetched in
+the home's block cache (a dataset read once; see :func:`halodb.open_dataset`). A file missing inside a dataset is a
 ``FileNotFoundError`` (zarr reads that as "no such key"); an unknown dataset, a name that
 does not resolve, a date before the first version or a block that fails verification is a
 :class:`~halodb.errors.HaloDBError` saying what was asked.
@@ -48,9 +49,10 @@ class HaloDBFileSystem(AbstractFileSystem):  # type: ignore[misc]
     cachable = False  # an instance pins the versions it resolved: a new open resolves anew
 
     def __init__(self, *args: Any, home: str | None = None, store: str | None = None, cache: str | None = None,
-                 registry: Registry | None = None, **storage_options: Any) -> None:
+                 registry: Registry | None = None, keep_blocks: bool = True, **storage_options: Any) -> None:
         super().__init__(*args, **storage_options)
         self._registry = registry
+        self._keep_blocks = keep_blocks
         self._open_args = (home, store, cache)
         self._lock = threading.Lock()
         self._versions: dict[str, CID] = {}  # version reference -> commit, pinned
@@ -113,6 +115,8 @@ class HaloDBFileSystem(AbstractFileSystem):  # type: ignore[misc]
 
     def _tree(self, cid: str) -> UnixFSTree:
         store = self.registry.store  # (takes the lock itself)
+        if not self._keep_blocks:
+            store = store.without_keeping()
         with self._lock:
             tree = self._trees.get(cid)
             if tree is None:

@@ -64,16 +64,18 @@ def locate_dataset(reg: Registry, key_or_path: str, *, at: TimeLike | None = Non
 
 def open_dataset(key_or_path: str, *, at: TimeLike | None = None, name: str | None = None, version: str | None = None,
                  home: str | None = None, store: str | None = None, registry: Registry | None = None,
-                 prefetch: bool = False, **kwargs: Any) -> xarray.Dataset:
+                 prefetch: bool = False, keep_blocks: bool = True, **kwargs: Any) -> xarray.Dataset:
     """The dataset ``key_or_path`` (a key, a path in the campaign tree, a ``halodb://`` URL,
     or ``ipfs://CID[/PATH]`` for bytes by their CID, outside any version) of ``name`` (default: this home's HEAD) as it was at ``at`` (the version current
     then) or at the commit ``version``, opened lazily with xarray (``kwargs`` go to
     ``xarray.open_zarr``). Its attributes gain ``halodb:key``, ``halodb:commit``,
     ``halodb:data_cid`` and ``halodb:version_time``: where the values came from.
 
-    Blocks are fetched as the values are read, chunk by chunk. With ``prefetch``, the whole
-    dataset comes first as one CAR from the store (a gateway or Kubo; verified, into the
-    home's block cache): faster when most of it will be read.
+    Blocks are fetched as the values are read, chunk by chunk, and kept in the home's block
+    cache (read again offline). With ``prefetch``, the whole dataset comes first as one CAR
+    from the store (a gateway or Kubo; verified, into the block cache): faster when most of
+    it will be read. With ``keep_blocks=False`` what is fetched is verified but not kept (a
+    dataset read once, too large to keep; blocks already cached are still read from there).
     """
     import halodb
 
@@ -81,6 +83,9 @@ def open_dataset(key_or_path: str, *, at: TimeLike | None = None, name: str | No
         import xarray
     except ImportError:
         raise InputError("open_dataset needs xarray: pip install 'halodb[data]'", source="xarray") from None
+    if prefetch and not keep_blocks:
+        raise InputError("prefetch brings the whole dataset into the block cache: not with keep_blocks=False",
+                         source="prefetch")
     reg = registry or halodb.open(home, store=store)
     if is_cid_url(key_or_path):  # a dataset by its CID: no index, no version
         data_cid, data_path = by_cid(key_or_path, versioned=(at, name, version) != (None, None, None))
@@ -88,7 +93,7 @@ def open_dataset(key_or_path: str, *, at: TimeLike | None = None, name: str | No
     else:
         located = locate_dataset(reg, key_or_path, at=at, name=name, version=version)
         data_cid, data_path, attrs = located.data_cid, located.data_path, located.attrs
-    tree = UnixFSTree(reg.store, data_cid)
+    tree = UnixFSTree(reg.store if keep_blocks else reg.store.without_keeping(), data_cid)
     if prefetch:
         dataset_cid = tree.resolve(data_path)
         if dataset_cid is not None:
