@@ -736,11 +736,16 @@ class Registry:
             self.verify_trust(name, head, allow_rewind=allow_rewind)
         if prefix is not None:
             self._check_prefix(name, head, prefix)
-        from halodb.api.syncing import sync_name
+        from halodb.api.syncing import start_worker, sync_name
 
-        return sync_name(self.store, self.index, self.cache, self.canonical_name(name), head,
-                         prefetch_spread=self.prefetch_spread, prefetch_workers=self.prefetch_workers,
-                         allow_rewind=allow_rewind, prefix=prefix, progress=progress)
+        worker = start_worker(self.store, self.index, head) if self._cache is None and prefix is None else None
+        try:
+            return sync_name(self.store, self.index, self.cache, self.canonical_name(name), head,
+                             prefetch_spread=self.prefetch_spread, prefetch_workers=self.prefetch_workers,
+                             allow_rewind=allow_rewind, prefix=prefix, progress=progress, worker=worker)
+        finally:
+            if worker is not None:
+                worker.close()
 
     def _check_prefix(self, name: str, head: CID, prefix: str) -> None:
         """:class:`InputError` unless some dataset of version ``head`` has a key starting with ``prefix``."""

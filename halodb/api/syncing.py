@@ -7,6 +7,8 @@ by block, by whatever asks them later (``at`` by path, proofs, ``export-car``, p
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
 
 from halodb.blockstore.base import BlockStore
@@ -15,14 +17,16 @@ from halodb.index.history import load_commit
 from halodb.index.index import Index
 from halodb.ipld import CID
 from halodb.sync import SyncResult, sync
+from halodb.sync.worker import MIN_WORKER_ITEMS, ItemWorker
 from halodb.util.perf import paused_gc
 
-__all__ = ["sync_name"]
+__all__ = ["start_worker", "sync_name"]
 
 
 def sync_name(
     store: BlockStore, index: Index, cache: Cache, name: str, head: CID, *, prefetch_spread: int, prefetch_workers: int,
     allow_rewind: bool = False, prefix: str | None = None, progress: Callable[[int], None] | None = None,
+    worker: ItemWorker | None = None,
 ) -> SyncResult:
     """Materialize ``name``'s history up to ``head`` into ``cache``, all or nothing.
 
@@ -33,6 +37,7 @@ def sync_name(
     :func:`halodb.sync.sync`; otherwise :class:`~halodb.errors.RewindError`).
     ``prefix``: a partial sync, of the datasets whose keys start with it (nothing prefetched:
     only the subtrees that hold such keys are read). ``progress(n)``: the items materialized so far.
+    ``worker``: a process that makes half of the item columns (:func:`start_worker`).
     """
     # (a new cache file holds no name: asking would wait for the file, which is made meanwhile)
     if store.is_remote_backed and prefetch_spread and prefix is None and (cache.fresh or cache.sync_state(name) is None):
@@ -42,4 +47,16 @@ def sync_name(
             spread = min(spread, max(16, root.count // 40))
         store.prefetch(root.datasets, spread=spread, workers=prefetch_workers)
     with paused_gc():
-        return sync(store, index, cache, name, head, allow_rewind=allow_rewind, prefix=prefix, progress=progress)
+        return sync(store, index, cache, name, head, allow_rewind=allow_rewind, prefix=prefix, progress=progress,
+                    worker=worker)
+
+
+def start_worker(store: BlockStore, index: Index, head: CID) -> ItemWorker | None:
+    """A worker process for a sync to ``head`` when its index is large enough to gain from
+    one (:data:`~halodb.sync.worker.MIN_WORKER_ITEMS` datasets) and the process may fork
+    (one thread: call this before anything starts a thread, the cache included)."""
+    if threading.active_count() != 1 or not hasattr(os, "fork"):
+        return None
+    if index.load_root(load_commit(store, head).index).count < MIN_WORKER_ITEMS:
+        return None
+    return ItemWorker.start()

@@ -304,6 +304,8 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime,
             following = next(chunks, None)  # read while DuckDB writes this chunk
             found = present.result()
             new = [cid for cid in candidates if cid not in found] if found else candidates
+            if plan.announce_item_batches is not None and new:
+                plan.announce_item_batches([new[lo : lo + ITEM_BATCH] for lo in range(0, len(new), ITEM_BATCH)])
             for lo in range(0, len(new), ITEM_BATCH):
                 batch = new[lo : lo + ITEM_BATCH]
                 table, skipped = _batch_table(plan, batch)

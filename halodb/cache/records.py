@@ -125,6 +125,9 @@ class SyncPlan:
     #: it batch by batch and only for items it does not hold yet, so reading blocks overlaps
     #: with DuckDB inserting the previous batch. A plan that adds items needs it.
     load_item_columns: Callable[[list[str]], ItemColumns] | None = field(default=None, compare=False, repr=False)
+    #: optional: told, before it asks, the batches the cache will ask ``load_item_columns``
+    #: for next (in that order), so that they can be read ahead (:mod:`halodb.sync.worker`)
+    announce_item_batches: Callable[[list[list[str]]], None] | None = field(default=None, compare=False, repr=False)
     #: the key prefix the plan covers (a partial sync); None: the whole index
     scope: str | None = None
 

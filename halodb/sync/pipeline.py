@@ -38,6 +38,7 @@ from halodb.index.tags import check_kept
 from halodb.index.timeline import check_history
 from halodb.ipld import CID
 from halodb.sync.items import read_inline_item_columns, read_item_columns
+from halodb.sync.worker import BatchSchedule, ItemWorker
 
 __all__ = ["SyncResult", "build_plan", "prefetch_changed", "rewind_error", "sync"]
 
@@ -68,11 +69,12 @@ class SyncResult:
 
 def build_plan(
     store: BlockStore, index: Index, name: str, head: CID, synced: str | None, *, allow_rewind: bool = False,
-    prefix: str | None = None,
+    prefix: str | None = None, worker: ItemWorker | None = None,
 ) -> SyncPlan:
     """The plan that brings ``name`` from the ``synced`` head (None: nothing yet) to ``head``;
     with ``prefix``, of the datasets whose keys start with it only (a partial sync: the
-    subtrees that hold no such key are never read).
+    subtrees that hold no such key are never read). With a ``worker``, every other batch of
+    items held inline is turned into columns by that process (:mod:`halodb.sync.worker`).
 
     When ``synced`` is not on ``head``'s main line, :class:`RewindError` (decided after walking
     the commit chain, before any diff), unless ``allow_rewind``: then the plan is a reset that
@@ -120,12 +122,19 @@ def build_plan(
 
     skipped_inline: dict[str, tuple[CID, bytes | None]] = {}
 
-    def load_item_columns(cids: list[str]) -> ItemColumns:
+    def take_inline(cids: list[str]) -> list[bytes] | None:
+        if inline_items and all(map(inline_items.__contains__, cids)):  # a full sync's batches
+            return list(map(inline_items.pop, cids))
+        return None
+
+    def load_item_columns(cids: list[str], blocks: list[bytes] | None = None) -> ItemColumns:
         # each is asked for once, then forgotten (the map holds the items not read yet); one
         # asked for again (skipped in an earlier chunk, so not in the cache) is parsed anew,
-        # or, held inline, taken from those kept when skipped
-        if inline_items and all(map(inline_items.__contains__, cids)):  # a full sync's batches
-            blocks = list(map(inline_items.pop, cids))
+        # or, held inline, taken from those kept when skipped. ``blocks``: the batch's inline
+        # blocks, taken already (a batch the worker could not make)
+        if blocks is None:
+            blocks = take_inline(cids)
+        if blocks is not None:
             fast = read_inline_item_columns(cids, blocks)
             if fast is not None:
                 return fast
@@ -141,6 +150,13 @@ def build_plan(
                                   if str(cid) in columns.skipped)
         return columns
 
+    if worker is not None and worker.alive:
+        schedule = BatchSchedule(worker, take_inline)
+        return SyncPlan(
+            name=name, head=str(head), reset=reset, commits=records, scope=prefix,
+            load_item_columns=lambda cids: schedule.load(cids, load_item_columns),
+            announce_item_batches=schedule.announce,
+        )
     return SyncPlan(
         name=name, head=str(head), reset=reset, commits=records, load_item_columns=load_item_columns, scope=prefix,
     )
@@ -256,7 +272,7 @@ def prefetch_changed(store: BlockStore, index: Index, old: CID, new: CID) -> int
 
 def sync(
     store: BlockStore, index: Index, cache: Cache, name: str, head: CID, *, allow_rewind: bool = False,
-    prefix: str | None = None, progress: Callable[[int], None] | None = None,
+    prefix: str | None = None, progress: Callable[[int], None] | None = None, worker: ItemWorker | None = None,
 ) -> SyncResult:
     """Bring ``name`` in the cache to ``head``; all or nothing.
 
@@ -265,11 +281,12 @@ def sync(
     ``allow_rewind``: then the name's history in the cache is rebuilt at ``head``.
     ``prefix``: only the datasets whose keys start with it (a partial sync); a cache that
     holds the name for another scope is rebuilt for this one. ``progress(n)``: the items
-    materialized so far."""
+    materialized so far. ``worker``: a process that makes half of the item columns
+    (:mod:`halodb.sync.worker`)."""
     before = store.stats.blocks_read
     # A new cache file holds nothing yet: plan at once, while the cache is being created
     # (Cache(keep_open=True) opens and migrates it on a thread meanwhile).
-    plan = build_plan(store, index, name, head, None, prefix=prefix) if cache.fresh else None
+    plan = build_plan(store, index, name, head, None, prefix=prefix, worker=worker) if cache.fresh else None
     # One connection for the rest (opening and closing the file costs ~20 ms each).
     # Readers in other processes wait for it (up to the cache's lock timeout).
     with cache.session():
@@ -281,9 +298,10 @@ def sync(
         if rescope:  # another part of the index than the cache holds: rebuilt (a rewind still refused)
             assert state is not None
             build_plan(store, index, name, head, state.head, allow_rewind=allow_rewind, prefix=prefix)
-            plan = replace(build_plan(store, index, name, head, None, prefix=prefix), reset=True)
+            plan = replace(build_plan(store, index, name, head, None, prefix=prefix, worker=worker), reset=True)
         elif plan is None or previous is not None:  # (another process synced it meanwhile)
-            plan = build_plan(store, index, name, head, previous, allow_rewind=allow_rewind, prefix=prefix)
+            plan = build_plan(store, index, name, head, previous, allow_rewind=allow_rewind, prefix=prefix,
+                              worker=worker)
         respelled_before = 0 if plan.reset else _respelled(cache, name)
         changes = cache.apply(plan, progress)
         respelled = _respelled(cache, name) - respelled_before

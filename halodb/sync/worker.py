@@ -1,0 +1,224 @@
+"""A second process for a large sync: it turns every other batch of inline items into columns.
+
+A full sync of a large index spends most of its main thread decoding the items held inline
+in the dataset leaves (index format 3), checking them and making their columns
+(:func:`~halodb.sync.items.read_inline_item_columns`): pure work on bytes, a batch at a
+time, that one Python thread does one batch after the other while the machine's other
+core mostly waits. :class:`ItemWorker` is a child process forked for the sync that does the
+same for the batches the parent hands it, while the parent does the others.
+
+* **Forked early**, from a process of one thread only (:meth:`ItemWorker.start` returns None
+  otherwise, or where there is no ``os.fork``): before the sync opens the cache (whose file is
+  made on a thread) or reads a block. The child then only reads requests, computes and
+  answers; it touches no store, no cache, no lock.
+* **One batch in flight**: the parent sends a batch, computes the next one itself, then takes
+  the child's answer and sends the one after (:class:`BatchSchedule`). Requests and answers
+  are pickles of plain data (item CIDs and bytes; :class:`~halodb.cache.stac_columns.ItemColumns`
+  buffers) through two pipes, each length-prefixed.
+* **Nothing depends on it**: a batch the child cannot turn into columns (one of its blocks is
+  not an item the cache can hold) comes back as None and the parent reads it as without a
+  worker (saying which item and why); a child that died or answers nonsense is dropped and
+  the parent does every batch from then on. The columns are the same either way
+  (``tests/test_sync_worker.py``).
+* **It ends with the sync** (:meth:`ItemWorker.close`), or as soon as its parent is gone
+  (end of file on its requests).
+
+>>> from halodb.ipld import make_block
+>>> cid, data = make_block({"type": "Feature", "id": "x", "properties": {}})
+>>> worker = ItemWorker.fork()
+>>> worker.send([str(cid)], [data])
+True
+>>> worker.receive().cids == [str(cid)], worker.batches
+(True, 1)
+>>> worker.close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import pickle
+import signal
+import threading
+from collections import deque
+from collections.abc import Callable
+
+from halodb.cache.stac_columns import ItemColumns
+from halodb.sync.items import read_inline_item_columns
+
+__all__ = ["MIN_WORKER_ITEMS", "BatchSchedule", "ItemWorker"]
+
+#: a sync of an index with fewer datasets than this runs without a worker (forking and the
+#: pipes cost more than they save on a few batches)
+MIN_WORKER_ITEMS = 20_000
+
+_LENGTH = 8  # bytes of the length before each pickle
+
+
+class ItemWorker:
+    """A forked child turning batches of inline item blocks into columns; see the module."""
+
+    def __init__(self, pid: int, requests: int, answers: int) -> None:
+        self.pid = pid
+        self._requests: int | None = requests  # (write end)
+        self._answers: int | None = answers  # (read end)
+        self.batches = 0  #: batches the child answered with columns
+
+    @classmethod
+    def start(cls) -> ItemWorker | None:
+        """Fork the worker; None where that is not safe or possible (no ``os.fork``, or more
+        than one thread: a lock another thread holds at the fork would stay held in the child)."""
+        if not hasattr(os, "fork") or threading.active_count() != 1:
+            return None
+        return cls.fork()
+
+    @classmethod
+    def fork(cls) -> ItemWorker:
+        """Fork the worker whatever else runs: the caller knows that no other thread holds a
+        lock the child takes (it takes none but the locks of the code it runs, imported here)."""
+        requests_read, requests_write = os.pipe()
+        answers_read, answers_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            code = 1
+            try:
+                os.close(requests_write)
+                os.close(answers_read)
+                _serve(requests_read, answers_write)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(requests_read)
+        os.close(answers_write)
+        return cls(pid, requests_write, answers_read)
+
+    @property
+    def alive(self) -> bool:
+        return self._requests is not None
+
+    def send(self, cids: list[str], blocks: list[bytes]) -> bool:
+        """Hand the child one batch; False (and the worker dropped) when it is gone."""
+        if self._requests is None:
+            return False
+        try:
+            _write(self._requests, pickle.dumps((cids, blocks), protocol=pickle.HIGHEST_PROTOCOL))
+            return True
+        except OSError:
+            self.close()
+            return False
+
+    def receive(self) -> ItemColumns | None:
+        """The columns of the batch sent last; None when the child could not make them (a
+        block that is not an item the cache can hold) or is gone (then dropped)."""
+        if self._answers is None:
+            return None
+        try:
+            answer = pickle.loads(_read(self._answers))
+        except (OSError, EOFError, pickle.UnpicklingError, ValueError):
+            self.close()
+            return None
+        if answer is not None and not isinstance(answer, ItemColumns):
+            self.close()
+            return None
+        if answer is not None:
+            self.batches += 1
+        return answer
+
+    def close(self) -> None:
+        """End the child (it sees the end of its requests) and reap it."""
+        for fd in (self._requests, self._answers):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._requests = self._answers = None
+        if self.pid:
+            pid, self.pid = self.pid, 0
+            with contextlib.suppress(ChildProcessError):
+                done, _ = os.waitpid(pid, os.WNOHANG)
+                if done == 0:  # still computing a batch nobody will read: not waited for
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+
+
+class BatchSchedule:
+    """Which batches of a sync go to the worker: told the batches the cache will ask for
+    (:meth:`announce`, in order), it keeps the child one batch ahead of the parent: while the
+    parent computes a batch, the child computes the next.
+
+    ``take(cids)``: the blocks of a batch the parent holds inline (removed from there), or
+    None when it does not hold them all (the batch is then read as without a worker)."""
+
+    def __init__(self, worker: ItemWorker, take: Callable[[list[str]], list[bytes] | None]) -> None:
+        self.worker = worker
+        self.take = take
+        self._ahead: deque[list[str]] = deque()  # announced, not asked for yet
+        self._sent: tuple[list[str], list[bytes]] | None = None  # at the child (or failed to get there)
+
+    def announce(self, batches: list[list[str]]) -> None:
+        """The batches the cache asks for next, in that order (the parent does the first)."""
+        self._ahead = deque(batches)
+        self._send(1)
+
+    def load(self, cids: list[str], local: Callable[[list[str], list[bytes] | None], ItemColumns]) -> ItemColumns:
+        """The columns of the batch ``cids``: the child's answer when it has the batch, else
+        ``local(cids, None)``; a batch the child could not make (or a child gone) is
+        ``local(cids, its blocks)``."""
+        if self._ahead and self._ahead[0] == cids:
+            self._ahead.popleft()
+        sent = self._sent
+        if sent is not None and sent[0] == cids:
+            self._sent = None
+            columns = self.worker.receive()
+            self._send(1)  # the parent does the next batch, the child the one after
+            return columns if columns is not None else local(cids, sent[1])
+        self._send(0)  # the child does the next batch while the parent does this one
+        return local(cids, None)
+
+    def _send(self, index: int) -> None:
+        """Send the child the ``index``-th batch still ahead, unless it has one already."""
+        if self._sent is not None or not self.worker.alive or len(self._ahead) <= index:
+            return
+        batch = self._ahead[index]
+        blocks = self.take(batch)
+        if blocks is not None:
+            self._sent = (batch, blocks)  # (kept: the parent reads the batch itself if the child fails)
+            self.worker.send(batch, blocks)
+
+
+def _serve(requests: int, answers: int) -> None:
+    """The child's loop: a batch in, its columns (or None) out, until the requests end."""
+    gc.disable()  # (plain data, no cycles; the child ends with the sync)
+    while True:
+        try:
+            request = _read(requests)
+        except EOFError:
+            return
+        cids, blocks = pickle.loads(request)
+        try:
+            columns = read_inline_item_columns(cids, blocks)
+        except Exception:  # noqa: BLE001 - the parent reads the batch itself, and says what is wrong
+            columns = None
+        _write(answers, pickle.dumps(columns, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _write(fd: int, data: bytes) -> None:
+    view = memoryview(len(data).to_bytes(_LENGTH, "little") + data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read(fd: int) -> bytes:
+    head = _read_exactly(fd, _LENGTH)
+    return _read_exactly(fd, int.from_bytes(head, "little"))
+
+
+def _read_exactly(fd: int, n: int) -> bytes:
+    out = bytearray()
+    while len(out) < n:
+        chunk = os.read(fd, min(n - len(out), 1 << 20))
+        if not chunk:
+            raise EOFError("the other end of the pipe is closed")
+        out += chunk
+    return bytes(out)
