@@ -4,8 +4,8 @@ Every block is read through :meth:`~halodb.blockstore.base.BlockStore.get_many` 
 against its CID) or, for an item held inline in its dataset entry (index format 3), taken
 from the entry (its CID is the hash of those bytes), then decoded (a batch at a time, :func:`~halodb.ipld.codec.decode_each`), checked, and turned into
 the columns the cache inserts
-(:func:`~halodb.cache.stac_columns.item_columns`). A forked reader process was tried and
-removed: it gained about 6 % on a warm 100,000-item sync (``benchmarks/README.md``).
+(:func:`~halodb.cache.stac_columns.item_columns`). In a large first sync a forked worker
+makes every other batch of inline items (:mod:`halodb.sync.worker`).
 
 A block that verifies but is not an item the cache can hold (:func:`item_problem`: larger
 than ``MAX_ITEM_SIZE``, not DAG-CBOR, nested deeper than ``MAX_NESTING``, not a map with
