@@ -30,7 +30,7 @@ from halodb.ipld.codec import decode
 from halodb.sync import sync
 from halodb.sync.worker import ItemWorker
 
-from .conftest import cid_for, make_item
+from .conftest import cid_for, make_item, run_cli
 from .test_sync_full import KINDS, _dump, _head
 
 WAIT = 60.0  # seconds: far more than any step takes
@@ -168,7 +168,7 @@ THROUGH_THE_REGISTRY = r"""
 import hashlib, json, sys
 import halodb, halodb.api.syncing as syncing, halodb.cache.materialize as materialize
 from halodb.sync.worker import ItemWorker
-syncing.MIN_WORKER_ITEMS = 0 if sys.argv[2] == "on" else 10**9
+syncing.MIN_WORKER_ITEMS = 0
 materialize.ITEM_BATCH = 16
 made = []
 close = ItemWorker.close
@@ -190,11 +190,16 @@ def test_the_registry_forks_a_worker_for_a_first_sync(tmp_path: Path) -> None:
         reg.commit("two hundred", time="2024-09-01T00:00:00Z")
         reg.publish("n")
     answers = {}
-    for switch in ("on", "off"):
+    for switch in ("1", "0"):  # HALODB_SYNC_WORKER
         for leftover in home.glob("cache.duckdb*"):
             leftover.unlink()
-        out = subprocess.run([sys.executable, "-c", THROUGH_THE_REGISTRY, str(home), switch], capture_output=True,
-                             text=True, timeout=WAIT, check=True).stdout
+        out = subprocess.run([sys.executable, "-c", THROUGH_THE_REGISTRY, str(home)], capture_output=True, text=True,
+                             timeout=WAIT, check=True, env={**os.environ, "HALODB_SYNC_WORKER": switch}).stdout
         answers[switch] = json.loads(out)
-    assert answers["on"]["batches"][0] >= 4 and answers["off"]["batches"] == []
-    assert answers["on"]["rows"] == answers["off"]["rows"] and answers["on"]["n"] == 200
+    assert answers["1"]["batches"][0] >= 4 and answers["0"]["batches"] == []
+    assert answers["1"]["rows"] == answers["0"]["rows"] and answers["1"]["n"] == 200
+    for leftover in home.glob("cache.duckdb*"):
+        leftover.unlink()
+    bad = run_cli(home, "sync", "n", env={"HALODB_SYNC_WORKER": "yes"})
+    assert bad.code == 2 and bad.err.count("\n") == 1 and "HALODB_SYNC_WORKER='yes'" in bad.err, bad.err
+    assert not list(home.glob("cache.duckdb*"))  # refused before the cache was made

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from halodb.blockstore.base import BlockStore
 from halodb.cache import Cache
+from halodb.errors import InputError
 from halodb.index.history import load_commit
 from halodb.index.index import Index
 from halodb.ipld import CID
@@ -53,10 +54,24 @@ def sync_name(
 
 def start_worker(store: BlockStore, index: Index, head: CID) -> ItemWorker | None:
     """A worker process for a sync to ``head`` when its index is large enough to gain from
-    one (:data:`~halodb.sync.worker.MIN_WORKER_ITEMS` datasets) and the process may fork
-    (one thread: call this before anything starts a thread, the cache included)."""
-    if threading.active_count() != 1 or not hasattr(os, "fork"):
+    one (:data:`~halodb.sync.worker.MIN_WORKER_ITEMS` datasets), ``$HALODB_SYNC_WORKER`` does
+    not say ``0`` and the process may fork (one thread: call this before anything starts a
+    thread, the cache included)."""
+    if not worker_wanted() or threading.active_count() != 1 or not hasattr(os, "fork"):
         return None
     if index.load_root(load_commit(store, head).index).count < MIN_WORKER_ITEMS:
         return None
     return ItemWorker.start()
+
+
+def worker_wanted() -> bool:
+    """``$HALODB_SYNC_WORKER``: ``1`` (default) or ``0``; anything else is an :class:`InputError`.
+
+    >>> worker_wanted()
+    True
+    """
+    env = os.environ.get("HALODB_SYNC_WORKER", "1").strip()
+    if env not in ("0", "1"):
+        raise InputError(f"HALODB_SYNC_WORKER={env!r}: expected 1 (a second process for a large sync) or 0",
+                         source="HALODB_SYNC_WORKER")
+    return env == "1"
