@@ -114,6 +114,29 @@ def test_a_worker_that_dies_or_talks_nonsense_changes_nothing(tmp_path: Path, mo
     assert _dump(died) == _dump(expected) == _dump(nonsense)
 
 
+class Planted:
+    """An answer that would run code when unpickled (creating ``path``) if classes were allowed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.path,))
+
+
+def test_a_child_answer_is_unpickled_as_columns_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    planted = tmp_path / "planted"
+    monkeypatch.setattr(worker_module, "read_inline_item_columns", lambda cids, blocks: Planted(planted))
+    worker = ItemWorker.fork()
+    monkeypatch.undo()
+    try:
+        assert worker.send(["bafyx"], [b"\xa0"])
+        assert worker.receive() is None and not worker.alive  # refused, the worker dropped
+    finally:
+        worker.close()
+    assert not planted.exists()  # nothing ran
+
+
 def _is_item(block: bytes) -> bool:
     value = decode(block)
     return isinstance(value, dict) and value.get("type") == "Feature" and len(block) < 2048  # (not "large")

@@ -14,7 +14,8 @@ same for the batches the parent hands it, while the parent does the others.
 * **One batch in flight**: the parent sends a batch, computes the next one itself, then takes
   the child's answer and sends the one after (:class:`BatchSchedule`). Requests and answers
   are pickles of plain data (item CIDs and bytes; :class:`~halodb.cache.stac_columns.ItemColumns`
-  buffers) through two pipes, each length-prefixed.
+  buffers) through two pipes, each length-prefixed; an answer is unpickled with no class
+  allowed but those of columns (the child decodes bytes from outside: what it sends is data).
 * **Nothing depends on it**: a batch the child cannot turn into columns (one of its blocks is
   not an item the cache can hold) comes back as None and the parent reads it as without a
   worker (saying which item and why); a child that died or answers nonsense is dropped and
@@ -37,12 +38,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import io
 import os
 import pickle
 import signal
 import threading
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from halodb.cache.stac_columns import ItemColumns
 from halodb.sync.items import read_inline_item_columns
@@ -114,8 +117,8 @@ class ItemWorker:
         if self._answers is None:
             return None
         try:
-            answer = pickle.loads(_read(self._answers))
-        except (OSError, EOFError, pickle.UnpicklingError, ValueError):
+            answer = _Answers(io.BytesIO(_read(self._answers))).load()
+        except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError):
             self.close()
             return None
         if answer is not None and not isinstance(answer, ItemColumns):
@@ -185,6 +188,18 @@ class BatchSchedule:
         if blocks is not None:
             self._sent = (batch, blocks)  # (kept: the parent reads the batch itself if the child fails)
             self.worker.send(batch, blocks)
+
+
+class _Answers(pickle.Unpickler):
+    """The child's answers are read with only the classes of columns allowed: the child
+    decodes bytes from outside, so whatever it sends is unpickled as data, never as code."""
+
+    ALLOWED = frozenset({("halodb.cache.stac_columns", "ItemColumns"), ("halodb.cache.arrow_columns", "Buffers")})
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"the sync worker sent {module}.{name}, which is not columns")
+        return super().find_class(module, name)
 
 
 def _serve(requests: int, answers: int) -> None:
