@@ -15,6 +15,7 @@ from halodb.blockstore.sqlite import DB_NAME
 from halodb.errors import (
     BlockNotFoundError,
     CarError,
+    InputError,
     InvalidItemError,
     MissingParentError,
     NameNotFoundError,
@@ -370,3 +371,29 @@ def test_a_version_reference_with_a_sub_path_is_refused(registry: Any) -> None:
     cid = "bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
     with pytest.raises(InvalidNameError, match="names a commit, not a path"):
         registry.resolve(f"ipfs://{cid}/products/x.zarr")
+
+
+def test_rm_looks_up_its_keys_without_reading_the_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``rm`` (and import-tree's emptiness check) touch only the keys asked for: a stage of a
+    million rows is neither read into memory nor rewritten (it was: 9 s and 600 MB at 1M)."""
+    from halodb.api.home import Home
+    from halodb.api.stagedb import StageDB
+
+    reg = halodb.open(tmp_path / "home", create=True)
+    reg.add([make_item("kept", cid_for("kept")), make_item("old", cid_for("old"))])
+    reg.commit("two")
+    reg.add([make_item("new", cid_for("new")), make_item("old", cid_for("old2"))])
+
+    def whole(*_: Any) -> Any:
+        raise AssertionError("the whole stage was read")
+
+    monkeypatch.setattr(StageDB, "stage", whole)
+    monkeypatch.setattr(StageDB, "replace", whole)
+    monkeypatch.setattr(Home, "stage", whole)
+    reg.remove(["halo/new", "halo/old"])  # staged only: unstaged; committed (and staged anew): removed
+    assert [k for k, _ in reg.state.db.upserts()] == [] and list(reg.state.db.removal_keys()) == ["halo/old"]
+    with pytest.raises(UnknownKeyError, match="'halo/new'"):  # unstaged, and in no version
+        reg.remove(["halo/kept", "halo/new"])
+    assert reg.stage_counts() == (0, 1)  # nothing staged by the refused call
+    with pytest.raises(InputError, match="stage is not empty"):
+        reg.import_tree({"a.zarr": cid_for("a")}, collection="halo")

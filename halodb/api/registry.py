@@ -178,13 +178,14 @@ class Registry:
 
     def remove(self, keys: Iterable[str]) -> list[str]:
         """Stage removals; :class:`UnknownKeyError` for a key neither committed nor staged."""
-        from halodb.api.staging import stage_removals
+        from halodb.api.staging import plan_removals
 
         keys = list(keys)
-        with self.state.locked("rm"):
-            head, stage = self.head, self.staged()
-            stage_removals(self.index, self._root_of(head), stage, keys, str(head or "the empty registry"))
-            self.state.save(head, stage)
+        with self.state.locked("rm"):  # (the stage is in its database from here on)
+            head, db = self.head, self.state.db
+            unstaged, removed = plan_removals(self.index, self._root_of(head), db.staged_keys(keys), keys,
+                                              str(head or "the empty registry"))
+            db.unstage(unstaged, removed)  # the rest of the stage is not read
         return keys
 
     def reset_stage(self) -> None:
@@ -253,7 +254,7 @@ class Registry:
 
         with self.state.locked("import-tree"):
             head = self.head
-            if self.staged():
+            if self.stage_counts() != (0, 0):
                 raise InputError("the stage is not empty: commit it, or empty it with `halodb reset`, before importing a tree", source="stage")
             stage, count = stage_tree(self.store, self.index, self._root_of(head) or self.index.empty(), tree, collection)
             self.state.save(head, stage)
@@ -805,10 +806,10 @@ class Registry:
                 heads.add(head)
             if self.cache_path.exists():
                 heads.update(CID.parse(st.head) for st in self.cache.sync_states() if st.head)
-            staged = self.staged().upserts.values()
-            keep = {e.item for e in staged}
+            keep: set[CID] = set()
             data: set[CID] = set()
-            for entry in staged:
+            for _, entry in self.state.db.upserts():  # (read a few thousand rows at a time)
+                keep.add(entry.item)
                 if entry.data:
                     try:
                         data.add(CID.parse(entry.data))

@@ -54,6 +54,8 @@ DB_NAME = "stage.sqlite3"
 BUSY_TIMEOUT = 120.0
 #: rows fetched from SQLite at a time
 FETCH = 4096
+#: keys per ``IN (…)`` query (SQLite allows 32,766 parameters)
+_IN_CHUNK = 10_000
 #: SQLite's page cache per connection (KiB); sorts larger than it spill to temporary files
 CACHE_KIB = 32 << 10
 
@@ -182,6 +184,24 @@ class StageDB:
             row = con.execute("SELECT key FROM upserts ORDER BY key LIMIT 1 OFFSET ?", (n,)).fetchone()
         return None if row is None else str(row[0])
 
+    def staged_keys(self, keys: Iterable[str]) -> set[str]:
+        """Which of ``keys`` are staged upserts (looked up, not read whole).
+
+        >>> import tempfile, pathlib
+        >>> db = StageDB(pathlib.Path(tempfile.mkdtemp())); db.create()
+        >>> db.replace(None, Stage(upserts={"c/a": Entry(CID.for_bytes(b"x"))}))
+        >>> db.staged_keys(["c/a", "c/b"])
+        {'c/a'}
+        """
+        wanted = list(dict.fromkeys(keys))
+        found: set[str] = set()
+        with self._read() as con:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                part = wanted[start:start + _IN_CHUNK]
+                found.update(k for (k,) in con.execute(
+                    f"SELECT key FROM upserts WHERE key IN ({','.join('?' * len(part))})", part))
+        return found
+
     def removal_keys(self) -> Iterator[str]:
         """The staged removals in key order."""
         return (r[0] for r in self._rows("SELECT key FROM removals ORDER BY key"))
@@ -211,6 +231,14 @@ class StageDB:
             con.execute("DELETE FROM removals")
             _insert(con, stage.upserts.items())
             con.executemany("INSERT INTO removals VALUES (?)", ((k,) for k in stage.removals))
+
+    def unstage(self, unstaged: Iterable[str], removed: Iterable[str]) -> None:
+        """In one transaction: forget the staged upserts of ``unstaged``, and stage the removal
+        of ``removed`` (their upserts forgotten too); the rest of the stage stays."""
+        removed = list(removed)
+        with self._write() as con:
+            con.executemany("DELETE FROM upserts WHERE key = ?", ((k,) for k in [*unstaged, *removed]))
+            con.executemany("INSERT INTO removals VALUES (?) ON CONFLICT(key) DO NOTHING", ((k,) for k in removed))
 
     def set_head(self, head: CID | None) -> None:
         """Record ``head``; the stage stays."""

@@ -20,7 +20,8 @@ from halodb.index.index import Index
 from halodb.index.model import Entry, IndexRoot
 from halodb.ipld import CID, make_block
 
-__all__ = ["ItemInput", "PreparedItems", "prepare_batches", "prepare_items", "stage_items", "stage_prepared", "stage_removals", "stage_tree"]
+__all__ = ["ItemInput", "PreparedItems", "plan_removals", "prepare_batches", "prepare_items", "stage_items", "stage_prepared",
+           "stage_tree"]
 
 #: an item, or ``(source, item)`` where ``source`` names it in errors (a file and line)
 ItemInput = dict[str, Any] | tuple[str, dict[str, Any]]
@@ -146,20 +147,22 @@ def stage_items(store: BlockStore, stage: Stage, items: Iterable[ItemInput], col
     return stage_prepared(store, stage, prepare_items(items, collection))
 
 
-def stage_removals(index: Index, root: IndexRoot | None, stage: Stage, keys: list[str], where: str) -> None:
-    """Stage the removal of ``keys``; :class:`UnknownKeyError` (nothing staged) for a key that
-    is neither in ``root`` nor staged (``where`` names the version in the message)."""
+def plan_removals(index: Index, root: IndexRoot | None, staged: set[str], keys: list[str], where: str
+                  ) -> tuple[list[str], list[str]]:
+    """How to remove ``keys``, of which ``staged`` are staged upserts: ``(to unstage, to stage
+    as removals)`` — a key only staged (not in ``root``) is unstaged, one in ``root`` removed.
+    :class:`UnknownKeyError` for a key that is neither in ``root`` nor staged (``where`` names
+    the version in the message)."""
+    unstaged, removed = [], []
     for key in keys:
-        if key in stage.upserts:
-            continue
-        if root is None or index.get(root, key) is None:
-            raise UnknownKeyError(f"cannot remove {key!r}: no dataset with that key at {where}", key=key)
-    for key in keys:
-        if key in stage.upserts and (root is None or index.get(root, key) is None):
-            del stage.upserts[key]
+        present = root is not None and index.get(root, key) is not None
+        if present:
+            removed.append(key)
+        elif key in staged:
+            unstaged.append(key)
         else:
-            stage.upserts.pop(key, None)
-            stage.removals.add(key)
+            raise UnknownKeyError(f"cannot remove {key!r}: no dataset with that key at {where}", key=key)
+    return unstaged, removed
 
 
 def stage_tree(store: BlockStore, index: Index, root: IndexRoot, tree: dict[str, Any], collection: str) -> tuple[Stage, int]:

@@ -147,9 +147,9 @@ def reset(ctx: Context) -> None:
     """Empty the stage: forget every staged add and removal (the versions are untouched)."""
     reg = ctx.registry()
     with reg.locked("reset"):
-        stage = reg.staged()
+        upserts, removals = reg.stage_counts()
         reg.reset_stage()
-    click.echo(f"unstaged {len(stage.upserts)} item(s) and {len(stage.removals)} removal(s)")
+    click.echo(f"unstaged {upserts} item(s) and {removals} removal(s)")
 
 
 @cli.command()
