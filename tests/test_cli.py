@@ -339,6 +339,15 @@ def test_add_names_the_file_of_a_keyless_item_and_rm_counts_a_key_once(tmp_path:
         assert run_cli_in_process(home, *args).code == 0, args
     r = run_cli_in_process(home, "rm", "halo/f1", "halo/f1")
     assert r.code == 0 and r.out.strip() == "staged removal of 1 dataset(s)", r.out
+    # a key only added is unstaged, not "removed"; a removal staged before is said to be
+    (tmp_path / "new.json").write_text(json.dumps(make_item("new", cid_for("new"))))
+    assert run_cli_in_process(home, "add", str(tmp_path / "new.json")).code == 0
+    r = run_cli_in_process(home, "rm", "halo/new", "halo/f1", "halo/f2")
+    assert r.code == 0 and r.out.strip() == ("staged removal of 1 dataset(s); unstaged 1 added item(s) that no version "
+                                             "holds; 1 already staged for removal"), r.out
+    r = run_cli_in_process(home, "rm", "halo/x", "halo/f2", "halo/y", "halo/new")  # every unknown key named, once
+    assert r.code == 2 and r.err.count("\n") == 1 and "'halo/x', 'halo/y', 'halo/new'" in r.err, r.err
+    assert "nothing staged" in r.err and "staged: 0 upsert(s), 2 removal(s)" in run_cli_in_process(home, "status").out
     (tmp_path / "empty").mkdir()
     r = run_cli_in_process(home, "add", str(tmp_path / "empty"))
     assert r.code == 0 and f"warning: no STAC items found in {tmp_path / 'empty'}" in r.err, r.err

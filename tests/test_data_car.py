@@ -467,3 +467,9 @@ def test_prefetch_and_keep_nothing_are_refused_together(home: Path) -> None:
     with pytest.raises(InputError, match="not with keep_blocks=False") as caught:
         halodb.open_dataset("ipfs://bafkqaaa", home=str(home), prefetch=True, keep_blocks=False)
     assert caught.value.source == "prefetch" and not home.exists()
+    for wrong in ("no", "false", 0):  # a string from some config file is not a False
+        with pytest.raises(InputError, match=f"keep_blocks={wrong!r}: expected True or False"):
+            halodb.open_dataset("ipfs://bafkqaaa", home=str(home), keep_blocks=wrong)  # type: ignore[arg-type]
+        with pytest.raises(InputError, match=f"keep_blocks={wrong!r}: expected True or False"):
+            HaloDBFileSystem(home=str(home), keep_blocks=wrong)  # type: ignore[arg-type]
+    assert not home.exists()

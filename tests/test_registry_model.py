@@ -165,7 +165,7 @@ class RegistryMachine(RuleBasedStateMachine):
         if not known:
             return
         key = data.draw(st.sampled_from(known), label="key")
-        assert self.reg.remove([key]) == [key]
+        assert self.reg.remove([key]).keys == [key]
         if key in self.stage and self.stage[key] is not REMOVED and key not in self.head_datasets:
             del self.stage[key]  # an add that was never committed is simply unstaged
             event("rm: an uncommitted add unstaged")

@@ -23,7 +23,9 @@ import halodb
 import halodb.sync.worker as worker_module
 from halodb.blockstore import MemoryStore
 from halodb.cache import Cache
+from halodb.api.syncing import worker_wanted
 from halodb.cache import materialize
+from halodb.errors import InputError
 from halodb.index.index import Index
 from halodb.ipld import DAG_CBOR
 from halodb.ipld.codec import decode
@@ -226,3 +228,14 @@ def test_the_registry_forks_a_worker_for_a_first_sync(tmp_path: Path) -> None:
     bad = run_cli(home, "sync", "n", env={"HALODB_SYNC_WORKER": "yes"})
     assert bad.code == 2 and bad.err.count("\n") == 1 and "HALODB_SYNC_WORKER='yes'" in bad.err, bad.err
     assert not list(home.glob("cache.duckdb*"))  # refused before the cache was made
+
+
+@pytest.mark.parametrize(("value", "wanted"), [("", True), (" 1 ", True), ("0", False), ("yes", None)])
+def test_the_switch_reads_empty_as_unset_and_refuses_other_words(monkeypatch: pytest.MonkeyPatch, value: str,
+                                                                 wanted: bool | None) -> None:
+    monkeypatch.setenv("HALODB_SYNC_WORKER", value)
+    if wanted is None:
+        with pytest.raises(InputError, match="HALODB_SYNC_WORKER='yes'"):
+            worker_wanted()
+    else:
+        assert worker_wanted() is wanted

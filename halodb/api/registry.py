@@ -75,7 +75,7 @@ _GIT_COMMIT = re.compile(r"\(git commit ([0-9a-f]{12})\)$")
 # imported where used, not here: validating items (pydantic, ~0.3 s), syncing (Arrow) and
 # gateways (aiohttp, ~0.5 s) are not needed by a lookup (issue 15, part 5)
 if TYPE_CHECKING:  # scanning imports zarr and numpy (~0.3 s): only when a scan runs
-    from halodb.api.staging import ItemInput
+    from halodb.api.staging import ItemInput, Removal
     from halodb.campaign.treeyaml import TreeVersion
     from halodb.sync import SyncResult
     from halodb.scan.scanner import Progress, ScanReport
@@ -176,17 +176,19 @@ class Registry:
                 self.store.flush()
             return keys
 
-    def remove(self, keys: Iterable[str]) -> list[str]:
-        """Stage removals; :class:`UnknownKeyError` for a key neither committed nor staged."""
+    def remove(self, keys: Iterable[str]) -> Removal:
+        """Remove datasets: a key in the local head's version has its removal staged, a key
+        only staged (added, never committed) is unstaged. :class:`UnknownKeyError` naming
+        every key that is neither, and nothing changed. Returns which key went which way."""
         from halodb.api.staging import plan_removals
 
-        keys = list(keys)
+        keys = list(dict.fromkeys(keys))
         with self.state.locked("rm"):  # (the stage is in its database from here on)
             head, db = self.head, self.state.db
-            unstaged, removed = plan_removals(self.index, self._root_of(head), db.staged_keys(keys), keys,
-                                              str(head or "the empty registry"))
-            db.unstage(unstaged, removed)  # the rest of the stage is not read
-        return keys
+            removal = plan_removals(self.index, self._root_of(head), db.staged_keys(keys),
+                                    db.staged_keys(keys, removals=True), keys, str(head or "the empty registry"))
+            db.unstage(removal.unstaged, removal.removed)  # the rest of the stage is not read
+        return removal
 
     def reset_stage(self) -> None:
         """Empty the stage."""

@@ -184,22 +184,24 @@ class StageDB:
             row = con.execute("SELECT key FROM upserts ORDER BY key LIMIT 1 OFFSET ?", (n,)).fetchone()
         return None if row is None else str(row[0])
 
-    def staged_keys(self, keys: Iterable[str]) -> set[str]:
-        """Which of ``keys`` are staged upserts (looked up, not read whole).
+    def staged_keys(self, keys: Iterable[str], *, removals: bool = False) -> set[str]:
+        """Which of ``keys`` are staged upserts (``removals``: staged removals); looked up,
+        not read whole.
 
         >>> import tempfile, pathlib
         >>> db = StageDB(pathlib.Path(tempfile.mkdtemp())); db.create()
-        >>> db.replace(None, Stage(upserts={"c/a": Entry(CID.for_bytes(b"x"))}))
-        >>> db.staged_keys(["c/a", "c/b"])
-        {'c/a'}
+        >>> db.replace(None, Stage(upserts={"c/a": Entry(CID.for_bytes(b"x"))}, removals={"c/z"}))
+        >>> db.staged_keys(["c/a", "c/b", "c/z"]), db.staged_keys(["c/a", "c/z"], removals=True)
+        ({'c/a'}, {'c/z'})
         """
         wanted = list(dict.fromkeys(keys))
+        table = "removals" if removals else "upserts"
         found: set[str] = set()
         with self._read() as con:
             for start in range(0, len(wanted), _IN_CHUNK):
                 part = wanted[start:start + _IN_CHUNK]
                 found.update(k for (k,) in con.execute(
-                    f"SELECT key FROM upserts WHERE key IN ({','.join('?' * len(part))})", part))
+                    f"SELECT key FROM {table} WHERE key IN ({','.join('?' * len(part))})", part))
         return found
 
     def removal_keys(self) -> Iterator[str]:

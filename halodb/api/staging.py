@@ -20,7 +20,7 @@ from halodb.index.index import Index
 from halodb.index.model import Entry, IndexRoot
 from halodb.ipld import CID, make_block
 
-__all__ = ["ItemInput", "PreparedItems", "plan_removals", "prepare_batches", "prepare_items", "stage_items", "stage_prepared",
+__all__ = ["ItemInput", "PreparedItems", "Removal", "plan_removals", "prepare_batches", "prepare_items", "stage_items", "stage_prepared",
            "stage_tree"]
 
 #: an item, or ``(source, item)`` where ``source`` names it in errors (a file and line)
@@ -147,22 +147,48 @@ def stage_items(store: BlockStore, stage: Stage, items: Iterable[ItemInput], col
     return stage_prepared(store, stage, prepare_items(items, collection))
 
 
-def plan_removals(index: Index, root: IndexRoot | None, staged: set[str], keys: list[str], where: str
-                  ) -> tuple[list[str], list[str]]:
-    """How to remove ``keys``, of which ``staged`` are staged upserts: ``(to unstage, to stage
-    as removals)`` — a key only staged (not in ``root``) is unstaged, one in ``root`` removed.
-    :class:`UnknownKeyError` for a key that is neither in ``root`` nor staged (``where`` names
-    the version in the message)."""
-    unstaged, removed = [], []
+@dataclass(frozen=True)
+class Removal:
+    """What :meth:`~halodb.api.Registry.remove` did with each key: ``unstaged`` (only staged,
+    in no version: the add forgotten), ``removed`` (in the version: its removal staged) and
+    ``already`` (its removal was staged before: nothing changed)."""
+
+    unstaged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    already: list[str] = field(default_factory=list)
+
+    @property
+    def keys(self) -> list[str]:
+        """Every key, in the order given."""
+        return [*self.unstaged, *self.removed, *self.already]
+
+
+def plan_removals(index: Index, root: IndexRoot | None, staged: set[str], removing: set[str], keys: list[str],
+                  where: str) -> Removal:
+    """How to remove ``keys`` (distinct), of which ``staged`` are staged upserts and
+    ``removing`` staged removals: a key only staged (not in ``root``) is unstaged, one in
+    ``root`` removed (or left, its removal staged already). :class:`UnknownKeyError` naming
+    every key that is neither in ``root`` nor staged (``where`` names the version).
+
+    >>> plan_removals(Index.__new__(Index), None, {"c/a"}, set(), ["c/a"], "-").unstaged
+    ['c/a']
+    """
+    unstaged: list[str] = []
+    removed: list[str] = []
+    already: list[str] = []
+    unknown: list[str] = []
     for key in keys:
-        present = root is not None and index.get(root, key) is not None
-        if present:
-            removed.append(key)
+        if root is not None and index.get(root, key) is not None:
+            (already if key in removing and key not in staged else removed).append(key)
         elif key in staged:
             unstaged.append(key)
         else:
-            raise UnknownKeyError(f"cannot remove {key!r}: no dataset with that key at {where}", key=key)
-    return unstaged, removed
+            unknown.append(key)
+    if unknown:
+        named = ", ".join(map(repr, unknown[:5])) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise UnknownKeyError(f"cannot remove {named}: no dataset with {'that key' if len(unknown) == 1 else 'those keys'}"
+                              f" at {where}; nothing staged", key=unknown[0])
+    return Removal(unstaged, removed, already)
 
 
 def stage_tree(store: BlockStore, index: Index, root: IndexRoot, tree: dict[str, Any], collection: str) -> tuple[Stage, int]:

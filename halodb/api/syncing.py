@@ -65,12 +65,13 @@ def start_worker(store: BlockStore, index: Index, head: CID) -> ItemWorker | Non
 
 
 def worker_wanted() -> bool:
-    """``$HALODB_SYNC_WORKER``: ``1`` (default) or ``0``; anything else is an :class:`InputError`.
+    """``$HALODB_SYNC_WORKER``: ``1`` (default; also when empty) or ``0``; anything else is an
+    :class:`InputError`.
 
     >>> worker_wanted()
     True
     """
-    env = os.environ.get("HALODB_SYNC_WORKER", "1").strip()
+    env = os.environ.get("HALODB_SYNC_WORKER", "").strip() or "1"
     if env not in ("0", "1"):
         raise InputError(f"HALODB_SYNC_WORKER={env!r}: expected 1 (a second process for a large sync) or 0",
                          source="HALODB_SYNC_WORKER")

@@ -137,8 +137,15 @@ def add(ctx: Context, sources: tuple[str, ...], collection: str | None, as_json:
 @pass_ctx
 def rm(ctx: Context, keys: tuple[str, ...]) -> None:
     """Stage the removal of datasets by key (collection/item-id)."""
-    removed = ctx.registry().remove(list(dict.fromkeys(keys)))  # a key given twice is removed once
-    click.echo(f"staged removal of {len(removed)} dataset(s)")
+    removal = ctx.registry().remove(keys)  # (a key given twice is removed once)
+    said = []
+    if removal.removed:
+        said.append(f"staged removal of {len(removal.removed)} dataset(s)")
+    if removal.unstaged:
+        said.append(f"unstaged {len(removal.unstaged)} added item(s) that no version holds")
+    if removal.already:
+        said.append(f"{len(removal.already)} already staged for removal")
+    click.echo("; ".join(said))
 
 
 @cli.command()

@@ -15,8 +15,9 @@ reads (fsspec does not reuse instances of this class: ``cachable`` is false, so 
 resolves the name anew).
 
 Storage options: ``home``, ``store``, ``cache`` (as :func:`halodb.open`), or ``registry``
-(an open :class:`~halodb.api.Registry`); ``keep_blocks=False`` to keep nothing fetched in
-the home's block cache (a dataset read once; see :func:`halodb.open_dataset`). A file missing inside a dataset is a
+(an open :class:`~halodb.api.Registry`); ``keep_blocks=False`` to keep none of the
+dataset's blocks fetched in the home's block cache (a dataset read once; see
+:func:`halodb.open_dataset`). A file missing inside a dataset is a
 ``FileNotFoundError`` (zarr reads that as "no such key"); an unknown dataset, a name that
 does not resolve, a date before the first version or a block that fails verification is a
 :class:`~halodb.errors.HaloDBError` saying what was asked.
@@ -34,7 +35,7 @@ from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 import halodb
 from halodb.api import Registry
 from halodb.data.locate import Located, locate, parse_url, split_path
-from halodb.errors import CIDError, TreePathError
+from halodb.errors import CIDError, InputError, TreePathError
 from halodb.ipld import CID
 from halodb.unixfs import UnixFSTree
 
@@ -50,6 +51,8 @@ class HaloDBFileSystem(AbstractFileSystem):  # type: ignore[misc]
 
     def __init__(self, *args: Any, home: str | None = None, store: str | None = None, cache: str | None = None,
                  registry: Registry | None = None, keep_blocks: bool = True, **storage_options: Any) -> None:
+        if not isinstance(keep_blocks, bool):
+            raise InputError(f"storage option keep_blocks={keep_blocks!r}: expected True or False", source="keep_blocks")
         super().__init__(*args, **storage_options)
         self._registry = registry
         self._keep_blocks = keep_blocks

@@ -74,8 +74,10 @@ def open_dataset(key_or_path: str, *, at: TimeLike | None = None, name: str | No
     Blocks are fetched as the values are read, chunk by chunk, and kept in the home's block
     cache (read again offline). With ``prefetch``, the whole dataset comes first as one CAR
     from the store (a gateway or Kubo; verified, into the block cache): faster when most of
-    it will be read. With ``keep_blocks=False`` what is fetched is verified but not kept (a
-    dataset read once, too large to keep; blocks already cached are still read from there).
+    it will be read. With ``keep_blocks=False`` the dataset's blocks fetched are verified but
+    not kept (a dataset read once, too large to keep; blocks already cached are still read
+    from there; the few index blocks that locate a dataset by key or path are kept as by any
+    command).
     """
     import halodb
 
@@ -83,6 +85,8 @@ def open_dataset(key_or_path: str, *, at: TimeLike | None = None, name: str | No
         import xarray
     except ImportError:
         raise InputError("open_dataset needs xarray: pip install 'halodb[data]'", source="xarray") from None
+    if not isinstance(keep_blocks, bool):
+        raise InputError(f"keep_blocks={keep_blocks!r}: expected True or False", source="keep_blocks")
     if prefetch and not keep_blocks:
         raise InputError("prefetch brings the whole dataset into the block cache: not with keep_blocks=False",
                          source="prefetch")
