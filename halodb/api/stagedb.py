@@ -35,6 +35,7 @@ point order: the order of Python's ``sorted`` and of the prolly trees.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
@@ -42,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from halodb.blockstore.sqlite import read_only_connection
 from halodb.errors import InvalidItemError, RegistryError
 from halodb.index.model import Entry
 from halodb.ipld import CID
@@ -97,6 +99,8 @@ class StageDB:
         if not create and not self.path.exists():
             raise RegistryError(f"the stage database {self.path} is missing (state.json says it holds the "
                                 "head and the stage)", home=self.home)
+        if self.path.exists() and not os.access(self.home, os.W_OK):  # a read-only home: read as it is
+            return read_only_connection(self.path, self._error)
         try:
             con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
             con.execute("PRAGMA journal_mode=WAL")

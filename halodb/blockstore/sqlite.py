@@ -58,7 +58,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,7 +68,7 @@ from halodb.blockstore.directory import DirectoryStore, block_name, cid_from_nam
 from halodb.errors import BlockStoreError, VerificationError
 from halodb.ipld import CID
 
-__all__ = ["BUSY_TIMEOUT", "DB_NAME", "SqliteStore"]
+__all__ = ["BUSY_TIMEOUT", "DB_NAME", "SqliteStore", "read_only_connection"]
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,9 @@ class SqliteStore(BlockStore):
         elif not create and not self.db_path.is_file():
             raise BlockStoreError(f"no block store at {self.db_path}", path=self.db_path)
         self._db = os.fspath(self.db_path)
+        #: the database can be read but its folder not written (a read-only mount: a campaign's
+        #: shared home): opened read-only, without the ``-shm`` file SQLite would create
+        self.read_only = not self._absent and self.db_path.is_file() and not os.access(self.root, os.W_OK)
         self._lock = threading.Lock()  # guards the pools
         self._write_lock = threading.Lock()  # one writing transaction at a time in this process
         self._idle: list[sqlite3.Connection] = []
@@ -150,11 +153,11 @@ class SqliteStore(BlockStore):
         self._empty: sqlite3.Connection | None = None  # (an empty database in memory, read meanwhile)
         self._create_lock = threading.Lock()
         self._empty_lock = threading.RLock()
-        if create and not self._absent:
+        if create and not self._absent and not self.read_only:
             self._create()
         #: the directory store in the same root, while it holds blocks (read first)
         self._legacy: DirectoryStore | None = DirectoryStore(self.root) if _has_shards(self.root) else None
-        if self._legacy is not None and migrate:
+        if self._legacy is not None and migrate and not self.read_only:
             self.migrate()
 
     def describe(self) -> str:
@@ -167,6 +170,8 @@ class SqliteStore(BlockStore):
 
     # -- connections -----------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            return read_only_connection(self.db_path, lambda exc: self._error("open", exc))
         try:
             db = sqlite3.connect(self._db, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA synchronous=NORMAL")
@@ -646,3 +651,29 @@ def _fsync(path: str, *, directory: bool) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def read_only_connection(path: Path, error: Callable[[sqlite3.Error], Exception]) -> sqlite3.Connection:
+    """A read-only connection to the SQLite database ``path`` in a folder this process cannot
+    write (a read-only mount), where SQLite cannot create the ``-shm`` file WAL readers share:
+    with a log beside it (``-wal`` and ``-shm`` exist) read as it is; without one the file
+    is all there is, opened ``immutable`` (nothing can change it: its folder is read-only).
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     SqliteStore(Path(tmp)).close()
+    ...     db = read_only_connection(Path(tmp) / DB_NAME, RuntimeError)
+    ...     db.execute("SELECT count(*) FROM blocks").fetchone(), db.close()
+    ((0,), None)
+    """
+    log = Path(f"{path}-wal")
+    shared = log.exists() and log.stat().st_size > 0
+    if shared and not Path(f"{path}-shm").exists():
+        raise error(sqlite3.OperationalError(
+            f"its write-ahead log holds changes not yet in {path.name}, and the folder is read-only: open it "
+            "once where it can be written (any command does), then read it read-only"))
+    uri = f"{path.resolve().as_uri()}?mode=ro" + ("" if shared else "&immutable=1")
+    try:
+        return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise error(exc) from exc

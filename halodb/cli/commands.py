@@ -805,7 +805,7 @@ def status(ctx: Context, as_json: bool) -> None:
     reg = ctx.registry()
     upserts, removals = reg.stage_counts()
     names: list[dict[str, Any]] = []
-    for st in reg.cache.sync_states() if reg.cache_path.exists() else []:
+    for st in reg.queries.sync_states() if reg.cache_path.exists() else []:  # (read-only: a shared home too)
         try:
             current = str(reg.resolve(st.name))
         except HaloDBError:
