@@ -158,10 +158,12 @@ def cli(home: Path, *args: str) -> Command:
     return ["cli", "--home", str(home), *args]
 
 
-def item_file(folder: Path, item_id: str) -> str:
+def item_file(folder: Path, item_id: str, *, large: bool = False) -> str:
+    """An item as a file; ``large``: more than an index holds inline, so staged as a block of
+    the store (a small one is staged with its bytes)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{item_id}.json"
-    path.write_text(json.dumps(make_item(item_id, cid_for(item_id))))
+    path.write_text(json.dumps(make_item(item_id, cid_for(item_id), title="x" * 3000 if large else None)))
     return str(path)
 
 
@@ -368,7 +370,7 @@ def test_a_bad_lock_timeout_is_an_input_error(tmp_path: Path, monkeypatch: pytes
 # --- (e) a missing item block ----------------------------------------------------------------
 def test_a_commit_whose_item_block_is_missing_is_refused(tmp_path: Path) -> None:
     home = new_home(tmp_path)
-    e1, e2 = (json.loads(Path(item_file(tmp_path / "items", n)).read_text()) for n in ("e1", "e2"))
+    e1, e2 = (json.loads(Path(item_file(tmp_path / "items", n, large=True)).read_text()) for n in ("e1", "e2"))
     with halodb.open(home) as reg:
         reg.add([e1, e2])
         cid = reg.staged().upserts["halo/e1"].item
@@ -404,7 +406,7 @@ def test_every_kind_of_commit_refuses_missing_item_blocks_and_counts_them(
     if how == "index format 2":
         monkeypatch.setenv("HALODB_INDEX_FORMAT", "2")
     monkeypatch.setattr(registry_module, "STREAM_COMMIT", 1 if how.endswith("streamed") else 10**9)
-    first, *rest = (json.loads(Path(item_file(tmp_path / "items", f"m{n}")).read_text()) for n in range(14))
+    first, *rest = (json.loads(Path(item_file(tmp_path / "items", f"m{n}", large=True)).read_text()) for n in range(14))
     with halodb.open(home) as reg:
         reg.add([first])
         head = reg.commit("first")

@@ -280,18 +280,21 @@ def test_gc_keeps_what_heads_reach_and_drops_the_rest(registry: Any, home: Path)
     c1, c2, c3 = build_three_versions(registry)
     registry.publish("latest", c3)
     orphan = registry.store.put(b"garbage nobody links to", codec=0x55)
-    registry.add([make_item("staged", cid_for("staged"))])
-    staged_item = registry.staged().upserts["halo/staged"].item
+    # a small item is staged with its bytes (no block); a large one (linked from the index) as a block
+    registry.add([make_item("staged", cid_for("staged")), make_item("large", cid_for("large"), title="x" * 3000)])
+    small, large = (registry.staged().upserts[f"halo/{k}"] for k in ("staged", "large"))
+    assert small.inline is not None and not registry.store.has(small.item) and large.inline is None
     kept, would = registry.gc(dry_run=True)
     assert would >= 1 and registry.store.has(orphan)  # (the orphan, and the empty tree the first commit started from)
     kept, deleted = registry.gc()
-    assert deleted == would and not registry.store.has(orphan) and registry.store.has(staged_item)
+    assert deleted == would and not registry.store.has(orphan) and registry.store.has(large.item)
+    assert registry.staged().upserts["halo/staged"].inline == small.inline
     assert registry.gc() == (kept, 0)
     registry.reset_stage()
     registry.sync("latest")  # the whole history is still there
     assert registry.cid_at("halo/f1", "2024-08-15", name="latest") == cid_for("a1")
     assert registry.diff(str(c1), str(c3))
-    assert registry.gc()[1] == 1 and not registry.store.has(staged_item)  # unstaged: garbage now
+    assert registry.gc()[1] == 1 and not registry.store.has(large.item)  # unstaged: garbage now
 
 
 def test_gc_keeps_the_data_that_versions_and_the_stage_name(registry: Any, home: Path) -> None:

@@ -37,7 +37,10 @@ def legacy_home(tmp_path: Path) -> tuple[Path, str, str]:
         reg.add([make_item("a", cid_for("a"))])
         head = str(reg.commit("first", time="2024-08-12T00:00:00Z"))
         reg.add([make_item("b", cid_for("b"), path="p/b.zarr")])
-        item = str(reg.staged().upserts["halo/b"].item)
+        entry = reg.staged().upserts["halo/b"]
+        assert entry.inline is not None
+        reg.store.put_many([(entry.item, entry.inline)])  # (before the stage held bytes, add wrote the block)
+        item = str(entry.item)
     (home / "stage.sqlite3").unlink()
     for extra in ("stage.sqlite3-wal", "stage.sqlite3-shm"):
         (home / extra).unlink(missing_ok=True)
@@ -125,9 +128,11 @@ def test_a_killed_add_leaves_the_stage_as_it_was(tmp_path: Path) -> None:
     # has staged the first batch, uncommitted, and waits for the rest
     first = registry_module.ADD_BATCH
     lines = "".join(json.dumps(item) + "\n" for item in items("k", first + 10))
+    # (index format 2: every item a block in the store, which tells when the first batch is done;
+    # in format 3 the batch's rows and bytes sit in the stage's open transaction, unseen)
     proc = subprocess.Popen([sys.executable, "-m", "halodb", "--home", str(home), "add", "-"],
                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "HALODB_AUTHOR": "tester"})
+                            env={**os.environ, "HALODB_AUTHOR": "tester", "HALODB_INDEX_FORMAT": "2"})
     assert proc.stdin is not None
     proc.stdin.write(lines.encode())
     proc.stdin.flush()
@@ -297,3 +302,73 @@ def test_a_progress_bar_starts_no_thread(monkeypatch: pytest.MonkeyPatch) -> Non
     with Progress("committing", total=3, stream=Terminal()) as bar:
         bar.update(1, "writing the index")
         assert bar.shown and threading.active_count() == threads
+
+
+# --- items staged with their bytes (index format 3) -----------------------------------------------
+def block_count(home: Path) -> int:
+    with closing(sqlite3.connect(f"file:{home / 'blocks' / 'blocks.sqlite3'}?mode=ro", uri=True)) as con:
+        return int(con.execute("SELECT count(*) FROM blocks").fetchone()[0])
+
+
+def test_a_small_item_is_staged_with_its_bytes_and_never_written_as_a_block(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with halodb.open(home, create=True) as reg:
+        reg.add(items("s", 20))
+        reg.commit("first", time="2024-08-12T00:00:00Z")
+        before = block_count(home)
+        reg.add(items("t", 30))  # onto a version: applied (a small stage)
+        assert block_count(home) == before  # the stage holds the items; the store got nothing
+        staged = reg.staged().upserts["halo/t3"]
+        assert staged.inline is not None and not reg.store.has(staged.item)
+        reg.commit("second", time="2024-08-13T00:00:00Z")
+        entry = reg.get("halo/t3")[1]
+        assert entry.item == staged.item and entry.inline == staged.inline  # held inline by the version
+        assert not reg.store.has(staged.item)  # (and only there: no copy to collect)
+
+
+def test_a_damaged_staged_item_is_refused_naming_its_key(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with halodb.open(home, create=True) as reg:
+        reg.add(items("d", 3))
+    with closing(sqlite3.connect(home / "stage.sqlite3")) as con:
+        con.execute("UPDATE upserts SET inline = CAST(replace(CAST(inline AS TEXT), 'd1', 'dX') AS BLOB) "
+                    "WHERE key = 'halo/d1'")
+        con.commit()
+    r = run_cli(home, "commit", "-m", "x")
+    assert r.code == 2 and len(r.err.strip().splitlines()) == 1 and "'halo/d1'" in r.err and "damaged" in r.err, r.err
+    with halodb.open(home) as reg:
+        assert reg.head is None and reg.stage_counts() == (3, 0)  # nothing committed, the stage kept
+
+
+def test_a_stage_database_from_before_the_bytes_column_is_read_and_extended(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with halodb.open(home, create=True) as reg:
+        reg.add(items("o", 2))
+        entry = reg.staged().upserts["halo/o0"]
+        assert entry.inline is not None
+        reg.store.put_many([(e.item, e.inline) for e in reg.staged().upserts.values() if e.inline is not None])
+    with closing(sqlite3.connect(home / "stage.sqlite3")) as con:  # as HaloDB wrote it before the column
+        con.executescript("CREATE TABLE old AS SELECT key, item, data, path, doi FROM upserts; DROP TABLE upserts; "
+                          "CREATE TABLE upserts (key TEXT PRIMARY KEY, item BLOB NOT NULL, data TEXT, path TEXT, "
+                          "doi TEXT) WITHOUT ROWID; INSERT INTO upserts SELECT * FROM old; DROP TABLE old;")
+    with halodb.open(home) as reg:
+        assert reg.staged().upserts["halo/o0"] == entry and reg.staged().upserts["halo/o0"].inline is None
+        reg.add(items("n", 1))  # the first write adds the column
+        assert reg.staged().upserts["halo/n0"].inline is not None
+        reg.commit("both kinds", time="2024-08-12T00:00:00Z")
+        assert all(reg.get(k) for k in ("halo/o0", "halo/o1", "halo/n0"))
+    with closing(sqlite3.connect(home / "stage.sqlite3")) as con:
+        assert "inline" in [row[1] for row in con.execute("PRAGMA table_info(upserts)")]
+
+
+def test_index_format_2_writes_the_blocks_of_items_staged_with_their_bytes(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    with halodb.open(home, create=True) as reg:
+        reg.add(items("f", 5))  # format 3: staged with their bytes
+        staged = reg.staged().upserts["halo/f2"]
+    monkeypatch.setenv("HALODB_INDEX_FORMAT", "2")
+    with halodb.open(home) as reg:
+        reg.commit("linked", time="2024-08-12T00:00:00Z")
+        entry = reg.get("halo/f2")[1]
+        assert entry.inline is None and reg.store.get(staged.item) == staged.inline  # linked, and its block written

@@ -49,7 +49,7 @@ from halodb.index.respelling import is_respelled
 from halodb.index.timeline import version_at
 from halodb.index.history import divergence, versions
 from halodb.index.index import Index, prefix_end
-from halodb.index.model import TAG_NAME, Change, Commit, Entry, IndexRoot, Tag
+from halodb.index.model import INLINE_MAX, TAG_NAME, Change, Commit, Entry, IndexRoot, Tag
 from halodb.index.tags import load_tag, load_tags, write_tag, write_tags
 from halodb.index.prolly import NodeCache
 from halodb.index.signing import Checkpoint, verify_head
@@ -160,7 +160,10 @@ class Registry:
         from halodb.api.staging import PreparedItems, prepare_batches
 
         with paused_gc():
-            batches = prepare_batches(items, collection, ADD_BATCH, across=False)
+            # an item the index will hold inline (format 3) is staged with its bytes: its block is
+            # never written to the block store (the commit reads it from the stage, in key order)
+            inline_max = INLINE_MAX if self.index.inline_items else 0
+            batches = prepare_batches(items, collection, ADD_BATCH, across=False, inline_max=inline_max)
             first = next(batches, PreparedItems())
             # the stage is written a batch at a time into one transaction of the stage database
             # (committed last: a failed or killed add leaves the stage as it was), which also
@@ -378,9 +381,9 @@ class Registry:
         count = 0
         rows = self.state.db.upserts()
         while chunk := list(itertools.islice(rows, batch)):
-            present = self.store.has_many({entry.item for _, entry in chunk})
+            present = self.store.has_many({entry.item for _, entry in chunk if entry.inline is None})
             for key, entry in chunk:
-                if entry.item not in present:
+                if entry.inline is None and entry.item not in present:  # (one staged with its bytes needs none)
                     count += 1
                     if len(missing) < 10:
                         missing.append((key, entry.item))

@@ -8,8 +8,15 @@ order, sorted by SQLite), so neither holds the stage in memory.
 Layout::
 
     meta      (name TEXT PRIMARY KEY, value TEXT)     'head' -> the local head's CID
-    upserts   (key TEXT PRIMARY KEY, item BLOB NOT NULL, data TEXT, path TEXT, doi TEXT)
+    upserts   (key TEXT PRIMARY KEY, item BLOB NOT NULL, data TEXT, path TEXT, doi TEXT, inline BLOB)
     removals  (key TEXT PRIMARY KEY)
+
+``inline``: the item block's bytes, for an item an index of format 3 holds inline (at most
+``INLINE_MAX`` bytes): ``add`` stages them here instead of writing the block to the block
+store, and the commit reads them in key order with the rest of the row (not the block store
+at random); checked against ``item`` when read. NULL: the block is in the block store. A
+stage database from before the column gets it with its next write; until then it reads as
+NULL.
 
 Atomicity: every change of the head or the stage is one SQLite transaction (write-ahead
 log, ``synchronous=FULL``): a writer killed mid-way (``kill -9``) leaves the last
@@ -44,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from halodb.blockstore.sqlite import read_only_connection
-from halodb.errors import InvalidItemError, RegistryError
+from halodb.errors import InvalidItemError, RegistryError, VerificationError
 from halodb.index.model import Entry
 from halodb.ipld import CID
 
@@ -63,8 +70,8 @@ CACHE_KIB = 32 << 10
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS upserts (key TEXT PRIMARY KEY, item BLOB NOT NULL, data TEXT, path TEXT, doi TEXT)
-    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS upserts (key TEXT PRIMARY KEY, item BLOB NOT NULL, data TEXT, path TEXT, doi TEXT,
+    inline BLOB) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS removals (key TEXT PRIMARY KEY) WITHOUT ROWID;
 """
 
@@ -81,8 +88,12 @@ class Stage:
 
 
 def _entry(row: tuple[Any, ...]) -> tuple[str, Entry]:
-    key, item, data, path, doi = row
-    return key, Entry(CID.parse(item), data, path, doi)  # (the binary CID: no multibase to decode)
+    key, item, data, path, doi, inline = row
+    cid = CID.parse(item)  # (the binary CID: no multibase to decode)
+    if inline is not None and not cid.verify(inline):  # a damaged row: never a wrong item in a version
+        raise VerificationError(f"the stage database holds damaged bytes for {key!r} (they do not hash to {cid}); "
+                                "add that item again, or `halodb reset`", cid=cid, source=DB_NAME)
+    return key, Entry(cid, data, path, doi, inline=inline)
 
 
 class StageDB:
@@ -91,6 +102,7 @@ class StageDB:
     def __init__(self, home: Path) -> None:
         self.home = home
         self.path = home / DB_NAME
+        self._has_inline = False  # (seen the column: a database never loses it)
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -135,6 +147,7 @@ class StageDB:
             with closing(self._connect(create=create)) as con:
                 con.execute("BEGIN IMMEDIATE")
                 try:
+                    _add_inline_column(con)
                     yield con
                 except BaseException:
                     if con.in_transaction:
@@ -163,9 +176,9 @@ class StageDB:
         return int(upserts), int(removals)
 
     def stage(self) -> Stage:
-        """The whole stage in memory (for small stages: ``rm``, ``scan``, ``gc``)."""
+        """The whole stage in memory (for small stages: ``scan``, a small commit)."""
         with self._read() as con:
-            upserts = dict(_entry(row) for row in con.execute("SELECT key, item, data, path, doi FROM upserts"))
+            upserts = dict(_entry(row) for row in con.execute(f"SELECT {self._columns(con)} FROM upserts"))
             removals = {key for (key,) in con.execute("SELECT key FROM removals")}
         return Stage(upserts, removals)
 
@@ -177,10 +190,19 @@ class StageDB:
 
     def upserts(self, start: str | None = None) -> Iterator[tuple[str, Entry]]:
         """The staged upserts in key order (from key ``start`` on), read a few thousand at a time."""
+        with self._read() as con:
+            columns = self._columns(con)
         if start is None:
-            return (_entry(row) for row in self._rows("SELECT key, item, data, path, doi FROM upserts ORDER BY key"))
+            return (_entry(row) for row in self._rows(f"SELECT {columns} FROM upserts ORDER BY key"))
         return (_entry(row) for row in self._rows(
-            "SELECT key, item, data, path, doi FROM upserts WHERE key >= ? ORDER BY key", (start,)))
+            f"SELECT {columns} FROM upserts WHERE key >= ? ORDER BY key", (start,)))
+
+    def _columns(self, con: sqlite3.Connection) -> str:
+        """The columns of an upsert row as :func:`_entry` reads them (``inline`` NULL in a stage
+        database from before that column)."""
+        if not self._has_inline:
+            self._has_inline = any(row[1] == "inline" for row in con.execute("PRAGMA table_info(upserts)"))
+        return "key, item, data, path, doi, " + ("inline" if self._has_inline else "NULL")
 
     def key_at(self, n: int) -> str | None:
         """The ``n``-th staged upsert's key in key order (from 0); None past the last."""
@@ -259,6 +281,14 @@ class StageDB:
             yield StageWriter(con)
 
 
+def _add_inline_column(con: sqlite3.Connection) -> None:
+    """Give a stage database from before the ``inline`` column that column (in the write
+    transaction that follows, so also atomically)."""
+    columns = [row[1] for row in con.execute("PRAGMA table_info(upserts)")]
+    if columns and "inline" not in columns:
+        con.execute("ALTER TABLE upserts ADD COLUMN inline BLOB")
+
+
 def _create(con: sqlite3.Connection) -> None:
     for statement in _SCHEMA.split(";"):
         if statement.strip():
@@ -272,9 +302,10 @@ def _set_head(con: sqlite3.Connection, head: CID | None) -> None:
 
 def _insert(con: sqlite3.Connection, upserts: Iterable[tuple[str, Entry]]) -> None:
     con.executemany(
-        "INSERT INTO upserts VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET item = excluded.item, "
-        "data = excluded.data, path = excluded.path, doi = excluded.doi",
-        ((k, e.item.buffer, e.data, e.path, e.doi) for k, e in upserts))
+        "INSERT INTO upserts (key, item, data, path, doi, inline) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key) "
+        "DO UPDATE SET item = excluded.item, data = excluded.data, path = excluded.path, doi = excluded.doi, "
+        "inline = excluded.inline",
+        ((k, e.item.buffer, e.data, e.path, e.doi, e.inline) for k, e in upserts))
 
 
 class StageWriter:

@@ -59,7 +59,7 @@ def prepare_items(items: Iterable[ItemInput], collection: str | None) -> Prepare
 
 
 def prepare_batches(items: Iterable[ItemInput], collection: str | None, size: int | None, *,
-                    across: bool = True) -> Iterator[PreparedItems]:
+                    across: bool = True, inline_max: int = 0) -> Iterator[PreparedItems]:
     """:func:`prepare_items` ``size`` items at a time (None: all at once), as they are read:
     each batch holds the blocks of its own items only, so that a caller can store them and
     let them go. The checks span all batches (a key given twice with different items in
@@ -67,13 +67,15 @@ def prepare_batches(items: Iterable[ItemInput], collection: str | None, size: in
     for its caller to discard. ``across=False``: each batch is checked on its own (the
     keys of earlier batches are not kept in memory), and the caller checks across batches
     (:meth:`~halodb.api.stagedb.StageWriter.add`, from the batches' ``sources``).
+    ``inline_max``: an item block of at most that many bytes is not among the batch's blocks
+    but held by its entry (``Entry.inline``: staged with it, for an index that holds it inline).
 
     >>> item = stac.stub_item("a/x.zarr", "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq", "c", None)
     >>> other = {**item, "id": "y"}
     >>> [b.keys for b in prepare_batches([item, other, item], None, 1)]
     [['c/a/x.zarr'], ['c/y']]
     """
-    return _batches(_rows(items, collection), size, across)
+    return _batches(_rows(items, collection), size, across, inline_max)
 
 
 #: what one item becomes: (source, key, item CID (binary), block, data CID, path, DOI, error) --
@@ -97,7 +99,7 @@ def _rows(items: Iterable[ItemInput], collection: str | None) -> Iterator[_Row]:
             yield source, key, cid.buffer, data, None, None, None, exc
 
 
-def _batches(rows: Iterator[_Row], size: int | None, across: bool) -> Iterator[PreparedItems]:
+def _batches(rows: Iterator[_Row], size: int | None, across: bool, inline_max: int = 0) -> Iterator[PreparedItems]:
     out = PreparedItems()
     sources: dict[str, str] = {}
     seen: dict[str, bytes] = {}  # key -> item CID, over every batch
@@ -114,8 +116,11 @@ def _batches(rows: Iterator[_Row], size: int | None, across: bool) -> Iterator[P
         sources[key] = source
         seen[key] = buffer
         cid = CID(buffer)  # (made here from the block: no need to check it)
-        out.blocks.append((cid, data))
-        out.upserts[key] = Entry(item=cid, data=data_cid, path=path, doi=doi)
+        if len(data) <= inline_max:
+            out.upserts[key] = Entry(item=cid, data=data_cid, path=path, doi=doi, inline=data)
+        else:
+            out.blocks.append((cid, data))
+            out.upserts[key] = Entry(item=cid, data=data_cid, path=path, doi=doi)
         out.keys.append(key)
         out.sources[key] = source
         if size is not None and len(out.keys) >= size:
