@@ -8,15 +8,17 @@ order, sorted by SQLite), so neither holds the stage in memory.
 Layout::
 
     meta      (name TEXT PRIMARY KEY, value TEXT)     'head' -> the local head's CID
-    upserts   (key TEXT PRIMARY KEY, item BLOB NOT NULL, data TEXT, path TEXT, doi TEXT, inline BLOB)
+    upserts   (key TEXT PRIMARY KEY, item BLOB NOT NULL, data TEXT, path TEXT, doi TEXT)
+    inline    (key TEXT PRIMARY KEY, bytes BLOB NOT NULL)
     removals  (key TEXT PRIMARY KEY)
 
-``inline``: the item block's bytes, for an item an index of format 3 holds inline (at most
-``INLINE_MAX`` bytes): ``add`` stages them here instead of writing the block to the block
-store, and the commit reads them in key order with the rest of the row (not the block store
-at random); checked against ``item`` when read. NULL: the block is in the block store. A
-stage database from before the column gets it with its next write; until then it reads as
-NULL.
+``inline``: the item block's bytes of a staged upsert whose item an index of format 3 holds
+inline (at most ``INLINE_MAX`` bytes): ``add`` stages them here instead of writing the block
+to the block store, and the commit reads them in key order with their upserts (not the block
+store at random); checked against ``item`` when read. An upsert without a row here has its
+block in the block store. A table of its own, so that ``upserts`` stays narrow for the
+sorted scans of paths, data CIDs and DOIs. A stage database from before the table gets it
+with its next write.
 
 Atomicity: every change of the head or the stage is one SQLite transaction (write-ahead
 log, ``synchronous=FULL``): a writer killed mid-way (``kill -9``) leaves the last
@@ -70,8 +72,9 @@ CACHE_KIB = 32 << 10
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS upserts (key TEXT PRIMARY KEY, item BLOB NOT NULL, data TEXT, path TEXT, doi TEXT,
-    inline BLOB) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS upserts (key TEXT PRIMARY KEY, item BLOB NOT NULL, data TEXT, path TEXT, doi TEXT)
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS inline (key TEXT PRIMARY KEY, bytes BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS removals (key TEXT PRIMARY KEY) WITHOUT ROWID;
 """
 
@@ -102,7 +105,7 @@ class StageDB:
     def __init__(self, home: Path) -> None:
         self.home = home
         self.path = home / DB_NAME
-        self._has_inline = False  # (seen the column: a database never loses it)
+        self._has_inline = False  # (seen the table: a database never loses it)
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -147,7 +150,7 @@ class StageDB:
             with closing(self._connect(create=create)) as con:
                 con.execute("BEGIN IMMEDIATE")
                 try:
-                    _add_inline_column(con)
+                    con.execute(_INLINE_TABLE)  # (a stage database from before it)
                     yield con
                 except BaseException:
                     if con.in_transaction:
@@ -178,7 +181,7 @@ class StageDB:
     def stage(self) -> Stage:
         """The whole stage in memory (for small stages: ``scan``, a small commit)."""
         with self._read() as con:
-            upserts = dict(_entry(row) for row in con.execute(f"SELECT {self._columns(con)} FROM upserts"))
+            upserts = dict(_entry(row) for row in con.execute(f"SELECT {self._columns(con)}"))
             removals = {key for (key,) in con.execute("SELECT key FROM removals")}
         return Stage(upserts, removals)
 
@@ -193,16 +196,18 @@ class StageDB:
         with self._read() as con:
             columns = self._columns(con)
         if start is None:
-            return (_entry(row) for row in self._rows(f"SELECT {columns} FROM upserts ORDER BY key"))
-        return (_entry(row) for row in self._rows(
-            f"SELECT {columns} FROM upserts WHERE key >= ? ORDER BY key", (start,)))
+            return (_entry(row) for row in self._rows(f"SELECT {columns} ORDER BY u.key"))
+        return (_entry(row) for row in self._rows(f"SELECT {columns} WHERE u.key >= ? ORDER BY u.key", (start,)))
 
     def _columns(self, con: sqlite3.Connection) -> str:
-        """The columns of an upsert row as :func:`_entry` reads them (``inline`` NULL in a stage
-        database from before that column)."""
+        """What to select (and from where) for the upsert rows :func:`_entry` reads: each with
+        its staged bytes, or NULL (also in a stage database from before the ``inline`` table)."""
         if not self._has_inline:
-            self._has_inline = any(row[1] == "inline" for row in con.execute("PRAGMA table_info(upserts)"))
-        return "key, item, data, path, doi, " + ("inline" if self._has_inline else "NULL")
+            self._has_inline = con.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inline'").fetchone() is not None
+        if self._has_inline:
+            return "u.key, u.item, u.data, u.path, u.doi, i.bytes FROM upserts u LEFT JOIN inline i ON i.key = u.key"
+        return "u.key, u.item, u.data, u.path, u.doi, NULL FROM upserts u"
 
     def key_at(self, n: int) -> str | None:
         """The ``n``-th staged upsert's key in key order (from 0); None past the last."""
@@ -256,6 +261,7 @@ class StageDB:
             _create(con)
             _set_head(con, head)
             con.execute("DELETE FROM upserts")
+            con.execute("DELETE FROM inline")
             con.execute("DELETE FROM removals")
             _insert(con, stage.upserts.items())
             con.executemany("INSERT INTO removals VALUES (?)", ((k,) for k in stage.removals))
@@ -265,7 +271,9 @@ class StageDB:
         of ``removed`` (their upserts forgotten too); the rest of the stage stays."""
         removed = list(removed)
         with self._write() as con:
-            con.executemany("DELETE FROM upserts WHERE key = ?", ((k,) for k in [*unstaged, *removed]))
+            gone = [(k,) for k in [*unstaged, *removed]]
+            con.executemany("DELETE FROM upserts WHERE key = ?", gone)
+            con.executemany("DELETE FROM inline WHERE key = ?", gone)
             con.executemany("INSERT INTO removals VALUES (?) ON CONFLICT(key) DO NOTHING", ((k,) for k in removed))
 
     def set_head(self, head: CID | None) -> None:
@@ -281,12 +289,7 @@ class StageDB:
             yield StageWriter(con)
 
 
-def _add_inline_column(con: sqlite3.Connection) -> None:
-    """Give a stage database from before the ``inline`` column that column (in the write
-    transaction that follows, so also atomically)."""
-    columns = [row[1] for row in con.execute("PRAGMA table_info(upserts)")]
-    if columns and "inline" not in columns:
-        con.execute("ALTER TABLE upserts ADD COLUMN inline BLOB")
+_INLINE_TABLE = "CREATE TABLE IF NOT EXISTS inline (key TEXT PRIMARY KEY, bytes BLOB NOT NULL) WITHOUT ROWID"
 
 
 def _create(con: sqlite3.Connection) -> None:
@@ -301,11 +304,16 @@ def _set_head(con: sqlite3.Connection, head: CID | None) -> None:
 
 
 def _insert(con: sqlite3.Connection, upserts: Iterable[tuple[str, Entry]]) -> None:
+    upserts = list(upserts)
     con.executemany(
-        "INSERT INTO upserts (key, item, data, path, doi, inline) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key) "
-        "DO UPDATE SET item = excluded.item, data = excluded.data, path = excluded.path, doi = excluded.doi, "
-        "inline = excluded.inline",
-        ((k, e.item.buffer, e.data, e.path, e.doi, e.inline) for k, e in upserts))
+        "INSERT INTO upserts VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET item = excluded.item, "
+        "data = excluded.data, path = excluded.path, doi = excluded.doi",
+        ((k, e.item.buffer, e.data, e.path, e.doi) for k, e in upserts))
+    con.executemany("INSERT INTO inline VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET bytes = excluded.bytes",
+                    ((k, e.inline) for k, e in upserts if e.inline is not None))
+    linked = [(k,) for k, e in upserts if e.inline is None]
+    if linked:  # (an item staged with its bytes before, now as a block)
+        con.executemany("DELETE FROM inline WHERE key = ?", linked)
 
 
 class StageWriter:
