@@ -215,7 +215,7 @@ def test_the_item_keeps_its_doi_as_written(registry: Registry) -> None:
     registry.commit("one", time="2024-08-12T00:00:00Z")
     _, entry, item = registry.get("halo/f1")
     assert entry.doi == "10.82246/halo.f1" and item["properties"]["sci:doi"] == "https://doi.org/10.82246/HALO.F1"
-    assert decode(registry.store.get(entry.item))["properties"]["sci:doi"] == "https://doi.org/10.82246/HALO.F1"
+    assert decode(registry.index.item_block(entry))["properties"]["sci:doi"] == "https://doi.org/10.82246/HALO.F1"
 
 
 # -- the DOI log, `at doi:` ------------------------------------------------------------------------
