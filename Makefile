@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install kubo dns browser dnslink-test pinning-compliance demo test fuzz typecheck lint bench bench-quick bench-serve bench-open clean
+.PHONY: install native kubo dns browser dnslink-test pinning-compliance demo test fuzz typecheck lint bench bench-quick bench-serve bench-open clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -11,7 +11,14 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-install: $(VENV)/.installed
+# HaloDB's compiled hot loops (native/, Rust): built when cargo is there (required under CI=true)
+$(VENV)/.native: $(VENV)/.installed scripts/install-native.sh native/Cargo.toml native/Cargo.lock native/pyproject.toml native/halodb_native.pyi $(wildcard native/src/*.rs)
+	scripts/install-native.sh $(BIN)/python
+	touch $@
+
+native: $(VENV)/.native
+
+install: $(VENV)/.installed $(VENV)/.native
 
 demo: install
 	$(BIN)/halodb demo
@@ -72,4 +79,4 @@ bench-open: install kubo
 	$(BIN)/python benchmarks/bench_open.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache build dist *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache build dist *.egg-info native/target

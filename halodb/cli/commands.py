@@ -122,7 +122,8 @@ def add(ctx: Context, sources: tuple[str, ...], collection: str | None, as_json:
 
     reg = ctx.registry()
     with Progress("adding", quiet=as_json) as bar:
-        keys = reg.add(stac.read_items(list(sources), sys.stdin), collection=collection, progress=bar.update)
+        keys = reg.add(stac.read_items(list(sources), sys.stdin, prepared=True), collection=collection,
+                       progress=bar.update)
     if as_json:
         emit_json({"staged": keys})
     else:

@@ -24,6 +24,7 @@ pydantic models below are offline, fast, and every error names the exact JSON pa
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -33,7 +34,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn, TextIO, Union
+from typing import Annotated, Any, Literal, NoReturn, TextIO, Union, overload
 from urllib.parse import unquote
 
 import orjson
@@ -46,11 +47,13 @@ from halodb.ipld.codec import encode_json
 from halodb.ipld.limits import MAX_INT, MAX_ITEM_SIZE, MAX_NESTING, MIN_INT
 from halodb.stac.json_bounds import OUT_OF_RANGE, format_path, locate
 from halodb.util.doi import normalize_doi
+from halodb.util.native import native
 from halodb.util.paths import bad_segment
 
 __all__ = [
     "ITEM_SUFFIXES",
     "NDJSON_SUFFIXES",
+    "PreparedItem",
     "STAC_VERSION",
     "ZARR_MEDIA_TYPE",
     "data_cid",
@@ -936,22 +939,57 @@ def _decode_fast(line: str) -> Any:
         return None  # the slow path raises the error it always raised
 
 
+class PreparedItem:
+    """An ndjson line as ``halodb add`` stages it — its key, the item's binary CID and
+    DAG-CBOR block, its data CID, path and DOI — made by the compiled module
+    (:mod:`halodb.util.native`) for a line that is surely a valid, normalized STAC item, as
+    :func:`read_items` yields it when asked (``prepared=True``). :meth:`item` is the item
+    itself (what :func:`parse_item` returns), read again from ``line``."""
+
+    __slots__ = ("block", "cid", "collection", "data", "doi", "key", "line", "path")
+
+    def __init__(self, key: str, collection: str, cid: bytes, block: bytes, data: str | None, path: str | None,
+                 doi: str | None, line: str) -> None:
+        self.key, self.collection, self.cid, self.block = key, collection, cid, block
+        self.data, self.path, self.doi, self.line = data, path, doi, line
+
+    def item(self) -> dict[str, Any]:
+        return dict(orjson.loads(self.line))
+
+
 def _read_lines(
-    lines: Iterator[str] | TextIO, source: str, on_skip: Callable[[str, str], None]
-) -> Iterator[tuple[str, dict[str, Any]]]:
+    lines: Iterator[str] | TextIO, source: str, on_skip: Callable[[str, str], None], prepared: bool = False
+) -> Iterator[tuple[str, dict[str, Any] | PreparedItem]]:
+    module = native() if prepared else None
+    if module is None:
+        for n, line in enumerate(lines, start=1):
+            yield from _read_line(n, line, source, on_skip)
+        return
+    prepare = module.prepare_item
     for n, line in enumerate(lines, start=1):
-        if line.strip():
-            where = f"{source}:{n}"
-            value = _decode_fast(line)
-            if type(value) is dict and value.get("type") == "Feature":
-                yield where, _Decoded(value)
-            else:
-                yield from _expand(_decode_json(line, source, n) if value is None else value, where, False, on_skip)
+        row = prepare(line)
+        if row is None:
+            yield from _read_line(n, line, source, on_skip)
+        else:
+            key, collection, cid, block, data, path, doi = row
+            yield f"{source}:{n}", PreparedItem(key, collection, cid, block, data, path, doi, line)
+
+
+def _read_line(
+    n: int, line: str, source: str, on_skip: Callable[[str, str], None]
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    if line.strip():
+        where = f"{source}:{n}"
+        value = _decode_fast(line)
+        if type(value) is dict and value.get("type") == "Feature":
+            yield where, _Decoded(value)
+        else:
+            yield from _expand(_decode_json(line, source, n) if value is None else value, where, False, on_skip)
 
 
 def _read_file(
-    path: Path, source: str, in_folder: bool, on_skip: Callable[[str, str], None]
-) -> Iterator[tuple[str, dict[str, Any]]]:
+    path: Path, source: str, in_folder: bool, on_skip: Callable[[str, str], None], prepared: bool = False
+) -> Iterator[tuple[str, dict[str, Any] | PreparedItem]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -961,7 +999,7 @@ def _read_file(
     except OSError as exc:
         raise InputError(f"{source}: cannot read ({exc.strerror or exc})", source=source) from None
     if path.suffix.lower() in NDJSON_SUFFIXES:
-        yield from _read_lines(iter(text.splitlines()), source, on_skip)
+        yield from _read_lines(iter(text.splitlines()), source, on_skip, prepared)
     else:
         yield from _expand(_decode_json(text, source), source, in_folder, on_skip)
 
@@ -977,12 +1015,19 @@ def _folder_files(folder: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+@overload
+def read_items(paths: list[str], stdin: TextIO | None, *, on_skip: Callable[[str, str], None] | None = None,
+               prepared: Literal[False] = False) -> Iterator[tuple[str, dict[str, Any]]]: ...
+@overload
+def read_items(paths: list[str], stdin: TextIO | None, *, on_skip: Callable[[str, str], None] | None = None,
+               prepared: bool) -> Iterator[tuple[str, dict[str, Any] | PreparedItem]]: ...
 def read_items(
     paths: list[str],
     stdin: TextIO | None,
     *,
     on_skip: Callable[[str, str], None] | None = None,
-) -> Iterator[tuple[str, dict[str, Any]]]:
+    prepared: bool = False,
+) -> Iterator[tuple[str, dict[str, Any] | PreparedItem]]:
     """Yield ``(source, item)`` from files, folders and ``-`` (ndjson on ``stdin``).
 
     * a ``.json``/``.geojson`` file holds one Item or a FeatureCollection (source
@@ -993,7 +1038,10 @@ def read_items(
       (default: the ``halodb.stac`` logger); any other non-Item is an error.
 
     Items are yielded as read: pass each to :func:`parse_item` with its source.
-    Raises :class:`~halodb.errors.InvalidItemError` for bad JSON (naming file and
+    ``prepared=True``: an ndjson line that the compiled module (:mod:`halodb.util.native`)
+    prepared comes as a :class:`PreparedItem` instead (what ``halodb add`` stages of it:
+    :meth:`halodb.api.registry.Registry.add` takes both); without the module, as without
+    the flag. Raises :class:`~halodb.errors.InvalidItemError` for bad JSON (naming file and
     line/column) and :class:`~halodb.errors.InputError` for missing/unreadable paths.
 
     >>> import io
@@ -1005,14 +1053,14 @@ def read_items(
         if arg == "-":
             if stdin is None:
                 raise InputError("'-' names standard input, but none is available", source="<stdin>")
-            yield from _read_lines(stdin, "<stdin>", skip)
+            yield from _read_lines(stdin, "<stdin>", skip, prepared)
             continue
         path = Path(arg)
         if path.is_dir():
             for f in _folder_files(path):
-                yield from _read_file(f, str(f), True, skip)
+                yield from _read_file(f, str(f), True, skip, prepared)
         elif path.is_file():
-            yield from _read_file(path, arg, False, skip)
+            yield from _read_file(path, arg, False, skip, prepared)
         elif path.exists():
             raise InputError(f"{arg}: not a file or folder", source=arg)
         else:

@@ -1,0 +1,39 @@
+//! `halodb_native`: HaloDB's hot loops in Rust. Optional — HaloDB's Python path does the same
+//! work, slower, and decides every case this declines (see `docs/internals/native.md`).
+
+mod cbor;
+mod cid;
+mod item;
+mod json;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString, PyTuple};
+
+/// `prepare_item(line)`: for an ndjson line (a `str`), the tuple
+/// `(key, collection, cid, block, data, path, doi)` that `halodb add` stages for it — the
+/// item's binary CIDv1 and DAG-CBOR block, its data CID, path and DOI as the Python path
+/// computes them — or `None` when the line is not surely a valid, normalized STAC item (the
+/// Python path then reads it, and names what is wrong). One line at a time: a reader never
+/// waits for lines beyond the one it has.
+#[pyfunction]
+fn prepare_item<'py>(py: Python<'py>, line: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    let Ok(text) = line.cast::<PyString>() else { return Ok(None) };
+    let Ok(text) = text.to_str() else { return Ok(None) }; // (a lone surrogate: not UTF-8)
+    let Some(p) = item::prepare(text) else { return Ok(None) };
+    PyTuple::new(py, [
+        p.key.into_pyobject(py)?.into_any(),
+        p.collection.into_pyobject(py)?.into_any(),
+        PyBytes::new(py, &p.cid).into_any(),
+        PyBytes::new(py, &p.block).into_any(),
+        p.data.into_pyobject(py)?.into_any(),
+        p.path.into_pyobject(py)?.into_any(),
+        p.doi.into_pyobject(py)?.into_any(),
+    ]).map(Some)
+}
+
+#[pymodule]
+fn halodb_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(prepare_item, m)?)?;
+    m.add("MAX_ITEM_SIZE", item::MAX_ITEM_SIZE)?;
+    Ok(())
+}

@@ -1,0 +1,268 @@
+"""The compiled module (``halodb_native``, native/) against the Python path it speeds up.
+
+Its promise: for an ndjson line it prepares, the Python path stages exactly the same (key,
+item CID and block byte for byte, data CID, path, DOI); a line it declines (None) is the
+Python path's to decide. Checked on generated items, the STAC spec's examples, every single
+change of the quick check's edge cases, random changes (Hypothesis) and hostile text; and
+through ``halodb add`` with the module on and off.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import sqlite3
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from halodb.demo.campaign import generate_items
+from halodb.errors import HaloDBError
+from halodb.stac import items as stac_items
+from halodb.stac import PreparedItem, data_cid, dataset_key, item_block, item_doi, item_path, parse_item, read_items
+from halodb.util.native import _module, native
+
+from .conftest import run_cli_in_process, shared_data
+from .requirements import require
+from .test_stac_quick import GEOMETRIES, ODD, _paths, base_item, items, single_changes
+
+Row = tuple[str, str, bytes, bytes, str | None, str | None, str | None]
+
+
+@pytest.fixture(scope="module")
+def module() -> ModuleType:
+    found = _module()
+    require(found is not None, "the compiled module halodb_native is not installed (make native; it needs cargo)")
+    assert found is not None
+    return found
+
+
+def python_row(line: str) -> Row | str:
+    """What the Python path stages of ``line`` (as the reader would hand it over, which splits
+    the text into lines before): the row, or the error (text) it raises."""
+    try:
+        pairs = list(stac_items._read_line(1, line, "<stdin>", lambda source, why: None))
+        if len(pairs) != 1:
+            return f"{len(pairs)} items"
+        source, value = pairs[0]
+        item = parse_item(value, source)
+        key = dataset_key(item, source=source)
+        cid, block = item_block(item, source)
+        return (key, item["collection"], cid.buffer, block, data_cid(item, source=source), item_path(item),
+                item_doi(item, source=source))
+    except HaloDBError as exc:
+        return f"error: {exc}"
+
+
+def agree(module: ModuleType, lines: list[str]) -> list[bool]:
+    """Assert the promise for each of ``lines``; which of them the module prepared."""
+    prepared = [module.prepare_item(line) for line in lines]
+    for line, row in zip(lines, prepared):
+        if row is not None:
+            assert python_row(line) == row, line
+    return [row is not None for row in prepared]
+
+
+def test_generated_items_are_prepared_as_python_stages_them(module: ModuleType) -> None:
+    generated = [item for seed in (1, 2, 3) for item in generate_items(400, seed=seed)]
+    lines = [orjson.dumps(i).decode() for i in generated]
+    spaced = [json.dumps(i, indent=None) for i in generated[:200]]  # ", " and ": " between values
+    escaped = [json.dumps(i, ensure_ascii=True) for i in generated[:200]]
+    assert all(agree(module, lines + spaced + escaped))  # (all canonical: none left to Python)
+
+
+def test_the_stac_spec_examples_agree(module: ModuleType) -> None:
+    folder = shared_data("stac-examples", "examples")
+    lines = [json.dumps(json.loads(p.read_text())) for p in sorted(folder.glob("*item*.json"))]
+    assert lines
+    agree(module, lines)
+    with_collection = [json.dumps({**json.loads(line), "collection": "c"}) for line in lines]
+    agree(module, with_collection)
+
+
+def test_every_single_change_agrees_and_both_answers_occur(module: ModuleType) -> None:
+    """Each edge of the quick check (tests/test_stac_quick.py) in each kind of item, written
+    compact and with escapes; a module that declined everything would fail the last line."""
+    answers: set[bool] = set()
+    for geometry in [None, *GEOMETRIES]:
+        for times in (0, 1, 2):
+            for item in single_changes(base_item(geometry, stub=None, times=times)):
+                lines = [json.dumps(item, allow_nan=True), json.dumps(item, allow_nan=True, ensure_ascii=False)]
+                answers.update(agree(module, lines))
+    assert answers == {True, False}
+
+
+def test_each_odd_value_in_each_place_agrees(module: ModuleType) -> None:
+    """Every edge value of the quick check's tests (a leap second, a date that does not
+    exist, NaN, a lone surrogate, integers past 64 bits…) put in every place of an item."""
+    answers: set[bool] = set()
+    for geometry, times in ((GEOMETRIES[2], 0), (None, 1), (GEOMETRIES[6], 2)):
+        item = base_item(geometry, stub=None, times=times)
+        lines = []
+        for path in _paths(item)[1:]:
+            for value in ODD:
+                changed = copy.deepcopy(item)
+                parent = changed
+                for part in path[:-1]:
+                    parent = parent[part]
+                parent[path[-1]] = copy.deepcopy(value)
+                lines.append(json.dumps(changed, allow_nan=True))
+        answers.update(agree(module, lines))
+    assert answers == {True, False}
+
+
+@settings(max_examples=400, deadline=None)
+@given(items(), st.booleans())
+def test_random_changes_agree(item: dict[str, Any], ascii_only: bool) -> None:
+    found = _module()
+    require(found is not None, "the compiled module halodb_native is not installed (make native; it needs cargo)")
+    assert found is not None
+    agree(found, [json.dumps(item, allow_nan=True, ensure_ascii=ascii_only)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2000), st.text(min_size=1, max_size=3), st.booleans())
+def test_damaged_text_agrees(at: int, text: str, replace: bool) -> None:
+    """A valid line with a few characters replaced or inserted anywhere: broken JSON, broken
+    strings and numbers, odd characters — whatever the module prepares, Python stages alike."""
+    found = _module()
+    require(found is not None, "the compiled module halodb_native is not installed (make native; it needs cargo)")
+    assert found is not None
+    line = json.dumps(base_item(GEOMETRIES[2], stub=None, times=1) | {"properties": {
+        "datetime": "2024-08-11T10:00:00Z", "sci:doi": "10.82246/X", "n": [-0, 1.5e3, 12345678901234567]}})
+    at %= len(line)
+    agree(found, [line[:at] + text + line[at + (len(text) if replace else 0):]])
+
+
+def line_with(**changes: Any) -> str:
+    item = base_item(GEOMETRIES[1], stub=None, times=1)
+    props = changes.pop("properties", {})
+    item["properties"].update(props)
+    item.update(changes)
+    return json.dumps(item)
+
+
+def test_numbers_strings_and_keys_at_the_edges(module: ModuleType) -> None:
+    base = line_with()
+    cases = {
+        "minus zero": base.replace('"platform": "HALO"', '"platform": -0, "z": -0.0'),
+        "exponents": base.replace('"platform": "HALO"', '"platform": [1E2, 1e-400, 2.5e+3, 123456789012345678]'),
+        "past 64 bits": base.replace('"platform": "HALO"', '"platform": 99999999999999999999'),
+        "past a double": base.replace('"platform": "HALO"', '"platform": 1e400'),
+        "nan": base.replace('"platform": "HALO"', '"platform": NaN'),
+        "leading zero": base.replace('"platform": "HALO"', '"platform": 01'),
+        "escapes": base.replace('"platform": "HALO"', r'"platform": "\u00e9\ud83d\ude00\/\t\"\\"'),
+        "lone surrogate": base.replace('"platform": "HALO"', r'"platform": "\ud800"'),
+        "low surrogate": base.replace('"platform": "HALO"', r'"platform": "\udc00x"'),
+        "raw control": base.replace('"platform": "HALO"', '"platform": "a\x01b"'),
+        "key twice": base.replace('"platform": "HALO"', '"platform": "HALO", "platform": "P3"'),
+        "id twice": base.replace('"id": "HALO-20240811a"', '"id": "a", "id": "b"'),
+        "blank id": base.replace('"id": "HALO-20240811a"', '"id": "\\u3000\\u001c"'),
+        "spaced id": base.replace('"id": "HALO-20240811a"', '"id": " a\\u2028"'),
+        "slash in collection": base.replace('"collection": "halo"', '"collection": "a/b"'),
+        "no collection": base.replace('"collection": "halo", ', ""),
+        "byte order mark": "\ufeff" + base,
+        "trailing text": base + " x",
+        "deep": base.replace('"platform": "HALO"', '"platform": ' + "[" * 70 + "]" * 70),
+        "fairly deep": base.replace('"platform": "HALO"', '"platform": ' + "[" * 40 + "]" * 40),
+        "many keys": base.replace('"platform": "HALO"', ", ".join(f'"k{i}": {i}' for i in range(40))),
+        "many keys twice": base.replace('"platform": "HALO"', ", ".join(f'"k{i % 30}": {i}' for i in range(40))),
+        "feature collection": json.dumps({"type": "FeatureCollection", "features": [json.loads(base)]}),
+        "leap day": line_with(properties={"datetime": "2024-02-29T00:00:00Z"}),
+        "leap second": line_with(properties={"datetime": "2024-06-30T23:59:60Z"}),
+        "no leap day": line_with(properties={"datetime": "2023-02-29T00:00:00Z"}),
+        "century": line_with(properties={"datetime": "2100-02-29T00:00:00Z"}),
+        "year zero": line_with(properties={"datetime": "0000-01-01T00:00:00Z"}),
+        "arabic digits": line_with(properties={"datetime": "٢٠٢٤-08-11T10:00:00Z"}),
+        "start after end": line_with(properties={"start_datetime": "2024-08-12T00:00:00Z",
+                                                 "end_datetime": "2024-08-11T00:00:00Z"}),
+        "pre-release": line_with(stac_version="1.0.0-beta.2"),
+        "version 1.0": line_with(stac_version="1.0"),
+        "huge bbox int": line_with(bbox=[-25, 10, 2**62, 2**62 + 1]),
+    }
+    prepared = dict(zip(cases, agree(module, list(cases.values()))))
+    for declined in ("key twice", "id twice", "lone surrogate", "low surrogate", "raw control", "nan", "past 64 bits",
+                     "past a double", "deep", "feature collection", "many keys twice", "no collection",
+                     "byte order mark", "trailing text", "leading zero", "arabic digits"):
+        assert not prepared[declined], declined
+    for taken in ("minus zero", "exponents", "escapes", "spaced id", "leap day", "many keys", "fairly deep",
+                  "pre-release"):
+        assert prepared[taken], taken
+
+
+@pytest.mark.parametrize("href", [
+    "ipfs://QmQg1v4o9xdT3Q14wh4S7dxZkDjyZ9ssFzFzyep1YrVJBY/x.zarr",
+    "/ipfs/bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi/a/b.zarr/",
+    "ipfs://bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq",
+    "ipfs://bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq/a%20b.zarr",
+    "ipfs://bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq/a/../b?x=1#f",
+    "ipfs://bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq//b",
+    "ipfs://bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yer/x",
+    "ipfs://BAFKREIBM6JG3UX5QUMHCN2B3FLC3TYU6DMLB4XA7U5BF44YEGNRJHC4YEQ/x",
+    "ipfs://zb2rhe5P4gXftAwvA4eXQ5HJwsER2owDyS9sKaQRRVQPn93bA/x",
+    "ipfs://notacid/x.zarr",
+    "ipfs:// bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq/x",
+    "https://example.org/x.zarr",
+])
+def test_data_assets_agree(module: ModuleType, href: str) -> None:
+    item = json.loads(line_with())
+    item["assets"] = {"meta": {"href": "ipfs://QmQg1v4o9xdT3Q14wh4S7dxZkDjyZ9ssFzFzyep1YrVJBY/m"}, "data": {"href": href}}
+    without_path = copy.deepcopy(item)
+    del without_path["properties"]["halodb:path"]
+    agree(module, [json.dumps(item), json.dumps(without_path)])
+
+
+@pytest.mark.parametrize("doi", [
+    "10.82246/ORCESTRA.X", "https://doi.org/10.82246/X", "HTTP://DX.DOI.ORG/10.82246/x", " doi:10.1234/a/b ",
+    "10.1/x", "10.1234/a b", "10.1234/a\u2003b", "10.1234/", "10.1234/\x85", "doi:" + "10.1234/" + "x" * 250,
+    "10.1234/Äb", "hTtPs://doi.org/10.82246/X", "ſ" + "10.1234/x", 7,
+])
+def test_dois_agree(module: ModuleType, doi: Any) -> None:
+    agree(module, [line_with(properties={"sci:doi": doi})])
+
+
+def test_add_stages_the_same_with_the_module_and_without(module: ModuleType, tmp_path: Path) -> None:
+    """Through the command: lines the module takes, lines it leaves to Python, the same item
+    twice, and a collection given to add: the same stage, byte for byte; and the same error."""
+    lines = [orjson.dumps(i).decode() for i in generate_items(300, seed=9)]
+    odd = json.loads(lines[5]) | {"id": "odd"}
+    odd["properties"]["datetime"] = "2024-08-10T02:45:49.500+02:00"  # (to be rewritten: left to Python)
+    text = "\n".join([*lines, lines[3], "", json.dumps(odd)]) + "\n"
+    dumps = []
+    for switch in ("1", "0"):
+        for args in ((), ("--collection", "other")):
+            home = tmp_path / f"h{switch}{len(args)}"
+            assert run_cli_in_process(home, "init").code == 0
+            result = run_cli_in_process(home, "add", "-", *args, stdin=text, env={"HALODB_NATIVE": switch})
+            assert result.code == 0, result.err
+            assert result.out.strip() == "staged 301 item(s)"
+            with sqlite3.connect(home / "stage.sqlite3") as con:
+                dumps.append((args, con.execute("SELECT * FROM upserts ORDER BY key").fetchall(),
+                               con.execute("SELECT * FROM inline ORDER BY key").fetchall()))
+    assert dumps[0] == dumps[2] and dumps[1] == dumps[3]
+    assert dumps[0][1] != dumps[1][1] and all(key.startswith("other/") for key, *_ in dumps[1][1])
+    clash = text + json.dumps(json.loads(lines[7]) | {"links": [{"rel": "about", "href": "x"}]}) + "\n"
+    errors = [run_cli_in_process(tmp_path / "h10", "add", "-", stdin=clash, env={"HALODB_NATIVE": switch})
+              for switch in ("1", "0")]
+    assert errors[0] == errors[1] and errors[0].code == 2 and "<stdin>:304" in errors[0].err, errors
+
+
+def test_read_items_yields_prepared_items_only_when_asked(module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = orjson.dumps(generate_items(1, seed=3)[0]).decode() + "\n"
+    assert type(next(read_items(["-"], io.StringIO(text), prepared=True))[1]) is PreparedItem
+    assert type(next(read_items(["-"], io.StringIO(text)))[1]) is not PreparedItem  # type: ignore[comparison-overlap]
+    monkeypatch.setenv("HALODB_NATIVE", "0")
+    assert native() is None
+    assert type(next(read_items(["-"], io.StringIO(text), prepared=True))[1]) is not PreparedItem
+
+
+def test_a_bad_switch_is_one_line_exit_2(tmp_path: Path) -> None:
+    assert run_cli_in_process(tmp_path, "init").code == 0
+    result = run_cli_in_process(tmp_path, "add", "-", stdin="", env={"HALODB_NATIVE": "yes"})
+    assert result.code == 2 and result.err.count("\n") == 1 and "HALODB_NATIVE='yes'" in result.err, result
