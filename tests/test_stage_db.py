@@ -17,9 +17,12 @@ from typing import Any
 import pytest
 
 import halodb
+from halodb import stac
 from halodb.api import registry as registry_module
 from halodb.api.registry import Registry
 from halodb.errors import DoiConflictError, InvalidItemError, PathConflictError, RegistryError
+from halodb.ipld import CID
+from halodb.ipld.codec import encode_json
 
 from .conftest import cid_for, make_item, run_cli
 from .waiting import wait_until
@@ -87,6 +90,24 @@ def test_a_key_given_twice_in_two_batches_stages_nothing(registry: Registry, mon
         registry.add([first, *rest, other])
     assert set(registry.staged().upserts) == {"halo/old"}
     # the same item twice, in different batches: staged once
+    assert registry.add([first, *rest, first]) == [f"halo/x{i}" for i in range(5)]
+    assert registry.stage_counts() == (6, 0)
+    # a later add gives the key another item: that one is staged (no clash across adds)
+    assert registry.add([*rest[:2], other]) == ["halo/x1", "halo/x2", "halo/x0"]
+    assert registry.staged().upserts["halo/x0"].item == CID.for_bytes(encode_json(stac.parse_item(other, "x")))
+
+
+def test_a_stage_database_from_before_the_add_columns_gets_them(registry: Registry,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry_module, "ADD_BATCH", 2)
+    registry.add([make_item("old", cid_for("old"))])
+    with closing(sqlite3.connect(registry.home / "stage.sqlite3")) as con:
+        con.execute("ALTER TABLE upserts DROP COLUMN added")
+        con.execute("ALTER TABLE upserts DROP COLUMN source")
+        con.commit()
+    first, *rest = items("x", 5)
+    with pytest.raises(InvalidItemError, match=r"item #6: dataset key 'halo/x0' is also given by item #1"):
+        registry.add([first, *rest, make_item("x0", cid_for("other"))])
     assert registry.add([first, *rest, first]) == [f"halo/x{i}" for i in range(5)]
     assert registry.stage_counts() == (6, 0)
 
@@ -370,3 +391,19 @@ def test_index_format_2_writes_the_blocks_of_items_staged_with_their_bytes(tmp_p
         reg.commit("linked", time="2024-08-12T00:00:00Z")
         entry = reg.get("halo/f2")[1]
         assert entry.inline is None and reg.store.get(staged.item) == staged.inline  # linked, and its block written
+
+
+def test_an_add_of_an_item_named_by_a_cid_of_another_size_is_staged_row_by_row(tmp_path: Path) -> None:
+    """The writer puts a batch in one statement when every item CID has HaloDB's 36 bytes,
+    else row by row: both ways stage the same."""
+    from halodb.api.stagedb import StageDB
+    from halodb.index.model import Entry
+
+    v0 = CID.parse("QmQg1v4o9xdT3Q14wh4S7dxZkDjyZ9ssFzFzyep1YrVJBY")
+    v1 = CID.for_bytes(b"x")
+    db = StageDB(tmp_path)
+    db.create()
+    for batch in ({"c/a": Entry(v0, path="p/a")}, {"c/b": Entry(v1, data=str(v1), inline=b"x")}):
+        with db.writer() as writer:
+            assert writer.add(batch, {k: "x.json" for k in batch}) == list(batch)
+    assert dict(db.upserts()) == {"c/a": Entry(v0, path="p/a"), "c/b": Entry(v1, data=str(v1), inline=b"x")}

@@ -26,6 +26,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -170,11 +171,27 @@ class Registry:
             # checks the keys across batches, so no batch stays in memory after it is written
             with self.state.locked("add"), self.state.stage_writer() as stage:
                 keys: list[str] = []
-                for prepared in itertools.chain([first], batches):
+
+                def write(prepared: PreparedItems) -> None:
                     keys.extend(stage.add(prepared.upserts, prepared.sources))
                     self.store.put_many(prepared.blocks, verify=False)
                     if progress is not None:
                         progress(len(keys))
+
+                # one batch is written (SQLite, on a thread of its own: it lets go of the GIL
+                # while it works) while the next one is read and checked
+                with ThreadPoolExecutor(1, thread_name_prefix="halodb-add") as writer:
+                    pending = writer.submit(write, first)
+                    while True:
+                        try:
+                            prepared = next(batches, None)
+                        except BaseException:
+                            pending.result()  # (an error of an earlier batch comes first)
+                            raise
+                        pending.result()
+                        if prepared is None:
+                            break
+                        pending = writer.submit(write, prepared)
                 # durable before the stage names them: a stage never names a block a crash could lose
                 self.store.flush()
             return keys

@@ -8,7 +8,8 @@ order, sorted by SQLite), so neither holds the stage in memory.
 Layout::
 
     meta      (name TEXT PRIMARY KEY, value TEXT)     'head' -> the local head's CID
-    upserts   (key TEXT PRIMARY KEY, item BLOB NOT NULL, data TEXT, path TEXT, doi TEXT)
+    upserts   (key TEXT PRIMARY KEY, item BLOB NOT NULL, data TEXT, path TEXT, doi TEXT,
+               added INTEGER, source TEXT)
     inline    (key TEXT PRIMARY KEY, bytes BLOB NOT NULL)
     removals  (key TEXT PRIMARY KEY)
 
@@ -19,6 +20,11 @@ store at random); checked against ``item`` when read. An upsert without a row he
 block in the block store. A table of its own, so that ``upserts`` stays narrow for the
 sorted scans of paths, data CIDs and DOIs. A stage database from before the table gets it
 with its next write.
+
+``added`` and ``source``: which add (and batch of it) staged an upsert, and what named its
+item there (``<stdin>:17``, a file): how an add finds a key given twice across its batches
+(:class:`StageWriter`); NULL for upserts staged otherwise. A stage database from before
+them gets them with its next add.
 
 Atomicity: every change of the head or the stage is one SQLite transaction (write-ahead
 log, ``synchronous=FULL``): a writer killed mid-way (``kill -9``) leaves the last
@@ -52,6 +58,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from halodb.blockstore.sqlite import read_only_connection
 from halodb.errors import InvalidItemError, RegistryError, VerificationError
 from halodb.index.model import Entry
@@ -72,8 +80,8 @@ CACHE_KIB = 32 << 10
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS upserts (key TEXT PRIMARY KEY, item BLOB NOT NULL, data TEXT, path TEXT, doi TEXT)
-    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS upserts (key TEXT PRIMARY KEY, item BLOB NOT NULL, data TEXT, path TEXT, doi TEXT,
+    added INTEGER, source TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS inline (key TEXT PRIMARY KEY, bytes BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS removals (key TEXT PRIMARY KEY) WITHOUT ROWID;
 """
@@ -289,6 +297,20 @@ class StageDB:
             yield StageWriter(con)
 
 
+#: the bits of ``upserts.added`` that number an add's batches (:class:`StageWriter`)
+_BATCH_BITS = 32
+#: the size of a binary CIDv1 (sha2-256) as HaloDB writes an item's
+_CID_SIZE = 36
+_UPSERT_SET = ("ON CONFLICT(key) DO UPDATE SET item = excluded.item, data = excluded.data, path = excluded.path, "
+               "doi = excluded.doi, added = excluded.added, source = excluded.source "
+               f"WHERE upserts.added >> {_BATCH_BITS} IS NOT excluded.added >> {_BATCH_BITS}")
+#: an add's upsert: a key an earlier batch of the same add wrote is left as it is (see StageWriter)
+_UPSERT_ROW = f"INSERT INTO upserts (key, item, data, path, doi, added, source) VALUES (?, ?, ?, ?, ?, ?, ?) {_UPSERT_SET}"
+#: the same for a batch at once: its text columns as a JSON array of rows, its CIDs as one blob
+_UPSERT_BATCH = (
+    "INSERT INTO upserts (key, item, data, path, doi, added, source) "
+    f"SELECT r.value ->> 0, substr(:items, r.key * {_CID_SIZE} + 1, {_CID_SIZE}), r.value ->> 1, r.value ->> 2, "
+    f"r.value ->> 3, :batch, r.value ->> 4 FROM json_each(:rows) r WHERE true {_UPSERT_SET}")
 _INLINE_TABLE = "CREATE TABLE IF NOT EXISTS inline (key TEXT PRIMARY KEY, bytes BLOB NOT NULL) WITHOUT ROWID"
 
 
@@ -306,11 +328,25 @@ def _set_head(con: sqlite3.Connection, head: CID | None) -> None:
 def _insert(con: sqlite3.Connection, upserts: Iterable[tuple[str, Entry]]) -> None:
     upserts = list(upserts)
     con.executemany(
-        "INSERT INTO upserts VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET item = excluded.item, "
-        "data = excluded.data, path = excluded.path, doi = excluded.doi",
+        "INSERT INTO upserts (key, item, data, path, doi) VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE "
+        "SET item = excluded.item, data = excluded.data, path = excluded.path, doi = excluded.doi",
         ((k, e.item.buffer, e.data, e.path, e.doi) for k, e in upserts))
-    con.executemany("INSERT INTO inline VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET bytes = excluded.bytes",
-                    ((k, e.inline) for k, e in upserts if e.inline is not None))
+    _insert_inline(con, upserts)
+
+
+def _insert_inline(con: sqlite3.Connection, upserts: list[tuple[str, Entry]]) -> None:
+    """Record the staged bytes of ``upserts`` (and forget those of an entry without): all
+    in one statement, from one blob of them all and their places in it as JSON."""
+    rows, blobs, at = [], [], 1
+    for k, e in upserts:
+        if e.inline is not None:
+            rows.append((k, at, len(e.inline)))
+            blobs.append(e.inline)
+            at += len(e.inline)
+    if rows:
+        con.execute("INSERT INTO inline (key, bytes) SELECT r.value ->> 0, substr(:blob, r.value ->> 1, r.value ->> 2) "
+                    "FROM json_each(:rows) r WHERE true ON CONFLICT(key) DO UPDATE SET bytes = excluded.bytes",
+                    {"rows": orjson.dumps(rows), "blob": b"".join(blobs)})
     linked = [(k,) for k, e in upserts if e.inline is None]
     if linked:  # (an item staged with its bytes before, now as a block)
         con.executemany("DELETE FROM inline WHERE key = ?", linked)
@@ -318,34 +354,72 @@ def _insert(con: sqlite3.Connection, upserts: Iterable[tuple[str, Entry]]) -> No
 
 class StageWriter:
     """Adds batches of validated items to the stage inside one transaction, and checks that
-    no key is given twice with different items across the batches of one add (the keys it
-    has seen are in a temporary table, not in memory)."""
+    no key is given twice with different items across the batches of one add.
+
+    Each row an add writes carries its add's number and batch (``added``: the add's number,
+    counted in ``meta``, times 2**32 plus the batch's) and what named its item (``source``):
+    a key an earlier batch of the same add wrote is not overwritten (the upsert's ``WHERE``),
+    which SQLite's count of changed rows reveals — only then are the batch's keys looked up,
+    to tell the same item given twice (staged once) from a clash (an error naming both
+    sources). Nothing of the add is held in memory beyond its batch, and a batch costs one
+    write per row."""
 
     def __init__(self, con: sqlite3.Connection) -> None:
         self.con = con
-        con.execute("CREATE TEMP TABLE added (key TEXT PRIMARY KEY, item BLOB NOT NULL, source TEXT NOT NULL) "
-                    "WITHOUT ROWID")
-        con.execute("CREATE TEMP TABLE incoming (key TEXT NOT NULL, item BLOB NOT NULL, source TEXT NOT NULL)")
+        _add_columns(con)
+        con.execute("INSERT INTO meta VALUES ('adds', '1') ON CONFLICT(name) DO UPDATE SET value = value + 1")
+        self.first = int(con.execute("SELECT value FROM meta WHERE name = 'adds'").fetchone()[0]) << _BATCH_BITS
+        self.batch = self.first
+        self.removals = con.execute("SELECT 1 FROM removals LIMIT 1").fetchone() is not None
 
     def add(self, upserts: dict[str, Entry], sources: dict[str, str]) -> list[str]:
         """Stage ``upserts`` (key -> entry; ``sources`` names each key's item in errors);
         returns their keys but those an earlier batch of this add gave with the same item.
         :class:`InvalidItemError` when an earlier batch gave a key with another item."""
         con = self.con
-        con.execute("DELETE FROM temp.incoming")
-        con.executemany("INSERT INTO temp.incoming VALUES (?, ?, ?)",
-                        ((k, e.item.buffer, sources[k]) for k, e in upserts.items()))
-        clash = con.execute("SELECT i.key, i.source, a.source FROM temp.incoming i JOIN temp.added a "
-                            "ON a.key = i.key AND a.item != i.item LIMIT 1").fetchone()
-        if clash is not None:
-            key, source, first = clash
-            detail = (f"dataset key {key!r} is also given by {first}, with another item; which one to stage "
-                      "would be arbitrary, so nothing is staged")
-            raise InvalidItemError(f"{source}: {detail}", source=source, detail=detail, field="id")
-        again = {k for (k,) in con.execute("SELECT i.key FROM temp.incoming i JOIN temp.added a ON a.key = i.key")}
-        con.execute("INSERT INTO temp.added SELECT key, item, source FROM temp.incoming WHERE true "
-                    "ON CONFLICT(key) DO NOTHING")
+        self.batch += 1
+        before = con.total_changes
+        items = b"".join([e.item.buffer for e in upserts.values()])
+        if len(items) == _CID_SIZE * len(upserts):  # (every item's CID is HaloDB's: v1, sha2-256)
+            # the batch in one statement (its columns as one JSON text and one blob): SQLite
+            # works through it without the GIL, where executemany takes it back for each row
+            con.execute(_UPSERT_BATCH, {
+                "rows": orjson.dumps([[k, e.data, e.path, e.doi, sources[k]] for k, e in upserts.items()]),
+                "items": items, "batch": self.batch})
+        else:
+            con.executemany(_UPSERT_ROW, ((k, e.item.buffer, e.data, e.path, e.doi, self.batch, sources[k])
+                                          for k, e in upserts.items()))
+        again: set[str] = set()
+        if con.total_changes - before < len(upserts):  # a key an earlier batch of this add wrote
+            again = self._given_before(upserts, sources)
         fresh = [(k, e) for k, e in upserts.items() if k not in again]
-        _insert(con, fresh)
-        con.executemany("DELETE FROM removals WHERE key = ?", ((k,) for k, _ in fresh))
+        _insert_inline(con, fresh)
+        if self.removals:
+            con.executemany("DELETE FROM removals WHERE key = ?", ((k,) for k, _ in fresh))
         return [k for k, _ in fresh]
+
+    def _given_before(self, upserts: dict[str, Entry], sources: dict[str, str]) -> set[str]:
+        """The keys of ``upserts`` an earlier batch of this add gave with the same item;
+        :class:`InvalidItemError` for the first one it gave with another item."""
+        keys = list(upserts)
+        again: set[str] = set()
+        for start in range(0, len(keys), _IN_CHUNK):
+            part = keys[start:start + _IN_CHUNK]
+            for key, item, first in self.con.execute(  # (rows of an earlier batch of this add)
+                    "SELECT key, item, source FROM upserts WHERE added >= ? AND added < ? "
+                    f"AND key IN ({','.join('?' * len(part))}) ORDER BY key", [self.first, self.batch, *part]):
+                if item != upserts[key].item.buffer:
+                    source = sources[key]
+                    detail = (f"dataset key {key!r} is also given by {first}, with another item; which one to "
+                              "stage would be arbitrary, so nothing is staged")
+                    raise InvalidItemError(f"{source}: {detail}", source=source, detail=detail, field="id")
+                again.add(key)
+        return again
+
+
+def _add_columns(con: sqlite3.Connection) -> None:
+    """Give ``upserts`` of a stage database from before them the columns an add writes."""
+    have = {row[1] for row in con.execute("PRAGMA table_info(upserts)")}
+    for column in ("added INTEGER", "source TEXT"):
+        if column.split()[0] not in have:
+            con.execute(f"ALTER TABLE upserts ADD COLUMN {column}")

@@ -957,6 +957,11 @@ class PreparedItem:
         return dict(orjson.loads(self.line))
 
 
+#: lines handed to the compiled module at a time (a whole add batch is a multiple of it: see
+#: ``Registry.add``'s ADD_BATCH)
+_PREPARE_CHUNK = 500
+
+
 def _read_lines(
     lines: Iterator[str] | TextIO, source: str, on_skip: Callable[[str, str], None], prepared: bool = False
 ) -> Iterator[tuple[str, dict[str, Any] | PreparedItem]]:
@@ -965,14 +970,16 @@ def _read_lines(
         for n, line in enumerate(lines, start=1):
             yield from _read_line(n, line, source, on_skip)
         return
-    prepare = module.prepare_item
-    for n, line in enumerate(lines, start=1):
-        row = prepare(line)
-        if row is None:
-            yield from _read_line(n, line, source, on_skip)
-        else:
-            key, collection, cid, block, data, path, doi = row
-            yield f"{source}:{n}", PreparedItem(key, collection, cid, block, data, path, doi, line)
+    # a chunk of lines at a time, prepared without the GIL: a thread that writes what was
+    # read before (``Registry.add``'s) runs meanwhile
+    numbered = enumerate(lines, start=1)
+    while chunk := list(itertools.islice(numbered, _PREPARE_CHUNK)):
+        for (n, line), row in zip(chunk, module.prepare_lines([line for _, line in chunk])):
+            if row is None:
+                yield from _read_line(n, line, source, on_skip)
+            else:
+                key, collection, cid, block, data, path, doi = row
+                yield f"{source}:{n}", PreparedItem(key, collection, cid, block, data, path, doi, line)
 
 
 def _read_line(

@@ -7,7 +7,7 @@ mod item;
 mod json;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 /// `prepare_item(line)`: for an ndjson line (a `str`), the tuple
 /// `(key, collection, cid, block, data, path, doi)` that `halodb add` stages for it — the
@@ -20,6 +20,30 @@ fn prepare_item<'py>(py: Python<'py>, line: &Bound<'py, PyAny>) -> PyResult<Opti
     let Ok(text) = line.cast::<PyString>() else { return Ok(None) };
     let Ok(text) = text.to_str() else { return Ok(None) }; // (a lone surrogate: not UTF-8)
     let Some(p) = item::prepare(text) else { return Ok(None) };
+    to_tuple(py, p).map(Some)
+}
+
+/// `prepare_lines(lines)`: `prepare_item` of each of `lines` (a list of `str`), computed
+/// without holding the GIL, so that another Python thread runs meanwhile.
+#[pyfunction]
+fn prepare_lines<'py>(py: Python<'py>, lines: &Bound<'py, PyList>) -> PyResult<Bound<'py, PyList>> {
+    let texts: Vec<Option<String>> = lines
+        .iter()
+        .map(|line| line.cast::<PyString>().ok().and_then(|s| s.to_str().ok().map(str::to_owned)))
+        .collect();
+    let prepared: Vec<Option<item::Prepared>> =
+        py.detach(|| texts.iter().map(|t| t.as_deref().and_then(item::prepare)).collect());
+    let out = PyList::empty(py);
+    for p in prepared {
+        match p {
+            None => out.append(py.None())?,
+            Some(p) => out.append(to_tuple(py, p)?)?,
+        }
+    }
+    Ok(out)
+}
+
+fn to_tuple(py: Python<'_>, p: item::Prepared) -> PyResult<Bound<'_, PyTuple>> {
     PyTuple::new(py, [
         p.key.into_pyobject(py)?.into_any(),
         p.collection.into_pyobject(py)?.into_any(),
@@ -28,12 +52,13 @@ fn prepare_item<'py>(py: Python<'py>, line: &Bound<'py, PyAny>) -> PyResult<Opti
         p.data.into_pyobject(py)?.into_any(),
         p.path.into_pyobject(py)?.into_any(),
         p.doi.into_pyobject(py)?.into_any(),
-    ]).map(Some)
+    ])
 }
 
 #[pymodule]
 fn halodb_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(prepare_item, m)?)?;
+    m.add_function(wrap_pyfunction!(prepare_lines, m)?)?;
     m.add("MAX_ITEM_SIZE", item::MAX_ITEM_SIZE)?;
     Ok(())
 }
