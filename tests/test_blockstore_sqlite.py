@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -156,6 +157,62 @@ def test_two_processes_write_at_once(tmp_path: Path) -> None:
     assert store.get_many(expected) == expected
     assert len(list(store.iter_cids())) == len(expected)
     assert _integrity(tmp_path / "s") == "ok"
+    store.close()
+
+
+def test_writers_take_turns_by_the_write_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write waits while another process holds the root's ``.write.lock`` and goes on as
+    soon as it is let go (checked by order, not by time); one held past the busy timeout
+    is passed by (SQLite's own locking decides then)."""
+    from halodb.blockstore import sqlite as sqlite_module
+
+    store = SqliteStore(tmp_path, create=True)
+    store.put(b"first", codec=RAW)
+    holder = textwrap.dedent("""
+        import fcntl, os, sys, time
+        fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        print("held", flush=True)
+        sys.stdin.readline()
+        with open(sys.argv[2], "w") as f:
+            f.write(str(time.time()))
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        time.sleep(60)
+    """)
+    released = tmp_path / "released"
+    proc = subprocess.Popen([sys.executable, "-c", holder, str(tmp_path / ".write.lock"), str(released)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline().strip() == "held"
+        done: list[float] = []
+
+        def write() -> None:
+            store.put(b"second", codec=RAW)
+            done.append(time.time())
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        writer.join(0.3)
+        assert writer.is_alive() and not done  # waiting for its turn
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        writer.join(30)
+        assert done and done[0] >= float(released.read_text())
+    finally:
+        proc.kill()
+        proc.wait()
+    proc = subprocess.Popen([sys.executable, "-c", holder, str(tmp_path / ".write.lock"), str(released)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "held"
+        monkeypatch.setattr(sqlite_module, "BUSY_TIMEOUT", 0.2)
+        cid = store.put(b"third", codec=RAW)  # (the holder is no SQLite writer: the write goes through)
+        assert store.get(cid) == b"third"
+    finally:
+        proc.kill()
+        proc.wait()
     store.close()
 
 
@@ -350,8 +407,8 @@ def test_a_directory_store_is_migrated_on_open(tmp_path: Path) -> None:
     assert foreign.read_text() == "mine" and left.exists()
     assert store.remove_stale_temp_files() == 1 and not left.exists()
     assert not store.reads_directory_store
-    assert sorted(p.name for p in root.iterdir()) == [".migrate.lock", "blocks.sqlite3", "blocks.sqlite3-shm",
-                                                      "blocks.sqlite3-wal", "notes.txt"]
+    assert sorted(p.name for p in root.iterdir()) == [".migrate.lock", ".write.lock", "blocks.sqlite3",
+                                                      "blocks.sqlite3-shm", "blocks.sqlite3-wal", "notes.txt"]
     store.put_block(damaged_cid, damaged)  # a re-import repairs it
     assert store.get(damaged_cid) == damaged
     store.close()

@@ -23,8 +23,12 @@ Layout of ``<root>``::
 Writes: every ``put``/``put_many`` is one transaction (``BEGIN IMMEDIATE`` … ``COMMIT``). A
 block already stored is compared with the bytes put, in SQLite (an upsert that updates only
 when they differ): a damaged copy is replaced, and a trigger copies the damaged bytes into
-``quarantine`` first. Writers in other processes wait for each other's commits (the busy
-timeout, :data:`BUSY_TIMEOUT`); readers read the last commit, never a partial one.
+``quarantine`` first. Writers in other processes wait for each other's commits: they take
+turns by a lock on ``.write.lock`` in the root, asked for every millisecond or so, so the
+next one begins as soon as one ends (SQLite's own busy handler, the fallback behind it
+with :data:`BUSY_TIMEOUT`, sleeps up to 100 ms between tries: with three processes writing
+one commit's trees that was seconds of sleep); readers read the last commit, never a
+partial one.
 
 Durability: commits run with ``synchronous=NORMAL``, so a committed block survives the
 process being killed (it is in the log, which SQLite replays); :meth:`SqliteStore.flush`
@@ -45,9 +49,9 @@ missed between the two).
 ...     store = SqliteStore(Path(tmp))
 ...     cid = store.put(b"hello", codec=0x55)
 ...     store.flush()
-...     print(store.get(cid), sorted(p.name for p in Path(tmp).iterdir())[0])
+...     print(store.get(cid), sorted(p.name for p in Path(tmp).iterdir()))
 ...     store.close()
-b'hello' blocks.sqlite3
+b'hello' ['.write.lock', 'blocks.sqlite3', 'blocks.sqlite3-shm', 'blocks.sqlite3-wal']
 """
 
 from __future__ import annotations
@@ -79,6 +83,8 @@ BUSY_TIMEOUT = 120.0
 PAGE_SIZE = 16384
 #: the lock file a migration from a directory store holds
 _MIGRATE_LOCK = ".migrate.lock"
+#: the file whose lock writers of other processes take turns by (see the module)
+_WRITE_LOCK = ".write.lock"
 #: CIDs per ``IN (…)`` query (SQLite allows 32,766 parameters)
 _CHUNK = 500
 #: blocks of a directory store migrated per commit
@@ -150,6 +156,7 @@ class SqliteStore(BlockStore):
         self._writer: sqlite3.Connection | None = None
         self._dirty = False  # committed since the last flush
         self._pid = os.getpid()
+        self._turns: int | None = None  # this process's descriptor of the root's .write.lock
         self._empty: sqlite3.Connection | None = None  # (an empty database in memory, read meanwhile)
         self._create_lock = threading.Lock()
         self._empty_lock = threading.RLock()
@@ -198,7 +205,9 @@ class SqliteStore(BlockStore):
     def _fork_check(self) -> None:
         if os.getpid() != self._pid:  # a forked child must not use its parent's connections
             self._pid = os.getpid()
-            self._idle, self._writer, self._empty = [], None, None
+            if self._turns is not None:  # (the child holds no lock on it: closing drops none)
+                os.close(self._turns)
+            self._idle, self._writer, self._empty, self._turns = [], None, None, None
             self._lock, self._write_lock, self._create_lock = threading.Lock(), threading.Lock(), threading.Lock()
             self._empty_lock = threading.RLock()
 
@@ -260,7 +269,7 @@ class SqliteStore(BlockStore):
         """A write transaction (committed at the end, rolled back on an error)."""
         self._fork_check()
         self._ensure()
-        with self._write_lock:
+        with self._write_lock, self._turn():
             if self._writer is None:
                 self._writer = self._connect()
             db = self._writer
@@ -280,6 +289,34 @@ class SqliteStore(BlockStore):
                     raise self._error("write", exc) from exc
                 raise
             self._dirty = True
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        """This process's turn among the writers of the store (a POSIX lock on ``.write.lock``,
+        asked for every 0.5-5 ms; after :data:`BUSY_TIMEOUT` the transaction goes on without
+        it and SQLite's busy handler decides). A lock file that cannot be opened: no turns."""
+        if self._turns is None:
+            try:
+                self._turns = os.open(self.root / _WRITE_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError:
+                yield
+                return
+        fd, pause = self._turns, 0.0005
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    yield
+                    return
+                time.sleep(pause)
+                pause = min(pause * 2, 0.005)
+        try:
+            yield
+        finally:
+            fcntl.lockf(fd, fcntl.LOCK_UN)
 
     def _error(self, doing: str, exc: sqlite3.Error) -> BlockStoreError:
         text = str(exc)
@@ -467,8 +504,11 @@ class SqliteStore(BlockStore):
             if self._empty is not None:
                 conns.append(self._empty)
                 self._empty = None
+            turns, self._turns = self._turns, None
         for db in conns:
             db.close()
+        if turns is not None:
+            os.close(turns)
 
     # -- damaged copies ---------------------------------------------------------------------
     def _quarantine(self, cid: CID) -> str | None:

@@ -48,6 +48,7 @@ from halodb.index.model import Change
 from halodb.ipld import CID, DAG_CBOR, decode, encode
 from halodb.ipld.codec import cbor_head, encode_shallow
 from halodb.ipld.limits import BLOCK_SIZE_NORM
+from halodb.util.native import native
 
 #: sentinel value in a change set: delete this key
 DELETE: Any = object()
@@ -361,7 +362,7 @@ class ProllyTree:
                     if adopted is None:
                         assert leaves is not None
                         adopted = leaves() or []
-                    if adopted and not builder.runs[0][0]:  # the leaf that holds ``split`` is finished
+                    if adopted and not builder.begun(0):  # the leaf that holds ``split`` is finished
                         builder.adopt(adopted)
                         break
             root = builder.finish()
@@ -388,7 +389,7 @@ class ProllyTree:
                     raise ValueError(f"leaves_sorted: key {key!r} is not above the key before it, {last!r}")
                 last = key
                 builder.push(0, key, value)
-            if builder.runs and builder.runs[0][0]:
+            if builder.begun(0):
                 builder._finish_node(0)
             builder.write()
             builder.drain()
@@ -809,12 +810,21 @@ class _SortedBuilder:
         params = tree.params
         self.leaf_bytes = params.leaf_bytes
         self.thresholds = [params.threshold(0), params.threshold(1)]
+        cutter = getattr(native(), "LeafCutter", None)  # (None: not installed, or a build from before it)
+        #: level 0 in compiled code when it is installed (halodb_native.LeafCutter: the same rule
+        #: and bytes, tests/test_native.py); the levels above here
+        self.cutter = None if cutter is None else cutter(params.leaf_bytes or 0, self.thresholds[0])
 
     def push(self, level: int, key: str, value: Any) -> None:
         if level == len(self.runs):
             self.runs.append(([], [], []))
             self.done.append(0)
             self.first.append(None)
+        if level == 0 and self.cutter is not None:
+            finished = self.cutter.push_one(key, encode_shallow(value))
+            if finished is not None:
+                self._take(0, *finished)
+            return
         keys, encoded_keys, encoded_values = self.runs[level]
         utf8 = key.encode()
         encoded = encode_shallow(value)
@@ -829,15 +839,30 @@ class _SortedBuilder:
         if int.from_bytes(hashlib.sha256(bytes((level,)) + utf8).digest()[:4], "big") < threshold:
             self._finish_node(level)
 
+    def begun(self, level: int) -> bool:
+        """Whether ``level`` has a node begun and not finished."""
+        if level == 0 and self.cutter is not None:
+            return bool(self.cutter.pending())
+        return level < len(self.runs) and bool(self.runs[level][0])
+
     def _finish_node(self, level: int) -> None:
+        if level == 0 and self.cutter is not None:
+            finished = self.cutter.finish()
+            if finished is not None:
+                self._take(0, *finished)
+            return
         keys, encoded_keys, encoded_values = self.runs[level]
         data = _node_bytes(level, encoded_keys, encoded_values)
-        cid = CID.for_bytes(data, DAG_CBOR)
-        if len(data) > MAX_NODE_SIZE:
-            raise shape_error(cid, None, "size", f"would be {len(data)} bytes ({len(keys)} entries from key "
-                              f"{keys[0][:80]!r}); a tree node may take at most {MAX_NODE_SIZE}")
-        first = keys[0]
         self.runs[level] = ([], [], [])
+        self._take(level, keys[0], len(keys), CID.for_bytes(data, DAG_CBOR).buffer, data)
+
+    def _take(self, level: int, first: str, entries: int, buffer: bytes, data: bytes) -> None:
+        """A finished node of ``level``: ``entries`` entries from key ``first``, its CID's
+        ``buffer`` and its ``data``."""
+        cid = CID(buffer)
+        if len(data) > MAX_NODE_SIZE:
+            raise shape_error(cid, None, "size", f"would be {len(data)} bytes ({entries} entries from key "
+                              f"{first[:80]!r}); a tree node may take at most {MAX_NODE_SIZE}")
         if self.leaves is not None:
             self.leaves.append((first, cid))
             if len(self.leaves) > 1:
@@ -873,7 +898,7 @@ class _SortedBuilder:
             return self.tree._emit_empty()
         level = 0
         while True:
-            if self.runs[level][0]:
+            if self.begun(level):
                 self._finish_node(level)
             if self.done[level] == 1:
                 held = self.first[level]

@@ -4,7 +4,8 @@
 
 use crate::json::Value;
 
-fn head(out: &mut Vec<u8>, major: u8, n: u64) {
+/// The shortest CBOR head of `major` with argument `n`.
+pub fn head(out: &mut Vec<u8>, major: u8, n: u64) {
     let top = major << 5;
     if n < 24 {
         out.push(top | n as u8);

@@ -5,6 +5,7 @@ mod cbor;
 mod cid;
 mod item;
 mod json;
+mod prolly;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
@@ -59,6 +60,7 @@ fn to_tuple(py: Python<'_>, p: item::Prepared) -> PyResult<Bound<'_, PyTuple>> {
 fn halodb_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(prepare_item, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_lines, m)?)?;
+    m.add_class::<prolly::LeafCutter>()?;
     m.add("MAX_ITEM_SIZE", item::MAX_ITEM_SIZE)?;
     Ok(())
 }

@@ -1,0 +1,116 @@
+//! The leaves of a prolly tree built in key order: HaloDB's chunking rule and node layout
+//! (`halodb/index/prolly.py`: `_SortedBuilder.push` at level 0, `_node_bytes`), byte for byte.
+//! Python hands over each entry's key and its value's DAG-CBOR; a finished leaf comes back
+//! as `(first key, entries, CID, bytes)`. The levels above stay in Python (a few nodes).
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use sha2::{Digest, Sha256};
+
+use crate::cbor::head;
+
+/// `{"keys": [...], "level": n, "values": [...]}`: the map head and its first key
+const NODE_HEAD: &[u8] = b"\xa3\x64keys";
+
+#[pyclass(module = "halodb_native")]
+pub struct LeafCutter {
+    /// the size rule's leaf size (index format 3), or 0: the fanout rule
+    leaf_bytes: u64,
+    /// the fanout rule's threshold
+    threshold: u64,
+    first: Option<String>,
+    n: u64,
+    keys: Vec<u8>,
+    values: Vec<u8>,
+}
+
+impl LeafCutter {
+    fn boundary(&self, utf8: &[u8], value_len: usize) -> bool {
+        let threshold = if self.leaf_bytes > 0 {
+            let size = (utf8.len() + value_len) as u128;
+            ((size << 32) / self.leaf_bytes as u128).min(1 << 32) as u64
+        } else {
+            self.threshold
+        };
+        let mut hasher = Sha256::new();
+        hasher.update([0u8]);
+        hasher.update(utf8);
+        let h = hasher.finalize();
+        u64::from(u32::from_be_bytes([h[0], h[1], h[2], h[3]])) < threshold
+    }
+
+    fn add(&mut self, key: &str, value: &[u8]) -> bool {
+        if self.first.is_none() {
+            self.first = Some(key.to_owned());
+        }
+        head(&mut self.keys, 3, key.len() as u64);
+        self.keys.extend_from_slice(key.as_bytes());
+        self.values.extend_from_slice(value);
+        self.n += 1;
+        self.boundary(key.as_bytes(), value.len())
+    }
+
+    fn take<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let Some(first) = self.first.take() else { return Ok(None) };
+        let mut node = Vec::with_capacity(NODE_HEAD.len() + self.keys.len() + self.values.len() + 32);
+        node.extend_from_slice(NODE_HEAD);
+        head(&mut node, 4, self.n);
+        node.extend_from_slice(&self.keys);
+        node.extend_from_slice(b"\x65level\x00\x66values");
+        head(&mut node, 4, self.n);
+        node.extend_from_slice(&self.values);
+        let mut cid = vec![0x01, 0x71, 0x12, 0x20];
+        cid.extend_from_slice(&Sha256::digest(&node));
+        let n = self.n;
+        self.n = 0;
+        self.keys.clear();
+        self.values.clear();
+        PyTuple::new(py, [
+            PyString::new(py, &first).into_any(),
+            n.into_pyobject(py)?.into_any(),
+            PyBytes::new(py, &cid).into_any(),
+            PyBytes::new(py, &node).into_any(),
+        ]).map(Some)
+    }
+}
+
+#[pymethods]
+impl LeafCutter {
+    /// `LeafCutter(leaf_bytes, threshold)`: `leaf_bytes` 0 for the fanout rule.
+    #[new]
+    fn new(leaf_bytes: u64, threshold: u64) -> Self {
+        LeafCutter { leaf_bytes, threshold, first: None, n: 0, keys: Vec::new(), values: Vec::new() }
+    }
+
+    /// Add the entries `keys` (str) with their values' DAG-CBOR `values` (bytes), in key
+    /// order; the leaves they finish, in order.
+    fn push<'py>(&mut self, py: Python<'py>, keys: &Bound<'py, PyList>, values: &Bound<'py, PyList>)
+                 -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for (key, value) in keys.iter().zip(values.iter()) {
+            let key = key.cast::<PyString>()?;
+            let value = value.cast::<PyBytes>()?;
+            if self.add(key.to_str()?, value.as_bytes()) {
+                if let Some(node) = self.take(py)? {
+                    out.append(node)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Add one entry; the leaf it finishes, or None.
+    fn push_one<'py>(&mut self, py: Python<'py>, key: &str, value: &[u8]) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        if self.add(key, value) { self.take(py) } else { Ok(None) }
+    }
+
+    /// The unfinished leaf as a node (None: there is none); the cutter is empty after.
+    fn finish<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        self.take(py)
+    }
+
+    /// Whether a leaf is begun and not finished.
+    fn pending(&self) -> bool {
+        self.first.is_some()
+    }
+}
