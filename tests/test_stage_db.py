@@ -352,9 +352,11 @@ def test_a_damaged_staged_item_is_refused_naming_its_key(tmp_path: Path) -> None
     with halodb.open(home, create=True) as reg:
         reg.add(items("d", 3))
     with closing(sqlite3.connect(home / "stage.sqlite3")) as con:
-        con.execute("UPDATE inline SET bytes = CAST(replace(CAST(bytes AS TEXT), 'd1', 'dX') AS BLOB) "
-                    "WHERE key = 'halo/d1'")
-        con.commit()
+        at, size = con.execute("SELECT at, size FROM upserts WHERE key = 'halo/d1'").fetchone()
+    (pack,) = home.glob("stage.*.pack")
+    data = bytearray(pack.read_bytes())
+    data[at:at + size] = bytes(data[at:at + size]).replace(b"d1", b"dX")
+    pack.write_bytes(bytes(data))
     r = run_cli(home, "commit", "-m", "x")
     assert r.code == 2 and len(r.err.strip().splitlines()) == 1 and "'halo/d1'" in r.err and "damaged" in r.err, r.err
     with halodb.open(home) as reg:
@@ -368,16 +370,70 @@ def test_a_stage_database_from_before_the_bytes_table_is_read_and_extended(tmp_p
         entry = reg.staged().upserts["halo/o0"]
         assert entry.inline is not None
         reg.store.put_many([(e.item, e.inline) for e in reg.staged().upserts.values() if e.inline is not None])
-    with closing(sqlite3.connect(home / "stage.sqlite3")) as con:  # as HaloDB wrote it before the table
-        con.executescript("DROP TABLE inline;")
+    with closing(sqlite3.connect(home / "stage.sqlite3")) as con:  # as HaloDB wrote it before the bytes
+        con.executescript("DROP TABLE inline; ALTER TABLE upserts DROP COLUMN at; ALTER TABLE upserts DROP COLUMN size; "
+                          "DELETE FROM meta WHERE name = 'pack';")
     with halodb.open(home) as reg:
         assert reg.staged().upserts["halo/o0"] == entry and reg.staged().upserts["halo/o0"].inline is None
-        reg.add(items("n", 1))  # the first write adds the table
+        reg.add(items("n", 1))  # the first write adds the table and the columns
         assert reg.staged().upserts["halo/n0"].inline is not None
         reg.commit("both kinds", time="2024-08-12T00:00:00Z")
         assert all(reg.get(k) for k in ("halo/o0", "halo/o1", "halo/n0"))
     with closing(sqlite3.connect(home / "stage.sqlite3")) as con:
         assert con.execute("SELECT count(*) FROM sqlite_master WHERE name = 'inline'").fetchone() == (1,)
+    assert not list(home.glob("stage.*.pack"))  # (the commit emptied the stage: no pack is left)
+
+
+def test_bytes_an_older_halodb_staged_in_the_inline_table_are_read_and_replaced(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with halodb.open(home, create=True) as reg:
+        reg.add(items("o", 3))
+        before = reg.staged()
+    with closing(sqlite3.connect(home / "stage.sqlite3")) as con:  # as the version before the pack wrote it
+        for key, entry in before.upserts.items():
+            con.execute("INSERT INTO inline VALUES (?, ?)", (key, entry.inline))
+        con.execute("UPDATE upserts SET at = NULL, size = NULL")
+        con.execute("DELETE FROM meta WHERE name = 'pack'")
+        con.commit()
+    for pack in home.glob("stage.*.pack"):
+        pack.unlink()
+    with halodb.open(home) as reg:
+        assert reg.staged() == before
+        again = make_item("o1", cid_for("o1"))
+        again["properties"]["title"] = "again"  # type: ignore[index]
+        reg.add([again])  # its bytes go to the pack, its old row in the table goes
+        with closing(sqlite3.connect(home / "stage.sqlite3")) as con:
+            assert {k for (k,) in con.execute("SELECT key FROM inline")} == {"halo/o0", "halo/o2"}
+        staged = reg.staged().upserts
+        assert staged["halo/o0"] == before.upserts["halo/o0"] and staged["halo/o1"] != before.upserts["halo/o1"]
+        reg.commit("x", time="2024-08-12T00:00:00Z")
+        assert reg.get("halo/o1")[1].inline == staged["halo/o1"].inline
+
+
+def test_the_pack_of_staged_bytes_survives_kills_and_readers(tmp_path: Path) -> None:
+    """A tail a killed add left is cut by the next add; a pack of no committed generation is
+    deleted by the next writer; a reader of a snapshot reads its pack to the end while a
+    commit empties the stage and deletes it; the commit leaves no pack."""
+    home = tmp_path / "home"
+    with halodb.open(home, create=True) as reg:
+        reg.add(items("a", 40))
+        (pack,) = home.glob("stage.*.pack")
+        size = pack.stat().st_size
+        with pack.open("ab") as f:
+            f.write(b"\xff" * 1000)  # what an add killed before its commit leaves
+        stray = home / "stage.0123456789ab.pack"
+        stray.write_bytes(b"left by a killed replace")
+        reg.add(items("b", 5))
+        assert not stray.exists() and pack.exists() and pack.stat().st_size < size + 1000 + 5 * 2048
+        assert len(reg.staged().upserts) == 45
+        reading = reg.state.db.upserts()
+        first = next(reading)
+        reg.commit("all", time="2024-08-12T00:00:00Z")  # empties the stage: its pack is deleted
+        assert not pack.exists() and not list(home.glob("stage.*.pack"))
+        rest = list(reading)  # (the snapshot's pack, open before the commit, reads to its end)
+        assert [k for k, _ in [first, *rest]] == sorted([f"halo/a{i}" for i in range(40)] +
+                                                        [f"halo/b{i}" for i in range(5)])
+        assert all(e.inline is not None for _, e in rest)
 
 
 def test_index_format_2_writes_the_blocks_of_items_staged_with_their_bytes(tmp_path: Path,

@@ -1,5 +1,6 @@
 """A registry home on disk: ``state.json`` (what marks the home), the local head and the
-stage (``stage.sqlite3``: :mod:`~halodb.api.stagedb`), the lock that serializes its writers
+stage (``stage.sqlite3`` and the staged items' bytes, ``stage.<generation>.pack``:
+:mod:`~halodb.api.stagedb`), the lock that serializes its writers
 (``.lock``), and its defaults.
 
 A home written before the stage database kept the head and the stage in ``state.json``

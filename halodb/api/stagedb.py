@@ -7,24 +7,37 @@ order, sorted by SQLite), so neither holds the stage in memory.
 
 Layout::
 
-    meta      (name TEXT PRIMARY KEY, value TEXT)     'head' -> the local head's CID
+    meta      (name TEXT PRIMARY KEY, value TEXT)     'head' -> the local head's CID,
+                                                      'pack' -> '<generation>:<size>', 'adds'
     upserts   (key TEXT PRIMARY KEY, item BLOB NOT NULL, data TEXT, path TEXT, doi TEXT,
-               added INTEGER, source TEXT)
-    inline    (key TEXT PRIMARY KEY, bytes BLOB NOT NULL)
+               added INTEGER, source TEXT, at INTEGER, size INTEGER)
+    inline    (key TEXT PRIMARY KEY, bytes BLOB NOT NULL)     (read only: see below)
     removals  (key TEXT PRIMARY KEY)
 
-``inline``: the item block's bytes of a staged upsert whose item an index of format 3 holds
-inline (at most ``INLINE_MAX`` bytes): ``add`` stages them here instead of writing the block
-to the block store, and the commit reads them in key order with their upserts (not the block
-store at random); checked against ``item`` when read. An upsert without a row here has its
-block in the block store. A table of its own, so that ``upserts`` stays narrow for the
-sorted scans of paths, data CIDs and DOIs. A stage database from before the table gets it
-with its next write.
+The pack, ``HOME/stage.<generation>.pack``: the item block's bytes of each staged upsert whose
+item an index of format 3 holds inline (at most ``INLINE_MAX`` bytes), at ``at``, ``size``
+bytes long: ``add`` stages them here instead of writing the block to the block store, and
+the commit reads them with their upserts (not the block store at random), checked against
+``item`` when read. An upsert with ``at`` NULL has its block in the block store. A plain
+file, appended to, not a table: the bytes are most of a stage (750 MB of 1 GB for a
+million items), and a table of them cost ``add`` a B-tree and its write-ahead log, and the
+commit seconds to read them and to delete them after. The pack is written and fsync'ed
+before the transaction that records its new size (``meta`` 'pack') commits; a writer cuts
+it back to that size first (the tail an add killed before its commit left). A new stage
+(``replace``: a commit, ``reset``) gets a pack of a new generation and the old one is
+deleted after the transaction; packs of no committed generation (a writer killed in
+between) are deleted by the next writer. A reader opens the pack its snapshot names; if a
+writer deleted it first, the reader takes a new snapshot (:meth:`StageDB._snapshots`); one
+that has it open reads it whole, deleted or not.
+
+``inline``: where the version before the pack kept those bytes; still read (an upsert with
+a row there holds those bytes) and emptied as its keys are staged again. A stage database
+from before it gets it (empty) with its next write.
 
 ``added`` and ``source``: which add (and batch of it) staged an upsert, and what named its
 item there (``<stdin>:17``, a file): how an add finds a key given twice across its batches
 (:class:`StageWriter`); NULL for upserts staged otherwise. A stage database from before
-them gets them with its next add.
+these columns gets them with its next add.
 
 Atomicity: every change of the head or the stage is one SQLite transaction (write-ahead
 log, ``synchronous=FULL``): a writer killed mid-way (``kill -9``) leaves the last
@@ -51,6 +64,7 @@ point order: the order of Python's ``sorted`` and of the prolly trees.
 from __future__ import annotations
 
 import os
+import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
@@ -81,7 +95,7 @@ CACHE_KIB = 32 << 10
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS upserts (key TEXT PRIMARY KEY, item BLOB NOT NULL, data TEXT, path TEXT, doi TEXT,
-    added INTEGER, source TEXT) WITHOUT ROWID;
+    added INTEGER, source TEXT, at INTEGER, size INTEGER) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS inline (key TEXT PRIMARY KEY, bytes BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS removals (key TEXT PRIMARY KEY) WITHOUT ROWID;
 """
@@ -98,9 +112,11 @@ class Stage:
         return bool(self.upserts or self.removals)
 
 
-def _entry(row: tuple[Any, ...]) -> tuple[str, Entry]:
-    key, item, data, path, doi, inline = row
+def _entry(row: tuple[Any, ...], pack: int | None) -> tuple[str, Entry]:
+    key, item, data, path, doi, inline, at, size = row
     cid = CID.parse(item)  # (the binary CID: no multibase to decode)
+    if at is not None:
+        inline = os.pread(pack, size, at) if pack is not None else b""
     if inline is not None and not cid.verify(inline):  # a damaged row: never a wrong item in a version
         raise VerificationError(f"the stage database holds damaged bytes for {key!r} (they do not hash to {cid}); "
                                 "add that item again, or `halodb reset`", cid=cid, source=DB_NAME)
@@ -113,7 +129,7 @@ class StageDB:
     def __init__(self, home: Path) -> None:
         self.home = home
         self.path = home / DB_NAME
-        self._has_inline = False  # (seen the table: a database never loses it)
+        self._has_inline = self._has_pack = self._columns_seen = False
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -188,10 +204,47 @@ class StageDB:
 
     def stage(self) -> Stage:
         """The whole stage in memory (for small stages: ``scan``, a small commit)."""
-        with self._read() as con:
-            upserts = dict(_entry(row) for row in con.execute(f"SELECT {self._columns(con)}"))
+        for con, pack in self._snapshots():
+            upserts = dict(_entry(row, pack) for row in con.execute(f"SELECT {self._columns(con)}"))
             removals = {key for (key,) in con.execute("SELECT key FROM removals")}
-        return Stage(upserts, removals)
+            return Stage(upserts, removals)
+        raise self._changing()
+
+    def _snapshots(self) -> Iterator[tuple[sqlite3.Connection, int | None]]:
+        """A read snapshot with its pack file open (None: it has none); again, up to a few
+        times, when the pack it names was replaced before it could be opened (a commit that
+        emptied the stage meanwhile). The caller returns after the first it reads whole."""
+        for _ in range(_SNAPSHOT_TRIES):
+            with self._read() as con:
+                state = _pack_state(con)
+                try:
+                    pack = None if state is None else os.open(self._pack_path(state[0]), os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    raise RegistryError(f"cannot read the stage's item bytes {self._pack_path(state[0])}: "  # type: ignore[index]
+                                        f"{exc.strerror or exc}", home=self.home) from None
+                try:
+                    yield con, pack
+                finally:
+                    if pack is not None:
+                        os.close(pack)
+
+    def _changing(self) -> RegistryError:
+        return RegistryError(f"the stage of {self.home} changed {_SNAPSHOT_TRIES} times while it was read; "
+                             "try again", home=self.home)
+
+    def _pack_path(self, generation: str) -> Path:
+        return self.home / f"{_PACK_PREFIX}{generation}{_PACK_SUFFIX}"
+
+    def _entries(self, sql: str, params: tuple[Any, ...] = ()) -> Iterator[tuple[str, Entry]]:
+        for con, pack in self._snapshots():
+            cur = con.execute(sql, params)
+            while rows := cur.fetchmany(FETCH):
+                for row in rows:
+                    yield _entry(row, pack)
+            return
+        raise self._changing()
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
         with self._read() as con:
@@ -204,18 +257,22 @@ class StageDB:
         with self._read() as con:
             columns = self._columns(con)
         if start is None:
-            return (_entry(row) for row in self._rows(f"SELECT {columns} ORDER BY u.key"))
-        return (_entry(row) for row in self._rows(f"SELECT {columns} WHERE u.key >= ? ORDER BY u.key", (start,)))
+            return self._entries(f"SELECT {columns} ORDER BY u.key")
+        return self._entries(f"SELECT {columns} WHERE u.key >= ? ORDER BY u.key", (start,))
 
     def _columns(self, con: sqlite3.Connection) -> str:
         """What to select (and from where) for the upsert rows :func:`_entry` reads: each with
-        its staged bytes, or NULL (also in a stage database from before the ``inline`` table)."""
-        if not self._has_inline:
+        its staged bytes — in the pack (``at``, ``size``), or in the ``inline`` table of a
+        stage written before the pack — or NULLs (a stage database from before either)."""
+        if not self._columns_seen:
             self._has_inline = con.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inline'").fetchone() is not None
-        if self._has_inline:
-            return "u.key, u.item, u.data, u.path, u.doi, i.bytes FROM upserts u LEFT JOIN inline i ON i.key = u.key"
-        return "u.key, u.item, u.data, u.path, u.doi, NULL FROM upserts u"
+            self._has_pack = "at" in {row[1] for row in con.execute("PRAGMA table_info(upserts)")}
+            self._columns_seen = self._has_pack  # (a database never loses them; until then look again)
+        held = "i.bytes" if self._has_inline else "NULL"
+        packed = "u.at, u.size" if self._has_pack else "NULL, NULL"
+        join = " LEFT JOIN inline i ON i.key = u.key" if self._has_inline else ""
+        return f"u.key, u.item, u.data, u.path, u.doi, {held}, {packed} FROM upserts u{join}"
 
     def key_at(self, n: int) -> str | None:
         """The ``n``-th staged upsert's key in key order (from 0); None past the last."""
@@ -264,15 +321,28 @@ class StageDB:
 
     # -- writing -----------------------------------------------------------------------------
     def replace(self, head: CID | None, stage: Stage) -> None:
-        """Record ``head`` and ``stage`` (the whole stage) in one transaction."""
+        """Record ``head`` and ``stage`` (the whole stage) in one transaction. The staged bytes
+        go into a pack file of a new generation, named by the transaction; the old one is
+        deleted after it (by the next writer, if this one is killed first)."""
         with self._write(create=True) as con:
             _create(con)
+            _add_columns(con)
+            old = _pack_state(con)
             _set_head(con, head)
             con.execute("DELETE FROM upserts")
             con.execute("DELETE FROM inline")
             con.execute("DELETE FROM removals")
-            _insert(con, stage.upserts.items())
+            upserts = list(stage.upserts.items())
+            con.execute("DELETE FROM meta WHERE name = 'pack'")
+            with _PackWriter(self.home, con, fresh=True) as pack:
+                places = iter(pack.append([e.inline for _, e in upserts if e.inline is not None]))
+                con.executemany(
+                    "INSERT INTO upserts (key, item, data, path, doi, at, size) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    ((k, e.item.buffer, e.data, e.path, e.doi, *(next(places) if e.inline is not None else (None, None)))
+                     for k, e in upserts))
             con.executemany("INSERT INTO removals VALUES (?)", ((k,) for k in stage.removals))
+        if old is not None:  # (the new stage's pack, if any, has a generation of its own)
+            self._pack_path(old[0]).unlink(missing_ok=True)
 
     def unstage(self, unstaged: Iterable[str], removed: Iterable[str]) -> None:
         """In one transaction: forget the staged upserts of ``unstaged``, and stage the removal
@@ -293,24 +363,31 @@ class StageDB:
     def writer(self) -> Iterator[StageWriter]:
         """A transaction that adds to the stage (:meth:`StageWriter.add`), committed when the
         block ends without an error; on an error (or a kill) the stage stays as it was."""
-        with self._write() as con:
-            yield StageWriter(con)
+        with self._write() as con, _PackWriter(self.home, con) as pack:
+            yield StageWriter(con, pack)
 
 
+#: the pack files of staged item bytes: ``stage.<generation>.pack`` (see the module)
+_PACK_PREFIX, _PACK_SUFFIX = "stage.", ".pack"
+#: read snapshots tried before a reader gives up on a stage that keeps changing under it
+_SNAPSHOT_TRIES = 5
 #: the bits of ``upserts.added`` that number an add's batches (:class:`StageWriter`)
 _BATCH_BITS = 32
 #: the size of a binary CIDv1 (sha2-256) as HaloDB writes an item's
 _CID_SIZE = 36
 _UPSERT_SET = ("ON CONFLICT(key) DO UPDATE SET item = excluded.item, data = excluded.data, path = excluded.path, "
-               "doi = excluded.doi, added = excluded.added, source = excluded.source "
+               "doi = excluded.doi, added = excluded.added, source = excluded.source, at = excluded.at, "
+               "size = excluded.size "
                f"WHERE upserts.added >> {_BATCH_BITS} IS NOT excluded.added >> {_BATCH_BITS}")
 #: an add's upsert: a key an earlier batch of the same add wrote is left as it is (see StageWriter)
-_UPSERT_ROW = f"INSERT INTO upserts (key, item, data, path, doi, added, source) VALUES (?, ?, ?, ?, ?, ?, ?) {_UPSERT_SET}"
+_UPSERT_ROW = ("INSERT INTO upserts (key, item, data, path, doi, added, source, at, size) "
+               f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) {_UPSERT_SET}")
 #: the same for a batch at once: its text columns as a JSON array of rows, its CIDs as one blob
 _UPSERT_BATCH = (
-    "INSERT INTO upserts (key, item, data, path, doi, added, source) "
+    "INSERT INTO upserts (key, item, data, path, doi, added, source, at, size) "
     f"SELECT r.value ->> 0, substr(:items, r.key * {_CID_SIZE} + 1, {_CID_SIZE}), r.value ->> 1, r.value ->> 2, "
-    f"r.value ->> 3, :batch, r.value ->> 4 FROM json_each(:rows) r WHERE true {_UPSERT_SET}")
+    f"r.value ->> 3, :batch, r.value ->> 4, r.value ->> 5, r.value ->> 6 FROM json_each(:rows) r WHERE true "
+    f"{_UPSERT_SET}")
 _INLINE_TABLE = "CREATE TABLE IF NOT EXISTS inline (key TEXT PRIMARY KEY, bytes BLOB NOT NULL) WITHOUT ROWID"
 
 
@@ -325,31 +402,71 @@ def _set_head(con: sqlite3.Connection, head: CID | None) -> None:
                 (str(head) if head else None,))
 
 
-def _insert(con: sqlite3.Connection, upserts: Iterable[tuple[str, Entry]]) -> None:
-    upserts = list(upserts)
-    con.executemany(
-        "INSERT INTO upserts (key, item, data, path, doi) VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE "
-        "SET item = excluded.item, data = excluded.data, path = excluded.path, doi = excluded.doi",
-        ((k, e.item.buffer, e.data, e.path, e.doi) for k, e in upserts))
-    _insert_inline(con, upserts)
+def _pack_state(con: sqlite3.Connection) -> tuple[str, int] | None:
+    """The committed pack file's ``(generation, size)``; None: the stage has none."""
+    row = con.execute("SELECT value FROM meta WHERE name = 'pack'").fetchone()
+    if row is None or not row[0]:
+        return None
+    generation, _, size = str(row[0]).partition(":")
+    return generation, int(size)
 
 
-def _insert_inline(con: sqlite3.Connection, upserts: list[tuple[str, Entry]]) -> None:
-    """Record the staged bytes of ``upserts`` (and forget those of an entry without): all
-    in one statement, from one blob of them all and their places in it as JSON."""
-    rows, blobs, at = [], [], 1
-    for k, e in upserts:
-        if e.inline is not None:
-            rows.append((k, at, len(e.inline)))
-            blobs.append(e.inline)
-            at += len(e.inline)
-    if rows:
-        con.execute("INSERT INTO inline (key, bytes) SELECT r.value ->> 0, substr(:blob, r.value ->> 1, r.value ->> 2) "
-                    "FROM json_each(:rows) r WHERE true ON CONFLICT(key) DO UPDATE SET bytes = excluded.bytes",
-                    {"rows": orjson.dumps(rows), "blob": b"".join(blobs)})
-    linked = [(k,) for k, e in upserts if e.inline is None]
-    if linked:  # (an item staged with its bytes before, now as a block)
-        con.executemany("DELETE FROM inline WHERE key = ?", linked)
+class _PackWriter:
+    """Appends staged item bytes to the stage's pack file within a write transaction of the
+    stage database (see the module): the file is cut back to its committed size first (the
+    tail a killed writer left), written, fsync'ed and its new size recorded in ``meta``
+    before the transaction commits. ``fresh``: a pack of a new generation (``replace``)."""
+
+    def __init__(self, home: Path, con: sqlite3.Connection, *, fresh: bool = False) -> None:
+        self.home, self.con = home, con
+        committed = _pack_state(con)
+        if committed is not None and not fresh:
+            self.generation, self.size = committed
+        else:
+            self.generation, self.size = secrets.token_hex(6), 0
+        self.fd: int | None = None
+        if not fresh:  # packs of no committed generation: left by writers killed before they cleaned up
+            for stray in home.glob(f"{_PACK_PREFIX}*{_PACK_SUFFIX}"):
+                if committed is None or stray.name != f"{_PACK_PREFIX}{committed[0]}{_PACK_SUFFIX}":
+                    stray.unlink(missing_ok=True)
+
+    def __enter__(self) -> _PackWriter:
+        return self
+
+    def append(self, blobs: list[bytes]) -> list[tuple[int, int]]:
+        """Write ``blobs`` at the end of the pack; their ``(offset, size)``."""
+        if not blobs:
+            return []
+        if self.fd is None:
+            path = self.home / f"{_PACK_PREFIX}{self.generation}{_PACK_SUFFIX}"
+            try:
+                self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                os.ftruncate(self.fd, self.size)
+            except OSError as exc:
+                raise RegistryError(f"cannot write the stage's item bytes {path}: {exc.strerror or exc}",
+                                    home=self.home) from None
+        places, at = [], self.size
+        for blob in blobs:
+            places.append((at, len(blob)))
+            at += len(blob)
+        data = memoryview(b"".join(blobs))
+        while data:
+            written = os.pwrite(self.fd, data, self.size)
+            data = data[written:]
+            self.size += written
+        return places
+
+    def __exit__(self, kind: type[BaseException] | None, *_: Any) -> None:
+        fd, self.fd = self.fd, None
+        if fd is None:
+            return
+        try:
+            if kind is None:
+                os.fsync(fd)  # durable before the stage that names its bytes commits
+                self.con.execute("INSERT INTO meta VALUES ('pack', ?) ON CONFLICT(name) DO UPDATE SET value = "
+                                 "excluded.value", (f"{self.generation}:{self.size}",))
+        finally:
+            os.close(fd)
 
 
 class StageWriter:
@@ -364,9 +481,10 @@ class StageWriter:
     sources). Nothing of the add is held in memory beyond its batch, and a batch costs one
     write per row."""
 
-    def __init__(self, con: sqlite3.Connection) -> None:
-        self.con = con
+    def __init__(self, con: sqlite3.Connection, pack: _PackWriter) -> None:
+        self.con, self.pack = con, pack
         _add_columns(con)
+        self.legacy = con.execute("SELECT 1 FROM inline LIMIT 1").fetchone() is not None
         con.execute("INSERT INTO meta VALUES ('adds', '1') ON CONFLICT(name) DO UPDATE SET value = value + 1")
         self.first = int(con.execute("SELECT value FROM meta WHERE name = 'adds'").fetchone()[0]) << _BATCH_BITS
         self.batch = self.first
@@ -379,24 +497,27 @@ class StageWriter:
         con = self.con
         self.batch += 1
         before = con.total_changes
+        places = iter(self.pack.append([e.inline for e in upserts.values() if e.inline is not None]))
+        rows = [(k, e, *(next(places) if e.inline is not None else (None, None))) for k, e in upserts.items()]
         items = b"".join([e.item.buffer for e in upserts.values()])
         if len(items) == _CID_SIZE * len(upserts):  # (every item's CID is HaloDB's: v1, sha2-256)
             # the batch in one statement (its columns as one JSON text and one blob): SQLite
             # works through it without the GIL, where executemany takes it back for each row
             con.execute(_UPSERT_BATCH, {
-                "rows": orjson.dumps([[k, e.data, e.path, e.doi, sources[k]] for k, e in upserts.items()]),
+                "rows": orjson.dumps([[k, e.data, e.path, e.doi, sources[k], at, size] for k, e, at, size in rows]),
                 "items": items, "batch": self.batch})
         else:
-            con.executemany(_UPSERT_ROW, ((k, e.item.buffer, e.data, e.path, e.doi, self.batch, sources[k])
-                                          for k, e in upserts.items()))
+            con.executemany(_UPSERT_ROW, ((k, e.item.buffer, e.data, e.path, e.doi, self.batch, sources[k], at, size)
+                                          for k, e, at, size in rows))
         again: set[str] = set()
         if con.total_changes - before < len(upserts):  # a key an earlier batch of this add wrote
             again = self._given_before(upserts, sources)
-        fresh = [(k, e) for k, e in upserts.items() if k not in again]
-        _insert_inline(con, fresh)
+        fresh = [k for k in upserts if k not in again]
+        if self.legacy:  # (bytes an older HaloDB staged in the inline table: these keys' are in the pack now)
+            con.executemany("DELETE FROM inline WHERE key = ?", ((k,) for k in fresh))
         if self.removals:
-            con.executemany("DELETE FROM removals WHERE key = ?", ((k,) for k, _ in fresh))
-        return [k for k, _ in fresh]
+            con.executemany("DELETE FROM removals WHERE key = ?", ((k,) for k in fresh))
+        return fresh
 
     def _given_before(self, upserts: dict[str, Entry], sources: dict[str, str]) -> set[str]:
         """The keys of ``upserts`` an earlier batch of this add gave with the same item;
@@ -420,6 +541,6 @@ class StageWriter:
 def _add_columns(con: sqlite3.Connection) -> None:
     """Give ``upserts`` of a stage database from before them the columns an add writes."""
     have = {row[1] for row in con.execute("PRAGMA table_info(upserts)")}
-    for column in ("added INTEGER", "source TEXT"):
+    for column in ("added INTEGER", "source TEXT", "at INTEGER", "size INTEGER"):
         if column.split()[0] not in have:
             con.execute(f"ALTER TABLE upserts ADD COLUMN {column}")
