@@ -1,5 +1,7 @@
 """HaloDB's compiled hot loops (Rust); see docs/internals/native.md."""
 
+from types import NotImplementedType
+
 MAX_ITEM_SIZE: int
 
 def prepare_item(line: str) -> tuple[str, str, bytes, bytes, str | None, str | None, str | None] | None:
@@ -10,3 +12,15 @@ def prepare_lines(
     lines: list[str],
 ) -> list[tuple[str, str, bytes, bytes, str | None, str | None, str | None] | None]:
     """:func:`prepare_item` of each line, computed without holding the GIL."""
+
+
+class LeafCutter:
+    """Level 0 of a prolly tree built in key order (halodb/index/prolly.py's rule and layout):
+    each push gives back the leaf it finishes, ``(first key, entries, CID, bytes)``."""
+
+    def __init__(self, leaf_bytes: int, threshold: int, cid_type: type) -> None: ...
+    def push(self, keys: list[str], values: list[bytes]) -> list[tuple[str, int, bytes, bytes]]: ...
+    def push_one(self, key: str, value: bytes) -> tuple[str, int, bytes, bytes] | None: ...
+    def push_value(self, key: str, value: object) -> tuple[str, int, bytes, bytes] | None | NotImplementedType: ...
+    def finish(self) -> tuple[str, int, bytes, bytes] | None: ...
+    def pending(self) -> bool: ...

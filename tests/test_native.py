@@ -295,7 +295,8 @@ def test_the_leaf_cutter_builds_the_trees_python_builds(module: ModuleType, para
     link = CID.for_bytes(b"item")
     entries = sorted({f"c{i % 7}/é{i:06d}" + "x" * (i % 13): (
         None if i % 5 == 0 else f"halo/{i}" if i % 5 == 1 else {"item": link, "path": f"p/{i}"} if i % 5 == 2
-        else {"item": bytes(i % 900), "data": str(link)} if i % 5 == 3 else [i, -i]) for i in range(6000)}.items())
+        else {"item": bytes(i % 900), "data": str(link)} if i % 5 == 3 else [i, -i] if i % 10 == 4
+        else {"item": link, "zz": None, "doi": "10.1234/x"}) for i in range(6000)}.items())
     for split in (None, 2500):
         fast, slow = built(entries, params, "1", monkeypatch, split), built(entries, params, "0", monkeypatch, split)
         assert fast[2] and not slow[2]

@@ -813,7 +813,7 @@ class _SortedBuilder:
         cutter = getattr(native(), "LeafCutter", None)  # (None: not installed, or a build from before it)
         #: level 0 in compiled code when it is installed (halodb_native.LeafCutter: the same rule
         #: and bytes, tests/test_native.py); the levels above here
-        self.cutter = None if cutter is None else cutter(params.leaf_bytes or 0, self.thresholds[0])
+        self.cutter = None if cutter is None else cutter(params.leaf_bytes or 0, self.thresholds[0], CID)
 
     def push(self, level: int, key: str, value: Any) -> None:
         if level == len(self.runs):
@@ -821,7 +821,9 @@ class _SortedBuilder:
             self.done.append(0)
             self.first.append(None)
         if level == 0 and self.cutter is not None:
-            finished = self.cutter.push_one(key, encode_shallow(value))
+            finished = self.cutter.push_value(key, value)  # (a text, null or entry: encoded there)
+            if finished is NotImplemented:
+                finished = self.cutter.push_one(key, encode_shallow(value))
             if finished is not None:
                 self._take(0, *finished)
             return
@@ -939,6 +941,7 @@ class _SortedBuilder:
 #: how a node's DAG-CBOR begins: a map of three (keys ``keys``, ``level``, ``values``, in
 #: DAG-CBOR's order: shorter keys first), then the key ``keys``
 _NODE_HEAD = b"\xa3\x64keys"
+
 
 
 def _node_bytes(level: int, encoded_keys: list[bytes], encoded_values: list[bytes]) -> bytes:

@@ -4,7 +4,7 @@
 //! as `(first key, entries, CID, bytes)`. The levels above stay in Python (a few nodes).
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 use sha2::{Digest, Sha256};
 
 use crate::cbor::head;
@@ -18,6 +18,8 @@ pub struct LeafCutter {
     leaf_bytes: u64,
     /// the fanout rule's threshold
     threshold: u64,
+    /// the class of links (`halodb.ipld.CID`)
+    cid_type: Py<PyType>,
     first: Option<String>,
     n: u64,
     keys: Vec<u8>,
@@ -25,6 +27,51 @@ pub struct LeafCutter {
 }
 
 impl LeafCutter {
+    /// `value`'s DAG-CBOR into `out` when it is of a shape encoded here (see `push_value`).
+    fn encode(&self, value: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<bool> {
+        if value.is_none() {
+            out.push(0xF6);
+        } else if let Ok(text) = value.cast_exact::<PyString>() {
+            let text = text.to_str()?;
+            head(out, 3, text.len() as u64);
+            out.extend_from_slice(text.as_bytes());
+        } else if let Ok(map) = value.cast_exact::<PyDict>() {
+            let mut fields: Vec<(String, Bound<'_, PyAny>)> = Vec::with_capacity(map.len());
+            for (k, v) in map.iter() {
+                let Ok(k) = k.cast_exact::<PyString>() else { return Ok(false) };
+                fields.push((k.to_str()?.to_owned(), v));
+            }
+            fields.sort_unstable_by(|(a, _), (b, _)| a.len().cmp(&b.len()).then_with(|| a.as_bytes().cmp(b.as_bytes())));
+            head(out, 5, fields.len() as u64);
+            for (k, v) in fields {
+                head(out, 3, k.len() as u64);
+                out.extend_from_slice(k.as_bytes());
+                if v.is_none() {
+                    out.push(0xF6);
+                } else if let Ok(text) = v.cast_exact::<PyString>() {
+                    let text = text.to_str()?;
+                    head(out, 3, text.len() as u64);
+                    out.extend_from_slice(text.as_bytes());
+                } else if let Ok(bytes) = v.cast_exact::<PyBytes>() {
+                    head(out, 2, bytes.as_bytes().len() as u64);
+                    out.extend_from_slice(bytes.as_bytes());
+                } else if v.get_type().is(self.cid_type.bind(value.py())) {
+                    let buffer = v.getattr("buffer")?;
+                    let buffer = buffer.cast_exact::<PyBytes>()?.as_bytes();
+                    out.extend_from_slice(&[0xD8, 0x2A]); // tag 42: a link
+                    head(out, 2, buffer.len() as u64 + 1);
+                    out.push(0x00); // (the identity multibase prefix)
+                    out.extend_from_slice(buffer);
+                } else {
+                    return Ok(false);
+                }
+            }
+        } else {
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
     fn boundary(&self, utf8: &[u8], value_len: usize) -> bool {
         let threshold = if self.leaf_bytes > 0 {
             let size = (utf8.len() + value_len) as u128;
@@ -76,10 +123,11 @@ impl LeafCutter {
 
 #[pymethods]
 impl LeafCutter {
-    /// `LeafCutter(leaf_bytes, threshold)`: `leaf_bytes` 0 for the fanout rule.
+    /// `LeafCutter(leaf_bytes, threshold, cid_type)`: `leaf_bytes` 0 for the fanout rule;
+    /// `cid_type` the class whose instances are links (their binary form in `.buffer`).
     #[new]
-    fn new(leaf_bytes: u64, threshold: u64) -> Self {
-        LeafCutter { leaf_bytes, threshold, first: None, n: 0, keys: Vec::new(), values: Vec::new() }
+    fn new(leaf_bytes: u64, threshold: u64, cid_type: Py<PyType>) -> Self {
+        LeafCutter { leaf_bytes, threshold, cid_type, first: None, n: 0, keys: Vec::new(), values: Vec::new() }
     }
 
     /// Add the entries `keys` (str) with their values' DAG-CBOR `values` (bytes), in key
@@ -102,6 +150,23 @@ impl LeafCutter {
     /// Add one entry; the leaf it finishes, or None.
     fn push_one<'py>(&mut self, py: Python<'py>, key: &str, value: &[u8]) -> PyResult<Option<Bound<'py, PyTuple>>> {
         if self.add(key, value) { self.take(py) } else { Ok(None) }
+    }
+
+    /// Add one entry, its value encoded here when it is a text, null, or a map of texts to
+    /// texts, nulls, bytes and links (a dataset's entry, a lookup tree's value) — as
+    /// `encode_shallow` encodes it; any other value: `NotImplemented`, nothing added (the
+    /// caller encodes it and calls `push_one`).
+    fn push_value<'py>(&mut self, py: Python<'py>, key: &str, value: &Bound<'py, PyAny>) -> PyResult<Py<PyAny>> {
+        let mut encoded = Vec::new();
+        if !self.encode(value, &mut encoded)? {
+            return Ok(py.NotImplemented());
+        }
+        if self.add(key, &encoded) {
+            if let Some(node) = self.take(py)? {
+                return Ok(node.into_any().unbind());
+            }
+        }
+        Ok(py.None())
     }
 
     /// The unfinished leaf as a node (None: there is none); the cutter is empty after.
