@@ -146,6 +146,10 @@ class StageDB:
             con.execute("PRAGMA synchronous=FULL")
             con.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             con.execute("PRAGMA temp_store=FILE")
+            # (Debian builds SQLite with secure_delete on: every freed page overwritten with zeros,
+            # which made emptying a stage of a million rows after a commit 0.9 s instead of 0.25;
+            # a stage holds items on their way to being published, nothing to erase)
+            con.execute("PRAGMA secure_delete=OFF")
         except sqlite3.Error as exc:
             raise RegistryError(f"cannot open the stage database {self.path}: {exc}", home=self.home) from None
         return con
