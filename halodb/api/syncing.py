@@ -13,13 +13,13 @@ from collections.abc import Callable
 
 from halodb.blockstore.base import BlockStore
 from halodb.cache import Cache
-from halodb.errors import InputError
 from halodb.index.history import load_commit
 from halodb.index.index import Index
 from halodb.ipld import CID
 from halodb.sync import SyncResult, sync
 from halodb.sync.worker import MIN_WORKER_ITEMS, ItemWorker
 from halodb.util.perf import paused_gc
+from halodb.util.switches import env_switch
 
 __all__ = ["start_worker", "sync_name"]
 
@@ -66,13 +66,9 @@ def start_worker(store: BlockStore, index: Index, head: CID) -> ItemWorker | Non
 
 def worker_wanted() -> bool:
     """``$HALODB_SYNC_WORKER``: ``1`` (default; also when empty) or ``0``; anything else is an
-    :class:`InputError`.
+    :class:`~halodb.errors.InputError`.
 
     >>> worker_wanted()
     True
     """
-    env = os.environ.get("HALODB_SYNC_WORKER", "").strip() or "1"
-    if env not in ("0", "1"):
-        raise InputError(f"HALODB_SYNC_WORKER={env!r}: expected 1 (a second process for a large sync) or 0",
-                         source="HALODB_SYNC_WORKER")
-    return env == "1"
+    return env_switch("HALODB_SYNC_WORKER", "a second process for a large sync")

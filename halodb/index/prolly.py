@@ -943,7 +943,6 @@ class _SortedBuilder:
 _NODE_HEAD = b"\xa3\x64keys"
 
 
-
 def _node_bytes(level: int, encoded_keys: list[bytes], encoded_values: list[bytes]) -> bytes:
     """The DAG-CBOR of ``Node(level, keys, values).to_ipld()`` from the encodings of its keys
     and values: byte for byte what :func:`~halodb.ipld.encode` writes (``tests/test_prolly.py``).

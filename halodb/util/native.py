@@ -1,14 +1,16 @@
 """HaloDB's compiled hot loops, when they are installed.
 
 ``halodb_native`` (Rust, ``native/`` in the source tree; ``make install`` builds it when
-``cargo`` is there) does the per-item work of the largest jobs — today: reading, checking
-and encoding the STAC items of ``halodb add`` — several times faster than Python. It is an
-accelerator, never a second authority: for any input it is not sure of, it declines and
-the Python path decides (and names the error), and ``tests/test_native.py`` checks that
-whatever it returns, Python returns the same. HaloDB works without it, slower.
+``cargo`` is there) does the per-item work of the largest jobs — reading, checking and
+encoding the STAC items of ``halodb add``; cutting the leaves of the trees a commit builds —
+several times faster than Python. It is an accelerator, never a second authority: for any
+input it is not sure of, it declines and the Python path decides (and names the error), and
+``tests/test_native.py`` checks that whatever it returns, Python returns the same. HaloDB
+works without it, slower.
 
 ``$HALODB_NATIVE``: ``1`` (the default, also when empty: use it when installed) or ``0``
-(never: the Python path only, e.g. to compare); anything else is an :class:`InputError`.
+(never: the Python path only, e.g. to compare); anything else is an
+:class:`~halodb.errors.InputError`.
 
 >>> native() is None or hasattr(native(), "prepare_item")
 True
@@ -16,11 +18,10 @@ True
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from types import ModuleType
 
-from halodb.errors import InputError
+from halodb.util.switches import env_switch
 
 __all__ = ["native", "native_wanted"]
 
@@ -31,11 +32,7 @@ def native_wanted() -> bool:
     >>> native_wanted()
     True
     """
-    env = os.environ.get("HALODB_NATIVE", "").strip() or "1"
-    if env not in ("0", "1"):
-        raise InputError(f"HALODB_NATIVE={env!r}: expected 1 (use the compiled hot loops when installed) or 0",
-                         source="HALODB_NATIVE")
-    return env == "1"
+    return env_switch("HALODB_NATIVE", "use the compiled hot loops when installed")
 
 
 def native() -> ModuleType | None:

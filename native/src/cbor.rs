@@ -23,7 +23,8 @@ pub fn head(out: &mut Vec<u8>, major: u8, n: u64) {
     }
 }
 
-fn text(out: &mut Vec<u8>, s: &str) {
+/// A text string: its head and UTF-8.
+pub fn text(out: &mut Vec<u8>, s: &str) {
     head(out, 3, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
 }

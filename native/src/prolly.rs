@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 use sha2::{Digest, Sha256};
 
-use crate::cbor::head;
+use crate::cbor::{head, text};
 
 /// `{"keys": [...], "level": n, "values": [...]}`: the map head and its first key
 const NODE_HEAD: &[u8] = b"\xa3\x64keys";
@@ -31,10 +31,8 @@ impl LeafCutter {
     fn encode(&self, value: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<bool> {
         if value.is_none() {
             out.push(0xF6);
-        } else if let Ok(text) = value.cast_exact::<PyString>() {
-            let text = text.to_str()?;
-            head(out, 3, text.len() as u64);
-            out.extend_from_slice(text.as_bytes());
+        } else if let Ok(s) = value.cast_exact::<PyString>() {
+            text(out, s.to_str()?);
         } else if let Ok(map) = value.cast_exact::<PyDict>() {
             let mut fields: Vec<(String, Bound<'_, PyAny>)> = Vec::with_capacity(map.len());
             for (k, v) in map.iter() {
@@ -44,14 +42,11 @@ impl LeafCutter {
             fields.sort_unstable_by(|(a, _), (b, _)| a.len().cmp(&b.len()).then_with(|| a.as_bytes().cmp(b.as_bytes())));
             head(out, 5, fields.len() as u64);
             for (k, v) in fields {
-                head(out, 3, k.len() as u64);
-                out.extend_from_slice(k.as_bytes());
+                text(out, &k);
                 if v.is_none() {
                     out.push(0xF6);
-                } else if let Ok(text) = v.cast_exact::<PyString>() {
-                    let text = text.to_str()?;
-                    head(out, 3, text.len() as u64);
-                    out.extend_from_slice(text.as_bytes());
+                } else if let Ok(s) = v.cast_exact::<PyString>() {
+                    text(out, s.to_str()?);
                 } else if let Ok(bytes) = v.cast_exact::<PyBytes>() {
                     head(out, 2, bytes.as_bytes().len() as u64);
                     out.extend_from_slice(bytes.as_bytes());
@@ -90,8 +85,7 @@ impl LeafCutter {
         if self.first.is_none() {
             self.first = Some(key.to_owned());
         }
-        head(&mut self.keys, 3, key.len() as u64);
-        self.keys.extend_from_slice(key.as_bytes());
+        text(&mut self.keys, key);
         self.values.extend_from_slice(value);
         self.n += 1;
         self.boundary(key.as_bytes(), value.len())

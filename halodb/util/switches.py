@@ -1,0 +1,30 @@
+"""On/off switches read from the environment (``HALODB_NATIVE``, ``HALODB_SYNC_WORKER``).
+
+>>> import os
+>>> os.environ["HALODB_EXAMPLE"] = "0"
+>>> env_switch("HALODB_EXAMPLE", "an example")
+False
+>>> os.environ["HALODB_EXAMPLE"] = "yes"
+>>> env_switch("HALODB_EXAMPLE", "an example")
+Traceback (most recent call last):
+...
+halodb.errors.InputError: HALODB_EXAMPLE='yes': expected 1 (an example) or 0
+>>> del os.environ["HALODB_EXAMPLE"]
+"""
+
+from __future__ import annotations
+
+import os
+
+from halodb.errors import InputError
+
+__all__ = ["env_switch"]
+
+
+def env_switch(name: str, meaning: str) -> bool:
+    """``$name``: ``1`` (the default, also when unset or empty) or ``0``; anything else is an
+    :class:`InputError` saying what ``1`` means."""
+    env = os.environ.get(name, "").strip() or "1"
+    if env not in ("0", "1"):
+        raise InputError(f"{name}={env!r}: expected 1 ({meaning}) or 0", source=name)
+    return env == "1"
