@@ -256,6 +256,31 @@ def test_add_stages_the_same_with_the_module_and_without(module: ModuleType, tmp
     assert errors[0] == errors[1] and errors[0].code == 2 and "<stdin>:304" in errors[0].err, errors
 
 
+def test_item_files_and_folders_are_prepared_as_python_stages_them(module: ModuleType, tmp_path: Path) -> None:
+    """``add`` of .json files (one Item each, or a FeatureCollection, which the module leaves
+    to Python) stages what the Python path stages."""
+    folder = tmp_path / "items"
+    (folder / "sub").mkdir(parents=True)
+    generated = generate_items(30, seed=11)
+    for i, item in enumerate(generated[:20]):
+        (folder / ("sub" if i % 2 else "") / f"i{i:02d}.json").write_text(json.dumps(item, indent=2))
+    (folder / "fc.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": generated[20:]}))
+    odd = generated[0] | {"id": "odd"}
+    odd["properties"] = odd["properties"] | {"datetime": "2024-08-10T02:45:49.500+02:00"}
+    (folder / "odd.json").write_text(json.dumps(odd))
+    read = list(read_items([str(folder)], None, prepared=True))
+    assert sum(type(v) is PreparedItem for _, v in read) == 20  # (the collection's and the odd one: Python)
+    dumps = []
+    for switch in ("1", "0"):
+        home = tmp_path / f"h{switch}"
+        assert run_cli_in_process(home, "init").code == 0
+        result = run_cli_in_process(home, "add", str(folder), env={"HALODB_NATIVE": switch})
+        assert result.code == 0 and result.out.strip() == "staged 31 item(s)", result
+        with sqlite3.connect(home / "stage.sqlite3") as con:
+            dumps.append(con.execute("SELECT key, item, data, path, doi, source FROM upserts ORDER BY key").fetchall())
+    assert dumps[0] == dumps[1]
+
+
 def test_read_items_yields_prepared_items_only_when_asked(module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     text = orjson.dumps(generate_items(1, seed=3)[0]).decode() + "\n"
     assert type(next(read_items(["-"], io.StringIO(text), prepared=True))[1]) is PreparedItem

@@ -1007,6 +1007,12 @@ def _read_file(
         raise InputError(f"{source}: cannot read ({exc.strerror or exc})", source=source) from None
     if path.suffix.lower() in NDJSON_SUFFIXES:
         yield from _read_lines(iter(text.splitlines()), source, on_skip, prepared)
+        return
+    module = native() if prepared else None
+    row = None if module is None else module.prepare_item(text)  # (an Item file: a FeatureCollection is declined)
+    if row is not None:
+        key, collection, cid, block, data, item_path, doi = row
+        yield source, PreparedItem(key, collection, cid, block, data, item_path, doi, text)
     else:
         yield from _expand(_decode_json(text, source), source, in_folder, on_skip)
 
