@@ -173,6 +173,38 @@ def test_a_killed_add_leaves_the_stage_as_it_was(tmp_path: Path) -> None:
         assert set(reg.staged().upserts) == {"halo/staged", "halo/after"}
 
 
+def test_a_killed_add_of_items_staged_with_their_bytes_leaves_the_stage_and_its_pack(tmp_path: Path) -> None:
+    """Index format 3: the bytes go to the pack before the transaction commits. An add killed
+    once its first batch is in the pack leaves the stage as it was; the next add cuts the
+    pack back to what the stage names and goes on."""
+    home = tmp_path / "home"
+    with halodb.open(home, create=True) as reg:
+        reg.add(items("s", 3))
+        before = reg.staged()
+    (pack,) = home.glob("stage.*.pack")
+    size = pack.stat().st_size
+    first = registry_module.ADD_BATCH
+    lines = "".join(json.dumps(item) + "\n" for item in items("k", first + 10))
+    proc = subprocess.Popen([sys.executable, "-m", "halodb", "--home", str(home), "add", "-"],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "HALODB_AUTHOR": "tester"})
+    assert proc.stdin is not None
+    proc.stdin.write(lines.encode())
+    proc.stdin.flush()
+    wait_until(lambda: pack.stat().st_size > size, timeout=120, what="the add to write its first batch's bytes")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdin.close()
+    assert pack.stat().st_size > size  # (the killed add's tail, named by nothing)
+    with halodb.open(home) as reg:
+        assert reg.staged() == before
+        reg.add(items("after", 2))
+        assert pack.stat().st_size < size + 2 * 4096  # cut back, then two items appended
+        assert set(reg.staged().upserts) == set(before.upserts) | {"halo/after0", "halo/after1"}
+        reg.commit("all", time="2024-08-12T00:00:00Z")
+        assert reg.get("halo/after1")[1].inline is not None
+
+
 def test_build_sorted_in_small_batches_is_apply_on_the_empty_version() -> None:
     from halodb.blockstore import MemoryStore
     from halodb.index.index import Index
