@@ -11,10 +11,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-# HaloDB's compiled hot loops (native/, Rust): built when cargo is there (required under CI=true)
+# HaloDB's compiled hot loops (native/, Rust): built when cargo is there (required under CI=true).
+# The stamp is made only once the module imports, so a later `make install` (Rust installed
+# meanwhile) builds it.
 $(VENV)/.native: $(VENV)/.installed scripts/install-native.sh native/Cargo.toml native/Cargo.lock native/pyproject.toml native/halodb_native.pyi $(wildcard native/src/*.rs)
 	scripts/install-native.sh $(BIN)/python
-	touch $@
+	if $(BIN)/python -c "import halodb_native" 2>/dev/null; then touch $@; else rm -f $@; fi
 
 native: $(VENV)/.native
 

@@ -31,7 +31,7 @@ from halodb.stac import items as stac_items
 from halodb.stac import PreparedItem, data_cid, dataset_key, item_block, item_doi, item_path, parse_item, read_items
 from halodb.util.native import _module, native
 
-from .conftest import run_cli_in_process, shared_data
+from .conftest import run_cli, run_cli_in_process, shared_data
 from .requirements import require
 from .test_stac_quick import GEOMETRIES, ODD, _paths, base_item, items, single_changes
 
@@ -291,39 +291,11 @@ def test_read_items_yields_prepared_items_only_when_asked(module: ModuleType, mo
 
 
 def test_a_bad_switch_is_one_line_exit_2(tmp_path: Path) -> None:
+    """Whatever the command — also one that never reaches the module, and the quick ``at``."""
     assert run_cli_in_process(tmp_path, "init").code == 0
-    result = run_cli_in_process(tmp_path, "add", "-", stdin="", env={"HALODB_NATIVE": "yes"})
-    assert result.code == 2 and result.err.count("\n") == 1 and "HALODB_NATIVE='yes'" in result.err, result
-
-
-# --- the leaves of prolly trees (halodb_native.LeafCutter) -----------------------------------
-def built(entries: list[tuple[str, Any]], params: TreeParams, switch: str, monkeypatch: pytest.MonkeyPatch,
-          split: int | None = None) -> tuple[CID, dict[CID, bytes], bool]:
-    """``entries`` built by ``build_sorted`` with ``HALODB_NATIVE=switch`` (the second half's
-    leaves by ``leaves_sorted`` when ``split``): the root, every block, and whether the
-    compiled cutter did level 0."""
-    monkeypatch.setenv("HALODB_NATIVE", switch)
-    store = MemoryStore()
-    tree = ProllyTree(store, params)
-    used = _SortedBuilder(tree, 1).cutter is not None
-    tail = None
-    if split is not None:
-        tail = (entries[split][0], lambda: tree.leaves_sorted(iter(entries[split:]), batch_bytes=5000))
-    root = tree.build_sorted(iter(entries), batch_bytes=3000, tail=tail)
-    return root, {c: store.get(c) for c in store.iter_cids()}, used
-
-
-@pytest.mark.parametrize("params", [TreeParams(), TreeParams(leaf_fanout=4, branch_fanout=4),
-                                    TreeParams(leaf_bytes=4096), TreeParams(leaf_bytes=1 << 16)])
-def test_the_leaf_cutter_builds_the_trees_python_builds(module: ModuleType, params: TreeParams,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    link = CID.for_bytes(b"item")
-    entries = sorted({f"c{i % 7}/é{i:06d}" + "x" * (i % 13): (
-        None if i % 5 == 0 else f"halo/{i}" if i % 5 == 1 else {"item": link, "path": f"p/{i}"} if i % 5 == 2
-        else {"item": bytes(i % 900), "data": str(link)} if i % 5 == 3 else [i, -i] if i % 10 == 4
-        else {"item": link, "zz": None, "doi": "10.1234/x"}) for i in range(6000)}.items())
-    for split in (None, 2500):
-        fast, slow = built(entries, params, "1", monkeypatch, split), built(entries, params, "0", monkeypatch, split)
-        assert fast[2] and not slow[2]
-        assert fast[:2] == slow[:2]
-        assert fast[0] == ProllyTree(MemoryStore(), params).build(entries)
+    for switch in ("HALODB_NATIVE", "HALODB_SYNC_WORKER"):
+        for args in (["add", "-"], ["status"], ["init"], ["log"]):
+            result = run_cli_in_process(tmp_path, *args, stdin="", env={switch: "yes"})
+            assert result.code == 2 and result.err.count("\n") == 1 and f"{switch}='yes'" in result.err, (args, result)
+    quick = run_cli(tmp_path, "at", "halo/x", "2024-09-01", "--name", "n", env={"HALODB_NATIVE": "on"})
+    assert quick.code == 2 and "HALODB_NATIVE='on'" in quick.err, quick

@@ -469,6 +469,14 @@ def test_read_items_from_stdin_ndjson_with_a_bad_line() -> None:
     assert info.value.context["source"] == "<stdin>:3"
 
 
+def test_a_line_cut_short_names_its_last_column() -> None:
+    """The line is decoded without its line break: an error at its end is in its last column,
+    not in column 1 of a line after it."""
+    with pytest.raises(InvalidItemError) as info:
+        list(read_items(["-"], io.StringIO('{"type": "Feature"}\n{"type":"Feature","id":"a"\n')))
+    assert str(info.value) == "<stdin>:2: invalid JSON at column 27: Expecting ',' delimiter"
+
+
 def test_bad_json_file_names_line_and_column(tmp_path: Path) -> None:
     f = write(tmp_path / "bad.json", '{\n  "type": "Feature",\n  "id": oops\n}')
     with pytest.raises(InvalidItemError, match=r"bad\.json:3: invalid JSON at line 3, column 9"):

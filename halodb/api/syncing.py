@@ -19,7 +19,7 @@ from halodb.ipld import CID
 from halodb.sync import SyncResult, sync
 from halodb.sync.worker import MIN_WORKER_ITEMS, ItemWorker
 from halodb.util.perf import paused_gc
-from halodb.util.switches import env_switch
+from halodb.util.switches import SWITCHES, env_switch
 
 __all__ = ["start_worker", "sync_name"]
 
@@ -71,4 +71,4 @@ def worker_wanted() -> bool:
     >>> worker_wanted()
     True
     """
-    return env_switch("HALODB_SYNC_WORKER", "a second process for a large sync")
+    return env_switch("HALODB_SYNC_WORKER", SWITCHES["HALODB_SYNC_WORKER"])

@@ -96,6 +96,9 @@ def emit_report(report: Any, as_json: bool) -> None:
 @click.pass_context
 def cli(ctx: click.Context, home: str | None, store: str | None, cache: str | None) -> None:
     """HaloDB: a versioned registry of field-campaign datasets, stored on IPFS, queried with SQL."""
+    from halodb.util.switches import check_switches
+
+    check_switches()  # (a bad HALODB_NATIVE or HALODB_SYNC_WORKER: exit 2 whatever the command)
     obj = Context(home, store, cache)
     ctx.obj = obj
     ctx.call_on_close(obj.close)

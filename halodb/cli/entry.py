@@ -43,6 +43,8 @@ def quick_at(argv: list[str]) -> int | None:
     rest = argv[i:]
     if len(rest) != 5 or rest[0] != "at" or rest[3] != "--name":
         return None
+    if any(os.environ.get(switch, "").strip() not in ("", "0", "1") for switch in ("HALODB_NATIVE", "HALODB_SYNC_WORKER")):
+        return None  # (the CLI says what is wrong with it)
     key, when, name = rest[1], rest[2], rest[4]
     if not key or key[0] == "-" or key[:4].lower() == "doi:" or not when[:1].isdigit() or not name or name[0] == "-":
         return None

@@ -991,7 +991,9 @@ def _read_line(
         if type(value) is dict and value.get("type") == "Feature":
             yield where, _Decoded(value)
         else:
-            yield from _expand(_decode_json(line, source, n) if value is None else value, where, False, on_skip)
+            # (without its line break: an error at the end of the line is then in its last column)
+            yield from _expand(_decode_json(line.rstrip("\r\n"), source, n) if value is None else value, where,
+                               False, on_skip)
 
 
 def _read_file(

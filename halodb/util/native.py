@@ -21,7 +21,7 @@ from __future__ import annotations
 from functools import cache
 from types import ModuleType
 
-from halodb.util.switches import env_switch
+from halodb.util.switches import SWITCHES, env_switch
 
 __all__ = ["native", "native_wanted"]
 
@@ -32,7 +32,7 @@ def native_wanted() -> bool:
     >>> native_wanted()
     True
     """
-    return env_switch("HALODB_NATIVE", "use the compiled hot loops when installed")
+    return env_switch("HALODB_NATIVE", SWITCHES["HALODB_NATIVE"])
 
 
 def native() -> ModuleType | None:

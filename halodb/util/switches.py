@@ -18,7 +18,13 @@ import os
 
 from halodb.errors import InputError
 
-__all__ = ["env_switch"]
+__all__ = ["SWITCHES", "check_switches", "env_switch"]
+
+#: every switch HaloDB reads, with what ``1`` means
+SWITCHES = {
+    "HALODB_NATIVE": "use the compiled hot loops when installed",
+    "HALODB_SYNC_WORKER": "a second process for a large sync",
+}
 
 
 def env_switch(name: str, meaning: str) -> bool:
@@ -28,3 +34,10 @@ def env_switch(name: str, meaning: str) -> bool:
     if env not in ("0", "1"):
         raise InputError(f"{name}={env!r}: expected 1 ({meaning}) or 0", source=name)
     return env == "1"
+
+
+def check_switches() -> None:
+    """:func:`env_switch` of every switch in :data:`SWITCHES`: an :class:`InputError` for
+    the first with a bad value (the CLI checks them all before any command runs)."""
+    for name, meaning in SWITCHES.items():
+        env_switch(name, meaning)
