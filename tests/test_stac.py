@@ -477,6 +477,17 @@ def test_a_line_cut_short_names_its_last_column() -> None:
     assert str(info.value) == "<stdin>:2: invalid JSON at column 27: Expecting ',' delimiter"
 
 
+def test_a_line_that_is_not_utf8_says_so(tmp_path: Path) -> None:
+    """Standard input read with surrogateescape (as Python reads it in a C locale) turns bytes
+    that are not UTF-8 into lone surrogates: named as such, with the line, never an encoder's
+    message about surrogates."""
+    good = json.dumps({"type": "Feature"})
+    text = (good + "\n" + good.replace("Feature", "Feat\udcffure") + "\n")
+    with pytest.raises(InvalidItemError) as info:
+        list(read_items(["-"], io.StringIO(text)))
+    assert str(info.value) == "<stdin>:2: not UTF-8 text (character 15 of the line)"
+
+
 def test_bad_json_file_names_line_and_column(tmp_path: Path) -> None:
     f = write(tmp_path / "bad.json", '{\n  "type": "Feature",\n  "id": oops\n}')
     with pytest.raises(InvalidItemError, match=r"bad\.json:3: invalid JSON at line 3, column 9"):

@@ -990,10 +990,16 @@ def _read_line(
         value = _decode_fast(line)
         if type(value) is dict and value.get("type") == "Feature":
             yield where, _Decoded(value)
-        else:
-            # (without its line break: an error at the end of the line is then in its last column)
-            yield from _expand(_decode_json(line.rstrip("\r\n"), source, n) if value is None else value, where,
-                               False, on_skip)
+            return
+        if value is None:
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError as exc:  # (bytes that are not UTF-8, read with surrogateescape)
+                raise InvalidItemError(f"{where}: not UTF-8 text (character {exc.start + 1} of the line)",
+                                       source=where, detail="not UTF-8 text") from None
+        # (without its line break: an error at the end of the line is then in its last column)
+        yield from _expand(_decode_json(line.rstrip("\r\n"), source, n) if value is None else value, where,
+                           False, on_skip)
 
 
 def _read_file(
