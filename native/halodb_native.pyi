@@ -14,6 +14,11 @@ def prepare_lines(
     """:func:`prepare_item` of each line, computed without holding the GIL."""
 
 
+def item_columns(
+    blocks: list[bytes],
+) -> dict[str, tuple[str, int, bytes | None, bytes | None, bytes | None, tuple[object, ...] | None]] | None:
+    """The cache's columns of the STAC item blocks (halodb.cache.stac_columns), or None."""
+
 class LeafCutter:
     """Level 0 of a prolly tree built in key order (halodb/index/prolly.py's rule and layout):
     each push gives back the leaf it finishes, ``(first key, entries, CID, bytes)``."""

@@ -299,3 +299,65 @@ def test_a_bad_switch_is_one_line_exit_2(tmp_path: Path) -> None:
             assert result.code == 2 and result.err.count("\n") == 1 and f"{switch}='yes'" in result.err, (args, result)
     quick = run_cli(tmp_path, "at", "halo/x", "2024-09-01", "--name", "n", env={"HALODB_NATIVE": "on"})
     assert quick.code == 2 and "HALODB_NATIVE='on'" in quick.err, quick
+
+
+# --- the cache's columns of inline items (halodb_native.item_columns) ------------------------
+def columns_both_ways(blocks: list[bytes], monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    from halodb.sync.items import read_inline_item_columns
+
+    cids = [str(CID.for_bytes(b)) for b in blocks]
+    monkeypatch.setenv("HALODB_NATIVE", "1")
+    fast = read_inline_item_columns(cids, blocks)
+    monkeypatch.setenv("HALODB_NATIVE", "0")
+    slow = read_inline_item_columns(cids, blocks)
+    return fast, slow
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([0.0, -0.0, 1e-5, 9.99e-6, 1e-6, 1e15, 9.99e15, 1e16, 0.1, 5e-324, 1.7976931348623157e308])
+    | st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.fixed_dictionaries({
+    "type": st.just("Feature"), "id": st.text(min_size=1, max_size=8).filter(str.strip),
+    "properties": st.dictionaries(st.sampled_from(["datetime", "platform", "title", "instruments", "keywords",
+                                                   "start_datetime", "x"]), json_values, max_size=5),
+}, optional={"collection": json_values, "bbox": json_values, "extra": json_values}), min_size=1, max_size=6))
+def test_item_columns_are_python_s(items: list[dict[str, Any]]) -> None:
+    """Random items (every JSON value, floats of every magnitude, odd strings): the module
+    takes them, and its columns are Python's, buffer for buffer."""
+    found = _module()
+    require(found is not None, "the compiled module halodb_native is not installed (make native; it needs cargo)")
+    assert found is not None
+    from halodb.ipld.codec import encode_json
+
+    blocks = [encode_json(i) for i in items]
+    assert found.item_columns(blocks) is not None  # (JSON values only: taken)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fast, slow = columns_both_ways(blocks, monkeypatch)
+    assert fast is not None and fast == slow
+
+
+def test_item_columns_of_generated_items_and_the_declined(module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    from halodb.ipld.codec import encode, encode_json
+
+    blocks = [encode_json(parse_item(i, "x")) for i in generate_items(500, seed=4)]
+    fast, slow = columns_both_ways(blocks, monkeypatch)
+    assert fast is not None and fast == slow
+    assert module.item_columns(blocks) is not None
+    good = {"type": "Feature", "id": "x", "properties": {}}
+    for odd in ({**good, "id": " "}, {**good, "type": "Collection"}, {**good, "properties": []},
+                {**good, "blob": b"\x00\x01"}, {**good, "link": CID.for_bytes(b"x")}, [1, 2]):
+        declined = [blocks[0], encode(odd)]
+        assert module.item_columns(declined) is None, odd
+        fast, slow = columns_both_ways(declined, monkeypatch)
+        assert fast == slow  # (both the Python path's answer)
+    unsorted = bytes.fromhex("a2626964617864747970656746656174757265")  # {"id": "x", "type": ...}: canonical
+    assert module.item_columns([unsorted]) is None  # (no properties: not an item)
+    swapped = bytes.fromhex("a264747970656746656174757265626964617864")  # keys out of canonical order
+    assert module.item_columns([swapped]) is None

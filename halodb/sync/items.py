@@ -32,11 +32,13 @@ from itertools import repeat
 from typing import Any
 
 from halodb.blockstore.base import BlockStore
-from halodb.cache.stac_columns import ItemColumns, item_columns
+from halodb.cache.arrow_columns import Buffers, string_buffers
+from halodb.cache.stac_columns import ITEM_COLUMNS, ItemColumns, item_columns
 from halodb.errors import DecodeError
 from halodb.ipld import CID
 from halodb.ipld.codec import decode_each
 from halodb.ipld.limits import MAX_ITEM_SIZE
+from halodb.util.native import native
 
 __all__ = ["item_problem", "read_inline_item_columns", "read_item_columns", "read_items"]
 
@@ -141,10 +143,20 @@ def read_inline_item_columns(cids: list[str], blocks: list[bytes]) -> ItemColumn
     """
     if max(map(len, blocks), default=0) > MAX_ITEM_SIZE:
         return None
+    module = native()
+    made = None if module is None else module.item_columns(blocks)
+    if made is not None:  # (the compiled module: the same buffers, tests/test_native.py)
+        columns = {"item_cid": string_buffers(cids)} | {name: _buffers(b) for name, b in made.items()}
+        return ItemColumns(list(cids), {name: columns[name] for name in ITEM_COLUMNS})
     values = decode_each(blocks)
     if not _all_items(values):
         return None
     return item_columns(cids, values)
+
+
+def _buffers(made: tuple[Any, ...]) -> Buffers:
+    kind, length, validity, offsets, data, child = made
+    return Buffers(kind, length, validity, offsets, data, None if child is None else _buffers(child))
 
 
 def read_item_columns(store: BlockStore, cids: list[CID], inline: Mapping[CID, bytes] | None = None) -> ItemColumns:

@@ -2,7 +2,8 @@
 
 ``halodb_native`` (Rust, ``native/`` in the source tree; ``make install`` builds it when
 ``cargo`` is there) does the per-item work of the largest jobs — reading, checking and
-encoding the STAC items of ``halodb add``; cutting the leaves of the trees a commit builds —
+encoding the STAC items of ``halodb add``; cutting the leaves of the trees a commit builds;
+making the cache's columns of the items a sync reads —
 several times faster than Python. It is an accelerator, never a second authority: for any
 input it is not sure of, it declines and the Python path decides (and names the error), and
 ``tests/test_native.py`` checks that whatever it returns, Python returns the same. HaloDB

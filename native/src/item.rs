@@ -39,7 +39,7 @@ fn py_space(c: char) -> bool {
 }
 
 /// Python's `s.strip()`.
-fn py_strip(s: &str) -> &str {
+pub fn py_strip(s: &str) -> &str {
     s.trim_matches(py_space)
 }
 

@@ -3,12 +3,13 @@
 
 mod cbor;
 mod cid;
+mod columns;
 mod item;
 mod json;
 mod prolly;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 /// `prepare_item(line)`: for an ndjson line (a `str`), the tuple
 /// `(key, collection, cid, block, data, path, doi)` that `halodb add` stages for it — the
@@ -56,10 +57,60 @@ fn to_tuple(py: Python<'_>, p: item::Prepared) -> PyResult<Bound<'_, PyTuple>> {
     ])
 }
 
+/// `item_columns(blocks)`: the columns the cache holds of the STAC items `blocks` (DAG-CBOR,
+/// held inline in an index), as `{name: (kind, length, validity, offsets, data, child)}` —
+/// `halodb.cache.stac_columns.item_columns` of the decoded items, byte for byte — or `None`
+/// when one block is not taken here (Python then decides the whole batch). Without the GIL.
+#[pyfunction]
+fn item_columns<'py>(py: Python<'py>, blocks: &Bound<'py, PyList>) -> PyResult<Option<Bound<'py, PyDict>>> {
+    let mut owned: Vec<Vec<u8>> = Vec::with_capacity(blocks.len());
+    for block in blocks.iter() {
+        owned.push(block.cast::<PyBytes>()?.as_bytes().to_vec());
+    }
+    let columns = py.detach(|| {
+        let views: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+        columns::item_columns(&views)
+    });
+    let Some(columns) = columns else { return Ok(None) };
+    let out = PyDict::new(py);
+    for (name, column) in columns::NAMES.iter().zip(columns) {
+        out.set_item(name, buffers(py, &column, *name)?)?;
+    }
+    Ok(Some(out))
+}
+
+fn buffers<'py>(py: Python<'py>, column: &columns::Column, name: &str) -> PyResult<Bound<'py, PyTuple>> {
+    let length = column.nulls.len();
+    let validity = column.validity().map(|v| PyBytes::new(py, &v).into_any()).unwrap_or_else(|| py.None().into_bound(py));
+    let offsets = PyBytes::new(py, &column.offset_bytes()).into_any();
+    match &column.child {
+        None => PyTuple::new(py, [
+            PyString::new(py, "string").into_any(), length.into_pyobject(py)?.into_any(), validity, offsets,
+            PyBytes::new(py, &column.data).into_any(), py.None().into_bound(py),
+        ]),
+        Some(child) => {
+            let child = if name == "bbox" {
+                PyTuple::new(py, [
+                    PyString::new(py, "float64").into_any(), column.child_count.into_pyobject(py)?.into_any(),
+                    py.None().into_bound(py), py.None().into_bound(py), PyBytes::new(py, &child.data).into_any(),
+                    py.None().into_bound(py),
+                ])?
+            } else {
+                buffers(py, child, "")?
+            };
+            PyTuple::new(py, [
+                PyString::new(py, "list").into_any(), length.into_pyobject(py)?.into_any(), validity, offsets,
+                py.None().into_bound(py), child.into_any(),
+            ])
+        }
+    }
+}
+
 #[pymodule]
 fn halodb_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(prepare_item, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_lines, m)?)?;
+    m.add_function(wrap_pyfunction!(item_columns, m)?)?;
     m.add_class::<prolly::LeafCutter>()?;
     m.add("MAX_ITEM_SIZE", item::MAX_ITEM_SIZE)?;
     Ok(())
