@@ -112,63 +112,55 @@ impl<'a> Reader<'a> {
     }
 
     fn object(&mut self, depth: usize) -> Option<Value<'a>> {
-        if depth >= MAX_DEPTH {
-            return None;
-        }
-        self.pos += 1; // {
         let mut entries: Vec<(Cow<'a, str>, Value<'a>)> = Vec::new();
-        self.skip_ws();
-        if self.peek()? == b'}' {
-            self.pos += 1;
-            return Some(Value::Object(entries));
-        }
-        loop {
-            self.skip_ws();
-            if self.peek()? != b'"' {
+        self.sequence(depth, b'}', |reader| {
+            if reader.peek()? != b'"' {
                 return None;
             }
-            let key = self.string()?;
-            self.skip_ws();
-            if self.peek()? != b':' {
+            let key = reader.string()?;
+            reader.skip_ws();
+            if reader.peek()? != b':' {
                 return None;
             }
-            self.pos += 1;
-            self.skip_ws();
-            let value = self.value(depth)?;
-            entries.push((key, value));
-            self.skip_ws();
-            match self.peek()? {
-                b',' => self.pos += 1,
-                b'}' => {
-                    self.pos += 1;
-                    // a key twice: which one counts is the Python path's to say
-                    return (!has_duplicates(&entries)).then_some(Value::Object(entries));
-                }
-                _ => return None,
-            }
-        }
+            reader.pos += 1;
+            reader.skip_ws();
+            entries.push((key, reader.value(depth)?));
+            Some(())
+        })?;
+        // a key twice: which one counts is the Python path's to say
+        (!has_duplicates(&entries)).then_some(Value::Object(entries))
     }
 
     fn array(&mut self, depth: usize) -> Option<Value<'a>> {
+        let mut items = Vec::new();
+        self.sequence(depth, b']', |reader| {
+            items.push(reader.value(depth)?);
+            Some(())
+        })?;
+        Some(Value::Array(items))
+    }
+
+    /// The elements of an object or array (at its opening bracket) up to `close`, separated
+    /// by commas, each read by `element`; None past `MAX_DEPTH` or for anything malformed.
+    fn sequence(&mut self, depth: usize, close: u8, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
         if depth >= MAX_DEPTH {
             return None;
         }
-        self.pos += 1; // [
-        let mut items = Vec::new();
+        self.pos += 1; // the opening bracket
         self.skip_ws();
-        if self.peek()? == b']' {
+        if self.peek()? == close {
             self.pos += 1;
-            return Some(Value::Array(items));
+            return Some(());
         }
         loop {
             self.skip_ws();
-            items.push(self.value(depth)?);
+            element(self)?;
             self.skip_ws();
             match self.peek()? {
                 b',' => self.pos += 1,
-                b']' => {
+                b if b == close => {
                     self.pos += 1;
-                    return Some(Value::Array(items));
+                    return Some(());
                 }
                 _ => return None,
             }
