@@ -125,62 +125,122 @@ pub fn decode(block: &[u8]) -> Option<Value<'_>> {
 /// `x` as orjson writes a float: the shortest digits that read back as `x`, in fixed notation
 /// for decimal exponents -5 to 15 (with `.0` when whole), else `1.5e-6` / `1e+16`.
 pub fn write_float(out: &mut Vec<u8>, x: f64) {
-    let sci = format!("{x:e}"); // (the shortest round-trip digits: "-1.2345e-6", "1e16")
-    let (mantissa, exponent) = sci.split_once('e').expect("{:e} has an exponent");
-    let exponent: i32 = exponent.parse().expect("{:e} writes an integer exponent");
+    // ryu gives the shortest round-trip digits ("-1.2345e-6", "1e16", "0.001", "123.0"); only
+    // where the point goes is laid out again here
+    let mut buffer = ryu::Buffer::new();
+    let text = buffer.format_finite(x).as_bytes();
+    let (sign, text) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    let (mantissa, shift) = match text.iter().position(|&b| b == b'e') {
+        Some(at) => (&text[..at], parse_exponent(&text[at + 1..])),
+        None => (text, 0),
+    };
+    // the digits without the point, leading zeros and trailing zeros; `exponent`: the decimal
+    // exponent of the first digit
+    let point = mantissa.iter().position(|&b| b == b'.').unwrap_or(mantissa.len());
+    let mut digits = [0u8; 24];
+    let mut n = 0;
+    let mut exponent = point as i32 - 1 + shift;
+    let mut leading = true;
+    for &b in mantissa {
+        if b == b'.' {
+            continue;
+        }
+        if leading && b == b'0' {
+            exponent -= 1;
+            continue;
+        }
+        leading = false;
+        digits[n] = b;
+        n += 1;
+    }
+    while n > 1 && digits[n - 1] == b'0' {
+        n -= 1;
+    }
+    if n == 0 {
+        // zero: "0.0" (and "-0.0")
+        digits[0] = b'0';
+        n = 1;
+        exponent = 0;
+    }
+    let digits = &digits[..n];
+    if sign {
+        out.push(b'-');
+    }
     if (-5..16).contains(&exponent) {
-        let (sign, mantissa) = match mantissa.strip_prefix('-') {
-            Some(rest) => ("-", rest),
-            None => ("", mantissa),
-        };
-        let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-        out.extend_from_slice(sign.as_bytes());
         if exponent < 0 {
             out.extend_from_slice(b"0.");
             out.extend(std::iter::repeat(b'0').take((-exponent - 1) as usize));
-            out.extend_from_slice(digits.as_bytes());
+            out.extend_from_slice(digits);
         } else {
             let whole = exponent as usize + 1;
             if digits.len() <= whole {
-                out.extend_from_slice(digits.as_bytes());
+                out.extend_from_slice(digits);
                 out.extend(std::iter::repeat(b'0').take(whole - digits.len()));
                 out.extend_from_slice(b".0");
             } else {
-                out.extend_from_slice(&digits.as_bytes()[..whole]);
+                out.extend_from_slice(&digits[..whole]);
                 out.push(b'.');
-                out.extend_from_slice(&digits.as_bytes()[whole..]);
+                out.extend_from_slice(&digits[whole..]);
             }
         }
     } else {
-        out.extend_from_slice(mantissa.as_bytes());
+        out.push(digits[0]);
+        if digits.len() > 1 {
+            out.push(b'.');
+            out.extend_from_slice(&digits[1..]);
+        }
         out.push(b'e');
         if exponent >= 0 {
             out.push(b'+');
         }
-        out.extend_from_slice(exponent.to_string().as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(exponent).as_bytes());
+    }
+}
+
+fn parse_exponent(text: &[u8]) -> i32 {
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    let value = digits.iter().fold(0i32, |acc, &d| acc * 10 + i32::from(d - b'0'));
+    if negative {
+        -value
+    } else {
+        value
     }
 }
 
 fn write_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
-    for &b in s.as_bytes() {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x09 => out.extend_from_slice(b"\\t"),
-            0x0A => out.extend_from_slice(b"\\n"),
-            0x0C => out.extend_from_slice(b"\\f"),
-            0x0D => out.extend_from_slice(b"\\r"),
-            0x00..=0x1F => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[(b >> 4) as usize]);
-                out.push(HEX[(b & 0xF) as usize]);
-            }
-            _ => out.push(b),
+    let bytes = s.as_bytes();
+    let mut plain = 0; // start of the run of bytes written as they are
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            0x09 => b"\\t",
+            0x0A => b"\\n",
+            0x0C => b"\\f",
+            0x0D => b"\\r",
+            0x00..=0x1F => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[plain..i]);
+        plain = i + 1;
+        if escape.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(b >> 4) as usize]);
+            out.push(HEX[(b & 0xF) as usize]);
+        } else {
+            out.extend_from_slice(escape);
         }
     }
+    out.extend_from_slice(&bytes[plain..]);
     out.push(b'"');
 }
 
@@ -190,7 +250,7 @@ pub fn write_json(out: &mut Vec<u8>, value: &Value<'_>) {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Int(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        Value::Int(n) => out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
         Value::Float(x) => write_float(out, *x),
         Value::Str(s) => write_str(out, s),
         Value::Array(items) => {
@@ -331,6 +391,8 @@ pub fn item_columns(blocks: &[&[u8]]) -> Option<Vec<Column>> {
         .map(|name| if matches!(*name, "bbox" | "instruments" | "keywords") { Column::with_child() } else { Column::new() })
         .collect();
     let mut text = Vec::new();
+    // (JSON text takes about 1.3 times the DAG-CBOR's bytes: quotes, colons, commas)
+    columns[10].data.reserve(blocks.iter().map(|b| b.len() * 3 / 2).sum());
     for block in blocks {
         let item = decode(block)?;
         if !is_item(&item) {

@@ -63,14 +63,10 @@ fn to_tuple(py: Python<'_>, p: item::Prepared) -> PyResult<Bound<'_, PyTuple>> {
 /// when one block is not taken here (Python then decides the whole batch). Without the GIL.
 #[pyfunction]
 fn item_columns<'py>(py: Python<'py>, blocks: &Bound<'py, PyList>) -> PyResult<Option<Bound<'py, PyDict>>> {
-    let mut owned: Vec<Vec<u8>> = Vec::with_capacity(blocks.len());
-    for block in blocks.iter() {
-        owned.push(block.cast::<PyBytes>()?.as_bytes().to_vec());
-    }
-    let columns = py.detach(|| {
-        let views: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
-        columns::item_columns(&views)
-    });
+    // (the bytes objects are immutable and held by `held` while the views are read)
+    let held: Vec<Bound<'py, PyBytes>> = blocks.iter().map(|block| block.cast_into::<PyBytes>()).collect::<Result<_, _>>()?;
+    let views: Vec<&[u8]> = held.iter().map(|block| block.as_bytes()).collect();
+    let columns = py.detach(|| columns::item_columns(&views));
     let Some(columns) = columns else { return Ok(None) };
     let out = PyDict::new(py);
     for (name, column) in columns::NAMES.iter().zip(columns) {
