@@ -19,6 +19,15 @@ def item_columns(
 ) -> dict[str, tuple[str, int, bytes | None, bytes | None, bytes | None, tuple[object, ...] | None]] | None:
     """The cache's columns of the STAC item blocks (halodb.cache.stac_columns), or None."""
 
+def leaf_columns(
+    block: bytes, fields: list[str],
+) -> tuple[list[str], tuple[list[bytes | str | None], ...]] | None:
+    """A prolly tree leaf's keys and, per field, its entries' values (None: absent or null),
+    or None when the block is not a canonical leaf of such entries (Python decides)."""
+
+def dag_cbor_cid_texts(blocks: list[bytes]) -> list[str]:
+    """The CIDv1 text of each DAG-CBOR block (``CID.texts_for_blocks``)."""
+
 class LeafCutter:
     """Level 0 of a prolly tree built in key order (halodb/index/prolly.py's rule and layout):
     each push gives back the leaf it finishes, ``(first key, entries, CID, bytes)``."""

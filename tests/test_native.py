@@ -17,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import duckdb
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -361,3 +362,127 @@ def test_item_columns_of_generated_items_and_the_declined(module: ModuleType, mo
     assert module.item_columns([unsorted]) is None  # (no properties: not an item)
     swapped = bytes.fromhex("a264747970656746656174757265626964617864")  # keys out of canonical order
     assert module.item_columns([swapped]) is None
+
+
+# --- a tree leaf read into columns (halodb_native.leaf_columns) and CID texts -----------------
+def python_leaf(block: bytes) -> tuple[list[str], tuple[list[Any], ...]] | str:
+    """What Python reads of a leaf block: its keys and each entry field's column (None where
+    absent or null), or why it is not such a leaf."""
+    from halodb.index.model import ENTRY_FIELDS
+    from halodb.index.prolly import Node
+    from halodb.ipld.codec import decode
+
+    try:
+        node = Node.from_ipld(decode(block), CID.for_bytes(block))
+    except HaloDBError as exc:
+        return f"error: {exc}"
+    if node.level != 0 or not all(type(value) is dict for value in node.values):
+        return "not a leaf of maps"
+    return node.keys, tuple([value.get(name) for value in node.values] for name in ENTRY_FIELDS)
+
+
+def leaf_agrees(module: ModuleType, block: bytes) -> bool:
+    """Assert the promise for ``block``; whether the module took it."""
+    from halodb.index.model import ENTRY_FIELDS
+
+    made = module.leaf_columns(block, ENTRY_FIELDS)
+    if made is not None:
+        assert python_leaf(block) == made, block.hex()
+    return made is not None
+
+
+entry_maps = st.fixed_dictionaries({"item": st.binary(max_size=40)}, optional={
+    "data": st.none() | st.text(max_size=8), "path": st.none() | st.text(max_size=8), "doi": st.none() | st.text(max_size=8),
+})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), entry_maps, max_size=12))
+def test_leaves_are_read_into_python_s_columns(entries: dict[str, dict[str, Any]]) -> None:
+    """Random leaves (any keys, entries with any of the fields, null or absent): taken, and
+    their columns are what Python decodes."""
+    found = _module()
+    require(found is not None, "the compiled module halodb_native is not installed (make native; it needs cargo)")
+    assert found is not None
+    from halodb.index.prolly import Node
+    from halodb.ipld.codec import encode
+
+    keys = sorted(entries)  # (code point order: UTF-8's byte order)
+    assert leaf_agrees(found, encode(Node(0, keys, [entries[k] for k in keys]).to_ipld()))
+
+
+def test_every_damaged_leaf_agrees_and_the_odd_ones_are_declined(module: ModuleType) -> None:
+    """Every byte of a leaf changed (and cut short): whatever the module takes, Python reads
+    the same; leaves of another shape are left to Python."""
+    from halodb.index.prolly import Node
+    from halodb.ipld.codec import encode
+
+    values: list[Any] = [{"item": bytes([i]) * (i + 1), "data": f"d{i}", "path": None if i % 2 else f"p/{i}"}
+                         for i in range(6)]
+    block = encode(Node(0, [f"k{i}" for i in range(6)], values).to_ipld())
+    assert leaf_agrees(module, block)
+    taken = [leaf_agrees(module, block[:at] + bytes([b]) + block[at + 1:])
+             for at in range(len(block)) for b in {0x00, 0xF4, 0xF6, 0xFF, block[at] ^ 0x01, (block[at] + 1) % 256}]
+    taken += [leaf_agrees(module, block[:at]) for at in range(len(block))] + [leaf_agrees(module, block + b"\x00")]
+    assert any(taken) and not all(taken)
+    link = CID.for_bytes(b"x")
+    for odd in (Node(1, ["a"], [link]), Node(0, ["a"], [{"item": link}]), Node(0, ["a"], [{"item": b"x", "x": 1}]),
+                Node(0, ["a"], [{"item": 5}]), Node(0, ["b", "a"], [{"item": b"x"}, {"item": b"y"}]),
+                Node(0, ["a", "a"], [{"item": b"x"}, {"item": b"y"}]), Node(0, ["a"], [[1]]),
+                Node(0, ["a", "b"], [{"item": b"x"}])):
+        odd_block = encode(odd.to_ipld())
+        assert module.leaf_columns(odd_block, ["item", "data", "path", "doi"]) is None, odd
+    long_head = bytes.fromhex("a3646b657973980161616c6576656c006676616c75657381a1646974656d4101")  # 0x98 0x01
+    assert str(python_leaf(long_head)).startswith("error") and module.leaf_columns(long_head, ["item"]) is None
+
+
+def test_cid_texts_are_python_s(module: ModuleType) -> None:
+    blocks = [b"", b"\xa0", bytes(range(256)) * 40, *(bytes([i]) * i for i in range(1, 60))]
+    assert module.dag_cbor_cid_texts(blocks) == [str(CID.for_bytes(block)) for block in blocks]
+    with pytest.raises(TypeError):
+        module.dag_cbor_cid_texts([b"x", "x"])
+    odd: list[Any] = [b"x", bytearray(b"y")]  # (not all bytes: hashed in Python)
+    assert CID.texts_for_blocks(odd) == [str(CID.for_bytes(b"x")), str(CID.for_bytes(b"y"))]
+
+
+def test_sync_materializes_the_same_with_the_module_and_without(module: ModuleType, tmp_path: Path) -> None:
+    """A full sync of an index whose leaves hold items inline (some with DOIs, one item too
+    large to be inline): the same tables with the module and without, read leaf by leaf as
+    columns by the module."""
+    lines = [orjson.dumps(i).decode() for i in generate_items(1500, seed=12)]
+    for at in range(0, 1500, 7):  # DOIs (checked, not kept in the columns)
+        item = json.loads(lines[at])
+        item["properties"]["sci:doi"] = f"10.1234/x{at}"
+        lines[at] = json.dumps(item)
+    big = json.loads(lines[1])
+    big["properties"]["description"] = "x" * 3000  # (linked: not inline)
+    lines[1] = json.dumps(big)
+    home = tmp_path / "home"
+    assert run_cli_in_process(home, "init").code == 0
+    assert run_cli_in_process(home, "add", "-", stdin="\n".join(lines) + "\n").code == 0
+    assert run_cli_in_process(home, "commit", "-m", "x", "--time", "2024-09-01T00:00:00Z").code == 0
+    assert run_cli_in_process(home, "publish", "n").code == 0
+    from halodb.index.prolly import ProllyTree
+
+    tables = []
+    for switch in ("1", "0"):
+        cache = tmp_path / f"cache{switch}.duckdb"
+        reads: list[int] = []
+        read = ProllyTree._load_leaf
+
+        def counting(self: ProllyTree, *args: Any, **kwargs: Any) -> Any:
+            reads.append(1)
+            return read(self, *args, **kwargs)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("HALODB_NATIVE", switch)
+            patch.setattr(ProllyTree, "_load_leaf", counting)
+            result = run_cli_in_process(home, "--cache", str(cache), "sync", "n")
+        assert result.code == 0, result.err
+        assert (len(reads) > 10) == (switch == "1"), len(reads)
+        with duckdb.connect(str(cache), read_only=True) as con:
+            tables.append([con.execute(f"SELECT * EXCLUDE ({ignore}) FROM {table} ORDER BY ALL").fetchall()
+                           for table, ignore in (("stac_items", "item"), ("item_versions", "respelled"),
+                                                 ("sync_state", "synced_at"))]
+                          + [con.execute("SELECT item::VARCHAR FROM stac_items ORDER BY item_cid").fetchall()])
+    assert tables[0] == tables[1] and len(tables[0][0]) == 1500

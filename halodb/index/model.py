@@ -94,30 +94,48 @@ class Entry:
 
 
 _STR_OR_NONE: set[type] = {str, type(None)}
+_NONE_ONLY: set[type] = {type(None)}
+
+
+#: the fields of a dataset entry's map (what :meth:`Entry.from_ipld` reads)
+ENTRY_FIELDS = ["item", "data", "path", "doi"]
 
 
 def inline_entry_columns(values: list[Any]) -> tuple[list[bytes], list[str | None], list[str | None]] | None:
     """The fast path of :meth:`Entry.from_ipld` for the values of one format-3 leaf whose
-    entries all hold their item inline and have no DOI: their items' bytes, data CIDs and
-    paths as columns, checked as ``from_ipld`` checks them, a column at a time in C loops.
-    None when any entry is not such an entry (take ``from_ipld`` one by one: it says what
-    is wrong, or reads a linked item or a DOI). The items' CIDs are not computed here.
+    entries all hold their item inline: their items' bytes, data CIDs and paths as columns,
+    checked as ``from_ipld`` checks them (:func:`inline_columns`). None when any entry is
+    not such an entry (take ``from_ipld`` one by one: it says what is wrong, or reads a
+    linked item). The items' CIDs are not computed here.
 
     >>> inline_entry_columns([{"item": b"\\xa0", "path": "p"}])
     ([b'\\xa0'], [None], ['p'])
-    >>> inline_entry_columns([{"item": b"\\xa0", "doi": "10.1/x"}]) is None
+    >>> inline_entry_columns([{"item": b"\\xa0", "doi": "10.1/X"}]) is None
     True
     """
     if set(map(type, values)) != {dict}:
         return None
-    items: list[Any] = list(map(dict.get, values, repeat("item")))
+    items, data, paths, dois = (list(map(dict.get, values, repeat(name))) for name in ENTRY_FIELDS)
+    return inline_columns(items, data, paths, dois)
+
+
+def inline_columns(items: list[Any], data: list[Any], paths: list[Any], dois: list[Any]
+                   ) -> tuple[list[bytes], list[str | None], list[str | None]] | None:
+    """The columns of a leaf's entries (one value per entry of each of :data:`ENTRY_FIELDS`,
+    None where absent) when every entry holds its item inline and is one that
+    :meth:`Entry.from_ipld` takes — a column at a time, in C loops — as ``(items, data,
+    paths)``; else None. A DOI is checked, not returned (the cache does not hold it).
+
+    >>> inline_columns([b"\\xa0"], [None], ["p"], ["10.1234/x"])
+    ([b'\\xa0'], [None], ['p'])
+    >>> inline_columns([b"\\xa0"], [None], ["p"], ["10.1234/X"]) is None
+    True
+    """
     if set(map(type, items)) != {bytes} or not 0 < min(map(len, items)) or max(map(len, items)) > INLINE_MAX:
         return None
-    data: list[Any] = list(map(dict.get, values, repeat("data")))
-    paths: list[Any] = list(map(dict.get, values, repeat("path")))
     if not set(map(type, data)) <= _STR_OR_NONE or not set(map(type, paths)) <= _STR_OR_NONE:
         return None
-    if set(map(type, map(dict.get, values, repeat("doi")))) != {type(None)}:
+    if set(map(type, dois)) != _NONE_ONLY and not all(doi is None or is_normal_doi(doi) for doi in dois):
         return None
     return items, data, paths
 

@@ -39,6 +39,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from itertools import repeat
 from typing import Any
 
@@ -134,6 +135,25 @@ class Node:
     def span(self) -> NodeSpan:
         """What a walk needs to check this node again without it: level, first and last key."""
         return (self.level, self.keys[0], self.keys[-1]) if self.keys else (self.level, None, None)
+
+
+@dataclass(frozen=True, slots=True)
+class LeafColumns:
+    """A leaf read straight into columns by the compiled module (:meth:`ProllyTree.leaves`
+    with ``fields``): its keys and, for each field, every entry's value there (bytes, str,
+    or None where the entry's map has no such field or null). ``cid``: the leaf's block.
+
+    >>> LeafColumns(CID.for_bytes(b"x"), ["a"], ([b"\\xa0"],)).span()
+    (0, 'a', 'a')
+    """
+
+    cid: CID
+    keys: list[str]
+    columns: tuple[list[Any], ...]
+    level: int = 0
+
+    def span(self) -> NodeSpan:
+        return (0, self.keys[0], self.keys[-1]) if self.keys else (0, None, None)
 
 
 def shape_error(cid: CID, parent: CID | None, rule: str, problem: str) -> TreeShapeError:
@@ -237,13 +257,30 @@ class ProllyTree:
         pending = self._pending.get(cid)
         if pending is not None:
             return pending[0]
-        data = self.store.get(cid)
-        if len(data) > MAX_NODE_SIZE:
-            raise shape_error(cid, parent, "size", f"is {len(data)} bytes; a tree node may take at most {MAX_NODE_SIZE}")
+        data = self._read(cid, parent)
         node = Node.from_ipld(decode(data, cid=cid), cid, parent)
         if keep:
             self.cache.put(cid, node, len(data))
         return node
+
+    def _read(self, cid: CID, parent: CID | None) -> bytes:
+        """The block of node ``cid`` (verified), refused when larger than a node may be."""
+        data = self.store.get(cid)
+        if len(data) > MAX_NODE_SIZE:
+            raise shape_error(cid, parent, "size", f"is {len(data)} bytes; a tree node may take at most {MAX_NODE_SIZE}")
+        return data
+
+    def _load_leaf(self, cid: CID, parent: CID, fields: list[str], module: Any) -> Node | LeafColumns:
+        """The leaf ``cid`` as :class:`LeafColumns` of ``fields`` when the compiled ``module``
+        takes it (see :meth:`leaves`), else as :meth:`load` with ``keep=False`` gives it."""
+        if self.cache.get(cid) is not None or cid in self._pending:
+            return self.load(cid, parent, keep=False)
+        data = self._read(cid, parent)
+        made = module.leaf_columns(data, fields)
+        if made is None:
+            return Node.from_ipld(decode(data, cid=cid), cid, parent)
+        keys, columns = made
+        return LeafColumns(cid, keys, columns)
 
     def child(self, parent_cid: CID, parent: Node, i: int, hi: str | None) -> tuple[CID, Node]:
         """The ``i``-th child of ``parent`` (whose subtree ends before ``hi``), checked against it."""
@@ -485,13 +522,23 @@ class ProllyTree:
                 _check_span(child_cid, child.span(), cid, level, key, end)  # raises, naming the rule
             yield from self._items(child_cid, child, end, start, stop, keep)
 
-    def leaves(self, root: CID, *, keep: bool = True) -> Iterator[Node]:
+    def leaves(self, root: CID, *, keep: bool = True, fields: list[str] | None = None) -> Iterator[Node | LeafColumns]:
         """The leaves of the whole tree in key order (the root, when it is one, even empty),
         each checked against its parent as :meth:`items` checks it: for a caller that takes
-        a leaf's entries in bulk. ``keep=False``: leaves stay out of the node cache."""
-        yield from self._leaves(root, self.load(root), None, keep)
+        a leaf's entries in bulk. ``keep=False``: leaves stay out of the node cache.
 
-    def _leaves(self, cid: CID, node: Node, hi: str | None, keep: bool) -> Iterator[Node]:
+        ``fields`` (with ``keep=False``): a leaf whose entries are maps of only these fields,
+        each bytes, text or null, may come as :class:`LeafColumns` instead of a
+        :class:`Node` — read by the compiled module, when it is installed, without decoding
+        the entries into Python maps (any other leaf comes as a :class:`Node`)."""
+        module = native() if fields is not None and not keep else None
+        read_leaf: Callable[[CID, CID], Node | LeafColumns] | None = None
+        if fields is not None and module is not None and hasattr(module, "leaf_columns"):  # (not: an older build)
+            read_leaf = partial(self._load_leaf, fields=fields, module=module)
+        yield from self._leaves(root, self.load(root), None, keep, read_leaf)
+
+    def _leaves(self, cid: CID, node: Node, hi: str | None, keep: bool,
+                read_leaf: Callable[[CID, CID], Node | LeafColumns] | None = None) -> Iterator[Node | LeafColumns]:
         if node.level == 0:
             yield node
             return
@@ -500,11 +547,16 @@ class ProllyTree:
             key = keys[i]
             end = keys[i + 1] if i + 1 < n else hi
             child_cid = links[i]
-            child = self.load(child_cid, cid, keep=keep or level > 0)
+            child: Node | LeafColumns = (read_leaf(child_cid, cid) if read_leaf is not None and level == 0
+                                         else self.load(child_cid, cid, keep=keep or level > 0))
             ck = child.keys
             if child.level != level or not ck or ck[0] != key or (end is not None and ck[-1] >= end):
                 _check_span(child_cid, child.span(), cid, level, key, end)  # raises, naming the rule
-            yield from self._leaves(child_cid, child, end, keep)
+            if type(child) is LeafColumns:
+                yield child
+            else:
+                assert type(child) is Node
+                yield from self._leaves(child_cid, child, end, keep, read_leaf)
 
     def count(self, root: CID) -> int:
         return sum(1 for _ in self.items(root))

@@ -24,6 +24,7 @@ import libipld
 
 from halodb.errors import CIDError
 from halodb.ipld.protobuf import encode_varint, read_varint
+from halodb.util.native import native
 
 DAG_CBOR = 0x71
 RAW = 0x55
@@ -66,6 +67,14 @@ class CID:
         >>> CID.texts_for_blocks([b"hello"], RAW) == [str(CID.for_bytes(b"hello", RAW))]
         True
         """
+        if codec == DAG_CBOR:
+            module = native()
+            if module is not None and hasattr(module, "dag_cbor_cid_texts"):  # (the same texts: tests/test_native.py)
+                blocks = blocks if type(blocks) is list else list(blocks)
+                try:
+                    return list(module.dag_cbor_cid_texts(blocks))
+                except TypeError:  # not all bytes (a bytearray, a memoryview): hashed below
+                    pass
         prefix = _PREFIX.get(codec)
         if prefix is None:
             raise CIDError(f"HaloDB writes only dag-cbor and raw CIDs, not codec 0x{codec:x}", value=codec)

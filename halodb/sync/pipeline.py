@@ -33,7 +33,8 @@ from halodb.cache.stac_columns import ItemColumns
 from halodb.errors import RewindError
 from halodb.index.history import CommitCache, divergence, load_commit, versions, walk
 from halodb.index.index import Index, count_error
-from halodb.index.model import Commit, Entry, IndexRoot, inline_entry_columns
+from halodb.index.model import ENTRY_FIELDS, Commit, Entry, IndexRoot, inline_columns, inline_entry_columns
+from halodb.index.prolly import LeafColumns, Node
 from halodb.index.tags import check_kept
 from halodb.index.timeline import check_history
 from halodb.ipld import CID
@@ -196,20 +197,27 @@ def _added(index: Index, root: IndexRoot, item_cids: dict[str, tuple[CID, bytes 
     any other entry as a :class:`ChangeRecord` of :meth:`Entry.from_ipld`. The nodes are
     checked as :meth:`Index.entries` checks them, and so is the count the root declares."""
     datasets, allow_inline = root.datasets, root.inline_items
+    tree = index.datasets
     n = 0
-    for leaf in index.datasets.leaves(datasets, keep=False):
-        keys, values = leaf.keys, leaf.values
+    for leaf in tree.leaves(datasets, keep=False, fields=ENTRY_FIELDS if allow_inline else None):
+        keys = leaf.keys
         n += len(keys)
         if n > root.count:
             raise count_error(root, f"holds more than the {root.count} datasets its index root declares")
-        columns = inline_entry_columns(values) if allow_inline and keys else None
+        if isinstance(leaf, LeafColumns):  # (read by the compiled module)
+            columns = inline_columns(*leaf.columns) if keys else None
+            if columns is None:  # an entry from_ipld refuses, or reads otherwise: decoded, and said below
+                leaf = tree.load(leaf.cid, keep=False)
+        else:
+            columns = inline_entry_columns(leaf.values) if allow_inline and keys else None
         if columns is not None:
             items, data, paths = columns
             cids = CID.texts_for_blocks(items)
             inline_items.update(zip(cids, items))
             yield AddedBatch(keys, cids, data, paths)
             continue
-        for key, value in zip(keys, values):
+        assert isinstance(leaf, Node)
+        for key, value in zip(keys, leaf.values):
             new = Entry.from_ipld(value, cid=datasets, inline=allow_inline)
             item = new.item
             item_cid = str(item)

@@ -6,7 +6,7 @@
 use data_encoding::{Encoding, Specification};
 use std::sync::OnceLock;
 
-fn base32_lower() -> &'static Encoding {
+pub fn base32_lower() -> &'static Encoding {
     static ENCODING: OnceLock<Encoding> = OnceLock::new();
     ENCODING.get_or_init(|| {
         let mut spec = Specification::new();
@@ -31,4 +31,17 @@ pub fn is_plain_cid(text: &str) -> bool {
         };
     }
     false
+}
+
+/// The text of the CIDv1 of a DAG-CBOR block (`b` + base32 of 0x01 0x71 0x12 0x20 + its
+/// SHA-256): `str(CID.for_bytes(block, DAG_CBOR))`.
+pub fn dag_cbor_cid_text(block: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut binary = [0u8; 36];
+    binary[..4].copy_from_slice(&[0x01, 0x71, 0x12, 0x20]);
+    binary[4..].copy_from_slice(&Sha256::digest(block));
+    let mut text = String::with_capacity(59);
+    text.push('b');
+    base32_lower().encode_append(&binary, &mut text);
+    text
 }

@@ -13,19 +13,20 @@ use crate::json::Value;
 /// Nested deeper than this is declined (HaloDB refuses 64 levels in an item).
 const MAX_DEPTH: usize = 60;
 
-struct Reader<'a> {
-    data: &'a [u8],
-    pos: usize,
+/// A reader of canonical DAG-CBOR: every head in its shortest form, definite lengths only.
+pub struct Reader<'a> {
+    pub data: &'a [u8],
+    pub pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn byte(&mut self) -> Option<u8> {
+    pub fn byte(&mut self) -> Option<u8> {
         let b = *self.data.get(self.pos)?;
         self.pos += 1;
         Some(b)
     }
 
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let end = self.pos.checked_add(n)?;
         let out = self.data.get(self.pos..end)?;
         self.pos = end;
@@ -33,7 +34,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A head's argument, in the shortest form only (DAG-CBOR's canonical form).
-    fn argument(&mut self, info: u8) -> Option<u64> {
+    pub fn argument(&mut self, info: u8) -> Option<u64> {
         let n = match info {
             0..=23 => return Some(u64::from(info)),
             24 => u64::from(self.byte()?),
@@ -51,7 +52,7 @@ impl<'a> Reader<'a> {
         (n >= least).then_some(n)
     }
 
-    fn text(&mut self, info: u8) -> Option<&'a str> {
+    pub fn text(&mut self, info: u8) -> Option<&'a str> {
         let n = usize::try_from(self.argument(info)?).ok()?;
         std::str::from_utf8(self.take(n)?).ok()
     }

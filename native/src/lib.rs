@@ -6,6 +6,7 @@ mod cid;
 mod columns;
 mod item;
 mod json;
+mod leaf;
 mod prolly;
 
 use pyo3::prelude::*;
@@ -75,6 +76,36 @@ fn item_columns<'py>(py: Python<'py>, blocks: &Bound<'py, PyList>) -> PyResult<O
     Ok(Some(out))
 }
 
+/// `leaf_columns(block, fields)`: a prolly tree leaf's keys and, per field, its entries'
+/// values (bytes, str, or None where absent or null) as `(keys, (column, ...))`, or `None`
+/// when the block is not a canonical leaf of entries holding only those fields, as bytes,
+/// text or null (Python then decodes it, and decides). Without the GIL.
+#[pyfunction]
+fn leaf_columns<'py>(py: Python<'py>, block: &Bound<'py, PyBytes>, fields: Vec<String>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    let names: Vec<&str> = fields.iter().map(String::as_str).collect();
+    let data = block.as_bytes();
+    let Some(leaf) = py.detach(|| leaf::leaf_columns(data, &names)) else { return Ok(None) };
+    let keys = PyList::new(py, leaf.keys.iter().map(|key| PyString::new(py, key)))?;
+    let mut columns = Vec::with_capacity(leaf.columns.len());
+    for column in &leaf.columns {
+        columns.push(PyList::new(py, column.iter().map(|value| match value {
+            leaf::Field::Absent => py.None().into_bound(py),
+            leaf::Field::Bytes(bytes) => PyBytes::new(py, bytes).into_any(),
+            leaf::Field::Text(text) => PyString::new(py, text).into_any(),
+        }))?);
+    }
+    Ok(Some(PyTuple::new(py, [keys.into_any(), PyTuple::new(py, columns)?.into_any()])?))
+}
+
+/// `dag_cbor_cid_texts(blocks)`: the CIDv1 text of each DAG-CBOR block —
+/// `CID.texts_for_blocks(blocks)` — without the GIL.
+#[pyfunction]
+fn dag_cbor_cid_texts<'py>(py: Python<'py>, blocks: &Bound<'py, PyList>) -> PyResult<Vec<String>> {
+    let held: Vec<Bound<'py, PyBytes>> = blocks.iter().map(|block| block.cast_into::<PyBytes>()).collect::<Result<_, _>>()?;
+    let views: Vec<&[u8]> = held.iter().map(|block| block.as_bytes()).collect();
+    Ok(py.detach(|| views.iter().map(|block| cid::dag_cbor_cid_text(block)).collect()))
+}
+
 fn buffers<'py>(py: Python<'py>, column: &columns::Column, name: &str) -> PyResult<Bound<'py, PyTuple>> {
     let length = column.nulls.len();
     let validity = column.validity().map(|v| PyBytes::new(py, &v).into_any()).unwrap_or_else(|| py.None().into_bound(py));
@@ -107,6 +138,8 @@ fn halodb_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(prepare_item, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_lines, m)?)?;
     m.add_function(wrap_pyfunction!(item_columns, m)?)?;
+    m.add_function(wrap_pyfunction!(leaf_columns, m)?)?;
+    m.add_function(wrap_pyfunction!(dag_cbor_cid_texts, m)?)?;
     m.add_class::<prolly::LeafCutter>()?;
     m.add("MAX_ITEM_SIZE", item::MAX_ITEM_SIZE)?;
     Ok(())
