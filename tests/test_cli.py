@@ -209,7 +209,8 @@ def test_sync_killed_at_any_point_leaves_the_cache_whole(tmp_path: Path) -> None
     reg.close()
 
 
-HEAVY = ("pyarrow", "numpy", "zarr", "xarray", "aiohttp", "httpx", "dns", "multiformats", "pydantic", "pystac", "tqdm")
+HEAVY = ("pyarrow", "numpy", "zarr", "xarray", "aiohttp", "httpx", "dns", "multiformats", "pydantic", "pystac", "tqdm",
+         "halodb_native")
 
 
 def heavy_modules(code: str) -> list[str]:
@@ -221,7 +222,7 @@ def heavy_modules(code: str) -> list[str]:
 
 def test_the_cli_imports_only_what_a_command_needs(tmp_path: Path) -> None:
     """`import halodb.cli` (what `halodb --version` pays) and `halodb at` on a synced name load no
-    Arrow, NumPy, Zarr, aiohttp or codec tables, and `at` not even DuckDB when the home's blocks
+    Arrow, NumPy, Zarr, aiohttp, codec tables or compiled module (halodb_native), and `at` not even DuckDB when the home's blocks
     answer; `halodb sync` does (it writes the cache)."""
     assert heavy_modules("import halodb.cli") == []
     home = tmp_path / "home"
