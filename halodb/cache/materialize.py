@@ -349,13 +349,15 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime,
 #: the next chunk is read, so a sync holds about this many changes in memory at a time
 VERSION_BATCH = 100_000
 
-#: STAC items encoded per batch: DuckDB inserts one batch while Python encodes the next
-ITEM_BATCH = 2_048
+#: STAC items encoded per batch: DuckDB inserts one batch while Python encodes the next.
+#: Each INSERT costs DuckDB a plan and a pass over the table's appenders besides its rows:
+#: 8,192 a batch took a 1M sync 3 CPU-s and 1.5 s less than 2,048 (benchmarks/README.md)
+ITEM_BATCH = 8_192
 
-#: encoded batches of items that may wait for DuckDB (~2 MB each): enough that DuckDB still
-#: has work while Python reads the next chunk of the plan (2 made a 1M sync wait on DuckDB
-#: 6-7 s in all, 16 about 3 s; peak memory +25 MB)
-INSERTS_QUEUED = 16
+#: encoded batches of items that may wait for DuckDB (~8 MB each): enough that DuckDB still
+#: has work while Python reads the next chunk of the plan (2 batches of 2,048 made a 1M sync
+#: wait on DuckDB 6-7 s in all, 16 of them about 3 s)
+INSERTS_QUEUED = 4
 
 
 def _batch_table(plan: SyncPlan, batch: list[str]) -> tuple[pa.Table, dict[str, str]]:
