@@ -118,6 +118,17 @@ def run_cli_on_a_terminal(home: Path, *args: str) -> Result:
     return Result(process.returncode, out.decode(errors="replace"), seen.decode(errors="replace"))
 
 
+def copy_home(source: Path, target: Path) -> None:
+    """Copy a registry home (its SQLite databases live, maybe open in this process) to ``target``.
+
+    The copy runs in another process (``cp -a``): a copy made here would open and close the
+    databases' files, and closing any descriptor of a file drops every POSIX lock this process
+    holds on it — SQLite's too. Another process then takes itself for the database's only user
+    and resets its shared memory under the connections still open here, whose next use (or
+    the next connection) fails with "disk I/O error" (the flake of tests/test_data.py)."""
+    subprocess.run(["cp", "-a", str(source), str(target)], check=True, timeout=120)
+
+
 def run_cli(home: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> Result:
     """Run ``python -m halodb --home HOME ARGS`` in a subprocess."""
     full_env = {**os.environ, "HALODB_AUTHOR": "tester", **(env or {})}

@@ -26,6 +26,7 @@ from halodb.errors import BlockNotFoundError, BlockStoreError
 from halodb.ipld import CID, RAW, make_block
 from halodb.testing.blockstore import raw_block
 
+from .conftest import copy_home
 from .test_cache_helpers import child_env
 
 #: the blocks the children write: number i of batch b, ~1 kB like an item
@@ -503,3 +504,30 @@ def test_item_sized_blocks_take_little_more_than_their_bytes(tmp_path: Path) -> 
     used = sum(p.stat().st_blocks * 512 for p in files)
     assert len(files) <= 3
     assert used <= 1.5 * size
+
+
+def test_a_home_copied_by_the_tests_leaves_this_process_s_connections_working(tmp_path: Path) -> None:
+    """``copy_home`` copies in another process: a copy made in this one would drop SQLite's
+    POSIX locks on the store's files, the next process would reset the shared memory under
+    the connections still open here, and a new one would fail with "disk I/O error" (the
+    flake it fixes: ``shutil.copytree`` in its place makes this test fail on the second round;
+    docs/internals/blockstore.md, "Copying a home")."""
+    import halodb
+
+    home = tmp_path / "home"
+    reg = halodb.open(home, create=True)
+    cid, data = make_block({"x": 1})
+    reg.store.put_block(cid, data)
+    kept = halodb.open(home)  # a registry left open, as a cached filesystem keeps one
+    try:
+        assert kept.store.get(cid) == data
+        for round_ in range(3):
+            copy_home(home, tmp_path / f"copy{round_}")
+            write = ("import sys, halodb\nfrom halodb.ipld import make_block\nreg = halodb.open(sys.argv[1])\n"
+                     f"reg.store.put_block(*make_block({{'round': {round_}}}))\nreg.close()")
+            subprocess.run([sys.executable, "-c", write, str(home)], check=True, timeout=120)
+            assert SqliteStore(home / "blocks").get(cid) == data
+            assert kept.store.get(cid) == data
+    finally:
+        kept.close()
+        reg.close()

@@ -23,7 +23,7 @@ import pytest
 
 from halodb.cli.commands import cli
 
-from .conftest import Result, cid_for, make_item, run_cli_in_process
+from .conftest import Result, cid_for, copy_home, make_item, run_cli_in_process
 
 #: a well-formed CID of a block that is in no store, and one that is no CID at all
 ABSENT_CID = cid_for("absent")
@@ -447,7 +447,7 @@ def test_every_command_has_malformed_cases() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_malformed_input_exits_2_with_one_line(case: Case, base_home: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    shutil.copytree(base_home, home)
+    copy_home(base_home, home)
     if case.setup is not None:
         case.setup(home)
     args = [a if isinstance(a, str) else a(home) for a in case.args]
@@ -481,7 +481,7 @@ def test_sequence_memory_refuses_a_malformed_file(tmp_path: Path) -> None:
 ])
 def test_the_real_entry_point_prints_one_line(args: list[str], setup: Setup | None, base_home: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    shutil.copytree(base_home, home)
+    copy_home(base_home, home)
     if setup is not None:
         setup(home)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HALODB_")}

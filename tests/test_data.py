@@ -29,6 +29,8 @@ from halodb.ipld import CID
 from halodb.testing.blockstore import damage_row
 from halodb.unixfs.build import put_directory, put_file
 
+from .conftest import copy_home
+
 DATES = ("2024-08-12T00:00:00Z", "2024-09-01T00:00:00Z")
 PATHS = {"v2": "products/HALO/ta.zarr", "v3": "products/BCO/wind.zarr"}
 
@@ -196,10 +198,8 @@ def test_the_filesystem_lists_stats_and_reads_ranges(campaign: Campaign) -> None
 
 
 def test_an_open_filesystem_keeps_its_version_while_the_name_moves(campaign: Campaign, tmp_path: Path) -> None:
-    import shutil
-
     home = tmp_path / "home"
-    shutil.copytree(campaign.home, home)
+    copy_home(campaign.home, home)
     fs = HaloDBFileSystem(home=str(home))
     before = fs.cat_file(f"latest/{PATHS['v2']}/.zattrs")
     with halodb.open(home) as reg:
@@ -210,10 +210,8 @@ def test_an_open_filesystem_keeps_its_version_while_the_name_moves(campaign: Cam
 
 
 def test_a_tampered_block_is_refused(campaign: Campaign, tmp_path: Path) -> None:
-    import shutil
-
     home = tmp_path / "home"
-    shutil.copytree(campaign.home, home)
+    copy_home(campaign.home, home)
     fs = HaloDBFileSystem(home=str(home))
     with halodb.open(home) as reg:
         chunk = fs._where(f"latest/{PATHS['v2']}/ta/0")  # noqa: SLF001 - the tree and path of one chunk

@@ -11,7 +11,6 @@ the test fail with "no local copy of <url>", it is never skipped.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from halodb.errors import InputError
 from halodb.export import static_stac
 from halodb.stac.validate import OfflineValidator
 
-from .conftest import cid_for, make_item
+from .conftest import cid_for, copy_home, make_item
 from .test_cli_malformed import assert_one_line_error, run
 
 V1 = "2024-08-12T00:00:00Z"
@@ -213,7 +212,7 @@ def test_the_name_to_export(synced: Synced, tmp_path: Path) -> None:
     assert "halodb sync other" in unknown.err
 
     home = tmp_path / "home"  # a copy: a second synced name, so --name must choose
-    shutil.copytree(synced.home, home)
+    copy_home(synced.home, home)
     with halodb.open(home) as two:
         two.publish("second")
         two.sync("second")
