@@ -1,9 +1,10 @@
-"""The second process of a large sync (:mod:`halodb.sync.worker`): the cache it helps fill is
-the one a sync without it fills — with items the cache cannot hold among the batches, with a
-child that dies or answers nonsense — and the child ends with its parent.
+"""The helpers of a large sync (:mod:`halodb.sync.worker`), the column thread and the second
+process: the cache they help fill is the one a sync without them fills — with items the
+cache cannot hold among the batches, with a thread that raises, with a child that dies or
+answers nonsense — the thread ends with the sync and the child with its parent.
 
-Real forked processes; the batches made small (``ITEM_BATCH``) so that a few hundred items
-make many of them."""
+Real threads and forked processes; the batches made small (``ITEM_BATCH``) so that a few
+hundred items make many of them."""
 
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ from halodb.errors import InputError
 from halodb.index.index import Index
 from halodb.ipld import DAG_CBOR
 from halodb.ipld.codec import decode
+from halodb.sync.items import read_inline_item_columns
 from halodb.sync import sync
-from halodb.sync.worker import ItemWorker
+from halodb.sync.worker import ColumnThread, ItemWorker, SyncHelper
 
 from .conftest import cid_for, make_item, run_cli
 from .test_sync_full import KINDS, _dump, _head
@@ -43,7 +45,7 @@ def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(materialize, "ITEM_BATCH", 16)
 
 
-def synced(tmp_path: Path, name: str, kinds: list[str], worker: ItemWorker | None) -> tuple[Any, Path]:
+def synced(tmp_path: Path, name: str, kinds: list[str], worker: SyncHelper | None) -> tuple[Any, Path]:
     """A sync of a first version of ``kinds`` into a new cache file, with or without ``worker``.
     The item blocks the entries hold inline are dropped from the store (as ``gc`` drops them):
     a batch's items exist only in the leaves, so a batch the worker took and did not answer
@@ -114,6 +116,64 @@ def test_a_worker_that_dies_or_talks_nonsense_changes_nothing(tmp_path: Path, mo
     _, nonsense = synced(tmp_path, "nonsense", kinds, talking)
     assert talking.batches == 0 and not talking.alive
     assert _dump(died) == _dump(expected) == _dump(nonsense)
+
+
+def test_a_sync_with_a_column_thread_fills_the_cache_as_one_without(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # as with the process: inline items, a batch with blocks that are not items (the thread
+    # answers None: the main thread says which and why), then linked items (never started)
+    kinds = ["item"] * 20 + ["not-an-item"] * 2 + ["item"] * 440 + (KINDS * 20)[:100]
+    thread = ColumnThread()
+    answers: list[bool] = []
+    result = ColumnThread.result
+
+    def counting(self: ColumnThread, future: Any) -> Any:
+        got = result(self, future)
+        answers.append(got is not None)
+        return got
+
+    monkeypatch.setattr(ColumnThread, "result", counting)
+    helped, with_thread = synced(tmp_path, "with", kinds, thread)
+    alone, without = synced(tmp_path, "without", kinds, None)
+    assert answers.count(False) >= 1 and answers.count(True) >= 20, answers  # every inline batch, not every other
+    assert thread.batches == answers.count(True) and not thread.alive
+    assert (helped.changes, helped.skipped) == (alone.changes, alone.skipped)
+    assert len(helped.skipped) == 2 + 2 * 20
+    assert _dump(with_thread) == _dump(without)
+    assert not [t for t in threading.enumerate() if t.name.startswith("halodb-sync-columns")]  # ended with the sync
+
+
+def test_a_column_thread_that_raises_or_is_closed_changes_nothing(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    kinds = ["item"] * 300
+    _, expected = synced(tmp_path, "alone", kinds, None)
+    made = 0
+
+    def failing_every_third(cids: list[str], blocks: list[bytes]) -> Any:
+        nonlocal made
+        made += 1
+        if made % 3 == 0:
+            raise RuntimeError("a batch the thread could not make")
+        return read_inline_item_columns(cids, blocks)
+
+    monkeypatch.setattr(worker_module, "read_inline_item_columns", failing_every_third)
+    raising = ColumnThread()
+    _, raised = synced(tmp_path, "raised", kinds, raising)
+    assert made >= 6 and raising.batches == made - made // 3
+
+    # closed while batches wait for it: the main thread reads them, from the blocks it gave
+    closing = ColumnThread()
+    submit = ColumnThread.submit
+
+    def close_after_two(self: ColumnThread, cids: list[str], blocks: list[bytes]) -> Any:
+        if closing.batches >= 2:
+            self.close()
+        return submit(self, cids, blocks)
+
+    monkeypatch.setattr(ColumnThread, "submit", close_after_two)
+    _, closed = synced(tmp_path, "closed", kinds, closing)
+    assert 2 <= closing.batches < made and not closing.alive
+    assert _dump(raised) == _dump(expected) == _dump(closed)
 
 
 class Planted:
@@ -187,20 +247,21 @@ def test_no_worker_is_forked_beside_another_thread() -> None:
         thread.join(WAIT)
 
 
-#: a first sync of a home through the registry, with the threshold lowered: the worker's
-#: batches, and the cache's rows
+#: a first sync of a home through the registry, with the threshold lowered: which helper made
+#: how many batches, and the cache's rows
 THROUGH_THE_REGISTRY = r"""
 import hashlib, json, sys
 import halodb, halodb.api.syncing as syncing, halodb.cache.materialize as materialize
-from halodb.sync.worker import ItemWorker
+from halodb.sync.worker import ColumnThread, ItemWorker
 syncing.MIN_WORKER_ITEMS = 0
 materialize.ITEM_BATCH = 16
 made = []
-close = ItemWorker.close
-def closing(self):
-    made.append(self.batches)
-    close(self)
-ItemWorker.close = closing
+for helper in (ColumnThread, ItemWorker):
+    def closing(self, close=helper.close, kind=helper.__name__):
+        if self.batches:
+            made.append([kind, self.batches])
+        close(self)
+    helper.close = closing
 with halodb.open(sys.argv[1]) as reg:
     reg.sync("n")
     rows = reg.sql("SELECT * FROM item_versions ORDER BY key")[1]
@@ -208,7 +269,10 @@ print(json.dumps({"batches": made, "rows": hashlib.sha256(repr(rows).encode()).h
 """
 
 
-def test_the_registry_forks_a_worker_for_a_first_sync(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("native", "helper", "least"), [("1", "ColumnThread", 12), ("0", "ItemWorker", 4)])
+def test_the_registry_starts_a_helper_for_a_first_sync(tmp_path: Path, native: str, helper: str, least: int) -> None:
+    # with the compiled module a thread makes every batch (200 items: 13 of 16); without, a
+    # forked child every other one
     home = tmp_path / "home"
     with halodb.open(home, create=True) as reg:
         reg.add([make_item(f"d{i}", cid_for(f"d{i}")) for i in range(200)])
@@ -219,9 +283,11 @@ def test_the_registry_forks_a_worker_for_a_first_sync(tmp_path: Path) -> None:
         for leftover in home.glob("cache.duckdb*"):
             leftover.unlink()
         out = subprocess.run([sys.executable, "-c", THROUGH_THE_REGISTRY, str(home)], capture_output=True, text=True,
-                             timeout=WAIT, check=True, env={**os.environ, "HALODB_SYNC_WORKER": switch}).stdout
+                             timeout=WAIT, check=True,
+                             env={**os.environ, "HALODB_SYNC_WORKER": switch, "HALODB_NATIVE": native}).stdout
         answers[switch] = json.loads(out)
-    assert answers["1"]["batches"][0] >= 4 and answers["0"]["batches"] == []
+    [[kind, batches]] = answers["1"]["batches"]
+    assert kind == helper and batches >= least and answers["0"]["batches"] == []
     assert answers["1"]["rows"] == answers["0"]["rows"] and answers["1"]["n"] == 200
     for leftover in home.glob("cache.duckdb*"):
         leftover.unlink()

@@ -761,7 +761,7 @@ class Registry:
             self._check_prefix(name, head, prefix)
         from halodb.api.syncing import start_worker, sync_name
 
-        worker = start_worker(self.store, self.index, head) if self._cache is None and prefix is None else None
+        worker = start_worker(self.store, self.index, head) if prefix is None else None
         try:
             return sync_name(self.store, self.index, self.cache, self.canonical_name(name), head,
                              prefetch_spread=self.prefetch_spread, prefetch_workers=self.prefetch_workers,

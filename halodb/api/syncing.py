@@ -17,7 +17,8 @@ from halodb.index.history import load_commit
 from halodb.index.index import Index
 from halodb.ipld import CID
 from halodb.sync import SyncResult, sync
-from halodb.sync.worker import MIN_WORKER_ITEMS, ItemWorker
+from halodb.sync.worker import MIN_WORKER_ITEMS, ColumnThread, ItemWorker, SyncHelper
+from halodb.util.native import native
 from halodb.util.perf import paused_gc
 from halodb.util.switches import SWITCHES, env_switch
 
@@ -27,7 +28,7 @@ __all__ = ["start_worker", "sync_name"]
 def sync_name(
     store: BlockStore, index: Index, cache: Cache, name: str, head: CID, *, prefetch_spread: int, prefetch_workers: int,
     allow_rewind: bool = False, prefix: str | None = None, progress: Callable[[int], None] | None = None,
-    worker: ItemWorker | None = None,
+    worker: SyncHelper | None = None,
 ) -> SyncResult:
     """Materialize ``name``'s history up to ``head`` into ``cache``, all or nothing.
 
@@ -38,7 +39,7 @@ def sync_name(
     :func:`halodb.sync.sync`; otherwise :class:`~halodb.errors.RewindError`).
     ``prefix``: a partial sync, of the datasets whose keys start with it (nothing prefetched:
     only the subtrees that hold such keys are read). ``progress(n)``: the items materialized so far.
-    ``worker``: a process that makes half of the item columns (:func:`start_worker`).
+    ``worker``: a thread or process that makes item columns (:func:`start_worker`).
     """
     # (a new cache file holds no name: asking would wait for the file, which is made meanwhile)
     if store.is_remote_backed and prefetch_spread and prefix is None and (cache.fresh or cache.sync_state(name) is None):
@@ -52,12 +53,18 @@ def sync_name(
                     worker=worker)
 
 
-def start_worker(store: BlockStore, index: Index, head: CID) -> ItemWorker | None:
-    """A worker process for a sync to ``head`` when its index is large enough to gain from
-    one (:data:`~halodb.sync.worker.MIN_WORKER_ITEMS` datasets), ``$HALODB_SYNC_WORKER`` does
-    not say ``0`` and the process may fork (one thread: call this before anything starts a
-    thread, the cache included)."""
-    if not worker_wanted() or threading.active_count() != 1 or not hasattr(os, "fork"):
+def start_worker(store: BlockStore, index: Index, head: CID) -> SyncHelper | None:
+    """A helper for a sync to ``head`` (:mod:`halodb.sync.worker`), unless
+    ``$HALODB_SYNC_WORKER`` says ``0``: with the compiled module a :class:`ColumnThread`
+    (its thread starts with the first batch of a sync that reads a version whole); without
+    it a forked :class:`ItemWorker` when the index is large enough to gain from one
+    (:data:`~halodb.sync.worker.MIN_WORKER_ITEMS` datasets) and the process may fork (one
+    thread: call this before anything starts a thread, the cache included)."""
+    if not worker_wanted():
+        return None
+    if native() is not None:
+        return ColumnThread()
+    if threading.active_count() != 1 or not hasattr(os, "fork"):
         return None
     if index.load_root(load_commit(store, head).index).count < MIN_WORKER_ITEMS:
         return None

@@ -39,7 +39,7 @@ from halodb.index.tags import check_kept
 from halodb.index.timeline import check_history
 from halodb.ipld import CID
 from halodb.sync.items import read_inline_item_columns, read_item_columns
-from halodb.sync.worker import BatchSchedule, ItemWorker
+from halodb.sync.worker import SyncHelper
 
 __all__ = ["SyncResult", "build_plan", "prefetch_changed", "rewind_error", "sync"]
 
@@ -70,12 +70,12 @@ class SyncResult:
 
 def build_plan(
     store: BlockStore, index: Index, name: str, head: CID, synced: str | None, *, allow_rewind: bool = False,
-    prefix: str | None = None, worker: ItemWorker | None = None,
+    prefix: str | None = None, worker: SyncHelper | None = None,
 ) -> SyncPlan:
     """The plan that brings ``name`` from the ``synced`` head (None: nothing yet) to ``head``;
     with ``prefix``, of the datasets whose keys start with it only (a partial sync: the
-    subtrees that hold no such key are never read). With a ``worker``, every other batch of
-    items held inline is turned into columns by that process (:mod:`halodb.sync.worker`).
+    subtrees that hold no such key are never read). With a ``worker``, the batches of items
+    held inline are turned into columns by that thread or process (:mod:`halodb.sync.worker`).
 
     When ``synced`` is not on ``head``'s main line, :class:`RewindError` (decided after walking
     the commit chain, before any diff), unless ``allow_rewind``: then the plan is a reset that
@@ -152,7 +152,7 @@ def build_plan(
         return columns
 
     if worker is not None and worker.alive:
-        schedule = BatchSchedule(worker, take_inline)
+        schedule = worker.schedule(take_inline)
         return SyncPlan(
             name=name, head=str(head), reset=reset, commits=records, scope=prefix,
             load_item_columns=lambda cids: schedule.load(cids, load_item_columns),
@@ -280,7 +280,7 @@ def prefetch_changed(store: BlockStore, index: Index, old: CID, new: CID) -> int
 
 def sync(
     store: BlockStore, index: Index, cache: Cache, name: str, head: CID, *, allow_rewind: bool = False,
-    prefix: str | None = None, progress: Callable[[int], None] | None = None, worker: ItemWorker | None = None,
+    prefix: str | None = None, progress: Callable[[int], None] | None = None, worker: SyncHelper | None = None,
 ) -> SyncResult:
     """Bring ``name`` in the cache to ``head``; all or nothing.
 
@@ -289,7 +289,7 @@ def sync(
     ``allow_rewind``: then the name's history in the cache is rebuilt at ``head``.
     ``prefix``: only the datasets whose keys start with it (a partial sync); a cache that
     holds the name for another scope is rebuilt for this one. ``progress(n)``: the items
-    materialized so far. ``worker``: a process that makes half of the item columns
+    materialized so far. ``worker``: a thread or process that makes item columns
     (:mod:`halodb.sync.worker`)."""
     before = store.stats.blocks_read
     # A new cache file holds nothing yet: plan at once, while the cache is being created

@@ -1,11 +1,22 @@
-"""A second process for a large sync: it turns every other batch of inline items into columns.
+"""Help for a large sync: another thread, or a second process, turns the batches of inline
+items into columns while the main thread reads the next leaves.
 
 A full sync of a large index spends most of its main thread decoding the items held inline
 in the dataset leaves (index format 3), checking them and making their columns
 (:func:`~halodb.sync.items.read_inline_item_columns`): pure work on bytes, a batch at a
 time, that one Python thread does one batch after the other while the machine's other
-core mostly waits. :class:`ItemWorker` is a child process forked for the sync that does the
-same for the batches the parent hands it, while the parent does the others.
+core mostly waits. Two helpers share that work out, the same columns either way
+(``tests/test_sync_worker.py``):
+
+* :class:`ColumnThread` (with the compiled module, :mod:`halodb.util.native`, whose
+  ``item_columns`` runs without the GIL): one thread makes EVERY batch, up to
+  :data:`BATCHES_AHEAD` of them before the cache asks for them, from the bytes the main
+  thread holds already: nothing is copied or sent anywhere. A 1M-item first sync took
+  1.5–3 s and 4 CPU-s less than with the process below (``benchmarks/README.md``).
+* :class:`ItemWorker` (without it: Python's decoder holds the GIL, a thread would only
+  take turns): a child process forked for the sync that makes every other batch.
+
+The process:
 
 * **Forked early**, from a process of one thread only (:meth:`ItemWorker.start` returns None
   otherwise, or where there is no ``os.fork``): before the sync opens the cache (whose file is
@@ -19,10 +30,13 @@ same for the batches the parent hands it, while the parent does the others.
 * **Nothing depends on it**: a batch the child cannot turn into columns (one of its blocks is
   not an item the cache can hold) comes back as None and the parent reads it as without a
   worker (saying which item and why); a child that died or answers nonsense is dropped and
-  the parent does every batch from then on. The columns are the same either way
-  (``tests/test_sync_worker.py``).
+  the parent does every batch from then on.
 * **It ends with the sync** (:meth:`ItemWorker.close`), or as soon as its parent is gone
   (end of file on its requests).
+
+The thread follows the same rules where they apply: a batch it cannot make (or that raised)
+is read by the main thread from the bytes it was given; it ends with the sync
+(:meth:`ColumnThread.close`).
 
 >>> from halodb.ipld import make_block
 >>> cid, data = make_block({"type": "Feature", "id": "x", "properties": {}})
@@ -45,18 +59,148 @@ import signal
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Protocol
 
 from halodb.cache.stac_columns import ItemColumns
 from halodb.sync.items import read_inline_item_columns
 
-__all__ = ["MIN_WORKER_ITEMS", "BatchSchedule", "ItemWorker"]
+__all__ = [
+    "BATCHES_AHEAD", "MIN_WORKER_ITEMS", "BatchSchedule", "ColumnThread", "ItemWorker", "Schedule", "SyncHelper",
+    "ThreadSchedule",
+]
 
 #: a sync of an index with fewer datasets than this runs without a worker (forking and the
 #: pipes cost more than they save on a few batches)
 MIN_WORKER_ITEMS = 20_000
 
+#: batches the :class:`ColumnThread` makes before the cache asks for them (~9 MB of columns
+#: each at 8,192 items): enough that it never waits while the main thread reads a leaf
+BATCHES_AHEAD = 3
+
 _LENGTH = 8  # bytes of the length before each pickle
+
+#: ``take(cids)``: the blocks of a batch the main thread holds inline (removed from there),
+#: or None when it does not hold them all
+Take = Callable[[list[str]], "list[bytes] | None"]
+#: ``local(cids, blocks)``: the main thread's own reader of a batch (``blocks``: its inline
+#: bytes, taken already, or None)
+Local = Callable[[list[str], "list[bytes] | None"], ItemColumns]
+
+
+class Schedule(Protocol):
+    """How a sync's batches of items are shared out: told the batches the cache will ask for
+    (in order), it hands out each batch's columns when the cache asks."""
+
+    def announce(self, batches: list[list[str]]) -> None: ...
+
+    def load(self, cids: list[str], local: Local) -> ItemColumns: ...
+
+
+class SyncHelper(Protocol):
+    """A :class:`ColumnThread` or an :class:`ItemWorker`."""
+
+    @property
+    def alive(self) -> bool: ...
+
+    def schedule(self, take: Take) -> Schedule: ...
+
+    def close(self) -> None: ...
+
+
+class ColumnThread:
+    """One thread making the columns of every batch of inline items, ahead of the cache (see
+    the module); only worth it with the compiled module, which releases the GIL.
+
+    >>> from halodb.ipld import make_block
+    >>> cid, data = make_block({"type": "Feature", "id": "x", "properties": {}})
+    >>> thread = ColumnThread()
+    >>> schedule = thread.schedule(lambda cids: [data])
+    >>> schedule.announce([[str(cid)]])
+    >>> schedule.load([str(cid)], lambda cids, blocks: None).cids == [str(cid)], thread.batches
+    (True, 1)
+    >>> thread.close()
+    """
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(1, thread_name_prefix="halodb-sync-columns")
+        self.batches = 0  #: batches the thread made
+
+    @property
+    def alive(self) -> bool:
+        return self._pool is not None
+
+    def schedule(self, take: Take) -> ThreadSchedule:
+        return ThreadSchedule(self, take)
+
+    def submit(self, cids: list[str], blocks: list[bytes]) -> Future[ItemColumns | None] | None:
+        """Start making one batch; None once closed."""
+        return None if self._pool is None else self._pool.submit(read_inline_item_columns, cids, blocks)
+
+    def result(self, future: Future[ItemColumns | None]) -> ItemColumns | None:
+        """The columns of a batch; None when the thread could not make them (a block that is
+        not an item the cache can hold, or anything it raised: the main thread says what)."""
+        try:
+            columns = future.result()
+        except Exception:  # noqa: BLE001 - the main thread reads the batch itself, and says what is wrong
+            return None
+        if columns is not None:
+            self.batches += 1
+        return columns
+
+    def close(self) -> None:
+        """Stop: batches not started are dropped, the one being made is waited for."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+class ThreadSchedule:
+    """Every announced batch that the main thread holds inline goes to the :class:`ColumnThread`,
+    at most :data:`BATCHES_AHEAD` of them at a time; any other is read by the main thread."""
+
+    def __init__(self, thread: ColumnThread, take: Take) -> None:
+        self.thread = thread
+        self.take = take
+        self._ahead: deque[list[str]] = deque()  # announced, not handed to the thread yet
+        self._started: deque[tuple[list[str], list[bytes], Future[ItemColumns | None]]] = deque()
+
+    def announce(self, batches: list[list[str]]) -> None:
+        """The batches the cache asks for next, in that order."""
+        self._ahead = deque(batches)
+        self._start()
+
+    def load(self, cids: list[str], local: Local) -> ItemColumns:
+        """The columns of the batch ``cids``: the thread's when it has the batch, else
+        ``local(cids, None)``; a batch the thread could not make is ``local(cids, its blocks)``."""
+        started = next((entry for entry in self._started if entry[0] == cids), None)
+        if started is None:
+            if self._ahead and self._ahead[0] == cids:
+                self._ahead.popleft()
+            self._start()
+            return local(cids, None)
+        self._started.remove(started)
+        self._start()  # (the next one begins before this one is waited for)
+        columns = self.thread.result(started[2])
+        return columns if columns is not None else local(cids, started[1])
+
+    def _start(self) -> None:
+        while self._ahead and len(self._started) < BATCHES_AHEAD:
+            batch = self._ahead.popleft()
+            blocks = self.take(batch)
+            if blocks is None:
+                continue  # (not held inline: read by the main thread when asked for)
+            future = self.thread.submit(batch, blocks)
+            if future is None:  # closed: the main thread reads it, from these blocks
+                self._started.append((batch, blocks, _failed()))
+                return
+            self._started.append((batch, blocks, future))
+
+
+def _failed() -> Future[ItemColumns | None]:
+    future: Future[ItemColumns | None] = Future()
+    future.set_result(None)
+    return future
 
 
 class ItemWorker:
@@ -99,6 +243,9 @@ class ItemWorker:
     @property
     def alive(self) -> bool:
         return self._requests is not None
+
+    def schedule(self, take: Take) -> BatchSchedule:
+        return BatchSchedule(self, take)
 
     def send(self, cids: list[str], blocks: list[bytes]) -> bool:
         """Hand the child one batch; False (and the worker dropped) when it is gone."""

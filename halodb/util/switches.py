@@ -23,7 +23,7 @@ __all__ = ["SWITCHES", "check_switches", "env_switch"]
 #: every switch HaloDB reads, with what ``1`` means
 SWITCHES = {
     "HALODB_NATIVE": "use the compiled hot loops when installed",
-    "HALODB_SYNC_WORKER": "a second process for a large sync",
+    "HALODB_SYNC_WORKER": "a helper thread or process for a large sync",
 }
 
 
