@@ -7,11 +7,13 @@ DuckDB files, child ``python`` processes, signals.
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 import signal
 import subprocess
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +31,8 @@ COMMON = ["_insert_commits", "_present_items", "_insert_versions", "_insert_item
 STEPS = [("incremental", s) for s in ["_next_seq", "_close_versions", *COMMON]] + [
     ("reset", s) for s in ["_forget", *COMMON, "_collect_garbage"]
 ]
+#: the steps of a first sync into a cache that holds no items (no look-up of present items)
+FRESH_STEPS = ["_next_seq", "_insert_commits", "_holds_no_items", "_insert_versions", "_insert_items", "_write_sync_state"]
 
 @pytest.fixture
 def populated(tmp_path: Path) -> Path:
@@ -50,6 +54,7 @@ def _plans() -> dict[str, Any]:
 
 
 def _failing_after(original: Callable[..., Any], exc: BaseException) -> Callable[..., Any]:
+    @functools.wraps(original)
     def step(*args: Any, **kwargs: Any) -> Any:
         original(*args, **kwargs)  # the step did its writes; then the failure
         raise exc
@@ -70,6 +75,46 @@ def test_failure_after_any_step_leaves_cache_unchanged(populated: Path, monkeypa
     with Cache(populated) as cache:  # and the same plan then applies fine
         cache.apply(the_plan)
         assert cache.current_head("n") == the_plan.head
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["TextSet", "python-set"])
+@pytest.mark.parametrize("step", FRESH_STEPS)
+def test_failure_after_any_step_of_a_first_sync_leaves_a_new_cache_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                        step: str, compiled: bool) -> None:
+    if not compiled:  # the seen items kept by Python (no compiled module)
+        monkeypatch.setattr(materialize, "native", lambda: None)
+    path = tmp_path / "new.duckdb"
+    with Cache(path):
+        pass
+    before = dump(path)
+    # chunks of 3 versions, the item of "a" again in the third chunk (a look-up of that chunk's items)
+    first = plan("n", [commit("f1", [put(rec(k)) for k in "abcd"], day=0),
+                       commit("f2", [put(rec("a", 1)), put(rec("b", 1))], day=1, after="f1"),
+                       commit("f3", [put(rec("a"))], day=2, after="f2")])  # fmt: skip
+    monkeypatch.setattr(materialize, "VERSION_BATCH", 3)
+    monkeypatch.setattr(materialize, step, _failing_after(getattr(materialize, step), RuntimeError(f"injected after {step}")))
+    with Cache(path) as cache, pytest.raises(CacheError, match=f"injected after {step}"):
+        cache.apply(first)
+    assert dump(path) == before
+    assert not [t for t in threading.enumerate() if t.name.startswith("halodb-cache-plan")]  # the chunk reader ended
+    monkeypatch.setattr(materialize, step, getattr(materialize, step).__wrapped__)
+    with Cache(path) as cache:
+        assert cache.apply(first) == 7
+        assert cache.sql("SELECT count(*), count(DISTINCT item_cid) FROM stac_items")[1] == [(6, 6)]
+        assert cache.sql("SELECT count(*) FROM item_versions")[1] == [(7,)]
+
+
+def test_a_malformed_change_read_on_the_chunk_reader_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "new.duckdb"
+    with Cache(path):
+        pass
+    before = dump(path)
+    monkeypatch.setattr(materialize, "VERSION_BATCH", 2)
+    twice = plan("n", [commit("t1", [put(rec(k)) for k in "abcd"] + [put(rec("c", 1))], day=0)])
+    with Cache(path) as cache, pytest.raises(CacheError, match="out of key order"):
+        cache.apply(twice)  # (found in the third chunk, read while the second is inserted)
+    assert dump(path) == before
+    assert not [t for t in threading.enumerate() if t.name.startswith("halodb-cache-plan")]
 
 
 def test_failure_while_encoding_a_later_item_batch(populated: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -46,7 +46,7 @@ one chunk and batch of STAC items while Python reads the next.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from itertools import islice, repeat
@@ -62,6 +62,7 @@ from halodb.cache.respellings import mark_respellings
 from halodb.cache.stac_columns import columns_table
 from halodb.cache.writer import OrderedWriter
 from halodb.errors import CacheError, HaloDBError
+from halodb.util.native import native
 
 __all__ = ["VERSION_BATCH", "PlanColumns", "apply_plan", "commit_columns", "plan_chunks", "plan_columns"]
 
@@ -268,6 +269,7 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime,
     """
     commits = _commits_table(commit_columns(plan))  # before BEGIN: malformed commits never touch the database
     writer = OrderedWriter()
+    reader: ThreadPoolExecutor | None = None  # reads the next chunk of the plan (see below)
     began = False
     changes = encoded = 0
     try:
@@ -283,6 +285,9 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime,
         else:
             start = writer.submit(_next_seq, con, plan, commits)
         writer.submit(_insert_commits, con, plan.name, commits, start)
+        # a cache that holds no items yet can only hold those of this plan's earlier chunks:
+        # a chunk none of whose items were seen before needs no look-up (see _SeenItems)
+        seen = _SeenItems() if writer.submit(_holds_no_items, con).result() else None
         inserts: list[Future[None]] = []
         chunks = plan_chunks(plan, VERSION_BATCH)
         cols = next(chunks, None)
@@ -292,7 +297,8 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime,
             changes += cols.changes
             candidates = list(cols.items)
             # the items first, so that Python can encode them soon
-            present = writer.submit(_present_items, con, candidates)
+            present = None if seen is not None and not seen.any_again(candidates) else \
+                writer.submit(_present_items, con, candidates)
             if cols.close_key and not (first and plan.reset):  # nothing is open after a reset's _forget
                 writer.submit(_close_versions, con, plan.name, commits, _closes_table(cols))
             if cols.version_key:
@@ -301,11 +307,18 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime,
             cols.close_key, cols.close_at = [], []
             cols.version_key, cols.version_item_cid, cols.version_data_cid, cols.version_path = [], [], [], []
             cols.version_from, cols.version_to = [], []
-            following = next(chunks, None)  # read while DuckDB writes this chunk
-            found = present.result()
-            new = [cid for cid in candidates if cid not in found] if found else candidates
-            if plan.announce_item_batches is not None and new:
-                plan.announce_item_batches([new[lo : lo + ITEM_BATCH] for lo in range(0, len(new), ITEM_BATCH)])
+            if present is None:  # all new: announced now, made while the next chunk is read
+                new = candidates
+                _announce(plan, new)
+            # the next chunk is read on a thread of its own (Python: it takes the GIL while
+            # this one only waits) while this chunk's items are made and inserted
+            if reader is None:
+                reader = ThreadPoolExecutor(1, thread_name_prefix="halodb-cache-plan")
+            following = reader.submit(next, chunks, None)
+            if present is not None:
+                found = present.result()
+                new = [cid for cid in candidates if cid not in found] if found else candidates
+                _announce(plan, new)
             for lo in range(0, len(new), ITEM_BATCH):
                 batch = new[lo : lo + ITEM_BATCH]
                 table, skipped = _batch_table(plan, batch)
@@ -318,7 +331,7 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime,
                 if progress is not None:
                     progress(encoded)
             inserts = inserts[-INSERTS_QUEUED:]
-            cols, first = following, False
+            cols, first = following.result(), False
         if opened:  # after the items: they are compared
             writer.submit(mark_respellings, con, plan.name)
         if plan.reset:
@@ -341,6 +354,8 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime,
         raise
     finally:
         writer.abort()
+        if reader is not None:  # (a chunk being read is finished: the plan's store outlives no reader)
+            reader.shutdown(wait=True, cancel_futures=True)
         _reset_checkpoint_threshold(con)
     return changes
 
@@ -358,6 +373,37 @@ ITEM_BATCH = 8_192
 #: has work while Python reads the next chunk of the plan (2 batches of 2,048 made a 1M sync
 #: wait on DuckDB 6-7 s in all, 16 of them about 3 s)
 INSERTS_QUEUED = 4
+
+
+class _SeenItems:
+    """The item CIDs of a plan's chunks so far, as 64-bit hashes (the compiled module's
+    ``TextSet``, 8 bytes a CID; else a set of Python's hashes, ~70 bytes): whether a chunk
+    may repeat one. A repeat, or a collision, costs the chunk a look-up in the cache.
+
+    >>> seen = _SeenItems()
+    >>> seen.any_again(["bafya", "bafyb"]), seen.any_again(["bafyc"]), seen.any_again(["bafyb"])
+    (False, False, True)
+    """
+
+    def __init__(self) -> None:
+        module = native()
+        self._texts = None if module is None else module.TextSet()
+        self._hashes: set[int] = set()
+
+    def any_again(self, cids: list[str]) -> bool:
+        """Note ``cids``; whether one of them (or an equal hash) was noted before."""
+        if self._texts is not None:
+            return bool(self._texts.add_all(cids))
+        hashes = set(map(hash, cids))
+        again = not hashes.isdisjoint(self._hashes)
+        self._hashes |= hashes
+        return again
+
+
+def _announce(plan: SyncPlan, new: list[str]) -> None:
+    """Tell the plan the batches of ``new`` items the cache asks for next."""
+    if plan.announce_item_batches is not None and new:
+        plan.announce_item_batches([new[lo : lo + ITEM_BATCH] for lo in range(0, len(new), ITEM_BATCH)])
 
 
 def _batch_table(plan: SyncPlan, batch: list[str]) -> tuple[pa.Table, dict[str, str]]:
@@ -472,6 +518,11 @@ def _insert_commits(con: duckdb.DuckDBPyConnection, name: str, commits: pa.Table
             SELECT cid, CAST(parents AS VARCHAR[]), index_cid, CAST(time AS TIMESTAMPTZ), author, message FROM {_T_COMMITS}"""
         )
         con.execute(f"INSERT INTO name_commits SELECT ?, cid, idx + ? FROM {_T_COMMITS}", [name, start.result()])
+
+
+def _holds_no_items(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the cache holds no STAC item (a new cache: a first sync's items are all new)."""
+    return not scalar(con, "SELECT EXISTS (SELECT 1 FROM stac_items)")
 
 
 def _present_items(con: duckdb.DuckDBPyConnection, candidates: list[str]) -> set[str]:

@@ -8,6 +8,7 @@ mod item;
 mod json;
 mod leaf;
 mod prolly;
+mod seen;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
@@ -141,6 +142,7 @@ fn halodb_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(leaf_columns, m)?)?;
     m.add_function(wrap_pyfunction!(dag_cbor_cid_texts, m)?)?;
     m.add_class::<prolly::LeafCutter>()?;
+    m.add_class::<seen::TextSet>()?;
     m.add("MAX_ITEM_SIZE", item::MAX_ITEM_SIZE)?;
     Ok(())
 }
