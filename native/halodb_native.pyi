@@ -28,6 +28,10 @@ def leaf_columns(
 def dag_cbor_cid_texts(blocks: list[bytes]) -> list[str]:
     """The CIDv1 text of each DAG-CBOR block (``CID.texts_for_blocks``)."""
 
+def string_buffers(values: list[str | None]) -> tuple[bytes | None, bytes, bytes] | None:
+    """An Arrow string column's buffers ``(validity, offsets, data)`` of ``values``, or None
+    for anything but str and None (``halodb.cache.arrow_columns.string_buffers``)."""
+
 class LeafCutter:
     """Level 0 of a prolly tree built in key order (halodb/index/prolly.py's rule and layout):
     each push gives back the leaf it finishes, ``(first key, entries, CID, bytes)``."""

@@ -486,3 +486,36 @@ def test_sync_materializes_the_same_with_the_module_and_without(module: ModuleTy
                                                  ("sync_state", "synced_at"))]
                           + [con.execute("SELECT item::VARCHAR FROM stac_items ORDER BY item_cid").fetchall()])
     assert tables[0] == tables[1] and len(tables[0][0]) == 1500
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.none() | st.text(max_size=12), max_size=40))
+def test_string_buffers_are_python_s(values: list[str | None]) -> None:
+    """Any list of texts and Nones (non-ASCII, empty, all None, none None): the module's
+    buffers are Python's, byte for byte; a lone surrogate is left to Python (which raises)."""
+    from halodb.cache import arrow_columns
+
+    found = _module()
+    require(found is not None, "the compiled module halodb_native is not installed (make native; it needs cargo)")
+    assert found is not None
+    made = found.string_buffers(values)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(arrow_columns, "native", lambda: None)
+        try:
+            slow: Any = arrow_columns.string_buffers(values)
+        except UnicodeEncodeError:
+            slow = None
+    assert made == (None if slow is None else (slow.validity, slow.offsets, slow.data))
+
+
+def test_string_buffers_leave_other_values_to_python(module: ModuleType) -> None:
+    from halodb.cache import arrow_columns
+
+    assert module.string_buffers(["a", 1]) is None and module.string_buffers(["a", b"b"]) is None
+    assert module.string_buffers(["a", "\ud800"]) is None  # a lone surrogate: no UTF-8 for it
+    with pytest.raises(UnicodeEncodeError):
+        arrow_columns.string_buffers(["a", "\ud800"])
+    with pytest.raises(AttributeError):  # (what the Python path says of a value that is no text)
+        arrow_columns.string_buffers(["a", 1])  # type: ignore[list-item]
+    assert module.string_buffers([]) == (None, b"\0\0\0\0", b"")
+    assert module.string_buffers([None] * 9) == (b"\0\0", b"\0\0\0\0" * 10, b"")

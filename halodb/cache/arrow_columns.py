@@ -28,6 +28,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from halodb.util.native import native
+
 __all__ = [
     "Buffers", "float_list_buffers", "int32s", "string_buffers", "string_list_buffers", "string_lists", "strings",
     "timestamps",
@@ -86,7 +88,12 @@ def utf8_buffers(values: Sequence[bytes]) -> Buffers:
 
 
 def string_buffers(values: Sequence[str | None]) -> Buffers:
-    """A string column; raises AttributeError for a value that is neither str nor None."""
+    """A string column; raises AttributeError for a value that is neither str nor None.
+    (A list is laid out by the compiled module when it is there: the same bytes.)"""
+    module = native() if type(values) is list else None
+    made = None if module is None else module.string_buffers(values)
+    if made is not None:
+        return Buffers("string", len(values), *made)
     validity = _validity(values)
     if validity is None:
         encoded = [v.encode() for v in values]  # type: ignore[union-attr]  # no None (validity)

@@ -9,6 +9,7 @@ mod json;
 mod leaf;
 mod prolly;
 mod seen;
+mod strings;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
@@ -107,6 +108,31 @@ fn dag_cbor_cid_texts<'py>(py: Python<'py>, blocks: &Bound<'py, PyList>) -> PyRe
     Ok(py.detach(|| views.iter().map(|block| cid::dag_cbor_cid_text(block)).collect()))
 }
 
+/// `string_buffers(values)`: a list whose items are each a `str` or None as the buffers of
+/// an Arrow string column, `(validity or None, int32 offsets, UTF-8 data)` — as
+/// `halodb.cache.arrow_columns.string_buffers` lays them out — or `None` when an item is
+/// anything else or the bytes outgrow int32 offsets (Python then decides, and says what).
+#[pyfunction(name = "string_buffers")]
+fn string_buffers_py<'py>(py: Python<'py>, values: &Bound<'py, PyList>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    let mut texts: Vec<Option<&str>> = Vec::with_capacity(values.len());
+    let held: Vec<Bound<'py, PyAny>> = values.iter().collect();
+    for value in &held {
+        if value.is_none() {
+            texts.push(None);
+        } else if let Ok(text) = value.cast::<PyString>() {
+            match text.to_str() {
+                Ok(text) => texts.push(Some(text)),
+                Err(_) => return Ok(None), // (a lone surrogate: Python's encode says so)
+            }
+        } else {
+            return Ok(None);
+        }
+    }
+    let Some((validity, offsets, data)) = strings::string_buffers(&texts) else { return Ok(None) };
+    let validity = validity.map(|v| PyBytes::new(py, &v).into_any()).unwrap_or_else(|| py.None().into_bound(py));
+    Ok(Some(PyTuple::new(py, [validity, PyBytes::new(py, &offsets).into_any(), PyBytes::new(py, &data).into_any()])?))
+}
+
 fn buffers<'py>(py: Python<'py>, column: &columns::Column, name: &str) -> PyResult<Bound<'py, PyTuple>> {
     let length = column.nulls.len();
     let validity = column.validity().map(|v| PyBytes::new(py, &v).into_any()).unwrap_or_else(|| py.None().into_bound(py));
@@ -141,6 +167,7 @@ fn halodb_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(item_columns, m)?)?;
     m.add_function(wrap_pyfunction!(leaf_columns, m)?)?;
     m.add_function(wrap_pyfunction!(dag_cbor_cid_texts, m)?)?;
+    m.add_function(wrap_pyfunction!(string_buffers_py, m)?)?;
     m.add_class::<prolly::LeafCutter>()?;
     m.add_class::<seen::TextSet>()?;
     m.add("MAX_ITEM_SIZE", item::MAX_ITEM_SIZE)?;
