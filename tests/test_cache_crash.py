@@ -120,6 +120,7 @@ def test_a_malformed_change_read_on_the_chunk_reader_rolls_back(tmp_path: Path, 
 def test_failure_while_encoding_a_later_item_batch(populated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     before = dump(populated)
     monkeypatch.setattr(materialize, "ITEM_BATCH", 3)
+    monkeypatch.setattr(materialize, "INSERT_GROUP", 1)  # (each batch its own INSERT)
     calls = {"n": 0}
     original = stac_columns.columns_table
 

@@ -15,8 +15,10 @@ handful of set-based statements over registered Arrow tables (built from buffers
    ``INSERT`` adds every version the chunk opens, those that the chunk itself closes again
    already carrying their ``valid_to``;
 4. per chunk, ``stac_items``: only item CIDs the cache does not hold yet are encoded and
-   inserted; an item block the loader could not materialize (``ItemColumns.skipped``) is
-   recorded in ``skipped_items`` with why instead, and the rest of the batch goes on.
+   inserted, :data:`INSERT_GROUP` batches a statement (in a cache that held no items, the
+   look-up is skipped for a chunk none of whose items an earlier chunk had); an item block
+   the loader could not materialize (``ItemColumns.skipped``) is recorded in
+   ``skipped_items`` with why instead, and the rest of the batch goes on.
 5. the versions that only respell a data CID are marked (:mod:`halodb.cache.respellings`);
    ``sync_state`` upsert; after a reset, items, skipped items and commits no name uses are
    deleted.
@@ -25,7 +27,9 @@ Everything runs in ONE DuckDB transaction: on any error (a malformed change foun
 third chunk as well as a failed insert) it is rolled back and a
 :class:`~halodb.errors.CacheError` raised, leaving the cache exactly as before. The SQL
 runs in order on one background thread (DuckDB releases the GIL) so that DuckDB inserts
-one chunk and batch of STAC items while Python reads the next.
+one chunk and group of STAC items while Python makes the next; the next chunk of the plan
+is read on another thread meanwhile (the first one, :data:`FIRST_CHUNK`, is short: nothing
+else runs while it is read).
 
 >>> import duckdb
 >>> from datetime import datetime, timedelta, timezone
@@ -150,9 +154,10 @@ def commit_columns(plan: SyncPlan) -> PlanColumns:
     return cols
 
 
-def plan_chunks(plan: SyncPlan, limit: int | None = None) -> Iterator[PlanColumns]:
+def plan_chunks(plan: SyncPlan, limit: int | None = None, first: int | None = None) -> Iterator[PlanColumns]:
     """The changes of ``plan`` flattened into version columns, at most about ``limit`` rows
-    (versions opened plus versions closed) a chunk (None: one chunk), reading each commit's
+    (versions opened plus versions closed) a chunk (None: one chunk; ``first``: the bound of
+    the first chunk when smaller), reading each commit's
     changes once, in order. In a chunk, ``close_*`` names the keys whose version open
     before the chunk (in the cache, or opened by an earlier chunk) a commit closes; a version
     the chunk itself opens and closes carries its ``to``. Raises :class:`CacheError` for a
@@ -171,13 +176,16 @@ def plan_chunks(plan: SyncPlan, limit: int | None = None) -> Iterator[PlanColumn
     >>> c = CommitRecord("c1", [], "i1", datetime(2024, 9, 1, tzinfo=timezone.utc), "me", "m", [rec("a"), rec("b"), rec("c")])
     >>> [chunk.version_key for chunk in plan_chunks(SyncPlan("n", "c1", False, [c]), 4)]
     [['a', 'b'], ['c']]
+    >>> [chunk.version_key for chunk in plan_chunks(SyncPlan("n", "c1", False, [c]), 4, first=2)]
+    [['a'], ['b', 'c']]
     """
+    bound = min(first, limit) if first is not None and limit is not None else limit
     cols = PlanColumns()
     open_row: dict[str, int] = {}  # key -> row in version_* opened by this chunk and still open
     closed_before: set[str] = set()  # keys whose pre-chunk version this chunk closes already
     for seq, commit in enumerate(plan.commits):
         keys_here: set[str] = set()  # the keys of this commit in this chunk
-        split = False  # whether this commit was split between chunks (then its keys must increase)
+        split = 0  # the bound at which this commit was split between chunks (then its keys must increase), or 0
         last: str | None = None
         increasing = True
         for batch in commit.changes:
@@ -202,9 +210,10 @@ def plan_chunks(plan: SyncPlan, limit: int | None = None) -> Iterator[PlanColumn
                     cols.version_from += repeat(seq, n)
                     cols.version_to += repeat(None, n)
                     cols.items.update(dict.fromkeys(batch.item_cids))
-                    if limit is not None and len(cols.version_key) + len(cols.close_key) >= limit:
+                    if bound is not None and len(cols.version_key) + len(cols.close_key) >= bound:
                         yield cols
-                        cols, open_row, closed_before, keys_here, split = PlanColumns(), {}, set(), set(), True
+                        cols, open_row, closed_before, keys_here, split = PlanColumns(), {}, set(), set(), bound
+                        bound = limit
                     continue
                 records: Iterable[ChangeRecord] = batch.records()  # (checked one by one, as any change)
             else:
@@ -215,7 +224,7 @@ def plan_chunks(plan: SyncPlan, limit: int | None = None) -> Iterator[PlanColumn
                     increasing = False
                     if split:
                         raise CacheError(
-                            f"commit {commit.cid} lists more than {limit} changes out of key order ({key!r} after "
+                            f"commit {commit.cid} lists more than {split} changes out of key order ({key!r} after "
                             f"{last!r}); a commit that long must list its keys in increasing order", key=key, cid=commit.cid)
                 last = key
                 if key in keys_here:
@@ -241,9 +250,10 @@ def plan_chunks(plan: SyncPlan, limit: int | None = None) -> Iterator[PlanColumn
                     cols.version_from.append(seq)
                     cols.version_to.append(None)
                     cols.items.setdefault(new.item_cid, None)
-                if limit is not None and increasing and len(cols.version_key) + len(cols.close_key) >= limit:
+                if bound is not None and increasing and len(cols.version_key) + len(cols.close_key) >= bound:
                     yield cols
-                    cols, open_row, closed_before, keys_here, split = PlanColumns(), {}, set(), set(), True
+                    cols, open_row, closed_before, keys_here, split = PlanColumns(), {}, set(), set(), bound
+                    bound = limit
     if cols.version_key or cols.close_key or limit is None:
         yield cols
 
@@ -289,7 +299,7 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime,
         # a chunk none of whose items were seen before needs no look-up (see _SeenItems)
         seen = _SeenItems() if writer.submit(_holds_no_items, con).result() else None
         inserts: list[Future[None]] = []
-        chunks = plan_chunks(plan, VERSION_BATCH)
+        chunks = plan_chunks(plan, VERSION_BATCH, FIRST_CHUNK)
         cols = next(chunks, None)
         first = True
         opened = False
@@ -319,12 +329,16 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime,
                 found = present.result()
                 new = [cid for cid in candidates if cid not in found] if found else candidates
                 _announce(plan, new)
+            grouped: list[pa.Table] = []  # batches for the next INSERT (see INSERT_GROUP)
             for lo in range(0, len(new), ITEM_BATCH):
                 batch = new[lo : lo + ITEM_BATCH]
                 table, skipped = _batch_table(plan, batch)
-                if len(inserts) >= INSERTS_QUEUED:
-                    inserts[-INSERTS_QUEUED].result()  # back-pressure (see INSERTS_QUEUED)
-                inserts.append(writer.submit(_insert_items, con, table))
+                grouped.append(table)
+                if len(grouped) == INSERT_GROUP or lo + ITEM_BATCH >= len(new):
+                    if len(inserts) >= INSERTS_QUEUED:
+                        inserts[-INSERTS_QUEUED].result()  # back-pressure (see INSERTS_QUEUED)
+                    inserts.append(writer.submit(_insert_items, con, pa.concat_tables(grouped)))
+                    grouped = []
                 if skipped:
                     writer.submit(_record_skipped, con, skipped, now)
                 encoded += len(batch)
@@ -364,15 +378,22 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime,
 #: the next chunk is read, so a sync holds about this many changes in memory at a time
 VERSION_BATCH = 100_000
 
-#: STAC items encoded per batch: DuckDB inserts one batch while Python encodes the next.
-#: Each INSERT costs DuckDB a plan and a pass over the table's appenders besides its rows:
-#: 8,192 a batch took a 1M sync 3 CPU-s and 1.5 s less than 2,048 (benchmarks/README.md)
+#: the first chunk is smaller: nothing else runs while the main thread reads it (the next
+#: chunks are read while DuckDB inserts the one before), so a short one starts DuckDB sooner
+FIRST_CHUNK = 16_384
+
+#: STAC items made into columns per batch (by the sync's column thread, or Python): a batch
+#: is ~9 MB of columns
 ITEM_BATCH = 8_192
 
-#: encoded batches of items that may wait for DuckDB (~8 MB each): enough that DuckDB still
-#: has work while Python reads the next chunk of the plan (2 batches of 2,048 made a 1M sync
-#: wait on DuckDB 6-7 s in all, 16 of them about 3 s)
-INSERTS_QUEUED = 4
+#: batches inserted by ONE statement, each an Arrow record batch of its table: DuckDB then
+#: scans and writes them on both cores where one batch a statement kept it on one, and pays
+#: a statement's plan once for 65,536 items. A 1M-item first sync: 11.7-14.2 s against
+#: 13.2-15.6 s a batch a statement (benchmarks/README.md, "sync: one column thread")
+INSERT_GROUP = 8
+
+#: INSERTs that may wait for DuckDB while it runs one: Python makes the next group meanwhile
+INSERTS_QUEUED = 1
 
 
 class _SeenItems:
