@@ -144,3 +144,30 @@ def test_a_long_commit_out_of_key_order_is_refused_once_split(tmp_path: Path, mo
         with pytest.raises(CacheError, match="changes twice"):
             cache.apply(plan("long", [commit("l1", [put(rec(k)) for k in "bab"], day=0)]))
         assert cache.sync_state("long") is None
+
+
+def test_chunks_read_on_their_thread_through_a_caching_store(home: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many chunks, read on the chunk reader's thread through a store that fetches from a
+    remote (a `CachingStore`, as over a gateway), while the main thread reads the linked
+    item blocks through the same store: the cache is the one a local sync fills."""
+    from halodb.blockstore import MemoryStore
+    from halodb.blockstore.caching import CachingStore
+    from halodb.cache import Cache
+    from halodb.index.index import Index
+    from halodb.sync import sync
+
+    with halodb.open(home, cache=tmp_path / "local.duckdb") as reg:
+        head = reg.name_head("n")
+        reg.sync("n")
+        expected = _versions(reg)
+    monkeypatch.setattr(materialize, "VERSION_BATCH", 7)
+    monkeypatch.setattr(materialize, "FIRST_CHUNK", 3)
+    with SqliteStore(home / "blocks") as remote:
+        store = CachingStore(MemoryStore(), remote)
+        with Cache(tmp_path / "remote.duckdb") as cache:
+            result = sync(store, Index(store), cache, "n", head)
+        assert result.changes == 340 and len(store.local) > 300  # (fetched, and kept)
+    with halodb.open(home, cache=tmp_path / "remote.duckdb") as reg:
+        assert _versions(reg) == expected
+        assert reg.sql("SELECT count(*) FROM items")[1] == [(300,)]
