@@ -11,8 +11,9 @@ core mostly waits. Two helpers share that work out, the same columns either way
 * :class:`ColumnThread` (with the compiled module, :mod:`halodb.util.native`, whose
   ``item_columns`` runs without the GIL): one thread makes EVERY batch, up to
   :data:`BATCHES_AHEAD` of them before the cache asks for them, from the bytes the main
-  thread holds already: nothing is copied or sent anywhere. A 1M-item first sync took
-  1.5–3 s and 4 CPU-s less than with the process below (``benchmarks/README.md``).
+  thread holds already: nothing is copied or sent anywhere. On a 1M-item first sync a
+  thread making every other batch already took 1.3–2.2 s and ~3 CPU-s less than the
+  process below, and one making every batch less again (``benchmarks/README.md``).
 * :class:`ItemWorker` (without it: Python's decoder holds the GIL, a thread would only
   take turns): a child process forked for the sync that makes every other batch.
 
