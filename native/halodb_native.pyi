@@ -1,5 +1,6 @@
 """HaloDB's compiled hot loops (Rust); see docs/internals/native.md."""
 
+from collections.abc import Sequence
 from types import NotImplementedType
 
 MAX_ITEM_SIZE: int
@@ -32,12 +33,28 @@ def string_buffers(values: list[str | None]) -> tuple[bytes | None, bytes, bytes
     """An Arrow string column's buffers ``(validity, offsets, data)`` of ``values``, or None
     for anything but str and None (``halodb.cache.arrow_columns.string_buffers``)."""
 
+def staged_bytes(
+    pack: int | None, items: Sequence[object], held: Sequence[object], at: Sequence[object], size: Sequence[object],
+) -> tuple[list[bytes | None], int]:
+    """The item bytes of staged rows (from the pack file ``pack`` at ``at``, ``size``, or
+    ``held``), each checked against its CID, up to the first row declined; and how many."""
+
+def entry_values(
+    items: Sequence[object], held: Sequence[object], data: Sequence[object], paths: Sequence[object],
+    dois: Sequence[object], inline_max: int,
+) -> list[bytes | None]:
+    """Each dataset entry's value as index format 3 holds its item inline, in DAG-CBOR, or
+    None where it would not (or a field is of another type): Python decides those."""
+
 class LeafCutter:
     """Level 0 of a prolly tree built in key order (halodb/index/prolly.py's rule and layout):
     each push gives back the leaf it finishes, ``(first key, entries, CID, bytes)``."""
 
     def __init__(self, leaf_bytes: int, threshold: int, cid_type: type) -> None: ...
     def push(self, keys: list[str], values: list[bytes]) -> list[tuple[str, int, bytes, bytes]]: ...
+    def push_sorted(
+        self, keys: list[str], values: list[bytes], to_boundary: bool,
+    ) -> tuple[list[tuple[str, int, bytes, bytes]], int, bool]: ...
     def push_one(self, key: str, value: bytes) -> tuple[str, int, bytes, bytes] | None: ...
     def push_value(self, key: str, value: object) -> tuple[str, int, bytes, bytes] | None | NotImplementedType: ...
     def finish(self) -> tuple[str, int, bytes, bytes] | None: ...

@@ -519,3 +519,141 @@ def test_string_buffers_leave_other_values_to_python(module: ModuleType) -> None
         arrow_columns.string_buffers(["a", 1])  # type: ignore[list-item]
     assert module.string_buffers([]) == (None, b"\0\0\0\0", b"")
     assert module.string_buffers([None] * 9) == (b"\0\0", b"\0\0\0\0" * 10, b"")
+
+
+#: the binary CIDs a staged row may name: CIDv1 of DAG-CBOR or raw, a CIDv0, one of another
+#: hash (sha2-512: declined), and bytes that are no CID at all
+def _cid_forms(data: bytes) -> list[bytes]:
+    import hashlib
+
+    v1 = CID.for_bytes(data).buffer
+    return [v1, CID.for_bytes(data, 0x55).buffer, b"\x12\x20" + v1[4:],
+            b"\x01\x71\x13\x40" + hashlib.sha512(data).digest(), b"\x01\x71\x12\x20" + bytes(31), b"junk"]
+
+
+staged_rows = st.lists(st.tuples(
+    st.binary(min_size=1, max_size=40),                      # the item's bytes
+    st.integers(0, 5),                                       # which CID form names them
+    st.sampled_from(["pack", "table", "none", "damaged", "short", "half"]),  # where the stage holds them
+), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(staged_rows)
+def test_staged_bytes_are_python_s_up_to_the_row_it_declines(rows: list[tuple[bytes, int, str]]) -> None:
+    """Rows in the pack, in the table, with no bytes; damaged, cut short, half a place; CIDs of
+    every form: the module returns what the Python path reads for each row it takes, and
+    stops at the first it does not, which the Python path then decides (it raises there, or
+    reads it: a CID form the module leaves alone)."""
+    import os
+    import tempfile
+
+    from halodb.api.stagedb import _item_bytes
+
+    found = _module()
+    require(found is not None, "the compiled module halodb_native is not installed (make native; it needs cargo)")
+    assert found is not None
+    pack = bytearray()
+    staged: list[tuple[Any, ...]] = []
+    for n, (data, form, where) in enumerate(rows):
+        cid = _cid_forms(data)[form]
+        at: int | None = len(pack)
+        size: int | None = len(data)
+        pack += data if where != "damaged" else bytes([data[0] ^ 1]) + data[1:]
+        held = data if where == "table" else None
+        if where in ("table", "none"):
+            at = size = None
+        elif where == "short":
+            size = len(data) + 10_000  # past the pack's end
+        elif where == "half":
+            size = None
+        staged.append((f"k{n}", cid, None, None, None, held, at, size))
+    with tempfile.TemporaryFile() as file:
+        file.write(pack)
+        file.flush()
+        fd = file.fileno()
+        columns = list(zip(*staged)) or [()] * 8
+        held, done = found.staged_bytes(fd, columns[1], columns[5], columns[6], columns[7])
+        assert len(held) == done <= len(staged)
+        for row, got in zip(staged, held):
+            assert got == _item_bytes(row, fd)[1]
+        if done < len(staged):  # declined: never a plain row (SHA-256 CID, its bytes whole or none)
+            _, form, where = rows[done]
+            assert not (form in (0, 1, 2) and where in ("pack", "table", "none")), rows[done]
+            try:
+                _item_bytes(staged[done], fd)  # the Python path's to decide: it reads it, or refuses it
+            except (HaloDBError, TypeError):
+                pass
+        assert found.staged_bytes(None, columns[1], columns[5], [None] * len(staged), [None] * len(staged))[1] >= 0
+        assert os.fstat(fd)  # (the descriptor is the caller's: still open)
+
+
+entry_rows = st.lists(st.tuples(
+    st.binary(min_size=1, max_size=60),                         # the item's bytes
+    st.integers(0, 5),                                          # its CID's form
+    st.sampled_from(["held", "none", "large"]),                 # its bytes held, none, over the limit
+    st.none() | st.text(max_size=8), st.none() | st.text(max_size=30), st.none() | st.text(max_size=8),
+), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(entry_rows)
+def test_entry_values_are_python_s_or_declined(rows: list[tuple[bytes, int, str, str | None, str | None, str | None]]) -> None:
+    """Each value the module encodes is ``encode_shallow`` of the entry's value as index format 3
+    holds it (its bytes inline); it declines just the entries format 3 links (no bytes, too
+    many, an item not a CIDv1 of DAG-CBOR) and fields of another type."""
+    from halodb.index.model import Entry
+    from halodb.ipld.codec import encode_shallow
+
+    found = _module()
+    require(found is not None, "the compiled module halodb_native is not installed (make native; it needs cargo)")
+    assert found is not None
+    limit = 40
+    items, held, data, paths, dois = [], [], [], [], []
+    for item, form, how, datum, path, doi in rows:
+        items.append(_cid_forms(item)[form])
+        held.append(None if how == "none" else item if how == "held" else item * 50)
+        data.append(datum)
+        paths.append(path)
+        dois.append(doi)
+    values = found.entry_values(items, held, data, paths, dois, limit)
+    assert len(values) == len(rows)
+    for n, value in enumerate(values):
+        inline = held[n]
+        taken = inline is not None and len(inline) <= limit and items[n][:4] == b"\x01\x71\x12\x20" and len(items[n]) == 36
+        assert (value is not None) == taken, n
+        if value is not None:
+            entry = Entry(CID(items[n]), data[n], paths[n], dois[n])
+            assert value == encode_shallow(entry.to_ipld_holding(inline))
+    v1 = CID.for_bytes(b"\xa0").buffer
+    assert found.entry_values([v1, v1], [b"\xa0", b"\xa0"], [1, None], [None, "\ud800"], [None, None], limit) == [None, None]
+    with pytest.raises(ValueError, match="lengths"):
+        found.entry_values([v1], [], [], [], [], limit)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.text(alphabet="abcé水", max_size=5), st.binary(max_size=30)), max_size=60),
+       st.integers(0, 60), st.booleans())
+def test_a_cutter_takes_runs_as_it_takes_entries_and_stops_where_told(
+        entries: list[tuple[str, bytes]], at: int, to_boundary: bool) -> None:
+    """``push_sorted`` cuts the leaves ``push_one`` cuts, entry by entry; it stops before a key
+    not above the one before (saying so), and with ``to_boundary`` after a leaf's last entry."""
+    found = _module()
+    require(found is not None, "the compiled module halodb_native is not installed (make native; it needs cargo)")
+    assert found is not None
+    pairs = sorted(dict(entries).items())
+    keys, values = [k for k, _ in pairs], [v for _, v in pairs]
+    one, run = found.LeafCutter(40, 0, CID), found.LeafCutter(40, 0, CID)
+    singly = [(n, leaf) for n, (k, v) in enumerate(pairs) if (leaf := one.push_one(k, v)) is not None]
+    leaves, pushed, ordered = run.push_sorted(keys, values, to_boundary)
+    assert ordered
+    if to_boundary and singly:
+        assert leaves == [singly[0][1]] and pushed == singly[0][0] + 1
+    else:
+        assert leaves == [leaf for _, leaf in singly] and pushed == len(keys)
+        assert run.finish() == one.finish()
+    if len(keys) >= 2:
+        at = at % (len(keys) - 1) + 1
+        swapped = [*keys[:at], keys[at - 1], *keys[at + 1:]]  # a key twice: not above the one before
+        leaves, pushed, ordered = found.LeafCutter(40, 0, CID).push_sorted(swapped, values, False)
+        assert not ordered and pushed == at

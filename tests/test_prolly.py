@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from halodb.blockstore import MemoryStore
 from halodb.errors import SchemaError
-from halodb.index.prolly import DELETE, Node, ProllyTree, TreeParams
+from halodb.index.prolly import DELETE, Encoded, Node, ProllyTree, TreeParams
 from halodb.ipld import CID, make_block
+from halodb.ipld.codec import encode_shallow
 
 SMALL = TreeParams(leaf_fanout=4, branch_fanout=4)
 
@@ -114,6 +115,61 @@ def test_build_sorted_with_the_leaves_of_its_tail_built_apart_writes_the_same_tr
     assert tree.build_sorted(iter(ordered), tail=(ordered[at][0], leaves), batch_bytes=7) == root
     assert asked == [ordered[at][0]]
     assert {c: one.get(c) for c in one.iter_cids()} == {c: other.get(c) for c in other.iter_cids()}
+
+
+def _in_runs(ordered: list[tuple[str, Any]], cuts: list[int]) -> list[tuple[str, Any] | Encoded]:
+    """``ordered`` as runs :class:`Encoded` cut at ``cuts``, every third run left as pairs."""
+    bounds = sorted({0, len(ordered), *(c % (len(ordered) + 1) for c in cuts)})
+    out: list[tuple[str, Any] | Encoded] = []
+    for n, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        part = ordered[a:b]
+        if n % 3 == 2:
+            out.extend(part)
+        else:
+            out.append(Encoded([k for k, _ in part], [encode_shallow(v) for _, v in part]))
+    return out
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+@settings(max_examples=100, deadline=None)
+@given(entries=st.dictionaries(keys, tree_values, min_size=1, max_size=120), params=st.sampled_from([SMALL, SIZED]),
+       data=st.data())
+def test_runs_of_encoded_entries_build_the_tree_their_pairs_build(
+        compiled: bool, entries: dict[str, Any], params: TreeParams, data: st.DataObject) -> None:
+    """Entries handed over as runs already encoded (some as pairs between them) build the
+    tree, block for block, and the leaves of a tail, with the compiled cutter and without;
+    wherever the runs are cut and the split falls (inside a run too)."""
+    ordered = sorted(entries.items())
+    cuts = data.draw(st.lists(st.integers(0, 200), max_size=6))
+    at = data.draw(st.integers(0, len(ordered) - 1))
+    one, other = MemoryStore(), MemoryStore()
+    root = ProllyTree(one, params).build(ordered)
+    with pytest.MonkeyPatch.context() as patch:
+        if not compiled:
+            patch.setenv("HALODB_NATIVE", "0")
+        tree = ProllyTree(other, params)
+        assert tree.build_sorted(_in_runs(ordered, cuts), batch_bytes=50) == root
+        leaves = lambda: tree.leaves_sorted(_in_runs(ordered[at:], cuts[::-1]), batch_bytes=30)
+        assert tree.build_sorted(_in_runs(ordered, cuts), tail=(ordered[at][0], leaves), batch_bytes=7) == root
+        failed = lambda: None  # (the tail's builder failed: the runs are read on to their end)
+        assert tree.build_sorted(_in_runs(ordered, cuts), tail=(ordered[at][0], failed)) == root
+    assert {c: one.get(c) for c in one.iter_cids()} == {c: other.get(c) for c in other.iter_cids()}
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+def test_runs_out_of_order_are_refused(compiled: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not compiled:
+        monkeypatch.setenv("HALODB_NATIVE", "0")
+    tree = ProllyTree(MemoryStore(), SIZED)
+    value = encode_shallow("v")
+    cases: list[list[tuple[str, Any] | Encoded]] = [
+        [Encoded(["a", "c", "b"], [value] * 3)], [Encoded(["a", "a"], [value] * 2)],
+        [("b", "v"), Encoded(["b", "c"], [value] * 2)], [Encoded(["a", "c"], [value] * 2), ("b", "v")]]
+    for entries in cases:
+        with pytest.raises(ValueError, match="is not above the key before it"):
+            tree.build_sorted(entries)
+        with pytest.raises(ValueError, match="leaves_sorted: key .* is not above the key before it"):
+            tree.leaves_sorted(entries)
 
 
 def test_build_sorted_refuses_keys_out_of_order_and_a_node_over_the_limit() -> None:

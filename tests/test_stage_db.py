@@ -20,7 +20,7 @@ import halodb
 from halodb import stac
 from halodb.api import registry as registry_module
 from halodb.api.registry import Registry
-from halodb.errors import DoiConflictError, InvalidItemError, PathConflictError, RegistryError
+from halodb.errors import DoiConflictError, InvalidItemError, PathConflictError, RegistryError, VerificationError
 from halodb.ipld import CID
 from halodb.ipld.codec import encode_json
 
@@ -290,6 +290,104 @@ def test_build_sorted_with_its_lookup_trees_in_a_child_builds_the_same_version(
             Index(store).build_sorted(ordered, paths, data, dois, parallel=True, tail=tail, missing=refuse)
         assert seen.pop() == ([(k, e.item) for k, e in gone[:10]], 22), tail
     store.close()
+
+
+class ListBatches:
+    """``(key, entry)`` pairs as :class:`EntryBatch` es of ``size`` (what a stage gives a build)."""
+
+    def __init__(self, pairs: list[tuple[str, Any]], size: int) -> None:
+        self.pairs, self.size = pairs, size
+        self.read = 0
+
+    def batches(self) -> Any:
+        from halodb.index.model import EntryBatch
+
+        self.read += 1
+        for start in range(0, len(self.pairs), self.size):
+            part = self.pairs[start:start + self.size]
+            yield EntryBatch([k for k, _ in part], [e.item.buffer for _, e in part], [e.data for _, e in part],
+                             [e.path for _, e in part], [e.doi for _, e in part], [e.inline for _, e in part])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the tail's leaves are built in a forked child")
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+def test_build_sorted_from_batches_builds_what_its_pairs_build(
+        tmp_path: Path, compiled: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entries in batches of columns (as a commit reads its stage), their values encoded a batch
+    at a time, give the version their ``(key, entry)`` pairs give — with entries of every kind
+    among them: held inline, held but too large (written and linked), linked and read from the
+    store, an item of raw bytes, and absent blocks (counted and named alike); in one process,
+    and with a child building the tail's leaves from its own batches."""
+    import threading
+
+    from halodb.blockstore import SqliteStore
+    from halodb.index.index import Index
+    from halodb.index.model import INLINE_MAX, Entry
+    from halodb.ipld import make_block
+
+    if not compiled:
+        monkeypatch.setenv("HALODB_NATIVE", "0")
+    monkeypatch.setattr(threading, "active_count", lambda: 1)  # (an xdist worker's threads never touch the child)
+    store = SqliteStore(tmp_path / "blocks")
+    entries: dict[str, Entry] = {}
+    for i in range(1500):
+        cid, block = make_block({"id": f"i{i}", "pad": "x" * (i % 50 if i % 97 else INLINE_MAX)})
+        kind = i % 5
+        if kind == 4 and i % 3 == 0:  # an item of raw bytes, held
+            block = f"raw {i}".encode()
+            cid = CID.for_bytes(block, 0x55)
+        if kind in (1, 2):
+            store.put_many([(cid, block)])
+        held = block if kind in (0, 3, 4) else None  # kind 2: linked, in the store; kind 1 too
+        if kind == 1 and i % 7 == 0:
+            held = None
+            store.delete_many([cid])  # absent
+        entries[f"c/{i:04d}"] = Entry(cid, f"bafkq{i % 90}" if i % 4 else None, f"p/{i}.zarr" if i % 6 else None,
+                                      f"10.1/{i}" if i % 3 else None, inline=held)
+    ordered = sorted(entries.items())
+    paths = sorted((e.path, k) for k, e in ordered if e.path)
+    data = sorted(f"{e.data}/{k}" for k, e in ordered if e.data)
+    dois = sorted((e.doi, k) for k, e in ordered if e.doi)
+    named: list[tuple[list[tuple[str, CID]], int]] = []
+
+    def note(first: list[tuple[str, CID]], count: int) -> None:
+        named.append((first, count))
+
+    expected = Index(store).build_sorted(ordered, paths, data, dois, missing=note)
+    assert expected.count < 1500 and named[0][1] == 1500 - expected.count
+    for size in (1, 64, 4096):
+        assert Index(store).build_sorted(ListBatches(ordered, size), paths, data, dois, missing=note) == expected
+        assert named[-1] == named[0], size
+    for at in (1, 700, 1499):
+        tail = ListBatches(ordered[at:], 100)
+        got = Index(store).build_sorted(ListBatches(ordered, 100), paths, data, dois, missing=note, parallel=True,
+                                        tail=(ordered[at][0], tail))
+        assert got == expected and named[-1] == named[0], at
+        assert tail.read == 0  # (read by the child, in its own copy)
+    store.close()
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+def test_a_stage_read_in_batches_is_its_upserts(tmp_path: Path, compiled: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``upsert_batches`` holds what ``upserts`` reads, row for row, from any key on; a damaged
+    staged item is refused there too, naming its key."""
+    if not compiled:
+        monkeypatch.setenv("HALODB_NATIVE", "0")
+    home = tmp_path / "home"
+    with halodb.open(home, create=True) as reg:
+        reg.add(items("b", 300))
+        db = reg.state.db
+        for start in (None, "halo/b150", "halo/c"):
+            pairs = [pair for batch in db.upsert_batches(start).batches() for pair in batch.entries()]
+            assert [(k, e, e.inline) for k, e in pairs] == [(k, e, e.inline) for k, e in db.upserts(start)], start
+    with closing(sqlite3.connect(home / "stage.sqlite3")) as con:
+        at, size = con.execute("SELECT at, size FROM upserts WHERE key = 'halo/b7'").fetchone()
+    (pack,) = home.glob("stage.*.pack")
+    data = bytearray(pack.read_bytes())
+    data[at + size // 2] ^= 1
+    pack.write_bytes(bytes(data))
+    with halodb.open(home) as reg, pytest.raises(VerificationError, match="'halo/b7'"):
+        list(reg.state.db.upsert_batches().batches())
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -368,8 +368,8 @@ class Registry:
                 parallel = upserts >= STREAM_COMMIT and isinstance(self.store, SqliteStore)
                 split = db.key_at(upserts // 2) if parallel else None
                 build = lambda _: self.index.build_sorted(
-                    db.upserts(), db.paths(), db.data_keys(), db.dois(), missing=missing, parallel=parallel,
-                    tail=None if split is None else (split, db.upserts(split)))
+                    db.upsert_batches(), db.paths(), db.data_keys(), db.dois(), missing=missing, parallel=parallel,
+                    tail=None if split is None else (split, db.upsert_batches(split)))
             elif streamed:
                 # many changes onto a version: rebuilt from the version merged with the stage, both
                 # read in key order (O(n) work, memory bounded), rather than applied from memory

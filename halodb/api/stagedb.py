@@ -76,8 +76,9 @@ import orjson
 
 from halodb.blockstore.sqlite import read_only_connection
 from halodb.errors import InvalidItemError, RegistryError, VerificationError
-from halodb.index.model import Entry
+from halodb.index.model import Entry, EntryBatch, EntryBatches
 from halodb.ipld import CID
+from halodb.util.native import native
 
 __all__ = ["DB_NAME", "Stage", "StageDB", "StageWriter"]
 
@@ -113,14 +114,50 @@ class Stage:
 
 
 def _entry(row: tuple[Any, ...], pack: int | None) -> tuple[str, Entry]:
-    key, item, data, path, doi, inline, at, size = row
+    key, _, data, path, doi, _, _, _ = row
+    cid, inline = _item_bytes(row, pack)
+    return key, Entry(cid, data, path, doi, inline=inline)
+
+
+def _item_bytes(row: tuple[Any, ...], pack: int | None) -> tuple[CID, bytes | None]:
+    """An upsert row's item CID and the bytes the stage holds of it (None: none), checked."""
+    key, item, _, _, _, inline, at, size = row
     cid = CID.parse(item)  # (the binary CID: no multibase to decode)
     if at is not None:
         inline = os.pread(pack, size, at) if pack is not None else b""
     if inline is not None and not cid.verify(inline):  # a damaged row: never a wrong item in a version
         raise VerificationError(f"the stage database holds damaged bytes for {key!r} (they do not hash to {cid}); "
                                 "add that item again, or `halodb reset`", cid=cid, source=DB_NAME)
-    return key, Entry(cid, data, path, doi, inline=inline)
+    return cid, inline
+
+
+def _batch(rows: list[tuple[Any, ...]], pack: int | None) -> EntryBatch:
+    """Upsert rows as an :class:`EntryBatch`, their bytes read and checked (in compiled code,
+    ``halodb_native.staged_bytes``, up to a row it leaves to :func:`_item_bytes`)."""
+    keys, items, data, paths, dois, inline, at, size = zip(*rows)
+    read = getattr(native(), "staged_bytes", None)
+    held, done = read(pack, items, inline, at, size) if read is not None else ([], 0)
+    held.extend(_item_bytes(row, pack)[1] for row in rows[done:])
+    return EntryBatch(keys, items, data, paths, dois, held)
+
+
+class _UpsertBatches:
+    """:meth:`StageDB.upsert_batches`: read when :meth:`batches` is first iterated (so by a
+    forked child in its own connection)."""
+
+    def __init__(self, db: StageDB, start: str | None) -> None:
+        self.db, self.start = db, start
+
+    def batches(self) -> Iterator[EntryBatch]:
+        with self.db._read() as con:
+            columns = self.db._columns(con)
+        where, params = ("", ()) if self.start is None else (" WHERE u.key >= ?", (self.start,))
+        for con, pack in self.db._snapshots():
+            cur = con.execute(f"SELECT {columns}{where} ORDER BY u.key", params)
+            while rows := cur.fetchmany(FETCH):
+                yield _batch(rows, pack)
+            return
+        raise self.db._changing()
 
 
 class StageDB:
@@ -263,6 +300,11 @@ class StageDB:
         if start is None:
             return self._entries(f"SELECT {columns} ORDER BY u.key")
         return self._entries(f"SELECT {columns} WHERE u.key >= ? ORDER BY u.key", (start,))
+
+    def upsert_batches(self, start: str | None = None) -> EntryBatches:
+        """:meth:`upserts` as :class:`EntryBatch` es of a few thousand, their item bytes read
+        and checked a batch at a time: what a large commit builds from."""
+        return _UpsertBatches(self, start)
 
     def _columns(self, con: sqlite3.Connection) -> str:
         """What to select (and from where) for the upsert rows :func:`_entry` reads: each with

@@ -45,13 +45,16 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import replace
 from itertools import islice
-from typing import Any
+from operator import eq
+from typing import Any, TypeVar
 
 from halodb.blockstore.base import BlockStore
 from halodb.errors import DoiConflictError, PathConflictError, SchemaError, TreeShapeError, UnknownKeyError
-from halodb.index.model import INLINE_MAX, Change, Entry, IndexRoot
-from halodb.index.prolly import DELETE, NodeCache, ProllyTree, TreeParams
+from halodb.index.model import INLINE_MAX, Change, Entry, EntryBatch, EntryBatches, IndexRoot
+from halodb.index.prolly import DELETE, Encoded, NodeCache, ProllyTree, TreeParams
 from halodb.ipld import CID, DAG_CBOR, decode, make_block
+from halodb.ipld.codec import cbor_head, encode_shallow
+from halodb.util.native import native
 
 #: how the binary form of a CIDv1 of dag-cbor and sha2-256 begins (then 32 bytes of digest)
 _V1_DAG_CBOR_SHA256 = bytes((0x01, DAG_CBOR, 0x12, 0x20))
@@ -61,6 +64,11 @@ LOOKUP_PARAMS = TreeParams(leaf_fanout=36, branch_fanout=40)
 #: what a build calls with the entries whose item block is absent: the first ten (key, CID)
 #: and how many there are; it raises (:meth:`Index.build_sorted`)
 Missing = Callable[[list[tuple[str, CID]], int], None]
+#: what :meth:`Index.build_sorted` builds from: ``(key, entry)`` in key order, or batches of them
+Entries = Iterable[tuple[str, Entry]] | EntryBatches
+_T = TypeVar("_T")
+#: (:meth:`Index._encoded`: an entry left out)
+_ABSENT: Any = object()
 #: Format 3: leaves end by size (:class:`TreeParams`): a leaf of ``datasets`` holds about
 #: 64 KiB of entries with their items (64 entries of 1 KiB), one of the lookup trees about
 #: 16 KiB (~130 paths); a leaf of 1 MiB (the node limit) is as likely as e^-16 either way.
@@ -255,17 +263,20 @@ class Index:
             inline_items=self.inline_items,
         )
 
-    def build_sorted(self, entries: Iterable[tuple[str, Entry]], paths: Iterable[tuple[str, str]],
+    def build_sorted(self, entries: Entries, paths: Iterable[tuple[str, str]],
                      data: Iterable[str], dois: Iterable[tuple[str, str]], *, batch: int = 2048,
                      missing: Missing | None = None, parallel: bool = False,
-                     tail: tuple[str, Iterable[tuple[str, Entry]]] | None = None) -> IndexRoot:
-        """The version that holds ``entries`` (``(key, entry)`` in key order) and nothing else:
+                     tail: tuple[str, Entries] | None = None) -> IndexRoot:
+        """The version that holds ``entries`` (``(key, entry)`` in key order, or
+        :class:`~halodb.index.model.EntryBatches` of them) and nothing else:
         what :meth:`apply` makes of them on the empty version (the same trees), built from
         sorted streams in bounded memory (:meth:`ProllyTree.build_sorted`) for an initial
         commit of any size. The lookup trees come sorted too, from whoever holds the entries:
         ``paths`` as ``(path, key)`` in that order, ``data`` as ``"<data cid>/<key>"``,
         ``dois`` as ``(doi, key)``. Item blocks are read (format 3) ``batch`` entries at a
-        time: an absent one is a :class:`~halodb.errors.BlockNotFoundError`, or, with
+        time (an :class:`~halodb.index.model.EntryBatch` at a time, each entry's value
+        encoded in compiled code where it can be): an absent one is a
+        :class:`~halodb.errors.BlockNotFoundError`, or, with
         ``missing``, is left out and counted, and once the datasets tree is built (before the
         lookup trees) ``missing(the first ten (key, CID), how many)`` is called, which raises
         (a commit reads every staged block here, so it checks them here, in the same pass).
@@ -319,7 +330,7 @@ class Index:
                 assert tail is not None
                 rest = tail[1]
                 children.append(_Forked(lambda: _encode_tail(*self._tail_leaves(
-                    _while_alive(rest, os.getppid()), batch, missing is not None))))
+                    _alive_entries(rest, os.getppid()), batch, missing is not None))))
             datasets = self.datasets.build_sorted(
                 self._stream(entries, batch, before, after, split, missing is not None),
                 tail=None if split is None else (split, leaves))
@@ -340,38 +351,73 @@ class Index:
         return IndexRoot(datasets=datasets, by_path=by_path, by_data=by_data, count=count,
                          by_doi=by_doi, inline_items=self.inline_items)
 
-    def _stream(self, entries: Iterable[tuple[str, Entry]], batch: int, before: _Tally, after: _Tally,
-                split: str | None, check: bool) -> Iterator[tuple[str, Any]]:
-        """``(key, tree value)`` of ``entries``, their item blocks read ``batch`` at a time, the
-        next batch (stage rows, item blocks: SQLite, which releases the GIL) in a thread while
-        this one is built; one thread at a time reads ``entries``. Counted in ``before`` (keys
-        below ``split``) and ``after``; ``check``: absent blocks noted there, not raised."""
+    def _stream(self, entries: Entries, batch: int, before: _Tally, after: _Tally,
+                split: str | None, check: bool) -> Iterator[tuple[str, Any] | Encoded]:
+        """The tree entries of ``entries``, their item blocks read ``batch`` at a time (or an
+        :class:`EntryBatch` at a time, as runs :class:`Encoded` already), the next batch
+        (stage rows, item blocks: SQLite, which releases the GIL) in a thread while this one
+        is built; one thread at a time reads ``entries``. Counted in ``before`` (keys below
+        ``split``) and ``after``; ``check``: absent blocks noted there, not raised."""
         def note(key: str, cid: CID) -> None:
             (before if split is None or key < split else after).note(key, cid)
 
-        def read(it: Iterator[tuple[str, Entry]]) -> tuple[int, list[tuple[str, Any]]]:
-            chunk = dict(islice(it, batch))
-            return len(chunk), self._held_values(chunk, note if check else None)
+        absent = note if check else None
+        read: Callable[[], tuple[bool, list[str], list[tuple[str, Any]] | list[Encoded]]]
+        if isinstance(entries, EntryBatches) and self.inline_items:
+            runs = entries.batches()
 
-        it = iter(entries)
+            def read() -> tuple[bool, list[str], list[tuple[str, Any]] | list[Encoded]]:
+                got = next(runs, None)
+                if got is None:
+                    return False, [], []
+                run = self._encoded(got, absent)
+                return True, run.keys, [run]
+        else:
+            it = _entry_pairs(entries)
+
+            def read() -> tuple[bool, list[str], list[tuple[str, Any]] | list[Encoded]]:
+                chunk = dict(islice(it, batch))
+                values = self._held_values(chunk, absent)
+                return bool(chunk), [k for k, _ in values], values
+
         with ThreadPoolExecutor(1, thread_name_prefix="halodb-read-ahead") as ahead:
-            reading = ahead.submit(read, it)
+            reading = ahead.submit(read)
             while True:
-                n, chunk = reading.result()
-                if not n:
+                more, keys, chunk = reading.result()
+                if not more:
                     break
-                reading = ahead.submit(read, it)
-                if not chunk:
+                reading = ahead.submit(read)
+                if not keys:
                     continue  # (every block of the batch absent)
-                if split is None or chunk[-1][0] < split:
-                    before.count += len(chunk)
+                if split is None or keys[-1] < split:
+                    before.count += len(keys)
                 else:
-                    below = bisect_left(chunk, (split,))
+                    below = bisect_left(keys, split)
                     before.count += below
-                    after.count += len(chunk) - below
+                    after.count += len(keys) - below
                 yield from chunk
 
-    def _tail_leaves(self, entries: Iterable[tuple[str, Entry]], batch: int, check: bool
+    def _encoded(self, batch: EntryBatch, absent: Callable[[str, CID], None] | None) -> Encoded:
+        """``batch`` as tree entries of index format 3 (:meth:`_held_values`), their values'
+        DAG-CBOR made in compiled code where it can (``halodb_native.entry_values``), the
+        rest here; an entry whose block is absent left out (passed to ``absent``)."""
+        keys = list(batch.keys)
+        encode = getattr(native(), "entry_values", None)
+        values: list[bytes | None] = ([None] * len(keys) if encode is None else
+                                      encode(batch.items, batch.held, batch.data, batch.paths, batch.dois, INLINE_MAX))
+        slow = [row for row, value in enumerate(values) if value is None]
+        if not slow:
+            return Encoded(keys, values)  # type: ignore[arg-type]  # (no None left)
+        held = dict(self._held_values({keys[row]: batch.entry(row) for row in slow}, absent))
+        for row in slow:
+            value = held.get(keys[row], _ABSENT)
+            values[row] = None if value is _ABSENT else encode_shallow(value)
+        if len(held) < len(slow):  # (absent blocks: their entries left out)
+            kept = [row for row, value in enumerate(values) if value is not None]
+            return Encoded([keys[row] for row in kept], [values[row] for row in kept])  # type: ignore[misc]
+        return Encoded(keys, values)  # type: ignore[arg-type]
+
+    def _tail_leaves(self, entries: Entries, batch: int, check: bool
                      ) -> tuple[list[tuple[str, CID]], _Tally]:
         """A child's part of :meth:`build_sorted` ``tail``: the leaves of ``entries`` but the
         first (:meth:`ProllyTree.leaves_sorted`), and their tally."""
@@ -382,10 +428,10 @@ class Index:
     def _lookup_trees(self, paths: Iterable[tuple[str, str]], data: Iterable[str], dois: Iterable[tuple[str, str]]
                       ) -> tuple[CID, CID, CID | None]:
         """:meth:`build_sorted`'s lookup trees: ``by_path``, ``by_data``, ``by_doi`` (None: empty)."""
-        by_path = self.by_path.build_sorted(self._claimed(paths, "path"))
-        by_data = self.by_data.build_sorted((k, None) for k in data)
+        by_path = self.by_path.build_sorted(self._claimed_runs(paths, "path"))
+        by_data = self.by_data.build_sorted(Encoded(run, [_NULL] * len(run)) for run in _runs(iter(data)))
         empty = self.by_doi.empty()
-        by_doi = self.by_doi.build_sorted(self._claimed(dois, "doi"))
+        by_doi = self.by_doi.build_sorted(self._claimed_runs(dois, "doi"))
         return by_path, by_data, None if by_doi == empty else by_doi
 
     def merge_sorted(self, root: IndexRoot, upserts: Iterable[tuple[str, Entry]], removals: Iterable[str],
@@ -439,6 +485,18 @@ class Index:
                 (tuple(r) for r in rows("SELECT v, k FROM dois ORDER BY v, k")),
                 missing=missing,
             )
+
+    def _claimed_runs(self, claims: Iterable[tuple[str, str]], field: str) -> Iterator[Encoded]:
+        """:meth:`_claimed` a run of entries at a time, :class:`Encoded` (the key as text)."""
+        last: tuple[str, str] | None = None
+        for run in _runs(iter(claims)):
+            values = [value for value, _ in run]
+            if (last is not None and last[0] == values[0]) or any(map(eq, values, values[1:])):
+                for _ in self._claimed([*([] if last is None else [last]), *run], field):
+                    pass  # (raises, naming the two)
+            keys = [key for _, key in run]
+            yield Encoded(values, [_text(key) for key in keys])
+            last = run[-1]
 
     def _claimed(self, claims: Iterable[tuple[str, str]], field: str) -> Iterator[tuple[str, str]]:
         """``(value, key)`` sorted by value, as tree entries; a value claimed twice raises."""
@@ -674,6 +732,50 @@ class _Forked:
                 os.kill(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
             self.pid = 0
+
+
+#: entries a run of a lookup tree takes (:func:`_runs`)
+_RUN = 4096
+#: DAG-CBOR's null: a ``by_data`` entry's value
+_NULL = b"\xf6"
+#: the DAG-CBOR heads of texts shorter than 256 bytes, by length
+_TEXT_HEADS = [cbor_head(3, n) for n in range(256)]
+
+
+def _runs(items: Iterator[_T]) -> Iterator[list[_T]]:
+    """``items`` in lists of :data:`_RUN`."""
+    while run := list(islice(items, _RUN)):
+        yield run
+
+
+def _text(value: str) -> bytes:
+    """The DAG-CBOR of the text ``value`` (:func:`~halodb.ipld.codec.encode_shallow`'s)."""
+    utf8 = value.encode()
+    return (_TEXT_HEADS[len(utf8)] if len(utf8) < 256 else cbor_head(3, len(utf8))) + utf8
+
+
+class _AliveBatches:
+    """:func:`_while_alive` of the batches of ``source``, checked before each batch."""
+
+    def __init__(self, source: EntryBatches, parent: int) -> None:
+        self.source, self.parent = source, parent
+
+    def batches(self) -> Iterator[EntryBatch]:
+        return _while_alive(self.source.batches(), self.parent, every=1)
+
+
+def _alive_entries(entries: Entries, parent: int) -> Entries:
+    """``entries`` (pairs or batches), ended as :func:`_while_alive` ends them."""
+    if isinstance(entries, EntryBatches):
+        return _AliveBatches(entries, parent)
+    return _while_alive(entries, parent)
+
+
+def _entry_pairs(entries: Entries) -> Iterator[tuple[str, Entry]]:
+    """``(key, entry)`` of each of ``entries`` (pairs, or batches of them)."""
+    if isinstance(entries, EntryBatches):
+        return (pair for got in entries.batches() for pair in got.entries())
+    return iter(entries)
 
 
 def _while_alive(items: Iterable[Any], parent: int, every: int = 4096) -> Iterator[Any]:

@@ -15,10 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import repeat
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from halodb.errors import SchemaError
 from halodb.ipld import CID, DAG_CBOR
@@ -138,6 +139,43 @@ def inline_columns(items: list[Any], data: list[Any], paths: list[Any], dois: li
     if set(map(type, dois)) != _NONE_ONLY and not all(doi is None or is_normal_doi(doi) for doi in dois):
         return None
     return items, data, paths
+
+
+@dataclass(frozen=True, slots=True)
+class EntryBatch:
+    """Dataset entries in strictly increasing key order, as columns: how a build of many
+    (:meth:`~halodb.index.index.Index.build_sorted`) reads them without an :class:`Entry`
+    each. ``items``: each item's binary CID; ``held``: its bytes (None: in the block store),
+    which the batch's maker has checked against that CID.
+
+    >>> cid = CID.for_bytes(b"\\xa0")
+    >>> batch = EntryBatch(["c/a"], [cid.buffer], [None], ["p/a"], [None], [b"\\xa0"])
+    >>> [(k, e.item == cid, e.path, e.inline) for k, e in batch.entries()]
+    [('c/a', True, 'p/a', b'\\xa0')]
+    """
+
+    keys: Sequence[str]
+    items: Sequence[bytes]
+    data: Sequence[str | None]
+    paths: Sequence[str | None]
+    dois: Sequence[str | None]
+    held: Sequence[bytes | None]
+
+    def entry(self, row: int) -> Entry:
+        """The entry of row ``row`` (its item's CID parsed: :class:`~halodb.errors.CIDError`)."""
+        return Entry(CID.parse(self.items[row]), self.data[row], self.paths[row], self.dois[row],
+                     inline=self.held[row])
+
+    def entries(self) -> Iterator[tuple[str, Entry]]:
+        """``(key, entry)`` of each row."""
+        return ((key, self.entry(row)) for row, key in enumerate(self.keys))
+
+
+@runtime_checkable
+class EntryBatches(Protocol):
+    """A source of :class:`EntryBatch` es, in key order (each read once)."""
+
+    def batches(self) -> Iterator[EntryBatch]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ True
 from __future__ import annotations
 
 import hashlib
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -65,6 +65,21 @@ MAX_NODE_SIZE = BLOCK_SIZE_NORM
 #: What a walk remembers of a node it has checked: (level, first key, last key); the keys are
 #: None for the empty tree.
 NodeSpan = tuple[int, str | None, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A run of entries for :meth:`ProllyTree.build_sorted` and :meth:`~ProllyTree.leaves_sorted`
+    whose values are encoded already: ``keys`` in strictly increasing order, ``values`` the
+    DAG-CBOR of each one's value (:func:`~halodb.ipld.codec.encode_shallow`). How a build of
+    many entries hands them over a batch at a time, without a Python object per value.
+
+    >>> Encoded(["a", "b"], [b"\\x01", b"\\x02"]).keys
+    ['a', 'b']
+    """
+
+    keys: list[str]
+    values: list[bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,10 +375,11 @@ class ProllyTree:
             self._pending.clear()
         return root
 
-    def build_sorted(self, entries: Iterable[tuple[str, Any]], *, batch_bytes: int = 8 << 20,
+    def build_sorted(self, entries: Iterable[tuple[str, Any] | Encoded], *, batch_bytes: int = 8 << 20,
                      tail: tuple[str, Callable[[], list[tuple[str, CID]] | None]] | None = None) -> CID:
         """Build a tree from entries in strictly increasing key order (else ``ValueError``),
-        as :meth:`build` does (the same entries give the same tree), but streaming: it holds
+        each ``(key, value)`` or a run of them :class:`Encoded` already, as :meth:`build`
+        does (the same entries give the same tree), but streaming: it holds
         one unfinished node per level, and writes the finished ones to the store about
         ``batch_bytes`` at a time (not into the node cache), so a tree of any size is built in
         bounded memory. The writes run in a thread, one batch at a time, while the next batch
@@ -390,7 +406,28 @@ class ProllyTree:
         split, leaves = tail if tail is not None else (None, None)
         adopted: list[tuple[str, CID]] | None = None
         try:
-            for key, value in entries:
+            for entry in entries:
+                if isinstance(entry, Encoded):
+                    keys, values = entry.keys, entry.values
+                    if not keys:
+                        continue
+                    if split is not None and keys[-1] >= split and adopted != []:
+                        # up to ``split`` as one run; then to the leaf that holds it, if the tail was built
+                        at = bisect_left(keys, split)
+                        last = builder.push_run(keys[:at], values[:at], last, "build_sorted")
+                        if adopted is None:
+                            assert leaves is not None
+                            adopted = leaves() or []
+                        if adopted:
+                            at += builder.push_to_boundary(keys[at:], values[at:], last, "build_sorted")
+                            last = keys[at - 1]
+                            if not builder.begun(0):  # the leaf that holds ``split`` is finished
+                                builder.adopt(adopted)
+                                break
+                        keys, values = keys[at:], values[at:]
+                    last = builder.push_run(keys, values, last, "build_sorted")
+                    continue
+                key, value = entry
                 if last is not None and key <= last:
                     raise ValueError(f"build_sorted: key {key!r} is not above the key before it, {last!r}")
                 last = key
@@ -410,7 +447,7 @@ class ProllyTree:
             self._pending.clear()
         return root
 
-    def leaves_sorted(self, entries: Iterable[tuple[str, Any]], *, batch_bytes: int = 8 << 20
+    def leaves_sorted(self, entries: Iterable[tuple[str, Any] | Encoded], *, batch_bytes: int = 8 << 20
                       ) -> list[tuple[str, CID]]:
         """The leaves (first key, CID) of a tree's entries from some key on, given in key order:
         all but the first, which begins at the first key given and so is not a leaf of the
@@ -421,7 +458,11 @@ class ProllyTree:
         builder = _SortedBuilder(self, batch_bytes, leaves=[])
         last: str | None = None
         try:
-            for key, value in entries:
+            for entry in entries:
+                if isinstance(entry, Encoded):
+                    last = builder.push_run(entry.keys, entry.values, last, "leaves_sorted")
+                    continue
+                key, value = entry
                 if last is not None and key <= last:
                     raise ValueError(f"leaves_sorted: key {key!r} is not above the key before it, {last!r}")
                 last = key
@@ -867,11 +908,14 @@ class _SortedBuilder:
         #: and bytes, tests/test_native.py); the levels above here
         self.cutter = None if cutter is None else cutter(params.leaf_bytes or 0, self.thresholds[0], CID)
 
-    def push(self, level: int, key: str, value: Any) -> None:
+    def _level(self, level: int) -> None:
         if level == len(self.runs):
             self.runs.append(([], [], []))
             self.done.append(0)
             self.first.append(None)
+
+    def push(self, level: int, key: str, value: Any) -> None:
+        self._level(level)
         if level == 0 and self.cutter is not None:
             finished = self.cutter.push_value(key, value)  # (a text, null or entry: encoded there)
             if finished is NotImplemented:
@@ -879,9 +923,43 @@ class _SortedBuilder:
             if finished is not None:
                 self._take(0, *finished)
             return
+        self._push_encoded(level, key, encode_shallow(value))
+
+    def push_run(self, keys: list[str], values: list[bytes], last: str | None, caller: str) -> str | None:
+        """Push the leaf entries ``keys`` with their values' DAG-CBOR ``values``, the keys
+        strictly increasing from above ``last`` (else ``ValueError`` naming ``caller``); the
+        last key pushed (``last`` if none)."""
+        self._run(keys, values, last, caller, to_boundary=False)
+        return keys[-1] if keys else last
+
+    def push_to_boundary(self, keys: list[str], values: list[bytes], last: str | None, caller: str) -> int:
+        """:meth:`push_run` up to the first entry that finishes a leaf; how many were pushed."""
+        return self._run(keys, values, last, caller, to_boundary=True)
+
+    def _run(self, keys: list[str], values: list[bytes], last: str | None, caller: str, *, to_boundary: bool) -> int:
+        self._level(0)
+        if keys and last is not None and keys[0] <= last:
+            raise ValueError(f"{caller}: key {keys[0]!r} is not above the key before it, {last!r}")
+        if self.cutter is not None:
+            finished, pushed, ordered = self.cutter.push_sorted(keys, values, to_boundary)
+            for node in finished:
+                self._take(0, *node)
+            if not ordered:
+                raise ValueError(f"{caller}: key {keys[pushed]!r} is not above the key before it, {keys[pushed - 1]!r}")
+            return int(pushed)
+        pushed = 0
+        for key, encoded in zip(keys, values):
+            if pushed and key <= keys[pushed - 1]:
+                raise ValueError(f"{caller}: key {key!r} is not above the key before it, {keys[pushed - 1]!r}")
+            pushed += 1
+            if self._push_encoded(0, key, encoded) and to_boundary:
+                break
+        return pushed
+
+    def _push_encoded(self, level: int, key: str, encoded: bytes) -> bool:
+        """Push an entry whose value's DAG-CBOR is ``encoded``; whether it finished a node."""
         keys, encoded_keys, encoded_values = self.runs[level]
         utf8 = key.encode()
-        encoded = encode_shallow(value)
         keys.append(key)
         encoded_keys.append(cbor_head(3, len(utf8)) + utf8)
         encoded_values.append(encoded)
@@ -892,6 +970,8 @@ class _SortedBuilder:
             threshold = self.thresholds[min(level, 1)]
         if int.from_bytes(hashlib.sha256(bytes((level,)) + utf8).digest()[:4], "big") < threshold:
             self._finish_node(level)
+            return True
+        return False
 
     def begun(self, level: int) -> bool:
         """Whether ``level`` has a node begun and not finished."""

@@ -9,6 +9,7 @@ mod json;
 mod leaf;
 mod prolly;
 mod seen;
+mod staged;
 mod strings;
 
 use pyo3::prelude::*;
@@ -133,6 +134,92 @@ fn string_buffers_py<'py>(py: Python<'py>, values: &Bound<'py, PyList>) -> PyRes
     Ok(Some(PyTuple::new(py, [validity, PyBytes::new(py, &offsets).into_any(), PyBytes::new(py, &data).into_any()])?))
 }
 
+/// The items of a sequence, held.
+fn held_items<'py>(values: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    values.try_iter()?.collect()
+}
+
+/// A `bytes` or None; `Err(())` for anything else (declined).
+fn optional_bytes<'a>(value: &'a Bound<'_, PyAny>) -> Result<Option<&'a [u8]>, ()> {
+    if value.is_none() { Ok(None) } else { value.cast::<PyBytes>().map(|b| Some(b.as_bytes())).map_err(|_| ()) }
+}
+
+/// A `str` or None; `Err(())` for anything else, and a lone surrogate (declined).
+fn optional_text<'a>(value: &'a Bound<'_, PyAny>) -> Result<Option<&'a str>, ()> {
+    if value.is_none() {
+        return Ok(None);
+    }
+    value.cast::<PyString>().ok().and_then(|text| text.to_str().ok()).map(Some).ok_or(())
+}
+
+/// `staged_bytes(pack, items, held, at, size)`: for staged rows — their items' binary CIDs,
+/// the bytes the stage's table holds (or None), where in the pack file (descriptor `pack`,
+/// or None) their bytes are (`at`, `size`, or None) — the item bytes of each, checked
+/// against its CID (None: none staged), and how many rows that covers: it stops at the
+/// first row it does not take (with bytes or without: a CID other than a CIDv1 of a one-byte codec or a CIDv0
+/// with SHA-256, bytes that do not hash to it, a pack that cannot be read there), which
+/// Python decides. Reads and hashes without the GIL.
+#[pyfunction]
+fn staged_bytes<'py>(py: Python<'py>, pack: Option<i32>, items: &Bound<'py, PyAny>, held: &Bound<'py, PyAny>,
+                     at: &Bound<'py, PyAny>, size: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyList>, usize)> {
+    let (items, held, at, size) = (held_items(items)?, held_items(held)?, held_items(at)?, held_items(size)?);
+    let mut rows = Vec::with_capacity(items.len());
+    for (((item, held), at), size) in items.iter().zip(&held).zip(&at).zip(&size) {
+        let place = match (at.extract::<Option<u64>>(), size.extract::<Option<usize>>()) {
+            (Ok(Some(at)), Ok(Some(size))) => Some((at, size)),
+            (Ok(None), Ok(None)) => None,
+            _ => break, // (half a place, or not one: Python decides)
+        };
+        let (Ok(cid), Ok(held)) = (item.cast::<PyBytes>(), optional_bytes(held)) else { break };
+        rows.push(staged::Row { cid: cid.as_bytes(), held, at: place });
+    }
+    let (bytes, stop) = py.detach(|| staged::staged_bytes(pack, &rows));
+    let out = PyList::empty(py);
+    for value in bytes {
+        match value {
+            None => out.append(py.None())?,
+            Some(value) => out.append(PyBytes::new(py, &value))?,
+        }
+    }
+    Ok((out, stop))
+}
+
+/// `entry_values(items, held, data, paths, dois, inline_max)`: the DAG-CBOR of each dataset
+/// entry's value as index format 3 holds its item inline (`{"item": bytes, ...}`:
+/// `encode_shallow(entry.to_ipld_holding(held))`), or None for an entry it would not hold so
+/// (no bytes, more than `inline_max`, an item not a CIDv1 of DAG-CBOR and SHA-256) or a
+/// field of another type (Python decides those). Without the GIL.
+#[pyfunction]
+fn entry_values<'py>(py: Python<'py>, items: &Bound<'py, PyAny>, held: &Bound<'py, PyAny>, data: &Bound<'py, PyAny>,
+                     paths: &Bound<'py, PyAny>, dois: &Bound<'py, PyAny>, inline_max: usize) -> PyResult<Bound<'py, PyList>> {
+    let columns = [held_items(items)?, held_items(held)?, held_items(data)?, held_items(paths)?, held_items(dois)?];
+    let n = columns[0].len();
+    if columns.iter().any(|column| column.len() != n) {
+        return Err(pyo3::exceptions::PyValueError::new_err("entry_values: columns of different lengths"));
+    }
+    let mut entries = Vec::with_capacity(n);
+    for row in 0..n {
+        let cid = columns[0][row].cast::<PyBytes>().map(|cid| cid.as_bytes());
+        let held = optional_bytes(&columns[1][row]);
+        let fields = (optional_text(&columns[2][row]), optional_text(&columns[3][row]), optional_text(&columns[4][row]));
+        entries.push(match (cid, held, fields) {
+            (Ok(cid), Ok(held), (Ok(data), Ok(path), Ok(doi))) => Some(staged::Entry { cid, held, data, path, doi }),
+            _ => None,
+        });
+    }
+    let values: Vec<Option<Vec<u8>>> = py.detach(|| {
+        entries.iter().map(|entry| entry.as_ref().and_then(|entry| staged::inline_value(entry, inline_max))).collect()
+    });
+    let out = PyList::empty(py);
+    for value in values {
+        match value {
+            None => out.append(py.None())?,
+            Some(value) => out.append(PyBytes::new(py, &value))?,
+        }
+    }
+    Ok(out)
+}
+
 fn buffers<'py>(py: Python<'py>, column: &columns::Column, name: &str) -> PyResult<Bound<'py, PyTuple>> {
     let length = column.nulls.len();
     let validity = column.validity().map(|v| PyBytes::new(py, &v).into_any()).unwrap_or_else(|| py.None().into_bound(py));
@@ -168,6 +255,8 @@ fn halodb_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(leaf_columns, m)?)?;
     m.add_function(wrap_pyfunction!(dag_cbor_cid_texts, m)?)?;
     m.add_function(wrap_pyfunction!(string_buffers_py, m)?)?;
+    m.add_function(wrap_pyfunction!(staged_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(entry_values, m)?)?;
     m.add_class::<prolly::LeafCutter>()?;
     m.add_class::<seen::TextSet>()?;
     m.add("MAX_ITEM_SIZE", item::MAX_ITEM_SIZE)?;

@@ -141,6 +141,38 @@ impl LeafCutter {
         Ok(out)
     }
 
+    /// Add the entries `keys` (str, strictly increasing) with their values' DAG-CBOR
+    /// `values` (bytes); the leaves they finish, in order, how many entries were added, and
+    /// whether the keys were in order. It stops before a key not above the one before it
+    /// (`False`), and, with `to_boundary`, after the first entry that finishes a leaf.
+    fn push_sorted<'py>(&mut self, py: Python<'py>, keys: &Bound<'py, PyList>, values: &Bound<'py, PyList>,
+                        to_boundary: bool) -> PyResult<(Bound<'py, PyList>, usize, bool)> {
+        let out = PyList::empty(py);
+        let mut before: Option<Bound<'py, PyString>> = None;
+        let mut added = 0;
+        for (key, value) in keys.iter().zip(values.iter()) {
+            let key = key.cast_into::<PyString>()?;
+            let value = value.cast::<PyBytes>()?;
+            let text = key.to_str()?;
+            if let Some(before) = &before {
+                if before.to_str()?.as_bytes() >= text.as_bytes() {
+                    return Ok((out, added, false));
+                }
+            }
+            added += 1;
+            if self.add(text, value.as_bytes()) {
+                if let Some(node) = self.take(py)? {
+                    out.append(node)?;
+                }
+                if to_boundary {
+                    break;
+                }
+            }
+            before = Some(key);
+        }
+        Ok((out, added, true))
+    }
+
     /// Add one entry; the leaf it finishes, or None.
     fn push_one<'py>(&mut self, py: Python<'py>, key: &str, value: &[u8]) -> PyResult<Option<Bound<'py, PyTuple>>> {
         if self.add(key, value) { self.take(py) } else { Ok(None) }
