@@ -149,10 +149,9 @@ class _UpsertBatches:
         self.db, self.start = db, start
 
     def batches(self) -> Iterator[EntryBatch]:
-        with self.db._read() as con:
-            columns = self.db._columns(con)
         where, params = ("", ()) if self.start is None else (" WHERE u.key >= ?", (self.start,))
         for con, pack in self.db._snapshots():
+            columns = self.db._columns(con, joined=self.db._holds_inline_rows(con))
             cur = con.execute(f"SELECT {columns}{where} ORDER BY u.key", params)
             while rows := cur.fetchmany(FETCH):
                 yield _batch(rows, pack)
@@ -306,19 +305,30 @@ class StageDB:
         and checked a batch at a time: what a large commit builds from."""
         return _UpsertBatches(self, start)
 
-    def _columns(self, con: sqlite3.Connection) -> str:
+    def _columns(self, con: sqlite3.Connection, *, joined: bool = True) -> str:
         """What to select (and from where) for the upsert rows :func:`_entry` reads: each with
         its staged bytes — in the pack (``at``, ``size``), or in the ``inline`` table of a
-        stage written before the pack — or NULLs (a stage database from before either)."""
+        stage written before the pack — or NULLs (a stage database from before either).
+        ``joined`` False: that table is known to be empty (in this snapshot), so not read."""
+        self._schema(con)
+        held = "i.bytes" if self._has_inline and joined else "NULL"
+        packed = "u.at, u.size" if self._has_pack else "NULL, NULL"
+        join = " LEFT JOIN inline i ON i.key = u.key" if self._has_inline and joined else ""
+        return f"u.key, u.item, u.data, u.path, u.doi, {held}, {packed} FROM upserts u{join}"
+
+    def _schema(self, con: sqlite3.Connection) -> None:
+        """Which of the ``inline`` table and the pack's columns the database has."""
         if not self._columns_seen:
             self._has_inline = con.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inline'").fetchone() is not None
             self._has_pack = "at" in {row[1] for row in con.execute("PRAGMA table_info(upserts)")}
             self._columns_seen = self._has_pack  # (a database never loses them; until then look again)
-        held = "i.bytes" if self._has_inline else "NULL"
-        packed = "u.at, u.size" if self._has_pack else "NULL, NULL"
-        join = " LEFT JOIN inline i ON i.key = u.key" if self._has_inline else ""
-        return f"u.key, u.item, u.data, u.path, u.doi, {held}, {packed} FROM upserts u{join}"
+
+    def _holds_inline_rows(self, con: sqlite3.Connection) -> bool:
+        """Whether the ``inline`` table (of a stage written before the pack) holds a row, in
+        the snapshot of ``con``."""
+        self._schema(con)
+        return self._has_inline and con.execute("SELECT 1 FROM inline LIMIT 1").fetchone() is not None
 
     def key_at(self, n: int) -> str | None:
         """The ``n``-th staged upsert's key in key order (from 0); None past the last."""
@@ -352,8 +362,7 @@ class StageDB:
 
     def paths(self) -> Iterator[tuple[str, str]]:
         """``(path, key)`` of the staged upserts that have a path, in path order (then key)."""
-        return (tuple(r) for r in self._rows(  # type: ignore[misc]
-            "SELECT path, key FROM upserts WHERE path IS NOT NULL ORDER BY path, key"))
+        return self._rows("SELECT path, key FROM upserts WHERE path IS NOT NULL ORDER BY path, key")
 
     def data_keys(self) -> Iterator[str]:
         """``"<data cid>/<key>"`` of the staged upserts that have a data CID, in order."""
@@ -362,8 +371,7 @@ class StageDB:
 
     def dois(self) -> Iterator[tuple[str, str]]:
         """``(doi, key)`` of the staged upserts that have a DOI, in DOI order (then key)."""
-        return (tuple(r) for r in self._rows(  # type: ignore[misc]
-            "SELECT doi, key FROM upserts WHERE doi IS NOT NULL ORDER BY doi, key"))
+        return self._rows("SELECT doi, key FROM upserts WHERE doi IS NOT NULL ORDER BY doi, key")
 
     # -- writing -----------------------------------------------------------------------------
     def replace(self, head: CID | None, stage: Stage) -> None:

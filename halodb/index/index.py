@@ -490,12 +490,11 @@ class Index:
         """:meth:`_claimed` a run of entries at a time, :class:`Encoded` (the key as text)."""
         last: tuple[str, str] | None = None
         for run in _runs(iter(claims)):
-            values = [value for value, _ in run]
+            values, keys = map(list, zip(*run))
             if (last is not None and last[0] == values[0]) or any(map(eq, values, values[1:])):
                 for _ in self._claimed([*([] if last is None else [last]), *run], field):
                     pass  # (raises, naming the two)
-            keys = [key for _, key in run]
-            yield Encoded(values, [_text(key) for key in keys])
+            yield Encoded(values, _texts(keys))
             last = run[-1]
 
     def _claimed(self, claims: Iterable[tuple[str, str]], field: str) -> Iterator[tuple[str, str]]:
@@ -748,10 +747,16 @@ def _runs(items: Iterator[_T]) -> Iterator[list[_T]]:
         yield run
 
 
-def _text(value: str) -> bytes:
-    """The DAG-CBOR of the text ``value`` (:func:`~halodb.ipld.codec.encode_shallow`'s)."""
-    utf8 = value.encode()
-    return (_TEXT_HEADS[len(utf8)] if len(utf8) < 256 else cbor_head(3, len(utf8))) + utf8
+def _texts(values: list[str]) -> list[bytes]:
+    """The DAG-CBOR of each text of ``values`` (:func:`~halodb.ipld.codec.encode_shallow`'s).
+
+    >>> _texts(["a", "é" * 200])[0], len(_texts(["é" * 200])[0])
+    (b'aa', 403)
+    """
+    utf8 = list(map(str.encode, values))
+    if max(map(len, utf8), default=0) < 256:
+        return list(map(bytes.__add__, map(_TEXT_HEADS.__getitem__, map(len, utf8)), utf8))
+    return [cbor_head(3, len(u)) + u for u in utf8]
 
 
 class _AliveBatches:
