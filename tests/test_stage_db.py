@@ -358,6 +358,10 @@ def test_build_sorted_from_batches_builds_what_its_pairs_build(
     for size in (1, 64, 4096):
         assert Index(store).build_sorted(ListBatches(ordered, size), paths, data, dois, missing=note) == expected
         assert named[-1] == named[0], size
+    # formats 1 and 2 link every item: batches are read as pairs (their held bytes written as blocks)
+    present = [(k, e) for k, e in ordered if e.inline is not None or store.has(e.item)]
+    linked = Index(store, inline_items=False)
+    assert linked.build_sorted(ListBatches(present, 64), paths, data, dois) == linked.build_sorted(present, paths, data, dois)
     for at in (1, 700, 1499):
         tail = ListBatches(ordered[at:], 100)
         got = Index(store).build_sorted(ListBatches(ordered, 100), paths, data, dois, missing=note, parallel=True,
