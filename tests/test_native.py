@@ -657,3 +657,5 @@ def test_a_cutter_takes_runs_as_it_takes_entries_and_stops_where_told(
         swapped = [*keys[:at], keys[at - 1], *keys[at + 1:]]  # a key twice: not above the one before
         leaves, pushed, ordered = found.LeafCutter(40, 0, CID).push_sorted(swapped, values, False)
         assert not ordered and pushed == at
+    with pytest.raises(ValueError, match="keys but"):
+        found.LeafCutter(40, 0, CID).push_sorted(["a"], [], False)

@@ -147,6 +147,10 @@ impl LeafCutter {
     /// (`False`), and, with `to_boundary`, after the first entry that finishes a leaf.
     fn push_sorted<'py>(&mut self, py: Python<'py>, keys: &Bound<'py, PyList>, values: &Bound<'py, PyList>,
                         to_boundary: bool) -> PyResult<(Bound<'py, PyList>, usize, bool)> {
+        if keys.len() != values.len() {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "push_sorted: {} keys but {} values", keys.len(), values.len())));
+        }
         let out = PyList::empty(py);
         let mut before: Option<Bound<'py, PyString>> = None;
         let mut added = 0;
