@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import halodb
 from halodb.data.fs import HaloDBFileSystem
 from halodb.errors import InputError, VerificationError
 from halodb.unixfs import UnixFSTree
+from halodb.util.background_loop import BackgroundLoop
 
 from .loopback import relay
 
@@ -473,3 +475,59 @@ def test_prefetch_and_keep_nothing_are_refused_together(home: Path) -> None:
         with pytest.raises(InputError, match=f"keep_blocks={wrong!r}: expected True or False"):
             HaloDBFileSystem(home=str(home), keep_blocks=wrong)  # type: ignore[arg-type]
     assert not home.exists()
+
+
+# --- closing: the gateway's sessions on every loop ---------------------------------------------
+def sessions_of(reg: Any) -> list[Any]:
+    """The aiohttp sessions the home's gateway store holds, one per event loop it read on."""
+    return [session for session, _ in reg.store.remote._sessions._by_loop.values()]
+
+
+def test_closing_the_home_closes_the_session_on_zarrs_loop(kubo: Any, dataset: tuple[str, xr.Dataset],
+                                                           home: Path) -> None:
+    """A dataset read on zarr's loop (its own thread) leaves a session there; closing the home
+    closes it before returning (until 2026-12-02 the close was only scheduled there, and a
+    process that exited right after printed "Task was destroyed but it is pending!")."""
+    cid, expected = dataset
+    reg = halodb.open(home, store=kubo.gateway, create=True)
+    try:
+        ds = halodb.open_dataset(f"ipfs://{cid}", registry=reg, keep_blocks=False).load()
+        assert np.array_equal(ds.rh.values, expected.rh.values)
+        sessions = sessions_of(reg)
+        assert len(sessions) == 2 and not any(s.closed for s in sessions)  # the shared loop's and zarr's
+        shared = BackgroundLoop.shared().loop
+        (zarrs,) = [loop for loop in reg.store.remote._sessions._by_loop if loop is not shared]  # type: ignore[attr-defined]
+        zarrs.call_soon_threadsafe(time.sleep, 0.5)  # zarr's loop busy: its close must be waited for
+    finally:
+        reg.close()
+    assert all(s.closed for s in sessions)
+
+
+def test_a_session_whose_loop_ended_is_closed(kubo: Any, dataset: tuple[str, xr.Dataset], home: Path) -> None:
+    """``aread`` under ``asyncio.run`` twice: the first loop's session is closed when the second
+    loop makes its own (its loop cannot run an async close any more), the second's when the
+    home is closed; aiohttp warns of neither."""
+    import asyncio
+    import gc
+    import warnings
+
+    cid, expected = dataset
+    reg = halodb.open(home, store=kubo.gateway, create=True)
+    tree = UnixFSTree(reg.store.without_keeping(), cid)
+    want = kubo.ipfs("cat", f"{cid}/rh/3")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            assert asyncio.run(tree.aread("rh/3", 0, 1 << 20)) == want
+            first = sessions_of(reg)
+            assert len(first) == 1 and not first[0].closed
+            assert asyncio.run(UnixFSTree(reg.store.without_keeping(), cid).aread("rh/3", 0, 1 << 20)) == want
+            assert first[0].closed
+            second = [s for s in sessions_of(reg) if s is not first[0]]
+            assert len(second) == 1 and not second[0].closed
+        finally:
+            reg.close()
+        assert second[0].closed
+        del first, second
+        gc.collect()
+    assert not [w for w in caught if "Unclosed" in str(w.message)], [str(w.message) for w in caught]

@@ -31,6 +31,7 @@ on the caller's loop (zarr's, reading a dataset), with an aiohttp session per lo
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import math
@@ -82,6 +83,8 @@ _PIECE = 1 << 19
 #: bytes aiohttp buffers of a body before it stops reading the socket (at twice this): its
 #: default, 64 KiB, stalls a CAR stream whenever the reading thread is busy checking blocks
 _READ_BUFFER = 1 << 20
+#: seconds ``close`` waits for a session to close on another thread's loop (zarr's)
+_CLOSE_WAIT = 5.0
 #: Why a gateway's CAR of a whole DAG is not taken (the next gateway is asked).
 _DAG_FAILURES: tuple[type[BaseException], ...] = (GatewayError, CarError, VerificationError, DecodeError)
 
@@ -821,7 +824,7 @@ class _Sessions:
         found = self._by_loop.get(loop)
         if found is None or found[0].closed:
             for gone in [other for other in self._by_loop if other.is_closed()]:  # (loops run and ended)
-                del self._by_loop[gone]
+                _drop(self._by_loop.pop(gone)[0])
             found = self._by_loop[loop] = (aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=self.timeout),
                 connector=aiohttp.TCPConnector(limit=self.limit),
@@ -839,16 +842,42 @@ class _Sessions:
         return self._mine()[1]
 
     def close(self) -> None:
+        """Close every loop's session: on its loop when it still runs (waiting for it, at most
+        :data:`_CLOSE_WAIT` seconds, unless called on that loop), else its connections at once
+        (a loop that ended cannot run the close; left alone, aiohttp would warn of an unclosed
+        session, and at exit of a task destroyed while pending)."""
         sessions, self._by_loop = self._by_loop, {}
         if self._pid != os.getpid():
             return
         shared = BackgroundLoop.shared()
+        try:
+            here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
         for loop, (session, _) in sessions.items():
             with contextlib.suppress(Exception):
                 if loop is shared.loop and shared.alive:
-                    shared.run(session.close(), timeout=5)
-                elif loop.is_running() and not loop.is_closed():  # another thread's loop (zarr's): closed there
-                    asyncio.run_coroutine_threadsafe(session.close(), loop)
+                    shared.run(session.close(), timeout=_CLOSE_WAIT)
+                    continue
+                if loop.is_running() and not loop.is_closed():  # another thread's loop (zarr's): closed there
+                    closing = asyncio.run_coroutine_threadsafe(session.close(), loop)
+                    if loop is here:
+                        continue  # (it closes once this call returns to the loop)
+                    with contextlib.suppress(concurrent.futures.TimeoutError):
+                        closing.result(timeout=_CLOSE_WAIT)
+                    if closing.done():
+                        continue
+                _drop(session)
+
+
+def _drop(session: aiohttp.ClientSession) -> None:
+    """Close the connections of a session whose loop ended (or no longer runs its close):
+    its sockets closed here, the session then counting as closed (as fsspec's HTTP file
+    system does for a loop that is gone)."""
+    connector = session.connector
+    if connector is not None and not connector.closed:
+        with contextlib.suppress(Exception):
+            connector._close()  # noqa: SLF001 - the synchronous close, for a loop that cannot run the async one
 
 
 def _runs(leaves: Sequence[Leaf]) -> list[list[Leaf]]:
