@@ -81,18 +81,9 @@ impl<'a> Reader<'a> {
                 }
                 let n = self.argument(info)?;
                 let mut entries: Vec<(Cow<'a, str>, Value<'a>)> = Vec::with_capacity(n.min(1024) as usize);
+                let mut last = None;
                 for _ in 0..n {
-                    let key_initial = self.byte()?;
-                    if key_initial >> 5 != 3 {
-                        return None;
-                    }
-                    let key = self.text(key_initial & 0x1F)?;
-                    if let Some((last, _)) = entries.last() {
-                        // canonical order (by length, then bytes), no key twice
-                        if (last.len(), last.as_bytes()) >= (key.len(), key.as_bytes()) {
-                            return None;
-                        }
-                    }
+                    let key = self.key(&mut last)?;
                     let value = self.value(depth + 1)?;
                     entries.push((Cow::Borrowed(key), value));
                 }
@@ -116,11 +107,183 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The value of a whole block, or None (see the module).
-pub fn decode(block: &[u8]) -> Option<Value<'_>> {
+impl<'a> Reader<'a> {
+    /// A map's next key: text, after the one before in DAG-CBOR's canonical order (by
+    /// length, then bytes; so never twice).
+    fn key(&mut self, last: &mut Option<&'a str>) -> Option<&'a str> {
+        let initial = self.byte()?;
+        if initial >> 5 != 3 {
+            return None;
+        }
+        let key = self.text(initial & 0x1F)?;
+        if let Some(last) = *last {
+            if (last.len(), last.as_bytes()) >= (key.len(), key.as_bytes()) {
+                return None;
+            }
+        }
+        *last = Some(key);
+        Some(key)
+    }
+
+    /// Writes the JSON text of the value here into `out` as orjson writes the value `value`
+    /// reads (compact, keys in the order of the map), without building it; None where
+    /// `value` is None (`out` then holds part of a value: the caller declines the batch).
+    fn transcode(&mut self, out: &mut Vec<u8>, depth: usize) -> Option<()> {
+        let initial = self.byte()?;
+        let (major, info) = (initial >> 5, initial & 0x1F);
+        match major {
+            0 => out.extend_from_slice(itoa::Buffer::new().format(i64::try_from(self.argument(info)?).ok()?).as_bytes()),
+            1 => {
+                let n = -1 - i64::try_from(self.argument(info)?).ok()?;
+                out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            }
+            3 => write_str(out, self.text(info)?),
+            4 => {
+                if depth >= MAX_DEPTH {
+                    return None;
+                }
+                let n = self.argument(info)?;
+                out.push(b'[');
+                for i in 0..n {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    self.transcode(out, depth + 1)?;
+                }
+                out.push(b']');
+            }
+            5 => {
+                if depth >= MAX_DEPTH {
+                    return None;
+                }
+                let n = self.argument(info)?;
+                let mut last = None;
+                out.push(b'{');
+                for i in 0..n {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_str(out, self.key(&mut last)?);
+                    out.push(b':');
+                    self.transcode(out, depth + 1)?;
+                }
+                out.push(b'}');
+            }
+            7 => match info {
+                20 => out.extend_from_slice(b"false"),
+                21 => out.extend_from_slice(b"true"),
+                22 => out.extend_from_slice(b"null"),
+                27 => {
+                    let x = f64::from_be_bytes(self.take(8)?.try_into().ok()?);
+                    if !x.is_finite() {
+                        return None;
+                    }
+                    write_float(out, x);
+                }
+                _ => return None,
+            },
+            _ => return None, // bytes (2) and tags (6: links) are Python's to write
+        }
+        Some(())
+    }
+
+    /// `transcode` of the value here, and its bytes in the block (a field read afterwards).
+    fn transcode_kept(&mut self, out: &mut Vec<u8>, depth: usize) -> Option<&'a [u8]> {
+        let start = self.pos;
+        self.transcode(out, depth)?;
+        Some(&self.data[start..self.pos])
+    }
+}
+
+/// The fields of an item the columns hold besides its text: each value's DAG-CBOR bytes in
+/// the block (decoded once the whole item has been written), None where the key is absent.
+#[derive(Default)]
+struct Fields<'a> {
+    kind: Option<&'a [u8]>,
+    id: Option<&'a [u8]>,
+    collection: Option<&'a [u8]>,
+    bbox: Option<&'a [u8]>,
+    properties: bool,
+    datetime: Option<&'a [u8]>,
+    start_datetime: Option<&'a [u8]>,
+    end_datetime: Option<&'a [u8]>,
+    platform: Option<&'a [u8]>,
+    instruments: Option<&'a [u8]>,
+    title: Option<&'a [u8]>,
+    keywords: Option<&'a [u8]>,
+}
+
+/// The JSON text of the item `block` written into `out` and its fields, in one pass over the
+/// block; None where the block is not one whole value `Reader::value` reads, or not a map.
+fn transcode_item<'a>(block: &'a [u8], out: &mut Vec<u8>) -> Option<Fields<'a>> {
     let mut reader = Reader { data: block, pos: 0 };
-    let value = reader.value(0)?;
-    (reader.pos == block.len()).then_some(value)
+    let initial = reader.byte()?;
+    if initial >> 5 != 5 {
+        return None; // (not a map: not an item)
+    }
+    let n = reader.argument(initial & 0x1F)?;
+    let mut fields = Fields::default();
+    let mut last = None;
+    out.push(b'{');
+    for i in 0..n {
+        if i > 0 {
+            out.push(b',');
+        }
+        let key = reader.key(&mut last)?;
+        write_str(out, key);
+        out.push(b':');
+        match key {
+            "type" => fields.kind = Some(reader.transcode_kept(out, 1)?),
+            "id" => fields.id = Some(reader.transcode_kept(out, 1)?),
+            "collection" => fields.collection = Some(reader.transcode_kept(out, 1)?),
+            "bbox" => fields.bbox = Some(reader.transcode_kept(out, 1)?),
+            "properties" if reader.data.get(reader.pos).is_some_and(|b| b >> 5 == 5) => {
+                fields.properties = true;
+                transcode_properties(&mut reader, out, &mut fields)?;
+            }
+            _ => reader.transcode(out, 1)?,
+        }
+    }
+    out.push(b'}');
+    (reader.pos == block.len()).then_some(fields)
+}
+
+/// `transcode` of the item's `properties` map (at depth 1), keeping the fields the columns hold.
+fn transcode_properties<'a>(reader: &mut Reader<'a>, out: &mut Vec<u8>, fields: &mut Fields<'a>) -> Option<()> {
+    let initial = reader.byte()?;
+    let n = reader.argument(initial & 0x1F)?;
+    let mut last = None;
+    out.push(b'{');
+    for i in 0..n {
+        if i > 0 {
+            out.push(b',');
+        }
+        let key = reader.key(&mut last)?;
+        write_str(out, key);
+        out.push(b':');
+        let kept = match key {
+            "datetime" => &mut fields.datetime,
+            "start_datetime" => &mut fields.start_datetime,
+            "end_datetime" => &mut fields.end_datetime,
+            "platform" => &mut fields.platform,
+            "instruments" => &mut fields.instruments,
+            "title" => &mut fields.title,
+            "keywords" => &mut fields.keywords,
+            _ => {
+                reader.transcode(out, 2)?;
+                continue;
+            }
+        };
+        *kept = Some(reader.transcode_kept(out, 2)?);
+    }
+    out.push(b'}');
+    Some(())
+}
+
+/// The value of a field's bytes (already read whole by `transcode`, so never None for a
+/// field that is there).
+fn field(bytes: Option<&[u8]>) -> Option<Value<'_>> {
+    bytes.and_then(|bytes| Reader { data: bytes, pos: 0 }.value(0))
 }
 
 /// `x` as orjson writes a float: the shortest digits that read back as `x`, in fixed notation
@@ -130,6 +293,12 @@ pub fn write_float(out: &mut Vec<u8>, x: f64) {
     // where the point goes is laid out again here
     let mut buffer = ryu::Buffer::new();
     let text = buffer.format_finite(x).as_bytes();
+    if !text.contains(&b'e') {
+        // ryu writes fixed notation for the same exponents, -5 to 15, and as orjson does
+        // (tests/test_native.py: floats of every magnitude against orjson's text)
+        out.extend_from_slice(text);
+        return;
+    }
     let (sign, text) = match text.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, text),
@@ -214,77 +383,67 @@ fn parse_exponent(text: &[u8]) -> i32 {
     }
 }
 
+/// What a byte of a string becomes in JSON: 0 as it is, `u` as `\u00XX`, else `\` and this.
+static ESCAPES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = b'u';
+        b += 1;
+    }
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0A] = b'n';
+    table[0x0C] = b'f';
+    table[0x0D] = b'r';
+    table
+};
+
+/// Whether one of the 8 bytes of `word` is below 0x20, `"` or `\` (exact as a yes or no: a
+/// borrow only ever spreads from a byte that matched).
+fn word_needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let below = word.wrapping_sub(ONES * 0x20) & !word;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    (below | (quote.wrapping_sub(ONES) & !quote) | (backslash.wrapping_sub(ONES) & !backslash)) & HIGHS != 0
+}
+
 fn write_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
     let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
     let mut plain = 0; // start of the run of bytes written as they are
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            0x08 => b"\\b",
-            0x09 => b"\\t",
-            0x0A => b"\\n",
-            0x0C => b"\\f",
-            0x0D => b"\\r",
-            0x00..=0x1F => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[plain..i]);
-        plain = i + 1;
-        if escape.is_empty() {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[(b >> 4) as usize]);
-            out.push(HEX[(b & 0xF) as usize]);
-        } else {
-            out.extend_from_slice(escape);
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(word) = bytes.get(i..i + 8) {
+            if !word_needs_escape(u64::from_le_bytes(word.try_into().expect("8 bytes"))) {
+                i += 8;
+                continue;
+            }
         }
+        let b = bytes[i];
+        let escape = ESCAPES[b as usize];
+        if escape != 0 {
+            out.extend_from_slice(&bytes[plain..i]);
+            plain = i + 1;
+            if escape == b'u' {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 0xF) as usize]);
+            } else {
+                out.push(b'\\');
+                out.push(escape);
+            }
+        }
+        i += 1;
     }
     out.extend_from_slice(&bytes[plain..]);
     out.push(b'"');
-}
-
-/// The compact JSON text of `value`, as orjson writes it (keys in the order of the map).
-pub fn write_json(out: &mut Vec<u8>, value: &Value<'_>) {
-    match value {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Int(n) => out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
-        Value::Float(x) => write_float(out, *x),
-        Value::Str(s) => write_str(out, s),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_json(out, item);
-            }
-            out.push(b']');
-        }
-        Value::Object(entries) => {
-            out.push(b'{');
-            for (i, (k, v)) in entries.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_str(out, k);
-                out.push(b':');
-                write_json(out, v);
-            }
-            out.push(b'}');
-        }
-    }
-}
-
-/// `item_problem` is None: a map with `type` "Feature", a string `id` not blank, a map `properties`.
-pub fn is_item(value: &Value<'_>) -> bool {
-    matches!(value, Value::Object(_))
-        && value.get("type").and_then(Value::as_str) == Some("Feature")
-        && value.get("id").and_then(Value::as_str).is_some_and(|id| !py_strip(id).is_empty())
-        && matches!(value.get("properties"), Some(Value::Object(_)))
 }
 
 /// One column: Arrow's validity bitmap (None: no NULLs), int32 offsets and data.
@@ -312,12 +471,6 @@ impl Column {
         if let Some(s) = s {
             self.data.extend_from_slice(s.as_bytes());
         }
-        self.offsets.push(self.data.len() as i32);
-    }
-
-    fn push_bytes(&mut self, bytes: &[u8]) {
-        self.nulls.push(false);
-        self.data.extend_from_slice(bytes);
         self.offsets.push(self.data.len() as i32);
     }
 
@@ -385,34 +538,84 @@ pub const NAMES: [&str; 11] = [
     "instruments", "title", "keywords", "item",
 ];
 
-/// The columns of `blocks`, or None (see the module).
+/// The columns of `blocks`, or None (see the module). Each item is written as JSON straight
+/// from its block, its fields kept on the way (`transcode_item`), without building its value.
 pub fn item_columns(blocks: &[&[u8]]) -> Option<Vec<Column>> {
     let mut columns: Vec<Column> = NAMES
         .iter()
         .map(|name| if matches!(*name, "bbox" | "instruments" | "keywords") { Column::with_child() } else { Column::new() })
         .collect();
-    let mut text = Vec::new();
     // (JSON text takes about 1.3 times the DAG-CBOR's bytes: quotes, colons, commas)
     columns[10].data.reserve(blocks.iter().map(|b| b.len() * 3 / 2).sum());
     for block in blocks {
-        let item = decode(block)?;
-        if !is_item(&item) {
+        let fields = transcode_item(block, &mut columns[10].data)?;
+        let kind = field(fields.kind);
+        let id = field(fields.id);
+        // `is_item`: `type` "Feature", a string `id` not blank, a map `properties`
+        let is_item = kind.as_ref().and_then(Value::as_str) == Some("Feature")
+            && id.as_ref().and_then(Value::as_str).is_some_and(|id| !py_strip(id).is_empty())
+            && fields.properties;
+        if !is_item {
             return None;
         }
-        let props = item.get("properties")?;
-        columns[0].push_str(text_of(item.get("id")));
-        columns[1].push_str(text_of(item.get("collection")));
-        columns[2].push_str(text_of(props.get("datetime")));
-        columns[3].push_str(text_of(props.get("start_datetime")));
-        columns[4].push_str(text_of(props.get("end_datetime")));
-        columns[5].push_numbers(item.get("bbox"));
-        columns[6].push_str(text_of(props.get("platform")));
-        columns[7].push_strings(props.get("instruments"));
-        columns[8].push_str(text_of(props.get("title")));
-        columns[9].push_strings(props.get("keywords"));
-        text.clear();
-        write_json(&mut text, &item);
-        columns[10].push_bytes(&text);
+        let item = &mut columns[10];
+        item.nulls.push(false);
+        item.offsets.push(item.data.len() as i32);
+        columns[0].push_str(text_of(id.as_ref()));
+        columns[1].push_str(text_of(field(fields.collection).as_ref()));
+        columns[2].push_str(text_of(field(fields.datetime).as_ref()));
+        columns[3].push_str(text_of(field(fields.start_datetime).as_ref()));
+        columns[4].push_str(text_of(field(fields.end_datetime).as_ref()));
+        columns[5].push_numbers(field(fields.bbox).as_ref());
+        columns[6].push_str(text_of(field(fields.platform).as_ref()));
+        columns[7].push_strings(field(fields.instruments).as_ref());
+        columns[8].push_str(text_of(field(fields.title).as_ref()));
+        columns[9].push_strings(field(fields.keywords).as_ref());
     }
     Some(columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_word_needs_escaping_exactly_when_one_of_its_bytes_does() {
+        // every byte value at every place, among bytes that need nothing and bytes that do
+        for fill in [b'a', 0x7F, 0xC3, 0x20, b'"'] {
+            for b in 0..=255u8 {
+                for at in 0..8 {
+                    let mut word = [fill; 8];
+                    word[at] = b;
+                    let naive = word.iter().any(|&c| ESCAPES[c as usize] != 0);
+                    assert_eq!(word_needs_escape(u64::from_le_bytes(word)), naive, "{word:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strings_are_escaped_as_orjson_escapes_them() {
+        let mut out = Vec::new();
+        write_str(&mut out, "plain text, long enough for words \" \\ \u{8}\t\n\u{c}\r\u{0}\u{1f}\u{7f} é");
+        assert_eq!(out, b"\"plain text, long enough for words \\\" \\\\ \\b\\t\\n\\f\\r\\u0000\\u001f\x7f \xc3\xa9\"");
+    }
+
+    #[test]
+    fn an_item_is_written_in_one_pass_with_its_fields() {
+        // {"id": "x", "bbox": [1.5, 2], "type": "Feature", "properties": {"title": "t", "z": null}}
+        let block: &[u8] = b"\xa4\x62id\x61x\x64bbox\x82\xfb\x3f\xf8\x00\x00\x00\x00\x00\x00\x02\x64type\x67Feature\x6aproperties\xa2\x61z\xf6\x65title\x61t";
+        let mut out = Vec::new();
+        let fields = transcode_item(block, &mut out).expect("an item");
+        assert_eq!(out, br#"{"id":"x","bbox":[1.5,2],"type":"Feature","properties":{"z":null,"title":"t"}}"#);
+        assert!(fields.properties);
+        assert_eq!(field(fields.title).as_ref().and_then(Value::as_str), Some("t"));
+        assert!(fields.datetime.is_none());
+        // keys out of canonical order, a trailing byte, a tag: declined
+        assert!(transcode_item(b"\xa2\x64type\x61x\x62id\x61x", &mut Vec::new()).is_none());
+        let mut longer = block.to_vec();
+        longer.push(0);
+        assert!(transcode_item(&longer, &mut Vec::new()).is_none());
+        assert!(transcode_item(b"\xa1\x61a\xd8\x2a\x40", &mut Vec::new()).is_none());
+    }
 }
