@@ -5,6 +5,7 @@ items, linked ones, DOIs, blocks that are not items, blocks that are not canonic
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from halodb.blockstore import MemoryStore
 from halodb.cache import AddedBatch, Cache, ChangeRecord, CommitRecord, ItemRecord, SyncPlan
 from halodb.cache.materialize import apply_plan, plan_chunks
+from halodb.errors import CacheError
 from halodb.cache.migrate import migrate
 from halodb.cache.stac_columns import item_columns
 from halodb.index.history import write_commit
@@ -156,3 +158,63 @@ def test_an_added_batch_out_of_order_is_taken_key_by_key() -> None:
     twice = SyncPlan("n", "c1", False, [_commit("c1", [batch, batch], 1)])
     with pytest.raises(Exception, match="changes twice"):
         list(plan_chunks(twice, None))
+
+
+def _flatten(plan: SyncPlan, limit: int | None, added: Collection[tuple[str, int]] = ()) -> Any:
+    """What ``plan_chunks`` makes of ``plan``: every chunk's rows in order of value (less the
+    close rows of ``added``: keys new in their commit, which records cannot tell from keys
+    held before), or the error it raises."""
+    try:
+        chunks = list(plan_chunks(plan, limit))
+    except CacheError as exc:
+        return f"error: {exc.message.split(' (')[0]}"
+    versions = [(k, i, f, t) for c in chunks for k, i, f, t in zip(c.version_key, c.version_item_cid, c.version_from,
+                                                                  c.version_to)]
+    if limit is not None:  # (the chunks end elsewhere: a batch is cut only at its end)
+        return sorted(v[:3] for v in versions), sum(c.changes for c in chunks)
+    closes = sorted((k, at) for c in chunks for k, at in zip(c.close_key, c.close_at) if (k, at) not in added)
+    return sorted(versions, key=repr), closes, sorted(i for c in chunks for i in c.items), sum(c.changes for c in chunks)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(0, 12), st.booleans()), max_size=14), min_size=1, max_size=3),
+       st.lists(st.integers(1, 5), min_size=1, max_size=6), st.sampled_from([None, 2, 5, 40]))
+def test_batches_mixed_with_records_flatten_as_records_do(commits: list[list[tuple[int, bool]]], cuts: list[int],
+                                                          limit: int | None) -> None:
+    """Commits of changes in any order (keys repeated, removed, added again in a later
+    commit), each given as records, and again with its keys new in the commit (not held by
+    the version before) as added batches cut anywhere, in the order given, then the rest as
+    records: the same versions, closes, items and errors — a batch noted late (its keys and
+    rows only once a record or the next commit asks) checks what the records check. With a
+    limit, each commit's keys in order (a commit split between chunks must list them so)."""
+    plans: list[SyncPlan] = []
+    added: set[tuple[str, int]] = set()
+    live: set[str] = set()
+    for as_batches in (False, True):
+        made = []
+        for day, changes in enumerate(commits, start=1):
+            if limit is not None:
+                changes = sorted(dict(changes).items())
+            records = [ChangeRecord(f"k{k:02d}", ItemRecord(f"k{k:02d}", f"bafyi{k}.{day}", None, None) if keep else None)
+                       for k, keep in changes]
+            out: list[Any] = list(records)
+            if as_batches:  # each run of keys new in the commit: batches of ``cuts`` keys, in turn
+                out, run, turn = [], [], 0
+                for r in [*records, None]:
+                    if r is not None and r.new is not None and r.key not in live:
+                        run.append(r)
+                        continue
+                    while run:
+                        size = cuts[turn % len(cuts)]
+                        turn += 1
+                        part, run = run[:size], run[size:]
+                        out.append(AddedBatch([p.key for p in part], [p.new.item_cid for p in part if p.new],
+                                              [None] * len(part), [None] * len(part)))
+                        added.update((p.key, day - 1) for p in part)
+                    if r is not None:
+                        out.append(r)
+                live |= {r.key for r in records if r.new is not None}
+                live -= {r.key for r in records if r.new is None}
+            made.append(_commit(f"c{day}", out, day))
+        plans.append(SyncPlan("n", f"c{len(commits)}", False, made))
+    assert _flatten(plans[1], limit, added) == _flatten(plans[0], limit, added)

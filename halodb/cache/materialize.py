@@ -183,8 +183,24 @@ def plan_chunks(plan: SyncPlan, limit: int | None = None, first: int | None = No
     cols = PlanColumns()
     open_row: dict[str, int] = {}  # key -> row in version_* opened by this chunk and still open
     closed_before: set[str] = set()  # keys whose pre-chunk version this chunk closes already
+    # The batches of the commit being read, in this chunk, not yet noted in ``keys_here`` and
+    # ``open_row`` (their keys and first row): noted only once a record or the next commit
+    # needs them, so a first version read as batches alone (a full sync) notes none of its
+    # 1,000,000 keys. Until then they need no check against each other: each continues the
+    # commit's keys in order.
+    batched: list[tuple[list[str], int]] = []
+
+    def note_batched(here: set[str] | None) -> None:
+        """The rows of ``batched`` noted in ``open_row`` (and their keys in ``here``)."""
+        for keys, first_row in batched:
+            if here is not None:
+                here.update(keys)
+            open_row.update(zip(keys, range(first_row, first_row + len(keys))))
+        batched.clear()
+
     for seq, commit in enumerate(plan.commits):
-        keys_here: set[str] = set()  # the keys of this commit in this chunk
+        note_batched(None)  # (the commit before's: open in this chunk, for this one to close)
+        keys_here: set[str] = set()  # the keys of this commit in this chunk (and those ``batched``)
         split = 0  # the bound at which this commit was split between chunks (then its keys must increase), or 0
         last: str | None = None
         increasing = True
@@ -192,32 +208,34 @@ def plan_chunks(plan: SyncPlan, limit: int | None = None, first: int | None = No
             if isinstance(batch, AddedBatch):
                 keys = batch.keys
                 if (keys and increasing and (last is None or keys[0] > last) and _increasing(keys)
-                        and open_row.keys().isdisjoint(keys)):
+                        and (not open_row or open_row.keys().isdisjoint(keys))):
                     # keys the version before did not hold, in order after this commit's
                     # others: opened as a batch; nothing open before to close
                     n, first_row = len(keys), len(cols.version_key)
                     if not len(batch.item_cids) == len(batch.data_cids) == len(batch.paths) == n:
                         raise CacheError(f"an added batch of commit {commit.cid} has columns of other lengths than "
                                          f"its {n} keys", cid=commit.cid)
-                    keys_here.update(keys)
+                    batched.append((keys, first_row))
                     last = keys[-1]
                     cols.changes += n
-                    open_row.update(zip(keys, range(first_row, first_row + n)))
                     cols.version_key += keys
                     cols.version_item_cid += batch.item_cids
                     cols.version_data_cid += batch.data_cids
                     cols.version_path += batch.paths
                     cols.version_from += repeat(seq, n)
                     cols.version_to += repeat(None, n)
-                    cols.items.update(dict.fromkeys(batch.item_cids))
+                    cols.items.update(zip(batch.item_cids, repeat(None)))
                     if bound is not None and len(cols.version_key) + len(cols.close_key) >= bound:
                         yield cols
                         cols, open_row, closed_before, keys_here, split = PlanColumns(), {}, set(), set(), bound
+                        batched.clear()
                         bound = limit
                     continue
                 records: Iterable[ChangeRecord] = batch.records()  # (checked one by one, as any change)
             else:
                 records = (batch,)
+            if batched:
+                note_batched(keys_here)
             for change in records:
                 key = change.key
                 if last is not None and key <= last:

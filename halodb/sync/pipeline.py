@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from itertools import repeat
 
 from halodb.blockstore.base import BlockStore
 from halodb.cache import AddedBatch, Cache, ChangeRecord, CommitRecord, ItemRecord, SyncPlan
@@ -124,9 +125,14 @@ def build_plan(
     skipped_inline: dict[str, tuple[CID, bytes | None]] = {}
 
     def take_inline(cids: list[str]) -> list[bytes] | None:
-        if inline_items and all(map(inline_items.__contains__, cids)):  # a full sync's batches
-            return list(map(inline_items.pop, cids))
-        return None
+        # a full sync's batches: each held inline, taken with ONE look-up (put back when not all are)
+        if not inline_items:
+            return None
+        taken = list(map(inline_items.pop, cids, repeat(None)))
+        if None in taken:
+            inline_items.update((cid, data) for cid, data in zip(cids, taken) if data is not None)
+            return None
+        return taken  # type: ignore[return-value]  # (no None: checked)
 
     def load_item_columns(cids: list[str], blocks: list[bytes] | None = None) -> ItemColumns:
         # each is asked for once, then forgotten (the map holds the items not read yet); one
