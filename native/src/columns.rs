@@ -156,18 +156,8 @@ impl<'a> Reader<'a> {
                 if depth >= MAX_DEPTH {
                     return None;
                 }
-                let n = self.argument(info)?;
-                let mut last = None;
-                out.push(b'{');
-                for i in 0..n {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    write_str(out, self.key(&mut last)?);
-                    out.push(b':');
-                    self.transcode(out, depth + 1)?;
-                }
-                out.push(b'}');
+                self.pos -= 1; // (the head again, for transcode_map)
+                self.transcode_map(out, |reader, out, _| reader.transcode(out, depth + 1))?;
             }
             7 => match info {
                 20 => out.extend_from_slice(b"false"),
@@ -184,6 +174,30 @@ impl<'a> Reader<'a> {
             },
             _ => return None, // bytes (2) and tags (6: links) are Python's to write
         }
+        Some(())
+    }
+
+    /// The map here written as JSON: `{`, each key (in canonical order, checked) and the value
+    /// `value` writes for it, `}`; None where it is not a map, or `value` is None.
+    fn transcode_map(&mut self, out: &mut Vec<u8>,
+                     mut value: impl FnMut(&mut Self, &mut Vec<u8>, &'a str) -> Option<()>) -> Option<()> {
+        let initial = self.byte()?;
+        if initial >> 5 != 5 {
+            return None;
+        }
+        let n = self.argument(initial & 0x1F)?;
+        let mut last = None;
+        out.push(b'{');
+        for i in 0..n {
+            if i > 0 {
+                out.push(b',');
+            }
+            let key = self.key(&mut last)?;
+            write_str(out, key);
+            out.push(b':');
+            value(self, out, key)?;
+        }
+        out.push(b'}');
         Some(())
     }
 
@@ -217,21 +231,8 @@ struct Fields<'a> {
 /// block; None where the block is not one whole value `Reader::value` reads, or not a map.
 fn transcode_item<'a>(block: &'a [u8], out: &mut Vec<u8>) -> Option<Fields<'a>> {
     let mut reader = Reader { data: block, pos: 0 };
-    let initial = reader.byte()?;
-    if initial >> 5 != 5 {
-        return None; // (not a map: not an item)
-    }
-    let n = reader.argument(initial & 0x1F)?;
     let mut fields = Fields::default();
-    let mut last = None;
-    out.push(b'{');
-    for i in 0..n {
-        if i > 0 {
-            out.push(b',');
-        }
-        let key = reader.key(&mut last)?;
-        write_str(out, key);
-        out.push(b':');
+    reader.transcode_map(out, |reader, out, key| {
         match key {
             "type" => fields.kind = Some(reader.transcode_kept(out, 1)?),
             "id" => fields.id = Some(reader.transcode_kept(out, 1)?),
@@ -239,28 +240,18 @@ fn transcode_item<'a>(block: &'a [u8], out: &mut Vec<u8>) -> Option<Fields<'a>> 
             "bbox" => fields.bbox = Some(reader.transcode_kept(out, 1)?),
             "properties" if reader.data.get(reader.pos).is_some_and(|b| b >> 5 == 5) => {
                 fields.properties = true;
-                transcode_properties(&mut reader, out, &mut fields)?;
+                transcode_properties(reader, out, &mut fields)?;
             }
             _ => reader.transcode(out, 1)?,
         }
-    }
-    out.push(b'}');
+        Some(())
+    })?; // (not a map: not an item)
     (reader.pos == block.len()).then_some(fields)
 }
 
 /// `transcode` of the item's `properties` map (at depth 1), keeping the fields the columns hold.
 fn transcode_properties<'a>(reader: &mut Reader<'a>, out: &mut Vec<u8>, fields: &mut Fields<'a>) -> Option<()> {
-    let initial = reader.byte()?;
-    let n = reader.argument(initial & 0x1F)?;
-    let mut last = None;
-    out.push(b'{');
-    for i in 0..n {
-        if i > 0 {
-            out.push(b',');
-        }
-        let key = reader.key(&mut last)?;
-        write_str(out, key);
-        out.push(b':');
+    reader.transcode_map(out, |reader, out, key| {
         let kept = match key {
             "datetime" => &mut fields.datetime,
             "start_datetime" => &mut fields.start_datetime,
@@ -269,15 +260,11 @@ fn transcode_properties<'a>(reader: &mut Reader<'a>, out: &mut Vec<u8>, fields: 
             "instruments" => &mut fields.instruments,
             "title" => &mut fields.title,
             "keywords" => &mut fields.keywords,
-            _ => {
-                reader.transcode(out, 2)?;
-                continue;
-            }
+            _ => return reader.transcode(out, 2),
         };
         *kept = Some(reader.transcode_kept(out, 2)?);
-    }
-    out.push(b'}');
-    Some(())
+        Some(())
+    })
 }
 
 /// The value of a field's bytes (already read whole by `transcode`, so never None for a
