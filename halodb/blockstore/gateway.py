@@ -843,9 +843,10 @@ class _Sessions:
 
     def close(self) -> None:
         """Close every loop's session: on its loop when it still runs (waiting for it, at most
-        :data:`_CLOSE_WAIT` seconds, unless called on that loop), else its connections at once
+        :data:`_CLOSE_WAIT` seconds, unless called on that loop), else its connections here
         (a loop that ended cannot run the close; left alone, aiohttp would warn of an unclosed
-        session, and at exit of a task destroyed while pending)."""
+        session, and a close scheduled but not waited for was at exit a task destroyed while
+        pending)."""
         sessions, self._by_loop = self._by_loop, {}
         if self._pid != os.getpid():
             return
@@ -861,19 +862,17 @@ class _Sessions:
                     continue
                 if loop.is_running() and not loop.is_closed():  # another thread's loop (zarr's): closed there
                     closing = asyncio.run_coroutine_threadsafe(session.close(), loop)
-                    if loop is here:
-                        continue  # (it closes once this call returns to the loop)
-                    with contextlib.suppress(concurrent.futures.TimeoutError):
-                        closing.result(timeout=_CLOSE_WAIT)
-                    if closing.done():
-                        continue
-                _drop(session)
+                    if loop is not here:  # (on that loop, it closes once this call returns to it)
+                        with contextlib.suppress(concurrent.futures.TimeoutError):
+                            closing.result(timeout=_CLOSE_WAIT)
+                    continue  # (closed there, or closing: its connections are that loop's to touch)
+                _drop(session)  # the loop ended: nothing else uses its connections
 
 
 def _drop(session: aiohttp.ClientSession) -> None:
-    """Close the connections of a session whose loop ended (or no longer runs its close):
-    its sockets closed here, the session then counting as closed (as fsspec's HTTP file
-    system does for a loop that is gone)."""
+    """Close the connections of a session whose loop ended: its sockets closed here, the
+    session then counting as closed (as fsspec's HTTP file system does for a loop that is
+    gone)."""
     connector = session.connector
     if connector is not None and not connector.closed:
         with contextlib.suppress(Exception):
