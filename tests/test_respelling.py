@@ -83,6 +83,30 @@ def conversion(history: list[TreeVersion]) -> int:
     return found[0]
 
 
+def test_a_sync_marks_each_row_as_checking_every_row_does(home: Path, tmp_path: Path) -> None:
+    """The versions the first one's leaves open (added batches: no row precedes them) are
+    inserted as no respelling, the others checked after: the same column as checking every
+    row of the synced cache afresh, with the 29 respellings."""
+    import shutil
+
+    import duckdb
+
+    from halodb.cache.respellings import mark_respellings
+
+    copy = tmp_path / "cache.duckdb"
+    shutil.copy(home / "cache.duckdb", copy)
+    con = duckdb.connect(str(copy))
+    try:
+        order = "ORDER BY name, key, valid_from"
+        synced = con.execute(f"SELECT name, key, valid_from, respelled FROM item_versions {order}").fetchall()
+        assert synced and all(r[3] is not None for r in synced) and sum(r[3] for r in synced) == 29
+        con.execute("UPDATE item_versions SET respelled = NULL")
+        assert mark_respellings(con) == 29
+        assert con.execute(f"SELECT name, key, valid_from, respelled FROM item_versions {order}").fetchall() == synced
+    finally:
+        con.close()
+
+
 def test_log_counts_a_respelling_apart_in_every_version(history: list[TreeVersion], home: Path) -> None:
     r = run_cli(home, "log", NAME, "--json")
     assert r.code == 0, r.err

@@ -31,8 +31,8 @@ import pyarrow as pa
 from halodb.util.native import native
 
 __all__ = [
-    "Buffers", "float_list_buffers", "int32s", "string_buffers", "string_list_buffers", "string_lists", "strings",
-    "timestamps",
+    "Buffers", "false_in", "float_list_buffers", "int32s", "string_buffers", "string_list_buffers", "string_lists",
+    "strings", "timestamps",
     "to_array", "utf8_buffers",
 ]  # fmt: skip
 
@@ -132,6 +132,27 @@ def strings(values: Sequence[str | None]) -> pa.Array:
 def int32s(values: Sequence[int]) -> pa.Array:
     """An int32 array without NULLs."""
     return pa.Array.from_buffers(pa.int32(), len(values), [None, pa.py_buffer(array("i", values))])
+
+
+def false_in(length: int, ranges: Sequence[tuple[int, int]]) -> pa.Array:
+    """A boolean array of ``length`` values: false in the rows of ``ranges`` (``(first, count)``
+    each), NULL elsewhere; built a byte at a time, not a value at a time.
+
+    >>> false_in(10, [(1, 2), (8, 5)]).to_pylist()
+    [None, False, False, None, None, None, None, None, False, False]
+    """
+    valid = bytearray((length + 7) // 8)
+    for first, count in ranges:
+        end = min(first + count, length)
+        while first < end and first % 8:  # the bits before the first whole byte
+            valid[first >> 3] |= 1 << (first & 7)
+            first += 1
+        whole = (end - first) // 8
+        valid[first >> 3:(first >> 3) + whole] = b"\xff" * whole
+        for at in range(first + whole * 8, end):  # the bits after the last whole byte
+            valid[at >> 3] |= 1 << (at & 7)
+    values = pa.py_buffer(bytes((length + 7) // 8))
+    return pa.Array.from_buffers(pa.bool_(), length, [pa.py_buffer(bytes(valid)), values])
 
 
 def timestamps(micros: Sequence[int]) -> pa.Array:

@@ -59,7 +59,7 @@ from operator import lt
 import duckdb
 import pyarrow as pa
 
-from halodb.cache.arrow_columns import int32s, string_lists, strings, timestamps
+from halodb.cache.arrow_columns import false_in, int32s, string_lists, strings, timestamps
 from halodb.cache.connect import execute_over, registered, rollback_quietly, scalar, sql_literal
 from halodb.cache.records import AddedBatch, ChangeRecord, SyncPlan
 from halodb.cache.respellings import mark_respellings
@@ -99,6 +99,10 @@ class PlanColumns:
     version_path: list[str | None] = field(default_factory=list)
     version_from: list[int] = field(default_factory=list)
     version_to: list[int | None] = field(default_factory=list)
+    #: the rows (first, count) of the versions added batches open: keys the version before
+    #: did not hold, so no row precedes them and none respells a data CID (``respelled``
+    #: false at once; the others are checked by :func:`mark_respellings`)
+    version_new: list[tuple[int, int]] = field(default_factory=list)
     #: keys whose version open before the plan is closed, and by which commit
     close_key: list[str] = field(default_factory=list)
     close_at: list[int] = field(default_factory=list)
@@ -216,6 +220,7 @@ def plan_chunks(plan: SyncPlan, limit: int | None = None, first: int | None = No
                         raise CacheError(f"an added batch of commit {commit.cid} has columns of other lengths than "
                                          f"its {n} keys", cid=commit.cid)
                     batched.append((keys, first_row))
+                    cols.version_new.append((first_row, n))
                     last = keys[-1]
                     cols.changes += n
                     cols.version_key += keys
@@ -334,7 +339,7 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime,
                 opened = True
             cols.close_key, cols.close_at = [], []
             cols.version_key, cols.version_item_cid, cols.version_data_cid, cols.version_path = [], [], [], []
-            cols.version_from, cols.version_to = [], []
+            cols.version_from, cols.version_to, cols.version_new = [], [], []
             if present is None:  # all new: announced now, made while the next chunk is read
                 new = candidates
                 _announce(plan, new)
@@ -489,6 +494,7 @@ def _versions_table(cols: PlanColumns) -> pa.Table:
             "path": _strings(cols.version_path, "path", nullable=True),
             "from_idx": int32s(cols.version_from),
             "to_idx": int32s([-1 if i is None else i for i in cols.version_to]),  # -1: still open
+            "respelled": false_in(len(cols.version_key), cols.version_new),
         }
     )
 
@@ -621,9 +627,9 @@ def _insert_versions(con: duckdb.DuckDBPyConnection, name: str, commits: pa.Tabl
         execute_over(
             con, _T_VERSIONS, versions,
             f"""INSERT INTO item_versions (name, key, item_cid, data_cid, path, valid_from_commit, valid_from,
-                                       valid_to_commit, valid_to)
+                                       valid_to_commit, valid_to, respelled)
             SELECT {sql_literal(name)}, v.key, v.item_cid, v.data_cid, v.path, f.cid, CAST(f.time AS TIMESTAMPTZ),
-                   t.cid, CAST(t.time AS TIMESTAMPTZ)
+                   t.cid, CAST(t.time AS TIMESTAMPTZ), v.respelled
             FROM {_T_VERSIONS} AS v
             JOIN {_T_COMMITS} AS f ON f.idx = v.from_idx
             LEFT JOIN {_T_COMMITS} AS t ON t.idx = v.to_idx""",
