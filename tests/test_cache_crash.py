@@ -117,24 +117,51 @@ def test_a_malformed_change_read_on_the_chunk_reader_rolls_back(tmp_path: Path, 
     assert not [t for t in threading.enumerate() if t.name.startswith("halodb-cache-plan")]
 
 
-def test_failure_while_encoding_a_later_item_batch(populated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("per_insert", [3, 1_000], ids=["an-insert-a-batch", "one-insert-reading"])
+def test_failure_while_encoding_a_later_item_batch(populated: Path, monkeypatch: pytest.MonkeyPatch, per_insert: int) -> None:
+    """Two batches are in DuckDB already, as two INSERTs, or read by the one INSERT still
+    running (which must then fail rather than wait for the third): the error is the
+    encoder's, and nothing lands."""
     before = dump(populated)
     monkeypatch.setattr(materialize, "ITEM_BATCH", 3)
-    monkeypatch.setattr(materialize, "INSERT_GROUP", 1)  # (each batch its own INSERT)
+    monkeypatch.setattr(materialize, "STREAM_ITEMS", per_insert)
     calls = {"n": 0}
     original = stac_columns.columns_table
 
     def columns_table(*args: Any) -> Any:
         calls["n"] += 1
-        if calls["n"] == 3:  # two batches are in DuckDB already
+        if calls["n"] == 3:
             raise ValueError("injected while encoding batch 3")
         return original(*args)
 
     monkeypatch.setattr(materialize, "columns_table", columns_table)
     big = plan("n", [commit("n3", [put(rec(f"k{i}")) for i in range(20)], day=2, after="n2")])
-    with Cache(populated) as cache, pytest.raises(CacheError, match="batch 3"):
+    with Cache(populated) as cache, pytest.raises(CacheError, match="batch 3") as info:
         cache.apply(big)
+    assert isinstance(info.value.__cause__, ValueError)
     assert calls["n"] == 3
+    assert dump(populated) == before
+
+
+def test_an_insert_that_fails_while_reading_its_batches_fails_the_sync(populated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DuckDB fails in the middle of the INSERT that reads the items (injected: it reads one
+    batch, then raises) while the main thread has more to hand over: the sync fails with
+    DuckDB's error instead of waiting, and nothing lands."""
+    before = dump(populated)
+    monkeypatch.setattr(materialize, "ITEM_BATCH", 2)
+    monkeypatch.setattr(materialize, "STREAM_QUEUED", 1)
+
+    def failing_insert(con: Any, stream: Any) -> None:
+        try:
+            next(iter(stream.reader()))
+            raise RuntimeError("injected: the INSERT failed after one batch")
+        finally:
+            stream.end()
+
+    monkeypatch.setattr(materialize, "_insert_items", failing_insert)
+    big = plan("n", [commit("n3", [put(rec(f"k{i}")) for i in range(40)], day=2, after="n2")])
+    with Cache(populated) as cache, pytest.raises(CacheError, match="failed after one batch"):
+        cache.apply(big)
     assert dump(populated) == before
 
 

@@ -76,8 +76,8 @@ def test_a_bad_item_block_in_a_later_batch_fails_the_sync_and_nothing_lands(home
 @pytest.mark.parametrize("group", [1, 2, 8])
 def test_a_full_sync_of_several_batches_holds_every_item_once(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               group: int) -> None:
-    # five batches inserted one, two (the last group of one) or all a statement
-    monkeypatch.setattr(materialize, "INSERT_GROUP", group)
+    # five batches inserted one, two (the last statement one) or all a statement
+    monkeypatch.setattr(materialize, "STREAM_ITEMS", group * BATCH)
     reg = halodb.open(home, cache=tmp_path / "c.duckdb")
     try:
         result = reg.sync("n")

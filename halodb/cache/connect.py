@@ -171,7 +171,7 @@ def rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
         pass
 
 
-def execute_over(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table, sql: str) -> list[tuple[Any, ...]]:
+def execute_over(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table | pa.RecordBatchReader, sql: str) -> list[tuple[Any, ...]]:
     """Run ``sql`` with ``table`` visible to it as ``name``, for that statement only; its rows
     (for an INSERT or UPDATE, the count DuckDB returns). ``sql`` takes no parameters: quote
     values into it with :func:`sql_literal`.

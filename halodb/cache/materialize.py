@@ -15,10 +15,12 @@ handful of set-based statements over registered Arrow tables (built from buffers
    ``INSERT`` adds every version the chunk opens, those that the chunk itself closes again
    already carrying their ``valid_to``;
 4. per chunk, ``stac_items``: only item CIDs the cache does not hold yet are encoded and
-   inserted, :data:`INSERT_GROUP` batches a statement (in a cache that held no items, the
-   look-up is skipped for a chunk none of whose items an earlier chunk had); an item block
-   the loader could not materialize (``ItemColumns.skipped``) is recorded in
-   ``skipped_items`` with why instead, and the rest of the batch goes on.
+   inserted, by ONE statement reading the batches as they are made, across chunks (up to
+   :data:`STREAM_ITEMS`; the versions of 3. wait for it, see :class:`_BulkInserts`; in a
+   cache that held no items, the look-up is skipped for a chunk none of whose items an
+   earlier chunk had); an item block the loader could not materialize
+   (``ItemColumns.skipped``) is recorded in ``skipped_items`` with why instead, and the
+   rest of the batch goes on.
 5. the versions that only respell a data CID are marked (:mod:`halodb.cache.respellings`);
    ``sync_state`` upsert; after a reset, items, skipped items and commits no name uses are
    deleted.
@@ -27,7 +29,7 @@ Everything runs in ONE DuckDB transaction: on any error (a malformed change foun
 third chunk as well as a failed insert) it is rolled back and a
 :class:`~halodb.errors.CacheError` raised, leaving the cache exactly as before. The SQL
 runs in order on one background thread (DuckDB releases the GIL) so that DuckDB inserts
-one chunk and group of STAC items while Python makes the next; the next chunk of the plan
+STAC items while Python makes the next ones; the next chunk of the plan
 is read on another thread meanwhile (the first one, :data:`FIRST_CHUNK`, is short: nothing
 else runs while it is read).
 
@@ -51,6 +53,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from itertools import islice, repeat
@@ -60,11 +63,12 @@ import duckdb
 import pyarrow as pa
 
 from halodb.cache.arrow_columns import false_in, int32s, string_lists, strings, timestamps
+from halodb.cache.batch_stream import BatchStream
 from halodb.cache.connect import execute_over, registered, rollback_quietly, scalar, sql_literal
 from halodb.cache.records import AddedBatch, ChangeRecord, SyncPlan
 from halodb.cache.respellings import mark_respellings
 from halodb.cache.stac_columns import columns_table
-from halodb.cache.writer import OrderedWriter
+from halodb.cache.writer import OrderedWriter, Skipped
 from halodb.errors import CacheError, HaloDBError
 from halodb.util.native import native
 
@@ -303,6 +307,7 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime,
     commits = _commits_table(commit_columns(plan))  # before BEGIN: malformed commits never touch the database
     writer = OrderedWriter()
     reader: ThreadPoolExecutor | None = None  # reads the next chunk of the plan (see below)
+    inserts = _BulkInserts(con, writer, plan.name, commits)
     began = False
     changes = encoded = 0
     try:
@@ -321,7 +326,6 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime,
         # a cache that holds no items yet can only hold those of this plan's earlier chunks:
         # a chunk none of whose items were seen before needs no look-up (see _SeenItems)
         seen = _SeenItems() if writer.submit(_holds_no_items, con).result() else None
-        inserts: list[Future[None]] = []
         chunks = plan_chunks(plan, VERSION_BATCH, FIRST_CHUNK)
         cols = next(chunks, None)
         first = True
@@ -330,12 +334,16 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime,
             changes += cols.changes
             candidates = list(cols.items)
             # the items first, so that Python can encode them soon
-            present = None if seen is not None and not seen.any_again(candidates) else \
-                writer.submit(_present_items, con, candidates)
+            if seen is not None and not seen.any_again(candidates):
+                present = None
+            else:
+                inserts.close()  # (the look-up waits for the INSERT: it must see its items)
+                present = writer.submit(_present_items, con, candidates)
             if cols.close_key and not (first and plan.reset):  # nothing is open after a reset's _forget
+                inserts.flush()  # (it may close versions waiting)
                 writer.submit(_close_versions, con, plan.name, commits, _closes_table(cols))
             if cols.version_key:
-                writer.submit(_insert_versions, con, plan.name, commits, _versions_table(cols))
+                inserts.versions(_versions_table(cols))
                 opened = True
             cols.close_key, cols.close_at = [], []
             cols.version_key, cols.version_item_cid, cols.version_data_cid, cols.version_path = [], [], [], []
@@ -352,23 +360,17 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime,
                 found = present.result()
                 new = [cid for cid in candidates if cid not in found] if found else candidates
                 _announce(plan, new)
-            grouped: list[pa.Table] = []  # batches for the next INSERT (see INSERT_GROUP)
             for lo in range(0, len(new), ITEM_BATCH):
                 batch = new[lo : lo + ITEM_BATCH]
                 table, skipped = _batch_table(plan, batch)
-                grouped.append(table)
-                if len(grouped) == INSERT_GROUP or lo + ITEM_BATCH >= len(new):
-                    if len(inserts) >= INSERTS_QUEUED:
-                        inserts[-INSERTS_QUEUED].result()  # back-pressure (see INSERTS_QUEUED)
-                    inserts.append(writer.submit(_insert_items, con, pa.concat_tables(grouped)))
-                    grouped = []
+                inserts.put(table)
                 if skipped:
                     writer.submit(_record_skipped, con, skipped, now)
                 encoded += len(batch)
                 if progress is not None:
                     progress(encoded)
-            inserts = inserts[-INSERTS_QUEUED:]
             cols, first = following.result(), False
+        inserts.close()
         if opened:  # after the items: they are compared
             writer.submit(mark_respellings, con, plan.name)
         if plan.reset:
@@ -377,6 +379,7 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime,
         writer.finish()
         con.commit()
     except Exception as exc:
+        inserts.abort()
         writer.abort()
         if began:
             rollback_quietly(con)
@@ -385,11 +388,13 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: SyncPlan, *, now: datetime,
             raise cause from None
         raise CacheError(f"sync of {plan.name} to {plan.head} failed, cache unchanged: {cause}", name=plan.name) from cause
     except BaseException:
+        inserts.abort()
         writer.abort()
         if began:
             rollback_quietly(con)
         raise
     finally:
+        inserts.abort()  # (nothing to do once closed)
         writer.abort()
         if reader is not None:  # (a chunk being read is finished: the plan's store outlives no reader)
             reader.shutdown(wait=True, cancel_futures=True)
@@ -409,14 +414,73 @@ FIRST_CHUNK = 16_384
 #: is ~9 MB of columns
 ITEM_BATCH = 8_192
 
-#: batches inserted by ONE statement, each an Arrow record batch of its table: DuckDB then
-#: scans and writes them on both cores where one batch a statement kept it on one, and pays
-#: a statement's plan once for 65,536 items. A 1M-item first sync: 11.7-14.2 s against
-#: 13.2-15.6 s a batch a statement (benchmarks/README.md, "sync: one column thread")
-INSERT_GROUP = 8
+#: items inserted by ONE statement at most, read batch by batch as they are made (see
+#: :class:`_BulkInserts`): DuckDB inserts a statement that large on both cores, writing
+#: its row groups as it goes, where one of 65,536 items ran on one core and left the
+#: compression to the commit. The versions of the chunks read meanwhile wait for the
+#: statement (~25 MB a chunk of 100,000) and are then inserted by one statement too.
+#: A 1M-item first sync: benchmarks/README.md, "sync: one INSERT of many batches"
+STREAM_ITEMS = 1_048_576
 
-#: INSERTs that may wait for DuckDB while it runs one: Python makes the next group meanwhile
-INSERTS_QUEUED = 1
+#: batches made that may wait for DuckDB to read them (the producer then waits)
+STREAM_QUEUED = 4
+
+
+class _BulkInserts:
+    """The sync's INSERTs of new items and versions, each as large as memory allows.
+
+    New items go to one statement over a :class:`BatchStream` that the main thread fills
+    batch by batch (:meth:`put`), :data:`STREAM_ITEMS` items at most. The versions of the
+    chunks read while it runs wait (:meth:`versions`), and are inserted by one statement
+    when it ends, or before anything that reads them (:meth:`flush`: a close). What must
+    see the items inserted so far (a look-up of present items) comes after :meth:`close`;
+    :meth:`abort` makes a running INSERT fail, so that the writer never waits for a batch
+    that will not come."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, writer: OrderedWriter, name: str, commits: pa.Table) -> None:
+        self._con, self._writer, self._name, self._commits = con, writer, name, commits
+        self._stream: BatchStream | None = None
+        self._versions: list[pa.Table] = []
+
+    def versions(self, table: pa.Table) -> None:
+        """Insert ``table`` (a :func:`_versions_table`) after what was queued before."""
+        self._versions.append(table)
+        if self._stream is None:
+            self.flush()
+
+    def flush(self) -> None:
+        """Queue the INSERT of the versions waiting (one statement)."""
+        if self._versions:
+            versions = self._versions[0] if len(self._versions) == 1 else pa.concat_tables(self._versions)
+            self._versions = []
+            self._writer.submit(_insert_versions, self._con, self._name, self._commits, versions)
+
+    def put(self, table: pa.Table) -> None:
+        """Insert ``table`` (a batch of :func:`columns_table`) with the others of its INSERT."""
+        stream = self._stream
+        if stream is None:
+            stream = self._stream = BatchStream(table.schema, depth=STREAM_QUEUED)
+            insert = self._writer.submit(_insert_items, self._con, stream)
+            # (also when the writer skips it, after an earlier step failed: put then raises)
+            insert.add_done_callback(lambda _: stream.end())
+        stream.put(table)
+        if stream.rows >= STREAM_ITEMS:
+            self.close()
+
+    def close(self) -> None:
+        """End the running INSERT's stream (it returns once it has inserted every batch),
+        and queue the versions that waited for it."""
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+        self.flush()
+
+    def abort(self) -> None:
+        """Make the running INSERT fail, inserting nothing (the sync failed elsewhere)."""
+        self._versions = []
+        if self._stream is not None:
+            self._stream.close(CacheError("the sync failed: its items are not inserted"))
+            self._stream = None
 
 
 class _SeenItems:
@@ -579,19 +643,41 @@ def _present_items(con: duckdb.DuckDBPyConnection, candidates: list[str]) -> set
     return {r[0] for r in rows}
 
 
-def _insert_items(con: duckdb.DuckDBPyConnection, items: pa.Table) -> None:
-    """Insert one batch of new item blocks (a :func:`~halodb.cache.stac_columns.items_table`)."""
-    # (not a registered view: one dropped inside the transaction would hold its batch until the commit)
-    execute_over(
-        con, _T_ITEMS, items,
-        f"""INSERT INTO stac_items
-        SELECT item_cid, id, collection,
-               TRY_CAST(datetime_text AS TIMESTAMPTZ), TRY_CAST(start_datetime_text AS TIMESTAMPTZ),
-               TRY_CAST(end_datetime_text AS TIMESTAMPTZ),
-               CAST(bbox AS DOUBLE[]), platform, CAST(instruments AS VARCHAR[]), title,
-               CAST(keywords AS VARCHAR[]), item
-        FROM {_T_ITEMS}""",
-    )
+@contextmanager
+def _in_any_order(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Statements in the block may write their rows in any order: DuckDB then writes a large
+    INSERT on all its threads (a global setting, restored after the block). The order of a
+    table's rows means nothing in the cache: a query orders or joins."""
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        with suppress(duckdb.Error):  # (a broken connection: the error in the block is the one to see)
+            con.execute("RESET preserve_insertion_order")
+
+
+def _insert_items(con: duckdb.DuckDBPyConnection, stream: BatchStream) -> None:
+    """Insert the batches of new item blocks (:func:`~halodb.cache.stac_columns.columns_table`)
+    that ``stream`` hands over, in one statement, until it is closed."""
+    try:
+        # (not a registered view: one dropped inside the transaction would hold its batch until the commit)
+        with _in_any_order(con):
+            execute_over(
+                con, _T_ITEMS, stream.reader(),
+                f"""INSERT INTO stac_items
+                SELECT item_cid, id, collection,
+                       TRY_CAST(datetime_text AS TIMESTAMPTZ), TRY_CAST(start_datetime_text AS TIMESTAMPTZ),
+                       TRY_CAST(end_datetime_text AS TIMESTAMPTZ),
+                       CAST(bbox AS DOUBLE[]), platform, CAST(instruments AS VARCHAR[]), title,
+                       CAST(keywords AS VARCHAR[]), item
+                FROM {_T_ITEMS}""",
+            )
+    except Exception:
+        if stream.aborted:  # the sync failed elsewhere; its own error is the one to report
+            raise Skipped("_insert_items") from None
+        raise
+    finally:
+        stream.end()
 
 
 def _record_skipped(con: duckdb.DuckDBPyConnection, skipped: dict[str, str], now: datetime) -> None:
@@ -622,8 +708,8 @@ def _close_versions(con: duckdb.DuckDBPyConnection, name: str, commits: pa.Table
 
 
 def _insert_versions(con: duckdb.DuckDBPyConnection, name: str, commits: pa.Table, versions: pa.Table) -> None:
-    """Insert, in one INSERT, every version the plan opens (closed ones with their valid_to)."""
-    with registered(con, _T_COMMITS, commits):  # (the chunk's versions only for the statement: see _close_versions)
+    """Insert, in one INSERT, versions the plan opens (closed ones with their valid_to)."""
+    with registered(con, _T_COMMITS, commits), _in_any_order(con):  # (the chunk's versions only for the statement: see _close_versions)
         execute_over(
             con, _T_VERSIONS, versions,
             f"""INSERT INTO item_versions (name, key, item_cid, data_cid, path, valid_from_commit, valid_from,
