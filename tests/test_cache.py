@@ -711,10 +711,10 @@ def test_a_sync_writes_within_the_memory_limit_it_is_given(tmp_path: Path, monke
             answers.append(reg.sql("SELECT key, item_cid, data_cid FROM items ORDER BY key")[1])
         con = open_connection(cache, read_only=False, timeout=5)
         assert con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] == (
-            "30.5 MiB" if limit else "488.2 MiB")  # DuckDB shows 32 MB / 512 MB in MiB
+            "30.5 MiB" if limit else "366.2 MiB")  # DuckDB shows 32 MB / 384 MB in MiB
         con.close()
     assert answers[0] == answers[1] and len(answers[0]) == 5000
-    assert WRITE_MEMORY_LIMIT == "512MB"
+    assert WRITE_MEMORY_LIMIT == "384MB"
     from .conftest import run_cli_in_process
 
     bad = run_cli_in_process(home, "--cache", str(tmp_path / "c3.duckdb"), "sync", "latest",

@@ -79,15 +79,17 @@ def is_lock_conflict(exc: BaseException) -> bool:
 #: ``HALODB_CACHE_MEMORY`` says otherwise: past it DuckDB spills to ``<cache>.tmp/``, so a
 #: sync of a million items stays near it instead of holding its whole transaction (DuckDB's
 #: default is 80 % of the machine's memory; at 300,000 items the peak RSS went 1,260 -> 957 MiB
-#: with 256 MB, no slower)
-WRITE_MEMORY_LIMIT = "512MB"
+#: with 256 MB, no slower). A 1M-item first sync, whose items are one INSERT: peak RSS
+#: 917-942 MiB with 384 MB against 975 with 512 MB (951-1,030 in bench_scale.py), the
+#: wall 0.3-1.5 s longer; with 256 MB 837-858 MiB, 1-2.5 s longer
+WRITE_MEMORY_LIMIT = "384MB"
 
 
 def write_memory_limit() -> str:
     """The memory limit of a writing connection: ``HALODB_CACHE_MEMORY`` or :data:`WRITE_MEMORY_LIMIT`.
 
     >>> WRITE_MEMORY_LIMIT  # the default; tests/test_cache.py syncs under another
-    '512MB'
+    '384MB'
     """
     return os.environ.get("HALODB_CACHE_MEMORY") or WRITE_MEMORY_LIMIT
 
