@@ -353,3 +353,39 @@ def test_cache_error_for_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     with pytest.raises(CacheError, match="cannot open cache") as info:
         Cache(path)
     assert info.value.locked is False
+
+
+def test_versions_waiting_for_an_insert_of_items_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the INSERT of items reads its batches, the chunks' versions wait; once
+    STREAM_ITEMS of them wait, the INSERT ends and they go in (a first version read as
+    batches has no close that would insert them sooner). Real DuckDB, the real writer."""
+    import duckdb
+
+    from halodb.cache.migrate import migrate
+    from halodb.cache.stac_columns import items_table
+    from halodb.cache.writer import OrderedWriter
+
+    monkeypatch.setattr(materialize, "STREAM_ITEMS", 10)
+    con = duckdb.connect()
+    migrate(con)
+    the_plan = plan("n", [commit("c1", [put(rec("a"))], day=0)])
+    commits = materialize._commits_table(materialize.commit_columns(the_plan))
+    con.begin()
+    with OrderedWriter() as writer:
+        inserts = materialize._BulkInserts(con, writer, "n", commits)
+        try:
+            inserts.put(items_table([cid("item:a")], [{"id": "a"}]))  # an INSERT of items now reads
+            waiting = []
+            for lo in range(0, 12, 4):
+                cols = materialize.PlanColumns(
+                    version_key=[f"k{i}" for i in range(lo, lo + 4)], version_item_cid=[cid("item:a")] * 4,
+                    version_data_cid=[None] * 4, version_path=[None] * 4, version_from=[0] * 4, version_to=[None] * 4)
+                inserts.versions(materialize._versions_table(cols))
+                waiting.append(sum(map(len, inserts._versions)))
+            assert waiting == [4, 8, 0]  # the third chunk reached 10: the INSERT ended, all 12 went in
+            writer.finish()
+        finally:
+            inserts.abort()  # (a failed assertion: the INSERT must not wait for more)
+    assert con.execute("SELECT count(*) FROM item_versions").fetchall() == [(12,)]
+    assert con.execute("SELECT count(*) FROM stac_items").fetchall() == [(1,)]
+    con.rollback()

@@ -443,10 +443,11 @@ class _BulkInserts:
         self._versions: list[pa.Table] = []
 
     def versions(self, table: pa.Table) -> None:
-        """Insert ``table`` (a :func:`_versions_table`) after what was queued before."""
+        """Insert ``table`` (a :func:`_versions_table`) after what was queued before; no
+        more than :data:`STREAM_ITEMS` versions wait (the running INSERT ends first)."""
         self._versions.append(table)
-        if self._stream is None:
-            self.flush()
+        if self._stream is None or sum(map(len, self._versions)) >= STREAM_ITEMS:
+            self.close()
 
     def flush(self) -> None:
         """Queue the INSERT of the versions waiting (one statement)."""
