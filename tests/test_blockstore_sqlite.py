@@ -24,7 +24,7 @@ import pytest
 from halodb.blockstore import DirectoryStore, SqliteStore, open_store
 from halodb.errors import BlockNotFoundError, BlockStoreError
 from halodb.ipld import CID, RAW, make_block
-from halodb.testing.blockstore import raw_block
+from halodb.testing.blockstore import damage_row, raw_block
 
 from .conftest import copy_home
 from .test_cache_helpers import child_env
@@ -223,6 +223,28 @@ def test_a_reader_in_another_instance_sees_new_blocks_at_once(tmp_path: Path) ->
     assert reader.get(cid) == b"new"
     writer.close()
     reader.close()
+
+
+@pytest.mark.parametrize("new", [0, 1, 300])
+def test_a_batch_of_new_stored_and_damaged_blocks_stores_each_once_and_repairs(tmp_path: Path, new: int) -> None:
+    """``put_many`` inserts new blocks without comparing (no statement journal); when a block
+    of the batch is stored already, or comes twice, every block is compared: a damaged copy is
+    replaced and kept in the quarantine, a good one left alone."""
+    store = SqliteStore(tmp_path)
+    stored = _batch("stored", 0, 3)
+    store.put_many(stored)
+    damaged_cid, damaged_good = stored[1]
+    bad = damage_row(store.db_path, damaged_cid)
+    fresh = _batch("fresh", 0, new)
+    twice = [fresh[0]] if fresh else []
+    store.put_many([*fresh, *stored, *twice])
+
+    for cid, data in [*stored, *fresh]:
+        assert store.get(cid) == data
+    assert store.quarantined(damaged_cid) == [bad]
+    assert store.quarantined(stored[0][0]) == []
+    assert len(list(store.iter_cids())) == 3 + new
+    store.close()
 
 
 def test_a_lazy_store_makes_its_database_with_its_first_write(tmp_path: Path) -> None:

@@ -40,7 +40,6 @@ from halodb.api.lookup import synced_cid_at
 from halodb.api.scanning import current_view
 from halodb.api.trust import TrustStore, key_changes
 from halodb.blockstore import BlockStore, SqliteStore, import_car, open_store
-from halodb.cache import Cache, open_for_queries
 from halodb.errors import BlockNotFoundError, InputError, NameNotFoundError, NothingToCommitError, UnknownKeyError
 from halodb.errors import CIDError, RewindError
 from halodb.index.commit import commit_changes
@@ -75,7 +74,8 @@ _GIT_COMMIT = re.compile(r"\(git commit ([0-9a-f]{12})\)$")
 
 # imported where used, not here: validating items (pydantic, ~0.3 s), syncing (Arrow) and
 # gateways (aiohttp, ~0.5 s) are not needed by a lookup (issue 15, part 5)
-if TYPE_CHECKING:  # scanning imports zarr and numpy (~0.3 s): only when a scan runs
+if TYPE_CHECKING:  # scanning imports zarr and numpy (~0.3 s), the cache DuckDB (~0.07 s): only when used
+    from halodb.cache import Cache
     from halodb.api.staging import ItemInput, Removal
     from halodb.campaign.treeyaml import TreeVersion
     from halodb.sync import SyncResult
@@ -706,6 +706,8 @@ class Registry:
         if self._cache is None:
             self.cache_path.parent.mkdir(parents=True, exist_ok=True)
             # created on first use, so a call follows at once: it reuses the opening connection
+            from halodb.cache import Cache  # (DuckDB: ~0.07 s of an `add` or a `commit`, which need none)
+
             self._cache = Cache(self.cache_path, keep_open=True)
         return self._cache
 
@@ -716,6 +718,8 @@ class Registry:
         when needed."""
         if self._queries is None:
             self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+            from halodb.cache import open_for_queries
+
             self._queries = open_for_queries(self.cache_path, create=True)
         return self._queries
 
