@@ -245,10 +245,10 @@ def test_the_cli_imports_only_what_a_command_needs(tmp_path: Path) -> None:
     assert heavy_modules(from_dag) == []
     assert "pyarrow" in heavy_modules(run.replace("'at', 'halo/f1', '2024-09-01', '--name', 'latest'", "'sync', 'latest'"))
     # `rm` and `commit` write no cache: no DuckDB either (~0.07 s of each)
-    for args in ("'rm', 'halo/f1'", "'commit', '-m', 'gone', '--time', '2024-08-13T10:00:00Z'"):
-        loaded = subprocess.run([sys.executable, "-c", run.replace("'at', 'halo/f1', '2024-09-01', '--name', 'latest'", args)
+    for command in ("'rm', 'halo/f1'", "'commit', '-m', 'gone', '--time', '2024-08-13T10:00:00Z'"):
+        loaded = subprocess.run([sys.executable, "-c", run.replace("'at', 'halo/f1', '2024-09-01', '--name', 'latest'", command)
                                  + "\nprint(*sys.modules)"], check=True, capture_output=True, text=True, timeout=120).stdout.split()
-        assert "duckdb" not in loaded, args
+        assert "duckdb" not in loaded, command
     assert run_cli_in_process(home, "log", "-n", "1").out.count("gone") == 1
 
 
