@@ -57,7 +57,7 @@ def build(versions: int, datasets: int, *, trees: bool) -> tuple[MemoryStore, CI
     for n in range(versions):
         key = f"c/d{n % datasets:06d}"
         data = str(CID.for_bytes(f"{versions}-{n}".encode(), RAW))
-        entry = Entry(CID.for_bytes(f"item-{n}".encode(), RAW), data, key)
+        entry = Entry(store.put(f"item-{n}".encode(), codec=RAW), data, key)  # (format 3 reads it to hold it inline)
         when = BASE + timedelta(minutes=n)
         if trees:
             head = commit_changes(store, index, head, {key: entry}, set(), time=when, author="bench", message=str(n),
