@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 import tempfile
 from pathlib import Path
 
@@ -84,7 +86,8 @@ def run(car_file: str, car: Path, work: Path) -> dict[str, float]:
     out = subprocess.run([sys.executable, "-c", CHILD, car_file, str(car), str(home)],
                          check=True, capture_output=True, text=True, cwd=ROOT)
     result: dict[str, float] = json.loads(out.stdout.splitlines()[-1])
-    result["written"] = sum(1 for p in (home / "blocks").rglob("*") if p.is_file() and not p.name.startswith("."))
+    with closing(sqlite3.connect(f"file:{home / 'blocks' / 'blocks.sqlite3'}?mode=ro", uri=True)) as db:
+        result["written"] = db.execute("SELECT count(*) FROM blocks").fetchone()[0]  # (the embedded store's rows)
     return result
 
 
