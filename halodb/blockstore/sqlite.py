@@ -23,7 +23,9 @@ Layout of ``<root>``::
 Writes: every ``put``/``put_many`` is one transaction (``BEGIN IMMEDIATE`` … ``COMMIT``). A
 block already stored is compared with the bytes put, in SQLite (an upsert that updates only
 when they differ): a damaged copy is replaced, and a trigger copies the damaged bytes into
-``quarantine`` first. Writers in other processes wait for each other's commits: they take
+``quarantine`` first. A batch goes in as plain inserts first, the upsert only when one of
+its blocks was stored already (an upsert runs with a statement journal: ~64 kB of copied
+pages a block). Writers in other processes wait for each other's commits: they take
 turns by a lock on ``.write.lock`` in the root, asked for every millisecond or so, so the
 next one begins as soon as one ends (SQLite's own busy handler, the fallback behind it
 with :data:`BUSY_TIMEOUT`, sleeps up to 100 ms between tries: with three processes writing
