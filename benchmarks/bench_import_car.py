@@ -17,8 +17,8 @@ import json
 import sqlite3
 import subprocess
 import sys
-from contextlib import closing
 import tempfile
+from contextlib import closing
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]

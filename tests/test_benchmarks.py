@@ -38,8 +38,8 @@ RUNS: list[tuple[str, list[str], tuple[str, ...], list[str]]] = [
     ("bench_thin.py", ["--versions", "30", "--datasets", "10", "--probes", "2", "--legacy-up-to", "30"], ("kubo",),
      ["| 30 | history tree |", "| 30 | chain (format 1) |"]),
     ("bench_network.py", ["--items", "300"], ("kubo",), ["format 3: full", "format 2: incremental"]),
-    ("bench_serve.py", ["--items", "300", "--requests", "5", "--concurrent-requests", "12", "--clients", "2", "--warmup", "1",
-                        "--no-rustac"], ("go",), ["| cql2 filter |"]),
+    ("bench_serve.py", ["--items", "300", "--requests", "5", "--concurrent-requests", "12", "--clients", "2",
+                        "--warmup", "1", "--no-rustac"], ("go",), ["| cql2 filter |"]),
     ("bench_open.py", ["--mb", "2", "--runs", "1"], ("kubo", "ipfsspec"), ["halodb (cached)", "targets (issue 13):"]),
 ]
 

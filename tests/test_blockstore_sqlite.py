@@ -233,7 +233,7 @@ def test_a_batch_of_new_stored_and_damaged_blocks_stores_each_once_and_repairs(t
     store = SqliteStore(tmp_path)
     stored = _batch("stored", 0, 3)
     store.put_many(stored)
-    damaged_cid, damaged_good = stored[1]
+    damaged_cid = stored[1][0]
     bad = damage_row(store.db_path, damaged_cid)
     fresh = _batch("fresh", 0, new)
     twice = [fresh[0]] if fresh else []
