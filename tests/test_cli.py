@@ -64,6 +64,7 @@ def test_full_flow(tmp_path: Path) -> None:
     r = run_cli_in_process(home, "sql", "SELECT key, data_cid FROM items ORDER BY key", "--format", "csv")
     rows = list(csv.reader(io.StringIO(r.out)))
     assert rows == [["key", "data_cid"], ["halo/f1", cid_for("a2")], ["halo/f3", cid_for("c1")]]
+    assert "\r" not in r.out and r.out.split("\n")[1] == f"halo/f1,{cid_for('a2')}"  # (what $(...) | sed -n 2p gets)
     r = run_cli_in_process(home, "sql", "SELECT count(*) AS n FROM items_at(TIMESTAMPTZ '2024-08-15')", "--json")
     assert json.loads(r.out) == [{"n": 2}]
     r = run_cli_in_process(home, "sql", "SELECT key FROM items ORDER BY key")

@@ -422,7 +422,9 @@ def sql(ctx: Context, query: str, fmt: str, as_json: bool) -> None:
         emit_json([dict(zip(columns, r)) for r in rows])
     elif fmt == "csv":
         buf = io.StringIO()
-        w = csv.writer(buf)
+        # quoted as RFC 4180 says, lines ended by LF (as DuckDB's and SQLite's shells do): a
+        # script that captures one value with $(...) gets no trailing CR
+        w = csv.writer(buf, lineterminator="\n")
         w.writerow(columns)
         for r in rows:
             w.writerow([format_value(v) for v in r])
