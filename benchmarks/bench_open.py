@@ -21,6 +21,13 @@ reported):
   aiohttp, which ipfsspec imports too) first (until 2026-12-01 07:00 UTC ipfsspec's import and
   set-up, 0.6-0.8 CPU-s, were timed as part of its read; until 2026-12-01 10:30 UTC aiohttp's
   import, 0.1-0.2 s, as part of HaloDB's);
+* ``verifying floor``: the least a reader that verifies every block must do, written out in
+  ~50 lines for this benchmark (``READ_VERIFYING_FLOOR``): a zarr store over one aiohttp
+  session that resolves each key through the folder blocks (each fetched once, hashed),
+  asks each file by its CID (``GET /ipfs/FILE``, the request HaloDB makes) and checks the
+  bytes by rebuilding the file's root (``halodb.unixfs.build.rebuild_file``: every leaf
+  hashed) or hashing a raw file. No block cache, no deadline, no cap, no fallback: what
+  HaloDB's reader adds is measured against it, and what verifying costs against ipfsspec;
 * ``ipfs get``: ``ipfs get CID`` through the node's RPC: every byte out of the node the
   fastest way it has, written to disk; the floor.
 
@@ -85,6 +92,95 @@ cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
 t, c = time.perf_counter(), cpu()
 ds = xr.open_dataset("ipfs://" + sys.argv[1], engine="zarr").load()
 print(time.perf_counter() - t, cpu() - c, float(ds.x.sum()))
+"""
+
+
+READ_VERIFYING_FLOOR = """
+import asyncio, resource, sys, time, aiohttp, xarray, zarr
+import halodb.blockstore.gateway  # (imported before the clock, as by the HaloDB readers)
+from zarr.abc.store import Store
+from zarr.core.sync import sync
+from halodb.ipld import CID
+from halodb.unixfs.build import rebuild_file
+from halodb.unixfs.dagpb import decode_pb
+
+class VerifyingFloor(Store):
+    supports_writes = supports_deletes = supports_partial_writes = supports_listing = False
+
+    def __init__(self, gateway, root):
+        super().__init__(read_only=True)
+        self.gateway, self.root, self.folders, self.session = gateway, root, {}, None
+
+    def __eq__(self, other):
+        return self is other
+
+    async def _folder(self, cid):  # a folder's links by name, its block fetched once and hashed
+        if cid not in self.folders:
+            self.folders[cid] = asyncio.ensure_future(self._fetch_folder(cid))
+        return await self.folders[cid]
+
+    async def _fetch_folder(self, cid):
+        async with self.session.get(f"{self.gateway}ipfs/{cid}?format=raw",
+                                    headers={"Accept": "application/vnd.ipld.raw"}) as r:
+            block = await r.read()
+        if not cid.verify(block):
+            raise ValueError(f"folder {cid}: wrong bytes")
+        return {link.name: link.cid for link in decode_pb(block).links}
+
+    async def _resolve(self, key):
+        if self.session is None:
+            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16))
+        cid = self.root
+        for name in key.split("/"):
+            if cid.codec != 0x70:
+                return None
+            cid = (await self._folder(cid)).get(name)
+            if cid is None:
+                return None
+        return cid
+
+    async def get(self, key, prototype, byte_range=None):
+        assert byte_range is None
+        cid = await self._resolve(key)
+        if cid is None:
+            return None
+        async with self.session.get(f"{self.gateway}ipfs/{cid}", headers={"Accept-Encoding": "identity"}) as r:
+            data = await r.read()
+        if not (cid.verify(data) if cid.codec == 0x55 else rebuild_file(cid, data) is not None):
+            raise ValueError(f"{key}: the bytes do not make {cid}")
+        return prototype.buffer.from_bytes(data)
+
+    async def get_partial_values(self, prototype, key_ranges):
+        return [await self.get(key, prototype, byte_range) for key, byte_range in key_ranges]
+
+    async def exists(self, key):
+        return await self._resolve(key) is not None
+
+    async def set(self, key, value):
+        raise NotImplementedError
+
+    async def delete(self, key):
+        raise NotImplementedError
+
+    async def list(self):
+        raise NotImplementedError
+        yield
+
+    async def list_prefix(self, prefix):
+        raise NotImplementedError
+        yield
+
+    async def list_dir(self, prefix):
+        raise NotImplementedError
+        yield
+
+cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+t, c = time.perf_counter(), cpu()
+store = VerifyingFloor(sys.argv[2], CID.parse(sys.argv[1]))
+ds = xarray.open_zarr(store, consolidated=True).load()
+seconds, cpu_seconds = time.perf_counter() - t, cpu() - c
+sync(store.session.close())
+print(seconds, cpu_seconds, float(ds.x.sum()))
 """
 
 
@@ -195,7 +291,8 @@ def main() -> None:
         print(f"# bench_open: a Zarr v2 store of {size / 1e6:.1f} MB, {chunks} chunks, {blocks} blocks "
               f"(ipfs add -r --cid-version=1), read through the gateway {node.gateway} on loopback", flush=True)
         results: dict[str, list[float]] = {"halodb": [], "halodb (cached)": [], "halodb (prefetch)": [],
-                                           "halodb (keep nothing)": [], "ipfsspec": [], "ipfs get": []}
+                                           "halodb (keep nothing)": [], "ipfsspec": [], "verifying floor": [],
+                                           "ipfs get": []}
         sums = set()
         assert node.process is not None
         reader = Reader(node.process.pid)
@@ -216,6 +313,9 @@ def main() -> None:
             shutil.rmtree(home)
             seconds, total = reader.run("ipfsspec", READ_IPFSSPEC, cid, env={"IPFS_GATEWAY": node.gateway.rstrip("/")})
             results["ipfsspec"].append(seconds)
+            sums.add(round(total))
+            seconds, total = reader.run("verifying floor", READ_VERIFYING_FLOOR, cid, node.gateway)
+            results["verifying floor"].append(seconds)
             sums.add(round(total))
             target = work / f"get-{n}"
             os.sync()
@@ -240,6 +340,11 @@ def main() -> None:
             print(f"  {label:21s} {seconds:7.2f} s  {size / 1e6 / seconds:7.1f} MB/s   CPU: reader {cpu[label]:5.2f} s, "
                   f"Kubo {kubo_cpu[label]:5.2f} s{closing}")
         theirs, floor = medians["ipfsspec"], medians["ipfs get"]
+        floor_verified = medians["verifying floor"]
+        print(f"\nwhat verifying costs: the verifying floor {floor_verified:.2f} s against ipfsspec's {theirs:.2f} s "
+              f"({floor_verified / theirs:.2f}x); HaloDB's reads against the floor: "
+              + ", ".join(f"{label} {medians[label] / floor_verified:.2f}x"
+                          for label in ("halodb", "halodb (keep nothing)")))
         print("\ntargets (issue 13):")
         for label in ("halodb", "halodb (prefetch)", "halodb (keep nothing)"):
             ours = medians[label]
