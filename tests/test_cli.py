@@ -373,6 +373,37 @@ def test_show_without_the_data_says_where_to_read_it_and_takes_a_commit_for_at(t
         assert r.code == 2 and "the dataset's data is not in this home; read it through a gateway" in r.err, r.err
 
 
+def test_open_dataset_without_the_data_says_where_to_read_it(tmp_path: Path) -> None:
+    import halodb
+    from halodb.errors import BlockNotFoundError
+
+    home = tmp_path / "home"
+    write_items(tmp_path / "items")
+    for args in (["init"], ["add", str(tmp_path / "items")], ["commit", "-m", "first", "--time", "2024-08-12T10:00:00Z"],
+                 ["publish", "latest"]):
+        assert run_cli_in_process(home, *args).code == 0, args
+    with pytest.raises(BlockNotFoundError, match='not in this home; read it through a gateway or a Kubo node '
+                                                 r'\(store="https://GATEWAY/" or store="kubo\+http://HOST:5001"\)'):
+        halodb.open_dataset("halo/f1", name="latest", home=str(home))
+
+
+def test_a_file_that_is_not_there_is_named_the_same_way_by_every_command(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    write_items(tmp_path / "items")
+    for args in (["init"], ["add", str(tmp_path / "items")], ["commit", "-m", "first", "--time", "2024-08-12T10:00:00Z"]):
+        assert run_cli_in_process(home, *args).code == 0, args
+    gone = tmp_path / "gone"
+    for args in (["add", str(gone / "x.json")], ["import-tree", str(gone / "h.jsonl")], ["import-tree", str(gone / "t.yaml")],
+                 ["pins", "import", str(gone / "p.yaml")], ["verify", str(gone / "p.car")],
+                 ["import-car", str(gone / "x.car")]):
+        r = run_cli_in_process(home, *args)
+        assert r.code == 2 and r.err.count("\n") == 1, (args, r.err)
+        assert f"{args[-1]}: no such file or folder" in r.err and "Errno" not in r.err, (args, r.err)
+    r = run_cli_in_process(home, "export-car", "HEAD", str(gone / "x.car"))  # the folder named, not a temporary file
+    assert r.code == 2 and f"cannot write CAR file {gone / 'x.car'}: the folder {gone} does not exist" in r.err, r.err
+    assert ".tmp" not in r.err and not gone.exists(), r.err
+
+
 def test_publish_and_gc_speak_json_for_tools(tmp_path: Path) -> None:
     home = tmp_path / "home"
     write_items(tmp_path / "items")

@@ -131,7 +131,7 @@ def test_errors_name_what_was_asked(campaign: Campaign) -> None:
         halodb.open_dataset(PATHS["v2"], name="no-such-name", home=home)
     # through xarray, which asks for the store's metadata first: the error names the dataset
     for zarr_format in (2, 3):
-        with pytest.raises(UnknownKeyError, match=r"no dataset 'products/HALO/nothing.zarr' in version "):
+        with pytest.raises(UnknownKeyError, match=r"no dataset 'products/HALO/nothing.zarr' in 'latest' \(commit "):
             xr.open_dataset("halodb://latest/products/HALO/nothing.zarr", engine="zarr", zarr_format=zarr_format,
                             consolidated=False, storage_options={"home": home})
 

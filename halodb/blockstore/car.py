@@ -33,6 +33,7 @@ True
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import shutil
@@ -49,6 +50,7 @@ from halodb.ipld import CID, DAG_CBOR, DAG_PB, block_links, decode, encode, veri
 from halodb.ipld.limits import MAX_BLOCK_SIZE
 from halodb.ipld.protobuf import encode_varint, fields
 from halodb.util.fs import atomic_file
+from halodb.util.oserrors import describe_os_error
 
 CarSource = str | os.PathLike[str] | BinaryIO
 
@@ -75,7 +77,9 @@ def write_car(target: CarSource, roots: list[CID], blocks: Iterable[Block]) -> i
             with atomic_file(path, durable=False) as f:
                 return _write_car(f, roots, blocks)
         except OSError as exc:
-            raise CarError(f"cannot write CAR file {path}: {exc}", path=path, offset=None) from exc
+            why = (f"the folder {path.parent} does not exist" if exc.errno == errno.ENOENT and not path.parent.is_dir()
+                   else describe_os_error(exc))
+            raise CarError(f"cannot write CAR file {path}: {why}", path=path, offset=None) from exc
     return _write_car(target, roots, blocks)
 
 
@@ -228,7 +232,7 @@ def _open(source: CarSource) -> tuple[BinaryIO, Path | None, bool]:
         try:
             return open(path, "rb"), path, True
         except OSError as exc:
-            raise CarError(f"cannot open CAR file {path}: {exc}", path=path, offset=0) from exc
+            raise CarError(f"cannot open CAR file {path}: {describe_os_error(exc)}", path=path, offset=0) from exc
     return source, None, False
 
 

@@ -32,6 +32,7 @@ from halodb.errors import CIDError, InputError
 from halodb.util.times import parse_time
 from halodb.ipld import CID
 from halodb.util.paths import check_segment
+from halodb.util.oserrors import describe_os_error
 
 MAX_DEPTH = 64
 
@@ -123,7 +124,7 @@ def load_yaml(path: Path, *, what: str = "tree") -> Any:
     except ValueError as exc:  # a value PyYAML's constructors cannot build (a 5000-digit integer, 2024-13-45)
         raise InputError(f"{path}: not a valid {what}: {exc}", source=str(path)) from None
     except OSError as exc:
-        raise InputError(f"{path}: {exc.strerror}", source=str(path)) from None
+        raise InputError(f"{path}: {describe_os_error(exc)}", source=str(path)) from None
 
 
 def load_tree(path: Path) -> dict[str, Any]:
@@ -139,7 +140,7 @@ def load_tree_history(path: Path) -> Iterator[TreeVersion]:
     try:
         f = open(path, encoding="utf-8")
     except OSError as exc:
-        raise InputError(f"{path}: {exc.strerror}", source=str(path)) from None
+        raise InputError(f"{path}: {describe_os_error(exc)}", source=str(path)) from None
     with f:
         n = 0
         try:

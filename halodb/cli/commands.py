@@ -450,7 +450,7 @@ def show(ctx: Context, key_or_path: str, when: str | None, name: str | None, com
     ipfs://CID[/PATH] (bytes by their CID, outside any version).
     """
     from halodb.data import locate_dataset
-    from halodb.data.locate import by_cid, is_cid_url
+    from halodb.data.locate import by_cid, is_cid_url, not_in_this_home
     from halodb.data.summary import render, summarize
 
     from halodb.errors import BlockNotFoundError
@@ -463,11 +463,7 @@ def show(ctx: Context, key_or_path: str, when: str | None, name: str | None, com
         else:
             summary = summarize(reg, locate_dataset(reg, key_or_path, at=when, name=name, version=commit))
     except BlockNotFoundError as exc:
-        if reg.store.is_remote or reg.store.is_remote_backed:
-            raise
-        raise BlockNotFoundError(f"{exc}: the dataset's data is not in this home; read it through a gateway or a "
-                                 "Kubo node (--store https://GATEWAY/ or --store kubo+http://HOST:5001)",
-                                 cid=exc.cid) from None
+        raise not_in_this_home(exc, reg, "--store https://GATEWAY/ or --store kubo+http://HOST:5001") from None
     if as_json:
         emit_json(summary)
     else:

@@ -101,6 +101,7 @@ def pins_export(ctx: Context, name: str, output: str, current_only: bool, all_ve
     from halodb.errors import InputError
     from halodb.pins import check_pinlist, dump_pinlist
     from halodb.util.fs import atomic_file
+    from halodb.util.oserrors import describe_os_error
 
     plan = _plan(ctx, name, current_only, all_versions, tags)
     check_pinlist(plan.pins, source=f"the plan of {name}")  # what HaloDB writes, it would read back
@@ -108,7 +109,7 @@ def pins_export(ctx: Context, name: str, output: str, current_only: bool, all_ve
         with atomic_file(Path(output)) as f:
             f.write(dump_pinlist(plan.pins).encode())
     except OSError as exc:
-        raise InputError(f"cannot write the pin list {output}: {exc.strerror or exc}", source=output) from None
+        raise InputError(f"cannot write the pin list {output}: {describe_os_error(exc)}", source=output) from None
     click.echo(f"wrote {len(plan.pins)} pin(s) ({len(plan.index)} head(s), {len(plan.data)} data) to {output}")
 
 

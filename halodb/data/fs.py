@@ -88,7 +88,7 @@ class HaloDBFileSystem(AbstractFileSystem):  # type: ignore[misc]
         if cid is not None:  # CID/INNER: a UnixFS tree by its CID
             return self._tree(str(cid)), target.path
         commit = self._version(target.ref)
-        located = self._dataset(commit, target.path)
+        located = self._dataset(commit, target.path, target.ref)
         return self._tree(located.data_cid), split_path(located)
 
     def _version(self, ref: str) -> CID:
@@ -100,9 +100,9 @@ class HaloDBFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 pinned = self._versions.setdefault(ref, pinned)
         return pinned
 
-    def _dataset(self, commit: CID, path: str) -> Located:
-        """The dataset ``path`` is in (the longest known dataset path first, so that the
-        files of an open dataset cost no index lookup)."""
+    def _dataset(self, commit: CID, path: str, ref: str) -> Located:
+        """The dataset ``path`` is in at ``commit`` (what ``ref`` resolved to; the longest known
+        dataset path first, so that the files of an open dataset cost no index lookup)."""
         with self._lock:
             known = [(k, v) for k, v in self._datasets.items() if k[0] == commit]
         for (_, dataset), located in sorted(known, key=lambda kv: -len(kv[0][1])):
@@ -110,7 +110,7 @@ class HaloDBFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 inner = path[len(dataset):].strip("/")
                 return Located(located.key, located.item, located.commit, located.commit_time, located.data_cid,
                                located.data_path, inner)
-        located = locate(self.registry, path, commit, inner=True)
+        located = locate(self.registry, path, commit, inner=True, asked=ref)
         dataset = path[:len(path) - len(located.inner)].strip("/") if located.inner else path
         with self._lock:
             self._datasets[(commit, dataset)] = located
@@ -129,7 +129,7 @@ class HaloDBFileSystem(AbstractFileSystem):  # type: ignore[misc]
     def located(self, path: str) -> Located:
         """The dataset ``path`` (a ``halodb://`` URL or a path of this filesystem) is in."""
         target = parse_url(self._strip_protocol(path))
-        return self._dataset(self._version(target.ref), target.path)
+        return self._dataset(self._version(target.ref), target.path, target.ref)
 
     # -- fsspec ---------------------------------------------------------------------------
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from halodb.api import Registry
-from halodb.errors import CIDError, InputError, UnknownKeyError
+from halodb.errors import BlockNotFoundError, CIDError, InputError, UnknownKeyError
 from halodb.ipld import CID
 from halodb.scan.roots import parse_root
 from halodb.stac.items import data_location
@@ -85,10 +85,12 @@ class Located:
                 "halodb:version_time": format_time(self.commit_time)}
 
 
-def locate(reg: Registry, key_or_path: str, ref: str | CID = "HEAD", *, inner: bool = False) -> Located:
+def locate(reg: Registry, key_or_path: str, ref: str | CID = "HEAD", *, inner: bool = False,
+           asked: str | None = None) -> Located:
     """The dataset ``key_or_path`` names at version ``ref``. With ``inner``, ``key_or_path``
     may go on inside the dataset: the longest leading part naming a dataset is taken, and the
-    rest is :attr:`Located.inner`.
+    rest is :attr:`Located.inner`. ``asked``: how the user named the version, when ``ref`` is
+    what it resolved to (``latest@2024-09-15``; errors name it).
 
     Errors name what was asked: :class:`~halodb.errors.UnknownKeyError` for no such dataset
     then (with the version), :class:`~halodb.errors.NameNotFoundError` for a time before
@@ -107,7 +109,7 @@ def locate(reg: Registry, key_or_path: str, ref: str | CID = "HEAD", *, inner: b
     else:
         # zarr asks for the store's metadata files first: name the dataset asked, not them
         named = "/".join(parts[:-1]) if inner and len(parts) > 1 and parts[-1] in ZARR_METADATA else wanted
-        raise UnknownKeyError(f"no dataset {named!r} in {_describe(ref)} (commit {commit}, "
+        raise UnknownKeyError(f"no dataset {named!r} in {_describe(ref if asked is None else asked)} (commit {commit}, "
                               f"{format_time(record.time)})", key=named)
     where = data_location(item)
     data_cid = entry.data or (where[0] if where else None)
@@ -161,3 +163,13 @@ def by_cid(text: str, *, versioned: bool = False) -> tuple[str, str]:
     if root.cid is None:
         raise InputError(f"{text!r}: expected ipfs://CID[/PATH]", source=text)
     return str(root.cid), root.subpath
+
+
+def not_in_this_home(exc: BlockNotFoundError, reg: Registry, how: str) -> BlockNotFoundError:
+    """``exc`` (a block of a dataset's data missing) as the reader should see it: when the home
+    reads from its own blocks only, the data is not in it, and ``how`` says how to read it from
+    IPFS (``--store URL`` on the command line, ``store="URL"`` in Python); else ``exc``."""
+    if reg.store.is_remote or reg.store.is_remote_backed:
+        return exc
+    return BlockNotFoundError(f"{exc}: the dataset's data is not in this home; read it through a gateway or a "
+                              f"Kubo node ({how})", cid=exc.cid)

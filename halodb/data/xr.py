@@ -11,8 +11,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from halodb.api import Registry
-from halodb.data.locate import Located, by_cid, is_cid_url, locate, parse_url
-from halodb.errors import InputError
+from halodb.data.locate import Located, by_cid, is_cid_url, locate, not_in_this_home, parse_url
+from halodb.errors import BlockNotFoundError, InputError
 from halodb.scan.zarr_store import TreeStore
 from halodb.unixfs import UnixFSTree
 from halodb.util.times import TimeLike, format_time, to_time
@@ -98,13 +98,16 @@ def open_dataset(key_or_path: str, *, at: TimeLike | None = None, name: str | No
         located = locate_dataset(reg, key_or_path, at=at, name=name, version=version)
         data_cid, data_path, attrs = located.data_cid, located.data_path, located.attrs
     tree = UnixFSTree(reg.store if keep_blocks else reg.store.without_keeping(), data_cid)
-    if prefetch:
-        dataset_cid = tree.resolve(data_path)
-        if dataset_cid is not None:
-            reg.store.prefetch(dataset_cid, spread=1)
-    kwargs.setdefault("consolidated", _consolidated(tree, data_path))
-    zarr_store = TreeStore(tree, data_path, max_file_bytes=MAX_CHUNK_BYTES)
-    ds: xarray.Dataset = xarray.open_zarr(zarr_store, **kwargs)
+    try:
+        if prefetch:
+            dataset_cid = tree.resolve(data_path)
+            if dataset_cid is not None:
+                reg.store.prefetch(dataset_cid, spread=1)
+        kwargs.setdefault("consolidated", _consolidated(tree, data_path))
+        zarr_store = TreeStore(tree, data_path, max_file_bytes=MAX_CHUNK_BYTES)
+        ds: xarray.Dataset = xarray.open_zarr(zarr_store, **kwargs)
+    except BlockNotFoundError as exc:
+        raise not_in_this_home(exc, reg, 'store="https://GATEWAY/" or store="kubo+http://HOST:5001"') from None
     ds.attrs.update(attrs)
     return ds
 

@@ -32,13 +32,14 @@ from os import PathLike
 from halodb.blockstore.base import BlockStore
 from halodb.blockstore.car import CarSource, read_car, write_car
 from halodb.blockstore.memory import MemoryStore
-from halodb.errors import HaloDBError, ProofError
+from halodb.errors import CarError, HaloDBError, ProofError
 from halodb.index.history import load_commit
 from halodb.index.timeline import version_at
 from halodb.index.index import Index
 from halodb.index.model import Commit, TrustPolicy
 from halodb.index.prolly import NodeCache
 from halodb.ipld import CID, decode, make_block
+from halodb.util.oserrors import describe_os_error
 from halodb.util.times import format_time, parse_time
 
 __all__ = ["ProofAnswer", "write_proof", "verify_proof", "MAX_PROOF_BLOCKS"]
@@ -137,6 +138,10 @@ def verify_proof(source: CarSource, policy: TrustPolicy | None = None) -> ProofA
         signers = valid_signers(load_commit(store, head))
     except ProofError:
         raise
+    except CarError as exc:
+        if isinstance(exc.__cause__, OSError) and exc.offset == 0:  # the file not read at all
+            raise ProofError(f"{where}: {describe_os_error(exc.__cause__)}", source=str(where)) from None
+        raise ProofError(f"{where} does not prove its claim: {exc}", source=str(where)) from None
     except (HaloDBError, ValueError) as exc:
         raise ProofError(f"{where} does not prove its claim: {exc}", source=str(where)) from None
     if policy is not None and len(set(signers) & policy.keys) < policy.threshold:

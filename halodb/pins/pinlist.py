@@ -31,6 +31,7 @@ import yaml
 from halodb.campaign import load_yaml
 from halodb.errors import PinListError
 from halodb.pins.model import Pin
+from halodb.util.oserrors import describe_os_error
 
 __all__ = ["MAX_PINLIST_BYTES", "chains", "check_pinlist", "dump_pinlist", "load_pinlist"]
 
@@ -43,7 +44,7 @@ def load_pinlist(path: str | Path, *, allow_duplicate_names: bool = False) -> li
     try:
         size = os.stat(path).st_size
     except OSError as exc:
-        raise PinListError(f"{path}: {exc.strerror}", source=str(path)) from None
+        raise PinListError(f"{path}: {describe_os_error(exc)}", source=str(path)) from None
     if size > MAX_PINLIST_BYTES:
         raise PinListError(f"{path}: {size} bytes, more than a pin list may have ({MAX_PINLIST_BYTES})",
                            source=str(path))

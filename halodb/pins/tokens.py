@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from halodb.errors import InputError
+from halodb.util.oserrors import describe_os_error
 
 __all__ = ["MAX_TOKEN", "MIN_TOKEN", "SERVER_TOKEN", "SERVICE_TOKEN", "TokenSource", "read_token"]
 
@@ -63,7 +64,7 @@ def read_token(source: TokenSource, *, file: str | None = None, environ: Mapping
             with open(file, "rb") as f:
                 raw = f.read(MAX_TOKEN + 2)
         except OSError as exc:
-            raise InputError(f"cannot read the token file {file}: {exc.strerror or exc}", source=source.option) from None
+            raise InputError(f"cannot read the token file {file}: {describe_os_error(exc)}", source=source.option) from None
         try:
             given = raw.decode("utf-8").strip()
         except UnicodeDecodeError:
