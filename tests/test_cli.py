@@ -361,12 +361,19 @@ def test_add_names_the_file_of_a_keyless_item_and_rm_counts_a_key_once(tmp_path:
     assert r.code == 0 and f"warning: no STAC items found in {tmp_path / 'empty'}" in r.err, r.err
 
 
-def test_show_without_the_data_says_where_to_read_it_and_takes_a_commit_for_at(tmp_path: Path) -> None:
+def published_home(tmp_path: Path) -> Path:
+    """A home whose one version (the items of :func:`write_items`) is published as ``latest``;
+    the datasets' data is not in it."""
     home = tmp_path / "home"
     write_items(tmp_path / "items")
     for args in (["init"], ["add", str(tmp_path / "items")], ["commit", "-m", "first", "--time", "2024-08-12T10:00:00Z"],
                  ["publish", "latest"]):
         assert run_cli_in_process(home, *args).code == 0, args
+    return home
+
+
+def test_show_without_the_data_says_where_to_read_it_and_takes_a_commit_for_at(tmp_path: Path) -> None:
+    home = published_home(tmp_path)
     commit = run_cli_in_process(home, "log", "latest", "-n", "1").out.split()[0]
     for at in ("2024-09-01", commit):  # a date, or a commit CID of the name's history
         r = run_cli_in_process(home, "show", "halo/f1", "--at", at, "--name", "latest")
@@ -377,21 +384,14 @@ def test_open_dataset_without_the_data_says_where_to_read_it(tmp_path: Path) -> 
     import halodb
     from halodb.errors import BlockNotFoundError
 
-    home = tmp_path / "home"
-    write_items(tmp_path / "items")
-    for args in (["init"], ["add", str(tmp_path / "items")], ["commit", "-m", "first", "--time", "2024-08-12T10:00:00Z"],
-                 ["publish", "latest"]):
-        assert run_cli_in_process(home, *args).code == 0, args
+    home = published_home(tmp_path)
     with pytest.raises(BlockNotFoundError, match='not in this home; read it through a gateway or a Kubo node '
                                                  r'\(store="https://GATEWAY/" or store="kubo\+http://HOST:5001"\)'):
         halodb.open_dataset("halo/f1", name="latest", home=str(home))
 
 
 def test_a_file_that_is_not_there_is_named_the_same_way_by_every_command(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    write_items(tmp_path / "items")
-    for args in (["init"], ["add", str(tmp_path / "items")], ["commit", "-m", "first", "--time", "2024-08-12T10:00:00Z"]):
-        assert run_cli_in_process(home, *args).code == 0, args
+    home = published_home(tmp_path)
     gone = tmp_path / "gone"
     for args in (["add", str(gone / "x.json")], ["import-tree", str(gone / "h.jsonl")], ["import-tree", str(gone / "t.yaml")],
                  ["pins", "import", str(gone / "p.yaml")], ["verify", str(gone / "p.car")],
