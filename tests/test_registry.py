@@ -211,6 +211,16 @@ def test_unknown_name(registry: Any) -> None:
     assert info.value.name == "nope"
 
 
+@pytest.mark.parametrize("ref", ["bafyreinotacid", "bafyreinotacid@2024-09-01", "QmTooShort"])
+def test_a_mistyped_cid_is_said_to_be_neither_a_name_nor_a_cid(registry: Any, ref: str) -> None:
+    with pytest.raises(NameNotFoundError, match=r"unknown name '(bafyreinotacid|QmTooShort)'.*; and not a CID: ") as info:
+        registry.resolve(ref)
+    assert info.value.name == ref.partition("@")[0]
+    with pytest.raises(NameNotFoundError) as plain:  # a name that looks like none keeps the plain message
+        registry.resolve("nope@2024-09-01")
+    assert "not a CID" not in plain.value.message
+
+
 def test_car_round_trip_into_a_fresh_registry(registry: Any, tmp_path: Path) -> None:
     c1, c2, c3 = build_three_versions(registry)
     root, count = registry.export_car(str(c3), tmp_path / "out.car")

@@ -507,8 +507,11 @@ class Registry:
         else:
             parsed = parse_ref(text)
             tag = parsed.tag
-            base = parsed.cid if parsed.cid is not None else self.name_head(
-                text.rpartition("@")[0] if parsed.when or tag else text)
+            named = text.rpartition("@")[0] if parsed.when or tag else text
+            try:
+                base = parsed.cid if parsed.cid is not None else self.name_head(named)
+            except NameNotFoundError as exc:
+                raise _not_a_cid_either(exc, named) from None
             when = parsed.when
         if tag is not None:
             found_tag = self.tags(base).get(tag)
@@ -926,3 +929,15 @@ def open(  # noqa: A001 - the API mirrors builtins.open / zarr.open
 
 
 __all__ = ["LogEntry", "Registry", "Stage", "default_home", "open"]
+
+
+def _not_a_cid_either(exc: NameNotFoundError, named: str) -> NameNotFoundError:
+    """``exc`` (no name ``named``), saying why ``named`` is no CID either when it looks like
+    one (``bafy…``, ``Qm…``: a CID mistyped, cut short or copied with a character too many)."""
+    if not named.startswith(("baf", "Qm")):
+        return exc
+    try:
+        CID.parse(named)
+    except CIDError as why:
+        return NameNotFoundError(f"{exc.message}; and {why.message}", name=named)
+    return exc
