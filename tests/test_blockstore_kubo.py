@@ -125,6 +125,29 @@ def test_publish_pins_the_head_and_moves_the_pin(kubo: KuboNode, tmp_path: Path)
     reg2.close()
 
 
+def test_a_name_moves_onto_a_head_another_name_has_pinned_already(kubo: KuboNode, tmp_path: Path) -> None:
+    import halodb
+
+    from .conftest import cid_for, make_item
+
+    def pins() -> set[str]:
+        return set(kubo.ipfs("pin", "ls", "--type", "recursive", "--quiet").decode().split())
+
+    reg = halodb.open(tmp_path / "home", store=kubo.api, create=True)
+    reg.add([make_item("q1", cid_for("q1"))])
+    c1 = reg.commit("first", time="2024-08-12T00:00:00Z")
+    reg.publish("a")
+    reg.add([make_item("q2", cid_for("q2"))])
+    c2 = reg.commit("second", time="2024-08-13T00:00:00Z")
+    reg.publish("b")  # c2 pinned for b; c1 still pinned for a
+    assert {str(c1), str(c2)} <= pins()
+    reg.publish("a")  # a moves from c1 onto c2, which is pinned already (Kubo's pin/update refuses that)
+    assert reg.resolve("a") == c2 and str(c2) in pins() and str(c1) not in pins()
+    reg.publish("a")  # and again: nothing to move
+    assert reg.resolve("a") == c2
+    reg.close()
+
+
 def test_dag_export_bulk_read(kubo: KuboNode, tmp_path: Path) -> None:
     from halodb.blockstore import DirectoryStore
     from halodb.errors import CarError

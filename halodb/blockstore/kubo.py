@@ -165,7 +165,8 @@ class KuboStore(BlockStore):
             raise HTTPX.translate(exc, f"cannot reach {self.describe()} (dag/export): {exc}", store=self.url) from exc
 
     def pin(self, cid: CID, *, replaces: CID | None = None) -> None:
-        """Pin ``cid`` recursively; with ``replaces``, move that pin (``pin/update``, unpinning it).
+        """Pin ``cid`` recursively; with ``replaces``, move that pin (``pin/update``, unpinning it;
+        when ``cid`` is pinned already, ``replaces`` is only unpinned).
 
         Runs offline: every block must already be in the node, or the pin fails with an error
         naming what is missing instead of searching the network.
@@ -174,7 +175,14 @@ class KuboStore(BlockStore):
             r = self._rpc("pin/update", {"arg": [str(replaces), str(cid)], "unpin": "true", "offline": "true"})
             if r.status_code == 200:
                 return
-            raise self._fail("pin/update", r, cid)
+            if "already recursively pinned" not in r.text:
+                raise self._fail("pin/update", r, cid)
+            # ``cid`` is pinned already (another name's head, a follower's pin): only the old pin
+            # goes, as ``pin/update`` would have removed it
+            r = self._rpc("pin/rm", {"arg": str(replaces), "recursive": "true"})
+            if r.status_code != 200 and "not pinned" not in r.text:
+                raise self._fail("pin/rm", r, replaces)
+            return
         r = self._rpc("pin/add", {"arg": str(cid), "recursive": "true", "offline": "true"})
         if r.status_code != 200:
             raise self._fail("pin/add", r, cid)
