@@ -832,6 +832,22 @@ def test_open_store_unsupported(url: str, tmp_path: Path) -> None:
     assert "memory:" in str(info.value) and "car:" in str(info.value)
 
 
+@pytest.mark.parametrize(("url", "meant"), [("127.0.0.1:5001", "127.0.0.1:5001"), ("localhost:8080/", None),
+                                           ("/ip4/127.0.0.1/tcp/41209", "127.0.0.1:41209"),
+                                           ("/ip6/::1/tcp/5001", "[::1]:5001"), ("[::1]:5001", "[::1]:5001")])
+def test_a_network_address_given_as_a_store_is_refused_naming_the_url_meant(url: str, meant: str | None,
+                                                                         tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreURLError) as info:
+        open_store(url, tmp_path)
+    assert info.value.url == url and not any(tmp_path.iterdir())  # no folder made for it
+    if meant is not None:
+        assert f"a Kubo node's RPC API is kubo+http://{meant}, a gateway http://{meant}/" in info.value.message
+    (tmp_path / "127.0.0.1:5001").mkdir()  # an existing folder of that name is still a folder
+    open_store("127.0.0.1:5001", tmp_path).close()
+
+
 def test_all_is_explicit() -> None:
     assert sorted(blockstore_pkg.__all__) == [
         "Block",

@@ -75,6 +75,7 @@ def open_store(url: str | None, home: Path, *, lazy: bool = False) -> BlockStore
     m = _SCHEME.match(url)
     scheme = m.group(1).lower() if m else ""
     if not m or (len(scheme) == 1 and sys.platform == "win32"):  # a path, maybe C:\...
+        _refuse_an_address(url)
         return SqliteStore(Path(url).expanduser())
     if scheme == "memory" and url[len(scheme) + 1:] in ("", "//"):
         return MemoryStore()
@@ -109,6 +110,26 @@ def open_store(url: str | None, home: Path, *, lazy: bool = False) -> BlockStore
         if rest:
             return CarStore(Path(unquote(rest)).expanduser())
     raise _unsupported(url)
+
+
+#: ``HOST:PORT`` and the multiaddress Kubo prints for its API (``/ip4/127.0.0.1/tcp/5001``)
+_HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>[0-9]{1,5})/?$")
+_MULTIADDR = re.compile(r"^/(?:ip4|ip6|dns|dns4|dns6)/(?P<host>[^/]+)/tcp/(?P<port>[0-9]{1,5})(?:/http)?/?$")
+
+
+def _refuse_an_address(url: str) -> None:
+    """Refuse a store given as a path that is a network address (``127.0.0.1:5001``,
+    ``/ip4/127.0.0.1/tcp/5001``) and no existing folder: it would silently become an empty
+    block store folder of that name. The error says which URL was meant."""
+    found = _HOST_PORT.match(url) or _MULTIADDR.match(url)
+    if found is None or Path(url).expanduser().exists():
+        return
+    host = found["host"]
+    host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    where = f"{host}:{found['port']}"
+    raise StoreURLError(f"block store {url!r} is a network address, not a folder: a Kubo node's RPC API is "
+                        f"kubo+http://{where}, a gateway http://{where}/ (a folder of that name: ./{url.lstrip('/')})",
+                        url=url)
 
 
 def _check_http_url(url: str, original: str) -> None:
