@@ -102,6 +102,8 @@ def test_ipns_through_a_gateway_verifies_every_record(kubo_offline: Any, tmp_pat
     client = halodb.open(tmp_path / "client", store=kubo_offline.gateway, create=True)
     found = client.names.resolve(f"ipns://{ipns_name}")
     assert found.cid == c1 and found.ttl == 300
+    explained = client.names.explain(f"ipns://{ipns_name}")  # what `halodb resolve` prints
+    assert explained["cid"] == str(c1) and explained["ttl"] == 300, explained
     assert client.sync(f"ipns://{ipns_name}").changes == 4
     with pytest.raises(NameNotFoundError, match="key names need the Kubo node"):
         client.resolve("ipns://via-gateway")

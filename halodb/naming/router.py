@@ -156,7 +156,8 @@ class NameRouter(NameStore):
         kind = self.kind(ref)
         if kind != "dnslink":
             found = (self.local if kind == "local" else self.ipns).resolve(ref.name)
-            return {"name": ref.name, "cid": str(found.cid), "ttl": None, "chain": [ref.name], "source": found.source}
+            return {"name": ref.name, "cid": str(found.cid), "ttl": found.ttl, "chain": [ref.name],
+                    "source": found.source}
         from halodb.naming.dnslink import DNSLinkResolver
 
         resolver = DNSLinkResolver(dns, ipns=self.dnslink.resolver.ipns) if dns is not None else self.dnslink.resolver
