@@ -24,7 +24,7 @@ import halodb
 from halodb.blockstore import BlockStore
 from halodb.blockstore.sqlite import DB_NAME
 from halodb.data.fs import HaloDBFileSystem
-from halodb.errors import NameNotFoundError, UnknownKeyError, VerificationError
+from halodb.errors import DatasetError, NameNotFoundError, UnknownKeyError, VerificationError
 from halodb.ipld import CID
 from halodb.testing.blockstore import damage_row
 from halodb.unixfs.build import put_directory, put_file
@@ -102,6 +102,9 @@ def test_by_key_by_url_and_by_commit(campaign: Campaign) -> None:
     for ds in (by_key, by_url, by_commit, by_cid):
         assert float(ds.ta[0]) == 280.0
     assert by_cid.attrs["halodb:data_cid"] == campaign.cids[0][PATHS["v2"]] and "halodb:commit" not in by_cid.attrs
+    nowhere = f"ipfs://{campaign.cids[0][PATHS['v2']]}/nope"  # a path with no Zarr store: HaloDB's error, not zarr's
+    with pytest.raises(DatasetError, match=rf"^{nowhere}: no Zarr group metadata \(zarr.json, .zgroup\)$"):
+        halodb.open_dataset(nowhere, home=home)
 
 
 def test_xarray_opens_halodb_urls_without_an_import(campaign: Campaign) -> None:

@@ -159,6 +159,17 @@ def _variable(name: str, array: Any, fmt: int) -> Variable:
     return Variable(name, tuple(int(s) for s in array.shape), dtype, tuple(dims), attrs, fill, array)
 
 
+def zarr_failure(exc: BaseException, path: str, shown: str | None = None) -> DatasetError:
+    """What zarr raised opening the store at ``path`` (``shown``: how the user named it), as
+    the :class:`DatasetError` HaloDB raises: no group there, or metadata that cannot be read."""
+    where = shown or path.strip("/") or "/"
+    if isinstance(exc, GroupNotFoundError):
+        detail = "no Zarr group metadata (zarr.json, .zgroup)"
+    else:
+        detail = f"Zarr metadata cannot be read: {type(exc).__name__}: {exc}"
+    return ZARR.translate(exc, f"{where}: {detail}", path=path, file=None, attribute=None, detail=detail)
+
+
 def open_zarr(tree: Tree, path: str, *, max_file_bytes: int | None = None) -> ZarrDataset:
     """Open the Zarr store at ``path``: root attributes and every array of the root group."""
     store = TreeStore(tree, path) if max_file_bytes is None else TreeStore(tree, path, max_file_bytes=max_file_bytes)
@@ -172,11 +183,7 @@ def open_zarr(tree: Tree, path: str, *, max_file_bytes: int | None = None) -> Za
     except HaloDBError:
         raise
     except ZARR.caught as exc:  # zarr's metadata parsing raises ValueError, TypeError, KeyError, ...
-        if isinstance(exc, GroupNotFoundError):
-            detail = "no Zarr group metadata (zarr.json, .zgroup)"
-        else:
-            detail = f"Zarr metadata cannot be read: {type(exc).__name__}: {exc}"
-        raise ZARR.translate(exc, f"{where}: {detail}", path=path, file=None, attribute=None, detail=detail) from None
+        raise zarr_failure(exc, path) from None
     variables: dict[str, Variable] = {}
     groups: list[str] = []
     for name, member in sorted(members.items()):
