@@ -308,3 +308,18 @@ def test_prefetch_brings_the_whole_dataset_in_one_car(kubo: Any, tmp_path: Path)
         assert reg.store.remote.requests == requests  # type: ignore[attr-defined]  # all from the cache
     finally:
         reg.close()
+
+
+@pytest.mark.parametrize(("url", "hint"), [
+    ("halodb://ipns://k51qzi5uqu5dl/products/x.zarr", "an IPNS name goes in as halodb://ipns:K51…/KEY_OR_PATH"),
+    ("halodb://dnslink://campaign.org/x.zarr", "an IPNS name goes in as halodb://ipns:K51…/KEY_OR_PATH"),
+    ("halodb://latest@/x.zarr", None),
+])
+def test_a_malformed_halodb_url_says_how_it_is_written(url: str, hint: str | None) -> None:
+    from halodb.data.locate import parse_url
+    from halodb.errors import InputError
+
+    with pytest.raises(InputError, match=r"expected halodb://NAME\[@DATE-TIME\|@COMMIT\]/KEY_OR_PATH") as info:
+        parse_url(url)
+    assert (hint in info.value.message) if hint is not None else ("IPNS" not in info.value.message)
+    assert parse_url("halodb://ipns:k51qzi5uqu5dl@2024-09-01/products/x.zarr").ref == "ipns://k51qzi5uqu5dl@2024-09-01"

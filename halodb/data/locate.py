@@ -60,7 +60,9 @@ def parse_url(url: str) -> Target:
     authority, _, path = rest.lstrip("/").partition("/")
     name, sep, at = authority.partition("@")
     if not name or (sep and not at) or name in ("ipns:", "dnslink:"):
-        raise InputError(f"{url!r}: expected halodb://NAME[@DATE-TIME|@COMMIT]/KEY_OR_PATH", source=url)
+        hint = " (an IPNS name goes in as halodb://ipns:K51…/KEY_OR_PATH, a DNSLink name as it is)" if name in (
+            "ipns:", "dnslink:") else ""
+        raise InputError(f"{url!r}: expected halodb://NAME[@DATE-TIME|@COMMIT]/KEY_OR_PATH{hint}", source=url)
     if name.startswith("ipns:"):  # an IPNS name in the URL's authority: ipns:KEY (no slashes there)
         name = "ipns://" + name[len("ipns:"):]
     return Target(name, at or None, path.strip("/"))
