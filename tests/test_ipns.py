@@ -6,6 +6,8 @@ own datastore, which is where a node without routing publishes and resolves them
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,12 @@ def test_sync_an_ipns_name_into_the_cache(kubo_offline: Any, tmp_path: Path) -> 
     r = run_cli(tmp_path / "client", "--store", kubo_offline.api, "resolve", "ipns://campaign", "--json")
     assert r.code == 0, r.err
     assert str(c1) in r.out
+    # publishing with a key name prints the IPNS name readers resolve (ipns://k51…)
+    k51 = IPNSNames(kubo_offline.api).ipns_name("campaign")
+    r = run_cli(tmp_path / "client", "--store", kubo_offline.api, "publish", "ipns://campaign", "--cid", str(c1))
+    assert r.code == 0 and r.out.strip() == f"ipns://campaign -> {c1}  (readers resolve ipns://{k51})", r.out + r.err
+    r = run_cli(tmp_path / "client", "--store", kubo_offline.api, "publish", "ipns://campaign", "--cid", str(c1), "--json")
+    assert r.code == 0 and json.loads(r.out) == {"name": "ipns://campaign", "cid": str(c1), "ipns": f"ipns://{k51}"}
 
 
 def test_unknown_keys_and_missing_node_are_clear_errors(kubo_offline: Any, tmp_path: Path) -> None:

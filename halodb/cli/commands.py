@@ -212,10 +212,13 @@ def publish(ctx: Context, name: str, target: str | None, force: bool, as_json: b
                    f"discarding {lost}", err=True)
 
     res = ctx.registry().publish(name, target, force=force, on_rewind=discarded)
+    # an IPNS key name (ipns://campaign) is the publisher's; readers need the key's IPNS name (ipns://k51…)
+    key = res.source.split(" ", 1)[0][len("ipns:"):] if res.source.startswith("ipns:") else None
+    readers = f"ipns://{key}" if key and f"ipns://{key}" != name else None
     if as_json:
-        emit_json({"name": name, "cid": str(res.cid)})
+        emit_json({"name": name, "cid": str(res.cid), **({"ipns": readers} if readers else {})})
     else:
-        click.echo(f"{name} -> {res.cid}")
+        click.echo(f"{name} -> {res.cid}" + (f"  (readers resolve {readers})" if readers else ""))
 
 
 @cli.command()
