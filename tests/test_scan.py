@@ -425,3 +425,22 @@ def test_a_scan_cache_entry_of_the_wrong_shape_is_a_miss(tmp_path: Path, body: d
     path = cache._file(cid)
     path.write_text(json.dumps({**json.loads(path.read_text()), **body}))
     assert cache.get(cid, max_coordinate_bytes=1) is None
+
+
+def test_a_zarr_named_folder_without_its_metadata_is_pointed_out() -> None:
+    """`ipfs add -r` without -H leaves a Zarr v2 store's dotfiles out: the scan finds no
+    dataset there, and says why it probably is so."""
+    from halodb.blockstore import MemoryStore
+    from halodb.unixfs.build import put_directory, put_file
+
+    store = MemoryStore()
+    array = put_directory(store, {"0.0": put_file(store, b"\x00" * 64)})  # chunks, no .zarray
+    bare = put_directory(store, {"ta": array})  # no .zgroup, .zattrs
+    root = put_directory(store, {"products": put_directory(store, {"HALO": put_directory(store, {"ta.zarr": bare})}),
+                                 "notes": put_directory(store, {"plain": array})})
+    report = scan(store, str(root))
+    assert not report.datasets and report.skipped.zarr_named == ["products/HALO/ta.zarr"]
+    assert report.to_dict()["skipped"]["zarr_named"] == ["products/HALO/ta.zarr"]
+    note = [line for line in report.lines() if line.startswith("note: ")]
+    assert note == ["note: products/HALO/ta.zarr named like a Zarr store but without Zarr metadata: a Zarr v2 store "
+                    "added with `ipfs add -r` needs -H (--hidden), or its .zgroup, .zattrs and .zarray are left out"]

@@ -105,6 +105,9 @@ class Skipped:
     files: int = 0
     folders: int = 0
     examples: list[str] = field(default_factory=list)
+    #: folders named ``*.zarr`` that hold no dataset (no Zarr metadata: ``ipfs add -r`` without
+    #: ``-H`` leaves out a Zarr v2 store's ``.zgroup``, ``.zattrs``, ``.zarray``)
+    zarr_named: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -155,7 +158,7 @@ class ScanReport:
             "summary": self.summary(), "walk_error": self.walk_error,
             "removed": self.removed, "moved": self.moved, "not_removed": self.not_removed,
             "skipped": {"files": self.skipped.files, "folders": self.skipped.folders,
-                        "examples": self.skipped.examples},
+                        "examples": self.skipped.examples, "zarr_named": self.skipped.zarr_named},
             "datasets": [d.to_dict() for d in self.datasets],
         }
 
@@ -171,6 +174,10 @@ class ScanReport:
                        f"({s['unchanged']} unchanged)")
         out.append(f"skipped: {self.skipped.files} file(s) and {self.skipped.folders} folder(s) holding no dataset"
                    + (f", e.g. {', '.join(self.skipped.examples[:5])}" if self.skipped.examples else ""))
+        if self.skipped.zarr_named:
+            out.append(f"note: {', '.join(self.skipped.zarr_named[:3])}{' …' if len(self.skipped.zarr_named) > 3 else ''}"
+                       " named like a Zarr store but without Zarr metadata: a Zarr v2 store added with `ipfs add -r`"
+                       " needs -H (--hidden), or its .zgroup, .zattrs and .zarray are left out")
         if self.walk_error:
             out.append(f"walk stopped: {self.walk_error} (nothing was removed)")
         for d in self.failed:
@@ -324,7 +331,9 @@ def _skipped(walk: _Walk, prefix: str) -> Skipped:
         holding.update("/".join(parts[:i]) for i in range(1, len(parts)))
     empty = [f for f in walk.folders if f not in holding]
     examples = sorted(walk.files + [f + "/" for f in empty])[:MAX_EXAMPLES]
-    return Skipped(len(walk.files), len(empty), [_join(prefix, p) for p in examples])
+    zarr_named = sorted(f for f in empty if f.rpartition("/")[2].lower().endswith(".zarr"))[:MAX_EXAMPLES]
+    return Skipped(len(walk.files), len(empty), [_join(prefix, p) for p in examples],
+                   [_join(prefix, p) for p in zarr_named])
 
 
 def _join(prefix: str, path: str) -> str:
