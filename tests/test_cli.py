@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -388,6 +389,28 @@ def test_open_dataset_without_the_data_says_where_to_read_it(tmp_path: Path) -> 
     with pytest.raises(BlockNotFoundError, match='not in this home; read it through a gateway or a Kubo node '
                                                  r'\(store="https://GATEWAY/" or store="kubo\+http://HOST:5001"\)'):
         halodb.open_dataset("halo/f1", name="latest", home=str(home))
+
+
+def test_an_open_that_fails_leaves_nothing_of_the_home_open(tmp_path: Path) -> None:
+    import halodb
+    from halodb.errors import BlockNotFoundError, UnknownKeyError
+
+    home = published_home(tmp_path)
+
+    def open_in_home() -> set[str]:  # this process's open files inside the home
+        found = set()
+        for fd in Path("/proc/self/fd").iterdir():
+            with contextlib.suppress(OSError):  # (a descriptor closed meanwhile)
+                target = os.readlink(fd)
+                if target.startswith(str(home)):
+                    found.add(target)
+        return found
+
+    before = open_in_home()  # (the CLI calls above ran in this process: what they left is not counted)
+    for key, error in (("halo/nothing", UnknownKeyError), ("halo/f1", BlockNotFoundError)):
+        with pytest.raises(error):
+            halodb.open_dataset(key, name="latest", home=str(home))
+        assert open_in_home() <= before, key
 
 
 def test_a_file_that_is_not_there_is_named_the_same_way_by_every_command(tmp_path: Path) -> None:

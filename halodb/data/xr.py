@@ -94,6 +94,19 @@ def open_dataset(key_or_path: str, *, at: TimeLike | None = None, name: str | No
         raise InputError("prefetch brings the whole dataset into the block cache: not with keep_blocks=False",
                          source="prefetch")
     reg = registry or halodb.open(home, store=store)
+    try:
+        return _open(reg, key_or_path, at=at, name=name, version=version, prefetch=prefetch, keep_blocks=keep_blocks,
+                     kwargs=kwargs)
+    except BaseException:
+        if registry is None:  # (a registry opened here for a dataset that cannot be opened: closed again)
+            reg.close()
+        raise
+
+
+def _open(reg: Registry, key_or_path: str, *, at: TimeLike | None, name: str | None, version: str | None,
+          prefetch: bool, keep_blocks: bool, kwargs: dict[str, Any]) -> xarray.Dataset:
+    import xarray
+
     if is_cid_url(key_or_path):  # a dataset by its CID: no index, no version
         data_cid, data_path = by_cid(key_or_path, versioned=(at, name, version) != (None, None, None))
         attrs = {"halodb:data_cid": data_cid}
