@@ -10,12 +10,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-import zarr.errors
-
 from halodb.api import Registry
 from halodb.data.locate import Located, by_cid, is_cid_url, locate, not_in_this_home, parse_url
 from halodb.errors import BlockNotFoundError, InputError
-from halodb.scan.zarr_meta import zarr_failure
+from halodb.scan.zarr_meta import is_zarr_error, zarr_failure
 from halodb.scan.zarr_store import TreeStore
 from halodb.unixfs import UnixFSTree
 from halodb.util.times import TimeLike, format_time, to_time
@@ -124,8 +122,10 @@ def _open(reg: Registry, key_or_path: str, *, at: TimeLike | None, name: str | N
         ds: xarray.Dataset = xarray.open_zarr(zarr_store, **kwargs)
     except BlockNotFoundError as exc:
         raise not_in_this_home(exc, reg, 'store="https://GATEWAY/" or store="kubo+http://HOST:5001"') from None
-    except zarr.errors.BaseZarrError as exc:  # no Zarr store there (an ipfs:// path, a dataset that is no Zarr)
-        raise zarr_failure(exc, data_path, key_or_path) from None
+    except Exception as exc:
+        if not is_zarr_error(exc):
+            raise
+        raise zarr_failure(exc, data_path, key_or_path) from None  # no Zarr store there (an ipfs:// path)
     ds.attrs.update(attrs)
     return ds
 

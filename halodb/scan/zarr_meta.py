@@ -159,6 +159,12 @@ def _variable(name: str, array: Any, fmt: int) -> Variable:
     return Variable(name, tuple(int(s) for s in array.shape), dtype, tuple(dims), attrs, fill, array)
 
 
+def is_zarr_error(exc: BaseException) -> bool:
+    """Whether zarr itself raised ``exc`` (a group or array not there, metadata that does not
+    validate), as opposed to what its callers let through."""
+    return isinstance(exc, zarr.errors.BaseZarrError)
+
+
 def zarr_failure(exc: BaseException, path: str, shown: str | None = None) -> DatasetError:
     """What zarr raised opening the store at ``path`` (``shown``: how the user named it), as
     the :class:`DatasetError` HaloDB raises: no group there, or metadata that cannot be read."""
