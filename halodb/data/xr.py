@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -97,7 +98,8 @@ def open_dataset(key_or_path: str, *, at: TimeLike | None = None, name: str | No
                      kwargs=kwargs)
     except BaseException:
         if registry is None:  # (a registry opened here for a dataset that cannot be opened: closed again)
-            reg.close()
+            with contextlib.suppress(Exception):  # (the failure to open is the answer, not one in closing)
+                reg.close()
         raise
 
 
